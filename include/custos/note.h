@@ -57,6 +57,16 @@ enum custos_err custos_note_sign(char *out, size_t outcap, size_t *outlen, const
 enum custos_err custos_note_open(const char *note, size_t len, const struct custos_note_verifier *v,
                                  size_t *text_len);
 
+/*
+ * Check a signed note's shape without verifying any signature (caps, UTF-8,
+ * the text/signature split, every signature line well formed) and set
+ * *text_len to the length of its text.  For reading notes signed by keys the
+ * caller does not hold (e.g. to parse a checkpoint before choosing its
+ * verifier); the text MUST NOT be trusted until custos_note_open succeeds.
+ * CUSTOS_ERR_INVALID when malformed, CUSTOS_ERR_TOOBIG over CUSTOS_NOTE_MAX.
+ */
+enum custos_err custos_note_text_len(const char *note, size_t len, size_t *text_len);
+
 /* tlog-checkpoint v1.0.0 body: origin line, decimal size, base64 root, each ending in '\n'. */
 struct custos_checkpoint {
     char origin[CUSTOS_NOTE_NAME_MAX + 1];

@@ -1,2 +1,87 @@
+/*
+ * main.c - the custos binary: subcommand table and dispatch.
+ */
 #include <stdio.h>
-int main(void) { puts("custos"); return 0; }
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+
+#include "custos/banned.h"
+
+static const struct cli_cmd commands[] = {
+    {"init", cmd_init, "create a new vault in a data directory"},
+    {"serve", cmd_serve, "serve the HTTP API"},
+    {"import", cmd_import, "bulk-load subjects from a JSON-lines file"},
+    {"principal", cmd_principal, "add or disable principals (add, disable)"},
+    {"token", cmd_token, "issue or revoke tokens (issue, revoke)"},
+    {"keys", cmd_keys, "master key management (rotate)"},
+    {"ledger", cmd_ledger, "the access ledger (verify, export, key, witness)"},
+};
+
+static void usage(FILE *f)
+{
+    size_t i;
+
+    fprintf(f, "usage: custos <command> [options]\n\ncommands:\n");
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'custos <command> --help' describes a command; docs/cli.md has them all.\n");
+}
+
+int cli_fail(enum custos_err rc)
+{
+    fprintf(stderr, "custos: %s\n", custos_err_msg(rc));
+    return 1;
+}
+
+int cli_usage(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "custos: %s (see 'custos %s --help')\n", msg, cmd);
+    return EXIT_USAGE;
+}
+
+int cli_wants_help(int argc, char **argv)
+{
+    int i;
+
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+enum custos_err cli_open(const char *dir, struct custos_vault **v)
+{
+    struct custos_vault_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    return custos_vault_open(&o, v);
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    umask(077); /* everything custos creates is for its owner only */
+    if (sodium_init() < 0) {
+        fprintf(stderr, "custos: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("custos 0.1.0\n");
+        return 0;
+    }
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "custos: unknown command '%.40s' (see 'custos --help')\n", argv[1]);
+    return EXIT_USAGE;
+}

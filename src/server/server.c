@@ -1,1 +1,486 @@
-int custos_server_placeholder_(void); int custos_server_placeholder_(void) { return 0; }
+/*
+ * server.c - libmicrohttpd daemon, request lifecycle, responses.
+ *
+ * Lifecycle of a request: first callback allocates a struct req; upload
+ * callbacks append the body up to CUSTOS_BODY_MAX (the rest is discarded
+ * and the request answered 413); the final callback routes it,
+ * authenticates when the route needs it (the core audits failures), checks
+ * query parameters, runs the handler and queues its response.
+ *
+ * Logging: one line per server event to stderr, never a header, a body, a
+ * token or a personal value.
+ *
+ * Must never: send a personal value on an error path, send a response
+ * before the core returned (the core makes the audit event durable first),
+ * listen on a non-loopback address without TLS unless told --insecure.
+ */
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "custos/ledger.h"
+
+#include "custos/banned.h"
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+static void set_resp(struct req *r, int status, char *body, size_t len, const char *type)
+{
+    free(r->resp);
+    r->status = status;
+    r->resp = body;
+    r->resp_len = len;
+    r->resp_type = type;
+}
+
+void custos_reply_json(struct req *r, int status, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+    json_decref(body);
+    if (!s) {
+        custos_reply_error_msg(r, 500, "internal", "out of memory");
+        return;
+    }
+    set_resp(r, status, s, strlen(s), "application/json");
+}
+
+void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg)
+{
+    json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+    json_decref(j);
+    if (!s) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+
+        s = malloc(sizeof(oom));
+        if (s)
+            memcpy(s, oom, sizeof(oom));
+    }
+    set_resp(r, status, s, s ? strlen(s) : 0, "application/json");
+}
+
+void custos_reply_error(struct req *r, enum custos_err rc)
+{
+    custos_reply_error_msg(r, custos_err_http_status(rc), custos_err_api_code(rc), custos_err_msg(rc));
+}
+
+void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type)
+{
+    char *s = malloc(len + 1);
+
+    if (!s) {
+        custos_reply_error_msg(r, 500, "internal", "out of memory");
+        return;
+    }
+    memcpy(s, text, len);
+    s[len] = '\0';
+    set_resp(r, status, s, len, type);
+}
+
+const char *custos_req_query(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- query checking ------------------------------------------------------------------------ */
+
+struct qcheck {
+    const char *const *allowed;
+    const char *bad;
+    const char *seen[8];
+    size_t nseen;
+    int dup, too_many;
+};
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct qcheck *q = cls;
+    const char *const *a;
+    size_t i;
+
+    (void)kind;
+    if (value && strlen(value) > 512) {
+        q->bad = key;
+        return MHD_NO;
+    }
+    for (a = q->allowed; a && *a; a++)
+        if (strcmp(*a, key) == 0)
+            break;
+    if (!a || !*a) {
+        q->bad = key;
+        return MHD_NO;
+    }
+    for (i = 0; i < q->nseen; i++)
+        if (strcmp(q->seen[i], key) == 0) {
+            q->dup = 1;
+            return MHD_NO;
+        }
+    if (q->nseen == sizeof(q->seen) / sizeof(q->seen[0])) {
+        q->too_many = 1;
+        return MHD_NO;
+    }
+    q->seen[q->nseen++] = *a;
+    return MHD_YES;
+}
+
+/* 0 when the query string only holds allowed, unique, bounded parameters. */
+static int query_ok(struct req *r, char *msg, size_t cap)
+{
+    struct qcheck q;
+
+    memset(&q, 0, sizeof(q));
+    q.allowed = r->route->query;
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
+    if (q.bad && r->route->query) {
+        const char *const *a;
+
+        for (a = r->route->query; *a; a++)
+            if (strcmp(*a, q.bad) == 0) {
+                snprintf(msg, cap, "query parameter '%s' is longer than 512 bytes", q.bad);
+                return -1;
+            }
+    }
+    if (q.bad) {
+        snprintf(msg, cap, "unknown query parameter '%.40s'", q.bad);
+        return -1;
+    }
+    if (q.dup) {
+        snprintf(msg, cap, "a query parameter is repeated");
+        return -1;
+    }
+    if (q.too_many) {
+        snprintf(msg, cap, "too many query parameters");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- request lifecycle --------------------------------------------------------------------- */
+
+struct daemon_ctx {
+    struct custos_vault *vault;
+};
+
+static void client_address(struct MHD_Connection *c, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    snprintf(out, cap, "-");
+    if (!sa)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+static void dispatch(struct req *r)
+{
+    int known = 0;
+    char msg[160];
+    enum custos_err rc;
+
+    r->route = custos_route_match(r->method, r->url, r->params, &known);
+    if (!r->route) {
+        if (known)
+            custos_reply_error_msg(r, 405, "method_not_allowed", "method not allowed on this resource");
+        else
+            custos_reply_error_msg(r, 404, "not_found", "no such route");
+        return;
+    }
+    if (r->route->auth == ROUTE_AUTH) {
+        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *tok = NULL;
+
+        if (h && strncmp(h, "Bearer ", 7) == 0)
+            tok = h + 7;
+        else if (h)
+            tok = ""; /* another scheme: a failed authentication all the same */
+        rc = custos_authenticate(r->vault, tok, r->source, &r->caller);
+        if (rc) {
+            custos_reply_error(r, rc);
+            return;
+        }
+    } else {
+        memset(&r->caller, 0, sizeof(r->caller));
+        snprintf(r->caller.source, sizeof(r->caller.source), "%s", r->source);
+        snprintf(r->caller.principal, sizeof(r->caller.principal), "-");
+    }
+    if (r->body_too_big) {
+        custos_err_set(CUSTOS_ERR_TOOBIG, "request body exceeds %d bytes", CUSTOS_BODY_MAX);
+        rc = r->route->action ? custos_audit_reject(r->vault, &r->caller, r->route->action, CUSTOS_ERR_TOOBIG)
+                              : CUSTOS_ERR_TOOBIG;
+        custos_reply_error(r, rc);
+        return;
+    }
+    if (query_ok(r, msg, sizeof(msg))) {
+        custos_err_set(CUSTOS_ERR_INVALID, "%s", msg);
+        rc = r->route->action ? custos_audit_reject(r->vault, &r->caller, r->route->action, CUSTOS_ERR_INVALID)
+                              : CUSTOS_ERR_INVALID;
+        custos_reply_error(r, rc);
+        return;
+    }
+    r->route->fn(r);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (!r->resp)
+        custos_reply_error_msg(r, 500, "internal", "no response");
+    resp = MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"", MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    r->resp = NULL; /* owned by MHD now */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type ? r->resp_type : "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    ret = MHD_queue_response(c, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct daemon_ctx *d = cls;
+    struct req *r = *con_cls;
+
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->vault = d->vault;
+        r->conn = c;
+        r->method = method;
+        r->url = url;
+        client_address(c, r->source, sizeof(r->source));
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!r->body_too_big && r->body_len + *upload_size <= CUSTOS_BODY_MAX) {
+            char *nb = realloc(r->body, r->body_len + *upload_size + 1);
+
+            if (!nb)
+                return MHD_NO;
+            r->body = nb;
+            memcpy(r->body + r->body_len, upload, *upload_size);
+            r->body_len += *upload_size;
+            r->body[r->body_len] = '\0';
+        } else
+            r->body_too_big = 1;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    custos_err_clear();
+    dispatch(r);
+    return queue(c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    struct req *r = *con_cls;
+
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (!r)
+        return;
+    if (r->body) {
+        sodium_memzero(r->body, r->body_len);
+        free(r->body);
+    }
+    free(r->resp);
+    sodium_memzero(&r->caller, sizeof(r->caller));
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ---- listening ----------------------------------------------------------------------------- */
+
+enum custos_err custos_parse_listen(const char *s, void *ss_out, unsigned *len, int *loopback)
+{
+    struct sockaddr_storage *ss = ss_out;
+    char host[128];
+    const char *colon, *ps;
+    char *end;
+    long port;
+    size_t hl;
+
+    memset(ss, 0, sizeof(*ss));
+    if (!s || !*s)
+        return custos_err_set(CUSTOS_ERR_INVALID, "listen address is empty");
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+
+        if (!rb || rb[1] != ':')
+            return custos_err_set(CUSTOS_ERR_INVALID, "listen address must be HOST:PORT or [IPV6]:PORT");
+        hl = (size_t)(rb - s - 1);
+        ps = rb + 2;
+        if (hl >= sizeof(host))
+            return custos_err_set(CUSTOS_ERR_INVALID, "listen host is too long");
+        memcpy(host, s + 1, hl);
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return custos_err_set(CUSTOS_ERR_INVALID, "listen address must be HOST:PORT");
+        hl = (size_t)(colon - s);
+        ps = colon + 1;
+        if (hl >= sizeof(host))
+            return custos_err_set(CUSTOS_ERR_INVALID, "listen host is too long");
+        memcpy(host, s, hl);
+    }
+    host[hl] = '\0';
+    errno = 0;
+    port = strtol(ps, &end, 10);
+    if (errno || *end || end == ps || port < 0 || port > 65535)
+        return custos_err_set(CUSTOS_ERR_INVALID, "listen port must be 0..65535");
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)ss_out;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss_out;
+
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+            a4->sin_family = AF_INET;
+            a4->sin_port = htons((uint16_t)port);
+            *len = sizeof(*a4);
+            *loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+        } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+            a6->sin6_family = AF_INET6;
+            a6->sin6_port = htons((uint16_t)port);
+            *len = sizeof(*a6);
+            *loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+        } else
+            return custos_err_set(CUSTOS_ERR_INVALID, "listen host must be a numeric IP address or localhost");
+    }
+    return CUSTOS_OK;
+}
+
+static void log_line(const char *what, const char *arg)
+{
+    char when[32];
+
+    custos_time_format(when, (int64_t)time(NULL) * 1000);
+    fprintf(stderr, "%s custos: %s%s\n", when, what, arg);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    buf[strcspn(buf, "\n")] = '\0';
+    log_line("http: ", buf);
+}
+
+enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
+                                  volatile sig_atomic_t *stop)
+{
+    struct sockaddr_storage ss;
+    unsigned sslen = 0;
+    int loopback = 0;
+    struct daemon_ctx d = {v};
+    struct MHD_Daemon *mhd;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    char *cert = NULL, *key = NULL, where[160];
+    const union MHD_DaemonInfo *info;
+    enum custos_err rc = CUSTOS_OK;
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    int tls = o->tls_cert || o->tls_key;
+
+    if ((rc = custos_parse_listen(o->listen ? o->listen : "127.0.0.1:8420", &ss, &sslen, &loopback)))
+        return rc;
+    if (!tls && !loopback && !o->insecure)
+        return custos_err_set(CUSTOS_ERR_INVALID,
+                              "refusing to serve plain HTTP on a non-loopback address: give --tls-cert and "
+                              "--tls-key, or --insecure");
+    if (tls) {
+        FILE *f;
+        long n;
+
+        if (!o->tls_cert || !o->tls_key)
+            return custos_err_set(CUSTOS_ERR_INVALID, "TLS needs both --tls-cert and --tls-key");
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+            return custos_err_set(CUSTOS_ERR_INVALID, "this libmicrohttpd has no TLS support");
+        for (int i = 0; i < 2; i++) {
+            const char *path = i ? o->tls_key : o->tls_cert;
+            char **dst = i ? &key : &cert;
+
+            f = fopen(path, "rb");
+            if (!f) {
+                rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+                goto done;
+            }
+            fseek(f, 0, SEEK_END);
+            n = ftell(f);
+            rewind(f);
+            if (n <= 0 || n > 1 << 20 || !(*dst = calloc(1, (size_t)n + 1)) ||
+                fread(*dst, 1, (size_t)n, f) != (size_t)n) {
+                fclose(f);
+                rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s", path);
+                goto done;
+            }
+            fclose(f);
+        }
+        flags |= MHD_USE_TLS;
+    }
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, &d, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 1024u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+    if (!mhd) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot listen on %s (address in use?)",
+                            o->listen ? o->listen : "127.0.0.1:8420");
+        goto done;
+    }
+    info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
+    snprintf(where, sizeof(where), "%s port %u%s", ss.ss_family == AF_INET6 ? "ipv6" : "ipv4",
+             info ? (unsigned)info->port : 0u, tls ? " (tls)" : "");
+    log_line("listening on ", where);
+    if (o->port_file && info) {
+        FILE *pf = fopen(o->port_file, "w");
+
+        if (pf) {
+            fprintf(pf, "%u\n", (unsigned)info->port);
+            fclose(pf);
+        }
+    }
+    while (!*stop) {
+        nanosleep(&ts, NULL);
+        custos_vault_tick(v);
+    }
+    log_line("stopping", "");
+    MHD_stop_daemon(mhd);
+done:
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    free(cert);
+    return rc;
+}

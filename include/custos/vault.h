@@ -1,0 +1,194 @@
+/*
+ * vault.h - the public interface of the custos core.
+ *
+ * The server and the CLI use the core only through this header (and
+ * err.h / ledger.h / note.h / merkle.h).  Every operation here:
+ *   - takes the caller (who, from where, with which token),
+ *   - enforces policy (role, operation, purpose, fields),
+ *   - produces exactly one audit event in the ledger, allowed or denied,
+ *     and fails with CUSTOS_ERR_UNAVAILABLE when that event cannot be made
+ *     durable (no audit, no access),
+ *   - returns enum custos_err with a one-line detail (custos_err_msg).
+ * Request bodies are passed as raw bytes: the core parses and validates.
+ * Outputs that are JSON are returned as new jansson references.
+ */
+#ifndef CUSTOS_VAULT_H
+#define CUSTOS_VAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "custos/err.h"
+
+#define CUSTOS_TOKEN_LEN 47   /* "cus_" + 43 base64url characters (256 bits) */
+#define CUSTOS_SECRET_LEN 47  /* "cps_" + 43 base64url characters (256 bits) */
+#define CUSTOS_BODY_MAX 65536 /* request body cap */
+
+struct custos_vault;
+
+enum custos_kind { CUSTOS_KIND_STAFF, CUSTOS_KIND_SERVICE, CUSTOS_KIND_CUSTOMER, CUSTOS_KIND_SYSTEM };
+
+/* Who is calling.  Filled by custos_authenticate() (or custos_caller_system()). */
+struct custos_caller {
+    char principal[65];   /* principal id; for customer tokens "customer:<subject id>" */
+    char minter[65];      /* customer tokens: the principal that minted the token */
+    enum custos_kind kind;
+    uint32_t roles;       /* policy role bits */
+    int scoped;           /* customer token: limited to `scope` */
+    uint8_t scope[16];
+    char token_id[17];    /* hex prefix of the token's hash (never the token), "" if none */
+    uint8_t token_hash[32];
+    int has_token;
+    char source[48];      /* client address, or "local" for the CLI */
+    int system;           /* the local operator (CLI on the data directory): every operation allowed */
+};
+
+struct custos_vault_opts {
+    const char *dir;
+    /* Injected clock (ms since the epoch) for tests; NULL = real clock. */
+    uint64_t (*now_ms)(void *ctx);
+    void *now_ctx;
+    unsigned checkpoint_interval_ms; /* ledger; 0 = 1000 */
+};
+
+/*
+ * Create a new vault in `dir` (created 0700; must not already hold a vault).
+ * schema_text/policy_text may be NULL for the defaults; they are validated and
+ * stored in the vault.  On success admin_secret and admin_token receive the
+ * initial admin principal's secret and a first token (NUL-terminated).
+ */
+enum custos_err custos_vault_init(const char *dir, const char *schema_text, size_t schema_len,
+                                  const char *policy_text, size_t policy_len, const char *origin,
+                                  char admin_secret[CUSTOS_SECRET_LEN + 1], char admin_token[CUSTOS_TOKEN_LEN + 1]);
+
+/* Open a vault for use; takes the data directory's exclusive lock (CUSTOS_ERR_LOCKED). */
+enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct custos_vault **out);
+void custos_vault_free(struct custos_vault *v);
+
+/* The ledger of an open vault (for checkpoints, proofs, entries). */
+struct custos_ledger *custos_vault_ledger(struct custos_vault *v);
+
+/* Read the ledger origin and public key of the vault in `dir` without opening it. */
+enum custos_err custos_vault_ledger_identity(const char *dir, char *origin, size_t cap, uint8_t pk[32]);
+
+/* The local operator: used by CLI subcommands working on the data directory. */
+void custos_caller_system(struct custos_caller *c);
+
+/* ---- authentication ------------------------------------------------------------------------ */
+
+/* Check a bearer token (the full header value after "Bearer ").  NULL/empty token is a failed
+   authentication too.  Audited on failure.  CUSTOS_ERR_UNAUTH when not valid. */
+enum custos_err custos_authenticate(struct custos_vault *v, const char *token, const char *source,
+                                    struct custos_caller *out);
+
+/* Exchange principal id + secret (JSON body {"principal","secret"}) for a token.
+   *out = {"token","expires_at"}. */
+enum custos_err custos_token_issue(struct custos_vault *v, const char *body, size_t len, const char *source,
+                                   json_t **out);
+
+/* Issue a token for a principal without its secret (local operator only). */
+enum custos_err custos_token_issue_local(struct custos_vault *v, const struct custos_caller *c, const char *principal,
+                                         char token[CUSTOS_TOKEN_LEN + 1], int64_t *expires_ms);
+
+/* Revoke a token (body {"token"}): a token may revoke itself, token.revoke may revoke any. */
+enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                    size_t len);
+
+/* ---- principals ---------------------------------------------------------------------------- */
+
+/* Create a principal from {"id","kind","roles":[...]}; *out = {"id","secret"}. */
+enum custos_err custos_principal_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                        size_t len, json_t **out);
+
+/* Disable a principal and revoke every token it owns or minted, at once. */
+enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id);
+
+/* ---- subjects ------------------------------------------------------------------------------ */
+
+/* Create a subject from one customer object; *out = {"id"}. */
+enum custos_err custos_subject_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                      size_t len, json_t **out);
+
+/* Read a subject for a purpose; fields = comma-separated top-level names or NULL for all.
+   *out = {"id","fields":{...},"masked":[paths]}. */
+enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                    const char *purpose, const char *fields, json_t **out);
+
+/* Replace the given fields (JSON null removes one); *out = {"id","updated":[fields]}. */
+enum custos_err custos_subject_update(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                      const char *body, size_t len, json_t **out);
+
+/* Equality search on a searchable field by blind index; *out = {"ids":[...]}. */
+enum custos_err custos_subject_search(struct custos_vault *v, const struct custos_caller *c, const char *field,
+                                      const char *value, const char *purpose, json_t **out);
+
+/* Erase a subject (crypto-shredding); *out = the signed erasure receipt. */
+enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                     json_t **out);
+
+/* Everything the vault holds about a subject, all fields plain (subject.export; a customer's own
+   token).  *out = {"id","fields":{...}}. */
+enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                      json_t **out);
+
+/* Mint a customer token for one subject (token.mint); *out = {"token","expires_at","subject"}. */
+enum custos_err custos_subject_token(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                     json_t **out);
+
+/* ---- bulk load ----------------------------------------------------------------------------- */
+
+struct custos_import_stats {
+    uint64_t lines, imported, rejected;
+    uint64_t bytes_read;
+};
+
+/*
+ * Import JSON lines from fd (one customer object per line) as the local
+ * operator.  Invalid lines are rejected (counted, reported through `bad`
+ * with their line number and reason) without stopping the import.
+ * `progress` (may be NULL) is called about every 0.2 s.  Memory stays flat.
+ */
+enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
+                              void (*progress)(void *ctx, const struct custos_import_stats *s),
+                              void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
+                              struct custos_import_stats *out);
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+struct custos_rotate_stats {
+    uint32_t from_version, to_version;
+    uint64_t rewrapped;
+    uint64_t destroyed_versions;
+    int resumed;
+};
+
+/* Rotate the master key: new version, re-wrap every subject and system key, destroy old versions
+   once unused.  Resumable: running it again after an interruption finishes the job. */
+enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_caller *c,
+                                   struct custos_rotate_stats *out);
+
+/* ---- audit for requests the core never saw ------------------------------------------------- */
+
+/* Record a request rejected before it reached an operation (bad route, body too large, ...). */
+enum custos_err custos_audit_reject(struct custos_vault *v, const struct custos_caller *c, const char *action,
+                                    enum custos_err why);
+
+/* Ledger entries [start, start+count) with their decoded events (ledger.read; count capped at
+   1000, default 100).  start/count are the raw query strings (may be NULL).
+   *out = {"entries":[{"index","data","event"}], "size"}. */
+enum custos_err custos_ledger_entries_json(struct custos_vault *v, const struct custos_caller *c, const char *start,
+                                           const char *count, json_t **out);
+
+/* Strict decimal parse of an unsigned 64-bit value ("0".."18446744073709551615", no sign, no
+   spaces, no leading zeros except "0"); CUSTOS_ERR_INVALID naming `what` otherwise. */
+enum custos_err custos_parse_u64(const char *s, const char *what, uint64_t *out);
+
+/* Background upkeep (token purge, log compaction); call every few seconds. */
+void custos_vault_tick(struct custos_vault *v);
+
+/* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T05:16:23.123Z"). */
+void custos_time_format(char out[32], int64_t ms);
+
+#endif

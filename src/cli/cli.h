@@ -1,0 +1,38 @@
+/*
+ * cli.h - the custos command line: one file per subcommand, registered in
+ * the table in main.c.  Commands print results to stdout, one-line errors to
+ * stderr ("custos: <message>"), and exit 0 on success, 1 when the operation
+ * failed, 2 on a usage error.
+ */
+#ifndef CUSTOS_CLI_H
+#define CUSTOS_CLI_H
+
+#include "custos/err.h"
+#include "custos/vault.h"
+
+#define EXIT_USAGE 2
+
+struct cli_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+int cmd_init(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_principal(int argc, char **argv);
+int cmd_token(int argc, char **argv);
+int cmd_keys(int argc, char **argv);
+int cmd_ledger(int argc, char **argv);
+
+/* Print "custos: <msg>" for a core error and return 1. */
+int cli_fail(enum custos_err rc);
+/* Print "custos: <msg>" and return EXIT_USAGE (with a hint to --help). */
+int cli_usage(const char *cmd, const char *msg);
+/* Open the vault in dir as the local operator. */
+enum custos_err cli_open(const char *dir, struct custos_vault **v);
+/* Is argv asking for help? */
+int cli_wants_help(int argc, char **argv);
+
+#endif

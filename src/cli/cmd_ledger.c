@@ -1,0 +1,428 @@
+/*
+ * cmd_ledger.c - custos ledger verify|export|key|witness.
+ *
+ * verify  recomputes the whole tree from the entries and checks every stored
+ *         checkpoint; exit 0 when intact, 1 with the first bad index otherwise.
+ * export  writes entries as JSON lines {"index","data","event"}.
+ * key     prints the ledger's verifier key (vkey) alone on the last line.
+ * witness fetches a server's checkpoint, checks its signature against a
+ *         vkey and its consistency with the last checkpoint it saw (kept in
+ *         a state file), and exits non-zero on a rollback, a fork or a bad
+ *         signature.  Run from another machine, it is what makes a deleted
+ *         or rewritten ledger detectable.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include "cli/cli.h"
+#include "custos/ledger.h"
+#include "custos/merkle.h"
+#include "custos/note.h"
+
+#include "custos/banned.h"
+
+#define EXIT_TAMPERED 1
+#define EXIT_FETCH 3
+
+static const char help[] =
+    "usage: custos ledger verify --data DIR\n"
+    "       custos ledger export --data DIR [--start S] [--count C]\n"
+    "       custos ledger key --data DIR\n"
+    "       custos ledger witness --url URL --vkey VKEY --state FILE\n"
+    "\n"
+    "verify   recompute the Merkle tree from every entry, check every stored checkpoint's\n"
+    "         signature and root; exit 0 when intact, 1 and the first bad index otherwise\n"
+    "export   entries as JSON lines {\"index\",\"data\"(base64 of the exact bytes),\"event\"}\n"
+    "key      print the ledger's verifier key (vkey), alone on the last line\n"
+    "witness  fetch URL/v1/ledger/checkpoint, check its signature with VKEY and that it is\n"
+    "         consistent with the checkpoint recorded in FILE (then record it); exit 1 on a\n"
+    "         bad signature, a rollback or a fork, 3 when the server cannot be reached\n";
+
+struct args {
+    const char *dir, *url, *vkey, *state, *start, *count;
+};
+
+static int parse(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"url", required_argument, NULL, 'u'},
+                                         {"vkey", required_argument, NULL, 'v'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {"start", required_argument, NULL, 'S'},
+                                         {"count", required_argument, NULL, 'C'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+
+    memset(a, 0, sizeof(*a));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': a->dir = optarg; break;
+        case 'u': a->url = optarg; break;
+        case 'v': a->vkey = optarg; break;
+        case 's': a->state = optarg; break;
+        case 'S': a->start = optarg; break;
+        case 'C': a->count = optarg; break;
+        case 'h': fputs(help, stdout); exit(0);
+        default: return cli_usage("ledger", "bad option");
+        }
+    }
+    if (optind < argc)
+        return cli_usage("ledger", "unexpected argument");
+    return 0;
+}
+
+static enum custos_err identity(const char *dir, struct custos_note_verifier *v, char *vkey, size_t cap)
+{
+    char origin[256];
+    uint8_t pk[32];
+    enum custos_err rc;
+
+    if ((rc = custos_vault_ledger_identity(dir, origin, sizeof(origin), pk)))
+        return rc;
+    if ((rc = custos_note_vkey_format(vkey, cap, origin, pk)))
+        return rc;
+    return custos_note_vkey_parse(v, vkey);
+}
+
+static int do_key(const struct args *a)
+{
+    struct custos_note_verifier v;
+    char vkey[512];
+    enum custos_err rc;
+
+    if (!a->dir)
+        return cli_usage("ledger", "--data DIR is required");
+    if ((rc = identity(a->dir, &v, vkey, sizeof(vkey))))
+        return cli_fail(rc);
+    printf("%s\n", vkey);
+    return 0;
+}
+
+static int do_verify(const struct args *a)
+{
+    struct custos_ledger_verify_report rep;
+    struct custos_note_verifier v;
+    char vkey[512], ldir[4096];
+    enum custos_err rc;
+
+    if (!a->dir)
+        return cli_usage("ledger", "--data DIR is required");
+    if ((rc = identity(a->dir, &v, vkey, sizeof(vkey))))
+        return cli_fail(rc);
+    snprintf(ldir, sizeof(ldir), "%s/ledger", a->dir);
+    memset(&rep, 0, sizeof(rep));
+    if ((rc = custos_ledger_verify(ldir, &v, &rep)))
+        return cli_fail(rc);
+    if (!rep.intact) {
+        printf("ledger NOT intact: first bad index %llu: %s\n", (unsigned long long)rep.first_bad_index, rep.what);
+        fprintf(stderr, "custos: ledger verification failed at index %llu\n",
+                (unsigned long long)rep.first_bad_index);
+        return EXIT_TAMPERED;
+    }
+    printf("ledger intact: %llu entries, %llu checkpoints verified\n", (unsigned long long)rep.size,
+           (unsigned long long)rep.checkpoints);
+    return 0;
+}
+
+static int do_export(const struct args *a)
+{
+    struct custos_ledger_config lc;
+    struct custos_ledger *l = NULL;
+    char ldir[4096], origin[256];
+    uint8_t pk[32], *buf = NULL;
+    char *b64 = NULL;
+    uint64_t start = 0, count = UINT64_MAX, size, i;
+    size_t b64cap = sodium_base64_ENCODED_LEN(CUSTOS_LEDGER_ENTRY_MAX, sodium_base64_VARIANT_ORIGINAL);
+    enum custos_err rc;
+    int ret = 1;
+
+    if (!a->dir)
+        return cli_usage("ledger", "--data DIR is required");
+    if ((a->start && custos_parse_u64(a->start, "--start", &start)) ||
+        (a->count && custos_parse_u64(a->count, "--count", &count)))
+        return cli_usage("ledger", custos_err_msg(CUSTOS_ERR_INVALID));
+    if ((rc = custos_vault_ledger_identity(a->dir, origin, sizeof(origin), pk)))
+        return cli_fail(rc);
+    snprintf(ldir, sizeof(ldir), "%s/ledger", a->dir);
+    memset(&lc, 0, sizeof(lc));
+    lc.dir = ldir;
+    lc.origin = origin;
+    lc.read_only = 1;
+    if ((rc = custos_ledger_open(&lc, &l, NULL)))
+        return cli_fail(rc);
+    buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    b64 = malloc(b64cap);
+    if (!buf || !b64) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    size = custos_ledger_size(l);
+    for (i = start; i < size && i - start < count; i++) {
+        size_t len = 0;
+        json_t *ev, *line;
+        char *s;
+
+        if ((rc = custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len)))
+            goto done;
+        sodium_bin2base64(b64, b64cap, buf, len, sodium_base64_VARIANT_ORIGINAL);
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        line = json_pack("{s:I, s:s, s:o}", "index", (json_int_t)i, "data", b64, "event", ev ? ev : json_null());
+        s = line ? json_dumps(line, JSON_COMPACT) : NULL;
+        json_decref(line);
+        if (!s) {
+            rc = CUSTOS_ERR_NOMEM;
+            goto done;
+        }
+        puts(s);
+        free(s);
+    }
+    ret = 0;
+done:
+    free(buf);
+    free(b64);
+    custos_ledger_free(l);
+    if (fflush(stdout) != 0)
+        return cli_fail(custos_err_set(CUSTOS_ERR_IO, "write error on standard output"));
+    return ret ? cli_fail(rc) : 0;
+}
+
+/* ---- witness ------------------------------------------------------------------------------- */
+
+struct fetch {
+    char *p;
+    size_t n, cap;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    struct fetch *f = ud;
+    size_t n = size * nmemb;
+
+    if (n > f->cap - f->n)
+        return 0; /* too large: abort the transfer */
+    memcpy(f->p + f->n, ptr, n);
+    f->n += n;
+    return n;
+}
+
+/* GET url into f (capped); returns 0, or -1 with a message printed. */
+static int http_get(const char *url, struct fetch *f, long *status)
+{
+    CURL *c = curl_easy_init();
+    CURLcode cc;
+
+    if (!c)
+        return -1;
+    f->n = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    cc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(c);
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "custos: cannot fetch %s: %s\n", url, curl_easy_strerror(cc));
+        return -1;
+    }
+    f->p[f->n] = '\0';
+    return 0;
+}
+
+/* Open and parse a signed checkpoint. */
+static enum custos_err open_checkpoint(const char *note, size_t len, const struct custos_note_verifier *v,
+                                       struct custos_checkpoint *cp)
+{
+    size_t tl = 0;
+    enum custos_err rc;
+
+    if ((rc = custos_note_open(note, len, v, &tl)))
+        return rc;
+    if ((rc = custos_checkpoint_parse(cp, note, tl)))
+        return rc;
+    if (strcmp(cp->origin, v->name) != 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "checkpoint origin does not match the key name");
+    return CUSTOS_OK;
+}
+
+static enum custos_err save_state(const char *path, const char *note, size_t len)
+{
+    char tmp[4096];
+    FILE *f;
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    if (fwrite(note, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        fclose(f);
+        return custos_err_set(CUSTOS_ERR_IO, "cannot write %s", tmp);
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot replace %s: %s", path, strerror(errno));
+    return CUSTOS_OK;
+}
+
+static int parse_proof(const char *body, uint8_t (*proof)[CUSTOS_HASH_BYTES], size_t *n)
+{
+    json_t *j = json_loads(body, 0, NULL), *h = json_object_get(j, "hashes");
+    size_t i;
+
+    *n = 0;
+    if (!json_is_array(h) || json_array_size(h) > CUSTOS_PROOF_MAX) {
+        json_decref(j);
+        return -1;
+    }
+    for (i = 0; i < json_array_size(h); i++) {
+        const char *s = json_string_value(json_array_get(h, i));
+        size_t bl = 0;
+
+        if (!s || sodium_base642bin(proof[i], CUSTOS_HASH_BYTES, s, strlen(s), NULL, &bl, NULL,
+                                    sodium_base64_VARIANT_ORIGINAL) != 0 ||
+            bl != CUSTOS_HASH_BYTES) {
+            json_decref(j);
+            return -1;
+        }
+    }
+    *n = json_array_size(h);
+    json_decref(j);
+    return 0;
+}
+
+static int do_witness(const struct args *a)
+{
+    struct custos_note_verifier v;
+    struct custos_checkpoint now, old;
+    struct fetch f = {NULL, 0, CUSTOS_NOTE_MAX}, pf = {NULL, 0, 65536};
+    char base[2048], url[2300], *state = NULL;
+    uint8_t proof[CUSTOS_PROOF_MAX][CUSTOS_HASH_BYTES];
+    size_t n, blen;
+    long status = 0;
+    int ret = EXIT_TAMPERED, have_old = 0;
+    enum custos_err rc;
+    FILE *sf;
+
+    if (!a->url || !a->vkey || !a->state)
+        return cli_usage("ledger", "witness needs --url, --vkey and --state");
+    if (custos_note_vkey_parse(&v, a->vkey))
+        return cli_usage("ledger", "--vkey is not a valid Ed25519 verifier key");
+    snprintf(base, sizeof(base), "%s", a->url);
+    blen = strlen(base);
+    while (blen && base[blen - 1] == '/')
+        base[--blen] = '\0';
+    if (blen >= 21 && strcmp(base + blen - 21, "/v1/ledger/checkpoint") == 0)
+        base[blen - 21] = '\0';
+    f.p = malloc(f.cap + 1);
+    pf.p = malloc(pf.cap + 1);
+    if (!f.p || !pf.p) {
+        ret = cli_fail(CUSTOS_ERR_NOMEM);
+        goto done;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* the state first: an unreadable state must not silently reset the witness */
+    sf = fopen(a->state, "rb");
+    if (sf) {
+        state = calloc(1, CUSTOS_NOTE_MAX + 1);
+        n = state ? fread(state, 1, CUSTOS_NOTE_MAX, sf) : 0;
+        fclose(sf);
+        if (!state || (rc = open_checkpoint(state, n, &v, &old))) {
+            fprintf(stderr, "custos: witness state %s does not hold a checkpoint signed by this key\n", a->state);
+            goto done;
+        }
+        have_old = 1;
+    } else if (errno != ENOENT) {
+        fprintf(stderr, "custos: cannot read %s: %s\n", a->state, strerror(errno));
+        goto done;
+    }
+    snprintf(url, sizeof(url), "%s/v1/ledger/checkpoint", base);
+    if (http_get(url, &f, &status) || status != 200) {
+        if (status && status != 200)
+            fprintf(stderr, "custos: %s answered HTTP %ld\n", url, status);
+        ret = EXIT_FETCH;
+        goto done;
+    }
+    if ((rc = open_checkpoint(f.p, f.n, &v, &now))) {
+        printf("BAD SIGNATURE: the checkpoint from %s does not verify under the given key\n", base);
+        fprintf(stderr, "custos: witness: bad checkpoint signature\n");
+        goto done;
+    }
+    if (have_old) {
+        if (now.size < old.size) {
+            printf("ROLLBACK: the ledger shrank from %llu to %llu entries\n", (unsigned long long)old.size,
+                   (unsigned long long)now.size);
+            fprintf(stderr, "custos: witness: rollback detected\n");
+            goto done;
+        }
+        if (now.size == old.size) {
+            if (sodium_memcmp(now.root, old.root, CUSTOS_HASH_BYTES) != 0) {
+                printf("FORK: two different roots signed for size %llu\n", (unsigned long long)now.size);
+                fprintf(stderr, "custos: witness: fork detected\n");
+                goto done;
+            }
+        } else if (old.size > 0) {
+            snprintf(url, sizeof(url), "%s/v1/ledger/proof/consistency?from=%llu&to=%llu", base,
+                     (unsigned long long)old.size, (unsigned long long)now.size);
+            if (http_get(url, &pf, &status) || status != 200) {
+                if (status && status != 200)
+                    fprintf(stderr, "custos: %s answered HTTP %ld\n", url, status);
+                ret = EXIT_FETCH;
+                goto done;
+            }
+            if (parse_proof(pf.p, proof, &n) ||
+                custos_merkle_verify_consistency(old.size, now.size, old.root, now.root,
+                                                 (const uint8_t(*)[CUSTOS_HASH_BYTES])proof, n)) {
+                printf("FORK: checkpoint %llu is not an extension of the recorded checkpoint %llu\n",
+                       (unsigned long long)now.size, (unsigned long long)old.size);
+                fprintf(stderr, "custos: witness: inconsistent ledger (fork or rewrite)\n");
+                goto done;
+            }
+        }
+    }
+    if ((rc = save_state(a->state, f.p, f.n))) {
+        ret = cli_fail(rc);
+        goto done;
+    }
+    printf("ok: %s size %llu%s\n", now.origin, (unsigned long long)now.size,
+           have_old ? " (consistent with the recorded checkpoint)" : " (first checkpoint recorded)");
+    ret = 0;
+done:
+    free(f.p);
+    free(pf.p);
+    free(state);
+    curl_global_cleanup();
+    return ret;
+}
+
+int cmd_ledger(int argc, char **argv)
+{
+    struct args a;
+    int r;
+
+    if (argc < 2 || cli_wants_help(2, argv)) {
+        fputs(help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if ((r = parse(argc - 1, argv + 1, &a)))
+        return r;
+    if (strcmp(argv[1], "verify") == 0)
+        return do_verify(&a);
+    if (strcmp(argv[1], "export") == 0)
+        return do_export(&a);
+    if (strcmp(argv[1], "key") == 0)
+        return do_key(&a);
+    if (strcmp(argv[1], "witness") == 0)
+        return do_witness(&a);
+    return cli_usage("ledger", "expected verify, export, key or witness");
+}

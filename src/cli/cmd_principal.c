@@ -1,0 +1,212 @@
+/*
+ * cmd_principal.c - custos principal add|disable, custos token issue|revoke,
+ * custos keys rotate: operator commands on the data directory (audited as
+ * the local operator "@local").
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cli/cli.h"
+
+#include "custos/banned.h"
+
+static const char principal_help[] =
+    "usage: custos principal add --data DIR --id ID --kind staff|service|customer --roles R1[,R2...]\n"
+    "       custos principal disable --data DIR --id ID\n"
+    "\n"
+    "add prints the new principal's secret (shown once) alone on the last line.\n"
+    "disable disables it and revokes every token it owns or minted, at once.\n"
+    "The server must not be running; through a running server use POST /v1/principals.\n";
+
+static const char token_help[] =
+    "usage: custos token issue --data DIR --principal ID\n"
+    "       custos token revoke --data DIR TOKEN\n"
+    "\n"
+    "issue prints a new token for the principal alone on the last line (local operator only).\n"
+    "revoke revokes any token at once.\n";
+
+static const char keys_help[] =
+    "usage: custos keys rotate --data DIR\n"
+    "\n"
+    "Create a new master key version, re-wrap every subject key and the system key under it,\n"
+    "then destroy the old versions.  Safe to interrupt: running it again finishes the job.\n";
+
+struct args {
+    const char *dir, *id, *kind, *roles, *principal;
+    int help;
+};
+
+static int parse(int argc, char **argv, const char *cmd, struct args *a)
+{
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"id", required_argument, NULL, 'i'},
+                                         {"kind", required_argument, NULL, 'k'},
+                                         {"roles", required_argument, NULL, 'r'},
+                                         {"principal", required_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+
+    memset(a, 0, sizeof(*a));
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': a->dir = optarg; break;
+        case 'i': a->id = optarg; break;
+        case 'k': a->kind = optarg; break;
+        case 'r': a->roles = optarg; break;
+        case 'p': a->principal = optarg; break;
+        case 'h': a->help = 1; break;
+        default: return cli_usage(cmd, "bad option");
+        }
+    }
+    if (!a->help && !a->dir)
+        return cli_usage(cmd, "--data DIR is required");
+    return 0;
+}
+
+int cmd_principal(int argc, char **argv)
+{
+    struct custos_vault *v = NULL;
+    struct custos_caller sys;
+    struct args a;
+    enum custos_err rc;
+    int r, add;
+
+    if (argc < 2 || cli_wants_help(2, argv)) {
+        fputs(principal_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    add = strcmp(argv[1], "add") == 0;
+    if (!add && strcmp(argv[1], "disable") != 0)
+        return cli_usage("principal", "expected 'add' or 'disable'");
+    if ((r = parse(argc - 1, argv + 1, "principal", &a)))
+        return r;
+    if (a.help) {
+        fputs(principal_help, stdout);
+        return 0;
+    }
+    if (!a.id || (add && (!a.kind || !a.roles)))
+        return cli_usage("principal", add ? "--id, --kind and --roles are required" : "--id is required");
+    if ((rc = cli_open(a.dir, &v)))
+        return cli_fail(rc);
+    custos_caller_system(&sys);
+    if (add) {
+        json_t *body = json_pack("{s:s, s:s, s:[]}", "id", a.id, "kind", a.kind, "roles"), *out = NULL;
+        const char *p = a.roles;
+        char *text;
+
+        while (body && *p) {
+            size_t n = strcspn(p, ",");
+
+            json_array_append_new(json_object_get(body, "roles"), json_stringn(p, n));
+            p += n + (p[n] == ',');
+        }
+        text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+        rc = text ? custos_principal_create(v, &sys, text, strlen(text), &out) : CUSTOS_ERR_NOMEM;
+        if (!rc) {
+            printf("principal %s created; its secret (shown once):\n%s\n", a.id,
+                   json_string_value(json_object_get(out, "secret")));
+        }
+        json_decref(out);
+        json_decref(body);
+        free(text);
+    } else {
+        rc = custos_principal_disable(v, &sys, a.id);
+        if (!rc)
+            printf("principal %s disabled; its tokens are revoked\n", a.id);
+    }
+    custos_vault_free(v);
+    return rc ? cli_fail(rc) : 0;
+}
+
+int cmd_token(int argc, char **argv)
+{
+    struct custos_vault *v = NULL;
+    struct custos_caller sys;
+    struct args a;
+    enum custos_err rc;
+    int r, issue;
+
+    if (argc < 2 || cli_wants_help(2, argv)) {
+        fputs(token_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    issue = strcmp(argv[1], "issue") == 0;
+    if (!issue && strcmp(argv[1], "revoke") != 0)
+        return cli_usage("token", "expected 'issue' or 'revoke'");
+    if ((r = parse(argc - 1, argv + 1, "token", &a)))
+        return r;
+    if (a.help) {
+        fputs(token_help, stdout);
+        return 0;
+    }
+    if (issue ? !a.principal : optind != argc - 2)
+        return cli_usage("token", issue ? "--principal ID is required" : "give the token to revoke");
+    if ((rc = cli_open(a.dir, &v)))
+        return cli_fail(rc);
+    custos_caller_system(&sys);
+    if (issue) {
+        char tok[CUSTOS_TOKEN_LEN + 1], when[32];
+        int64_t exp = 0;
+
+        rc = custos_token_issue_local(v, &sys, a.principal, tok, &exp);
+        if (!rc) {
+            custos_time_format(when, exp);
+            printf("token for %s, expires %s:\n%s\n", a.principal, when, tok);
+        }
+        sodium_memzero(tok, sizeof(tok));
+    } else {
+        json_t *body = json_pack("{s:s}", "token", argv[optind + 1]);
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+        rc = text ? custos_token_revoke(v, &sys, text, strlen(text)) : CUSTOS_ERR_NOMEM;
+        if (!rc)
+            printf("token revoked\n");
+        if (text) {
+            sodium_memzero(text, strlen(text));
+            free(text);
+        }
+        json_decref(body);
+    }
+    custos_vault_free(v);
+    return rc ? cli_fail(rc) : 0;
+}
+
+int cmd_keys(int argc, char **argv)
+{
+    struct custos_rotate_stats st;
+    struct custos_vault *v = NULL;
+    struct custos_caller sys;
+    struct args a;
+    enum custos_err rc;
+    int r;
+
+    if (argc < 2 || cli_wants_help(2, argv)) {
+        fputs(keys_help, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "rotate") != 0)
+        return cli_usage("keys", "expected 'rotate'");
+    if ((r = parse(argc - 1, argv + 1, "keys", &a)))
+        return r;
+    if (a.help) {
+        fputs(keys_help, stdout);
+        return 0;
+    }
+    if ((rc = cli_open(a.dir, &v)))
+        return cli_fail(rc);
+    custos_caller_system(&sys);
+    rc = custos_keys_rotate(v, &sys, &st);
+    custos_vault_free(v);
+    if (rc)
+        return cli_fail(rc);
+    printf("%smaster key now version %u (was %u); %llu subject keys re-wrapped; %llu old version(s) destroyed\n",
+           st.resumed ? "resumed: " : "", st.to_version, st.from_version, (unsigned long long)st.rewrapped,
+           (unsigned long long)st.destroyed_versions);
+    return 0;
+}

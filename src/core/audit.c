@@ -1,0 +1,139 @@
+/*
+ * audit.c - the one function every operation reports through, and the
+ * canonical encoding of an audit event (the bytes of a ledger entry).
+ *
+ * Encoding (docs/format.md, "Entry encoding"): a UTF-8 JSON object without
+ * whitespace whose members appear in this fixed order, absent ones omitted:
+ *   v, time, action, result, reason, actor, minter, token, source, subject,
+ *   purpose, fields, masked, target, count
+ * Integers in decimal, strings escaped per RFC 8259 (", \, and control
+ * characters only; everything else literal).  Same event, same bytes.
+ *
+ * Must never: put a personal field value in an event (only ids, field
+ * paths, principal ids, addresses), return success for an event that is
+ * not durable.
+ */
+#include "core/vault_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "custos/banned.h"
+
+void custos_event_init(struct custos_event *e, const char *action, const struct custos_caller *who)
+{
+    memset(e, 0, sizeof(*e));
+    e->action = action;
+    e->who = who;
+    e->count = -1;
+}
+
+static const char *result_name(enum custos_result r)
+{
+    return r == CUSTOS_RESULT_OK ? "ok" : r == CUSTOS_RESULT_DENIED ? "denied" : "error";
+}
+
+static enum custos_err add_str_member(struct custos_buf *b, const char *name, const char *val)
+{
+    enum custos_err rc;
+
+    if (!val)
+        return CUSTOS_OK;
+    if ((rc = custos_buf_printf(b, ",\"%s\":", name)))
+        return rc;
+    return custos_buf_add_json_str(b, val, strlen(val));
+}
+
+static enum custos_err add_list(struct custos_buf *b, const char *name, const char *const *v, size_t n)
+{
+    enum custos_err rc;
+    size_t i;
+
+    if (!n)
+        return CUSTOS_OK;
+    if ((rc = custos_buf_printf(b, ",\"%s\":[", name)))
+        return rc;
+    for (i = 0; i < n; i++) {
+        if ((i && (rc = custos_buf_addc(b, ','))) || (rc = custos_buf_add_json_str(b, v[i], strlen(v[i]))))
+            return rc;
+    }
+    return custos_buf_addc(b, ']');
+}
+
+enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_ms, struct custos_buf *b)
+{
+    const struct custos_caller *w = e->who;
+    char subj[CUSTOS_ID_HEX + 1];
+    enum custos_err rc;
+
+    if ((rc = custos_buf_printf(b, "{\"v\":1,\"time\":%llu", (unsigned long long)time_ms)) ||
+        (rc = add_str_member(b, "action", e->action)) ||
+        (rc = add_str_member(b, "result", result_name(e->result))) ||
+        (rc = add_str_member(b, "reason", e->result == CUSTOS_RESULT_OK ? NULL : e->reason)) ||
+        (rc = add_str_member(b, "actor", w ? w->principal : e->actor ? e->actor : "-")) ||
+        (rc = add_str_member(b, "minter", w && w->minter[0] ? w->minter : NULL)) ||
+        (rc = add_str_member(b, "token", w ? (w->has_token ? w->token_id : NULL) : e->token_id)) ||
+        (rc = add_str_member(b, "source", w ? w->source : e->source)))
+        return rc;
+    if (e->subject) {
+        custos_id_hex(subj, e->subject);
+        if ((rc = add_str_member(b, "subject", subj)))
+            return rc;
+    }
+    if ((rc = add_str_member(b, "purpose", e->purpose)) || (rc = add_list(b, "fields", e->fields, e->nfields)) ||
+        (rc = add_list(b, "masked", e->masked, e->nmasked)) || (rc = add_str_member(b, "target", e->target)))
+        return rc;
+    if (e->count >= 0 && (rc = custos_buf_printf(b, ",\"count\":%lld", (long long)e->count)))
+        return rc;
+    return custos_buf_addc(b, '}');
+}
+
+enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index)
+{
+    struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_AUDIT, CUSTOS_LEDGER_ENTRY_MAX);
+    enum custos_err rc;
+    uint64_t idx = 0;
+
+    if (!b)
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "audit event could not be encoded");
+    if ((rc = custos_event_encode(e, custos_now(v), b)))
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "audit event could not be encoded");
+#ifndef CUSTOS_BENCH_NO_LEDGER
+    rc = custos_ledger_append(v->ledger, b->p, b->len, &idx);
+    if (rc)
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the access ledger cannot record this request: refused");
+#endif
+    if (index)
+        *index = idx;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event *e, enum custos_err rc)
+{
+    char saved[256];
+
+    if (rc == CUSTOS_OK)
+        e->result = CUSTOS_RESULT_OK;
+    else if (rc == CUSTOS_ERR_UNAUTH || rc == CUSTOS_ERR_FORBIDDEN || rc == CUSTOS_ERR_RATELIMIT)
+        e->result = CUSTOS_RESULT_DENIED;
+    else
+        e->result = CUSTOS_RESULT_ERROR;
+    if (rc && !e->reason)
+        e->reason = custos_err_api_code(rc);
+    /* keep the operation's detail message across the audit call */
+    snprintf(saved, sizeof(saved), "%s", custos_err_msg(rc));
+    if (custos_audit(v, e, NULL))
+        return CUSTOS_ERR_UNAVAILABLE;
+    if (rc)
+        custos_err_set(rc, "%s", saved);
+    return rc;
+}
+
+enum custos_err custos_audit_reject(struct custos_vault *v, const struct custos_caller *c, const char *action,
+                                    enum custos_err why)
+{
+    struct custos_event e;
+
+    custos_event_init(&e, action, c);
+    return custos_audit_outcome(v, &e, why);
+}

@@ -1,0 +1,683 @@
+/*
+ * auth.c - principals, tokens, authentication, velocity limits.
+ *
+ * Tokens are 256 random bits ("cus_" + base64url), never signed: a token is
+ * valid only if its keyed hash is registered in the control plane, with a
+ * row MAC that checks, not expired, not revoked, and its principal (or for
+ * customer tokens, the principal that minted it) enabled.  Nothing exists
+ * from which a valid token could be computed.  Principal secrets are 256
+ * random bits ("cps_" + base64url) stored as a keyed hash.
+ *
+ * Every authentication failure and every issue/revoke/create/disable is an
+ * audit event.  Details never include a token or secret.
+ *
+ * Must never: compare a secret or hash with memcmp (sodium_memcmp only),
+ * log or return a stored hash, accept a token whose row MAC fails.
+ */
+#include "core/vault_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+
+#include "custos/banned.h"
+
+#define LIFETIME_STAFF_MS (15 * 60 * 1000)
+#define LIFETIME_SERVICE_MS (60 * 60 * 1000)
+#define LIFETIME_CUSTOMER_MS (30 * 60 * 1000)
+
+/* ---- credentials --------------------------------------------------------------------------- */
+
+void custos_credential_format(char out[48], const char *prefix, const uint8_t raw[32])
+{
+    memcpy(out, prefix, 4);
+    sodium_bin2base64(out + 4, 44, raw, 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+enum custos_err custos_credential_parse(const char *text, const char *prefix, uint8_t raw[32])
+{
+    size_t binlen = 0;
+    const char *end = NULL;
+
+    if (!text || strlen(text) != 47 || memcmp(text, prefix, 4) != 0)
+        return CUSTOS_ERR_INVALID;
+    if (sodium_base642bin(raw, 32, text + 4, 43, NULL, &binlen, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+        binlen != 32 || *end != '\0')
+        return CUSTOS_ERR_INVALID;
+    return CUSTOS_OK;
+}
+
+void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32])
+{
+    crypto_generichash(out, 32, raw, 32, v->sec->token_key, 32);
+}
+
+static void secret_hash(const struct custos_vault *v, uint8_t out[32], const char *id, const uint8_t raw[32])
+{
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, v->sec->secret_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)id, strlen(id) + 1);
+    crypto_generichash_update(&st, raw, 32);
+    crypto_generichash_final(&st, out, 32);
+}
+
+static void mac_add_str(crypto_generichash_state *st, const char *s)
+{
+    crypto_generichash_update(st, (const uint8_t *)s, strlen(s) + 1);
+}
+
+static void mac_add_i64(crypto_generichash_state *st, int64_t x)
+{
+    uint8_t b[8];
+    int i;
+
+    for (i = 0; i < 8; i++)
+        b[i] = (uint8_t)((uint64_t)x >> (56 - 8 * i));
+    crypto_generichash_update(st, b, 8);
+}
+
+static void principal_mac(const struct custos_vault *v, const struct custos_principal_row *p, uint8_t out[32])
+{
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, v->sec->mac_key, 32, 32);
+    mac_add_str(&st, "principal/v1");
+    mac_add_str(&st, p->id);
+    mac_add_str(&st, p->kind);
+    mac_add_str(&st, p->roles);
+    crypto_generichash_update(&st, p->secret_hash, 32);
+    mac_add_i64(&st, p->created);
+    crypto_generichash_final(&st, out, 32);
+}
+
+static void token_mac(const struct custos_vault *v, const struct custos_token_row *t, uint8_t out[32])
+{
+    static const uint8_t zero[16];
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, v->sec->mac_key, 32, 32);
+    mac_add_str(&st, "token/v1");
+    crypto_generichash_update(&st, t->hash, 32);
+    mac_add_str(&st, t->principal);
+    mac_add_str(&st, t->kind);
+    crypto_generichash_update(&st, t->has_scope ? t->scope : zero, 16);
+    mac_add_i64(&st, t->has_scope);
+    mac_add_i64(&st, t->issued);
+    mac_add_i64(&st, t->expires);
+    mac_add_str(&st, t->issued_by);
+    crypto_generichash_final(&st, out, 32);
+}
+
+static int mac_ok(const uint8_t a[32], const uint8_t b[32])
+{
+    return sodium_memcmp(a, b, 32) == 0;
+}
+
+static void token_id_hex(char out[17], const uint8_t hash[32])
+{
+    sodium_bin2hex(out, 17, hash, 8);
+}
+
+/* ---- roles and velocity -------------------------------------------------------------------- */
+
+uint32_t custos_roles_mask(const struct custos_vault *v, const char *roles)
+{
+    uint32_t mask = 0;
+    const char *p = roles;
+
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char name[CUSTOS_ROLE_NAME_MAX + 1];
+        int r;
+
+        if (n && n < sizeof(name)) {
+            memcpy(name, p, n);
+            name[n] = '\0';
+            r = custos_policy_role(v->policy, name);
+            if (r >= 0)
+                mask |= 1u << r;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return mask;
+}
+
+int custos_caller_may(const struct custos_vault *v, const struct custos_caller *c, uint32_t op)
+{
+    return c->system || custos_policy_allows(v->policy, c->roles, op);
+}
+
+#define RATE_SLOTS 4096
+#define RATE_PROBE 16
+
+struct custos_rate {
+    pthread_mutex_t mu;
+    struct {
+        char who[CUSTOS_PRINCIPAL_ID_MAX + 1];
+        uint64_t minute;
+        uint32_t count;
+    } slot[RATE_SLOTS];
+};
+
+void custos_rate_free(struct custos_rate *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static struct custos_rate *rate_get(struct custos_vault *v)
+{
+    static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
+
+    pthread_mutex_lock(&init_mu);
+    if (!v->rate) {
+        v->rate = calloc(1, sizeof(*v->rate));
+        if (v->rate)
+            pthread_mutex_init(&v->rate->mu, NULL);
+    }
+    pthread_mutex_unlock(&init_mu);
+    return v->rate;
+}
+
+enum custos_err custos_rate_check(struct custos_vault *v, const char *principal, uint32_t per_minute)
+{
+    struct custos_rate *r;
+    uint64_t minute, h = 1469598103934665603ULL;
+    const char *p;
+    size_t i, pick = RATE_SLOTS;
+    enum custos_err rc = CUSTOS_OK;
+
+    if (per_minute == 0)
+        return CUSTOS_OK;
+    if (!(r = rate_get(v)))
+        return CUSTOS_ERR_NOMEM;
+    minute = custos_now(v) / 60000;
+    for (p = principal; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    pthread_mutex_lock(&r->mu);
+    for (i = 0; i < RATE_PROBE; i++) {
+        size_t s = (size_t)((h + i) % RATE_SLOTS);
+
+        if (strcmp(r->slot[s].who, principal) == 0) {
+            pick = s;
+            break;
+        }
+        /* reuse an empty or stale slot; the oldest window otherwise */
+        if (pick == RATE_SLOTS || r->slot[s].minute < r->slot[pick].minute)
+            pick = s;
+    }
+    if (strcmp(r->slot[pick].who, principal) != 0 || r->slot[pick].minute != minute) {
+        snprintf(r->slot[pick].who, sizeof(r->slot[pick].who), "%s", principal);
+        r->slot[pick].minute = minute;
+        r->slot[pick].count = 0;
+    }
+    if (r->slot[pick].count >= per_minute)
+        rc = custos_err_set(CUSTOS_ERR_RATELIMIT, "velocity limit of %u reads per minute reached", per_minute);
+    else
+        r->slot[pick].count++;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+/* ---- authentication ------------------------------------------------------------------------ */
+
+static enum custos_err auth_fail(struct custos_vault *v, const char *reason, const char *token_id, const char *source,
+                                 const char *actor, const char *msg)
+{
+    struct custos_event e;
+
+    custos_event_init(&e, "auth.fail", NULL);
+    e.result = CUSTOS_RESULT_DENIED;
+    e.reason = reason;
+    e.token_id = token_id;
+    e.source = source;
+    e.actor = actor;
+    if (custos_audit(v, &e, NULL))
+        return CUSTOS_ERR_UNAVAILABLE;
+    return custos_err_set(CUSTOS_ERR_UNAUTH, "%s", msg);
+}
+
+static enum custos_kind kind_of(const char *s)
+{
+    if (strcmp(s, "staff") == 0)
+        return CUSTOS_KIND_STAFF;
+    if (strcmp(s, "customer") == 0)
+        return CUSTOS_KIND_CUSTOMER;
+    return CUSTOS_KIND_SERVICE;
+}
+
+static const char *kind_name(enum custos_kind k)
+{
+    switch (k) {
+    case CUSTOS_KIND_STAFF: return "staff";
+    case CUSTOS_KIND_CUSTOMER: return "customer";
+    case CUSTOS_KIND_SYSTEM: return "system";
+    default: return "service";
+    }
+}
+
+enum custos_err custos_authenticate(struct custos_vault *v, const char *token, const char *source,
+                                    struct custos_caller *out)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_token_row t;
+    uint8_t raw[32], hash[32], mac[32];
+    char tid[17];
+    enum custos_err rc;
+    int64_t now = (int64_t)custos_now(v);
+
+    memset(out, 0, sizeof(*out));
+    snprintf(out->source, sizeof(out->source), "%s", source ? source : "-");
+    if (!token || !*token)
+        return auth_fail(v, "missing_token", NULL, out->source, NULL, "missing bearer token");
+    if (custos_credential_parse(token, "cus_", raw) != CUSTOS_OK)
+        return auth_fail(v, "malformed_token", NULL, out->source, NULL, "malformed bearer token");
+    custos_token_hash(v, hash, raw);
+    sodium_memzero(raw, sizeof(raw));
+    token_id_hex(tid, hash);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->token_get(c, hash, &t);
+    v->ops->release(v->store, c);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        return auth_fail(v, "unknown_token", tid, out->source, NULL, "token was never issued");
+    if (rc)
+        return rc;
+    token_mac(v, &t, mac);
+    if (!mac_ok(mac, t.mac))
+        return auth_fail(v, "token_integrity", tid, out->source, t.principal, "token is not valid");
+    if (t.revoked)
+        return auth_fail(v, "revoked_token", tid, out->source, t.principal, "token was revoked");
+    if (t.expires <= now)
+        return auth_fail(v, "expired_token", tid, out->source, t.principal, "token has expired");
+    if (!t.owner_found || t.owner.disabled)
+        return auth_fail(v, "disabled_principal", tid, out->source, t.principal, "principal is disabled");
+    principal_mac(v, &t.owner, mac);
+    if (!mac_ok(mac, t.owner.mac))
+        return auth_fail(v, "principal_integrity", tid, out->source, t.principal, "principal is not valid");
+    snprintf(out->principal, sizeof(out->principal), "%s", t.principal);
+    out->kind = kind_of(t.kind);
+    if (out->kind == CUSTOS_KIND_CUSTOMER) {
+        int r = custos_policy_role(v->policy, "customer");
+        char hex[CUSTOS_ID_HEX + 1];
+
+        custos_id_hex(hex, t.scope);
+        snprintf(out->principal, sizeof(out->principal), "customer:%s", hex);
+        snprintf(out->minter, sizeof(out->minter), "%s", t.principal);
+
+        out->roles = r >= 0 ? 1u << r : 0;
+        out->scoped = t.has_scope;
+        memcpy(out->scope, t.scope, 16);
+        if (!t.has_scope)
+            return auth_fail(v, "token_integrity", tid, out->source, t.principal, "token is not valid");
+    } else
+        out->roles = custos_roles_mask(v, t.owner.roles);
+    memcpy(out->token_hash, hash, 32);
+    memcpy(out->token_id, tid, sizeof(tid));
+    out->has_token = 1;
+    return CUSTOS_OK;
+}
+
+/* Register a new token; tok receives its text. */
+static enum custos_err token_register(struct custos_vault *v, const char *principal, enum custos_kind kind,
+                                      const uint8_t *scope, const char *issued_by, const char *source,
+                                      char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires, char tid[17])
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_token_row t;
+    uint8_t raw[32];
+    enum custos_err rc;
+    int64_t now = (int64_t)custos_now(v);
+
+    memset(&t, 0, sizeof(t));
+    randombytes_buf(raw, sizeof(raw));
+    custos_token_hash(v, t.hash, raw);
+    custos_credential_format(tok, "cus_", raw);
+    sodium_memzero(raw, sizeof(raw));
+    snprintf(t.principal, sizeof(t.principal), "%s", principal);
+    snprintf(t.kind, sizeof(t.kind), "%s", kind_name(kind));
+    if (scope) {
+        memcpy(t.scope, scope, 16);
+        t.has_scope = 1;
+    }
+    t.issued = now;
+    t.expires = now + (kind == CUSTOS_KIND_STAFF      ? LIFETIME_STAFF_MS
+                       : kind == CUSTOS_KIND_CUSTOMER ? LIFETIME_CUSTOMER_MS
+                                                      : LIFETIME_SERVICE_MS);
+    snprintf(t.issued_by, sizeof(t.issued_by), "%s", issued_by);
+    snprintf(t.source, sizeof(t.source), "%s", source);
+    token_mac(v, &t, t.mac);
+    token_id_hex(tid, t.hash);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        goto done;
+    rc = v->ops->token_put(c, &t);
+    v->ops->release(v->store, c);
+    *expires = t.expires;
+done:
+    if (rc)
+        sodium_memzero(tok, CUSTOS_TOKEN_LEN + 1);
+    return rc;
+}
+
+static json_t *token_json(const char *tok, int64_t expires)
+{
+    char when[32];
+
+    custos_time_format(when, expires);
+    return json_pack("{s:s, s:s}", "token", tok, "expires_at", when);
+}
+
+enum custos_err custos_token_issue(struct custos_vault *v, const char *body, size_t len, const char *source,
+                                   json_t **out)
+{
+    static const char *const keys[] = {"principal", "secret", NULL};
+    struct custos_store_conn *c = NULL;
+    struct custos_principal_row p;
+    struct custos_caller who;
+    struct custos_event e;
+    json_t *j = NULL;
+    const char *id = NULL, *secret = NULL;
+    char tok[CUSTOS_TOKEN_LEN + 1];
+    uint8_t raw[32], h[32], mac[32];
+    int64_t expires = 0;
+    enum custos_err rc;
+    int good;
+
+    *out = NULL;
+    custos_event_init(&e, "token.issue", NULL);
+    e.source = source;
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "request")) ||
+        (rc = custos_json_str(j, "principal", 1, CUSTOS_PRINCIPAL_ID_MAX, &id)) ||
+        (rc = custos_json_str(j, "secret", 1, 64, &secret)))
+        goto done;
+    if (!custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    e.actor = id;
+    if ((rc = v->ops->acquire(v->store, &c)))
+        goto done;
+    rc = v->ops->principal_get(c, id, &p);
+    v->ops->release(v->store, c);
+    good = rc == CUSTOS_OK;
+    if (rc && rc != CUSTOS_ERR_NOTFOUND)
+        goto done;
+    /* Same work and same answer whether the principal exists or the secret is wrong. */
+    if (custos_credential_parse(secret, "cps_", raw) != CUSTOS_OK)
+        good = 0;
+    secret_hash(v, h, id, raw);
+    sodium_memzero(raw, sizeof(raw));
+    good = good && sodium_memcmp(h, p.secret_hash, 32) == 0;
+    if (good) {
+        principal_mac(v, &p, mac);
+        good = mac_ok(mac, p.mac);
+    }
+    if (!good) {
+        e.reason = "bad_credentials";
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
+        goto done;
+    }
+    if (p.disabled) {
+        e.reason = "disabled_principal";
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
+        goto done;
+    }
+    memset(&who, 0, sizeof(who));
+    snprintf(who.principal, sizeof(who.principal), "%s", id);
+    snprintf(who.source, sizeof(who.source), "%s", source);
+    if ((rc = token_register(v, id, kind_of(p.kind), NULL, id, source, tok, &expires, who.token_id)))
+        goto done;
+    who.has_token = 1;
+    e.who = &who;
+    if (!(*out = token_json(tok, expires)))
+        rc = CUSTOS_ERR_NOMEM;
+done:
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    sodium_memzero(tok, sizeof(tok));
+    json_decref(j);
+    return rc;
+}
+
+enum custos_err custos_token_issue_local(struct custos_vault *v, const struct custos_caller *c, const char *principal,
+                                         char token[CUSTOS_TOKEN_LEN + 1], int64_t *expires_ms)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_principal_row p;
+    struct custos_event e;
+    enum custos_err rc;
+    char tid[17];
+
+    custos_event_init(&e, "token.issue", c);
+    e.target = principal;
+    if (!c->system) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "only the local operator may issue tokens without a secret");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->principal_get(conn, principal, &p);
+    v->ops->release(v->store, conn);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%.64s'", principal);
+    if (rc)
+        goto done;
+    if (p.disabled) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is disabled", principal);
+        goto done;
+    }
+    rc = token_register(v, principal, kind_of(p.kind), NULL, c->principal, c->source, token, expires_ms, tid);
+done:
+    return custos_audit_outcome(v, &e, rc);
+}
+
+enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                    size_t len)
+{
+    static const char *const keys[] = {"token", NULL};
+    struct custos_store_conn *conn = NULL;
+    struct custos_token_row t;
+    struct custos_event e;
+    json_t *j = NULL;
+    const char *tok = NULL;
+    uint8_t raw[32], hash[32];
+    char tid[17] = "";
+    enum custos_err rc;
+
+    custos_event_init(&e, "token.revoke", c);
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "request")) ||
+        (rc = custos_json_str(j, "token", 1, 64, &tok)))
+        goto done;
+    if (custos_credential_parse(tok, "cus_", raw) != CUSTOS_OK) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed token");
+        goto done;
+    }
+    custos_token_hash(v, hash, raw);
+    sodium_memzero(raw, sizeof(raw));
+    token_id_hex(tid, hash);
+    e.target = tid;
+    if (!(c->has_token && sodium_memcmp(hash, c->token_hash, 32) == 0) &&
+        !custos_caller_may(v, c, CUSTOS_OP_TOKEN_REVOKE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "only the token itself or an admin may revoke a token");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->token_get(conn, hash, &t);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
+    if (!rc)
+        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v));
+    v->ops->release(v->store, conn);
+done:
+    json_decref(j);
+    return custos_audit_outcome(v, &e, rc);
+}
+
+/* ---- principals ---------------------------------------------------------------------------- */
+
+static enum custos_err principal_insert(struct custos_vault *v, const char *id, const char *kind, const char *roles,
+                                        const char *by, char secret[CUSTOS_SECRET_LEN + 1])
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_principal_row p;
+    uint8_t raw[32];
+    enum custos_err rc;
+
+    memset(&p, 0, sizeof(p));
+    snprintf(p.id, sizeof(p.id), "%s", id);
+    snprintf(p.kind, sizeof(p.kind), "%s", kind);
+    snprintf(p.roles, sizeof(p.roles), "%s", roles);
+    snprintf(p.created_by, sizeof(p.created_by), "%s", by);
+    p.created = (int64_t)custos_now(v);
+    randombytes_buf(raw, sizeof(raw));
+    custos_credential_format(secret, "cps_", raw);
+    secret_hash(v, p.secret_hash, id, raw);
+    sodium_memzero(raw, sizeof(raw));
+    principal_mac(v, &p, p.mac);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->principal_put(c, &p);
+    v->ops->release(v->store, c);
+    if (rc == CUSTOS_ERR_EXISTS)
+        rc = custos_err_set(CUSTOS_ERR_EXISTS, "principal '%s' already exists", id);
+    if (rc)
+        sodium_memzero(secret, CUSTOS_SECRET_LEN + 1);
+    return rc;
+}
+
+/* Validate kind and roles; builds the comma-separated role list. */
+static enum custos_err check_kind_roles(struct custos_vault *v, const char *kind, json_t *roles, char *out, size_t cap)
+{
+    size_t i, o = 0;
+
+    if (strcmp(kind, "staff") != 0 && strcmp(kind, "service") != 0 && strcmp(kind, "customer") != 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "kind must be staff, service or customer");
+    if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 8)
+        return custos_err_set(CUSTOS_ERR_INVALID, "roles must be an array of 1 to 8 role names");
+    out[0] = '\0';
+    for (i = 0; i < json_array_size(roles); i++) {
+        json_t *r = json_array_get(roles, i);
+        const char *name = json_is_string(r) ? json_string_value(r) : NULL;
+        int n;
+
+        if (!name || custos_policy_role(v->policy, name) < 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "roles[%zu] is not a role of the policy", i);
+        if (strcmp(name, "customer") == 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "the customer role is only for minted customer tokens");
+        n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", name);
+        if (n < 0 || (size_t)n >= cap - o)
+            return custos_err_set(CUSTOS_ERR_INVALID, "roles list too long");
+        o += (size_t)n;
+    }
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_principal_create_local(struct custos_vault *v, const char *id, const char *kind,
+                                              const char *roles, char secret[CUSTOS_SECRET_LEN + 1])
+{
+    struct custos_caller sys;
+    struct custos_event e;
+    enum custos_err rc;
+
+    custos_caller_system(&sys);
+    custos_event_init(&e, "principal.create", &sys);
+    e.target = id;
+    rc = principal_insert(v, id, kind, roles, sys.principal, secret);
+    return custos_audit_outcome(v, &e, rc);
+}
+
+enum custos_err custos_principal_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                        size_t len, json_t **out)
+{
+    static const char *const keys[] = {"id", "kind", "roles", NULL};
+    struct custos_event e;
+    json_t *j = NULL;
+    const char *id = NULL, *kind = NULL;
+    char roles[256], secret[CUSTOS_SECRET_LEN + 1];
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_event_init(&e, "principal.create", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
+        goto done;
+    }
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "principal")) ||
+        (rc = custos_json_str(j, "id", 1, CUSTOS_PRINCIPAL_ID_MAX, &id)) ||
+        (rc = custos_json_str(j, "kind", 1, 16, &kind)))
+        goto done;
+    if (!custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "principal id must match [a-z][a-z0-9._-]{0,63}");
+        goto done;
+    }
+    e.target = id;
+    if ((rc = check_kind_roles(v, kind, json_object_get(j, "roles"), roles, sizeof(roles))))
+        goto done;
+    if ((rc = principal_insert(v, id, kind, roles, c->principal, secret)))
+        goto done;
+    if (!(*out = json_pack("{s:s, s:s}", "id", id, "secret", secret)))
+        rc = CUSTOS_ERR_NOMEM;
+    sodium_memzero(secret, sizeof(secret));
+done:
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    json_decref(j);
+    return rc;
+}
+
+enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_principal_row p;
+    struct custos_event e;
+    uint64_t n = 0;
+    int64_t now = (int64_t)custos_now(v);
+    enum custos_err rc;
+
+    custos_event_init(&e, "principal.disable", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
+        goto done;
+    }
+    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    e.target = id;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    if (!(rc = v->ops->principal_get(conn, id, &p)) && !(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        if ((rc = v->ops->principal_disable(conn, id, now)) ||
+            (rc = v->ops->token_revoke_principal(conn, id, now, &n)) ||
+            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+    }
+    v->ops->release(v->store, conn);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%s'", id);
+    e.count = (int64_t)n;
+done:
+    return custos_audit_outcome(v, &e, rc);
+}
+
+enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
+                                           const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
+                                           char tid[17])
+{
+    return token_register(v, c->principal, CUSTOS_KIND_CUSTOMER, id, c->principal, c->source, tok, expires, tid);
+}

@@ -1,0 +1,195 @@
+/*
+ * buf.c - capped growable buffer.  See buf.h.
+ * Must never: grow past the cap, leave old contents unwiped when it moves them.
+ */
+#include "buf.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "custos/banned.h"
+
+void custos_buf_init(struct custos_buf *b, size_t limit)
+{
+    b->p = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->limit = limit;
+}
+
+void custos_buf_release(struct custos_buf *b)
+{
+    if (b->p) {
+        sodium_memzero(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void custos_buf_reset(struct custos_buf *b)
+{
+    if (b->p) {
+        sodium_memzero(b->p, b->len);
+        b->p[0] = 0;
+    }
+    b->len = 0;
+}
+
+enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n)
+{
+    size_t need, ncap;
+    uint8_t *np;
+
+    if (n > b->limit || b->len > b->limit - n)
+        return custos_err_set(CUSTOS_ERR_TOOBIG, "value exceeds the %zu byte limit", b->limit);
+    need = b->len + n + 1;
+    if (need <= b->cap)
+        return CUSTOS_OK;
+    ncap = b->cap ? b->cap : 64;
+    while (ncap < need)
+        ncap *= 2;
+    /* Grow by copy, never realloc: realloc could leave plaintext in freed memory. */
+    np = malloc(ncap);
+    if (!np)
+        return CUSTOS_ERR_NOMEM;
+    if (b->p) {
+        memcpy(np, b->p, b->len);
+        sodium_memzero(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = np;
+    b->cap = ncap;
+    b->p[b->len] = 0;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_buf_add(struct custos_buf *b, const void *p, size_t n)
+{
+    enum custos_err rc = custos_buf_reserve(b, n);
+
+    if (rc)
+        return rc;
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_buf_adds(struct custos_buf *b, const char *s)
+{
+    return custos_buf_add(b, s, strlen(s));
+}
+
+enum custos_err custos_buf_addc(struct custos_buf *b, char c)
+{
+    return custos_buf_add(b, &c, 1);
+}
+
+enum custos_err custos_buf_printf(struct custos_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    enum custos_err rc;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return CUSTOS_ERR_INTERNAL;
+    rc = custos_buf_reserve(b, (size_t)n);
+    if (rc)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf((char *)b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    enum custos_err rc;
+    size_t i, run = 0;
+
+    if ((rc = custos_buf_addc(b, '"')))
+        return rc;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t elen = 0;
+
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            elen = 2;
+        } else if (c < 0x20) {
+            esc[0] = '\\';
+            switch (c) {
+            case '\n': esc[1] = 'n'; elen = 2; break;
+            case '\r': esc[1] = 'r'; elen = 2; break;
+            case '\t': esc[1] = 't'; elen = 2; break;
+            case '\b': esc[1] = 'b'; elen = 2; break;
+            case '\f': esc[1] = 'f'; elen = 2; break;
+            default:
+                esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+                esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+                elen = 6;
+            }
+        } else {
+            run++;
+            continue;
+        }
+        if (run && (rc = custos_buf_add(b, s + i - run, run)))
+            return rc;
+        run = 0;
+        if ((rc = custos_buf_add(b, esc, elen)))
+            return rc;
+    }
+    if (run && (rc = custos_buf_add(b, s + n - run, run)))
+        return rc;
+    return custos_buf_addc(b, '"');
+}
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p)
+{
+    struct custos_buf *b = p;
+    int i;
+
+    for (i = 0; i < CUSTOS_TLS__COUNT; i++)
+        custos_buf_release(&b[i]);
+    free(b);
+}
+
+static void tls_setup(void)
+{
+    pthread_key_create(&tls_key, tls_free);
+}
+
+struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit)
+{
+    struct custos_buf *b;
+
+    pthread_once(&tls_once, tls_setup);
+    b = pthread_getspecific(tls_key);
+    if (!b) {
+        b = calloc(CUSTOS_TLS__COUNT, sizeof(*b));
+        if (!b || pthread_setspecific(tls_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    custos_buf_reset(&b[slot]);
+    b[slot].limit = limit;
+    return &b[slot];
+}

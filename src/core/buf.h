@@ -1,0 +1,44 @@
+/*
+ * buf.h - growable byte buffer with a hard cap (after curl's dynbuf).
+ *
+ * Owns: its heap storage.  Every buffer has a cap fixed at init; growth past
+ * it fails with CUSTOS_ERR_TOOBIG and leaves the contents unchanged.  The
+ * contents are always NUL-terminated (not counted in len) so text can be
+ * used as a C string.  custos_buf_release() wipes before freeing, so a
+ * buffer may hold plaintext briefly.
+ */
+#ifndef CUSTOS_BUF_H
+#define CUSTOS_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "custos/err.h"
+
+struct custos_buf {
+    uint8_t *p;
+    size_t len;
+    size_t cap;   /* allocated */
+    size_t limit; /* hard cap on len */
+};
+
+void custos_buf_init(struct custos_buf *b, size_t limit);
+void custos_buf_release(struct custos_buf *b); /* wipe and free; reusable after init */
+void custos_buf_reset(struct custos_buf *b);   /* wipe contents, keep storage */
+enum custos_err custos_buf_add(struct custos_buf *b, const void *p, size_t n);
+enum custos_err custos_buf_adds(struct custos_buf *b, const char *s);
+enum custos_err custos_buf_addc(struct custos_buf *b, char c);
+enum custos_err custos_buf_printf(struct custos_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string literal (quotes included), escaping per RFC 8259. */
+enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, size_t n);
+/* Reserve n more bytes; the caller writes them at p + len and then bumps len. */
+enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
+
+/*
+ * Per-thread scratch buffers, released (wiped and freed) when the thread
+ * exits.  Slots keep independent users apart; returned buffers are reset.
+ */
+enum custos_buf_slot { CUSTOS_TLS_AUDIT, CUSTOS_TLS_RECORD, CUSTOS_TLS_WORK, CUSTOS_TLS__COUNT };
+struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit);
+
+#endif

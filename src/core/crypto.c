@@ -1,0 +1,156 @@
+/*
+ * crypto.c - see crypto.h.
+ *
+ * Owns: the per-thread secure scratch area (a pthread key whose destructor
+ * wipes and frees it).
+ * Must never: use a nonce twice under one key on purpose (nonces are 192-bit
+ * random), or leak plaintext from a failed open.
+ */
+#include "crypto.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "custos/banned.h"
+
+void custos_seal(uint8_t *out, const uint8_t nonce[CUSTOS_NONCE_BYTES], const uint8_t key[CUSTOS_KEY_BYTES],
+                 const void *pt, size_t ptlen, const void *ad, size_t adlen)
+{
+    memcpy(out, nonce, CUSTOS_NONCE_BYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + CUSTOS_NONCE_BYTES, NULL, pt, ptlen, ad, adlen, NULL,
+                                               nonce, key);
+}
+
+enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], const uint8_t *in, size_t inlen,
+                            const void *ad, size_t adlen)
+{
+    if (inlen < CUSTOS_SEAL_OVERHEAD)
+        return CUSTOS_ERR_CRYPTO;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, in + CUSTOS_NONCE_BYTES,
+                                                   inlen - CUSTOS_NONCE_BYTES, ad, adlen, in, key) != 0) {
+        sodium_memzero(pt, inlen - CUSTOS_SEAL_OVERHEAD);
+        return CUSTOS_ERR_CRYPTO;
+    }
+    return CUSTOS_OK;
+}
+
+void custos_wrap(uint8_t out[CUSTOS_WRAPPED_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],
+                 const uint8_t key[CUSTOS_KEY_BYTES], const void *ad, size_t adlen)
+{
+    uint8_t nonce[CUSTOS_NONCE_BYTES];
+
+    randombytes_buf(nonce, sizeof(nonce));
+    custos_seal(out, nonce, kek, key, CUSTOS_KEY_BYTES, ad, adlen);
+}
+
+enum custos_err custos_unwrap(uint8_t key[CUSTOS_KEY_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],
+                              const uint8_t in[CUSTOS_WRAPPED_BYTES], const void *ad, size_t adlen)
+{
+    return custos_open(key, kek, in, CUSTOS_WRAPPED_BYTES, ad, adlen);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+size_t custos_ad_subject_key(uint8_t ad[64], const uint8_t id[CUSTOS_ID_BYTES], uint32_t gen, uint32_t kv)
+{
+    static const char tag[] = "custos/subject-key/v1";
+    size_t n = sizeof(tag) - 1;
+
+    memcpy(ad, tag, n);
+    memcpy(ad + n, id, CUSTOS_ID_BYTES);
+    put_be32(ad + n + CUSTOS_ID_BYTES, gen);
+    put_be32(ad + n + CUSTOS_ID_BYTES + 4, kv);
+    return n + CUSTOS_ID_BYTES + 8;
+}
+
+size_t custos_ad_system_key(uint8_t ad[64], const char *name, uint32_t kv)
+{
+    static const char tag[] = "custos/system-key/v1/";
+    size_t n = sizeof(tag) - 1, nl = strlen(name);
+
+    if (nl > 64 - n - 4)
+        nl = 64 - n - 4;
+    memcpy(ad, tag, n);
+    memcpy(ad + n, name, nl);
+    put_be32(ad + n + nl, kv);
+    return n + nl + 4;
+}
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    sodium_free(p); /* sodium_free wipes before unmapping */
+}
+
+static void scratch_setup(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
+
+uint8_t *custos_scratch(void)
+{
+    uint8_t *p;
+
+    pthread_once(&scratch_once, scratch_setup);
+    p = pthread_getspecific(scratch_key);
+    if (!p) {
+        p = sodium_malloc(CUSTOS_SCRATCH_BYTES);
+        if (!p)
+            return NULL;
+        if (pthread_setspecific(scratch_key, p) != 0) {
+            sodium_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void custos_scratch_wipe(void)
+{
+    uint8_t *p;
+
+    pthread_once(&scratch_once, scratch_setup);
+    p = pthread_getspecific(scratch_key);
+    if (p)
+        sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
+}
+
+void custos_id_random(uint8_t id[CUSTOS_ID_BYTES])
+{
+    randombytes_buf(id, CUSTOS_ID_BYTES);
+}
+
+void custos_id_hex(char out[CUSTOS_ID_HEX + 1], const uint8_t id[CUSTOS_ID_BYTES])
+{
+    sodium_bin2hex(out, CUSTOS_ID_HEX + 1, id, CUSTOS_ID_BYTES);
+}
+
+enum custos_err custos_id_parse(uint8_t id[CUSTOS_ID_BYTES], const char *hex)
+{
+    size_t binlen = 0;
+    const char *end = NULL;
+
+    if (!hex || strlen(hex) != CUSTOS_ID_HEX)
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 hex digits");
+    if (sodium_hex2bin(id, CUSTOS_ID_BYTES, hex, CUSTOS_ID_HEX, NULL, &binlen, &end) != 0 ||
+        binlen != CUSTOS_ID_BYTES || *end != '\0')
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 hex digits");
+    return CUSTOS_OK;
+}
+
+uint64_t custos_clock_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

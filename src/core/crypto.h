@@ -1,0 +1,71 @@
+/*
+ * crypto.h - the vault's use of libsodium: key wrapping, field sealing,
+ * keyed hashes, identifiers, per-thread secure scratch memory.
+ *
+ * Algorithms: XChaCha20-Poly1305-IETF (AEAD) for key wrapping and field
+ * sealing, random 192-bit nonces; BLAKE2b (crypto_generichash) keyed for
+ * token, secret and blind-index hashes; crypto_kdf for subkeys.
+ *
+ * Sealed layout: nonce (24) || ciphertext || tag (16).
+ * Must never: return partial plaintext on failure (outputs are wiped), keep
+ * a key outside sodium_malloc'd memory longer than one call, say more than
+ * "failed" about why an open failed.
+ */
+#ifndef CUSTOS_CRYPTO_H
+#define CUSTOS_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sodium.h>
+
+#include "custos/err.h"
+
+#define CUSTOS_KEY_BYTES 32
+#define CUSTOS_NONCE_BYTES crypto_aead_xchacha20poly1305_ietf_NPUBBYTES /* 24 */
+#define CUSTOS_TAG_BYTES crypto_aead_xchacha20poly1305_ietf_ABYTES      /* 16 */
+#define CUSTOS_SEAL_OVERHEAD (CUSTOS_NONCE_BYTES + CUSTOS_TAG_BYTES)
+#define CUSTOS_WRAPPED_BYTES (CUSTOS_KEY_BYTES + CUSTOS_SEAL_OVERHEAD) /* 72 */
+#define CUSTOS_ID_BYTES 16
+#define CUSTOS_ID_HEX 32
+
+/* Seal pt under key with associated data; out must hold ptlen + CUSTOS_SEAL_OVERHEAD.
+   The nonce is taken from `nonce` (random, caller-supplied so it can batch randomness). */
+void custos_seal(uint8_t *out, const uint8_t nonce[CUSTOS_NONCE_BYTES], const uint8_t key[CUSTOS_KEY_BYTES],
+                 const void *pt, size_t ptlen, const void *ad, size_t adlen);
+
+/* Open a sealed value; pt must hold inlen - CUSTOS_SEAL_OVERHEAD.  CUSTOS_ERR_CRYPTO on any failure
+   (pt then wiped). */
+enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], const uint8_t *in, size_t inlen,
+                            const void *ad, size_t adlen);
+
+/* Key wrapping = sealing a 32-byte key. */
+void custos_wrap(uint8_t out[CUSTOS_WRAPPED_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],
+                 const uint8_t key[CUSTOS_KEY_BYTES], const void *ad, size_t adlen);
+enum custos_err custos_unwrap(uint8_t key[CUSTOS_KEY_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],
+                              const uint8_t in[CUSTOS_WRAPPED_BYTES], const void *ad, size_t adlen);
+
+/* Associated data builders (write into ad, return length).  Formats are in docs/security.md. */
+size_t custos_ad_subject_key(uint8_t ad[64], const uint8_t id[CUSTOS_ID_BYTES], uint32_t gen, uint32_t kv);
+size_t custos_ad_system_key(uint8_t ad[64], const char *name, uint32_t kv);
+
+/*
+ * Per-thread secure scratch: CUSTOS_SCRATCH_BYTES of sodium_malloc'd, mlocked
+ * memory for transient keys.  Allocated on first use per thread, freed at
+ * thread exit.  NULL when it cannot be allocated.  The caller wipes what it
+ * used (custos_scratch_wipe) before returning.
+ */
+#define CUSTOS_SCRATCH_BYTES 256
+uint8_t *custos_scratch(void);
+void custos_scratch_wipe(void);
+
+/* Random 128-bit identifier and its lowercase hex form. */
+void custos_id_random(uint8_t id[CUSTOS_ID_BYTES]);
+void custos_id_hex(char out[CUSTOS_ID_HEX + 1], const uint8_t id[CUSTOS_ID_BYTES]);
+/* Parse exactly 32 lowercase/uppercase hex digits; CUSTOS_ERR_INVALID otherwise. */
+enum custos_err custos_id_parse(uint8_t id[CUSTOS_ID_BYTES], const char *hex);
+
+/* Milliseconds since the epoch (real clock). */
+uint64_t custos_clock_ms(void);
+
+#endif

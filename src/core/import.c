@@ -1,0 +1,471 @@
+/*
+ * import.c - bulk load of subjects from JSON lines.
+ *
+ * Pipeline: the calling thread reads and cuts the input into jobs of whole
+ * lines; worker threads parse, validate and seal each line (the CPU work);
+ * one writer thread stores sealed records in large transactions (keys in
+ * the control plane first, then records) and records one `subject.import`
+ * ledger event per committed batch.  Queues between stages are bounded, so
+ * memory stays flat whatever the input size.
+ *
+ * A bad line is rejected (reported with its number and reason, never its
+ * content) and the import goes on.
+ *
+ * Must never: hold plaintext after sealing a line (buffers are wiped), store
+ * a record before its key, report success for a batch not committed.
+ */
+#include "core/vault_int.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/json.h"
+
+#include "custos/banned.h"
+
+#define JOB_LINES 256
+#define QUEUE_DEPTH 8
+#define READ_CHUNK (1u << 20)
+#define LINE_MAX_BYTES CUSTOS_BODY_MAX
+#define COMMIT_EVERY 8192
+
+/* ---- a bounded queue of pointers ------------------------------------------------------------ */
+
+struct queue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    void *item[QUEUE_DEPTH];
+    size_t head, n;
+    int closed;
+};
+
+static void q_init(struct queue *q)
+{
+    memset(q, 0, sizeof(*q));
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+}
+
+static void q_destroy(struct queue *q)
+{
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+}
+
+static void q_push(struct queue *q, void *p)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->n == QUEUE_DEPTH)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    q->item[(q->head + q->n) % QUEUE_DEPTH] = p;
+    q->n++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* NULL once closed and drained. */
+static void *q_pop(struct queue *q)
+{
+    void *p = NULL;
+
+    pthread_mutex_lock(&q->mu);
+    while (q->n == 0 && !q->closed)
+        pthread_cond_wait(&q->not_empty, &q->mu);
+    if (q->n) {
+        p = q->item[q->head];
+        q->head = (q->head + 1) % QUEUE_DEPTH;
+        q->n--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return p;
+}
+
+static void q_close(struct queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* ---- jobs and sealed batches ---------------------------------------------------------------- */
+
+struct job {
+    char *text;          /* whole lines, each ending in '\n' (the last may not) */
+    size_t len;
+    uint64_t first_line; /* 1-based number of the first line */
+};
+
+struct sealed {
+    uint8_t id[16];
+    uint8_t wrapped[CUSTOS_WRAPPED_BYTES];
+    uint32_t kv;
+    struct custos_blind blind[4];
+    size_t nblind;
+    size_t off, len;     /* record bytes in the batch arena */
+};
+
+struct batch {
+    struct sealed *item;
+    size_t n;
+    struct custos_buf arena;
+};
+
+struct import {
+    struct custos_vault *v;
+    const struct custos_caller *caller;
+    struct queue jobs, batches;
+    pthread_mutex_t cb_mu;
+    void (*bad)(void *ctx, uint64_t line, const char *reason);
+    void *ctx;
+    atomic_ullong lines, imported, rejected;
+    atomic_int failed;   /* a storage failure stops the import */
+    enum custos_err fail_rc;
+    char fail_msg[256];
+};
+
+static void reject(struct import *im, uint64_t line, const char *reason)
+{
+    atomic_fetch_add(&im->rejected, 1);
+    if (!im->bad)
+        return;
+    pthread_mutex_lock(&im->cb_mu);
+    im->bad(im->ctx, line, reason);
+    pthread_mutex_unlock(&im->cb_mu);
+}
+
+static void batch_free(struct batch *b)
+{
+    if (!b)
+        return;
+    custos_buf_release(&b->arena);
+    sodium_memzero(b->item, JOB_LINES * sizeof(*b->item));
+    free(b->item);
+    free(b);
+}
+
+static void fail(struct import *im, enum custos_err rc)
+{
+    if (atomic_exchange(&im->failed, 1) == 0) {
+        im->fail_rc = rc;
+        snprintf(im->fail_msg, sizeof(im->fail_msg), "%s", custos_err_msg(rc));
+    }
+}
+
+/* Worker: parse, validate and seal every line of a job. */
+static void *worker(void *arg)
+{
+    struct import *im = arg;
+    struct custos_vault *v = im->v;
+    struct custos_buf *rec = custos_buf_thread(CUSTOS_TLS_RECORD, 4u << 20);
+    struct job *j;
+
+    while ((j = q_pop(&im->jobs)) != NULL) {
+        struct batch *b = calloc(1, sizeof(*b));
+        size_t off = 0;
+        uint64_t line = j->first_line;
+
+        if (b)
+            b->item = calloc(JOB_LINES, sizeof(*b->item));
+        if (!b || !b->item || !rec) {
+            fail(im, CUSTOS_ERR_NOMEM);
+            batch_free(b);
+            sodium_memzero(j->text, j->len);
+            free(j->text);
+            free(j);
+            continue;
+        }
+        custos_buf_init(&b->arena, 64u << 20);
+        while (off < j->len) {
+            char *nl = memchr(j->text + off, '\n', j->len - off);
+            size_t n = nl ? (size_t)(nl - (j->text + off)) : j->len - off;
+            const char *p = j->text + off;
+            struct custos_leaves leaves = {0};
+            json_t *obj = NULL;
+            uint64_t removed;
+            enum custos_err rc;
+
+            off += n + (nl ? 1 : 0);
+            atomic_fetch_add(&im->lines, 1);
+            if (n && p[n - 1] == '\r')
+                n--;
+            if (n == 0 || atomic_load(&im->failed)) {
+                line++;
+                continue;
+            }
+            rc = custos_json_parse(p, n, LINE_MAX_BYTES, 0, &obj);
+            if (!rc)
+                rc = custos_schema_flatten(v->schema, obj, 0, &leaves, &removed);
+            if (!rc && leaves.n == 0)
+                rc = custos_err_set(CUSTOS_ERR_INVALID, "a subject needs at least one field");
+            if (!rc) {
+                struct sealed *s = &b->item[b->n];
+
+                custos_buf_reset(rec);
+                rc = custos_subject_seal_new(v, &leaves, s->id, s->wrapped, &s->kv, rec, s->blind, &s->nblind);
+                if (!rc && s->nblind > 4)
+                    rc = custos_err_set(CUSTOS_ERR_INVALID, "import supports at most 4 searchable fields");
+                if (!rc) {
+                    s->off = b->arena.len;
+                    s->len = rec->len;
+                    rc = custos_buf_add(&b->arena, rec->p, rec->len);
+                }
+                if (!rc)
+                    b->n++;
+                else if (rc == CUSTOS_ERR_NOMEM)
+                    fail(im, rc);
+            }
+            if (rc && rc != CUSTOS_ERR_NOMEM)
+                reject(im, line, custos_err_msg(rc));
+            custos_leaves_release(&leaves);
+            json_decref(obj);
+            line++;
+        }
+        sodium_memzero(j->text, j->len);
+        free(j->text);
+        free(j);
+        custos_buf_reset(rec);
+        if (b->n)
+            q_push(&im->batches, b);
+        else
+            batch_free(b);
+    }
+    return NULL;
+}
+
+static enum custos_err commit_batches(struct import *im, struct custos_store_conn *c, struct batch **bs, size_t nb)
+{
+    struct custos_vault *v = im->v;
+    struct custos_event e;
+    enum custos_err rc;
+    uint64_t count = 0;
+    int64_t now = (int64_t)custos_now(v);
+    size_t i, k;
+
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
+        return rc;
+    for (i = 0; i < nb && !rc; i++)
+        for (k = 0; k < bs[i]->n && !rc; k++)
+            rc = v->ops->key_put(c, bs[i]->item[k].id, 1, bs[i]->item[k].kv, bs[i]->item[k].wrapped,
+                                 CUSTOS_WRAPPED_BYTES);
+    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
+        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        return rc;
+    }
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
+        return rc;
+    for (i = 0; i < nb && !rc; i++)
+        for (k = 0; k < bs[i]->n && !rc; k++) {
+            const struct sealed *s = &bs[i]->item[k];
+
+            rc = v->ops->subject_put(c, s->id, bs[i]->arena.p + s->off, s->len, s->blind, s->nblind, now, 1);
+            count++;
+        }
+    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))) {
+        v->ops->rollback(c, CUSTOS_PLANE_DATA);
+        return rc;
+    }
+    atomic_fetch_add(&im->imported, count);
+    custos_event_init(&e, "subject.import", im->caller);
+    e.count = (int64_t)count;
+    e.result = CUSTOS_RESULT_OK;
+    return custos_audit(v, &e, NULL);
+}
+
+/* Writer: store sealed batches in large transactions. */
+static void *writer(void *arg)
+{
+    struct import *im = arg;
+    struct custos_vault *v = im->v;
+    struct custos_store_conn *c = NULL;
+    struct batch *pend[COMMIT_EVERY / 64 + 1], *b;
+    size_t np = 0, rows = 0, i;
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &c))) {
+        fail(im, rc);
+        c = NULL;
+    } else
+        v->ops->set_bulk(c, 1);
+    for (;;) {
+        b = q_pop(&im->batches);
+        if (b) {
+            pend[np++] = b;
+            rows += b->n;
+        }
+        if (np && (!b || rows >= COMMIT_EVERY || np == sizeof(pend) / sizeof(pend[0]))) {
+            if (c && !atomic_load(&im->failed) && (rc = commit_batches(im, c, pend, np)))
+                fail(im, rc);
+            for (i = 0; i < np; i++)
+                batch_free(pend[i]);
+            np = rows = 0;
+        }
+        if (!b)
+            break;
+    }
+    if (c) {
+        v->ops->set_bulk(c, 0);
+        if (!atomic_load(&im->failed) && (rc = v->ops->compact_logs(c)))
+            fail(im, rc);
+        v->ops->release(v->store, c);
+    }
+    return NULL;
+}
+
+static void snapshot(struct import *im, struct custos_import_stats *s, uint64_t bytes)
+{
+    s->lines = atomic_load(&im->lines);
+    s->imported = atomic_load(&im->imported);
+    s->rejected = atomic_load(&im->rejected);
+    s->bytes_read = bytes;
+}
+
+enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
+                              void (*progress)(void *ctx, const struct custos_import_stats *s),
+                              void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
+                              struct custos_import_stats *out)
+{
+    struct import im;
+    pthread_t wk[16], wr;
+    unsigned nw = threads ? threads : 2, i, started = 0;
+    char *buf = NULL;
+    size_t have = 0, lines_in_buf = 0;
+    uint64_t next_line = 1, bytes = 0, last_progress = 0;
+    int writer_up = 0, eof = 0;
+    enum custos_err rc = CUSTOS_OK;
+
+    memset(out, 0, sizeof(*out));
+    if (!c->system)
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN, "import runs on the data directory (custos import)");
+    if (nw > 16)
+        nw = 16;
+    memset(&im, 0, sizeof(im));
+    im.v = v;
+    im.caller = c;
+    im.bad = bad;
+    im.ctx = ctx;
+    q_init(&im.jobs);
+    q_init(&im.batches);
+    pthread_mutex_init(&im.cb_mu, NULL);
+    buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
+    if (!buf) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    for (i = 0; i < nw; i++, started++)
+        if (pthread_create(&wk[i], NULL, worker, &im) != 0) {
+            rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
+            goto stop;
+        }
+    if (pthread_create(&wr, NULL, writer, &im) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
+        goto stop;
+    }
+    writer_up = 1;
+    while (!eof && !atomic_load(&im.failed)) {
+        ssize_t r = read(fd, buf + have, READ_CHUNK + LINE_MAX_BYTES - have);
+        size_t cut, start = 0, k;
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "read error: %s", strerror(errno));
+            break;
+        }
+        if (r == 0)
+            eof = 1;
+        bytes += (uint64_t)r;
+        have += (size_t)r;
+        /* cut after the last newline (or everything at EOF) into jobs of JOB_LINES lines */
+        cut = have;
+        if (!eof) {
+            while (cut && buf[cut - 1] != '\n')
+                cut--;
+            if (cut == 0 && have >= LINE_MAX_BYTES) {
+                /* a line longer than the cap: reject it and skip to its end */
+                reject(&im, next_line, "line exceeds 65536 bytes");
+                lines_in_buf = 0;
+                for (;;) {
+                    ssize_t s = read(fd, buf, READ_CHUNK);
+                    char *nl;
+
+                    if (s <= 0) {
+                        eof = 1;
+                        have = 0;
+                        break;
+                    }
+                    bytes += (uint64_t)s;
+                    nl = memchr(buf, '\n', (size_t)s);
+                    if (nl) {
+                        have = (size_t)s - (size_t)(nl + 1 - buf);
+                        memmove(buf, nl + 1, have);
+                        break;
+                    }
+                }
+                next_line++;
+                atomic_fetch_add(&im.lines, 1);
+                continue;
+            }
+        }
+        for (k = 0; k < cut; k++) {
+            if (buf[k] == '\n' || k + 1 == cut) {
+                lines_in_buf++;
+                if (lines_in_buf == JOB_LINES || k + 1 == cut) {
+                    struct job *j = malloc(sizeof(*j));
+                    size_t n = k + 1 - start;
+
+                    if (!j || !(j->text = malloc(n))) {
+                        free(j);
+                        rc = CUSTOS_ERR_NOMEM;
+                        goto stop;
+                    }
+                    memcpy(j->text, buf + start, n);
+                    j->len = n;
+                    j->first_line = next_line;
+                    next_line += lines_in_buf;
+                    lines_in_buf = 0;
+                    start = k + 1;
+                    q_push(&im.jobs, j);
+                }
+            }
+        }
+        sodium_memzero(buf, cut);
+        memmove(buf, buf + cut, have - cut);
+        have -= cut;
+        if (progress && custos_clock_ms() - last_progress >= 200) {
+            struct custos_import_stats s;
+
+            snapshot(&im, &s, bytes);
+            progress(ctx, &s);
+            last_progress = custos_clock_ms();
+        }
+    }
+stop:
+    q_close(&im.jobs);
+    for (i = 0; i < started; i++)
+        pthread_join(wk[i], NULL);
+    q_close(&im.batches);
+    if (writer_up)
+        pthread_join(wr, NULL);
+done:
+    snapshot(&im, out, bytes);
+    if (progress && !rc)
+        progress(ctx, out);
+    if (!rc && atomic_load(&im.failed))
+        rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
+    if (buf) {
+        sodium_memzero(buf, READ_CHUNK + LINE_MAX_BYTES + 1);
+        free(buf);
+    }
+    pthread_mutex_destroy(&im.cb_mu);
+    q_destroy(&im.jobs);
+    q_destroy(&im.batches);
+    return rc;
+}

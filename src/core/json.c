@@ -1,0 +1,109 @@
+/*
+ * json.c - bounded JSON parsing of outside input.  See json.h.
+ * Must never: let jansson recurse deeper than CUSTOS_JSON_MAX_DEPTH, quote
+ * input bytes in an error message.
+ */
+#include "json.h"
+
+#include <string.h>
+
+#include "custos/banned.h"
+
+/* Depth of the deepest container, scanning outside strings only. */
+static size_t scan_depth(const char *p, size_t n, size_t cap)
+{
+    size_t i, depth = 0, max = 0;
+    int in_str = 0;
+
+    for (i = 0; i < n; i++) {
+        char c = p[i];
+
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+            continue;
+        }
+        if (c == '"')
+            in_str = 1;
+        else if (c == '{' || c == '[') {
+            if (++depth > max)
+                max = depth;
+            if (max > cap)
+                return max;
+        } else if ((c == '}' || c == ']') && depth)
+            depth--;
+    }
+    return max;
+}
+
+enum custos_err custos_json_parse(const char *buf, size_t len, size_t max_bytes, int any_type, json_t **out)
+{
+    json_error_t jerr;
+    json_t *j;
+
+    *out = NULL;
+    if (len > max_bytes)
+        return custos_err_set(CUSTOS_ERR_TOOBIG, "request body exceeds %zu bytes", max_bytes);
+    if (len == 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "empty body: expected a JSON object");
+    if (scan_depth(buf, len, CUSTOS_JSON_MAX_DEPTH) > CUSTOS_JSON_MAX_DEPTH)
+        return custos_err_set(CUSTOS_ERR_INVALID, "JSON nested deeper than %d levels", CUSTOS_JSON_MAX_DEPTH);
+    j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | (any_type ? JSON_DECODE_ANY : 0), &jerr);
+    if (!j) {
+        if (json_error_code(&jerr) == json_error_invalid_utf8)
+            return custos_err_set(CUSTOS_ERR_INVALID, "body is not valid UTF-8");
+        if (json_error_code(&jerr) == json_error_duplicate_key)
+            return custos_err_set(CUSTOS_ERR_INVALID, "duplicate key in JSON object");
+        return custos_err_set(CUSTOS_ERR_INVALID, "invalid JSON at line %d column %d", jerr.line, jerr.column);
+    }
+    if (!any_type && !json_is_object(j)) {
+        json_decref(j);
+        return custos_err_set(CUSTOS_ERR_INVALID, "expected a JSON object");
+    }
+    *out = j;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_json_only(json_t *obj, const char *const *allowed, const char *what)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(obj, key, v) {
+        const char *const *a;
+        int ok = 0;
+
+        for (a = allowed; *a; a++)
+            if (strcmp(*a, key) == 0) {
+                ok = 1;
+                break;
+            }
+        if (!ok) {
+            /* Keys are caller-chosen names, not values; still cap what we echo. */
+            return custos_err_set(CUSTOS_ERR_INVALID, "unknown field '%.64s' in %s", key, what);
+        }
+    }
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_json_str(json_t *obj, const char *key, int required, size_t max_len, const char **out)
+{
+    json_t *v = json_object_get(obj, key);
+
+    *out = NULL;
+    if (!v) {
+        if (required)
+            return custos_err_set(CUSTOS_ERR_INVALID, "missing field '%s'", key);
+        return CUSTOS_OK;
+    }
+    if (!json_is_string(v))
+        return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be a string", key);
+    if (json_string_length(v) > max_len)
+        return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is longer than %zu bytes", key, max_len);
+    if (strlen(json_string_value(v)) != json_string_length(v))
+        return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' contains a NUL character", key);
+    *out = json_string_value(v);
+    return CUSTOS_OK;
+}

@@ -1,0 +1,30 @@
+/*
+ * keyfile.h - key files in DIR/keys/: the master key versions and the ledger key.
+ *
+ * Format (text, so an operator can see what a file is without exposing it):
+ *   "custos <label> v1\n" <64 lowercase hex digits> "\n"
+ * Mode 0600 in a 0700 directory; created with O_EXCL (never overwritten),
+ * written, fsync'ed, then the directory fsync'ed.  Destroying a key file
+ * overwrites it with zeros, fsyncs, unlinks and fsyncs the directory.
+ */
+#ifndef CUSTOS_KEYFILE_H
+#define CUSTOS_KEYFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "custos/err.h"
+
+enum custos_err custos_keyfile_write(const char *path, const char *label, const uint8_t key[32]);
+/* key must point to secure memory. */
+enum custos_err custos_keyfile_read(const char *path, const char *label, uint8_t key[32]);
+enum custos_err custos_keyfile_destroy(const char *path);
+
+/* fsync a directory (after creating, renaming or unlinking in it). */
+enum custos_err custos_fsync_dir(const char *dir);
+/* Write a whole small file atomically: tmp, fsync, rename, fsync dir. */
+enum custos_err custos_file_replace(const char *path, const void *data, size_t len, int mode);
+/* Read a whole small file (cap bytes) into a malloc'd NUL-terminated buffer. */
+enum custos_err custos_file_read(const char *path, size_t cap, char **out, size_t *len);
+
+#endif

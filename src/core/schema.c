@@ -1,0 +1,677 @@
+/*
+ * schema.c - schema documents, record validation and flattening, blind-index
+ * normalisation and masking.  See schema.h and docs/schema.md.
+ *
+ * Invariants: a flattened record only contains leaves of declared fields,
+ * of the declared type, within the declared size caps; every string is
+ * valid UTF-8 (jansson guarantees it) without NUL.
+ * Must never: accept an unknown field, quote a value in an error message.
+ */
+#include "schema.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+#include "custos/banned.h"
+
+const char custos_default_schema_json[] =
+    "{\n"
+    "  \"fields\": {\n"
+    "    \"name\":         {\"type\": \"string\", \"class\": \"pii\", \"mask\": \"name\", \"max_length\": 100},\n"
+    "    \"email\":        {\"type\": \"string\", \"class\": \"pii\", \"format\": \"email\", \"searchable\": true,\n"
+    "                     \"mask\": \"email\", \"max_length\": 254},\n"
+    "    \"phone\":        {\"type\": \"string\", \"class\": \"pii\", \"format\": \"phone\", \"searchable\": true,\n"
+    "                     \"mask\": \"phone\", \"max_length\": 32},\n"
+    "    \"birth_date\":   {\"type\": \"date\", \"class\": \"pii\", \"mask\": \"date\"},\n"
+    "    \"customs_code\": {\"type\": \"string\", \"class\": \"sensitive\", \"format\": \"pccc\", \"mask\": \"edges\",\n"
+    "                     \"max_length\": 13},\n"
+    "    \"address_book\": {\"type\": \"array\", \"class\": \"pii\", \"max_items\": 20, \"items\": {\n"
+    "      \"recipient\":     {\"type\": \"string\", \"class\": \"pii\", \"mask\": \"name\", \"max_length\": 100},\n"
+    "      \"phone\":         {\"type\": \"string\", \"class\": \"pii\", \"format\": \"phone\", \"mask\": \"phone\",\n"
+    "                        \"max_length\": 32},\n"
+    "      \"address\":       {\"type\": \"string\", \"class\": \"pii\", \"mask\": \"address\", \"max_length\": 300},\n"
+    "      \"entrance_code\": {\"type\": \"string\", \"class\": \"sensitive\", \"mask\": \"full\", \"max_length\": 32}\n"
+    "    }}\n"
+    "  }\n"
+    "}\n";
+
+/* ---- schema documents ---------------------------------------------------------------------- */
+
+static void fields_free(struct custos_field *f, size_t n)
+{
+    size_t i;
+
+    if (!f)
+        return;
+    for (i = 0; i < n; i++)
+        fields_free(f[i].items, f[i].nitems);
+    free(f);
+}
+
+void custos_schema_free(struct custos_schema *s)
+{
+    if (!s)
+        return;
+    fields_free(s->fields, s->nfields);
+    free(s);
+}
+
+static int valid_name(const char *k)
+{
+    size_t i, n = strlen(k);
+
+    if (n == 0 || n > CUSTOS_FIELD_NAME_MAX || !islower((unsigned char)k[0]))
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!(islower((unsigned char)k[i]) || isdigit((unsigned char)k[i]) || k[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static int pick(const char *v, const char *const *names, int *out)
+{
+    int i;
+
+    for (i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            return 1;
+        }
+    return 0;
+}
+
+static enum custos_err parse_fields(json_t *obj, int nested, struct custos_field **out, size_t *nout);
+
+static enum custos_err parse_field(const char *name, json_t *def, int nested, struct custos_field *f)
+{
+    static const char *const keys[] = {"type", "class", "mask", "format", "searchable", "max_length",
+                                       "max_items", "items", "retention", NULL};
+    static const char *const types[] = {"string", "date", "integer", "boolean", "array", NULL};
+    static const char *const classes[] = {"pii", "sensitive", NULL};
+    static const char *const masks[] = {"full", "name", "phone", "email", "address", "edges", "date", NULL};
+    static const char *const formats[] = {"none", "email", "phone", "pccc", NULL};
+    json_t *v;
+    const char *key;
+    int e;
+
+    memset(f, 0, sizeof(*f));
+    if (!valid_name(name))
+        return custos_err_set(CUSTOS_ERR_INVALID,
+                              "schema: field name '%.64s' must match [a-z][a-z0-9_]{0,47}", name);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    if (!json_is_object(def))
+        return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s' must be an object", name);
+    json_object_foreach(def, key, v) {
+        if (!pick(key, keys, &e))
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': unknown property '%.64s'", name, key);
+    }
+    v = json_object_get(def, "type");
+    if (!json_is_string(v) || !pick(json_string_value(v), types, &e))
+        return custos_err_set(CUSTOS_ERR_INVALID,
+                              "schema: field '%s': type must be string, date, integer, boolean or array", name);
+    f->type = (enum custos_ftype)e;
+    f->cls = CUSTOS_FC_PII;
+    if ((v = json_object_get(def, "class"))) {
+        if (!json_is_string(v) || !pick(json_string_value(v), classes, &e))
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': class must be pii or sensitive", name);
+        f->cls = (enum custos_fclass)e;
+    }
+    f->mask = f->type == CUSTOS_FT_DATE ? CUSTOS_MASK_DATE : CUSTOS_MASK_FULL;
+    if ((v = json_object_get(def, "mask"))) {
+        if (!json_is_string(v) || !pick(json_string_value(v), masks, &e))
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': mask must be one of full, name, phone, email, "
+                                  "address, edges, date", name);
+        f->mask = (enum custos_mask)e;
+    }
+    if ((v = json_object_get(def, "format"))) {
+        if (!json_is_string(v) || !pick(json_string_value(v), formats, &e) || f->type != CUSTOS_FT_STRING)
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': format must be none, email, phone or pccc on a string",
+                                  name);
+        f->format = (enum custos_fformat)e;
+    }
+    if ((v = json_object_get(def, "searchable"))) {
+        if (!json_is_boolean(v))
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': searchable must be true or false", name);
+        f->searchable = json_is_true(v);
+        if (f->searchable && (nested || f->type != CUSTOS_FT_STRING))
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': only top-level string fields can be searchable", name);
+    }
+    f->max_length = 256;
+    if ((v = json_object_get(def, "max_length"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 4096)
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': max_length must be 1..4096", name);
+        f->max_length = (size_t)json_integer_value(v);
+    }
+    if ((v = json_object_get(def, "retention"))) {
+        static const char *const rkeys[] = {"days", "legal_basis", "role", NULL};
+        json_t *d = json_object_get(v, "days"), *b = json_object_get(v, "legal_basis"),
+               *r = json_object_get(v, "role");
+
+        if (!json_is_object(v) || nested)
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': retention must be an object on a top-level field", name);
+        json_object_foreach(v, key, d) {
+            if (!pick(key, rkeys, &e))
+                return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': unknown retention property '%.64s'",
+                                      name, key);
+        }
+        d = json_object_get(v, "days");
+        if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 36600 ||
+            !json_is_string(b) || json_string_length(b) == 0 || json_string_length(b) >= sizeof(f->legal_basis) ||
+            !json_is_string(r) || !valid_name(json_string_value(r)) ||
+            json_string_length(r) >= sizeof(f->retention_role))
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': retention needs days (1..36600), legal_basis and role",
+                                  name);
+        f->retention_days = (uint32_t)json_integer_value(d);
+        snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));
+        snprintf(f->retention_role, sizeof(f->retention_role), "%s", json_string_value(r));
+    }
+    if (f->type == CUSTOS_FT_ARRAY) {
+        if (nested)
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': arrays cannot nest", name);
+        f->max_items = 20;
+        if ((v = json_object_get(def, "max_items"))) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+                return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': max_items must be 1..1000", name);
+            f->max_items = (size_t)json_integer_value(v);
+        }
+        v = json_object_get(def, "items");
+        if (!json_is_object(v) || json_object_size(v) == 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: array field '%s' needs an items object", name);
+        return parse_fields(v, 1, &f->items, &f->nitems);
+    }
+    if (json_object_get(def, "items") || json_object_get(def, "max_items"))
+        return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': items only apply to arrays", name);
+    return CUSTOS_OK;
+}
+
+static enum custos_err parse_fields(json_t *obj, int nested, struct custos_field **out, size_t *nout)
+{
+    size_t n = json_object_size(obj), i = 0;
+    struct custos_field *f;
+    const char *key;
+    json_t *def;
+    enum custos_err rc;
+
+    if (n > CUSTOS_SCHEMA_MAX_FIELDS)
+        return custos_err_set(CUSTOS_ERR_INVALID, "schema: more than %d fields", CUSTOS_SCHEMA_MAX_FIELDS);
+    f = calloc(n ? n : 1, sizeof(*f));
+    if (!f)
+        return CUSTOS_ERR_NOMEM;
+    json_object_foreach(obj, key, def) {
+        if ((rc = parse_field(key, def, nested, &f[i]))) {
+            fields_free(f, i + 1);
+            return rc;
+        }
+        i++;
+    }
+    *out = f;
+    *nout = n;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_schema_parse(const char *text, size_t len, struct custos_schema **out)
+{
+    static const char *const top[] = {"fields", NULL};
+    json_error_t jerr;
+    json_t *doc, *fields;
+    struct custos_schema *s = NULL;
+    enum custos_err rc;
+
+    *out = NULL;
+    doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc)
+        return custos_err_set(CUSTOS_ERR_INVALID, "schema: invalid JSON at line %d: %s", jerr.line, jerr.text);
+    rc = custos_json_only(doc, top, "schema");
+    if (rc) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "schema: only a \"fields\" object is allowed at the top level");
+        goto done;
+    }
+    fields = json_object_get(doc, "fields");
+    if (!json_is_object(fields) || json_object_size(fields) == 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "schema: \"fields\" must be a non-empty object");
+        goto done;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = parse_fields(fields, 0, &s->fields, &s->nfields))) {
+        free(s);
+        s = NULL;
+        goto done;
+    }
+    *out = s;
+done:
+    json_decref(doc);
+    return rc;
+}
+
+const struct custos_field *custos_schema_field(const struct custos_schema *s, const char *name, size_t nlen)
+{
+    size_t i;
+
+    for (i = 0; i < s->nfields; i++)
+        if (strlen(s->fields[i].name) == nlen && memcmp(s->fields[i].name, name, nlen) == 0)
+            return &s->fields[i];
+    return NULL;
+}
+
+/* ---- validation and flattening ------------------------------------------------------------- */
+
+void custos_leaves_release(struct custos_leaves *l)
+{
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+static struct custos_leaf *leaf_add(struct custos_leaves *l)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        struct custos_leaf *nv = realloc(l->v, ncap * sizeof(*nv));
+
+        if (!nv)
+            return NULL;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    memset(&l->v[l->n], 0, sizeof(l->v[0]));
+    return &l->v[l->n++];
+}
+
+static int is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int valid_date(const char *s, size_t n)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, m, d, i;
+
+    if (n != 10 || s[4] != '-' || s[7] != '-')
+        return 0;
+    for (i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i]))
+            return 0;
+    y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    m = (s[5] - '0') * 10 + (s[6] - '0');
+    d = (s[8] - '0') * 10 + (s[9] - '0');
+    if (y < 1800 || m < 1 || m > 12 || d < 1)
+        return 0;
+    return d <= mdays[m - 1] + (m == 2 && is_leap(y));
+}
+
+static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
+{
+    size_t i, at = n, digits = 0;
+
+    switch (fmt) {
+    case CUSTOS_FMT_NONE:
+        return 1;
+    case CUSTOS_FMT_EMAIL:
+        for (i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+
+            if (c <= ' ' || c == 0x7f)
+                return 0;
+            if (c == '@') {
+                if (at != n)
+                    return 0;
+                at = i;
+            }
+        }
+        return at > 0 && at + 1 < n && memchr(s + at + 1, '.', n - at - 1) != NULL;
+    case CUSTOS_FMT_PHONE:
+        for (i = 0; i < n; i++) {
+            if (isdigit((unsigned char)s[i]))
+                digits++;
+            else if (!strchr("+-() ", s[i]))
+                return 0;
+        }
+        return digits >= 7 && digits <= 15;
+    case CUSTOS_FMT_PCCC:
+        if (n != 13 || (s[0] != 'P' && s[0] != 'p'))
+            return 0;
+        for (i = 1; i < n; i++)
+            if (!isdigit((unsigned char)s[i]))
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static const char *format_name(enum custos_fformat f)
+{
+    switch (f) {
+    case CUSTOS_FMT_EMAIL: return "an email address";
+    case CUSTOS_FMT_PHONE: return "a phone number (7 to 15 digits)";
+    case CUSTOS_FMT_PCCC: return "a personal customs code (P and 12 digits)";
+    default: return "valid";
+    }
+}
+
+static enum custos_err check_scalar(const struct custos_field *f, json_t *v, const char *path,
+                                    struct custos_leaf *leaf)
+{
+    const char *s;
+    size_t n;
+
+    switch (f->type) {
+    case CUSTOS_FT_STRING:
+    case CUSTOS_FT_DATE:
+        if (!json_is_string(v))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be a string", path);
+        s = json_string_value(v);
+        n = json_string_length(v);
+        if (strlen(s) != n)
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' contains a NUL character", path);
+        if (n == 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is empty", path);
+        if (f->type == CUSTOS_FT_DATE && !valid_date(s, n))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be a date YYYY-MM-DD", path);
+        if (n > f->max_length)
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is longer than %zu bytes", path, f->max_length);
+        if (!valid_format(f->format, s, n))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be %s", path, format_name(f->format));
+        leaf->tag = 's';
+        leaf->val = s;
+        leaf->len = n;
+        return CUSTOS_OK;
+    case CUSTOS_FT_INTEGER:
+        if (!json_is_integer(v))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be an integer", path);
+        leaf->tag = 'i';
+        leaf->val = NULL;
+        leaf->len = 0;
+        return CUSTOS_OK;
+    case CUSTOS_FT_BOOLEAN:
+        if (!json_is_boolean(v))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be true or false", path);
+        leaf->tag = 'b';
+        leaf->val = json_is_true(v) ? "true" : "false";
+        leaf->len = strlen(leaf->val);
+        return CUSTOS_OK;
+    case CUSTOS_FT_ARRAY:
+        break;
+    }
+    return CUSTOS_ERR_INTERNAL;
+}
+
+static enum custos_err add_scalar(struct custos_leaves *out, const struct custos_field *top,
+                                  const struct custos_field *f, json_t *v, const char *path)
+{
+    struct custos_leaf *leaf = leaf_add(out);
+    enum custos_err rc;
+
+    if (!leaf)
+        return CUSTOS_ERR_NOMEM;
+    snprintf(leaf->path, sizeof(leaf->path), "%s", path);
+    leaf->field = f;
+    leaf->top = top;
+    if ((rc = check_scalar(f, v, path, leaf)))
+        return rc;
+    if (leaf->tag == 'i')
+        leaf->ival = (long long)json_integer_value(v);
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj, int patch,
+                                      struct custos_leaves *out, uint64_t *removed)
+{
+    const char *key;
+    json_t *v;
+    enum custos_err rc;
+    size_t fi;
+
+    *removed = 0;
+    if (!json_is_object(obj))
+        return custos_err_set(CUSTOS_ERR_INVALID, "expected a JSON object");
+    json_object_foreach(obj, key, v) {
+        if (!custos_schema_field(s, key, strlen(key)))
+            return custos_err_set(CUSTOS_ERR_INVALID, "unknown field '%.64s'", key);
+    }
+    /* Walk in schema order so leaves come out in a stable order. */
+    for (fi = 0; fi < s->nfields; fi++) {
+        const struct custos_field *f = &s->fields[fi];
+        char path[CUSTOS_PATH_MAX];
+        size_t i;
+
+        v = json_object_get(obj, f->name);
+        if (!v)
+            continue;
+        if (json_is_null(v)) {
+            if (!patch)
+                return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is null: omit it instead", f->name);
+            *removed |= (uint64_t)1 << fi;
+            continue;
+        }
+        if (f->type != CUSTOS_FT_ARRAY) {
+            if ((rc = add_scalar(out, f, f, v, f->name)))
+                return rc;
+            continue;
+        }
+        if (!json_is_array(v))
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be an array", f->name);
+        if (json_array_size(v) > f->max_items)
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' has more than %zu items", f->name, f->max_items);
+        if (patch)
+            *removed |= (uint64_t)1 << fi; /* an array in a patch replaces the whole array */
+        for (i = 0; i < json_array_size(v); i++) {
+            json_t *item = json_array_get(v, i), *iv;
+            const char *ik;
+            size_t ii, before = out->n;
+
+            if (!json_is_object(item))
+                return custos_err_set(CUSTOS_ERR_INVALID, "%s[%zu] must be an object", f->name, i);
+            json_object_foreach(item, ik, iv) {
+                int known = 0;
+
+                for (ii = 0; ii < f->nitems; ii++)
+                    if (strcmp(f->items[ii].name, ik) == 0)
+                        known = 1;
+                if (!known)
+                    return custos_err_set(CUSTOS_ERR_INVALID, "unknown field '%.64s' in %s[%zu]", ik, f->name, i);
+            }
+            for (ii = 0; ii < f->nitems; ii++) {
+                iv = json_object_get(item, f->items[ii].name);
+                if (!iv)
+                    continue;
+                snprintf(path, sizeof(path), "%s[%zu].%s", f->name, i, f->items[ii].name);
+                if ((rc = add_scalar(out, f, &f->items[ii], iv, path)))
+                    return rc;
+            }
+            if (out->n == before)
+                return custos_err_set(CUSTOS_ERR_INVALID, "%s[%zu] is empty", f->name, i);
+        }
+    }
+    return CUSTOS_OK;
+}
+
+void custos_policy_path(char out[CUSTOS_PATH_MAX], const char *path)
+{
+    size_t o = 0;
+    int skip = 0;
+
+    for (; *path && o + 1 < CUSTOS_PATH_MAX; path++) {
+        if (*path == '[')
+            skip = 1;
+        else if (*path == ']')
+            skip = 0;
+        else if (!skip)
+            out[o++] = *path;
+    }
+    out[o] = '\0';
+}
+
+/* ---- blind-index normalisation ------------------------------------------------------------- */
+
+enum custos_err custos_normalise(const struct custos_field *f, const char *val, size_t len, char *out,
+                                 size_t cap, size_t *outlen)
+{
+    size_t i, o = 0;
+
+    while (len && isspace((unsigned char)*val)) {
+        val++;
+        len--;
+    }
+    while (len && isspace((unsigned char)val[len - 1]))
+        len--;
+    if (f->format == CUSTOS_FMT_PHONE) {
+        if (len && val[0] == '+') {
+            /* +82 10-1234-5678 -> 01012345678 (Korean country code); other codes keep their digits */
+            if (len >= 3 && val[1] == '8' && val[2] == '2') {
+                val += 3;
+                len -= 3;
+                if (o + 1 < cap)
+                    out[o++] = '0';
+            }
+        }
+        for (i = 0; i < len; i++)
+            if (isdigit((unsigned char)val[i]) && o + 1 < cap)
+                out[o++] = val[i];
+    } else {
+        for (i = 0; i < len && o + 1 < cap; i++) {
+            char c = val[i];
+
+            if (f->format == CUSTOS_FMT_EMAIL || f->format == CUSTOS_FMT_PCCC)
+                c = (char)tolower((unsigned char)c);
+            out[o++] = c;
+        }
+        if (i < len)
+            return custos_err_set(CUSTOS_ERR_INVALID, "search value is too long");
+    }
+    out[o] = '\0';
+    *outlen = o;
+    if (o == 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "search value is empty after normalisation");
+    return CUSTOS_OK;
+}
+
+/* ---- masking ------------------------------------------------------------------------------- */
+
+/* Length in bytes of the UTF-8 sequence starting at p (input is valid UTF-8). */
+static size_t u8len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+}
+
+static size_t u8count(const char *s, size_t n)
+{
+    size_t i = 0, k = 0;
+
+    while (i < n) {
+        i += u8len((unsigned char)s[i]);
+        k++;
+    }
+    return k;
+}
+
+/* Byte offset of code point number `cp`. */
+static size_t u8offset(const char *s, size_t n, size_t cp)
+{
+    size_t i = 0;
+
+    while (i < n && cp--)
+        i += u8len((unsigned char)s[i]);
+    return i < n ? i : n;
+}
+
+static enum custos_err stars(struct custos_buf *out, size_t k)
+{
+    enum custos_err rc = CUSTOS_OK;
+
+    while (k-- && !rc)
+        rc = custos_buf_addc(out, '*');
+    return rc;
+}
+
+enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t len, struct custos_buf *out)
+{
+    enum custos_err rc;
+    size_t n, i, digits, seen, first_keep, a, b;
+    const char *at, *sp1, *sp2;
+
+    switch (m) {
+    case CUSTOS_MASK_FULL:
+        return custos_buf_adds(out, "****");
+    case CUSTOS_MASK_NAME:
+        n = u8count(val, len);
+        if (n <= 1)
+            return custos_buf_adds(out, "*");
+        a = u8offset(val, len, 1);
+        if ((rc = custos_buf_add(out, val, a)))
+            return rc;
+        if (n == 2)
+            return custos_buf_addc(out, '*');
+        if ((rc = stars(out, n - 2)))
+            return rc;
+        b = u8offset(val, len, n - 1);
+        return custos_buf_add(out, val + b, len - b);
+    case CUSTOS_MASK_PHONE:
+        for (digits = 0, i = 0; i < len; i++)
+            digits += isdigit((unsigned char)val[i]) != 0;
+        /* keep the first 3 and last 4 digits when there are enough, else only the last 2 */
+        first_keep = digits >= 9 ? 3 : 0;
+        for (seen = 0, i = 0; i < len; i++) {
+            char c = val[i];
+
+            if (isdigit((unsigned char)c)) {
+                int keep = seen < first_keep || seen + (digits >= 9 ? 4 : 2) >= digits;
+
+                seen++;
+                rc = custos_buf_addc(out, keep ? c : '*');
+            } else
+                rc = custos_buf_addc(out, c);
+            if (rc)
+                return rc;
+        }
+        return CUSTOS_OK;
+    case CUSTOS_MASK_EMAIL:
+        at = memchr(val, '@', len);
+        if (!at)
+            return custos_buf_adds(out, "****");
+        n = u8count(val, (size_t)(at - val));
+        a = u8offset(val, (size_t)(at - val), n >= 2 ? 2 : n > 0 ? 1 : 0);
+        if ((rc = custos_buf_add(out, val, a)) || (rc = custos_buf_adds(out, "****")))
+            return rc;
+        return custos_buf_add(out, at, len - (size_t)(at - val));
+    case CUSTOS_MASK_ADDRESS:
+        sp1 = memchr(val, ' ', len);
+        sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - val)) : NULL;
+        if (sp2)
+            rc = custos_buf_add(out, val, (size_t)(sp2 - val));
+        else if (sp1)
+            rc = custos_buf_add(out, val, (size_t)(sp1 - val));
+        else
+            rc = CUSTOS_OK;
+        if (rc)
+            return rc;
+        return custos_buf_adds(out, out->len ? " ****" : "****");
+    case CUSTOS_MASK_EDGES:
+        n = u8count(val, len);
+        if (n <= 3)
+            return custos_buf_adds(out, "****");
+        a = u8offset(val, len, 1);
+        b = u8offset(val, len, n - 2);
+        if ((rc = custos_buf_add(out, val, a)) || (rc = stars(out, n - 3)))
+            return rc;
+        return custos_buf_add(out, val + b, len - b);
+    case CUSTOS_MASK_DATE:
+        if (len >= 4 && (rc = custos_buf_add(out, val, 4)))
+            return rc;
+        return custos_buf_adds(out, len >= 4 ? "-**-**" : "****");
+    }
+    return CUSTOS_ERR_INTERNAL;
+}

@@ -1,0 +1,1414 @@
+/*
+ * subject.c - subject records: create, read, update, search, erase, mint.
+ *
+ * Record format (data plane, docs/format.md "Sealed records"):
+ *   "CSR1" | gen (u32 BE) | count (u16 BE) | count x leaf
+ *   leaf = path length (u16 BE) | path | sealed length (u32 BE) | sealed
+ *   sealed = nonce (24) | XChaCha20-Poly1305(tag byte || value) | tag (16)
+ *   associated data = "custos/field/v1" || subject id (16) || path
+ * so a sealed value moved to another subject or another path fails to open.
+ * tag byte: 's' string/date, 'i' integer (decimal text), 'b' boolean.
+ * The record's subject key is generation `gen` of the subject's keys in
+ * the control plane, wrapped by a master key version.
+ *
+ * Erasure: tombstone + key destruction in one control-plane transaction
+ * (the point of no return), then the ledger entry, then the data-plane
+ * record and its blind-index entries.  A crash anywhere in between is
+ * finished by custos_erasures_reapply() at the next start.
+ *
+ * Must never: return or log a value of a hidden field, decrypt a hidden
+ * field at all, let data leave before its audit event is durable, keep an
+ * unwrapped key outside secure scratch memory.
+ */
+#include "core/vault_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+
+#include "custos/banned.h"
+
+#define RECORD_MAX (4u << 20)
+#define FIELD_AD_TAG "custos/field/v1"
+#define SEARCH_MAX_RESULTS 100
+#define MAX_RELEASED 64
+
+static void put_be16(uint8_t *p, uint16_t x)
+{
+    p[0] = (uint8_t)(x >> 8);
+    p[1] = (uint8_t)x;
+}
+
+static void put_be32(uint8_t *p, uint32_t x)
+{
+    p[0] = (uint8_t)(x >> 24);
+    p[1] = (uint8_t)(x >> 16);
+    p[2] = (uint8_t)(x >> 8);
+    p[3] = (uint8_t)x;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- record encoding ----------------------------------------------------------------------- */
+
+struct sealed_leaf {
+    const char *path;
+    size_t plen;
+    const uint8_t *sealed;
+    size_t slen;
+};
+
+struct record {
+    uint32_t gen;
+    struct sealed_leaf *leaf;
+    size_t n;
+};
+
+static void record_release(struct record *r)
+{
+    free(r->leaf);
+    r->leaf = NULL;
+    r->n = 0;
+}
+
+static enum custos_err record_parse(const uint8_t *p, size_t n, struct record *r)
+{
+    size_t off = 10, i, count;
+
+    memset(r, 0, sizeof(*r));
+    if (n < 10 || memcmp(p, "CSR1", 4) != 0)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+    r->gen = get_be32(p + 4);
+    count = (size_t)p[8] << 8 | p[9];
+    r->leaf = calloc(count ? count : 1, sizeof(*r->leaf));
+    if (!r->leaf)
+        return CUSTOS_ERR_NOMEM;
+    for (i = 0; i < count; i++) {
+        struct sealed_leaf *l = &r->leaf[i];
+
+        if (n - off < 2)
+            goto bad;
+        l->plen = (size_t)p[off] << 8 | p[off + 1];
+        off += 2;
+        if (l->plen == 0 || l->plen >= CUSTOS_PATH_MAX || n - off < l->plen + 4)
+            goto bad;
+        l->path = (const char *)p + off;
+        off += l->plen;
+        l->slen = get_be32(p + off);
+        off += 4;
+        if (l->slen < CUSTOS_SEAL_OVERHEAD + 1 || n - off < l->slen)
+            goto bad;
+        l->sealed = p + off;
+        off += l->slen;
+    }
+    if (off != n)
+        goto bad;
+    r->n = count;
+    return CUSTOS_OK;
+bad:
+    record_release(r);
+    return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+}
+
+static size_t field_ad(uint8_t *ad, const uint8_t id[16], const char *path, size_t plen)
+{
+    size_t t = sizeof(FIELD_AD_TAG) - 1;
+
+    memcpy(ad, FIELD_AD_TAG, t);
+    memcpy(ad + t, id, 16);
+    memcpy(ad + t + 16, path, plen);
+    return t + 16 + plen;
+}
+
+/* Start a record in b; finish with record_finish(b, count). */
+static enum custos_err record_begin(struct custos_buf *b, uint32_t gen)
+{
+    uint8_t h[10] = {'C', 'S', 'R', '1'};
+
+    put_be32(h + 4, gen);
+    return custos_buf_add(b, h, sizeof(h));
+}
+
+static enum custos_err record_finish(struct custos_buf *b, size_t count)
+{
+    if (count > 0xffff)
+        return custos_err_set(CUSTOS_ERR_INVALID, "record has too many values");
+    put_be16(b->p + 8, (uint16_t)count);
+    return CUSTOS_OK;
+}
+
+static enum custos_err record_add_sealed(struct custos_buf *b, const char *path, size_t plen, const uint8_t *sealed,
+                                         size_t slen)
+{
+    uint8_t h[4];
+    enum custos_err rc;
+
+    put_be16(h, (uint16_t)plen);
+    if ((rc = custos_buf_add(b, h, 2)) || (rc = custos_buf_add(b, path, plen)))
+        return rc;
+    put_be32(h, (uint32_t)slen);
+    if ((rc = custos_buf_add(b, h, 4)))
+        return rc;
+    return custos_buf_add(b, sealed, slen);
+}
+
+/* Seal one value (tag + bytes) under key and append it. */
+static enum custos_err record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
+                                        const char *path, char tag, const char *val, size_t len,
+                                        const uint8_t nonce[CUSTOS_NONCE_BYTES])
+{
+    uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX], h[4];
+    size_t plen = strlen(path), adlen, slen = 1 + len + CUSTOS_SEAL_OVERHEAD;
+    uint8_t *pt;
+    enum custos_err rc;
+
+    if (len > 4096)
+        return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is too long", path);
+    put_be16(h, (uint16_t)plen);
+    if ((rc = custos_buf_add(b, h, 2)) || (rc = custos_buf_add(b, path, plen)))
+        return rc;
+    put_be32(h, (uint32_t)slen);
+    if ((rc = custos_buf_add(b, h, 4)) || (rc = custos_buf_reserve(b, slen)))
+        return rc;
+    /* the plaintext is assembled in the output area itself, then sealed in place */
+    pt = b->p + b->len + CUSTOS_NONCE_BYTES;
+    pt[0] = (uint8_t)tag;
+    memcpy(pt + 1, val, len);
+    adlen = field_ad(ad, id, path, plen);
+    custos_seal(b->p + b->len, nonce, key, pt, 1 + len, ad, adlen);
+    b->len += slen;
+    return CUSTOS_OK;
+}
+
+/* Open one sealed leaf into out (cap >= slen); *tag and value bytes. */
+static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, const struct sealed_leaf *l, uint8_t *out,
+                                 char *tag, size_t *len)
+{
+    uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX];
+    size_t adlen = field_ad(ad, id, l->path, l->plen);
+
+    if (custos_open(out, key, l->sealed, l->slen, ad, adlen))
+        return custos_err_set(CUSTOS_ERR_CRYPTO, "a stored value failed to open");
+    *tag = (char)out[0];
+    *len = l->slen - CUSTOS_SEAL_OVERHEAD - 1;
+    memmove(out, out + 1, *len);
+    out[*len] = 0;
+    return CUSTOS_OK;
+}
+
+/* ---- paths --------------------------------------------------------------------------------- */
+
+struct path_parts {
+    char top[CUSTOS_FIELD_NAME_MAX + 1];
+    int indexed;
+    size_t index;
+    char item[CUSTOS_FIELD_NAME_MAX + 1];
+};
+
+static int path_split(const char *p, size_t n, struct path_parts *pp)
+{
+    size_t i = 0, t;
+    char *end;
+
+    memset(pp, 0, sizeof(*pp));
+    while (i < n && p[i] != '[')
+        i++;
+    if (i == 0 || i > CUSTOS_FIELD_NAME_MAX)
+        return -1;
+    memcpy(pp->top, p, i);
+    if (i == n)
+        return 0;
+    errno = 0;
+    pp->index = strtoul(p + i + 1, &end, 10);
+    if (errno || end > p + n - 2 || *end != ']' || end[1] != '.')
+        return -1;
+    t = (size_t)(end + 2 - p);
+    if (n - t == 0 || n - t > CUSTOS_FIELD_NAME_MAX)
+        return -1;
+    memcpy(pp->item, p + t, n - t);
+    pp->indexed = 1;
+    return 0;
+}
+
+static const struct custos_field *leaf_field(const struct custos_schema *s, const struct path_parts *pp,
+                                             const struct custos_field **top)
+{
+    const struct custos_field *f = custos_schema_field(s, pp->top, strlen(pp->top));
+    size_t i;
+
+    *top = f;
+    if (!f || !pp->indexed)
+        return f;
+    for (i = 0; i < f->nitems; i++)
+        if (strcmp(f->items[i].name, pp->item) == 0)
+            return &f->items[i];
+    return NULL;
+}
+
+/* ---- keys ---------------------------------------------------------------------------------- */
+
+static enum custos_err key_unwrap(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                                  uint32_t gen, uint8_t *key)
+{
+    uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
+    size_t wlen = 0;
+    uint32_t kv = 0;
+    const uint8_t *kek;
+    enum custos_err rc;
+
+    if ((rc = v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen)))
+        return rc;
+    if (wlen != CUSTOS_WRAPPED_BYTES)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "stored subject key is corrupt");
+    if (!(kek = custos_master(v, kv)))
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "subject key needs master key version %u, which is missing", kv);
+    if (custos_unwrap(key, kek, w, ad, custos_ad_subject_key(ad, id, gen, kv)))
+        return custos_err_set(CUSTOS_ERR_CRYPTO, "subject key failed to open");
+    return CUSTOS_OK;
+}
+
+static enum custos_err key_store_new(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                                     uint32_t gen, const uint8_t *key)
+{
+    uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
+    const uint8_t *kek = custos_master(v, v->current_kv);
+
+    if (!kek)
+        return CUSTOS_ERR_INTERNAL;
+    custos_wrap(w, kek, key, ad, custos_ad_subject_key(ad, id, gen, v->current_kv));
+    return v->ops->key_put(c, id, gen, v->current_kv, w, sizeof(w));
+}
+
+/* Is the subject erased?  Maps a missing record/key to GONE or NOTFOUND. */
+static enum custos_err missing(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16])
+{
+    struct custos_erasure_row e;
+    enum custos_err rc = v->ops->erasure_get(c, id, &e);
+
+    if (rc == CUSTOS_OK)
+        return custos_err_set(CUSTOS_ERR_GONE, "subject was erased");
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        return custos_err_set(CUSTOS_ERR_NOTFOUND, "no such subject");
+    return rc;
+}
+
+/* Load a subject's record and unwrap its key into `key` (secure scratch). */
+static enum custos_err load(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                            struct custos_buf *blob, struct record *r, uint8_t *key)
+{
+    enum custos_err rc = v->ops->subject_get(c, id, blob);
+
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        return missing(v, c, id);
+    if (rc)
+        return rc;
+    if ((rc = record_parse(blob->p, blob->len, r)))
+        return rc;
+    rc = key_unwrap(v, c, id, r->gen, key);
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        rc = missing(v, c, id);
+        if (rc == CUSTOS_ERR_NOTFOUND)
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "subject record has no key");
+    }
+    if (rc)
+        record_release(r);
+    return rc;
+}
+
+/* ---- blind index --------------------------------------------------------------------------- */
+
+static enum custos_err blind_hash(struct custos_vault *v, const struct custos_field *f, const char *val, size_t len,
+                                  uint8_t out[32])
+{
+    char norm[512];
+    size_t nlen;
+    crypto_generichash_state st;
+    enum custos_err rc;
+
+    if ((rc = custos_normalise(f, val, len, norm, sizeof(norm), &nlen)))
+        return rc;
+    crypto_generichash_init(&st, v->sec->blind_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)f->name, strlen(f->name) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)norm, nlen);
+    crypto_generichash_final(&st, out, 32);
+    sodium_memzero(norm, sizeof(norm));
+    return CUSTOS_OK;
+}
+
+static uint32_t field_no(const struct custos_vault *v, const struct custos_field *top)
+{
+    return (uint32_t)(top - v->schema->fields);
+}
+
+static int leaf_searchable(const struct custos_field *f, const struct custos_field *top)
+{
+    return f == top && f->searchable;
+}
+
+/* ---- sealing a new record from leaves ------------------------------------------------------- */
+
+static void leaf_bytes(const struct custos_leaf *l, char *num, size_t ncap, const char **val, size_t *len)
+{
+    if (l->tag == 'i') {
+        int k = snprintf(num, ncap, "%lld", l->ival);
+
+        *val = num;
+        *len = (size_t)k;
+    } else {
+        *val = l->val;
+        *len = l->len;
+    }
+}
+
+/* Seal leaves into b (already begun); add blind entries for searchable ones. */
+static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16], const uint8_t *key,
+                                   const struct custos_leaves *leaves, struct custos_buf *b,
+                                   struct custos_blind *blind, size_t *nblind, size_t blind_cap)
+{
+    uint8_t *nonces = NULL;
+    enum custos_err rc = CUSTOS_OK;
+    size_t i;
+
+    if (!leaves->n)
+        return CUSTOS_OK;
+    /* one call for all the record's randomness */
+    nonces = malloc(leaves->n * CUSTOS_NONCE_BYTES);
+    if (!nonces)
+        return CUSTOS_ERR_NOMEM;
+    randombytes_buf(nonces, leaves->n * CUSTOS_NONCE_BYTES);
+    for (i = 0; i < leaves->n && !rc; i++) {
+        const struct custos_leaf *l = &leaves->v[i];
+        char num[24];
+        const char *val;
+        size_t len;
+
+        leaf_bytes(l, num, sizeof(num), &val, &len);
+        rc = record_add_value(b, id, key, l->path, l->tag, val, len, nonces + i * CUSTOS_NONCE_BYTES);
+        if (!rc && leaf_searchable(l->field, l->top) && *nblind < blind_cap) {
+            blind[*nblind].field = field_no(v, l->top);
+            rc = blind_hash(v, l->field, val, len, blind[*nblind].hash);
+            (*nblind)++;
+        }
+    }
+    free(nonces);
+    return rc;
+}
+
+enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_leaves *leaves, uint8_t id[16],
+                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], uint32_t *kv, struct custos_buf *b,
+                                        struct custos_blind *blind, size_t *nblind)
+{
+    uint8_t *key = custos_scratch(), ad[64];
+    const uint8_t *kek = custos_master(v, v->current_kv);
+    enum custos_err rc;
+
+    *nblind = 0;
+    if (!key)
+        return CUSTOS_ERR_NOMEM;
+    if (!kek)
+        return CUSTOS_ERR_INTERNAL;
+    custos_id_random(id);
+    randombytes_buf(key, CUSTOS_KEY_BYTES);
+    if ((rc = record_begin(b, 1)) ||
+        (rc = seal_leaves(v, id, key, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
+        (rc = record_finish(b, leaves->n)))
+        goto done;
+    *kv = v->current_kv;
+    custos_wrap(wrapped, kek, key, ad, custos_ad_subject_key(ad, id, 1, *kv));
+done:
+    custos_scratch_wipe();
+    return rc;
+}
+
+enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_store_conn *c,
+                                      const struct custos_leaves *leaves, uint8_t id[16])
+{
+    struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
+    uint8_t wrapped[CUSTOS_WRAPPED_BYTES];
+    size_t nblind = 0;
+    uint32_t kv = 0;
+    enum custos_err rc;
+
+    if (!b)
+        return CUSTOS_ERR_NOMEM;
+    if ((rc = custos_subject_seal_new(v, leaves, id, wrapped, &kv, b, blind, &nblind)))
+        goto done;
+    /* key first: a crash before the record lands leaves an orphan key, never a keyless record */
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
+        goto done;
+    if ((rc = v->ops->key_put(c, id, 1, kv, wrapped, sizeof(wrapped))) ||
+        (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
+        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        goto done;
+    }
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
+        goto done;
+    if ((rc = v->ops->subject_put(c, id, b->p, b->len, blind, nblind, (int64_t)custos_now(v), 1)) ||
+        (rc = v->ops->commit(c, CUSTOS_PLANE_DATA)))
+        v->ops->rollback(c, CUSTOS_PLANE_DATA);
+done:
+    custos_buf_reset(b);
+    return rc;
+}
+
+/* ---- helpers for operations ---------------------------------------------------------------- */
+
+/* Distinct policy paths, for audit events. */
+struct pathset {
+    char v[MAX_RELEASED][CUSTOS_PATH_MAX];
+    const char *ptr[MAX_RELEASED];
+    size_t n;
+};
+
+static void pathset_add(struct pathset *s, const char *policy_path)
+{
+    size_t i;
+
+    for (i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], policy_path) == 0)
+            return;
+    if (s->n == MAX_RELEASED)
+        return;
+    snprintf(s->v[s->n], CUSTOS_PATH_MAX, "%s", policy_path);
+    s->ptr[s->n] = s->v[s->n];
+    s->n++;
+}
+
+static enum custos_err check_purpose(const char *purpose)
+{
+    if (!purpose || !*purpose)
+        return custos_err_set(CUSTOS_ERR_INVALID, "missing purpose: every read names why it happens (?purpose=)");
+    if (!custos_valid_name(purpose, CUSTOS_PURPOSE_MAX))
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed purpose");
+    return CUSTOS_OK;
+}
+
+/* A customer token only reaches its own subject. */
+static enum custos_err check_scope(const struct custos_caller *c, const uint8_t id[16])
+{
+    if (c->scoped && sodium_memcmp(c->scope, id, 16) != 0)
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN, "this token is limited to another subject");
+    if (c->kind == CUSTOS_KIND_CUSTOMER && !c->scoped)
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN, "customer token without a subject");
+    return CUSTOS_OK;
+}
+
+/* Parse ?fields=a,b into a bitmask of top-level fields (0 = all). */
+static enum custos_err parse_fields(const struct custos_schema *s, const char *fields, uint64_t *mask)
+{
+    const char *p = fields;
+
+    *mask = 0;
+    if (!fields)
+        return CUSTOS_OK;
+    if (!*fields)
+        return custos_err_set(CUSTOS_ERR_INVALID, "fields is empty");
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        const struct custos_field *f = custos_schema_field(s, p, n);
+
+        if (!f)
+            return custos_err_set(CUSTOS_ERR_INVALID, "fields: unknown field '%.*s'", (int)(n > 48 ? 48 : n), p);
+        *mask |= (uint64_t)1 << (f - s->fields);
+        p += n;
+        if (*p == ',' && !*++p)
+            return custos_err_set(CUSTOS_ERR_INVALID, "fields: trailing comma");
+    }
+    return CUSTOS_OK;
+}
+
+/* Put a decoded value at its path inside the fields object. */
+static enum custos_err place(json_t *fields, const struct path_parts *pp, json_t *val)
+{
+    json_t *arr, *item;
+
+    if (!val)
+        return CUSTOS_ERR_NOMEM;
+    if (!pp->indexed)
+        return json_object_set_new(fields, pp->top, val) ? CUSTOS_ERR_NOMEM : CUSTOS_OK;
+    arr = json_object_get(fields, pp->top);
+    if (!arr) {
+        arr = json_array();
+        if (!arr || json_object_set_new(fields, pp->top, arr)) {
+            json_decref(val);
+            return CUSTOS_ERR_NOMEM;
+        }
+    }
+    if (pp->index > 10000) {
+        json_decref(val);
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+    }
+    while (json_array_size(arr) <= pp->index)
+        if (json_array_append_new(arr, json_object())) {
+            json_decref(val);
+            return CUSTOS_ERR_NOMEM;
+        }
+    item = json_array_get(arr, pp->index);
+    return json_object_set_new(item, pp->item, val) ? CUSTOS_ERR_NOMEM : CUSTOS_OK;
+}
+
+static json_t *decode_value(char tag, const char *val, size_t len)
+{
+    char *end;
+    long long x;
+
+    switch (tag) {
+    case 's':
+        return json_stringn(val, len);
+    case 'b':
+        return json_boolean(len == 4 && memcmp(val, "true", 4) == 0);
+    case 'i':
+        errno = 0;
+        x = strtoll(val, &end, 10);
+        if (errno || end != val + len)
+            return NULL;
+        return json_integer(x);
+    }
+    return NULL;
+}
+
+/* Build {"fields":...} from a record for the caller's view.  vis_op = op for policy lookups
+   (0: everything plain, for export). */
+static enum custos_err render(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
+                              const uint8_t *key, const struct record *r, uint32_t vis_op, const char *purpose,
+                              uint64_t want, json_t *fields, json_t *masked, struct pathset *plain_set,
+                              struct pathset *masked_set)
+{
+    struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
+    uint8_t *pt = NULL;
+    enum custos_err rc = CUSTOS_OK;
+    size_t i;
+
+    if (!work)
+        return CUSTOS_ERR_NOMEM;
+    pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64);
+    if (!pt)
+        return CUSTOS_ERR_NOMEM;
+    for (i = 0; i < r->n && !rc; i++) {
+        const struct sealed_leaf *l = &r->leaf[i];
+        const struct custos_field *f, *top;
+        struct path_parts pp;
+        char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag;
+        enum custos_vis vis;
+        size_t len;
+        json_t *val;
+
+        if (path_split(l->path, l->plen, &pp) || l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+            break;
+        }
+        f = leaf_field(v->schema, &pp, &top);
+        if (!f)
+            continue; /* a field the current schema no longer has: never shown */
+        if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
+            continue;
+        snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
+        custos_policy_path(ppath, path);
+        vis = vis_op ? custos_policy_vis(v->policy, c->system ? 0xffffffffu : c->roles, vis_op, purpose, ppath)
+                     : CUSTOS_VIS_PLAIN;
+        if (vis == CUSTOS_VIS_HIDDEN)
+            continue; /* hidden values are not even decrypted */
+        if ((rc = leaf_open(id, key, l, pt, &tag, &len)))
+            break;
+        if (vis == CUSTOS_VIS_MASKED) {
+            custos_buf_reset(work);
+            if (tag == 's')
+                rc = custos_mask_value(f->mask, (const char *)pt, len, work);
+            else
+                rc = custos_buf_adds(work, "****");
+            val = rc ? NULL : json_stringn((const char *)work->p, work->len);
+            if (!rc && json_array_append_new(masked, json_string(path)))
+                rc = CUSTOS_ERR_NOMEM;
+            pathset_add(masked_set, ppath);
+        } else {
+            val = decode_value(tag, (const char *)pt, len);
+            if (!val && !rc)
+                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
+            pathset_add(plain_set, ppath);
+        }
+        sodium_memzero(pt, len + 1);
+        if (!rc)
+            rc = place(fields, &pp, val);
+        else
+            json_decref(val);
+    }
+    sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
+    free(pt);
+    custos_buf_reset(work);
+    return rc;
+}
+
+static void lock_writes(struct custos_vault *v)
+{
+    pthread_mutex_lock(&v->write_mu);
+}
+
+static void unlock_writes(struct custos_vault *v)
+{
+    pthread_mutex_unlock(&v->write_mu);
+}
+
+/* ---- create -------------------------------------------------------------------------------- */
+
+static void leaves_policy_paths(const struct custos_leaves *l, struct pathset *s)
+{
+    size_t i;
+    char pp[CUSTOS_PATH_MAX];
+
+    for (i = 0; i < l->n; i++) {
+        custos_policy_path(pp, l->v[i].path);
+        pathset_add(s, pp);
+    }
+}
+
+enum custos_err custos_subject_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                      size_t len, json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_leaves leaves = {0};
+    struct custos_event e;
+    static _Thread_local struct pathset written;
+    json_t *j = NULL;
+    uint64_t removed;
+    uint8_t id[16];
+    char hex[CUSTOS_ID_HEX + 1];
+    enum custos_err rc;
+
+    *out = NULL;
+    written.n = 0;
+    custos_event_init(&e, "subject.create", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_CREATE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not create subjects");
+        goto done;
+    }
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) ||
+        (rc = custos_schema_flatten(v->schema, j, 0, &leaves, &removed)))
+        goto done;
+    if (leaves.n == 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "a subject needs at least one field");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = custos_subject_insert(v, conn, &leaves, id);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    e.subject = id;
+    leaves_policy_paths(&leaves, &written);
+    e.fields = written.ptr;
+    e.nfields = written.n;
+    custos_id_hex(hex, id);
+    if (!(*out = json_pack("{s:s}", "id", hex)))
+        rc = CUSTOS_ERR_NOMEM;
+done:
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    custos_leaves_release(&leaves);
+    json_decref(j);
+    return rc;
+}
+
+/* ---- read ---------------------------------------------------------------------------------- */
+
+enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                    const char *purpose, const char *fields_arg, json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    static _Thread_local struct pathset plain_set, masked_set;
+    struct custos_event e;
+    struct record r = {0};
+    json_t *fields = NULL, *masked = NULL;
+    uint8_t id[16], *key = custos_scratch();
+    uint64_t want = 0;
+    enum custos_err rc;
+
+    *out = NULL;
+    plain_set.n = masked_set.n = 0;
+    custos_event_init(&e, "subject.read", c);
+    if (!blob || !key) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if ((rc = check_purpose(purpose)))
+        goto done;
+    e.purpose = purpose;
+    if ((rc = check_scope(c, id)))
+        goto done;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_READ)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not read subjects");
+        goto done;
+    }
+    if (!c->system && !custos_policy_purpose(v->policy, c->roles, CUSTOS_OP_SUBJECT_READ, purpose)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "purpose '%s' is not allowed for this principal", purpose);
+        goto done;
+    }
+    if ((rc = parse_fields(v->schema, fields_arg, &want)))
+        goto done;
+    if (!c->system &&
+        (rc = custos_rate_check(v, c->principal,
+                                custos_policy_rate(v->policy, c->roles, CUSTOS_OP_SUBJECT_READ, purpose))))
+        goto done;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = load(v, conn, id, blob, &r, key);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    fields = json_object();
+    masked = json_array();
+    if (!fields || !masked) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    rc = render(v, c, id, key, &r, CUSTOS_OP_SUBJECT_READ, purpose, want, fields, masked, &plain_set, &masked_set);
+    custos_scratch_wipe();
+    if (rc)
+        goto done;
+    e.fields = plain_set.ptr;
+    e.nfields = plain_set.n;
+    e.masked = masked_set.ptr;
+    e.nmasked = masked_set.n;
+    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "masked", masked)))
+        rc = CUSTOS_ERR_NOMEM;
+    fields = masked = NULL;
+done:
+    custos_scratch_wipe();
+    record_release(&r);
+    if (blob)
+        custos_buf_reset(blob);
+    json_decref(fields);
+    json_decref(masked);
+    /* the response leaves only after this event is durable */
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- export (the subject's own copy of everything held) ------------------------------------ */
+
+enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                      json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    static _Thread_local struct pathset plain_set, masked_set;
+    struct custos_event e;
+    struct record r = {0};
+    json_t *fields = NULL, *masked = NULL;
+    uint8_t id[16], *key = custos_scratch();
+    enum custos_err rc;
+
+    *out = NULL;
+    plain_set.n = masked_set.n = 0;
+    custos_event_init(&e, "subject.export", c);
+    if (!blob || !key) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if ((rc = check_scope(c, id)))
+        goto done;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_EXPORT)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not export subjects");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = load(v, conn, id, blob, &r, key);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    fields = json_object();
+    masked = json_array();
+    if (!fields || !masked) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    rc = render(v, c, id, key, &r, 0, NULL, 0, fields, masked, &plain_set, &masked_set);
+    custos_scratch_wipe();
+    if (rc)
+        goto done;
+    e.fields = plain_set.ptr;
+    e.nfields = plain_set.n;
+    if (!(*out = json_pack("{s:s, s:o}", "id", idhex, "fields", fields)))
+        rc = CUSTOS_ERR_NOMEM;
+    fields = NULL;
+done:
+    custos_scratch_wipe();
+    record_release(&r);
+    if (blob)
+        custos_buf_reset(blob);
+    json_decref(fields);
+    json_decref(masked);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- update -------------------------------------------------------------------------------- */
+
+/* Does the update touch a sensitive value (so the old one must be shredded, not kept)? */
+static int touches_sensitive(const struct custos_schema *s, uint64_t touched)
+{
+    size_t i, k;
+
+    for (i = 0; i < s->nfields; i++) {
+        if (!(touched & ((uint64_t)1 << i)))
+            continue;
+        if (s->fields[i].cls == CUSTOS_FC_SENSITIVE)
+            return 1;
+        for (k = 0; k < s->fields[i].nitems; k++)
+            if (s->fields[i].items[k].cls == CUSTOS_FC_SENSITIVE)
+                return 1;
+    }
+    return 0;
+}
+
+/*
+ * Build the updated record: kept leaves (fields not touched) + new leaves.  With `rekey`, kept
+ * leaves are opened with `oldkey` and re-sealed under `newkey`; otherwise copied sealed.  Blind
+ * entries are recomputed for every searchable leaf of the result.
+ */
+static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], const struct record *r, uint64_t touched,
+                               const struct custos_leaves *add, const uint8_t *oldkey, const uint8_t *newkey,
+                               uint32_t gen, struct custos_buf *b, struct custos_blind *blind, size_t *nblind)
+{
+    uint8_t *pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64), nonce[CUSTOS_NONCE_BYTES];
+    enum custos_err rc;
+    size_t i, count = 0;
+
+    if (!pt)
+        return CUSTOS_ERR_NOMEM;
+    if ((rc = record_begin(b, gen)))
+        goto done;
+    for (i = 0; i < r->n; i++) {
+        const struct sealed_leaf *l = &r->leaf[i];
+        const struct custos_field *f, *top;
+        struct path_parts pp;
+        char path[CUSTOS_PATH_MAX], tag;
+        size_t len;
+        int need_plain;
+
+        if (path_split(l->path, l->plen, &pp)) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+            goto done;
+        }
+        f = leaf_field(v->schema, &pp, &top);
+        if (f && (touched & ((uint64_t)1 << (top - v->schema->fields))))
+            continue; /* replaced or removed */
+        need_plain = oldkey != newkey || (f && leaf_searchable(f, top));
+        if (!need_plain) {
+            rc = record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
+        } else {
+            if (l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+                goto done;
+            }
+            if ((rc = leaf_open(id, oldkey, l, pt, &tag, &len)))
+                goto done;
+            if (oldkey != newkey) {
+                snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
+                randombytes_buf(nonce, sizeof(nonce));
+                rc = record_add_value(b, id, newkey, path, tag, (const char *)pt, len, nonce);
+            } else
+                rc = record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
+            if (!rc && f && leaf_searchable(f, top) && *nblind < CUSTOS_SCHEMA_MAX_FIELDS) {
+                blind[*nblind].field = field_no(v, top);
+                rc = blind_hash(v, f, (const char *)pt, len, blind[*nblind].hash);
+                (*nblind)++;
+            }
+            sodium_memzero(pt, len + 1);
+        }
+        if (rc)
+            goto done;
+        count++;
+    }
+    if ((rc = seal_leaves(v, id, newkey, add, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)))
+        goto done;
+    count += add->n;
+    rc = record_finish(b, count);
+done:
+    sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
+    free(pt);
+    return rc;
+}
+
+enum custos_err custos_subject_update(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                      const char *body, size_t len, json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    struct custos_buf nb;
+    struct custos_leaves leaves = {0};
+    struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
+    static _Thread_local struct pathset written;
+    struct custos_event e;
+    struct record r = {0};
+    json_t *j = NULL, *list = NULL;
+    uint8_t id[16], *key = custos_scratch(), *newkey;
+    uint64_t removed = 0, touched = 0;
+    size_t nblind = 0, i;
+    int rekey = 0, locked = 0;
+    const char *k;
+    json_t *val;
+    enum custos_err rc;
+
+    *out = NULL;
+    written.n = 0;
+    custos_buf_init(&nb, RECORD_MAX);
+    custos_event_init(&e, "subject.update", c);
+    if (!blob || !key) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    newkey = key + CUSTOS_KEY_BYTES;
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if ((rc = check_scope(c, id)))
+        goto done;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_UPDATE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not update subjects");
+        goto done;
+    }
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) ||
+        (rc = custos_schema_flatten(v->schema, j, 1, &leaves, &removed)))
+        goto done;
+    if (json_object_size(j) == 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "empty update");
+        goto done;
+    }
+    json_object_foreach(j, k, val) {
+        const struct custos_field *f = custos_schema_field(v->schema, k, strlen(k));
+
+        touched |= (uint64_t)1 << (f - v->schema->fields);
+        pathset_add(&written, f->name);
+    }
+    (void)removed;
+    e.fields = written.ptr;
+    e.nfields = written.n;
+    rekey = touches_sensitive(v->schema, touched);
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    lock_writes(v);
+    locked = 1;
+    if ((rc = load(v, conn, id, blob, &r, key)))
+        goto done;
+    if (rekey)
+        randombytes_buf(newkey, CUSTOS_KEY_BYTES);
+    if ((rc = rebuild(v, id, &r, touched, &leaves, key, rekey ? newkey : key, rekey ? r.gen + 1 : r.gen, &nb, blind,
+                      &nblind)))
+        goto done;
+    if (rekey) {
+        /* new key generation first, then the record, then the old generation goes */
+        if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+            goto done;
+        if ((rc = key_store_new(v, conn, id, r.gen + 1, newkey)) ||
+            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            goto done;
+        }
+    }
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
+        goto done;
+    if ((rc = v->ops->subject_put(conn, id, nb.p, nb.len, blind, nblind, (int64_t)custos_now(v), 0)) ||
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_DATA);
+        goto done;
+    }
+    if (rekey) {
+        if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+            goto done;
+        if ((rc = v->ops->key_delete(conn, id, r.gen + 1)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            goto done; /* the next start removes the stale generation */
+        }
+    }
+    list = json_array();
+    for (i = 0; list && i < written.n; i++)
+        json_array_append_new(list, json_string(written.v[i]));
+    if (!list || !(*out = json_pack("{s:s, s:o}", "id", idhex, "updated", list)))
+        rc = CUSTOS_ERR_NOMEM;
+    list = NULL;
+done:
+    if (locked)
+        unlock_writes(v);
+    if (conn)
+        v->ops->release(v->store, conn);
+    custos_scratch_wipe();
+    record_release(&r);
+    if (blob)
+        custos_buf_reset(blob);
+    custos_buf_release(&nb);
+    custos_leaves_release(&leaves);
+    json_decref(j);
+    json_decref(list);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- search -------------------------------------------------------------------------------- */
+
+enum custos_err custos_subject_search(struct custos_vault *v, const struct custos_caller *c, const char *field,
+                                      const char *value, const char *purpose, json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    const struct custos_field *f = NULL;
+    struct custos_event e;
+    uint8_t hash[32], (*ids)[16] = NULL;
+    const char *fl[1];
+    size_t n = 0, i;
+    json_t *arr = NULL;
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_event_init(&e, "subject.search", c);
+    if (field && (f = custos_schema_field(v->schema, field, strlen(field)))) {
+        fl[0] = f->name;
+        e.fields = fl;
+        e.nfields = 1;
+    }
+    if ((rc = check_purpose(purpose)))
+        goto done;
+    e.purpose = purpose;
+    if (c->kind == CUSTOS_KIND_CUSTOMER || !custos_caller_may(v, c, CUSTOS_OP_SUBJECT_SEARCH)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not search");
+        goto done;
+    }
+    if (!c->system && !custos_policy_purpose(v->policy, c->roles, CUSTOS_OP_SUBJECT_SEARCH, purpose)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "purpose '%s' is not allowed for this principal", purpose);
+        goto done;
+    }
+    if (!f || !f->searchable) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "search needs one searchable field (e.g. email or phone)");
+        goto done;
+    }
+    if (!value || strlen(value) > f->max_length) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "search value is missing or too long");
+        goto done;
+    }
+    if (!c->system &&
+        (rc = custos_rate_check(v, c->principal,
+                                custos_policy_rate(v->policy, c->roles, CUSTOS_OP_SUBJECT_SEARCH, purpose))))
+        goto done;
+    if ((rc = blind_hash(v, f, value, strlen(value), hash)))
+        goto done;
+    ids = malloc(SEARCH_MAX_RESULTS * sizeof(*ids));
+    if (!ids) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->blind_find(conn, field_no(v, f), hash, ids, SEARCH_MAX_RESULTS, &n);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    e.count = (int64_t)n;
+    arr = json_array();
+    for (i = 0; arr && i < n; i++) {
+        char hex[CUSTOS_ID_HEX + 1];
+
+        custos_id_hex(hex, ids[i]);
+        if (json_array_append_new(arr, json_string(hex)))
+            rc = CUSTOS_ERR_NOMEM;
+    }
+    if (!arr || rc || !(*out = json_pack("{s:o}", "ids", arr)))
+        rc = CUSTOS_ERR_NOMEM;
+    arr = NULL;
+done:
+    free(ids);
+    json_decref(arr);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- erase --------------------------------------------------------------------------------- */
+
+static enum custos_err receipt(struct custos_vault *v, const uint8_t id[16], int64_t erased_at, uint64_t index,
+                               json_t **out)
+{
+    char hex[CUSTOS_ID_HEX + 1], when[32], text[512], sig64[128];
+    uint8_t sig[64];
+    int n;
+    enum custos_err rc;
+
+    custos_id_hex(hex, id);
+    custos_time_format(when, erased_at);
+    n = snprintf(text, sizeof(text), "custos-erasure-receipt/v1\norigin %s\nsubject %s\nerased_at %s\n"
+                 "ledger_index %llu\n", v->origin, hex, when, (unsigned long long)index);
+    if (n < 0 || (size_t)n >= sizeof(text))
+        return CUSTOS_ERR_INTERNAL;
+    if ((rc = custos_ledger_sign(v->ledger, text, (size_t)n, sig)))
+        return rc;
+    sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), sodium_base64_VARIANT_ORIGINAL);
+    *out = json_pack("{s:s, s:s, s:I, s:s}", "subject", hex, "erased_at", when, "ledger_index", (json_int_t)index,
+                     "signature", sig64);
+    return *out ? CUSTOS_OK : CUSTOS_ERR_NOMEM;
+}
+
+enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                     json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_erasure_row er;
+    struct custos_event e;
+    struct custos_buf blob;
+    uint8_t id[16];
+    uint64_t index = 0;
+    int64_t now = (int64_t)custos_now(v);
+    int locked = 0;
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_buf_init(&blob, RECORD_MAX);
+    custos_event_init(&e, "subject.erase", c);
+    if ((rc = custos_id_parse(id, idhex)))
+        goto fail;
+    e.subject = id;
+    if ((rc = check_scope(c, id)))
+        goto fail;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_ERASE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not erase subjects");
+        goto fail;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto fail;
+    lock_writes(v);
+    locked = 1;
+    rc = v->ops->subject_get(conn, id, &blob);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = missing(v, conn, id);
+    if (rc)
+        goto fail;
+    /* the point of no return: tombstone and key destruction in one control-plane transaction */
+    memset(&er, 0, sizeof(er));
+    memcpy(er.id, id, 16);
+    er.erased_at = now;
+    er.ledger_index = -1;
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+        goto fail;
+    if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->key_delete(conn, id, 0)) ||
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        goto fail;
+    }
+    e.result = CUSTOS_RESULT_OK;
+    if ((rc = custos_audit(v, &e, &index))) {
+        /* already shredded; the next start records the missing ledger entry */
+        goto out;
+    }
+    er.ledger_index = (int64_t)index;
+    if ((rc = v->ops->erasure_put(conn, &er)))
+        goto out;
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
+        goto out;
+    if ((rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_DATA);
+        goto out;
+    }
+    rc = receipt(v, id, now, index, out);
+out:
+    if (locked)
+        unlock_writes(v);
+    if (conn)
+        v->ops->release(v->store, conn);
+    custos_buf_release(&blob);
+    v->last_compact_ms = 0; /* ask the next tick to flush logs holding the destroyed key */
+    return rc;
+fail:
+    if (locked)
+        unlock_writes(v);
+    if (conn)
+        v->ops->release(v->store, conn);
+    custos_buf_release(&blob);
+    return custos_audit_outcome(v, &e, rc);
+}
+
+/* ---- customer tokens ----------------------------------------------------------------------- */
+
+enum custos_err custos_subject_token(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                     json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf blob;
+    struct custos_event e;
+    uint8_t id[16];
+    char tok[CUSTOS_TOKEN_LEN + 1], when[32], tid[17];
+    int64_t expires = 0;
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_buf_init(&blob, RECORD_MAX);
+    custos_event_init(&e, "token.mint", c);
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if (c->kind == CUSTOS_KIND_CUSTOMER || !custos_caller_may(v, c, CUSTOS_OP_TOKEN_MINT)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "minting customer tokens needs the minter role");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->subject_get(conn, id, &blob);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = missing(v, conn, id);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    if ((rc = custos_token_mint_customer(v, c, id, tok, &expires, tid)))
+        goto done;
+    e.target = tid;
+    custos_time_format(when, expires);
+    if (!(*out = json_pack("{s:s, s:s, s:s}", "token", tok, "expires_at", when, "subject", idhex)))
+        rc = CUSTOS_ERR_NOMEM;
+    sodium_memzero(tok, sizeof(tok));
+done:
+    custos_buf_release(&blob);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- recovery ------------------------------------------------------------------------------ */
+
+struct reapply {
+    struct custos_vault *v;
+    struct custos_store_conn *c;
+    uint64_t applied;
+    enum custos_err rc;
+};
+
+static int reapply_one(void *ctx, const struct custos_erasure_row *er)
+{
+    struct reapply *ra = ctx;
+    struct custos_vault *v = ra->v;
+    struct custos_buf blob;
+    enum custos_err rc;
+
+    custos_buf_init(&blob, RECORD_MAX);
+    /* keys first: a restored control plane copy must not resurrect anything */
+    if ((rc = v->ops->begin(ra->c, CUSTOS_PLANE_CONTROL)))
+        goto done;
+    if ((rc = v->ops->key_delete(ra->c, er->id, 0)) || (rc = v->ops->commit(ra->c, CUSTOS_PLANE_CONTROL))) {
+        v->ops->rollback(ra->c, CUSTOS_PLANE_CONTROL);
+        goto done;
+    }
+    if (er->ledger_index < 0) {
+        struct custos_caller sys;
+        struct custos_event e;
+        struct custos_erasure_row fixed = *er;
+        uint64_t index;
+
+        custos_caller_system(&sys);
+        custos_event_init(&e, "subject.erase", &sys);
+        e.subject = er->id;
+        e.reason = "recovered";
+        if ((rc = custos_audit(v, &e, &index)))
+            goto done;
+        fixed.ledger_index = (int64_t)index;
+        if ((rc = v->ops->erasure_put(ra->c, &fixed)))
+            goto done;
+    }
+    rc = v->ops->subject_get(ra->c, er->id, &blob);
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        rc = CUSTOS_OK;
+        goto done;
+    }
+    if (rc || (rc = v->ops->begin(ra->c, CUSTOS_PLANE_DATA)))
+        goto done;
+    if ((rc = v->ops->subject_delete(ra->c, er->id)) || (rc = v->ops->commit(ra->c, CUSTOS_PLANE_DATA))) {
+        v->ops->rollback(ra->c, CUSTOS_PLANE_DATA);
+        goto done;
+    }
+    ra->applied++;
+done:
+    custos_buf_release(&blob);
+    ra->rc = rc;
+    return rc != CUSTOS_OK;
+}
+
+static int drop_stale_gen(void *ctx, const uint8_t id[16])
+{
+    struct reapply *ra = ctx;
+    struct custos_vault *v = ra->v;
+    struct custos_buf blob;
+    struct record r = {0};
+    enum custos_err rc;
+
+    custos_buf_init(&blob, RECORD_MAX);
+    rc = v->ops->subject_get(ra->c, id, &blob);
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        rc = CUSTOS_OK; /* no record: erasure handles keys; an orphan stays harmless */
+        goto done;
+    }
+    if (rc || (rc = record_parse(blob.p, blob.len, &r)))
+        goto done;
+    if ((rc = v->ops->begin(ra->c, CUSTOS_PLANE_CONTROL)))
+        goto done;
+    if ((rc = v->ops->key_delete(ra->c, id, r.gen)) || (rc = v->ops->commit(ra->c, CUSTOS_PLANE_CONTROL)))
+        v->ops->rollback(ra->c, CUSTOS_PLANE_CONTROL);
+done:
+    record_release(&r);
+    custos_buf_release(&blob);
+    ra->rc = rc;
+    return rc != CUSTOS_OK;
+}
+
+enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied)
+{
+    struct reapply ra = {v, NULL, 0, CUSTOS_OK};
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &ra.c)))
+        return rc;
+    rc = v->ops->erasure_scan(ra.c, reapply_one, &ra);
+    if (!rc)
+        rc = ra.rc;
+    if (!rc) {
+        rc = v->ops->key_scan_multi(ra.c, drop_stale_gen, &ra);
+        if (!rc)
+            rc = ra.rc;
+    }
+    if (!rc && ra.applied)
+        rc = v->ops->compact_logs(ra.c);
+    v->ops->release(v->store, ra.c);
+    if (applied)
+        *applied = ra.applied;
+    return rc;
+}

@@ -1,0 +1,548 @@
+/*
+ * vault.c - creating, opening and closing a vault; the key hierarchy in memory.
+ *
+ * Data directory (docs/security.md):
+ *   DIR/vault.json          format version and ledger origin (written last by init)
+ *   DIR/lock                flock()ed by the one process using the vault
+ *   DIR/keys/master-N.key   master key versions (0600)
+ *   DIR/keys/ledger.key     Ed25519 seed of the ledger key (0600)
+ *   DIR/control.db          control plane (wrapped keys, tombstones, principals, tokens)
+ *   DIR/data.db             data plane (sealed records, blind index)
+ *   DIR/ledger/             the ledger
+ *   DIR/schema.json, DIR/policy.json   optional, copied at init
+ *
+ * Key hierarchy: master key (file) wraps each subject key and the system
+ * root key (control plane); the root key derives the token, secret,
+ * blind-index and row-MAC keys.  All of them live in one sodium_malloc'd
+ * block, read-only except while a rotation changes it.
+ *
+ * Must never: open a vault another process holds, write a key outside
+ * DIR/keys, overwrite an existing vault.
+ */
+#include "core/vault_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "core/keyfile.h"
+
+#include "custos/banned.h"
+
+#define ROOT_AD_NAME "root"
+
+uint64_t custos_now(const struct custos_vault *v)
+{
+    return v->now_ms ? v->now_ms(v->now_ctx) : custos_clock_ms();
+}
+
+const uint8_t *custos_master(const struct custos_vault *v, uint32_t kv)
+{
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (kv && v->sec->master_kv[i] == kv)
+            return v->sec->master[i];
+    return NULL;
+}
+
+void custos_time_format(char out[32], int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+
+    gmtime_r(&t, &tm);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+void custos_caller_system(struct custos_caller *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->principal, sizeof(c->principal), "@local");
+    c->kind = CUSTOS_KIND_SYSTEM;
+    snprintf(c->source, sizeof(c->source), "local");
+    c->system = 1;
+}
+
+struct custos_ledger *custos_vault_ledger(struct custos_vault *v)
+{
+    return v->ledger;
+}
+
+static void path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+    snprintf(out, cap, "%s/%s", dir, name);
+}
+
+static int valid_origin(const char *o)
+{
+    size_t i, n = strlen(o);
+
+    if (n == 0 || n > 128)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)o[i];
+
+        if (!(c > ' ' && c < 0x7f) || c == '+')
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- vault.json ---------------------------------------------------------------------------- */
+
+static enum custos_err read_manifest(const char *dir, char *origin, size_t cap)
+{
+    char path[PATH_MAX], *text = NULL;
+    json_t *j = NULL, *fmt, *org;
+    json_error_t jerr;
+    enum custos_err rc;
+
+    path_join(path, sizeof(path), dir, "vault.json");
+    if ((rc = custos_file_read(path, 4096, &text, NULL))) {
+        if (rc == CUSTOS_ERR_NOTFOUND)
+            return custos_err_set(CUSTOS_ERR_NOTFOUND, "%s is not a custos vault (no vault.json): run custos init",
+                                  dir);
+        return rc;
+    }
+    j = json_loads(text, 0, &jerr);
+    free(text);
+    fmt = json_object_get(j, "format");
+    org = json_object_get(j, "origin");
+    if (!j || !json_is_integer(fmt) || !json_is_string(org) || !valid_origin(json_string_value(org))) {
+        json_decref(j);
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "%s/vault.json is malformed", dir);
+    }
+    if (json_integer_value(fmt) != 1) {
+        json_decref(j);
+        return custos_err_set(CUSTOS_ERR_INVALID, "vault format %lld is not supported by this version",
+                              (long long)json_integer_value(fmt));
+    }
+    snprintf(origin, cap, "%s", json_string_value(org));
+    json_decref(j);
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_vault_ledger_identity(const char *dir, char *origin, size_t cap, uint8_t pk[32])
+{
+    char path[PATH_MAX];
+    uint8_t *seed = sodium_malloc(32 + 64);
+    enum custos_err rc;
+
+    if (!seed)
+        return CUSTOS_ERR_NOMEM;
+    if ((rc = read_manifest(dir, origin, cap)))
+        goto done;
+    path_join(path, sizeof(path), dir, "keys/ledger.key");
+    if ((rc = custos_keyfile_read(path, "ledger key", seed)))
+        goto done;
+    crypto_sign_seed_keypair(pk, seed + 32, seed);
+done:
+    sodium_free(seed);
+    return rc;
+}
+
+/* ---- secrets ------------------------------------------------------------------------------- */
+
+static void derive_subkeys(struct custos_secrets *s)
+{
+    crypto_kdf_derive_from_key(s->token_key, 32, 1, "custos01", s->root);
+    crypto_kdf_derive_from_key(s->secret_key, 32, 2, "custos01", s->root);
+    crypto_kdf_derive_from_key(s->blind_key, 32, 3, "custos01", s->root);
+    crypto_kdf_derive_from_key(s->mac_key, 32, 4, "custos01", s->root);
+}
+
+/* Load every master-N.key in DIR/keys into the secrets block. */
+static enum custos_err load_masters(struct custos_vault *v)
+{
+    char kdir[PATH_MAX], path[PATH_MAX + 64];
+    DIR *d;
+    struct dirent *de;
+    int slot = 0;
+    enum custos_err rc = CUSTOS_OK;
+
+    path_join(kdir, sizeof(kdir), v->dir, "keys");
+    d = opendir(kdir);
+    if (!d)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot open %s: %s", kdir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        unsigned long kv;
+        char tail[8];
+
+        if (sscanf(de->d_name, "master-%lu.ke%1s", &kv, tail) != 2 || kv == 0 || kv > 0xffffffffUL)
+            continue;
+        if (slot == CUSTOS_MAX_KEY_VERSIONS) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "more than %d master key versions in %s: finish the rotation",
+                                CUSTOS_MAX_KEY_VERSIONS, kdir);
+            break;
+        }
+        snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
+        if ((rc = custos_keyfile_read(path, "master key", v->sec->master[slot])))
+            break;
+        v->sec->master_kv[slot++] = (uint32_t)kv;
+    }
+    closedir(d);
+    return rc;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be32(uint8_t *p, uint32_t x)
+{
+    p[0] = (uint8_t)(x >> 24);
+    p[1] = (uint8_t)(x >> 16);
+    p[2] = (uint8_t)(x >> 8);
+    p[3] = (uint8_t)x;
+}
+
+/* meta "master_kv" = 4 bytes; meta "system_key" = kv (4) || wrapped root (72). */
+static enum custos_err load_system(struct custos_vault *v, struct custos_store_conn *c)
+{
+    struct custos_buf b;
+    enum custos_err rc;
+    uint8_t ad[64];
+    const uint8_t *kek;
+    uint32_t kv;
+
+    custos_buf_init(&b, 256);
+    if ((rc = v->ops->meta_get(c, "master_kv", &b)) || b.len != 4) {
+        rc = rc ? rc : CUSTOS_ERR_CORRUPT;
+        custos_err_set(rc, "control plane has no master key version");
+        goto done;
+    }
+    v->current_kv = get_be32(b.p);
+    custos_buf_reset(&b);
+    if ((rc = v->ops->meta_get(c, "system_key", &b)) || b.len != 4 + CUSTOS_WRAPPED_BYTES) {
+        rc = custos_err_set(rc ? rc : CUSTOS_ERR_CORRUPT, "control plane has no system key");
+        goto done;
+    }
+    kv = get_be32(b.p);
+    kek = custos_master(v, kv);
+    if (!kek) {
+        rc = custos_err_set(CUSTOS_ERR_CORRUPT, "master key version %u is missing from keys/", kv);
+        goto done;
+    }
+    if (custos_unwrap(v->sec->root, kek, b.p + 4, ad, custos_ad_system_key(ad, ROOT_AD_NAME, kv))) {
+        rc = custos_err_set(CUSTOS_ERR_CRYPTO, "system key does not open with master key version %u", kv);
+        goto done;
+    }
+    derive_subkeys(v->sec);
+done:
+    custos_buf_release(&b);
+    return rc;
+}
+
+enum custos_err custos_system_key_store(struct custos_vault *v, struct custos_store_conn *c, uint32_t kv)
+{
+    uint8_t rec[4 + CUSTOS_WRAPPED_BYTES], ad[64];
+    const uint8_t *kek = custos_master(v, kv);
+
+    if (!kek)
+        return CUSTOS_ERR_INTERNAL;
+    put_be32(rec, kv);
+    custos_wrap(rec + 4, kek, v->sec->root, ad, custos_ad_system_key(ad, ROOT_AD_NAME, kv));
+    return v->ops->meta_put(c, "system_key", rec, sizeof(rec));
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+static enum custos_err load_optional(const char *dir, const char *name, char **text, size_t *len)
+{
+    char path[PATH_MAX];
+    enum custos_err rc;
+
+    path_join(path, sizeof(path), dir, name);
+    rc = custos_file_read(path, 1 << 20, text, len);
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        custos_err_clear();
+        *text = NULL;
+        *len = 0;
+        return CUSTOS_OK;
+    }
+    return rc;
+}
+
+void custos_vault_free(struct custos_vault *v)
+{
+    if (!v)
+        return;
+    custos_ledger_free(v->ledger);
+    if (v->store)
+        v->ops->close(v->store);
+    custos_schema_free(v->schema);
+    custos_policy_free(v->policy);
+    custos_rate_free(v->rate);
+    if (v->sec)
+        sodium_free(v->sec); /* wipes */
+    if (v->lock_fd >= 0)
+        close(v->lock_fd); /* releases the flock */
+    if (v->write_mu_ready)
+        pthread_mutex_destroy(&v->write_mu);
+    free(v);
+}
+
+enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct custos_vault **out)
+{
+    struct custos_vault *v;
+    struct custos_store_conn *c = NULL;
+    struct custos_ledger_config lc;
+    char path[PATH_MAX], *text = NULL;
+    size_t len = 0;
+    uint8_t pk[32];
+    enum custos_err rc;
+
+    *out = NULL;
+    if (sodium_init() < 0)
+        return custos_err_set(CUSTOS_ERR_CRYPTO, "libsodium failed to initialise");
+    v = calloc(1, sizeof(*v));
+    if (!v)
+        return CUSTOS_ERR_NOMEM;
+    v->lock_fd = -1;
+    pthread_mutex_init(&v->write_mu, NULL);
+    v->write_mu_ready = 1;
+    v->ops = &custos_store_sqlite;
+    v->now_ms = o->now_ms;
+    v->now_ctx = o->now_ctx;
+    if (strlen(o->dir) >= sizeof(v->dir) - 64) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "data directory path is too long");
+        goto fail;
+    }
+    snprintf(v->dir, sizeof(v->dir), "%s", o->dir);
+    if ((rc = read_manifest(v->dir, v->origin, sizeof(v->origin))))
+        goto fail;
+    path_join(path, sizeof(path), v->dir, "lock");
+    v->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (v->lock_fd < 0) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(v->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_LOCKED,
+                            "the vault in %s is in use by another process (a running custos serve?)", v->dir);
+        goto fail;
+    }
+    v->sec = sodium_malloc(sizeof(*v->sec));
+    if (!v->sec) {
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot allocate secure memory (check RLIMIT_MEMLOCK)");
+        goto fail;
+    }
+    memset(v->sec, 0, sizeof(*v->sec));
+    if ((rc = load_masters(v)))
+        goto fail;
+    path_join(path, sizeof(path), v->dir, "keys/ledger.key");
+    if ((rc = custos_keyfile_read(path, "ledger key", v->sec->root)))
+        goto fail;
+    crypto_sign_seed_keypair(pk, v->sec->ledger_sk, v->sec->root);
+    sodium_memzero(v->sec->root, sizeof(v->sec->root));
+    if ((rc = v->ops->open(v->dir, 0, &v->store)))
+        goto fail;
+    if ((rc = v->ops->acquire(v->store, &c)))
+        goto fail;
+    rc = load_system(v, c);
+    v->ops->release(v->store, c);
+    if (rc)
+        goto fail;
+    if ((rc = load_optional(v->dir, "schema.json", &text, &len)))
+        goto fail;
+    rc = text ? custos_schema_parse(text, len, &v->schema)
+              : custos_schema_parse(custos_default_schema_json, strlen(custos_default_schema_json), &v->schema);
+    free(text);
+    text = NULL;
+    if (rc)
+        goto fail;
+    if ((rc = load_optional(v->dir, "policy.json", &text, &len)))
+        goto fail;
+    rc = custos_policy_load(text, len, &v->policy);
+    free(text);
+    if (rc)
+        goto fail;
+    memset(&lc, 0, sizeof(lc));
+    path_join(path, sizeof(path), v->dir, "ledger");
+    lc.dir = path;
+    lc.origin = v->origin;
+    lc.sign_sk = v->sec->ledger_sk;
+    lc.checkpoint_interval_ms = o->checkpoint_interval_ms;
+    lc.now_ms = o->now_ms;
+    lc.now_ctx = o->now_ctx;
+    if ((rc = custos_ledger_open(&lc, &v->ledger, NULL)))
+        goto fail;
+    sodium_mprotect_readonly(v->sec);
+    if ((rc = custos_erasures_reapply(v, NULL)))
+        goto fail;
+    *out = v;
+    return CUSTOS_OK;
+fail:
+    custos_vault_free(v);
+    return rc;
+}
+
+/* ---- init ---------------------------------------------------------------------------------- */
+
+static int dir_is_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int empty = 1;
+
+    if (!d)
+        return 0;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            empty = 0;
+            break;
+        }
+    closedir(d);
+    return empty;
+}
+
+enum custos_err custos_vault_init(const char *dir, const char *schema_text, size_t schema_len,
+                                  const char *policy_text, size_t policy_len, const char *origin,
+                                  char admin_secret[CUSTOS_SECRET_LEN + 1], char admin_token[CUSTOS_TOKEN_LEN + 1])
+{
+    char path[PATH_MAX], org[160];
+    struct custos_schema *schema = NULL;
+    struct custos_policy *policy = NULL;
+    struct custos_store *store = NULL;
+    struct custos_store_conn *c = NULL;
+    struct custos_vault *v = NULL;
+    struct custos_vault_opts o;
+    struct custos_caller sys;
+    uint8_t *k = NULL, rec[4 + CUSTOS_WRAPPED_BYTES], ad[64], vid[8];
+    json_t *manifest = NULL;
+    char *mtext = NULL;
+    int64_t exp;
+    enum custos_err rc;
+    struct stat st;
+
+    if (sodium_init() < 0)
+        return custos_err_set(CUSTOS_ERR_CRYPTO, "libsodium failed to initialise");
+    if (strlen(dir) > PATH_MAX - 64)
+        return custos_err_set(CUSTOS_ERR_INVALID, "data directory path is too long");
+    path_join(path, sizeof(path), dir, "vault.json");
+    if (access(path, F_OK) == 0)
+        return custos_err_set(CUSTOS_ERR_EXISTS, "%s already holds a vault: refusing to overwrite it", dir);
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode) || !dir_is_empty(dir))
+            return custos_err_set(CUSTOS_ERR_EXISTS, "%s exists and is not an empty directory", dir);
+        if (chmod(dir, 0700) != 0)
+            return custos_err_set(CUSTOS_ERR_IO, "chmod %s: %s", dir, strerror(errno));
+    } else if (mkdir(dir, 0700) != 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    if (origin) {
+        if (!valid_origin(origin))
+            return custos_err_set(CUSTOS_ERR_INVALID, "origin must be 1-128 printable characters without "
+                                  "spaces or '+'");
+        snprintf(org, sizeof(org), "%s", origin);
+    } else {
+        char hex[17];
+
+        randombytes_buf(vid, sizeof(vid));
+        sodium_bin2hex(hex, sizeof(hex), vid, sizeof(vid));
+        snprintf(org, sizeof(org), "custos.local/%s", hex);
+    }
+    if (schema_text && (rc = custos_schema_parse(schema_text, schema_len, &schema)))
+        goto done;
+    if ((rc = custos_policy_load(policy_text, policy_len, &policy)))
+        goto done;
+    path_join(path, sizeof(path), dir, "keys");
+    if (mkdir(path, 0700) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (schema_text) {
+        path_join(path, sizeof(path), dir, "schema.json");
+        if ((rc = custos_file_replace(path, schema_text, schema_len, 0600)))
+            goto done;
+    }
+    if (policy_text) {
+        path_join(path, sizeof(path), dir, "policy.json");
+        if ((rc = custos_file_replace(path, policy_text, policy_len, 0600)))
+            goto done;
+    }
+    k = sodium_malloc(64);
+    if (!k) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    randombytes_buf(k, 32);
+    path_join(path, sizeof(path), dir, "keys/ledger.key");
+    if ((rc = custos_keyfile_write(path, "ledger key", k)))
+        goto done;
+    randombytes_buf(k, 32); /* master key version 1 */
+    path_join(path, sizeof(path), dir, "keys/master-1.key");
+    if ((rc = custos_keyfile_write(path, "master key", k)))
+        goto done;
+    randombytes_buf(k + 32, 32); /* system root key */
+    if ((rc = custos_store_sqlite.open(dir, 1, &store)) || (rc = custos_store_sqlite.acquire(store, &c)))
+        goto done;
+    put_be32(rec, 1);
+    custos_wrap(rec + 4, k, k + 32, ad, custos_ad_system_key(ad, ROOT_AD_NAME, 1));
+    if ((rc = custos_store_sqlite.begin(c, CUSTOS_PLANE_CONTROL)) ||
+        (rc = custos_store_sqlite.meta_put(c, "master_kv", rec, 4)) ||
+        (rc = custos_store_sqlite.meta_put(c, "system_key", rec, sizeof(rec))) ||
+        (rc = custos_store_sqlite.commit(c, CUSTOS_PLANE_CONTROL)))
+        goto done;
+    custos_store_sqlite.release(store, c);
+    c = NULL;
+    custos_store_sqlite.close(store);
+    store = NULL;
+    manifest = json_pack("{s:i, s:s, s:s}", "format", 1, "origin", org, "store", "sqlite");
+    mtext = manifest ? json_dumps(manifest, JSON_INDENT(2)) : NULL;
+    if (!mtext) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    path_join(path, sizeof(path), dir, "vault.json");
+    if ((rc = custos_file_replace(path, mtext, strlen(mtext), 0600)))
+        goto done;
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    if ((rc = custos_vault_open(&o, &v)))
+        goto done;
+    if ((rc = custos_principal_create_local(v, "admin", "staff", "admin", admin_secret)))
+        goto done;
+    custos_caller_system(&sys);
+    rc = custos_token_issue_local(v, &sys, "admin", admin_token, &exp);
+done:
+    if (c)
+        custos_store_sqlite.release(store, c);
+    if (store)
+        custos_store_sqlite.close(store);
+    custos_vault_free(v);
+    if (k)
+        sodium_free(k);
+    custos_schema_free(schema);
+    custos_policy_free(policy);
+    json_decref(manifest);
+    free(mtext);
+    sodium_memzero(rec, sizeof(rec));
+    return rc;
+}
+
+void custos_vault_tick(struct custos_vault *v)
+{
+    struct custos_store_conn *c = NULL;
+    uint64_t now = custos_now(v);
+
+    /* Flush the databases' logs soon after erasures (old pages may hold destroyed keys), and
+       at least once a minute otherwise. */
+    if (v->last_compact_ms && now - v->last_compact_ms < 60000)
+        return;
+    if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
+        if (v->ops->compact_logs(c) == CUSTOS_OK)
+            v->last_compact_ms = now;
+        v->ops->release(v->store, c);
+    }
+}

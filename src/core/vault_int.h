@@ -1,0 +1,144 @@
+/*
+ * vault_int.h - private state of the vault shared by the core's modules
+ * (vault.c, auth.c, subject.c, audit.c, keys.c, import.c).  Not installed.
+ */
+#ifndef CUSTOS_VAULT_INT_H
+#define CUSTOS_VAULT_INT_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/crypto.h"
+#include "core/policy.h"
+#include "core/schema.h"
+#include "custos/ledger.h"
+#include "custos/vault.h"
+#include "store/store.h"
+
+#define CUSTOS_MAX_KEY_VERSIONS 8
+
+/* Everything secret the vault holds, in one sodium_malloc'd block, read-only while serving. */
+struct custos_secrets {
+    uint8_t master[CUSTOS_MAX_KEY_VERSIONS][CUSTOS_KEY_BYTES];
+    uint32_t master_kv[CUSTOS_MAX_KEY_VERSIONS]; /* version held in each slot, 0 = empty */
+    uint8_t root[CUSTOS_KEY_BYTES];              /* system root key (wrapped in the control plane) */
+    uint8_t token_key[CUSTOS_KEY_BYTES];         /* keyed hash of tokens */
+    uint8_t secret_key[CUSTOS_KEY_BYTES];        /* keyed hash of principal secrets */
+    uint8_t blind_key[CUSTOS_KEY_BYTES];         /* blind index */
+    uint8_t mac_key[CUSTOS_KEY_BYTES];           /* row MACs (tokens) */
+    uint8_t ledger_sk[64];                       /* Ed25519 ledger signing key */
+};
+
+struct custos_rate;
+
+struct custos_vault {
+    char dir[PATH_MAX];
+    int lock_fd;
+    const struct custos_store_ops *ops;
+    struct custos_store *store;
+    struct custos_ledger *ledger;
+    struct custos_schema *schema;
+    struct custos_policy *policy;
+    struct custos_secrets *sec;
+    uint32_t current_kv;
+    char origin[256];
+    uint64_t (*now_ms)(void *ctx);
+    void *now_ctx;
+    struct custos_rate *rate;
+    pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
+    int write_mu_ready;
+    uint64_t last_compact_ms;
+};
+
+uint64_t custos_now(const struct custos_vault *v);
+
+/* Master key of a version, or NULL. */
+const uint8_t *custos_master(const struct custos_vault *v, uint32_t kv);
+
+/* Store the system root key wrapped under master version kv (control plane, caller's txn). */
+enum custos_err custos_system_key_store(struct custos_vault *v, struct custos_store_conn *c, uint32_t kv);
+
+/* Create a principal as the local operator (init); secret receives its secret. */
+enum custos_err custos_principal_create_local(struct custos_vault *v, const char *id, const char *kind,
+                                              const char *roles, char secret[CUSTOS_SECRET_LEN + 1]);
+
+/* ---- audit (audit.c) ----------------------------------------------------------------------- */
+
+enum custos_result { CUSTOS_RESULT_OK, CUSTOS_RESULT_DENIED, CUSTOS_RESULT_ERROR };
+
+struct custos_event {
+    const char *action;                /* "subject.read" */
+    enum custos_result result;
+    const char *reason;                /* short code when not ok, e.g. "forbidden", "expired_token" */
+    const struct custos_caller *who;   /* may be NULL */
+    const char *actor;                 /* when who is NULL: a claimed principal id, else "-" */
+    const char *token_id;              /* when who is NULL: hex prefix of a presented token */
+    const char *source;                /* when who is NULL */
+    const uint8_t *subject;            /* 16 bytes or NULL */
+    const char *purpose;
+    const char *const *fields;         /* policy paths released in plain / written */
+    size_t nfields;
+    const char *const *masked;         /* policy paths released masked */
+    size_t nmasked;
+    const char *target;                /* principal, link name, ... */
+    int64_t count;                     /* results of a search, tokens revoked, ...; -1 = none */
+};
+
+void custos_event_init(struct custos_event *e, const char *action, const struct custos_caller *who);
+
+/* Encode e canonically (docs/format.md) into out. */
+enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_ms, struct custos_buf *out);
+
+/* Append e to the ledger and wait until durable; *index (may be NULL) gets its leaf index.
+   CUSTOS_ERR_UNAVAILABLE when it cannot be recorded. */
+enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
+
+/* Record an outcome: result/reason derived from `rc` (ok, denied for 401/403/429, error else);
+   returns rc, or CUSTOS_ERR_UNAVAILABLE when the event could not be recorded. */
+enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event *e, enum custos_err rc);
+
+/* ---- authorisation helpers (auth.c) -------------------------------------------------------- */
+
+/* Role bits for a comma-separated role list (unknown roles ignored). */
+uint32_t custos_roles_mask(const struct custos_vault *v, const char *roles);
+
+/* Does the caller hold op (system callers hold everything)? */
+int custos_caller_may(const struct custos_vault *v, const struct custos_caller *c, uint32_t op);
+
+/* Per-principal velocity limit; CUSTOS_ERR_RATELIMIT when over `per_minute`. */
+enum custos_err custos_rate_check(struct custos_vault *v, const char *principal, uint32_t per_minute);
+void custos_rate_free(struct custos_rate *r);
+
+/* Token/secret text <-> 32 random bytes. */
+enum custos_err custos_credential_parse(const char *text, const char *prefix, uint8_t raw[32]);
+void custos_credential_format(char out[48], const char *prefix, const uint8_t raw[32]);
+
+/* Keyed hashes. */
+void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32]);
+
+/* ---- subject records (subject.c) ----------------------------------------------------------- */
+
+/* Create a new subject from validated leaves: new id, new key, sealed record, blind index.
+   Control plane first (key), then data.  Used by create and import. */
+enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_store_conn *conn,
+                                      const struct custos_leaves *leaves, uint8_t id[16]);
+
+/* Seal a new subject from validated leaves without storing it: new id, new key (generation 1)
+   wrapped under the current master version (*kv), the record into b, blind entries (up to
+   CUSTOS_SCHEMA_MAX_FIELDS). */
+enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_leaves *leaves, uint8_t id[16],
+                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], uint32_t *kv, struct custos_buf *b,
+                                        struct custos_blind *blind, size_t *nblind);
+
+/* Re-apply erasure tombstones to the data plane and finish interrupted erasures and re-keys
+   (startup, restore).  *applied (may be NULL) counts records removed. */
+enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied);
+
+/* Mint a customer token (auth.c). */
+enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
+                                           const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
+                                           char tid[17]);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * h_principals.c - /v1/health, /v1/principals and /v1/auth routes.
+ */
+#include "server/server.h"
+
+#include <string.h>
+
+#include "custos/banned.h"
+
+void h_health(struct req *r)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+
+    custos_reply_text(r, 200, ok, sizeof(ok) - 1, "application/json");
+}
+
+void h_principal_create(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_principal_create(r->vault, &r->caller, r->body, r->body_len, &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 201, out);
+}
+
+void h_principal_disable(struct req *r)
+{
+    enum custos_err rc = custos_principal_disable(r->vault, &r->caller, r->params[0]);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, json_pack("{s:s, s:b}", "id", r->params[0], "disabled", 1));
+}
+
+void h_auth_token(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_token_issue(r->vault, r->body, r->body_len, r->source, &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_auth_revoke(struct req *r)
+{
+    enum custos_err rc = custos_token_revoke(r->vault, &r->caller, r->body, r->body_len);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, json_pack("{s:b}", "revoked", 1));
+}

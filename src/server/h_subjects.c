@@ -1,0 +1,94 @@
+/*
+ * h_subjects.c - /v1/subjects routes.  Each handler passes the request to
+ * one core operation (which checks policy and audits) and maps the result.
+ */
+#include "server/server.h"
+
+#include <string.h>
+
+#include "custos/banned.h"
+
+void h_subject_create(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_create(r->vault, &r->caller, r->body, r->body_len, &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 201, out);
+}
+
+void h_subject_read(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_read(r->vault, &r->caller, r->params[0], custos_req_query(r, "purpose"),
+                                             custos_req_query(r, "fields"), &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_subject_update(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_update(r->vault, &r->caller, r->params[0], r->body, r->body_len, &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_subject_search(struct req *r)
+{
+    const char *email = custos_req_query(r, "email"), *phone = custos_req_query(r, "phone");
+    json_t *out = NULL;
+    enum custos_err rc;
+
+    if (email && phone) {
+        custos_err_set(CUSTOS_ERR_INVALID, "search by one field at a time (email or phone)");
+        rc = custos_audit_reject(r->vault, &r->caller, "subject.search", CUSTOS_ERR_INVALID);
+    } else
+        rc = custos_subject_search(r->vault, &r->caller, email ? "email" : phone ? "phone" : NULL,
+                                   email ? email : phone, custos_req_query(r, "purpose"), &out);
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_subject_erase(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_erase(r->vault, &r->caller, r->params[0], &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_subject_token(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_token(r->vault, &r->caller, r->params[0], &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_subject_export(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_export(r->vault, &r->caller, r->params[0], &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}

@@ -1,0 +1,111 @@
+/*
+ * server.h - the HTTP front end (libmicrohttpd): request context, routes,
+ * response helpers.  A client of the core's public headers only.
+ *
+ * Threading: one thread per connection (MHD_USE_THREAD_PER_CONNECTION), so
+ * a handler may block while the ledger makes its audit event durable.
+ */
+#ifndef CUSTOS_SERVER_H
+#define CUSTOS_SERVER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "custos/err.h"
+#include "custos/vault.h"
+
+struct req;
+typedef void (*custos_handler)(struct req *r);
+
+#define ROUTE_PUBLIC 0 /* no token */
+#define ROUTE_AUTH 1   /* bearer token required */
+
+#define ROUTE_PARAM_MAX 2
+#define ROUTE_PARAM_LEN 128
+
+struct route {
+    const char *method;
+    const char *pattern;  /* "/v1/subjects/{id}" */
+    custos_handler fn;
+    int auth;
+    const char *action;   /* audit action for requests rejected before the handler */
+    const char *const *query; /* allowed query parameters (NULL-terminated), NULL = none */
+};
+
+/*
+ * Match method + path against the route table.  Returns the route or NULL;
+ * *path_known tells whether the path matched with another method (405).
+ * Path parameters are copied into params (at most ROUTE_PARAM_MAX, each
+ * shorter than ROUTE_PARAM_LEN, made of [A-Za-z0-9._-]); a parameter that
+ * does not fit that shape makes the route not match.
+ */
+const struct route *custos_route_match(const char *method, const char *path, char params[][ROUTE_PARAM_LEN],
+                                       int *path_known);
+
+struct req {
+    struct custos_vault *vault;
+    void *conn;                   /* struct MHD_Connection * */
+    const char *method;
+    const char *url;
+    const struct route *route;
+    char params[ROUTE_PARAM_MAX][ROUTE_PARAM_LEN];
+    char source[48];
+    struct custos_caller caller;
+    /* body, capped at CUSTOS_BODY_MAX */
+    char *body;
+    size_t body_len;
+    int body_too_big;
+    /* response */
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *resp_type;
+};
+
+/* Query parameter (NULL when absent). */
+const char *custos_req_query(struct req *r, const char *name);
+
+/* Responses: the body is serialised now; `body` is stolen. */
+void custos_reply_json(struct req *r, int status, json_t *body);
+void custos_reply_error(struct req *r, enum custos_err rc);
+void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg);
+void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type);
+
+/* Handlers (h_*.c). */
+void h_health(struct req *r);
+void h_principal_create(struct req *r);
+void h_principal_disable(struct req *r);
+void h_auth_token(struct req *r);
+void h_auth_revoke(struct req *r);
+void h_subject_create(struct req *r);
+void h_subject_search(struct req *r);
+void h_subject_read(struct req *r);
+void h_subject_update(struct req *r);
+void h_subject_erase(struct req *r);
+void h_subject_token(struct req *r);
+void h_subject_export(struct req *r);
+void h_ledger_checkpoint(struct req *r);
+void h_ledger_entries(struct req *r);
+void h_ledger_inclusion(struct req *r);
+void h_ledger_consistency(struct req *r);
+
+struct custos_server_opts {
+    const char *listen;    /* "HOST:PORT", default 127.0.0.1:8420 */
+    const char *tls_cert;  /* PEM files */
+    const char *tls_key;
+    int insecure;          /* allow plain HTTP on a non-loopback address */
+    const char *port_file; /* write the bound port here (tests) */
+    unsigned max_connections;
+};
+
+/* Serve until *stop becomes non-zero (set from a signal handler).  Logs to stderr. */
+enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
+                                  volatile sig_atomic_t *stop);
+
+/* Parse "HOST:PORT" / "[V6]:PORT"; sets *loopback.  CUSTOS_ERR_INVALID with a detail. */
+enum custos_err custos_parse_listen(const char *s, void *sockaddr_storage, unsigned *len, int *loopback);
+
+#endif

@@ -1,0 +1,909 @@
+/*
+ * sqlite.c - the embedded store back-end (SQLite).  See store.h.
+ *
+ * Files: DIR/control.db (control plane) and DIR/data.db (data plane), both
+ * in WAL mode with synchronous=FULL (NORMAL while bulk-loading), secure_delete
+ * on so deleted rows (shredded keys, erased records) are zeroed in the file.
+ * A connection opens data.db as "main" and attaches control.db as "ctl";
+ * statements are prepared once per connection.
+ *
+ * Tables (control): meta(k,v), subject_keys(id,kv,w), erasures(id,erased_at,
+ * ledger_index), principals(...), tokens(...).  (data): meta(k,v),
+ * subjects(id,created,updated,rec,blind), blind(field,hash,subject).
+ * subjects.blind lists the row's own index entries (4-byte big-endian field
+ * number || 32-byte hash each) so the index can be kept in step without a
+ * secondary index and without the subject's key.
+ *
+ * Must never: interpret record bytes, hold a connection across threads at
+ * the same time, build SQL from caller input (everything is bound).
+ */
+#include "store/store.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "custos/banned.h"
+
+enum stmt_id {
+    S_BEGIN_CTL, S_BEGIN_DATA, S_COMMIT_CTL, S_COMMIT_DATA, S_ROLLBACK_CTL, S_ROLLBACK_DATA,
+    S_META_GET, S_META_PUT,
+    S_KEY_PUT, S_KEY_GET, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
+    S_KEY_MULTI,
+    S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
+    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
+    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN,
+    S_SUBJ_INSERT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL,
+    S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
+    S__COUNT
+};
+
+/* A connection spans both files, so a transaction is too: the core runs control-plane and
+   data-plane changes as separate transactions, in the order that keeps a crash safe. */
+static const char *const sql[S__COUNT] = {
+    [S_BEGIN_CTL] = "BEGIN IMMEDIATE",
+    [S_BEGIN_DATA] = "BEGIN IMMEDIATE",
+    [S_COMMIT_CTL] = "COMMIT",
+    [S_COMMIT_DATA] = "COMMIT",
+    [S_ROLLBACK_CTL] = "ROLLBACK",
+    [S_ROLLBACK_DATA] = "ROLLBACK",
+    [S_META_GET] = "SELECT v FROM ctl.meta WHERE k = ?1",
+    [S_META_PUT] = "INSERT INTO ctl.meta(k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+    [S_KEY_PUT] = "INSERT INTO ctl.subject_keys(id, gen, kv, w) VALUES (?1, ?2, ?3, ?4) "
+                  "ON CONFLICT(id, gen) DO UPDATE SET kv = excluded.kv, w = excluded.w",
+    [S_KEY_GET] = "SELECT kv, w FROM ctl.subject_keys WHERE id = ?1 AND gen = ?2",
+    [S_KEY_DEL] = "DELETE FROM ctl.subject_keys WHERE id = ?1",
+    [S_KEY_DEL_OTHER] = "DELETE FROM ctl.subject_keys WHERE id = ?1 AND gen <> ?2",
+    [S_KEY_SCAN_FIRST] = "SELECT id, gen, kv, w FROM ctl.subject_keys WHERE kv < ?1 ORDER BY id, gen LIMIT ?2",
+    [S_KEY_SCAN_AFTER] = "SELECT id, gen, kv, w FROM ctl.subject_keys WHERE (id, gen) > (?3, ?4) AND kv < ?1 "
+                         "ORDER BY id, gen LIMIT ?2",
+    [S_KEY_COUNT_BELOW] = "SELECT count(*) FROM ctl.subject_keys WHERE kv < ?1",
+    [S_KEY_MULTI] = "SELECT id FROM ctl.subject_keys GROUP BY id HAVING count(*) > 1",
+    [S_ERA_PUT] = "INSERT INTO ctl.erasures(id, erased_at, ledger_index) VALUES (?1, ?2, ?3) "
+                  "ON CONFLICT(id) DO UPDATE SET ledger_index = excluded.ledger_index",
+    [S_ERA_GET] = "SELECT erased_at, ledger_index FROM ctl.erasures WHERE id = ?1",
+    [S_ERA_SCAN] = "SELECT id, erased_at, ledger_index FROM ctl.erasures ORDER BY id",
+    [S_PRIN_PUT] = "INSERT INTO ctl.principals(id, kind, roles, secret_hash, created, disabled, created_by, mac) "
+                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
+                   "WHERE id = ?1",
+    [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2 WHERE id = ?1 AND disabled = 0",
+    [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
+                  "source, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9)",
+    [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
+                  "t.mac, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
+                  "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
+    [S_TOK_REVOKE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
+    [S_TOK_REVOKE_PRIN] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (principal = ?1 OR issued_by = ?1) "
+                          "AND revoked = 0 AND expires > ?2",
+    [S_SUBJ_INSERT] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
+    [S_SUBJ_UPDATE] = "UPDATE subjects SET updated = ?2, rec = ?3, blind = ?4 WHERE id = ?1",
+    [S_SUBJ_GET] = "SELECT rec FROM subjects WHERE id = ?1",
+    [S_SUBJ_BLIND] = "SELECT blind FROM subjects WHERE id = ?1",
+    [S_SUBJ_DEL] = "DELETE FROM subjects WHERE id = ?1",
+    [S_BLIND_PUT] = "INSERT OR IGNORE INTO blind(field, hash, subject) VALUES (?1, ?2, ?3)",
+    [S_BLIND_DEL] = "DELETE FROM blind WHERE field = ?1 AND hash = ?2 AND subject = ?3",
+    [S_BLIND_FIND] = "SELECT subject FROM blind WHERE field = ?1 AND hash = ?2 LIMIT ?3",
+};
+
+static const char control_schema[] =
+    "CREATE TABLE IF NOT EXISTS ctl.meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ctl.subject_keys(id BLOB NOT NULL, gen INTEGER NOT NULL, kv INTEGER NOT NULL,"
+    " w BLOB NOT NULL, PRIMARY KEY(id, gen)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ctl.erasures(id BLOB PRIMARY KEY, erased_at INTEGER NOT NULL,"
+    " ledger_index INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ctl.principals(id TEXT PRIMARY KEY, kind TEXT NOT NULL, roles TEXT NOT NULL,"
+    " secret_hash BLOB NOT NULL, created INTEGER NOT NULL, disabled INTEGER NOT NULL, created_by TEXT NOT NULL,"
+    " mac BLOB NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ctl.tokens(hash BLOB PRIMARY KEY, principal TEXT NOT NULL, kind TEXT NOT NULL,"
+    " scope BLOB, issued INTEGER NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL,"
+    " issued_by TEXT NOT NULL, source TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS ctl.tokens_principal ON tokens(principal);"
+    "CREATE INDEX IF NOT EXISTS ctl.tokens_issued_by ON tokens(issued_by);";
+
+static const char data_schema[] =
+    "CREATE TABLE IF NOT EXISTS main.meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS main.subjects(id BLOB PRIMARY KEY, created INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL, rec BLOB NOT NULL, blind BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS main.blind(field INTEGER NOT NULL, hash BLOB NOT NULL, subject BLOB NOT NULL,"
+    " PRIMARY KEY(field, hash, subject)) WITHOUT ROWID;";
+
+struct custos_store_conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[S__COUNT];
+    struct custos_store_conn *next;
+};
+
+struct custos_store {
+    char data_path[PATH_MAX];
+    char ctl_path[PATH_MAX];
+    pthread_mutex_t mu;
+    struct custos_store_conn *free_list;
+};
+
+static enum custos_err db_err(sqlite3 *db, int rc, const char *what)
+{
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+        return custos_err_set(CUSTOS_ERR_LOCKED, "%s: database is busy", what);
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "%s: database file is corrupt", what);
+    if (rc == SQLITE_CONSTRAINT)
+        return custos_err_set(CUSTOS_ERR_EXISTS, "%s: already exists", what);
+    if (rc == SQLITE_FULL)
+        return custos_err_set(CUSTOS_ERR_IO, "%s: disk full", what);
+    return custos_err_set(CUSTOS_ERR_IO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+}
+
+static sqlite3_stmt *stmt(struct custos_store_conn *c, enum stmt_id id)
+{
+    if (!c->st[id]) {
+        if (sqlite3_prepare_v3(c->db, sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL) != SQLITE_OK)
+            return NULL;
+    }
+    return c->st[id];
+}
+
+/* Run a statement that returns no rows; resets it. */
+static enum custos_err run(struct custos_store_conn *c, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_err(c->db, rc, what);
+    return CUSTOS_OK;
+}
+
+static void done_stmt(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+#define PREP(var, id)                                                                      \
+    sqlite3_stmt *var = stmt(c, id);                                                       \
+    if (!var)                                                                              \
+        return db_err(c->db, sqlite3_errcode(c->db), "prepare");
+
+static void conn_close(struct custos_store_conn *c)
+{
+    int i;
+
+    if (!c)
+        return;
+    for (i = 0; i < S__COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static enum custos_err exec(sqlite3 *db, const char *q, const char *what)
+{
+    int rc = sqlite3_exec(db, q, NULL, NULL, NULL);
+
+    return rc == SQLITE_OK ? CUSTOS_OK : db_err(db, rc, what);
+}
+
+static enum custos_err conn_open(struct custos_store *s, int create, struct custos_store_conn **out)
+{
+    struct custos_store_conn *c = calloc(1, sizeof(*c));
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    enum custos_err rc;
+    sqlite3_stmt *att = NULL;
+    int r;
+
+    if (!c)
+        return CUSTOS_ERR_NOMEM;
+    r = sqlite3_open_v2(s->data_path, &c->db, flags, NULL);
+    if (r != SQLITE_OK) {
+        rc = r == SQLITE_CANTOPEN ? custos_err_set(CUSTOS_ERR_NOTFOUND, "no vault database (run custos init)")
+                                  : db_err(c->db, r, "open data.db");
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, 10000);
+    sqlite3_extended_result_codes(c->db, 0);
+    /* ATTACH with a bound file name: never spliced into SQL. */
+    if (!create && access(s->ctl_path, F_OK) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "control database is missing");
+        goto fail;
+    }
+    r = sqlite3_prepare_v2(c->db, "ATTACH DATABASE ?1 AS ctl", -1, &att, NULL);
+    if (r == SQLITE_OK) {
+        sqlite3_bind_text(att, 1, s->ctl_path, -1, SQLITE_STATIC);
+        r = sqlite3_step(att);
+        r = r == SQLITE_DONE ? SQLITE_OK : r;
+    }
+    sqlite3_finalize(att);
+    if (r != SQLITE_OK) {
+        rc = db_err(c->db, r, "attach control.db");
+        goto fail;
+    }
+    if ((rc = exec(c->db,
+                   "PRAGMA main.journal_mode=WAL; PRAGMA ctl.journal_mode=WAL;"
+                   "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
+                   "PRAGMA main.secure_delete=ON; PRAGMA ctl.secure_delete=ON;"
+                   "PRAGMA temp_store=MEMORY; PRAGMA trusted_schema=OFF;",
+                   "configure")))
+        goto fail;
+    if (create && ((rc = exec(c->db, control_schema, "create control schema")) ||
+                   (rc = exec(c->db, data_schema, "create data schema"))))
+        goto fail;
+    *out = c;
+    return CUSTOS_OK;
+fail:
+    conn_close(c);
+    return rc;
+}
+
+static enum custos_err sq_open(const char *dir, int create, struct custos_store **out)
+{
+    struct custos_store *s = calloc(1, sizeof(*s));
+    struct custos_store_conn *c = NULL;
+    enum custos_err rc;
+
+    *out = NULL;
+    if (!s)
+        return CUSTOS_ERR_NOMEM;
+    snprintf(s->data_path, sizeof(s->data_path), "%s/data.db", dir);
+    snprintf(s->ctl_path, sizeof(s->ctl_path), "%s/control.db", dir);
+    pthread_mutex_init(&s->mu, NULL);
+    /* The first connection checks that the files open and (on create) builds the schema. */
+    if (create) {
+        /* create both files 0600 before SQLite does (its WAL files inherit the mode) */
+        int fd1 = open(s->data_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        int fd2 = open(s->ctl_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+        if (fd1 >= 0)
+            close(fd1);
+        if (fd2 >= 0)
+            close(fd2);
+        if (fd1 < 0 || fd2 < 0) {
+            pthread_mutex_destroy(&s->mu);
+            free(s);
+            return custos_err_set(CUSTOS_ERR_EXISTS, "database files already exist in %s", dir);
+        }
+    }
+    if ((rc = conn_open(s, create, &c))) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return rc;
+    }
+    s->free_list = c;
+    *out = s;
+    return CUSTOS_OK;
+}
+
+static void sq_close(struct custos_store *s)
+{
+    struct custos_store_conn *c, *n;
+
+    if (!s)
+        return;
+    for (c = s->free_list; c; c = n) {
+        n = c->next;
+        conn_close(c);
+    }
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static enum custos_err sq_acquire(struct custos_store *s, struct custos_store_conn **out)
+{
+    struct custos_store_conn *c;
+
+    pthread_mutex_lock(&s->mu);
+    c = s->free_list;
+    if (c)
+        s->free_list = c->next;
+    pthread_mutex_unlock(&s->mu);
+    if (c) {
+        c->next = NULL;
+        *out = c;
+        return CUSTOS_OK;
+    }
+    return conn_open(s, 0, out);
+}
+
+static void sq_release(struct custos_store *s, struct custos_store_conn *c)
+{
+    if (!c)
+        return;
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL); /* a caller forgot: never leak a txn */
+    pthread_mutex_lock(&s->mu);
+    c->next = s->free_list;
+    s->free_list = c;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static enum custos_err sq_begin(struct custos_store_conn *c, enum custos_plane p)
+{
+    PREP(s, p == CUSTOS_PLANE_CONTROL ? S_BEGIN_CTL : S_BEGIN_DATA);
+    return run(c, s, "begin");
+}
+
+static enum custos_err sq_commit(struct custos_store_conn *c, enum custos_plane p)
+{
+    PREP(s, p == CUSTOS_PLANE_CONTROL ? S_COMMIT_CTL : S_COMMIT_DATA);
+    return run(c, s, "commit");
+}
+
+static void sq_rollback(struct custos_store_conn *c, enum custos_plane p)
+{
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    (void)p;
+}
+
+static void sq_set_bulk(struct custos_store_conn *c, int on)
+{
+    sqlite3_exec(c->db,
+                 on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL; PRAGMA cache_size=-262144;"
+                    : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL; PRAGMA cache_size=-2000;",
+                 NULL, NULL, NULL);
+}
+
+static enum custos_err sq_compact_logs(struct custos_store_conn *c)
+{
+    int rc = sqlite3_wal_checkpoint_v2(c->db, "ctl", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+
+    if (rc == SQLITE_OK)
+        rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    /* BUSY means readers are active: the next checkpoint will finish the job. */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
+}
+
+/* ---- meta, keys, erasures ------------------------------------------------------------------ */
+
+static enum custos_err sq_meta_get(struct custos_store_conn *c, const char *key, struct custos_buf *out)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_META_GET);
+
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        rc = custos_buf_add(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+    else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "meta get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_meta_put(struct custos_store_conn *c, const char *key, const void *v, size_t len)
+{
+    PREP(s, S_META_PUT);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, v, (int)len, SQLITE_STATIC);
+    return run(c, s, "meta put");
+}
+
+static enum custos_err sq_key_put(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                                  const uint8_t *w, size_t wlen)
+{
+    PREP(s, S_KEY_PUT);
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, gen);
+    sqlite3_bind_int64(s, 3, kv);
+    sqlite3_bind_blob(s, 4, w, (int)wlen, SQLITE_STATIC);
+    return run(c, s, "key put");
+}
+
+static enum custos_err sq_key_get(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t *kv,
+                                  uint8_t *w, size_t wcap, size_t *wlen)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_KEY_GET);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, gen);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+
+        if (n > wcap) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "wrapped key has a wrong length");
+        } else {
+            *kv = (uint32_t)sqlite3_column_int64(s, 0);
+            memcpy(w, sqlite3_column_blob(s, 1), n);
+            *wlen = n;
+            rc = CUSTOS_OK;
+        }
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "key get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_key_delete(struct custos_store_conn *c, const uint8_t id[16], uint32_t keep)
+{
+    PREP(s, keep ? S_KEY_DEL_OTHER : S_KEY_DEL);
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    if (keep)
+        sqlite3_bind_int64(s, 2, keep);
+    return run(c, s, "key delete");
+}
+
+static enum custos_err sq_key_scan_below(struct custos_store_conn *c, uint32_t kv, const uint8_t *after,
+                                         uint32_t after_gen, size_t max,
+                                         int (*fn)(void *, const uint8_t[16], uint32_t, uint32_t, const uint8_t *,
+                                                   size_t),
+                                         void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, after ? S_KEY_SCAN_AFTER : S_KEY_SCAN_FIRST);
+
+    sqlite3_bind_int64(s, 1, kv);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    if (after) {
+        sqlite3_bind_blob(s, 3, after, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, after_gen);
+    }
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != 16) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "subject key row has a bad id");
+            break;
+        }
+        if (fn(ctx, sqlite3_column_blob(s, 0), (uint32_t)sqlite3_column_int64(s, 1),
+               (uint32_t)sqlite3_column_int64(s, 2), sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3)))
+            break;
+    }
+    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "key scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_key_count_below(struct custos_store_conn *c, uint32_t kv, uint64_t *n)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_KEY_COUNT_BELOW);
+
+    sqlite3_bind_int64(s, 1, kv);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(s, 0);
+    else
+        rc = db_err(c->db, r, "key count");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_key_scan_multi(struct custos_store_conn *c, int (*fn)(void *, const uint8_t[16]), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    uint8_t (*ids)[16] = NULL;
+    size_t n = 0, cap = 0, i;
+    int r;
+    PREP(s, S_KEY_MULTI);
+
+    /* collect first: the callback writes to the table being scanned */
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != 16)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            void *np = realloc(ids, ncap * 16);
+
+            if (!np) {
+                rc = CUSTOS_ERR_NOMEM;
+                break;
+            }
+            ids = np;
+            cap = ncap;
+        }
+        memcpy(ids[n++], sqlite3_column_blob(s, 0), 16);
+    }
+    if (!rc && r != SQLITE_DONE && r != SQLITE_ROW)
+        rc = db_err(c->db, r, "key scan");
+    done_stmt(s);
+    for (i = 0; !rc && i < n; i++)
+        if (fn(ctx, ids[i]))
+            break;
+    free(ids);
+    return rc;
+}
+
+static enum custos_err sq_erasure_put(struct custos_store_conn *c, const struct custos_erasure_row *e)
+{
+    PREP(s, S_ERA_PUT);
+    sqlite3_bind_blob(s, 1, e->id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, e->erased_at);
+    sqlite3_bind_int64(s, 3, e->ledger_index);
+    return run(c, s, "erasure put");
+}
+
+static enum custos_err sq_erasure_get(struct custos_store_conn *c, const uint8_t id[16], struct custos_erasure_row *e)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_ERA_GET);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        memcpy(e->id, id, 16);
+        e->erased_at = sqlite3_column_int64(s, 0);
+        e->ledger_index = sqlite3_column_int64(s, 1);
+        rc = CUSTOS_OK;
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "erasure get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_erasure_scan(struct custos_store_conn *c,
+                                       int (*fn)(void *, const struct custos_erasure_row *), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_ERA_SCAN);
+
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_erasure_row e;
+
+        if (sqlite3_column_bytes(s, 0) != 16)
+            continue;
+        memcpy(e.id, sqlite3_column_blob(s, 0), 16);
+        e.erased_at = sqlite3_column_int64(s, 1);
+        e.ledger_index = sqlite3_column_int64(s, 2);
+        if (fn(ctx, &e))
+            break;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "erasure scan");
+    done_stmt(s);
+    return rc;
+}
+
+/* ---- principals and tokens ----------------------------------------------------------------- */
+
+static void col_text(sqlite3_stmt *s, int i, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+}
+
+static int col_blob(sqlite3_stmt *s, int i, uint8_t *out, size_t n)
+{
+    if ((size_t)sqlite3_column_bytes(s, i) != n)
+        return -1;
+    memcpy(out, sqlite3_column_blob(s, i), n);
+    return 0;
+}
+
+static enum custos_err sq_principal_put(struct custos_store_conn *c, const struct custos_principal_row *p)
+{
+    PREP(s, S_PRIN_PUT);
+    sqlite3_bind_text(s, 1, p->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, p->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, p->roles, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, p->secret_hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, p->created);
+    sqlite3_bind_int64(s, 6, p->disabled);
+    sqlite3_bind_text(s, 7, p->created_by, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 8, p->mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    return run(c, s, "principal");
+}
+
+static enum custos_err sq_principal_get(struct custos_store_conn *c, const char *id, struct custos_principal_row *p)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_PRIN_GET);
+
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        memset(p, 0, sizeof(*p));
+        snprintf(p->id, sizeof(p->id), "%s", id);
+        col_text(s, 0, p->kind, sizeof(p->kind));
+        col_text(s, 1, p->roles, sizeof(p->roles));
+        if (col_blob(s, 2, p->secret_hash, CUSTOS_STORE_HASH))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+        else
+            rc = CUSTOS_OK;
+        p->created = sqlite3_column_int64(s, 3);
+        p->disabled = sqlite3_column_int64(s, 4);
+        col_text(s, 5, p->created_by, sizeof(p->created_by));
+        if (!rc && col_blob(s, 6, p->mac, CUSTOS_STORE_HASH))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "principal get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_principal_disable(struct custos_store_conn *c, const char *id, int64_t when)
+{
+    enum custos_err rc;
+    PREP(s, S_PRIN_DISABLE);
+
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, when);
+    if ((rc = run(c, s, "principal disable")))
+        return rc;
+    return CUSTOS_OK;
+}
+
+static enum custos_err sq_token_put(struct custos_store_conn *c, const struct custos_token_row *t)
+{
+    PREP(s, S_TOK_PUT);
+    sqlite3_bind_blob(s, 1, t->hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, t->principal, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, t->kind, -1, SQLITE_STATIC);
+    if (t->has_scope)
+        sqlite3_bind_blob(s, 4, t->scope, 16, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 4);
+    sqlite3_bind_int64(s, 5, t->issued);
+    sqlite3_bind_int64(s, 6, t->expires);
+    sqlite3_bind_text(s, 7, t->issued_by, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 8, t->source, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 9, t->mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    return run(c, s, "token put");
+}
+
+static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
+                                    struct custos_token_row *t)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_TOK_GET);
+
+    sqlite3_bind_blob(s, 1, hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        memset(t, 0, sizeof(*t));
+        memcpy(t->hash, hash, CUSTOS_STORE_HASH);
+        col_text(s, 0, t->principal, sizeof(t->principal));
+        col_text(s, 1, t->kind, sizeof(t->kind));
+        t->has_scope = sqlite3_column_type(s, 2) != SQLITE_NULL;
+        rc = CUSTOS_OK;
+        if (t->has_scope && col_blob(s, 2, t->scope, 16))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
+        t->issued = sqlite3_column_int64(s, 3);
+        t->expires = sqlite3_column_int64(s, 4);
+        t->revoked = sqlite3_column_int64(s, 5);
+        col_text(s, 6, t->issued_by, sizeof(t->issued_by));
+        col_text(s, 7, t->source, sizeof(t->source));
+        if (col_blob(s, 8, t->mac, CUSTOS_STORE_HASH))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
+        t->owner_found = sqlite3_column_type(s, 9) != SQLITE_NULL;
+        if (t->owner_found) {
+            struct custos_principal_row *p = &t->owner;
+
+            col_text(s, 9, p->id, sizeof(p->id));
+            col_text(s, 10, p->kind, sizeof(p->kind));
+            col_text(s, 11, p->roles, sizeof(p->roles));
+            p->created = sqlite3_column_int64(s, 13);
+            p->disabled = sqlite3_column_int64(s, 14);
+            col_text(s, 15, p->created_by, sizeof(p->created_by));
+            if (col_blob(s, 12, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 16, p->mac, CUSTOS_STORE_HASH))
+                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+        }
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "token get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
+                                       int64_t when)
+{
+    PREP(s, S_TOK_REVOKE);
+    sqlite3_bind_blob(s, 1, hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, when);
+    return run(c, s, "token revoke");
+}
+
+static enum custos_err sq_token_revoke_principal(struct custos_store_conn *c, const char *id, int64_t when,
+                                                 uint64_t *n)
+{
+    enum custos_err rc;
+    PREP(s, S_TOK_REVOKE_PRIN);
+
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, when);
+    rc = run(c, s, "token revoke");
+    *n = rc ? 0 : (uint64_t)sqlite3_changes(c->db);
+    return rc;
+}
+
+/* ---- subjects and the blind index ---------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+#define BLIND_ENTRY 36
+
+/* Delete the blind entries listed in the subject's row (if any). */
+static enum custos_err blind_drop(struct custos_store_conn *c, const uint8_t id[16])
+{
+    enum custos_err rc = CUSTOS_OK;
+    uint8_t *copy = NULL;
+    size_t n = 0, i;
+    int r;
+    PREP(s, S_SUBJ_BLIND);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        n = (size_t)sqlite3_column_bytes(s, 0);
+        if (n % BLIND_ENTRY)
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "subject index list is corrupt");
+        else if (n && !(copy = malloc(n)))
+            rc = CUSTOS_ERR_NOMEM;
+        else if (n)
+            memcpy(copy, sqlite3_column_blob(s, 0), n);
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "subject index list");
+    done_stmt(s);
+    for (i = 0; !rc && i < n; i += BLIND_ENTRY) {
+        sqlite3_stmt *d = stmt(c, S_BLIND_DEL);
+        uint32_t f = (uint32_t)copy[i] << 24 | (uint32_t)copy[i + 1] << 16 | (uint32_t)copy[i + 2] << 8 | copy[i + 3];
+
+        if (!d) {
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+            break;
+        }
+        sqlite3_bind_int64(d, 1, f);
+        sqlite3_bind_blob(d, 2, copy + i + 4, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(d, 3, id, 16, SQLITE_STATIC);
+        rc = run(c, d, "blind delete");
+    }
+    free(copy);
+    return rc;
+}
+
+static enum custos_err sq_subject_put(struct custos_store_conn *c, const uint8_t id[16], const void *blob, size_t len,
+                                      const struct custos_blind *blind, size_t nblind, int64_t now, int insert)
+{
+    enum custos_err rc;
+    uint8_t stackbuf[BLIND_ENTRY * 8], *list = stackbuf;
+    size_t i;
+
+    if (nblind > sizeof(stackbuf) / BLIND_ENTRY && !(list = malloc(nblind * BLIND_ENTRY)))
+        return CUSTOS_ERR_NOMEM;
+    for (i = 0; i < nblind; i++) {
+        put_be32(list + i * BLIND_ENTRY, blind[i].field);
+        memcpy(list + i * BLIND_ENTRY + 4, blind[i].hash, CUSTOS_STORE_HASH);
+    }
+    if (!insert && (rc = blind_drop(c, id)))
+        goto done;
+    {
+        sqlite3_stmt *s = stmt(c, insert ? S_SUBJ_INSERT : S_SUBJ_UPDATE);
+
+        if (!s) {
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+            goto done;
+        }
+        sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, now);
+        sqlite3_bind_blob(s, 3, blob, (int)len, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 4, list, (int)(nblind * BLIND_ENTRY), SQLITE_STATIC);
+        if ((rc = run(c, s, "subject put")))
+            goto done;
+        if (!insert && sqlite3_changes(c->db) == 0) {
+            rc = CUSTOS_ERR_NOTFOUND;
+            goto done;
+        }
+    }
+    for (i = 0; i < nblind; i++) {
+        sqlite3_stmt *s = stmt(c, S_BLIND_PUT);
+
+        if (!s) {
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+            goto done;
+        }
+        sqlite3_bind_int64(s, 1, blind[i].field);
+        sqlite3_bind_blob(s, 2, blind[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 3, id, 16, SQLITE_STATIC);
+        if ((rc = run(c, s, "blind put")))
+            goto done;
+    }
+done:
+    if (list != stackbuf)
+        free(list);
+    return rc;
+}
+
+static enum custos_err sq_subject_get(struct custos_store_conn *c, const uint8_t id[16], struct custos_buf *blob)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_SUBJ_GET);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        rc = custos_buf_add(blob, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+    else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "subject get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint8_t id[16])
+{
+    enum custos_err rc;
+    PREP(s, S_SUBJ_DEL);
+
+    if ((rc = blind_drop(c, id)))
+        return rc;
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    return run(c, s, "subject delete");
+}
+
+static enum custos_err sq_blind_find(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
+                                     uint8_t (*ids)[16], size_t cap, size_t *n)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_BLIND_FIND);
+
+    *n = 0;
+    sqlite3_bind_int64(s, 1, field);
+    sqlite3_bind_blob(s, 2, hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)cap);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW && *n < cap)
+        if (!col_blob(s, 0, ids[*n], 16))
+            (*n)++;
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "blind find");
+    done_stmt(s);
+    return rc;
+}
+
+const struct custos_store_ops custos_store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .acquire = sq_acquire,
+    .release = sq_release,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .set_bulk = sq_set_bulk,
+    .compact_logs = sq_compact_logs,
+    .meta_get = sq_meta_get,
+    .meta_put = sq_meta_put,
+    .key_put = sq_key_put,
+    .key_get = sq_key_get,
+    .key_delete = sq_key_delete,
+    .key_scan_below = sq_key_scan_below,
+    .key_count_below = sq_key_count_below,
+    .key_scan_multi = sq_key_scan_multi,
+    .erasure_put = sq_erasure_put,
+    .erasure_get = sq_erasure_get,
+    .erasure_scan = sq_erasure_scan,
+    .principal_put = sq_principal_put,
+    .principal_get = sq_principal_get,
+    .principal_disable = sq_principal_disable,
+    .token_put = sq_token_put,
+    .token_get = sq_token_get,
+    .token_revoke = sq_token_revoke,
+    .token_revoke_principal = sq_token_revoke_principal,
+    .subject_put = sq_subject_put,
+    .subject_get = sq_subject_get,
+    .subject_delete = sq_subject_delete,
+    .blind_find = sq_blind_find,
+};

@@ -1,0 +1,152 @@
+/*
+ * store.h - the one storage interface of the vault.
+ *
+ * The core reaches persistent state only through a struct custos_store_ops
+ * table; a back-end (sqlite.c now, postgres.c next) fills one in.  The
+ * interface is semantic (put a wrapped key, find by blind index, ...), not
+ * SQL, so a back-end is free in how it lays tables out.
+ *
+ * Two planes, kept in separately restorable places on purpose:
+ *  - control plane: master-wrapped keys (subject keys, system keys,
+ *    retention keys), erasure tombstones, principals and tokens.  Never
+ *    rolled back by a data restore, so a restored backup cannot bring back
+ *    a shredded key, a disabled principal or a revoked token.
+ *  - data plane: sealed subject records, blind index, links, outbox.  This
+ *    is what `custos backup` copies.
+ *
+ * Connections: a store hands out connections; one thread uses a connection
+ * at a time (acquire/release).  Transactions are per plane.
+ *
+ * Every function returns enum custos_err; NOTFOUND when a lookup misses.
+ * Stored bytes are never trusted by the store: the core checks MACs/AEADs.
+ */
+#ifndef CUSTOS_STORE_H
+#define CUSTOS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "custos/err.h"
+
+#define CUSTOS_STORE_HASH 32
+#define CUSTOS_PRINCIPAL_ID_MAX 64
+
+enum custos_plane { CUSTOS_PLANE_CONTROL = 0, CUSTOS_PLANE_DATA = 1 };
+
+struct custos_store;
+struct custos_store_conn;
+
+struct custos_principal_row {
+    char id[CUSTOS_PRINCIPAL_ID_MAX + 1];
+    char kind[16];
+    char roles[256];      /* comma-separated role names */
+    uint8_t secret_hash[CUSTOS_STORE_HASH];
+    int64_t created;      /* ms */
+    int64_t disabled;     /* ms, 0 when enabled */
+    char created_by[CUSTOS_PRINCIPAL_ID_MAX + 1];
+    uint8_t mac[CUSTOS_STORE_HASH]; /* keyed MAC over id, kind, roles, secret_hash, created (core checks) */
+};
+
+struct custos_token_row {
+    uint8_t hash[CUSTOS_STORE_HASH];
+    char principal[CUSTOS_PRINCIPAL_ID_MAX + 1]; /* owner; for customer tokens, the minting principal */
+    char kind[16];                               /* staff, service, customer */
+    uint8_t scope[16];                           /* customer tokens: the one subject */
+    int has_scope;
+    int64_t issued, expires, revoked;            /* ms; revoked 0 when live */
+    char issued_by[CUSTOS_PRINCIPAL_ID_MAX + 1];
+    char source[48];
+    uint8_t mac[CUSTOS_STORE_HASH];              /* keyed MAC over the row (core checks) */
+    /* filled by token_get: the principal named in `principal` */
+    int owner_found;
+    struct custos_principal_row owner;
+};
+
+struct custos_blind {
+    uint32_t field; /* top-level field number in the schema */
+    uint8_t hash[CUSTOS_STORE_HASH];
+};
+
+struct custos_erasure_row {
+    uint8_t id[16];
+    int64_t erased_at;
+    int64_t ledger_index; /* -1 until the ledger entry is durable */
+};
+
+struct custos_store_ops {
+    const char *name;
+
+    /* Open the store rooted at data directory `dir`; `create` makes new empty databases. */
+    enum custos_err (*open)(const char *dir, int create, struct custos_store **out);
+    void (*close)(struct custos_store *s);
+    enum custos_err (*acquire)(struct custos_store *s, struct custos_store_conn **out);
+    void (*release)(struct custos_store *s, struct custos_store_conn *c);
+
+    enum custos_err (*begin)(struct custos_store_conn *c, enum custos_plane p);
+    enum custos_err (*commit)(struct custos_store_conn *c, enum custos_plane p);
+    void (*rollback)(struct custos_store_conn *c, enum custos_plane p);
+    /* Bulk mode (import): relaxed per-commit syncing; a final commit with bulk off syncs. */
+    void (*set_bulk)(struct custos_store_conn *c, int on);
+    /* Flush logs so deleted content leaves the files (after erasures, rotation). */
+    enum custos_err (*compact_logs)(struct custos_store_conn *c);
+
+    /* control plane: small named values */
+    enum custos_err (*meta_get)(struct custos_store_conn *c, const char *key, struct custos_buf *out);
+    enum custos_err (*meta_put)(struct custos_store_conn *c, const char *key, const void *v, size_t len);
+
+    /* control plane: subject data keys by (subject, generation), wrapped by master key version kv.
+       A subject normally has one generation; re-keying adds gen+1 before the record moves to it
+       and deletes the old generation after, so a crash never leaves a record without its key. */
+    enum custos_err (*key_put)(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                               const uint8_t *w, size_t wlen);
+    enum custos_err (*key_get)(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t *kv,
+                               uint8_t *w, size_t wcap, size_t *wlen);
+    /* Delete every generation (erasure), or every generation except `keep` (keep > 0). */
+    enum custos_err (*key_delete)(struct custos_store_conn *c, const uint8_t id[16], uint32_t keep);
+    /* Up to `max` keys wrapped under a version < kv, in (id, gen) order after (after, after_gen)
+       (after NULL: from the start). */
+    enum custos_err (*key_scan_below)(struct custos_store_conn *c, uint32_t kv, const uint8_t *after,
+                                      uint32_t after_gen, size_t max,
+                                      int (*fn)(void *ctx, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                                                const uint8_t *w, size_t wlen),
+                                      void *ctx);
+    enum custos_err (*key_count_below)(struct custos_store_conn *c, uint32_t kv, uint64_t *n);
+    /* Subjects holding more than one key generation (left by an interrupted re-key). */
+    enum custos_err (*key_scan_multi)(struct custos_store_conn *c, int (*fn)(void *ctx, const uint8_t id[16]),
+                                      void *ctx);
+
+    /* control plane: erasure tombstones */
+    enum custos_err (*erasure_put)(struct custos_store_conn *c, const struct custos_erasure_row *r);
+    enum custos_err (*erasure_get)(struct custos_store_conn *c, const uint8_t id[16], struct custos_erasure_row *r);
+    enum custos_err (*erasure_scan)(struct custos_store_conn *c,
+                                    int (*fn)(void *ctx, const struct custos_erasure_row *r), void *ctx);
+
+    /* control plane: principals and tokens */
+    enum custos_err (*principal_put)(struct custos_store_conn *c, const struct custos_principal_row *r);
+    enum custos_err (*principal_get)(struct custos_store_conn *c, const char *id, struct custos_principal_row *r);
+    enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when);
+    enum custos_err (*token_put)(struct custos_store_conn *c, const struct custos_token_row *r);
+    enum custos_err (*token_get)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
+                                 struct custos_token_row *r);
+    enum custos_err (*token_revoke)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
+                                    int64_t when);
+    /* Revoke every live token owned or minted by a principal; *n gets the count. */
+    enum custos_err (*token_revoke_principal)(struct custos_store_conn *c, const char *id, int64_t when,
+                                              uint64_t *n);
+
+    /* data plane: sealed subject records with their blind-index entries (the store keeps the
+       index in step: put replaces the subject's old entries, delete removes them) */
+    enum custos_err (*subject_put)(struct custos_store_conn *c, const uint8_t id[16], const void *blob,
+                                   size_t len, const struct custos_blind *blind, size_t nblind, int64_t now,
+                                   int insert);
+    enum custos_err (*subject_get)(struct custos_store_conn *c, const uint8_t id[16], struct custos_buf *blob);
+    enum custos_err (*subject_delete)(struct custos_store_conn *c, const uint8_t id[16]);
+    /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
+    enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
+                                  uint8_t (*ids)[16], size_t cap, size_t *n);
+};
+
+extern const struct custos_store_ops custos_store_sqlite;
+
+#endif
