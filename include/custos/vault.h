@@ -137,6 +137,53 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
 enum custos_err custos_subject_token(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                      json_t **out);
 
+/* ---- leaving: links, erasure status, outbox, receipts ---------------------------------------- */
+
+/* Register (or re-point) a linked service's tie to a subject: body {"webhook": URL}.
+   *out = {"subject","link","webhook"}. */
+enum custos_err custos_link_put(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                const char *name, const char *body, size_t len, json_t **out);
+
+/* Erasure state of a subject: for an erased one, each link's delivery state and the values kept
+   under legal retention; for a live one, its registered links. */
+enum custos_err custos_erasure_status(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                      json_t **out);
+
+/* One subject.erased notice due for delivery. */
+struct custos_delivery {
+    int64_t id;
+    uint32_t attempts;
+    int64_t created;
+    uint8_t subject[16];
+    char link[65];
+    char url[2049];
+    char body[512];          /* {"event":"subject.erased","subject","link","erased_at"} */
+    size_t body_len;
+    char signature[100];     /* base64 Ed25519 signature of body by the ledger key */
+};
+
+/* Up to max notices due now. */
+enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n);
+/* Record a delivery attempt: a 2xx status marks it delivered (and is audited); anything else
+   schedules a retry with exponential backoff (1 s doubling, capped at 5 min) for 7 days. */
+enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_delivery *d, int http_status,
+                                   const char *error);
+
+/* Check an erasure receipt (JSON text) against the vault in dir: its signature under the ledger
+   key and, when the ledger is there, that the entry at ledger_index is that erasure.
+   CUSTOS_OK when valid; `what` gets a one-line verdict either way. */
+enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t len, char *what, size_t cap);
+
+/* ---- backup and restore ------------------------------------------------------------------ */
+
+/* Consistent online copy of the data plane (sealed records only: no key) into `out` (new file).
+   Works while a server runs. */
+enum custos_err custos_backup(const char *dir, const char *out);
+
+/* Replace the data plane with a backup, then re-apply every erasure made since (the vault must
+   not be in use).  *reapplied (may be NULL) counts subjects erased again. */
+enum custos_err custos_restore(const char *dir, const char *in, uint64_t *reapplied);
+
 /* ---- bulk load ----------------------------------------------------------------------------- */
 
 struct custos_import_stats {

@@ -25,6 +25,9 @@ int cmd_principal(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_keys(int argc, char **argv);
 int cmd_ledger(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_receipt(int argc, char **argv);
 
 /* Print "custos: <msg>" for a core error and return 1. */
 int cli_fail(enum custos_err rc);

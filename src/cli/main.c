@@ -19,6 +19,9 @@ static const struct cli_cmd commands[] = {
     {"token", cmd_token, "issue or revoke tokens (issue, revoke)"},
     {"keys", cmd_keys, "master key management (rotate)"},
     {"ledger", cmd_ledger, "the access ledger (verify, export, key, witness)"},
+    {"backup", cmd_backup, "consistent online copy of the data plane (no keys)"},
+    {"restore", cmd_restore, "restore a backup; erasures made since stay applied"},
+    {"receipt", cmd_receipt, "verify an erasure receipt (verify)"},
 };
 
 static void usage(FILE *f)

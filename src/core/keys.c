@@ -192,6 +192,13 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
     free(rw.batch);
     if (rc)
         return rc;
+    {
+        uint64_t nret = 0;
+
+        if ((rc = custos_retention_rewrap(v, c, rw.to, &nret)))
+            return rc;
+        rw.done += nret;
+    }
     st->rewrapped = rw.done;
     if ((rc = v->ops->key_count_below(c, rw.to, &left)))
         return rc;

@@ -170,6 +170,9 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
             return custos_err_set(CUSTOS_ERR_INVALID,
                                   "schema: field '%s': retention needs days (1..36600), legal_basis and role",
                                   name);
+        for (const char *q = json_string_value(b); *q; q++)
+            if ((unsigned char)*q < 0x20)
+                return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': legal_basis must be one line", name);
         f->retention_days = (uint32_t)json_integer_value(d);
         snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));
         snprintf(f->retention_role, sizeof(f->retention_role), "%s", json_string_value(r));

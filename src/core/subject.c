@@ -57,27 +57,14 @@ static uint32_t get_be32(const uint8_t *p)
 
 /* ---- record encoding ----------------------------------------------------------------------- */
 
-struct sealed_leaf {
-    const char *path;
-    size_t plen;
-    const uint8_t *sealed;
-    size_t slen;
-};
-
-struct record {
-    uint32_t gen;
-    struct sealed_leaf *leaf;
-    size_t n;
-};
-
-static void record_release(struct record *r)
+void custos_record_release(struct custos_record *r)
 {
     free(r->leaf);
     r->leaf = NULL;
     r->n = 0;
 }
 
-static enum custos_err record_parse(const uint8_t *p, size_t n, struct record *r)
+enum custos_err custos_record_parse(const uint8_t *p, size_t n, struct custos_record *r)
 {
     size_t off = 10, i, count;
 
@@ -90,7 +77,7 @@ static enum custos_err record_parse(const uint8_t *p, size_t n, struct record *r
     if (!r->leaf)
         return CUSTOS_ERR_NOMEM;
     for (i = 0; i < count; i++) {
-        struct sealed_leaf *l = &r->leaf[i];
+        struct custos_sealed_leaf *l = &r->leaf[i];
 
         if (n - off < 2)
             goto bad;
@@ -112,11 +99,11 @@ static enum custos_err record_parse(const uint8_t *p, size_t n, struct record *r
     r->n = count;
     return CUSTOS_OK;
 bad:
-    record_release(r);
+    custos_record_release(r);
     return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
 }
 
-static size_t field_ad(uint8_t *ad, const uint8_t id[16], const char *path, size_t plen)
+static size_t custos_field_ad(uint8_t *ad, const uint8_t id[16], const char *path, size_t plen)
 {
     size_t t = sizeof(FIELD_AD_TAG) - 1;
 
@@ -126,8 +113,8 @@ static size_t field_ad(uint8_t *ad, const uint8_t id[16], const char *path, size
     return t + 16 + plen;
 }
 
-/* Start a record in b; finish with record_finish(b, count). */
-static enum custos_err record_begin(struct custos_buf *b, uint32_t gen)
+/* Start a record in b; finish with custos_record_finish(b, count). */
+enum custos_err custos_record_begin(struct custos_buf *b, uint32_t gen)
 {
     uint8_t h[10] = {'C', 'S', 'R', '1'};
 
@@ -135,7 +122,7 @@ static enum custos_err record_begin(struct custos_buf *b, uint32_t gen)
     return custos_buf_add(b, h, sizeof(h));
 }
 
-static enum custos_err record_finish(struct custos_buf *b, size_t count)
+enum custos_err custos_record_finish(struct custos_buf *b, size_t count)
 {
     if (count > 0xffff)
         return custos_err_set(CUSTOS_ERR_INVALID, "record has too many values");
@@ -143,7 +130,7 @@ static enum custos_err record_finish(struct custos_buf *b, size_t count)
     return CUSTOS_OK;
 }
 
-static enum custos_err record_add_sealed(struct custos_buf *b, const char *path, size_t plen, const uint8_t *sealed,
+enum custos_err custos_record_add_sealed(struct custos_buf *b, const char *path, size_t plen, const uint8_t *sealed,
                                          size_t slen)
 {
     uint8_t h[4];
@@ -159,7 +146,7 @@ static enum custos_err record_add_sealed(struct custos_buf *b, const char *path,
 }
 
 /* Seal one value (tag + bytes) under key and append it. */
-static enum custos_err record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
+enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
                                         const char *path, char tag, const char *val, size_t len,
                                         const uint8_t nonce[CUSTOS_NONCE_BYTES])
 {
@@ -180,18 +167,18 @@ static enum custos_err record_add_value(struct custos_buf *b, const uint8_t id[1
     pt = b->p + b->len + CUSTOS_NONCE_BYTES;
     pt[0] = (uint8_t)tag;
     memcpy(pt + 1, val, len);
-    adlen = field_ad(ad, id, path, plen);
+    adlen = custos_field_ad(ad, id, path, plen);
     custos_seal(b->p + b->len, nonce, key, pt, 1 + len, ad, adlen);
     b->len += slen;
     return CUSTOS_OK;
 }
 
 /* Open one sealed leaf into out (cap >= slen); *tag and value bytes. */
-static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, const struct sealed_leaf *l, uint8_t *out,
+enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l, uint8_t *out,
                                  char *tag, size_t *len)
 {
     uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX];
-    size_t adlen = field_ad(ad, id, l->path, l->plen);
+    size_t adlen = custos_field_ad(ad, id, l->path, l->plen);
 
     if (custos_open(out, key, l->sealed, l->slen, ad, adlen))
         return custos_err_set(CUSTOS_ERR_CRYPTO, "a stored value failed to open");
@@ -204,14 +191,7 @@ static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, const
 
 /* ---- paths --------------------------------------------------------------------------------- */
 
-struct path_parts {
-    char top[CUSTOS_FIELD_NAME_MAX + 1];
-    int indexed;
-    size_t index;
-    char item[CUSTOS_FIELD_NAME_MAX + 1];
-};
-
-static int path_split(const char *p, size_t n, struct path_parts *pp)
+int custos_path_split(const char *p, size_t n, struct custos_path_parts *pp)
 {
     size_t i = 0, t;
     char *end;
@@ -236,7 +216,7 @@ static int path_split(const char *p, size_t n, struct path_parts *pp)
     return 0;
 }
 
-static const struct custos_field *leaf_field(const struct custos_schema *s, const struct path_parts *pp,
+const struct custos_field *custos_leaf_field(const struct custos_schema *s, const struct custos_path_parts *pp,
                                              const struct custos_field **top)
 {
     const struct custos_field *f = custos_schema_field(s, pp->top, strlen(pp->top));
@@ -286,7 +266,7 @@ static enum custos_err key_store_new(struct custos_vault *v, struct custos_store
 }
 
 /* Is the subject erased?  Maps a missing record/key to GONE or NOTFOUND. */
-static enum custos_err missing(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16])
+enum custos_err custos_subject_missing(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16])
 {
     struct custos_erasure_row e;
     enum custos_err rc = v->ops->erasure_get(c, id, &e);
@@ -299,25 +279,25 @@ static enum custos_err missing(struct custos_vault *v, struct custos_store_conn 
 }
 
 /* Load a subject's record and unwrap its key into `key` (secure scratch). */
-static enum custos_err load(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
-                            struct custos_buf *blob, struct record *r, uint8_t *key)
+enum custos_err custos_record_load(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                            struct custos_buf *blob, struct custos_record *r, uint8_t *key)
 {
     enum custos_err rc = v->ops->subject_get(c, id, blob);
 
     if (rc == CUSTOS_ERR_NOTFOUND)
-        return missing(v, c, id);
+        return custos_subject_missing(v, c, id);
     if (rc)
         return rc;
-    if ((rc = record_parse(blob->p, blob->len, r)))
+    if ((rc = custos_record_parse(blob->p, blob->len, r)))
         return rc;
     rc = key_unwrap(v, c, id, r->gen, key);
     if (rc == CUSTOS_ERR_NOTFOUND) {
-        rc = missing(v, c, id);
+        rc = custos_subject_missing(v, c, id);
         if (rc == CUSTOS_ERR_NOTFOUND)
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "subject record has no key");
     }
     if (rc)
-        record_release(r);
+        custos_record_release(r);
     return rc;
 }
 
@@ -389,7 +369,7 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
         size_t len;
 
         leaf_bytes(l, num, sizeof(num), &val, &len);
-        rc = record_add_value(b, id, key, l->path, l->tag, val, len, nonces + i * CUSTOS_NONCE_BYTES);
+        rc = custos_record_add_value(b, id, key, l->path, l->tag, val, len, nonces + i * CUSTOS_NONCE_BYTES);
         if (!rc && leaf_searchable(l->field, l->top) && *nblind < blind_cap) {
             blind[*nblind].field = field_no(v, l->top);
             rc = blind_hash(v, l->field, val, len, blind[*nblind].hash);
@@ -415,9 +395,9 @@ enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct cus
         return CUSTOS_ERR_INTERNAL;
     custos_id_random(id);
     randombytes_buf(key, CUSTOS_KEY_BYTES);
-    if ((rc = record_begin(b, 1)) ||
+    if ((rc = custos_record_begin(b, 1)) ||
         (rc = seal_leaves(v, id, key, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
-        (rc = record_finish(b, leaves->n)))
+        (rc = custos_record_finish(b, leaves->n)))
         goto done;
     *kv = v->current_kv;
     custos_wrap(wrapped, kek, key, ad, custos_ad_subject_key(ad, id, 1, *kv));
@@ -481,7 +461,7 @@ static void pathset_add(struct pathset *s, const char *policy_path)
     s->n++;
 }
 
-static enum custos_err check_purpose(const char *purpose)
+enum custos_err custos_check_purpose(const char *purpose)
 {
     if (!purpose || !*purpose)
         return custos_err_set(CUSTOS_ERR_INVALID, "missing purpose: every read names why it happens (?purpose=)");
@@ -491,7 +471,7 @@ static enum custos_err check_purpose(const char *purpose)
 }
 
 /* A customer token only reaches its own subject. */
-static enum custos_err check_scope(const struct custos_caller *c, const uint8_t id[16])
+enum custos_err custos_check_scope(const struct custos_caller *c, const uint8_t id[16])
 {
     if (c->scoped && sodium_memcmp(c->scope, id, 16) != 0)
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "this token is limited to another subject");
@@ -526,7 +506,7 @@ static enum custos_err parse_fields(const struct custos_schema *s, const char *f
 }
 
 /* Put a decoded value at its path inside the fields object. */
-static enum custos_err place(json_t *fields, const struct path_parts *pp, json_t *val)
+enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp, json_t *val)
 {
     json_t *arr, *item;
 
@@ -555,7 +535,7 @@ static enum custos_err place(json_t *fields, const struct path_parts *pp, json_t
     return json_object_set_new(item, pp->item, val) ? CUSTOS_ERR_NOMEM : CUSTOS_OK;
 }
 
-static json_t *decode_value(char tag, const char *val, size_t len)
+json_t *custos_decode_value(char tag, const char *val, size_t len)
 {
     char *end;
     long long x;
@@ -578,7 +558,7 @@ static json_t *decode_value(char tag, const char *val, size_t len)
 /* Build {"fields":...} from a record for the caller's view.  vis_op = op for policy lookups
    (0: everything plain, for export). */
 static enum custos_err render(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
-                              const uint8_t *key, const struct record *r, uint32_t vis_op, const char *purpose,
+                              const uint8_t *key, const struct custos_record *r, uint32_t vis_op, const char *purpose,
                               uint64_t want, json_t *fields, json_t *masked, struct pathset *plain_set,
                               struct pathset *masked_set)
 {
@@ -593,19 +573,19 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
     if (!pt)
         return CUSTOS_ERR_NOMEM;
     for (i = 0; i < r->n && !rc; i++) {
-        const struct sealed_leaf *l = &r->leaf[i];
+        const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
-        struct path_parts pp;
+        struct custos_path_parts pp;
         char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag;
         enum custos_vis vis;
         size_t len;
         json_t *val;
 
-        if (path_split(l->path, l->plen, &pp) || l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+        if (custos_path_split(l->path, l->plen, &pp) || l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
             break;
         }
-        f = leaf_field(v->schema, &pp, &top);
+        f = custos_leaf_field(v->schema, &pp, &top);
         if (!f)
             continue; /* a field the current schema no longer has: never shown */
         if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
@@ -616,7 +596,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                      : CUSTOS_VIS_PLAIN;
         if (vis == CUSTOS_VIS_HIDDEN)
             continue; /* hidden values are not even decrypted */
-        if ((rc = leaf_open(id, key, l, pt, &tag, &len)))
+        if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
             break;
         if (vis == CUSTOS_VIS_MASKED) {
             custos_buf_reset(work);
@@ -629,14 +609,14 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                 rc = CUSTOS_ERR_NOMEM;
             pathset_add(masked_set, ppath);
         } else {
-            val = decode_value(tag, (const char *)pt, len);
+            val = custos_decode_value(tag, (const char *)pt, len);
             if (!val && !rc)
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
             pathset_add(plain_set, ppath);
         }
         sodium_memzero(pt, len + 1);
         if (!rc)
-            rc = place(fields, &pp, val);
+            rc = custos_place(fields, &pp, val);
         else
             json_decref(val);
     }
@@ -646,12 +626,12 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
     return rc;
 }
 
-static void lock_writes(struct custos_vault *v)
+void custos_lock_writes(struct custos_vault *v)
 {
     pthread_mutex_lock(&v->write_mu);
 }
 
-static void unlock_writes(struct custos_vault *v)
+void custos_unlock_writes(struct custos_vault *v)
 {
     pthread_mutex_unlock(&v->write_mu);
 }
@@ -729,7 +709,7 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
     struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
     static _Thread_local struct pathset plain_set, masked_set;
     struct custos_event e;
-    struct record r = {0};
+    struct custos_record r = {0};
     json_t *fields = NULL, *masked = NULL;
     uint8_t id[16], *key = custos_scratch();
     uint64_t want = 0;
@@ -745,11 +725,20 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
     e.subject = id;
-    if ((rc = check_purpose(purpose)))
+    if ((rc = custos_check_purpose(purpose)))
         goto done;
     e.purpose = purpose;
-    if ((rc = check_scope(c, id)))
+    if ((rc = custos_check_scope(c, id)))
         goto done;
+    if (strcmp(purpose, "legal-retention") == 0) {
+        /* values kept after erasure, for the role the schema names */
+        if ((rc = custos_retained_read(v, c, id, fields_arg, &fields, &e)))
+            goto done;
+        if (!(*out = json_pack("{s:s, s:o, s:[]}", "id", idhex, "fields", fields, "masked")))
+            rc = CUSTOS_ERR_NOMEM;
+        fields = NULL;
+        goto done;
+    }
     if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_READ)) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not read subjects");
         goto done;
@@ -766,7 +755,7 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
         goto done;
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = load(v, conn, id, blob, &r, key);
+    rc = custos_record_load(v, conn, id, blob, &r, key);
     v->ops->release(v->store, conn);
     if (rc)
         goto done;
@@ -789,7 +778,7 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
     fields = masked = NULL;
 done:
     custos_scratch_wipe();
-    record_release(&r);
+    custos_record_release(&r);
     if (blob)
         custos_buf_reset(blob);
     json_decref(fields);
@@ -805,6 +794,15 @@ done:
 
 /* ---- export (the subject's own copy of everything held) ------------------------------------ */
 
+static int export_link(void *ctx, const struct custos_link_row *l)
+{
+    char when[32];
+
+    custos_time_format(when, l->created);
+    return json_array_append_new(ctx, json_pack("{s:s, s:s, s:s}", "name", l->name, "webhook", l->url,
+                                                "registered_at", when)) != 0;
+}
+
 enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
                                       json_t **out)
 {
@@ -812,7 +810,7 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
     struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
     static _Thread_local struct pathset plain_set, masked_set;
     struct custos_event e;
-    struct record r = {0};
+    struct custos_record r = {0};
     json_t *fields = NULL, *masked = NULL;
     uint8_t id[16], *key = custos_scratch();
     enum custos_err rc;
@@ -827,7 +825,7 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
     e.subject = id;
-    if ((rc = check_scope(c, id)))
+    if ((rc = custos_check_scope(c, id)))
         goto done;
     if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_EXPORT)) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not export subjects");
@@ -835,7 +833,7 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = load(v, conn, id, blob, &r, key);
+    rc = custos_record_load(v, conn, id, blob, &r, key);
     v->ops->release(v->store, conn);
     if (rc)
         goto done;
@@ -851,12 +849,18 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
         goto done;
     e.fields = plain_set.ptr;
     e.nfields = plain_set.n;
-    if (!(*out = json_pack("{s:s, s:o}", "id", idhex, "fields", fields)))
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->link_scan(conn, id, export_link, masked); /* masked is reused as the links list */
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
+    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "links", masked)))
         rc = CUSTOS_ERR_NOMEM;
-    fields = NULL;
+    fields = masked = NULL;
 done:
     custos_scratch_wipe();
-    record_release(&r);
+    custos_record_release(&r);
     if (blob)
         custos_buf_reset(blob);
     json_decref(fields);
@@ -893,7 +897,7 @@ static int touches_sensitive(const struct custos_schema *s, uint64_t touched)
  * leaves are opened with `oldkey` and re-sealed under `newkey`; otherwise copied sealed.  Blind
  * entries are recomputed for every searchable leaf of the result.
  */
-static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], const struct record *r, uint64_t touched,
+static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], const struct custos_record *r, uint64_t touched,
                                const struct custos_leaves *add, const uint8_t *oldkey, const uint8_t *newkey,
                                uint32_t gen, struct custos_buf *b, struct custos_blind *blind, size_t *nblind)
 {
@@ -903,39 +907,39 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
 
     if (!pt)
         return CUSTOS_ERR_NOMEM;
-    if ((rc = record_begin(b, gen)))
+    if ((rc = custos_record_begin(b, gen)))
         goto done;
     for (i = 0; i < r->n; i++) {
-        const struct sealed_leaf *l = &r->leaf[i];
+        const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
-        struct path_parts pp;
+        struct custos_path_parts pp;
         char path[CUSTOS_PATH_MAX], tag;
         size_t len;
         int need_plain;
 
-        if (path_split(l->path, l->plen, &pp)) {
+        if (custos_path_split(l->path, l->plen, &pp)) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
             goto done;
         }
-        f = leaf_field(v->schema, &pp, &top);
+        f = custos_leaf_field(v->schema, &pp, &top);
         if (f && (touched & ((uint64_t)1 << (top - v->schema->fields))))
             continue; /* replaced or removed */
         need_plain = oldkey != newkey || (f && leaf_searchable(f, top));
         if (!need_plain) {
-            rc = record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
+            rc = custos_record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
         } else {
             if (l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
                 goto done;
             }
-            if ((rc = leaf_open(id, oldkey, l, pt, &tag, &len)))
+            if ((rc = custos_leaf_open(id, oldkey, l, pt, &tag, &len)))
                 goto done;
             if (oldkey != newkey) {
                 snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
                 randombytes_buf(nonce, sizeof(nonce));
-                rc = record_add_value(b, id, newkey, path, tag, (const char *)pt, len, nonce);
+                rc = custos_record_add_value(b, id, newkey, path, tag, (const char *)pt, len, nonce);
             } else
-                rc = record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
+                rc = custos_record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
             if (!rc && f && leaf_searchable(f, top) && *nblind < CUSTOS_SCHEMA_MAX_FIELDS) {
                 blind[*nblind].field = field_no(v, top);
                 rc = blind_hash(v, f, (const char *)pt, len, blind[*nblind].hash);
@@ -950,7 +954,7 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
     if ((rc = seal_leaves(v, id, newkey, add, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)))
         goto done;
     count += add->n;
-    rc = record_finish(b, count);
+    rc = custos_record_finish(b, count);
 done:
     sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
     free(pt);
@@ -967,7 +971,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
     static _Thread_local struct pathset written;
     struct custos_event e;
-    struct record r = {0};
+    struct custos_record r = {0};
     json_t *j = NULL, *list = NULL;
     uint8_t id[16], *key = custos_scratch(), *newkey;
     uint64_t removed = 0, touched = 0;
@@ -989,7 +993,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
     e.subject = id;
-    if ((rc = check_scope(c, id)))
+    if ((rc = custos_check_scope(c, id)))
         goto done;
     if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_UPDATE)) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not update subjects");
@@ -1014,9 +1018,9 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     rekey = touches_sensitive(v->schema, touched);
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    lock_writes(v);
+    custos_lock_writes(v);
     locked = 1;
-    if ((rc = load(v, conn, id, blob, &r, key)))
+    if ((rc = custos_record_load(v, conn, id, blob, &r, key)))
         goto done;
     if (rekey)
         randombytes_buf(newkey, CUSTOS_KEY_BYTES);
@@ -1056,11 +1060,11 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     list = NULL;
 done:
     if (locked)
-        unlock_writes(v);
+        custos_unlock_writes(v);
     if (conn)
         v->ops->release(v->store, conn);
     custos_scratch_wipe();
-    record_release(&r);
+    custos_record_release(&r);
     if (blob)
         custos_buf_reset(blob);
     custos_buf_release(&nb);
@@ -1096,7 +1100,7 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
         e.fields = fl;
         e.nfields = 1;
     }
-    if ((rc = check_purpose(purpose)))
+    if ((rc = custos_check_purpose(purpose)))
         goto done;
     e.purpose = purpose;
     if (c->kind == CUSTOS_KIND_CUSTOMER || !custos_caller_may(v, c, CUSTOS_OP_SUBJECT_SEARCH)) {
@@ -1155,108 +1159,6 @@ done:
     return rc;
 }
 
-/* ---- erase --------------------------------------------------------------------------------- */
-
-static enum custos_err receipt(struct custos_vault *v, const uint8_t id[16], int64_t erased_at, uint64_t index,
-                               json_t **out)
-{
-    char hex[CUSTOS_ID_HEX + 1], when[32], text[512], sig64[128];
-    uint8_t sig[64];
-    int n;
-    enum custos_err rc;
-
-    custos_id_hex(hex, id);
-    custos_time_format(when, erased_at);
-    n = snprintf(text, sizeof(text), "custos-erasure-receipt/v1\norigin %s\nsubject %s\nerased_at %s\n"
-                 "ledger_index %llu\n", v->origin, hex, when, (unsigned long long)index);
-    if (n < 0 || (size_t)n >= sizeof(text))
-        return CUSTOS_ERR_INTERNAL;
-    if ((rc = custos_ledger_sign(v->ledger, text, (size_t)n, sig)))
-        return rc;
-    sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), sodium_base64_VARIANT_ORIGINAL);
-    *out = json_pack("{s:s, s:s, s:I, s:s}", "subject", hex, "erased_at", when, "ledger_index", (json_int_t)index,
-                     "signature", sig64);
-    return *out ? CUSTOS_OK : CUSTOS_ERR_NOMEM;
-}
-
-enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
-                                     json_t **out)
-{
-    struct custos_store_conn *conn = NULL;
-    struct custos_erasure_row er;
-    struct custos_event e;
-    struct custos_buf blob;
-    uint8_t id[16];
-    uint64_t index = 0;
-    int64_t now = (int64_t)custos_now(v);
-    int locked = 0;
-    enum custos_err rc;
-
-    *out = NULL;
-    custos_buf_init(&blob, RECORD_MAX);
-    custos_event_init(&e, "subject.erase", c);
-    if ((rc = custos_id_parse(id, idhex)))
-        goto fail;
-    e.subject = id;
-    if ((rc = check_scope(c, id)))
-        goto fail;
-    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_ERASE)) {
-        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not erase subjects");
-        goto fail;
-    }
-    if ((rc = v->ops->acquire(v->store, &conn)))
-        goto fail;
-    lock_writes(v);
-    locked = 1;
-    rc = v->ops->subject_get(conn, id, &blob);
-    if (rc == CUSTOS_ERR_NOTFOUND)
-        rc = missing(v, conn, id);
-    if (rc)
-        goto fail;
-    /* the point of no return: tombstone and key destruction in one control-plane transaction */
-    memset(&er, 0, sizeof(er));
-    memcpy(er.id, id, 16);
-    er.erased_at = now;
-    er.ledger_index = -1;
-    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
-        goto fail;
-    if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->key_delete(conn, id, 0)) ||
-        (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
-        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-        goto fail;
-    }
-    e.result = CUSTOS_RESULT_OK;
-    if ((rc = custos_audit(v, &e, &index))) {
-        /* already shredded; the next start records the missing ledger entry */
-        goto out;
-    }
-    er.ledger_index = (int64_t)index;
-    if ((rc = v->ops->erasure_put(conn, &er)))
-        goto out;
-    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
-        goto out;
-    if ((rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
-        v->ops->rollback(conn, CUSTOS_PLANE_DATA);
-        goto out;
-    }
-    rc = receipt(v, id, now, index, out);
-out:
-    if (locked)
-        unlock_writes(v);
-    if (conn)
-        v->ops->release(v->store, conn);
-    custos_buf_release(&blob);
-    v->last_compact_ms = 0; /* ask the next tick to flush logs holding the destroyed key */
-    return rc;
-fail:
-    if (locked)
-        unlock_writes(v);
-    if (conn)
-        v->ops->release(v->store, conn);
-    custos_buf_release(&blob);
-    return custos_audit_outcome(v, &e, rc);
-}
-
 /* ---- customer tokens ----------------------------------------------------------------------- */
 
 enum custos_err custos_subject_token(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
@@ -1284,7 +1186,7 @@ enum custos_err custos_subject_token(struct custos_vault *v, const struct custos
         goto done;
     rc = v->ops->subject_get(conn, id, &blob);
     if (rc == CUSTOS_ERR_NOTFOUND)
-        rc = missing(v, conn, id);
+        rc = custos_subject_missing(v, conn, id);
     v->ops->release(v->store, conn);
     if (rc)
         goto done;
@@ -1368,7 +1270,7 @@ static int drop_stale_gen(void *ctx, const uint8_t id[16])
     struct reapply *ra = ctx;
     struct custos_vault *v = ra->v;
     struct custos_buf blob;
-    struct record r = {0};
+    struct custos_record r = {0};
     enum custos_err rc;
 
     custos_buf_init(&blob, RECORD_MAX);
@@ -1377,14 +1279,14 @@ static int drop_stale_gen(void *ctx, const uint8_t id[16])
         rc = CUSTOS_OK; /* no record: erasure handles keys; an orphan stays harmless */
         goto done;
     }
-    if (rc || (rc = record_parse(blob.p, blob.len, &r)))
+    if (rc || (rc = custos_record_parse(blob.p, blob.len, &r)))
         goto done;
     if ((rc = v->ops->begin(ra->c, CUSTOS_PLANE_CONTROL)))
         goto done;
     if ((rc = v->ops->key_delete(ra->c, id, r.gen)) || (rc = v->ops->commit(ra->c, CUSTOS_PLANE_CONTROL)))
         v->ops->rollback(ra->c, CUSTOS_PLANE_CONTROL);
 done:
-    record_release(&r);
+    custos_record_release(&r);
     custos_buf_release(&blob);
     ra->rc = rc;
     return rc != CUSTOS_OK;
@@ -1394,7 +1296,11 @@ enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applie
 {
     struct reapply ra = {v, NULL, 0, CUSTOS_OK};
     enum custos_err rc;
+    uint64_t from_ledger = 0;
 
+    /* erasures the ledger knows and the control plane forgot (a rolled-back copy) first */
+    if ((rc = custos_erasures_from_ledger(v, &from_ledger)))
+        return rc;
     if ((rc = v->ops->acquire(v->store, &ra.c)))
         return rc;
     rc = v->ops->erasure_scan(ra.c, reapply_one, &ra);
@@ -1409,6 +1315,7 @@ enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applie
         rc = v->ops->compact_logs(ra.c);
     v->ops->release(v->store, ra.c);
     if (applied)
-        *applied = ra.applied;
+        *applied = ra.applied + from_ledger;
+    v->reapplied_at_open = ra.applied + from_ledger;
     return rc;
 }

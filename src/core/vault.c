@@ -536,6 +536,13 @@ void custos_vault_tick(struct custos_vault *v)
     struct custos_store_conn *c = NULL;
     uint64_t now = custos_now(v);
 
+    /* Shred retention keys whose period ended (checked every 10 s). */
+    if (now - v->last_expire_ms >= 10000) {
+        uint64_t k, n;
+
+        custos_retention_expire(v, &k, &n);
+        v->last_expire_ms = now;
+    }
     /* Flush the databases' logs soon after erasures (old pages may hold destroyed keys), and
        at least once a minute otherwise. */
     if (v->last_compact_ms && now - v->last_compact_ms < 60000)

@@ -50,6 +50,8 @@ struct custos_vault {
     pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
     int write_mu_ready;
     uint64_t last_compact_ms;
+    uint64_t last_expire_ms;
+    uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
 };
 
 uint64_t custos_now(const struct custos_vault *v);
@@ -131,6 +133,72 @@ enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_stor
 enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_leaves *leaves, uint8_t id[16],
                                         uint8_t wrapped[CUSTOS_WRAPPED_BYTES], uint32_t *kv, struct custos_buf *b,
                                         struct custos_blind *blind, size_t *nblind);
+
+/* ---- sealed records (subject.c), shared with erase.c --------------------------------------- */
+
+struct custos_sealed_leaf {
+    const char *path;
+    size_t plen;
+    const uint8_t *sealed;
+    size_t slen;
+};
+
+struct custos_record {
+    uint32_t gen;
+    struct custos_sealed_leaf *leaf;
+    size_t n;
+};
+
+struct custos_path_parts {
+    char top[CUSTOS_FIELD_NAME_MAX + 1];
+    int indexed;
+    size_t index;
+    char item[CUSTOS_FIELD_NAME_MAX + 1];
+};
+
+enum custos_err custos_record_parse(const uint8_t *p, size_t n, struct custos_record *r);
+void custos_record_release(struct custos_record *r);
+enum custos_err custos_record_begin(struct custos_buf *b, uint32_t gen);
+enum custos_err custos_record_finish(struct custos_buf *b, size_t count);
+enum custos_err custos_record_add_sealed(struct custos_buf *b, const char *path, size_t plen, const uint8_t *sealed,
+                                         size_t slen);
+enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
+                                        const char *path, char tag, const char *val, size_t len,
+                                        const uint8_t nonce[CUSTOS_NONCE_BYTES]);
+/* Open a sealed leaf into out (cap >= slen); value bytes NUL-terminated at out[*len]. */
+enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l,
+                                 uint8_t *out, char *tag, size_t *len);
+int custos_path_split(const char *p, size_t n, struct custos_path_parts *pp);
+const struct custos_field *custos_leaf_field(const struct custos_schema *s, const struct custos_path_parts *pp,
+                                             const struct custos_field **top);
+/* Load a subject's record and unwrap its key (GONE / NOTFOUND when missing). */
+enum custos_err custos_record_load(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                                   struct custos_buf *blob, struct custos_record *r, uint8_t *key);
+/* GONE when a tombstone exists, else NOTFOUND (with details). */
+enum custos_err custos_subject_missing(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16]);
+enum custos_err custos_check_purpose(const char *purpose);
+enum custos_err custos_check_scope(const struct custos_caller *c, const uint8_t id[16]);
+enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp, json_t *val);
+json_t *custos_decode_value(char tag, const char *val, size_t len);
+void custos_lock_writes(struct custos_vault *v);
+void custos_unlock_writes(struct custos_vault *v);
+
+/* ---- erasure (erase.c) --------------------------------------------------------------------- */
+
+/* Read the values kept under legal retention for an erased subject (purpose legal-retention). */
+enum custos_err custos_retained_read(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
+                                     const char *fields, json_t **fields_out, struct custos_event *e);
+
+/* Re-wrap every retention key under master version `to` (rotation). */
+enum custos_err custos_retention_rewrap(struct custos_vault *v, struct custos_store_conn *c, uint32_t to,
+                                        uint64_t *count);
+
+/* Shred retention keys whose period has ended (background job; audited when it shreds). */
+enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, uint64_t *values);
+
+/* Re-apply erasures recorded in the ledger after the control plane's marker (a rolled-back
+   control plane cannot resurrect them while the ledger survives). */
+enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
 
 /* Re-apply erasure tombstones to the data plane and finish interrupted erasures and re-keys
    (startup, restore).  *applied (may be NULL) counts records removed. */

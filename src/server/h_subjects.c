@@ -92,3 +92,25 @@ void h_subject_export(struct req *r)
     else
         custos_reply_json(r, 200, out);
 }
+
+void h_link_put(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_link_put(r->vault, &r->caller, r->params[0], r->params[1], r->body, r->body_len, &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}
+
+void h_erasure_status(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_erasure_status(r->vault, &r->caller, r->params[0], &out);
+
+    if (rc)
+        custos_reply_error(r, rc);
+    else
+        custos_reply_json(r, 200, out);
+}

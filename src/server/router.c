@@ -33,6 +33,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/subjects/{id}", h_subject_erase, ROUTE_AUTH, "subject.erase", NULL},
     {"POST", "/v1/subjects/{id}/token", h_subject_token, ROUTE_AUTH, "token.mint", NULL},
     {"GET", "/v1/subjects/{id}/export", h_subject_export, ROUTE_AUTH, "subject.export", NULL},
+    {"PUT", "/v1/subjects/{id}/links/{name}", h_link_put, ROUTE_AUTH, "link.put", NULL},
+    {"GET", "/v1/subjects/{id}/erasure", h_erasure_status, ROUTE_AUTH, "subject.erasure_status", NULL},
     {"GET", "/v1/ledger/checkpoint", h_ledger_checkpoint, ROUTE_PUBLIC, NULL, NULL},
     {"GET", "/v1/ledger/entries", h_ledger_entries, ROUTE_AUTH, "ledger.read", q_entries},
     {"GET", "/v1/ledger/proof/inclusion", h_ledger_inclusion, ROUTE_PUBLIC, NULL, q_inclusion},

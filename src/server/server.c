@@ -470,11 +470,16 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             fclose(pf);
         }
     }
+    if ((rc = custos_webhook_start(v, stop))) {
+        MHD_stop_daemon(mhd);
+        goto done;
+    }
     while (!*stop) {
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
     }
     log_line("stopping", "");
+    custos_webhook_stop();
     MHD_stop_daemon(mhd);
 done:
     if (key) {

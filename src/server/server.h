@@ -87,6 +87,8 @@ void h_subject_update(struct req *r);
 void h_subject_erase(struct req *r);
 void h_subject_token(struct req *r);
 void h_subject_export(struct req *r);
+void h_link_put(struct req *r);
+void h_erasure_status(struct req *r);
 void h_ledger_checkpoint(struct req *r);
 void h_ledger_entries(struct req *r);
 void h_ledger_inclusion(struct req *r);
@@ -104,6 +106,10 @@ struct custos_server_opts {
 /* Serve until *stop becomes non-zero (set from a signal handler).  Logs to stderr. */
 enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
                                   volatile sig_atomic_t *stop);
+
+/* The outbox deliverer (webhook.c): runs until *stop. */
+enum custos_err custos_webhook_start(struct custos_vault *v, volatile sig_atomic_t *stop);
+void custos_webhook_stop(void);
 
 /* Parse "HOST:PORT" / "[V6]:PORT"; sets *loopback.  CUSTOS_ERR_INVALID with a detail. */
 enum custos_err custos_parse_listen(const char *s, void *sockaddr_storage, unsigned *len, int *loopback);

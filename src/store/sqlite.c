@@ -7,9 +7,11 @@
  * A connection opens data.db as "main" and attaches control.db as "ctl";
  * statements are prepared once per connection.
  *
- * Tables (control): meta(k,v), subject_keys(id,kv,w), erasures(id,erased_at,
- * ledger_index), principals(...), tokens(...).  (data): meta(k,v),
- * subjects(id,created,updated,rec,blind), blind(field,hash,subject).
+ * Tables (control): meta(k,v), subject_keys(id,gen,kv,w), erasures(id,
+ * erased_at,ledger_index), principals(...), tokens(...), outbox(...),
+ * retention_keys(day,kv,w), retained(subject,field,day,...).  (data):
+ * meta(k,v), subjects(id,created,updated,rec,blind), blind(field,hash,
+ * subject), links(subject,name,url,created).
  * subjects.blind lists the row's own index entries (4-byte big-endian field
  * number || 32-byte hash each) so the index can be kept in step without a
  * secondary index and without the subject's key.
@@ -19,6 +21,7 @@
  */
 #include "store/store.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -41,6 +44,9 @@ enum stmt_id {
     S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN,
     S_SUBJ_INSERT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
+    S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
+    S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
+    S_RK_PUT, S_RK_GET, S_RK_SCAN, S_RET_PUT, S_RET_SUBJ, S_RK_EXPIRE, S_RET_EXPIRE,
     S__COUNT
 };
 
@@ -90,6 +96,31 @@ static const char *const sql[S__COUNT] = {
     [S_BLIND_PUT] = "INSERT OR IGNORE INTO blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_DEL] = "DELETE FROM blind WHERE field = ?1 AND hash = ?2 AND subject = ?3",
     [S_BLIND_FIND] = "SELECT subject FROM blind WHERE field = ?1 AND hash = ?2 LIMIT ?3",
+    [S_LINK_PUT] = "INSERT INTO links(subject, name, url, created) VALUES (?1, ?2, ?3, ?4) "
+                   "ON CONFLICT(subject, name) DO UPDATE SET url = excluded.url",
+    [S_LINK_SCAN] = "SELECT name, url, created FROM links WHERE subject = ?1 ORDER BY name",
+    [S_LINK_DEL_SUBJ] = "DELETE FROM links WHERE subject = ?1",
+    [S_OUT_PUT] = "INSERT INTO ctl.outbox(subject, link, url, erased_at, created, next_at, delivered_at, failed_at,"
+                  " attempts, last_status, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, 0, '')",
+    [S_OUT_UPDATE] = "UPDATE ctl.outbox SET next_at = ?2, delivered_at = ?3, failed_at = ?4, attempts = ?5,"
+                     " last_status = ?6, last_error = ?7 WHERE id = ?1",
+    [S_OUT_DUE] = "SELECT id, subject, link, url, erased_at, created, next_at, delivered_at, failed_at, attempts,"
+                  " last_status, last_error FROM ctl.outbox WHERE delivered_at = 0 AND failed_at = 0"
+                  " AND next_at <= ?1 ORDER BY next_at LIMIT ?2",
+    [S_OUT_SUBJ] = "SELECT id, subject, link, url, erased_at, created, next_at, delivered_at, failed_at, attempts,"
+                   " last_status, last_error FROM ctl.outbox WHERE subject = ?1 ORDER BY link",
+    [S_RK_PUT] = "INSERT INTO ctl.retention_keys(day, kv, w) VALUES (?1, ?2, ?3) "
+                 "ON CONFLICT(day) DO UPDATE SET kv = excluded.kv, w = excluded.w",
+    [S_RK_GET] = "SELECT kv, w FROM ctl.retention_keys WHERE day = ?1",
+    [S_RK_SCAN] = "SELECT day, kv, w FROM ctl.retention_keys ORDER BY day",
+    [S_RET_PUT] = "INSERT INTO ctl.retained(subject, field, day, legal_basis, role, erased_at, blob) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(subject, field) DO UPDATE SET day = excluded.day,"
+                  " legal_basis = excluded.legal_basis, role = excluded.role, erased_at = excluded.erased_at,"
+                  " blob = excluded.blob",
+    [S_RET_SUBJ] = "SELECT field, day, legal_basis, role, erased_at, blob FROM ctl.retained WHERE subject = ?1"
+                   " ORDER BY field",
+    [S_RK_EXPIRE] = "DELETE FROM ctl.retention_keys WHERE day < ?1",
+    [S_RET_EXPIRE] = "DELETE FROM ctl.retained WHERE day < ?1",
 };
 
 static const char control_schema[] =
@@ -106,14 +137,27 @@ static const char control_schema[] =
     " scope BLOB, issued INTEGER NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL,"
     " issued_by TEXT NOT NULL, source TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_principal ON tokens(principal);"
-    "CREATE INDEX IF NOT EXISTS ctl.tokens_issued_by ON tokens(issued_by);";
+    "CREATE INDEX IF NOT EXISTS ctl.tokens_issued_by ON tokens(issued_by);"
+    "CREATE TABLE IF NOT EXISTS ctl.outbox(id INTEGER PRIMARY KEY, subject BLOB NOT NULL, link TEXT NOT NULL,"
+    " url TEXT NOT NULL, erased_at INTEGER NOT NULL, created INTEGER NOT NULL, next_at INTEGER NOT NULL,"
+    " delivered_at INTEGER NOT NULL, failed_at INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+    " last_status INTEGER NOT NULL, last_error TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS ctl.outbox_due ON outbox(next_at) WHERE delivered_at = 0 AND failed_at = 0;"
+    "CREATE INDEX IF NOT EXISTS ctl.outbox_subject ON outbox(subject);"
+    "CREATE TABLE IF NOT EXISTS ctl.retention_keys(day INTEGER PRIMARY KEY, kv INTEGER NOT NULL, w BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ctl.retained(subject BLOB NOT NULL, field TEXT NOT NULL, day INTEGER NOT NULL,"
+    " legal_basis TEXT NOT NULL, role TEXT NOT NULL, erased_at INTEGER NOT NULL, blob BLOB NOT NULL,"
+    " PRIMARY KEY(subject, field)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS ctl.retained_day ON retained(day);";
 
 static const char data_schema[] =
     "CREATE TABLE IF NOT EXISTS main.meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS main.subjects(id BLOB PRIMARY KEY, created INTEGER NOT NULL,"
     " updated INTEGER NOT NULL, rec BLOB NOT NULL, blind BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS main.blind(field INTEGER NOT NULL, hash BLOB NOT NULL, subject BLOB NOT NULL,"
-    " PRIMARY KEY(field, hash, subject)) WITHOUT ROWID;";
+    " PRIMARY KEY(field, hash, subject)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS main.links(subject BLOB NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL,"
+    " created INTEGER NOT NULL, PRIMARY KEY(subject, name)) WITHOUT ROWID;";
 
 struct custos_store_conn {
     sqlite3 *db;
@@ -235,6 +279,10 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         goto fail;
     if (create && ((rc = exec(c->db, control_schema, "create control schema")) ||
                    (rc = exec(c->db, data_schema, "create data schema"))))
+        goto fail;
+    /* tables added by later versions (idempotent) */
+    if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) ||
+                    (rc = exec(c->db, data_schema, "upgrade data schema"))))
         goto fail;
     *out = c;
     return CUSTOS_OK;
@@ -849,6 +897,15 @@ static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint
 
     if ((rc = blind_drop(c, id)))
         return rc;
+    {
+        sqlite3_stmt *l = stmt(c, S_LINK_DEL_SUBJ);
+
+        if (!l)
+            return db_err(c->db, sqlite3_errcode(c->db), "prepare");
+        sqlite3_bind_blob(l, 1, id, 16, SQLITE_STATIC);
+        if ((rc = run(c, l, "link delete")))
+            return rc;
+    }
     sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     return run(c, s, "subject delete");
 }
@@ -873,8 +930,385 @@ static enum custos_err sq_blind_find(struct custos_store_conn *c, uint32_t field
     return rc;
 }
 
+/* ---- links, outbox, retention -------------------------------------------------------------- */
+
+static enum custos_err sq_link_put(struct custos_store_conn *c, const struct custos_link_row *r)
+{
+    PREP(s, S_LINK_PUT);
+    sqlite3_bind_blob(s, 1, r->subject, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, r->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, r->url, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, r->created);
+    return run(c, s, "link put");
+}
+
+static enum custos_err sq_link_scan(struct custos_store_conn *c, const uint8_t id[16],
+                                    int (*fn)(void *, const struct custos_link_row *), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_LINK_SCAN);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_link_row l;
+
+        memcpy(l.subject, id, 16);
+        col_text(s, 0, l.name, sizeof(l.name));
+        col_text(s, 1, l.url, sizeof(l.url));
+        l.created = sqlite3_column_int64(s, 2);
+        if (fn(ctx, &l))
+            break;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "link scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_outbox_put(struct custos_store_conn *c, struct custos_outbox_row *o)
+{
+    enum custos_err rc;
+    PREP(s, S_OUT_PUT);
+
+    sqlite3_bind_blob(s, 1, o->subject, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, o->link, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, o->url, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, o->erased_at);
+    sqlite3_bind_int64(s, 5, o->created);
+    sqlite3_bind_int64(s, 6, o->next_at);
+    rc = run(c, s, "outbox put");
+    if (!rc)
+        o->id = sqlite3_last_insert_rowid(c->db);
+    return rc;
+}
+
+static enum custos_err sq_outbox_update(struct custos_store_conn *c, const struct custos_outbox_row *o)
+{
+    PREP(s, S_OUT_UPDATE);
+    sqlite3_bind_int64(s, 1, o->id);
+    sqlite3_bind_int64(s, 2, o->next_at);
+    sqlite3_bind_int64(s, 3, o->delivered_at);
+    sqlite3_bind_int64(s, 4, o->failed_at);
+    sqlite3_bind_int64(s, 5, o->attempts);
+    sqlite3_bind_int64(s, 6, o->last_status);
+    sqlite3_bind_text(s, 7, o->last_error, -1, SQLITE_STATIC);
+    return run(c, s, "outbox update");
+}
+
+static enum custos_err outbox_rows(struct custos_store_conn *c, sqlite3_stmt *s,
+                                   int (*fn)(void *, const struct custos_outbox_row *), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_outbox_row o;
+
+        memset(&o, 0, sizeof(o));
+        o.id = sqlite3_column_int64(s, 0);
+        if (col_blob(s, 1, o.subject, 16))
+            continue;
+        col_text(s, 2, o.link, sizeof(o.link));
+        col_text(s, 3, o.url, sizeof(o.url));
+        o.erased_at = sqlite3_column_int64(s, 4);
+        o.created = sqlite3_column_int64(s, 5);
+        o.next_at = sqlite3_column_int64(s, 6);
+        o.delivered_at = sqlite3_column_int64(s, 7);
+        o.failed_at = sqlite3_column_int64(s, 8);
+        o.attempts = (uint32_t)sqlite3_column_int64(s, 9);
+        o.last_status = sqlite3_column_int(s, 10);
+        col_text(s, 11, o.last_error, sizeof(o.last_error));
+        if (fn(ctx, &o))
+            break;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "outbox scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_outbox_due(struct custos_store_conn *c, int64_t now, size_t max,
+                                     int (*fn)(void *, const struct custos_outbox_row *), void *ctx)
+{
+    PREP(s, S_OUT_DUE);
+    sqlite3_bind_int64(s, 1, now);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    return outbox_rows(c, s, fn, ctx);
+}
+
+static enum custos_err sq_outbox_scan_subject(struct custos_store_conn *c, const uint8_t id[16],
+                                              int (*fn)(void *, const struct custos_outbox_row *), void *ctx)
+{
+    PREP(s, S_OUT_SUBJ);
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    return outbox_rows(c, s, fn, ctx);
+}
+
+static enum custos_err sq_retention_key_put(struct custos_store_conn *c, uint32_t day, uint32_t kv, const uint8_t *w,
+                                            size_t wlen)
+{
+    PREP(s, S_RK_PUT);
+    sqlite3_bind_int64(s, 1, day);
+    sqlite3_bind_int64(s, 2, kv);
+    sqlite3_bind_blob(s, 3, w, (int)wlen, SQLITE_STATIC);
+    return run(c, s, "retention key put");
+}
+
+static enum custos_err sq_retention_key_get(struct custos_store_conn *c, uint32_t day, uint32_t *kv, uint8_t *w,
+                                            size_t wcap, size_t *wlen)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_RK_GET);
+
+    sqlite3_bind_int64(s, 1, day);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+
+        if (n > wcap)
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "retention key has a wrong length");
+        else {
+            *kv = (uint32_t)sqlite3_column_int64(s, 0);
+            memcpy(w, sqlite3_column_blob(s, 1), n);
+            *wlen = n;
+            rc = CUSTOS_OK;
+        }
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "retention key get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_retention_key_scan(struct custos_store_conn *c,
+                                             int (*fn)(void *, uint32_t, uint32_t, const uint8_t *, size_t),
+                                             void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_RK_SCAN);
+
+    while ((r = sqlite3_step(s)) == SQLITE_ROW)
+        if (fn(ctx, (uint32_t)sqlite3_column_int64(s, 0), (uint32_t)sqlite3_column_int64(s, 1),
+               sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2)))
+            break;
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "retention key scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_retained_put(struct custos_store_conn *c, const struct custos_retained_row *r)
+{
+    PREP(s, S_RET_PUT);
+    sqlite3_bind_blob(s, 1, r->subject, 16, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, r->field, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, r->day);
+    sqlite3_bind_text(s, 4, r->legal_basis, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, r->role, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 6, r->erased_at);
+    sqlite3_bind_blob(s, 7, r->blob, (int)r->len, SQLITE_STATIC);
+    return run(c, s, "retained put");
+}
+
+static enum custos_err sq_retained_scan_subject(struct custos_store_conn *c, const uint8_t id[16],
+                                                int (*fn)(void *, const struct custos_retained_row *), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_RET_SUBJ);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_retained_row t;
+
+        memset(&t, 0, sizeof(t));
+        memcpy(t.subject, id, 16);
+        col_text(s, 0, t.field, sizeof(t.field));
+        t.day = (uint32_t)sqlite3_column_int64(s, 1);
+        col_text(s, 2, t.legal_basis, sizeof(t.legal_basis));
+        col_text(s, 3, t.role, sizeof(t.role));
+        t.erased_at = sqlite3_column_int64(s, 4);
+        t.blob = sqlite3_column_blob(s, 5);
+        t.len = (size_t)sqlite3_column_bytes(s, 5);
+        if (fn(ctx, &t))
+            break;
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "retained scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_retention_expire(struct custos_store_conn *c, uint32_t day, uint64_t *keys,
+                                           uint64_t *values)
+{
+    enum custos_err rc;
+    sqlite3_stmt *a = stmt(c, S_RK_EXPIRE), *b = stmt(c, S_RET_EXPIRE);
+
+    *keys = *values = 0;
+    if (!a || !b)
+        return db_err(c->db, sqlite3_errcode(c->db), "prepare");
+    /* keys first: once a day's key is gone its values are unreadable wherever copies exist */
+    sqlite3_bind_int64(a, 1, day);
+    if ((rc = run(c, a, "retention expire")))
+        return rc;
+    *keys = (uint64_t)sqlite3_changes(c->db);
+    sqlite3_bind_int64(b, 1, day);
+    if ((rc = run(c, b, "retention expire")))
+        return rc;
+    *values = (uint64_t)sqlite3_changes(c->db);
+    return CUSTOS_OK;
+}
+
+/* ---- backup and restore -------------------------------------------------------------------- */
+
+static enum custos_err sq_backup(const char *dir, const char *out, const char *origin, int64_t now)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = NULL, *copy = NULL;
+    sqlite3_stmt *st = NULL;
+    enum custos_err rc;
+    int r, fd;
+
+    snprintf(path, sizeof(path), "%s/data.db", dir);
+    /* the backup file is created 0600 before SQLite writes it, and must not exist */
+    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
+                              strerror(errno));
+    close(fd); /* VACUUM INTO accepts an existing empty file: this one, created 0600 */
+    r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (r != SQLITE_OK) {
+        rc = db_err(db, r, "open data.db");
+        goto done;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    /* VACUUM INTO reads one consistent snapshot (a read transaction), so it works while the
+       server writes, and leaves no free pages behind */
+    r = sqlite3_prepare_v2(db, "VACUUM main INTO ?1", -1, &st, NULL);
+    if (r == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, out, -1, SQLITE_STATIC);
+        r = sqlite3_step(st);
+        r = r == SQLITE_DONE ? SQLITE_OK : r;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (r != SQLITE_OK) {
+        rc = db_err(db, r, "backup");
+        goto done;
+    }
+    r = sqlite3_open_v2(out, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_prepare_v2(copy, "INSERT OR REPLACE INTO meta(k, v) VALUES ('backup_origin', ?1), "
+                               "('backup_time', ?2)", -1, &st, NULL);
+    if (r == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now);
+        r = sqlite3_step(st);
+        r = r == SQLITE_DONE ? SQLITE_OK : r;
+    }
+    sqlite3_finalize(st);
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(copy, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+    rc = r == SQLITE_OK ? CUSTOS_OK : db_err(copy, r, "label backup");
+done:
+    sqlite3_close(copy);
+    sqlite3_close(db);
+    if (rc)
+        unlink(out);
+    return rc;
+}
+
+static enum custos_err sq_restore(const char *dir, const char *in, const char *origin)
+{
+    char path[PATH_MAX], tmp[PATH_MAX], side[PATH_MAX];
+    sqlite3 *db = NULL, *dst = NULL;
+    sqlite3_backup *bk = NULL;
+    sqlite3_stmt *st = NULL;
+    enum custos_err rc = CUSTOS_OK;
+    int r, fd;
+
+    /* check it is a backup of this vault's data plane before touching anything */
+    r = sqlite3_open_v2(in, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'backup_origin'", -1, &st, NULL);
+    if (r != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup", in);
+        goto done;
+    }
+    if (strcmp((const char *)sqlite3_column_text(st, 0), origin) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is a backup of another vault (%.100s)", in,
+                            (const char *)sqlite3_column_text(st, 0));
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_exec(db, "PRAGMA quick_check", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s fails its integrity check", in);
+        goto done;
+    }
+    /* copy into a new file next to data.db, fsync, then rename over it */
+    snprintf(path, sizeof(path), "%s/data.db", dir);
+    snprintf(tmp, sizeof(tmp), "%s/data.db.restore", dir);
+    unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    close(fd);
+    r = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (r == SQLITE_OK && (bk = sqlite3_backup_init(dst, "main", db, "main")) != NULL) {
+        r = sqlite3_backup_step(bk, -1);
+        r = sqlite3_backup_finish(bk) == SQLITE_OK && r == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    } else if (r == SQLITE_OK)
+        r = sqlite3_errcode(dst);
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(dst, "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time');"
+                              "PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE;", NULL, NULL, NULL);
+    sqlite3_close(dst);
+    dst = NULL;
+    if (r != SQLITE_OK) {
+        unlink(tmp);
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot copy the backup");
+        goto done;
+    }
+    fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot sync %s", tmp);
+        goto done;
+    }
+    close(fd);
+    /* the old WAL belongs to the old file: it must not be replayed into the restored one */
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot replace data.db: %s", strerror(errno));
+        goto done;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+done:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return rc;
+}
+
 const struct custos_store_ops custos_store_sqlite = {
     .name = "sqlite",
+    .backup = sq_backup,
+    .restore = sq_restore,
     .open = sq_open,
     .close = sq_close,
     .acquire = sq_acquire,
@@ -906,4 +1340,16 @@ const struct custos_store_ops custos_store_sqlite = {
     .subject_get = sq_subject_get,
     .subject_delete = sq_subject_delete,
     .blind_find = sq_blind_find,
+    .link_put = sq_link_put,
+    .link_scan = sq_link_scan,
+    .outbox_put = sq_outbox_put,
+    .outbox_update = sq_outbox_update,
+    .outbox_due = sq_outbox_due,
+    .outbox_scan_subject = sq_outbox_scan_subject,
+    .retention_key_put = sq_retention_key_put,
+    .retention_key_get = sq_retention_key_get,
+    .retention_key_scan = sq_retention_key_scan,
+    .retained_put = sq_retained_put,
+    .retained_scan_subject = sq_retained_scan_subject,
+    .retention_expire = sq_retention_expire,
 };

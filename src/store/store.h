@@ -74,8 +74,50 @@ struct custos_erasure_row {
     int64_t ledger_index; /* -1 until the ledger entry is durable */
 };
 
+/* A linked service's tie to a subject (data plane). */
+struct custos_link_row {
+    uint8_t subject[16];
+    char name[65];
+    char url[2049];
+    int64_t created;
+};
+
+/* A durable outbox entry: one subject.erased notice for one link (control plane). */
+struct custos_outbox_row {
+    int64_t id;            /* assigned by outbox_put */
+    uint8_t subject[16];
+    char link[65];
+    char url[2049];
+    int64_t erased_at;
+    int64_t created;
+    int64_t next_at;       /* next attempt (ms) */
+    int64_t delivered_at;  /* 0 while pending */
+    int64_t failed_at;     /* 0 unless given up */
+    uint32_t attempts;
+    int last_status;       /* HTTP status of the last attempt, 0 = no answer */
+    char last_error[128];
+};
+
+/* A value kept after erasure under a retention key (control plane). */
+struct custos_retained_row {
+    uint8_t subject[16];
+    char field[49];
+    uint32_t day;          /* retention key: shredded when this day (days since epoch) has passed */
+    char legal_basis[128];
+    char role[33];
+    int64_t erased_at;
+    const uint8_t *blob;   /* sealed leaves under the retention key (same layout as a record) */
+    size_t len;
+};
+
 struct custos_store_ops {
     const char *name;
+
+    /* Data-plane backup: a consistent online copy into a new file `out`, labelled with the
+       vault's origin and the time.  Restore: replace the data plane with such a copy (no
+       connection may be open; the caller holds the vault's lock).  Neither touches keys. */
+    enum custos_err (*backup)(const char *dir, const char *out, const char *origin, int64_t now);
+    enum custos_err (*restore)(const char *dir, const char *in, const char *origin);
 
     /* Open the store rooted at data directory `dir`; `create` makes new empty databases. */
     enum custos_err (*open)(const char *dir, int create, struct custos_store **out);
@@ -142,6 +184,37 @@ struct custos_store_ops {
                                    int insert);
     enum custos_err (*subject_get)(struct custos_store_conn *c, const uint8_t id[16], struct custos_buf *blob);
     enum custos_err (*subject_delete)(struct custos_store_conn *c, const uint8_t id[16]);
+    /* data plane: links (subject_delete removes a subject's links too) */
+    enum custos_err (*link_put)(struct custos_store_conn *c, const struct custos_link_row *r);
+    enum custos_err (*link_scan)(struct custos_store_conn *c, const uint8_t id[16],
+                                 int (*fn)(void *ctx, const struct custos_link_row *r), void *ctx);
+
+    /* control plane: erasure outbox */
+    enum custos_err (*outbox_put)(struct custos_store_conn *c, struct custos_outbox_row *r);
+    enum custos_err (*outbox_update)(struct custos_store_conn *c, const struct custos_outbox_row *r);
+    /* Pending entries due at `now` (next_at <= now), oldest first, at most max. */
+    enum custos_err (*outbox_due)(struct custos_store_conn *c, int64_t now, size_t max,
+                                  int (*fn)(void *ctx, const struct custos_outbox_row *r), void *ctx);
+    enum custos_err (*outbox_scan_subject)(struct custos_store_conn *c, const uint8_t id[16],
+                                           int (*fn)(void *ctx, const struct custos_outbox_row *r), void *ctx);
+
+    /* control plane: retention keys by day, and retained values */
+    enum custos_err (*retention_key_put)(struct custos_store_conn *c, uint32_t day, uint32_t kv, const uint8_t *w,
+                                         size_t wlen);
+    enum custos_err (*retention_key_get)(struct custos_store_conn *c, uint32_t day, uint32_t *kv, uint8_t *w,
+                                         size_t wcap, size_t *wlen);
+    /* Scan retention keys (for rotation): fn(day, kv, w). */
+    enum custos_err (*retention_key_scan)(struct custos_store_conn *c,
+                                          int (*fn)(void *ctx, uint32_t day, uint32_t kv, const uint8_t *w,
+                                                    size_t wlen),
+                                          void *ctx);
+    enum custos_err (*retained_put)(struct custos_store_conn *c, const struct custos_retained_row *r);
+    enum custos_err (*retained_scan_subject)(struct custos_store_conn *c, const uint8_t id[16],
+                                             int (*fn)(void *ctx, const struct custos_retained_row *r), void *ctx);
+    /* Shred: delete retention keys and retained values of every day < `day`; *keys, *values counts. */
+    enum custos_err (*retention_expire)(struct custos_store_conn *c, uint32_t day, uint64_t *keys,
+                                        uint64_t *values);
+
     /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
     enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
                                   uint8_t (*ids)[16], size_t cap, size_t *n);

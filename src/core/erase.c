@@ -1,0 +1,1079 @@
+/*
+ * erase.c - leaving: one-call erasure (crypto-shredding), erasure receipts,
+ * linked services and their durable outbox, legal retention, and the
+ * machinery that keeps erased subjects erased after a restore.
+ *
+ * Erasure, in order (each step durable before the next):
+ *   1. under the vault's write lock, load the record and its key;
+ *   2. one control-plane transaction: values the schema keeps under legal
+ *      retention are re-sealed under the retention key of their expiry day;
+ *      one outbox entry per linked service; the tombstone; every generation
+ *      of the subject key deleted.  This is the point of no return: from
+ *      here no copy of the record anywhere (WAL, backups) can be opened;
+ *   3. the ledger entry (subject.erase), its index stored in the tombstone;
+ *   4. the data-plane record, blind-index entries and links deleted;
+ *   5. the receipt, signed with the ledger key.
+ * It never waits for linked services: the outbox is delivered later
+ * (custos_outbox_next / custos_outbox_done, driven by the server).
+ *
+ * Retention keys: one per expiry day (days since the epoch), wrapped by the
+ * master key; when the day has passed, the key is destroyed (background
+ * job), which shreds every value kept until that day at once.
+ *
+ * Why a restore cannot resurrect: data backups hold only the data plane
+ * (sealed records, no keys).  Keys, tombstones and retained values live in
+ * the control plane, which a restore never replaces; at every start the
+ * tombstones are re-applied to the data plane, and erasures found in the
+ * ledger after the control plane's marker are re-applied too, so even a
+ * rolled-back control plane cannot bring a subject back while the
+ * append-only, witnessed ledger survives.
+ *
+ * Must never: wait for or depend on a linked service, keep a subject key
+ * after step 2, send personal values to a linked service (the notice holds
+ * the subject id, link name and time only).
+ */
+#define _GNU_SOURCE /* memmem */
+#include "core/vault_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/json.h"
+
+#include "custos/banned.h"
+
+#define DAY_MS 86400000LL
+#define RECORD_MAX (4u << 20)
+#define OUTBOX_GIVE_UP_MS (7LL * DAY_MS)
+#define OUTBOX_MAX_DELAY_MS (5LL * 60 * 1000)
+
+static uint32_t day_of(int64_t ms)
+{
+    return (uint32_t)(ms / DAY_MS);
+}
+
+static void day_format(char out[16], uint32_t day)
+{
+    char when[32];
+
+    custos_time_format(when, (int64_t)day * DAY_MS);
+    snprintf(out, 16, "%.10s", when);
+}
+
+/* ---- retention keys ------------------------------------------------------------------------ */
+
+static void retention_ad_name(char out[32], uint32_t day)
+{
+    snprintf(out, 32, "retention/%u", day);
+}
+
+/* Unwrap (or, with create, make) the retention key of `day` into key. */
+static enum custos_err retention_key(struct custos_vault *v, struct custos_store_conn *c, uint32_t day, int create,
+                                     uint8_t *key)
+{
+    uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
+    char name[32];
+    size_t wlen = 0;
+    uint32_t kv = 0;
+    const uint8_t *kek;
+    enum custos_err rc;
+
+    retention_ad_name(name, day);
+    rc = v->ops->retention_key_get(c, day, &kv, w, sizeof(w), &wlen);
+    if (rc == CUSTOS_ERR_NOTFOUND && create) {
+        kek = custos_master(v, v->current_kv);
+        if (!kek)
+            return CUSTOS_ERR_INTERNAL;
+        randombytes_buf(key, CUSTOS_KEY_BYTES);
+        custos_wrap(w, kek, key, ad, custos_ad_system_key(ad, name, v->current_kv));
+        return v->ops->retention_key_put(c, day, v->current_kv, w, sizeof(w));
+    }
+    if (rc)
+        return rc;
+    if (wlen != CUSTOS_WRAPPED_BYTES || !(kek = custos_master(v, kv)))
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "retention key of day %u cannot be opened", day);
+    if (custos_unwrap(key, kek, w, ad, custos_ad_system_key(ad, name, kv)))
+        return custos_err_set(CUSTOS_ERR_CRYPTO, "retention key failed to open");
+    return CUSTOS_OK;
+}
+
+/* Re-wrap every retention key under master version `to` (keys.c, during rotation). */
+struct rk_batch {
+    uint32_t day[1024], kv[1024];
+    uint8_t w[1024][CUSTOS_WRAPPED_BYTES];
+    size_t n;
+    uint32_t below;
+};
+
+static int rk_collect(void *ctx, uint32_t day, uint32_t kv, const uint8_t *w, size_t wlen)
+{
+    struct rk_batch *b = ctx;
+
+    if (kv >= b->below || wlen != CUSTOS_WRAPPED_BYTES)
+        return 0;
+    b->day[b->n] = day;
+    b->kv[b->n] = kv;
+    memcpy(b->w[b->n], w, CUSTOS_WRAPPED_BYTES);
+    return ++b->n == 1024;
+}
+
+enum custos_err custos_retention_rewrap(struct custos_vault *v, struct custos_store_conn *c, uint32_t to,
+                                        uint64_t *count)
+{
+    struct rk_batch *b = calloc(1, sizeof(*b));
+    uint8_t *key = custos_scratch(), ad[64], nw[CUSTOS_WRAPPED_BYTES];
+    const uint8_t *kek = custos_master(v, to);
+    enum custos_err rc = CUSTOS_OK;
+    size_t i;
+
+    *count = 0;
+    if (!b || !key || !kek) {
+        free(b);
+        return b ? CUSTOS_ERR_INTERNAL : CUSTOS_ERR_NOMEM;
+    }
+    do {
+        b->n = 0;
+        b->below = to;
+        if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
+            break;
+        rc = v->ops->retention_key_scan(c, rk_collect, b);
+        for (i = 0; !rc && i < b->n; i++) {
+            const uint8_t *old = custos_master(v, b->kv[i]);
+            char name[32];
+
+            retention_ad_name(name, b->day[i]);
+            if (!old || custos_unwrap(key, old, b->w[i], ad, custos_ad_system_key(ad, name, b->kv[i]))) {
+                rc = custos_err_set(CUSTOS_ERR_CRYPTO, "retention key of day %u failed to open", b->day[i]);
+                break;
+            }
+            custos_wrap(nw, kek, key, ad, custos_ad_system_key(ad, name, to));
+            rc = v->ops->retention_key_put(c, b->day[i], to, nw, sizeof(nw));
+            (*count)++;
+        }
+        custos_scratch_wipe();
+        if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+            break;
+        }
+    } while (b->n == 1024);
+    sodium_memzero(b, sizeof(*b));
+    free(b);
+    return rc;
+}
+
+/* ---- erasure ------------------------------------------------------------------------------- */
+
+struct retained_note {
+    char field[CUSTOS_FIELD_NAME_MAX + 1];
+    char until[16];
+    char basis[128];
+};
+
+struct erase_plan {
+    struct retained_note retained[CUSTOS_SCHEMA_MAX_FIELDS];
+    size_t nretained;
+    size_t nlinks;
+};
+
+/* Re-seal the record's retained fields and store them (inside the caller's control txn). */
+static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
+                              const uint8_t *key, const struct custos_record *r, int64_t erased_at,
+                              struct erase_plan *plan)
+{
+    uint8_t *rkey = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = NULL, nonce[CUSTOS_NONCE_BYTES];
+    struct custos_buf b;
+    enum custos_err rc = CUSTOS_OK;
+    size_t fi, i;
+
+    custos_buf_init(&b, RECORD_MAX);
+    for (fi = 0; fi < v->schema->nfields && !rc; fi++) {
+        const struct custos_field *f = &v->schema->fields[fi];
+        struct custos_retained_row row;
+        size_t count = 0;
+        uint32_t day;
+
+        if (!f->retention_days)
+            continue;
+        day = day_of(erased_at) + f->retention_days;
+        custos_buf_reset(&b);
+        if ((rc = custos_record_begin(&b, day)))
+            break;
+        for (i = 0; i < r->n && !rc; i++) {
+            const struct custos_sealed_leaf *l = &r->leaf[i];
+            struct custos_path_parts pp;
+            const struct custos_field *top;
+            char path[CUSTOS_PATH_MAX], tag;
+            size_t len;
+
+            if (custos_path_split(l->path, l->plen, &pp) || !custos_leaf_field(v->schema, &pp, &top) || top != f)
+                continue;
+            if (!count && (rc = retention_key(v, c, day, 1, rkey)))
+                break;
+            if (!pt && !(pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64))) {
+                rc = CUSTOS_ERR_NOMEM;
+                break;
+            }
+            if (l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
+                break;
+            }
+            if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
+                break;
+            snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
+            randombytes_buf(nonce, sizeof(nonce));
+            rc = custos_record_add_value(&b, id, rkey, path, tag, (const char *)pt, len, nonce);
+            sodium_memzero(pt, len + 1);
+            count++;
+        }
+        if (rc || !count)
+            continue;
+        if ((rc = custos_record_finish(&b, count)))
+            break;
+        memset(&row, 0, sizeof(row));
+        memcpy(row.subject, id, 16);
+        snprintf(row.field, sizeof(row.field), "%s", f->name);
+        row.day = day;
+        snprintf(row.legal_basis, sizeof(row.legal_basis), "%s", f->legal_basis);
+        snprintf(row.role, sizeof(row.role), "%s", f->retention_role);
+        row.erased_at = erased_at;
+        row.blob = b.p;
+        row.len = b.len;
+        if ((rc = v->ops->retained_put(c, &row)))
+            break;
+        {
+            struct retained_note *n = &plan->retained[plan->nretained++];
+
+            snprintf(n->field, sizeof(n->field), "%s", f->name);
+            day_format(n->until, day);
+            snprintf(n->basis, sizeof(n->basis), "%s", f->legal_basis);
+        }
+    }
+    if (pt) {
+        sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
+        free(pt);
+    }
+    custos_buf_release(&b);
+    return rc;
+}
+
+struct link_ctx {
+    struct custos_vault *v;
+    struct custos_store_conn *c;
+    int64_t now;
+    size_t n;
+    enum custos_err rc;
+    struct custos_link_row *rows;
+    size_t cap;
+};
+
+static int link_collect(void *ctx, const struct custos_link_row *l)
+{
+    struct link_ctx *lc = ctx;
+
+    if (lc->n == lc->cap) {
+        size_t ncap = lc->cap ? lc->cap * 2 : 4;
+        void *np = realloc(lc->rows, ncap * sizeof(*lc->rows));
+
+        if (!np) {
+            lc->rc = CUSTOS_ERR_NOMEM;
+            return 1;
+        }
+        lc->rows = np;
+        lc->cap = ncap;
+    }
+    lc->rows[lc->n++] = *l;
+    return 0;
+}
+
+/* The receipt's canonical signed text (docs/format.md, "Erasure receipts"). */
+static enum custos_err receipt_text(struct custos_buf *t, const char *origin, const char *hex, const char *when,
+                                    uint64_t index, json_t *retained)
+{
+    enum custos_err rc;
+    size_t i;
+
+    if ((rc = custos_buf_printf(t, "custos-erasure-receipt/v1\norigin %s\nsubject %s\nerased_at %s\nledger_index %llu\n",
+                                origin, hex, when, (unsigned long long)index)))
+        return rc;
+    for (i = 0; retained && i < json_array_size(retained); i++) {
+        json_t *r = json_array_get(retained, i);
+        const char *f = json_string_value(json_object_get(r, "field")),
+                   *u = json_string_value(json_object_get(r, "until")),
+                   *b = json_string_value(json_object_get(r, "legal_basis"));
+
+        if (!f || !u || !b)
+            return custos_err_set(CUSTOS_ERR_INVALID, "receipt: malformed retained entry");
+        if ((rc = custos_buf_printf(t, "retained %s %s %s\n", f, u, b)))
+            return rc;
+    }
+    return CUSTOS_OK;
+}
+
+static enum custos_err receipt(struct custos_vault *v, const uint8_t id[16], int64_t erased_at, uint64_t index,
+                               const struct erase_plan *plan, json_t **out)
+{
+    char hex[CUSTOS_ID_HEX + 1], when[32], sig64[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
+    struct custos_buf t;
+    json_t *retained = NULL;
+    uint8_t sig[64];
+    enum custos_err rc;
+    size_t i;
+
+    custos_buf_init(&t, 65536);
+    custos_id_hex(hex, id);
+    custos_time_format(when, erased_at);
+    if (plan->nretained) {
+        retained = json_array();
+        for (i = 0; retained && i < plan->nretained; i++)
+            json_array_append_new(retained, json_pack("{s:s, s:s, s:s}", "field", plan->retained[i].field, "until",
+                                                      plan->retained[i].until, "legal_basis",
+                                                      plan->retained[i].basis));
+    }
+    if ((rc = receipt_text(&t, v->origin, hex, when, index, retained)) ||
+        (rc = custos_ledger_sign(v->ledger, t.p, t.len, sig)))
+        goto done;
+    sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), sodium_base64_VARIANT_ORIGINAL);
+    *out = json_pack("{s:s, s:s, s:I, s:s}", "subject", hex, "erased_at", when, "ledger_index", (json_int_t)index,
+                     "signature", sig64);
+    if (*out && retained)
+        json_object_set(*out, "retained", retained);
+    rc = *out ? CUSTOS_OK : CUSTOS_ERR_NOMEM;
+done:
+    json_decref(retained);
+    custos_buf_release(&t);
+    return rc;
+}
+
+enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                     json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    struct custos_erasure_row er;
+    struct custos_record r = {0};
+    struct custos_event e;
+    struct erase_plan plan;
+    struct link_ctx lc;
+    uint8_t id[16], *key = custos_scratch();
+    uint64_t index = 0;
+    int64_t now = (int64_t)custos_now(v);
+    int locked = 0;
+    size_t i;
+    enum custos_err rc;
+
+    *out = NULL;
+    memset(&plan, 0, sizeof(plan));
+    memset(&lc, 0, sizeof(lc));
+    custos_event_init(&e, "subject.erase", c);
+    if (!blob || !key) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto fail;
+    }
+    if ((rc = custos_id_parse(id, idhex)))
+        goto fail;
+    e.subject = id;
+    if ((rc = custos_check_scope(c, id)))
+        goto fail;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_ERASE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not erase subjects");
+        goto fail;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto fail;
+    custos_lock_writes(v);
+    locked = 1;
+    if ((rc = custos_record_load(v, conn, id, blob, &r, key)))
+        goto fail;
+    if ((rc = v->ops->link_scan(conn, id, link_collect, &lc)) || (rc = lc.rc))
+        goto fail;
+    /* 2. the point of no return */
+    memset(&er, 0, sizeof(er));
+    memcpy(er.id, id, 16);
+    er.erased_at = now;
+    er.ledger_index = -1;
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+        goto fail;
+    rc = retain(v, conn, id, key, &r, now, &plan);
+    for (i = 0; !rc && i < lc.n; i++) {
+        struct custos_outbox_row o;
+
+        memset(&o, 0, sizeof(o));
+        memcpy(o.subject, id, 16);
+        snprintf(o.link, sizeof(o.link), "%s", lc.rows[i].name);
+        snprintf(o.url, sizeof(o.url), "%s", lc.rows[i].url);
+        o.erased_at = now;
+        o.created = now;
+        o.next_at = now;
+        rc = v->ops->outbox_put(conn, &o);
+    }
+    if (!rc)
+        rc = v->ops->erasure_put(conn, &er);
+    if (!rc)
+        rc = v->ops->key_delete(conn, id, 0);
+    if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        plan.nretained = 0;
+        goto fail;
+    }
+    custos_scratch_wipe();
+    plan.nlinks = lc.n;
+    /* 3. the ledger entry; a failure here is finished by the next start (the tombstone says so) */
+    e.result = CUSTOS_RESULT_OK;
+    e.count = (int64_t)lc.n;
+    if ((rc = custos_audit(v, &e, &index)))
+        goto out;
+    er.ledger_index = (int64_t)index;
+    if ((rc = v->ops->erasure_put(conn, &er)))
+        goto out;
+    /* 4. the data plane */
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
+        goto out;
+    if ((rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_DATA);
+        goto out;
+    }
+    /* 5. the receipt */
+    rc = receipt(v, id, now, index, &plan, out);
+out:
+    v->last_compact_ms = 0; /* the next tick flushes logs that held the destroyed key */
+    custos_unlock_writes(v);
+    v->ops->release(v->store, conn);
+    custos_record_release(&r);
+    custos_buf_reset(blob);
+    free(lc.rows);
+    return rc;
+fail:
+    custos_scratch_wipe();
+    if (locked)
+        custos_unlock_writes(v);
+    if (conn)
+        v->ops->release(v->store, conn);
+    custos_record_release(&r);
+    if (blob)
+        custos_buf_reset(blob);
+    free(lc.rows);
+    return custos_audit_outcome(v, &e, rc);
+}
+
+/* ---- receipts ------------------------------------------------------------------------------ */
+
+static const char *member(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+
+    return s ? s : "";
+}
+
+enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t len, char *what, size_t cap)
+{
+    static const char *const keys[] = {"subject", "erased_at", "ledger_index", "signature", "retained", NULL};
+    char origin[256], ldir[4200];
+    uint8_t pk[32], sig[64], id[16], *buf = NULL;
+    struct custos_ledger_config lc;
+    struct custos_ledger *l = NULL;
+    struct custos_buf t;
+    const char *hex = NULL, *when = NULL, *sig64 = NULL;
+    json_t *j = NULL, *ev = NULL, *retained;
+    size_t siglen = 0, elen = 0;
+    json_int_t index;
+    enum custos_err rc;
+
+    custos_buf_init(&t, 65536);
+    snprintf(what, cap, "receipt is malformed");
+    if ((rc = custos_json_parse(text, len, 65536, 0, &j)) || (rc = custos_json_only(j, keys, "receipt")) ||
+        (rc = custos_json_str(j, "subject", 1, 32, &hex)) || (rc = custos_json_str(j, "erased_at", 1, 31, &when)) ||
+        (rc = custos_json_str(j, "signature", 1, 100, &sig64)))
+        goto done;
+    if ((rc = custos_id_parse(id, hex)))
+        goto done;
+    if (!json_is_integer(json_object_get(j, "ledger_index")) ||
+        (index = json_integer_value(json_object_get(j, "ledger_index"))) < 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: ledger_index must be a non-negative integer");
+        goto done;
+    }
+    retained = json_object_get(j, "retained");
+    if (retained && !json_is_array(retained)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: retained must be an array");
+        goto done;
+    }
+    if (sodium_base642bin(sig, sizeof(sig), sig64, strlen(sig64), NULL, &siglen, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        siglen != sizeof(sig)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: signature is not base64 of 64 bytes");
+        goto done;
+    }
+    if ((rc = custos_vault_ledger_identity(dir, origin, sizeof(origin), pk)))
+        goto done;
+    if ((rc = receipt_text(&t, origin, hex, when, (uint64_t)index, retained)))
+        goto done;
+    if (crypto_sign_verify_detached(sig, t.p, t.len, pk) != 0) {
+        snprintf(what, cap, "signature does not verify under this vault's ledger key");
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "%s", what);
+        goto done;
+    }
+    /* the ledger, when present, must hold the erasure at that index */
+    snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
+    memset(&lc, 0, sizeof(lc));
+    lc.dir = ldir;
+    lc.origin = origin;
+    lc.read_only = 1;
+    if (custos_ledger_open(&lc, &l, NULL) == CUSTOS_OK) {
+        buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+        if (!buf) {
+            rc = CUSTOS_ERR_NOMEM;
+            goto done;
+        }
+        rc = custos_ledger_read(l, (uint64_t)index, buf, CUSTOS_LEDGER_ENTRY_MAX, &elen);
+        ev = rc ? NULL : json_loadb((const char *)buf, elen, 0, NULL);
+        if (!ev || strcmp(member(ev, "action"), "subject.erase") != 0 || strcmp(member(ev, "subject"), hex) != 0 ||
+            strcmp(member(ev, "result"), "ok") != 0) {
+            snprintf(what, cap, "the ledger entry at index %lld is not this erasure", (long long)index);
+            rc = custos_err_set(CUSTOS_ERR_INVALID, "%s", what);
+            goto done;
+        }
+        snprintf(what, cap, "valid: signature verifies and ledger entry %lld records the erasure", (long long)index);
+    } else
+        snprintf(what, cap, "valid: signature verifies (ledger not available to cross-check)");
+    rc = CUSTOS_OK;
+done:
+    if (rc && strcmp(what, "receipt is malformed") == 0)
+        snprintf(what, cap, "%s", custos_err_msg(rc));
+    custos_ledger_free(l);
+    free(buf);
+    json_decref(ev);
+    json_decref(j);
+    custos_buf_release(&t);
+    return rc;
+}
+
+/* ---- links and erasure status -------------------------------------------------------------- */
+
+static int valid_url(const char *u)
+{
+    size_t i, n = strlen(u);
+
+    if (n < 8 || n > 2048)
+        return 0;
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return 0;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)u[i] <= ' ' || (unsigned char)u[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
+enum custos_err custos_link_put(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                const char *name, const char *body, size_t len, json_t **out)
+{
+    static const char *const keys[] = {"webhook", NULL};
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf blob;
+    struct custos_link_row l;
+    struct custos_event e;
+    const char *url = NULL;
+    json_t *j = NULL;
+    uint8_t id[16];
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_buf_init(&blob, RECORD_MAX);
+    custos_event_init(&e, "link.put", c);
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if (!name || !custos_valid_name(name, 64)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "link name must match [a-z][a-z0-9._-]{0,63}");
+        goto done;
+    }
+    e.target = name;
+    if (c->kind == CUSTOS_KIND_CUSTOMER || !custos_caller_may(v, c, CUSTOS_OP_SUBJECT_LINK)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "registering links needs the subject.link operation");
+        goto done;
+    }
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "link")) ||
+        (rc = custos_json_str(j, "webhook", 1, 2048, &url)))
+        goto done;
+    if (!valid_url(url)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "webhook must be an http:// or https:// URL of at most 2048 bytes");
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    custos_lock_writes(v);
+    rc = v->ops->subject_get(conn, id, &blob);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_subject_missing(v, conn, id);
+    if (!rc) {
+        memset(&l, 0, sizeof(l));
+        memcpy(l.subject, id, 16);
+        snprintf(l.name, sizeof(l.name), "%s", name);
+        snprintf(l.url, sizeof(l.url), "%s", url);
+        l.created = (int64_t)custos_now(v);
+        rc = v->ops->link_put(conn, &l);
+    }
+    custos_unlock_writes(v);
+    v->ops->release(v->store, conn);
+    if (!rc && !(*out = json_pack("{s:s, s:s, s:s}", "subject", idhex, "link", name, "webhook", url)))
+        rc = CUSTOS_ERR_NOMEM;
+done:
+    custos_buf_release(&blob);
+    json_decref(j);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int status_link(void *ctx, const struct custos_outbox_row *o)
+{
+    json_t *arr = ctx;
+    char when[32], next[32];
+    const char *state = o->delivered_at ? "delivered" : o->failed_at ? "failed" : "pending";
+    json_t *item;
+
+    item = json_pack("{s:s, s:s, s:i, s:i}", "link", o->link, "state", state, "attempts", (int)o->attempts,
+                     "last_status", o->last_status);
+    if (!item)
+        return 1;
+    if (o->last_error[0])
+        json_object_set_new(item, "last_error", json_string(o->last_error));
+    if (o->delivered_at) {
+        custos_time_format(when, o->delivered_at);
+        json_object_set_new(item, "delivered_at", json_string(when));
+    } else if (!o->failed_at) {
+        custos_time_format(next, o->next_at);
+        json_object_set_new(item, "next_attempt_at", json_string(next));
+    }
+    return json_array_append_new(arr, item) != 0;
+}
+
+static int active_link(void *ctx, const struct custos_link_row *l)
+{
+    return json_array_append_new(ctx, json_pack("{s:s, s:s}", "link", l->name, "state", "registered")) != 0;
+}
+
+static int status_retained(void *ctx, const struct custos_retained_row *r)
+{
+    char until[16];
+
+    day_format(until, r->day);
+    return json_array_append_new(ctx, json_pack("{s:s, s:s, s:s}", "field", r->field, "until", until,
+                                                "legal_basis", r->legal_basis)) != 0;
+}
+
+enum custos_err custos_erasure_status(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                      json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_erasure_row er;
+    struct custos_event e;
+    struct custos_buf blob;
+    json_t *links = NULL, *retained = NULL;
+    uint8_t id[16];
+    char when[32];
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_buf_init(&blob, RECORD_MAX);
+    custos_event_init(&e, "subject.erasure_status", c);
+    if ((rc = custos_id_parse(id, idhex)))
+        goto done;
+    e.subject = id;
+    if ((rc = custos_check_scope(c, id)))
+        goto done;
+    if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_ERASE) && !custos_caller_may(v, c, CUSTOS_OP_SUBJECT_LINK)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not see erasure status");
+        goto done;
+    }
+    links = json_array();
+    retained = json_array();
+    if (!links || !retained) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->erasure_get(conn, id, &er);
+    if (rc == CUSTOS_OK) {
+        if (!(rc = v->ops->outbox_scan_subject(conn, id, status_link, links)))
+            rc = v->ops->retained_scan_subject(conn, id, status_retained, retained);
+        custos_time_format(when, er.erased_at);
+        if (!rc)
+            *out = json_pack("{s:s, s:s, s:s, s:I, s:O, s:O}", "subject", idhex, "state", "erased", "erased_at", when,
+                             "ledger_index", (json_int_t)er.ledger_index, "links", links, "retained", retained);
+    } else if (rc == CUSTOS_ERR_NOTFOUND) {
+        rc = v->ops->subject_get(conn, id, &blob);
+        if (rc == CUSTOS_ERR_NOTFOUND)
+            rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no such subject");
+        if (!rc && !(rc = v->ops->link_scan(conn, id, active_link, links)))
+            *out = json_pack("{s:s, s:s, s:O}", "subject", idhex, "state", "active", "links", links);
+    }
+    v->ops->release(v->store, conn);
+    if (!rc && !*out)
+        rc = CUSTOS_ERR_NOMEM;
+done:
+    json_decref(links);
+    json_decref(retained);
+    custos_buf_release(&blob);
+    rc = custos_audit_outcome(v, &e, rc);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* ---- the outbox ---------------------------------------------------------------------------- */
+
+struct due_ctx {
+    struct custos_vault *v;
+    struct custos_delivery *out;
+    size_t max, n;
+};
+
+static int due_one(void *ctx, const struct custos_outbox_row *o)
+{
+    struct due_ctx *d = ctx;
+    struct custos_delivery *x = &d->out[d->n];
+    char hex[CUSTOS_ID_HEX + 1], when[32];
+    uint8_t sig[64];
+    json_t *body;
+    char *s;
+
+    custos_id_hex(hex, o->subject);
+    custos_time_format(when, o->erased_at);
+    body = json_pack("{s:s, s:s, s:s, s:s}", "event", "subject.erased", "subject", hex, "link", o->link,
+                     "erased_at", when);
+    s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!s || strlen(s) >= sizeof(x->body)) {
+        free(s);
+        return 1;
+    }
+    memset(x, 0, sizeof(*x));
+    x->id = o->id;
+    x->attempts = o->attempts;
+    x->created = o->created;
+    snprintf(x->url, sizeof(x->url), "%s", o->url);
+    snprintf(x->link, sizeof(x->link), "%s", o->link);
+    memcpy(x->subject, o->subject, 16);
+    x->body_len = strlen(s);
+    memcpy(x->body, s, x->body_len + 1);
+    free(s);
+    /* receivers can check the notice came from this vault: Ed25519 over the body, ledger key */
+    if (custos_ledger_sign(d->v->ledger, x->body, x->body_len, sig) == CUSTOS_OK)
+        sodium_bin2base64(x->signature, sizeof(x->signature), sig, sizeof(sig), sodium_base64_VARIANT_ORIGINAL);
+    return ++d->n == d->max;
+}
+
+enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n)
+{
+    struct custos_store_conn *conn = NULL;
+    struct due_ctx d = {v, out, max, 0};
+    enum custos_err rc;
+
+    *n = 0;
+    if (!max)
+        return CUSTOS_OK;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = v->ops->outbox_due(conn, (int64_t)custos_now(v), max, due_one, &d);
+    v->ops->release(v->store, conn);
+    *n = d.n;
+    return rc;
+}
+
+enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_delivery *d, int http_status,
+                                   const char *error)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_outbox_row o;
+    struct custos_caller sys;
+    struct custos_event e;
+    int64_t now = (int64_t)custos_now(v), delay;
+    int ok = http_status >= 200 && http_status < 300;
+    char target[96];
+    enum custos_err rc;
+
+    memset(&o, 0, sizeof(o));
+    o.id = d->id;
+    o.attempts = d->attempts + 1;
+    o.last_status = http_status;
+    snprintf(o.last_error, sizeof(o.last_error), "%s", ok ? "" : error ? error : "non-2xx answer");
+    if (ok)
+        o.delivered_at = now;
+    else if (now - d->created > OUTBOX_GIVE_UP_MS)
+        o.failed_at = now;
+    else {
+        /* 1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so receivers are not stampeded */
+        delay = o.attempts < 20 ? 1000LL << (o.attempts - 1) : OUTBOX_MAX_DELAY_MS;
+        if (delay > OUTBOX_MAX_DELAY_MS)
+            delay = OUTBOX_MAX_DELAY_MS;
+        o.next_at = now + delay + (int64_t)randombytes_uniform((uint32_t)(delay / 4 + 1));
+    }
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = v->ops->outbox_update(conn, &o);
+    v->ops->release(v->store, conn);
+    if (rc || (!ok && !o.failed_at))
+        return rc;
+    custos_caller_system(&sys);
+    snprintf(sys.principal, sizeof(sys.principal), "@outbox");
+    custos_event_init(&e, "link.notify", &sys);
+    e.subject = d->subject;
+    snprintf(target, sizeof(target), "%s", d->link);
+    e.target = target;
+    e.count = (int64_t)o.attempts;
+    if (!ok) {
+        e.reason = "gave_up";
+        return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_UNAVAILABLE, "gave up after 7 days"));
+    }
+    return custos_audit_outcome(v, &e, CUSTOS_OK);
+}
+
+/* ---- legal retention ----------------------------------------------------------------------- */
+
+struct ret_ctx {
+    struct custos_vault *v;
+    const struct custos_caller *c;
+    struct custos_store_conn *conn;
+    const uint8_t *id;
+    uint64_t want;
+    json_t *fields;
+    const char *paths[CUSTOS_SCHEMA_MAX_FIELDS];
+    size_t npaths;
+    enum custos_err rc;
+    int allowed_any;
+};
+
+static int caller_has_role(const struct custos_vault *v, const struct custos_caller *c, const char *role)
+{
+    int r = custos_policy_role(v->policy, role);
+
+    return c->system || (r >= 0 && (c->roles & (1u << r)));
+}
+
+static int ret_one(void *ctx, const struct custos_retained_row *row)
+{
+    struct ret_ctx *rc = ctx;
+    struct custos_vault *v = rc->v;
+    const struct custos_field *f = custos_schema_field(v->schema, row->field, strlen(row->field));
+    struct custos_record rec = {0};
+    uint8_t *key = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = NULL;
+    size_t i;
+
+    if (!f || !caller_has_role(v, rc->c, row->role))
+        return 0;
+    if (rc->want && !(rc->want & ((uint64_t)1 << (f - v->schema->fields))))
+        return 0;
+    rc->allowed_any = 1;
+    if (retention_key(v, rc->conn, row->day, 0, key) != CUSTOS_OK)
+        return 0; /* the period ended and the key is gone: nothing left to read */
+    if ((rc->rc = custos_record_parse(row->blob, row->len, &rec)))
+        goto done;
+    pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64);
+    if (!pt) {
+        rc->rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    for (i = 0; i < rec.n && !rc->rc; i++) {
+        struct custos_path_parts pp;
+        size_t len;
+        char tag;
+
+        if (custos_path_split(rec.leaf[i].path, rec.leaf[i].plen, &pp) ||
+            rec.leaf[i].slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+            rc->rc = custos_err_set(CUSTOS_ERR_CORRUPT, "retained record is corrupt");
+            break;
+        }
+        if ((rc->rc = custos_leaf_open(rc->id, key, &rec.leaf[i], pt, &tag, &len)))
+            break;
+        rc->rc = custos_place(rc->fields, &pp, custos_decode_value(tag, (const char *)pt, len));
+        sodium_memzero(pt, len + 1);
+    }
+    if (!rc->rc && rc->npaths < CUSTOS_SCHEMA_MAX_FIELDS)
+        rc->paths[rc->npaths++] = f->name;
+done:
+    custos_scratch_wipe();
+    if (pt)
+        free(pt);
+    custos_record_release(&rec);
+    return rc->rc != CUSTOS_OK;
+}
+
+enum custos_err custos_retained_read(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
+                                     const char *fields, json_t **fields_out, struct custos_event *e)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_erasure_row er;
+    struct ret_ctx rc;
+    const char *p = fields;
+    enum custos_err err;
+
+    memset(&rc, 0, sizeof(rc));
+    *fields_out = NULL;
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        const struct custos_field *f = custos_schema_field(v->schema, p, n);
+
+        if (!f)
+            return custos_err_set(CUSTOS_ERR_INVALID, "fields: unknown field");
+        rc.want |= (uint64_t)1 << (f - v->schema->fields);
+        p += n + (p[n] == ',');
+    }
+    if (c->kind == CUSTOS_KIND_CUSTOMER)
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN, "legal-retention reads are for the role the schema names");
+    if ((err = v->ops->acquire(v->store, &conn)))
+        return err;
+    err = v->ops->erasure_get(conn, id, &er);
+    if (err == CUSTOS_ERR_NOTFOUND) {
+        v->ops->release(v->store, conn);
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN,
+                              "purpose legal-retention only reaches values kept after an erasure");
+    }
+    rc.v = v;
+    rc.c = c;
+    rc.conn = conn;
+    rc.id = id;
+    rc.fields = json_object();
+    if (!err && !rc.fields)
+        err = CUSTOS_ERR_NOMEM;
+    if (!err)
+        err = v->ops->retained_scan_subject(conn, id, ret_one, &rc);
+    if (!err)
+        err = rc.rc;
+    v->ops->release(v->store, conn);
+    if (!err && !rc.allowed_any)
+        err = custos_err_set(CUSTOS_ERR_FORBIDDEN, "no retained value of this subject is readable by this principal");
+    if (err) {
+        json_decref(rc.fields);
+        return err;
+    }
+    e->fields = rc.paths;
+    e->nfields = rc.npaths;
+    /* event's paths point into the schema: they outlive this call */
+    *fields_out = rc.fields;
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, uint64_t *values)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_caller sys;
+    struct custos_event e;
+    enum custos_err rc;
+
+    *keys = *values = 0;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    custos_lock_writes(v);
+    if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        if ((rc = v->ops->retention_expire(conn, day_of((int64_t)custos_now(v)), keys, values)) ||
+            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+    }
+    custos_unlock_writes(v);
+    v->ops->release(v->store, conn);
+    if (rc || !*keys)
+        return rc;
+    v->last_compact_ms = 0;
+    custos_caller_system(&sys);
+    custos_event_init(&e, "retention.expire", &sys);
+    e.count = (int64_t)*values;
+    return custos_audit_outcome(v, &e, CUSTOS_OK);
+}
+
+/* ---- erasures recorded in the ledger ------------------------------------------------------- */
+
+static void put_be64(uint8_t *p, uint64_t x)
+{
+    int i;
+
+    for (i = 0; i < 8; i++)
+        p[i] = (uint8_t)(x >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t x = 0;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        x = x << 8 | p[i];
+    return x;
+}
+
+enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied)
+{
+    static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"";
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf mark;
+    uint64_t from = 0, size = custos_ledger_size(v->ledger), i;
+    uint8_t *buf = NULL, mb[8];
+    enum custos_err rc;
+
+    *applied = 0;
+    custos_buf_init(&mark, 64);
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = v->ops->meta_get(conn, "erasures_scanned_through", &mark);
+    if (rc == CUSTOS_OK && mark.len == 8)
+        from = get_be64(mark.p);
+    else if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = CUSTOS_OK;
+    if (rc)
+        goto done;
+    if (from > size)
+        from = 0; /* a ledger shorter than the marker: rescan it all (the witness reports the rollback) */
+    buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    if (!buf) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    for (i = from; i < size && !rc; i++) {
+        struct custos_erasure_row er;
+        const char *hex;
+        json_t *ev;
+        size_t len = 0;
+        uint8_t id[16];
+
+        if ((rc = custos_ledger_read(v->ledger, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len)))
+            break;
+        if (len < sizeof(needle) || !memmem(buf, len, needle, sizeof(needle) - 1))
+            continue;
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        hex = json_string_value(json_object_get(ev, "subject"));
+        if (!hex || custos_id_parse(id, hex) != CUSTOS_OK) {
+            json_decref(ev);
+            continue;
+        }
+        if (v->ops->erasure_get(conn, id, &er) == CUSTOS_ERR_NOTFOUND) {
+            memset(&er, 0, sizeof(er));
+            memcpy(er.id, id, 16);
+            er.erased_at = json_integer_value(json_object_get(ev, "time"));
+            er.ledger_index = (int64_t)i;
+            if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+                if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->key_delete(conn, id, 0)) ||
+                    (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+                    v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            }
+            if (!rc)
+                (*applied)++;
+        }
+        json_decref(ev);
+    }
+    if (!rc) {
+        put_be64(mb, size);
+        rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
+    }
+done:
+    free(buf);
+    custos_buf_release(&mark);
+    v->ops->release(v->store, conn);
+    custos_err_clear();
+    return rc;
+}

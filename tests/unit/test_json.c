@@ -1,0 +1,333 @@
+/*
+ * test_json.c - bounded parsing of outside JSON (src/core/json.c): byte and
+ * depth caps, duplicate keys, invalid UTF-8, trailing garbage, empty input,
+ * and the member helpers custos_json_only / custos_json_str.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/json.h"
+#include "custos/err.h"
+#include "custos/banned.h"
+
+static enum custos_err parse(const char *buf, size_t len, size_t max, int any, json_t **out)
+{
+    custos_err_clear();
+    *out = (json_t *)0x1;
+    return custos_json_parse(buf, len, max, any, out);
+}
+
+static void expect_bad(const char *buf, size_t len, enum custos_err want, const char *needle)
+{
+    json_t *j;
+    enum custos_err rc = parse(buf, len, 65536, 0, &j);
+
+    if (rc != want)
+        fail_msg("parse of %zu bytes = %d, want %d (%s)", len, rc, want, custos_err_msg(rc));
+    assert_null(j);
+    if (needle && !strstr(custos_err_msg(rc), needle))
+        fail_msg("message '%s' does not mention '%s'", custos_err_msg(rc), needle);
+}
+
+static void expect_bads(const char *s, enum custos_err want, const char *needle)
+{
+    expect_bad(s, strlen(s), want, needle);
+}
+
+static void expect_ok(const char *s, int any)
+{
+    json_t *j;
+    enum custos_err rc = parse(s, strlen(s), 65536, any, &j);
+
+    if (rc != CUSTOS_OK)
+        fail_msg("parse of '%s' failed: %s", s, custos_err_msg(rc));
+    assert_non_null(j);
+    json_decref(j);
+}
+
+/* n nested arrays around a scalar: [[[1]]] */
+static char *nested(size_t n, char open, char close)
+{
+    char *s = malloc(2 * n + 2);
+    size_t i;
+
+    assert_non_null(s);
+    for (i = 0; i < n; i++)
+        s[i] = open;
+    s[n] = '1';
+    for (i = 0; i < n; i++)
+        s[n + 1 + i] = close;
+    s[2 * n + 1] = '\0';
+    return s;
+}
+
+static void test_size_cap(void **state)
+{
+    char buf[128];
+    json_t *j;
+    size_t n;
+
+    (void)state;
+    n = (size_t)snprintf(buf, sizeof(buf), "{\"a\":\"%s\"}", "0123456789");
+    /* exactly at the cap: fine */
+    assert_int_equal(parse(buf, n, n, 0, &j), CUSTOS_OK);
+    json_decref(j);
+    /* one byte over: TOOBIG, before parsing */
+    assert_int_equal(parse(buf, n, n - 1, 0, &j), CUSTOS_ERR_TOOBIG);
+    assert_null(j);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_TOOBIG), "exceeds"));
+    /* a huge length is refused without reading it */
+    assert_int_equal(parse(buf, (size_t)1 << 40, 65536, 0, &j), CUSTOS_ERR_TOOBIG);
+    assert_null(j);
+}
+
+static void test_depth_cap(void **state)
+{
+    json_t *j;
+    char *s;
+    char obj[512];
+    size_t o = 0;
+    int i;
+
+    (void)state;
+    s = nested(CUSTOS_JSON_MAX_DEPTH, '[', ']');
+    assert_int_equal(parse(s, strlen(s), 65536, 1, &j), CUSTOS_OK);
+    json_decref(j);
+    free(s);
+    s = nested(CUSTOS_JSON_MAX_DEPTH + 1, '[', ']');
+    assert_int_equal(parse(s, strlen(s), 65536, 1, &j), CUSTOS_ERR_INVALID);
+    assert_null(j);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "deeper"));
+    free(s);
+    /* very deep input is refused by the scan, not by recursion */
+    s = nested(100000, '[', ']');
+    assert_int_equal(parse(s, strlen(s), 1 << 20, 1, &j), CUSTOS_ERR_INVALID);
+    free(s);
+    /* unbalanced: only opening brackets */
+    s = malloc(50001);
+    memset(s, '{', 50000);
+    s[50000] = '\0';
+    assert_int_equal(parse(s, 50000, 1 << 20, 0, &j), CUSTOS_ERR_INVALID);
+    free(s);
+
+    /* objects count too: depth 8 fine, 9 refused */
+    for (i = 0; i < CUSTOS_JSON_MAX_DEPTH; i++)
+        o += (size_t)snprintf(obj + o, sizeof(obj) - o, "{\"k\":");
+    o += (size_t)snprintf(obj + o, sizeof(obj) - o, "1");
+    for (i = 0; i < CUSTOS_JSON_MAX_DEPTH; i++)
+        o += (size_t)snprintf(obj + o, sizeof(obj) - o, "}");
+    expect_ok(obj, 0);
+    o = 0;
+    for (i = 0; i < CUSTOS_JSON_MAX_DEPTH + 1; i++)
+        o += (size_t)snprintf(obj + o, sizeof(obj) - o, "{\"k\":");
+    o += (size_t)snprintf(obj + o, sizeof(obj) - o, "1");
+    for (i = 0; i < CUSTOS_JSON_MAX_DEPTH + 1; i++)
+        o += (size_t)snprintf(obj + o, sizeof(obj) - o, "}");
+    expect_bads(obj, CUSTOS_ERR_INVALID, "deeper");
+
+    /* brackets inside strings do not count, escaped quotes do not end a string */
+    expect_ok("{\"a\":\"[[[[[[[[[[[[[[[[{{{{{{{{{{{{\"}", 0);
+    expect_ok("{\"a\":\"\\\"[[[[[[[[[[[[[[[[\\\\\",\"b\":[[1]]}", 0);
+    /* siblings do not add up */
+    expect_ok("{\"a\":[[[[1]]]],\"b\":[[[[2]]]],\"c\":[[[[3]]]]}", 0);
+    /* mixed arrays and objects, ten levels */
+    expect_bads("{\"a\":[{\"b\":[{\"c\":[{\"d\":[{\"e\":[1]}]}]}]}]}", CUSTOS_ERR_INVALID, "deeper");
+}
+
+static void test_duplicate_keys(void **state)
+{
+    (void)state;
+    expect_bads("{\"name\":\"a\",\"name\":\"b\"}", CUSTOS_ERR_INVALID, "duplicate");
+    expect_bads("{\"a\":{\"x\":1,\"x\":2}}", CUSTOS_ERR_INVALID, "duplicate");
+    expect_bads("{\"a\":[{\"x\":1,\"x\":1}]}", CUSTOS_ERR_INVALID, "duplicate");
+    /* the same key in different objects is fine */
+    expect_ok("{\"a\":{\"x\":1},\"b\":{\"x\":1}}", 0);
+}
+
+static void test_invalid_utf8(void **state)
+{
+    static const char *const bad[] = {
+        "{\"a\":\"\xff\"}",                  /* invalid byte */
+        "{\"a\":\"\xc0\xaf\"}",              /* overlong '/' */
+        "{\"a\":\"\xed\xa0\x80\"}",          /* UTF-16 surrogate */
+        "{\"a\":\"\xe3\x81\"}",              /* truncated sequence */
+        "{\"a\":\"\x80\"}",                  /* lone continuation byte */
+        "{\"a\":\"\xf4\x90\x80\x80\"}",      /* beyond U+10FFFF */
+        "{\"\xff\":\"a\"}",                  /* in a key */
+        NULL,
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; bad[i]; i++)
+        expect_bads(bad[i], CUSTOS_ERR_INVALID, "UTF-8");
+    /* valid multi-byte text is fine */
+    expect_ok("{\"name\":\"전성준\",\"e\":\"\xf0\x9f\x98\x80\"}", 0);
+}
+
+static void test_trailing_and_empty(void **state)
+{
+    json_t *j;
+
+    (void)state;
+    expect_bads("{} x", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{}{}", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{\"a\":1},", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{\"a\":1}\n\n]", CUSTOS_ERR_INVALID, "invalid JSON");
+    /* trailing whitespace is not garbage */
+    expect_ok("{\"a\":1}\n", 0);
+    expect_ok("  {\"a\":1}  \r\n", 0);
+    /* empty */
+    assert_int_equal(parse("", 0, 65536, 0, &j), CUSTOS_ERR_INVALID);
+    assert_null(j);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "empty"));
+    assert_int_equal(parse(NULL, 0, 65536, 0, &j), CUSTOS_ERR_INVALID);
+    expect_bads("   ", CUSTOS_ERR_INVALID, NULL);
+    expect_bads("\n", CUSTOS_ERR_INVALID, NULL);
+    /* a raw NUL in the input */
+    expect_bad("{\"a\":\"b\0c\"}", 11, CUSTOS_ERR_INVALID, NULL);
+    expect_bad("{\"a\":1}\0", 8, CUSTOS_ERR_INVALID, NULL);
+    /* an escaped NUL is refused (values must not hide a NUL) */
+    expect_bads("{\"a\":\"b\\u0000c\"}", CUSTOS_ERR_INVALID, NULL);
+    /* syntax errors */
+    expect_bads("{\"a\":}", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{'a':1}", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{\"a\":1,}", CUSTOS_ERR_INVALID, "invalid JSON");
+    expect_bads("{\"a\":NaN}", CUSTOS_ERR_INVALID, "invalid JSON");
+}
+
+static void test_types(void **state)
+{
+    json_t *j;
+
+    (void)state;
+    /* not an object when an object is wanted */
+    expect_bads("[]", CUSTOS_ERR_INVALID, "object");
+    expect_bads("[{\"a\":1}]", CUSTOS_ERR_INVALID, "object");
+    expect_bads("\"text\"", CUSTOS_ERR_INVALID, NULL);
+    expect_bads("42", CUSTOS_ERR_INVALID, NULL);
+    expect_bads("null", CUSTOS_ERR_INVALID, NULL);
+    /* any type */
+    assert_int_equal(parse("[1,2]", 5, 100, 1, &j), CUSTOS_OK);
+    assert_true(json_is_array(j));
+    json_decref(j);
+    assert_int_equal(parse("\"t\"", 3, 100, 1, &j), CUSTOS_OK);
+    assert_true(json_is_string(j));
+    json_decref(j);
+    assert_int_equal(parse("7", 1, 100, 1, &j), CUSTOS_OK);
+    assert_true(json_is_integer(j));
+    json_decref(j);
+}
+
+/* Errors report positions, never input bytes (they may be personal data). */
+static void test_no_input_in_messages(void **state)
+{
+    static const char *const docs[] = {
+        "{\"email\":\"SECRETVALUE@example.com\"",
+        "{\"email\":\"SECRETVALUE\" x}",
+        "{\"SECRETVALUE\":1,\"SECRETVALUE\":2}",
+        "{\"email\":\"SECRETVALUE\xff\"}",
+        "SECRETVALUE",
+        "{\"a\":SECRETVALUE}",
+        NULL,
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; docs[i]; i++) {
+        json_t *j;
+        enum custos_err rc = parse(docs[i], strlen(docs[i]), 65536, 0, &j);
+
+        assert_int_equal(rc, CUSTOS_ERR_INVALID);
+        if (strstr(custos_err_msg(rc), "SECRET"))
+            fail_msg("message quotes input: %s", custos_err_msg(rc));
+    }
+}
+
+static void test_json_only(void **state)
+{
+    static const char *const allowed[] = {"id", "kind", "roles", NULL};
+    static const char *const none[] = {NULL};
+    json_t *o = json_pack("{s:s, s:s}", "id", "svc", "kind", "service");
+    char longkey[200];
+
+    (void)state;
+    assert_int_equal(custos_json_only(o, allowed, "principal"), CUSTOS_OK);
+    json_object_set_new(o, "role", json_string("x"));
+    custos_err_clear();
+    assert_int_equal(custos_json_only(o, allowed, "principal"), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "'role'"));
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "principal"));
+    json_decref(o);
+    /* empty object with nothing allowed */
+    o = json_object();
+    assert_int_equal(custos_json_only(o, none, "x"), CUSTOS_OK);
+    /* a long unknown key is capped in the message */
+    memset(longkey, 'k', sizeof(longkey) - 1);
+    longkey[sizeof(longkey) - 1] = '\0';
+    json_object_set_new(o, longkey, json_true());
+    custos_err_clear();
+    assert_int_equal(custos_json_only(o, none, "x"), CUSTOS_ERR_INVALID);
+    assert_true(strlen(custos_err_msg(CUSTOS_ERR_INVALID)) < 120);
+    json_decref(o);
+}
+
+static void test_json_str(void **state)
+{
+    json_t *o = json_pack("{s:s, s:i, s:s, s:n}", "id", "svc", "n", 5, "long", "0123456789", "nul");
+    const char *v = (const char *)0x1;
+
+    (void)state;
+    assert_int_equal(custos_json_str(o, "id", 1, 64, &v), CUSTOS_OK);
+    assert_string_equal(v, "svc");
+    /* missing */
+    custos_err_clear();
+    v = (const char *)0x1;
+    assert_int_equal(custos_json_str(o, "secret", 1, 64, &v), CUSTOS_ERR_INVALID);
+    assert_null(v);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "missing field 'secret'"));
+    v = (const char *)0x1;
+    assert_int_equal(custos_json_str(o, "secret", 0, 64, &v), CUSTOS_OK);
+    assert_null(v);
+    /* wrong type */
+    custos_err_clear();
+    assert_int_equal(custos_json_str(o, "n", 1, 64, &v), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "'n' must be a string"));
+    assert_int_equal(custos_json_str(o, "n", 0, 64, &v), CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_json_str(o, "nul", 0, 64, &v), CUSTOS_ERR_INVALID);
+    /* length cap: 10 bytes fit 10, not 9 */
+    assert_int_equal(custos_json_str(o, "long", 1, 10, &v), CUSTOS_OK);
+    assert_int_equal(custos_json_str(o, "long", 1, 9, &v), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "longer than 9"));
+    /* an embedded NUL (possible in a jansson string built in memory) */
+    json_object_set_new(o, "z", json_stringn("a\0b", 3));
+    assert_int_equal(custos_json_str(o, "z", 1, 64, &v), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "NUL"));
+    json_decref(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_size_cap),
+        cmocka_unit_test(test_depth_cap),
+        cmocka_unit_test(test_duplicate_keys),
+        cmocka_unit_test(test_invalid_utf8),
+        cmocka_unit_test(test_trailing_and_empty),
+        cmocka_unit_test(test_types),
+        cmocka_unit_test(test_no_input_in_messages),
+        cmocka_unit_test(test_json_only),
+        cmocka_unit_test(test_json_str),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,940 @@
+/*
+ * test_schema.c - schema documents, record validation and flattening,
+ * blind-index normalisation and masking (src/core/schema.c).
+ *
+ * The masking examples are the ones issue 2 fixes as the contract:
+ * name 선*안, phone 010-****-6960, email ab****@gmail.com, address keeps the
+ * first two words, customs_code P**********81, entrance_code ****.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "core/buf.h"
+#include "core/schema.h"
+#include "custos/err.h"
+#include "custos/banned.h"
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static struct custos_schema *default_schema(void)
+{
+    struct custos_schema *s = NULL;
+
+    assert_int_equal(custos_schema_parse(custos_default_schema_json, strlen(custos_default_schema_json), &s),
+                     CUSTOS_OK);
+    assert_non_null(s);
+    return s;
+}
+
+static enum custos_err parse_text(const char *text, struct custos_schema **out)
+{
+    custos_err_clear();
+    return custos_schema_parse(text, strlen(text), out);
+}
+
+/* An invalid schema: CUSTOS_ERR_INVALID, no result, and a message that mentions `needle`. */
+static void expect_bad_schema(const char *text, const char *needle)
+{
+    struct custos_schema *s = (struct custos_schema *)0x1;
+    enum custos_err rc = parse_text(text, &s);
+
+    if (rc != CUSTOS_ERR_INVALID)
+        fail_msg("schema accepted or wrong code %d: %s", rc, text);
+    assert_null(s);
+    if (!strstr(custos_err_msg(rc), needle))
+        fail_msg("message '%s' does not mention '%s' (schema %s)", custos_err_msg(rc), needle, text);
+}
+
+/* Flatten a JSON text against a schema; the document is kept in *doc (leaves borrow from it). */
+static enum custos_err flatten(const struct custos_schema *s, const char *text, int patch, json_t **doc,
+                               struct custos_leaves *l, uint64_t *removed)
+{
+    json_error_t jerr;
+
+    *doc = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!*doc)
+        fail_msg("test JSON does not parse: %s: %s", jerr.text, text);
+    memset(l, 0, sizeof(*l));
+    custos_err_clear();
+    return custos_schema_flatten(s, *doc, patch, l, removed);
+}
+
+static void expect_flatten(const struct custos_schema *s, const char *text, int patch, enum custos_err want,
+                           const char *needle)
+{
+    struct custos_leaves l;
+    uint64_t removed = 0;
+    json_t *doc;
+    enum custos_err rc = flatten(s, text, patch, &doc, &l, &removed);
+
+    if (rc != want)
+        fail_msg("flatten(%s, patch=%d) = %d, want %d (%s)", text, patch, rc, want, custos_err_msg(rc));
+    if (needle && !strstr(custos_err_msg(rc), needle))
+        fail_msg("message '%s' does not mention '%s'", custos_err_msg(rc), needle);
+    custos_leaves_release(&l);
+    json_decref(doc);
+}
+
+static size_t field_no(const struct custos_schema *s, const char *name)
+{
+    const struct custos_field *f = custos_schema_field(s, name, strlen(name));
+
+    assert_non_null(f);
+    return (size_t)(f - s->fields);
+}
+
+/* Does s contain a NUL-free, valid UTF-8 string of exactly n bytes?  (jansson validates UTF-8.) */
+static int valid_utf8(const char *p, size_t n)
+{
+    json_t *j = json_stringn(p, n);
+    int ok = j != NULL;
+
+    json_decref(j);
+    return ok;
+}
+
+static void expect_mask(enum custos_mask m, const char *in, const char *want)
+{
+    struct custos_buf b;
+    enum custos_err rc;
+
+    custos_buf_init(&b, 1024);
+    rc = custos_mask_value(m, in, strlen(in), &b);
+    assert_int_equal(rc, CUSTOS_OK);
+    if (b.len != strlen(want) || memcmp(b.p, want, b.len) != 0)
+        fail_msg("mask %d of '%s' = '%s', want '%s'", (int)m, in, (const char *)b.p, want);
+    if (!valid_utf8((const char *)b.p, b.len))
+        fail_msg("mask %d of '%s' is not valid UTF-8", (int)m, in);
+    custos_buf_release(&b);
+}
+
+static size_t u8chars(const char *s)
+{
+    size_t k = 0;
+
+    for (; *s; s++)
+        k += ((unsigned char)*s & 0xc0) != 0x80;
+    return k;
+}
+
+/* ---- schema documents ---------------------------------------------------------------------- */
+
+static void test_default_schema(void **state)
+{
+    struct custos_schema *s = default_schema();
+    const struct custos_field *f;
+    static const char *const top[] = {"name", "email", "phone", "birth_date", "customs_code", "address_book"};
+    static const char *const items[] = {"recipient", "phone", "address", "entrance_code"};
+    size_t i;
+
+    (void)state;
+    assert_int_equal(s->nfields, 6);
+    for (i = 0; i < 6; i++)
+        assert_non_null(custos_schema_field(s, top[i], strlen(top[i])));
+    assert_null(custos_schema_field(s, "nickname", 8));
+    /* prefix of a name is not the name */
+    assert_null(custos_schema_field(s, "nam", 3));
+
+    f = custos_schema_field(s, "email", 5);
+    assert_int_equal(f->type, CUSTOS_FT_STRING);
+    assert_int_equal(f->format, CUSTOS_FMT_EMAIL);
+    assert_int_equal(f->mask, CUSTOS_MASK_EMAIL);
+    assert_true(f->searchable);
+    assert_int_equal(f->cls, CUSTOS_FC_PII);
+
+    f = custos_schema_field(s, "phone", 5);
+    assert_true(f->searchable);
+    assert_int_equal(f->format, CUSTOS_FMT_PHONE);
+    assert_int_equal(f->mask, CUSTOS_MASK_PHONE);
+
+    f = custos_schema_field(s, "name", 4);
+    assert_false(f->searchable);
+    assert_int_equal(f->mask, CUSTOS_MASK_NAME);
+    assert_int_equal(f->max_length, 100);
+
+    f = custos_schema_field(s, "birth_date", 10);
+    assert_int_equal(f->type, CUSTOS_FT_DATE);
+    assert_int_equal(f->mask, CUSTOS_MASK_DATE);
+
+    f = custos_schema_field(s, "customs_code", 12);
+    assert_int_equal(f->cls, CUSTOS_FC_SENSITIVE);
+    assert_int_equal(f->format, CUSTOS_FMT_PCCC);
+    assert_int_equal(f->mask, CUSTOS_MASK_EDGES);
+    assert_int_equal(f->max_length, 13);
+    assert_false(f->searchable);
+
+    f = custos_schema_field(s, "address_book", 12);
+    assert_int_equal(f->type, CUSTOS_FT_ARRAY);
+    assert_int_equal(f->max_items, 20);
+    assert_int_equal(f->nitems, 4);
+    for (i = 0; i < 4; i++) {
+        size_t k;
+        int found = 0;
+
+        for (k = 0; k < f->nitems; k++)
+            found |= strcmp(f->items[k].name, items[i]) == 0;
+        assert_true(found);
+    }
+    for (i = 0; i < f->nitems; i++) {
+        const struct custos_field *it = &f->items[i];
+
+        assert_false(it->searchable);
+        if (strcmp(it->name, "entrance_code") == 0) {
+            assert_int_equal(it->cls, CUSTOS_FC_SENSITIVE);
+            assert_int_equal(it->mask, CUSTOS_MASK_FULL);
+        } else if (strcmp(it->name, "address") == 0)
+            assert_int_equal(it->mask, CUSTOS_MASK_ADDRESS);
+        else if (strcmp(it->name, "recipient") == 0)
+            assert_int_equal(it->mask, CUSTOS_MASK_NAME);
+        else if (strcmp(it->name, "phone") == 0)
+            assert_int_equal(it->mask, CUSTOS_MASK_PHONE);
+    }
+    custos_schema_free(s);
+    custos_schema_free(NULL); /* no-op */
+}
+
+static void test_custom_schema_valid(void **state)
+{
+    static const char text[] =
+        "{\"fields\": {"
+        "  \"member_no\": {\"type\": \"integer\", \"class\": \"pii\"},"
+        "  \"vip\": {\"type\": \"boolean\"},"
+        "  \"nickname\": {\"type\": \"string\", \"searchable\": true, \"mask\": \"name\", \"max_length\": 10},"
+        "  \"passport\": {\"type\": \"string\", \"class\": \"sensitive\", \"mask\": \"edges\","
+        "               \"retention\": {\"days\": 365, \"legal_basis\": \"customs act\", \"role\": \"auditor\"}},"
+        "  \"joined\": {\"type\": \"date\"},"
+        "  \"cards\": {\"type\": \"array\", \"max_items\": 2, \"items\": {"
+        "      \"last4\": {\"type\": \"string\", \"class\": \"sensitive\", \"format\": \"none\", \"max_length\": 4},"
+        "      \"primary\": {\"type\": \"boolean\"}}}"
+        "}}";
+    struct custos_schema *s = NULL;
+    const struct custos_field *f;
+
+    (void)state;
+    assert_int_equal(parse_text(text, &s), CUSTOS_OK);
+    assert_int_equal(s->nfields, 6);
+    f = custos_schema_field(s, "member_no", 9);
+    assert_int_equal(f->type, CUSTOS_FT_INTEGER);
+    f = custos_schema_field(s, "vip", 3);
+    assert_int_equal(f->type, CUSTOS_FT_BOOLEAN);
+    assert_int_equal(f->cls, CUSTOS_FC_PII);     /* default class */
+    assert_int_equal(f->mask, CUSTOS_MASK_FULL); /* default mask */
+    assert_int_equal(f->max_length, 256);        /* default cap */
+    f = custos_schema_field(s, "nickname", 8);
+    assert_true(f->searchable);
+    assert_int_equal(f->max_length, 10);
+    f = custos_schema_field(s, "passport", 8);
+    assert_int_equal(f->cls, CUSTOS_FC_SENSITIVE);
+    assert_int_equal(f->retention_days, 365);
+    assert_string_equal(f->legal_basis, "customs act");
+    assert_string_equal(f->retention_role, "auditor");
+    f = custos_schema_field(s, "joined", 6);
+    assert_int_equal(f->mask, CUSTOS_MASK_DATE); /* dates mask as dates by default */
+    f = custos_schema_field(s, "cards", 5);
+    assert_int_equal(f->max_items, 2);
+    assert_int_equal(f->nitems, 2);
+    custos_schema_free(s);
+}
+
+static void test_custom_schema_invalid(void **state)
+{
+    char big[8192];
+    size_t o = 0;
+    int i;
+
+    (void)state;
+    expect_bad_schema("", "schema");
+    expect_bad_schema("{", "schema");
+    expect_bad_schema("[]", "schema");
+    expect_bad_schema("{\"fields\": {}}", "fields");
+    expect_bad_schema("{\"fields\": []}", "fields");
+    expect_bad_schema("{}", "fields");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\"}}, \"extra\": 1}", "top level");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\"}}} trailing", "schema");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\"}, \"a\": {\"type\": \"string\"}}}", "schema");
+    expect_bad_schema("{\"fields\": {\"Name\": {\"type\": \"string\"}}}", "field name");
+    expect_bad_schema("{\"fields\": {\"1a\": {\"type\": \"string\"}}}", "field name");
+    expect_bad_schema("{\"fields\": {\"a-b\": {\"type\": \"string\"}}}", "field name");
+    expect_bad_schema("{\"fields\": {\"\": {\"type\": \"string\"}}}", "field name");
+    expect_bad_schema("{\"fields\": {\"a23456789012345678901234567890123456789012345678x\": "
+                      "{\"type\": \"string\"}}}",
+                      "field name");
+    expect_bad_schema("{\"fields\": {\"a\": \"string\"}}", "must be an object");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"colour\": \"red\"}}}", "unknown property");
+    expect_bad_schema("{\"fields\": {\"a\": {}}}", "type");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"float\"}}}", "type");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": 1}}}", "type");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"class\": \"secret\"}}}", "class");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"mask\": \"blur\"}}}", "mask");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"format\": \"iban\"}}}", "format");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"integer\", \"format\": \"email\"}}}", "format");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"searchable\": \"yes\"}}}", "searchable");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"date\", \"searchable\": true}}}", "searchable");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {"
+                      "\"b\": {\"type\": \"string\", \"searchable\": true}}}}}",
+                      "searchable");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"max_length\": 0}}}", "max_length");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"max_length\": 4097}}}", "max_length");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"max_length\": \"10\"}}}", "max_length");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"max_items\": 3}}}", "items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"items\": {\"b\": {\"type\": \"string\"}}}}}",
+                      "items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\"}}}", "items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {}}}}", "items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"max_items\": 0, \"items\": {"
+                      "\"b\": {\"type\": \"string\"}}}}}",
+                      "max_items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"max_items\": 1001, \"items\": {"
+                      "\"b\": {\"type\": \"string\"}}}}}",
+                      "max_items");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {"
+                      "\"b\": {\"type\": \"array\", \"items\": {\"c\": {\"type\": \"string\"}}}}}}}",
+                      "nest");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {\"B\": {\"type\": \"string\"}}}}}",
+                      "field name");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 0, "
+                      "\"legal_basis\": \"x\", \"role\": \"auditor\"}}}}",
+                      "retention");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30}}}}", "retention");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"x\", \"role\": \"auditor\", \"why\": 1}}}}",
+                      "retention");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": 30}}}", "retention");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {\"b\": {\"type\": \"string\", "
+                      "\"retention\": {\"days\": 30, \"legal_basis\": \"x\", \"role\": \"auditor\"}}}}}}",
+                      "retention");
+
+    /* more than CUSTOS_SCHEMA_MAX_FIELDS fields */
+    o += (size_t)snprintf(big + o, sizeof(big) - o, "{\"fields\": {");
+    for (i = 0; i < CUSTOS_SCHEMA_MAX_FIELDS + 1; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"f%d\": {\"type\": \"string\"}", i ? "," : "", i);
+    snprintf(big + o, sizeof(big) - o, "}}");
+    expect_bad_schema(big, "fields");
+    /* ... and exactly the maximum is fine */
+    o = 0;
+    o += (size_t)snprintf(big + o, sizeof(big) - o, "{\"fields\": {");
+    for (i = 0; i < CUSTOS_SCHEMA_MAX_FIELDS; i++)
+        o += (size_t)snprintf(big + o, sizeof(big) - o, "%s\"f%d\": {\"type\": \"string\"}", i ? "," : "", i);
+    snprintf(big + o, sizeof(big) - o, "}}");
+    {
+        struct custos_schema *s = NULL;
+
+        assert_int_equal(parse_text(big, &s), CUSTOS_OK);
+        assert_int_equal(s->nfields, CUSTOS_SCHEMA_MAX_FIELDS);
+        custos_schema_free(s);
+    }
+}
+
+/* ---- flattening ---------------------------------------------------------------------------- */
+
+static const char sample[] =
+    "{\"name\":\"전성준\",\"email\":\"americo.brekke47797@naver.com\",\"phone\":\"010-0002-8558\","
+    "\"birth_date\":\"1953-09-25\",\"customs_code\":\"P595082838751\","
+    "\"address_book\":[{\"recipient\":\"전성준\",\"phone\":\"010-0002-8558\",\"address\":\"경기도 광산군 상1길 16224\","
+    "\"entrance_code\":\"#5156\"},{\"recipient\":\"윤예린\",\"phone\":\"010-6595-9118\","
+    "\"address\":\"대전광역시 부천군 신월7길 867\",\"entrance_code\":\"#2849\"}]}";
+
+static const struct custos_leaf *leaf_at(const struct custos_leaves *l, const char *path)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        if (strcmp(l->v[i].path, path) == 0)
+            return &l->v[i];
+    return NULL;
+}
+
+static void test_flatten_paths(void **state)
+{
+    struct custos_schema *s = default_schema();
+    struct custos_leaves l;
+    const struct custos_leaf *lf;
+    uint64_t removed = 1234;
+    json_t *doc;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(flatten(s, sample, 0, &doc, &l, &removed), CUSTOS_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(l.n, 5 + 2 * 4);
+
+    lf = leaf_at(&l, "address_book[1].entrance_code");
+    assert_non_null(lf);
+    assert_int_equal(lf->tag, 's');
+    assert_int_equal(lf->len, 5);
+    assert_memory_equal(lf->val, "#2849", 5);
+    assert_string_equal(lf->field->name, "entrance_code");
+    assert_string_equal(lf->top->name, "address_book");
+
+    lf = leaf_at(&l, "address_book[0].address");
+    assert_non_null(lf);
+    assert_int_equal(lf->len, strlen("경기도 광산군 상1길 16224"));
+    assert_memory_equal(lf->val, "경기도 광산군 상1길 16224", lf->len);
+
+    lf = leaf_at(&l, "name");
+    assert_non_null(lf);
+    assert_ptr_equal(lf->field, lf->top);
+    assert_int_equal(lf->len, strlen("전성준"));
+    assert_non_null(leaf_at(&l, "customs_code"));
+    assert_non_null(leaf_at(&l, "birth_date"));
+    assert_null(leaf_at(&l, "address_book[2].phone"));
+
+    /* ordered by schema field, array items in index order */
+    for (i = 1; i < l.n; i++) {
+        size_t a = (size_t)(l.v[i - 1].top - s->fields), b = (size_t)(l.v[i].top - s->fields);
+
+        assert_true(a <= b);
+    }
+    for (i = 0; i < l.n; i++)
+        if (strncmp(l.v[i].path, "address_book[", 13) == 0) {
+            assert_true(strncmp(l.v[i].path, "address_book[0]", 15) == 0);
+            break;
+        }
+    custos_leaves_release(&l);
+    assert_null(l.v);
+    assert_int_equal(l.n, 0);
+    json_decref(doc);
+    custos_schema_free(s);
+}
+
+static void test_flatten_types(void **state)
+{
+    struct custos_schema *s = default_schema(), *c = NULL;
+    struct custos_leaves l;
+    uint64_t removed;
+    json_t *doc;
+
+    (void)state;
+    expect_flatten(s, "{\"name\": 5}", 0, CUSTOS_ERR_INVALID, "name");
+    expect_flatten(s, "{\"name\": true}", 0, CUSTOS_ERR_INVALID, "name");
+    expect_flatten(s, "{\"name\": [\"a\"]}", 0, CUSTOS_ERR_INVALID, "name");
+    expect_flatten(s, "{\"name\": {\"first\": \"a\"}}", 0, CUSTOS_ERR_INVALID, "name");
+    expect_flatten(s, "{\"name\": \"\"}", 0, CUSTOS_ERR_INVALID, "empty");
+    expect_flatten(s, "{\"birth_date\": 19650101}", 0, CUSTOS_ERR_INVALID, "birth_date");
+    expect_flatten(s, "{\"address_book\": {\"recipient\": \"a\"}}", 0, CUSTOS_ERR_INVALID, "array");
+    expect_flatten(s, "{\"address_book\": [\"a\"]}", 0, CUSTOS_ERR_INVALID, "address_book[0]");
+    expect_flatten(s, "{\"address_book\": [{\"phone\": 1012345678}]}", 0, CUSTOS_ERR_INVALID,
+                   "address_book[0].phone");
+    expect_flatten(s, "[]", 0, CUSTOS_ERR_INVALID, "object");
+    expect_flatten(s, "\"x\"", 0, CUSTOS_ERR_INVALID, "object");
+
+    /* integer and boolean leaves in a custom schema */
+    assert_int_equal(parse_text("{\"fields\": {\"n\": {\"type\": \"integer\"}, \"b\": {\"type\": \"boolean\"}}}", &c),
+                     CUSTOS_OK);
+    assert_int_equal(flatten(c, "{\"n\": -42, \"b\": false}", 0, &doc, &l, &removed), CUSTOS_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(leaf_at(&l, "n")->tag, 'i');
+    assert_int_equal(leaf_at(&l, "n")->ival, -42);
+    assert_int_equal(leaf_at(&l, "b")->tag, 'b');
+    assert_int_equal(leaf_at(&l, "b")->len, 5);
+    assert_memory_equal(leaf_at(&l, "b")->val, "false", 5);
+    custos_leaves_release(&l);
+    json_decref(doc);
+    expect_flatten(c, "{\"n\": 1.5}", 0, CUSTOS_ERR_INVALID, "integer");
+    expect_flatten(c, "{\"n\": \"1\"}", 0, CUSTOS_ERR_INVALID, "integer");
+    expect_flatten(c, "{\"b\": 1}", 0, CUSTOS_ERR_INVALID, "true or false");
+    custos_schema_free(c);
+    custos_schema_free(s);
+}
+
+static void test_flatten_max_length(void **state)
+{
+    struct custos_schema *s = default_schema();
+    char doc[1024];
+    char name[512];
+    size_t i, o;
+
+    (void)state;
+    /* 100 bytes ok, 101 bytes too long (max_length counts bytes) */
+    memset(name, 'a', 100);
+    name[100] = '\0';
+    snprintf(doc, sizeof(doc), "{\"name\": \"%s\"}", name);
+    expect_flatten(s, doc, 0, CUSTOS_OK, NULL);
+    name[100] = 'a';
+    name[101] = '\0';
+    snprintf(doc, sizeof(doc), "{\"name\": \"%s\"}", name);
+    expect_flatten(s, doc, 0, CUSTOS_ERR_INVALID, "longer than 100");
+    /* 33 Hangul syllables = 99 bytes ok, 34 = 102 bytes too long */
+    for (o = 0, i = 0; i < 33; i++)
+        o += (size_t)snprintf(name + o, sizeof(name) - o, "가");
+    snprintf(doc, sizeof(doc), "{\"name\": \"%s\"}", name);
+    expect_flatten(s, doc, 0, CUSTOS_OK, NULL);
+    snprintf(name + o, sizeof(name) - o, "가");
+    snprintf(doc, sizeof(doc), "{\"name\": \"%s\"}", name);
+    expect_flatten(s, doc, 0, CUSTOS_ERR_INVALID, "longer than");
+    /* an item field's cap */
+    memset(name, '1', 33);
+    name[33] = '\0';
+    snprintf(doc, sizeof(doc), "{\"address_book\": [{\"entrance_code\": \"%s\"}]}", name);
+    expect_flatten(s, doc, 0, CUSTOS_ERR_INVALID, "address_book[0].entrance_code");
+    name[32] = '\0';
+    snprintf(doc, sizeof(doc), "{\"address_book\": [{\"entrance_code\": \"%s\"}]}", name);
+    expect_flatten(s, doc, 0, CUSTOS_OK, NULL);
+    custos_schema_free(s);
+}
+
+static void test_flatten_formats(void **state)
+{
+    struct custos_schema *s = default_schema();
+    static const char *const good[] = {
+        "{\"email\": \"a@b.co\"}",
+        "{\"email\": \"Americo.Brekke@Naver.com\"}",
+        "{\"phone\": \"010-1234-5678\"}",
+        "{\"phone\": \"01012345678\"}",
+        "{\"phone\": \"+82 10-1234-5678\"}",
+        "{\"phone\": \"(02) 123-4567\"}",
+        "{\"phone\": \"1234567\"}",
+        "{\"phone\": \"123456789012345\"}",
+        "{\"customs_code\": \"P123456789012\"}",
+        "{\"customs_code\": \"p123456789012\"}",
+        "{\"birth_date\": \"2024-02-29\"}",
+        "{\"birth_date\": \"2000-02-29\"}",
+        "{\"birth_date\": \"1965-10-15\"}",
+        "{\"birth_date\": \"2023-12-31\"}",
+        "{\"birth_date\": \"2023-01-31\"}",
+        "{\"address_book\": [{\"phone\": \"010-6595-9118\"}]}",
+        NULL,
+    };
+    static const struct {
+        const char *doc, *needle;
+    } bad[] = {
+        {"{\"email\": \"ab\"}", "email"},
+        {"{\"email\": \"a@b\"}", "email"},
+        {"{\"email\": \"@b.com\"}", "email"},
+        {"{\"email\": \"a@\"}", "email"},
+        {"{\"email\": \"a@@b.com\"}", "email"},
+        {"{\"email\": \"a@b@c.com\"}", "email"},
+        {"{\"email\": \"a b@c.com\"}", "email"},
+        {"{\"email\": \"ab@c.com \"}", "email"},
+        {"{\"email\": \"a\\tb@c.com\"}", "email"},
+        {"{\"phone\": \"123456\"}", "phone"},
+        {"{\"phone\": \"1234567890123456\"}", "phone"},
+        {"{\"phone\": \"010-12a4-5678\"}", "phone"},
+        {"{\"phone\": \"010.1234.5678\"}", "phone"},
+        {"{\"phone\": \"---\"}", "phone"},
+        {"{\"address_book\": [{\"phone\": \"call me\"}]}", "address_book[0].phone"},
+        {"{\"customs_code\": \"P12345678901\"}", "customs_code"},
+        {"{\"customs_code\": \"P1234567890123\"}", "customs_code"}, /* 14: over max_length too */
+        {"{\"customs_code\": \"X123456789012\"}", "customs_code"},
+        {"{\"customs_code\": \"P12345678901A\"}", "customs_code"},
+        {"{\"customs_code\": \"P-12345678901\"}", "customs_code"},
+        {"{\"birth_date\": \"2023-02-29\"}", "date"},
+        {"{\"birth_date\": \"1900-02-29\"}", "date"},
+        {"{\"birth_date\": \"2024-02-30\"}", "date"},
+        {"{\"birth_date\": \"2024-04-31\"}", "date"},
+        {"{\"birth_date\": \"2024-13-01\"}", "date"},
+        {"{\"birth_date\": \"2024-00-10\"}", "date"},
+        {"{\"birth_date\": \"2024-01-00\"}", "date"},
+        {"{\"birth_date\": \"2024-1-01\"}", "date"},
+        {"{\"birth_date\": \"20240101\"}", "date"},
+        {"{\"birth_date\": \"2024/01/01\"}", "date"},
+        {"{\"birth_date\": \"2024-01-01T00:00\"}", "date"},
+        {"{\"birth_date\": \"1799-12-31\"}", "date"},
+        {"{\"birth_date\": \"abcd-ef-gh\"}", "date"},
+        {"{\"birth_date\": \"+024-01-01\"}", "date"},
+        {NULL, NULL},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; good[i]; i++)
+        expect_flatten(s, good[i], 0, CUSTOS_OK, NULL);
+    for (i = 0; bad[i].doc; i++)
+        expect_flatten(s, bad[i].doc, 0, CUSTOS_ERR_INVALID, bad[i].needle);
+    custos_schema_free(s);
+}
+
+static void test_flatten_unknown_fields(void **state)
+{
+    struct custos_schema *s = default_schema();
+
+    (void)state;
+    expect_flatten(s, "{\"name\": \"a\", \"nickname\": \"b\"}", 0, CUSTOS_ERR_INVALID, "unknown field 'nickname'");
+    expect_flatten(s, "{\"Name\": \"a\"}", 0, CUSTOS_ERR_INVALID, "unknown field");
+    expect_flatten(s, "{\"address_book\": [{\"recipient\": \"a\", \"door\": \"1\"}]}", 0, CUSTOS_ERR_INVALID,
+                   "unknown field 'door' in address_book[0]");
+    /* a top-level name is not an item name and vice versa */
+    expect_flatten(s, "{\"address_book\": [{\"email\": \"a@b.co\"}]}", 0, CUSTOS_ERR_INVALID, "unknown field");
+    expect_flatten(s, "{\"recipient\": \"a\"}", 0, CUSTOS_ERR_INVALID, "unknown field");
+    expect_flatten(s, "{\"address_book.recipient\": \"a\"}", 0, CUSTOS_ERR_INVALID, "unknown field");
+    /* unknown fields also fail in a patch */
+    expect_flatten(s, "{\"nickname\": null}", 1, CUSTOS_ERR_INVALID, "unknown field");
+    /* empty object: valid, no leaves */
+    expect_flatten(s, "{}", 0, CUSTOS_OK, NULL);
+    custos_schema_free(s);
+}
+
+static void test_flatten_nulls(void **state)
+{
+    struct custos_schema *s = default_schema();
+    struct custos_leaves l;
+    uint64_t removed = 0;
+    json_t *doc;
+
+    (void)state;
+    /* create: null is refused */
+    expect_flatten(s, "{\"name\": null}", 0, CUSTOS_ERR_INVALID, "null");
+    expect_flatten(s, "{\"address_book\": null}", 0, CUSTOS_ERR_INVALID, "null");
+    /* a null inside an item is never "remove" */
+    expect_flatten(s, "{\"address_book\": [{\"recipient\": null}]}", 0, CUSTOS_ERR_INVALID, "address_book[0]");
+    expect_flatten(s, "{\"address_book\": [{\"recipient\": null}]}", 1, CUSTOS_ERR_INVALID, "address_book[0]");
+    expect_flatten(s, "{\"address_book\": [null]}", 1, CUSTOS_ERR_INVALID, "address_book[0]");
+
+    /* patch: null removes the field, reported in *removed, no leaves */
+    assert_int_equal(flatten(s, "{\"name\": null, \"phone\": \"010-1111-2222\"}", 1, &doc, &l, &removed), CUSTOS_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.v[0].path, "phone");
+    assert_int_equal(removed, (uint64_t)1 << field_no(s, "name"));
+    custos_leaves_release(&l);
+    json_decref(doc);
+
+    /* patch: an array replaces the whole array (reported as removed too), and null removes it */
+    assert_int_equal(flatten(s, "{\"address_book\": [{\"recipient\": \"a\"}]}", 1, &doc, &l, &removed), CUSTOS_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(removed, (uint64_t)1 << field_no(s, "address_book"));
+    custos_leaves_release(&l);
+    json_decref(doc);
+    assert_int_equal(flatten(s, "{\"address_book\": null, \"customs_code\": null}", 1, &doc, &l, &removed),
+                     CUSTOS_OK);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(removed, ((uint64_t)1 << field_no(s, "address_book")) |
+                                  ((uint64_t)1 << field_no(s, "customs_code")));
+    custos_leaves_release(&l);
+    json_decref(doc);
+    custos_schema_free(s);
+}
+
+static void test_flatten_arrays(void **state)
+{
+    struct custos_schema *s = default_schema();
+    struct custos_leaves l;
+    uint64_t removed;
+    json_t *doc;
+    char text[4096];
+    size_t o, i;
+
+    (void)state;
+    /* max_items: 20 fine, 21 refused */
+    for (int n = 20; n <= 21; n++) {
+        o = (size_t)snprintf(text, sizeof(text), "{\"address_book\": [");
+        for (i = 0; i < (size_t)n; i++)
+            o += (size_t)snprintf(text + o, sizeof(text) - o, "%s{\"recipient\": \"r%zu\"}", i ? "," : "", i);
+        snprintf(text + o, sizeof(text) - o, "]}");
+        if (n == 20) {
+            assert_int_equal(flatten(s, text, 0, &doc, &l, &removed), CUSTOS_OK);
+            assert_int_equal(l.n, 20);
+            assert_non_null(leaf_at(&l, "address_book[19].recipient"));
+            assert_memory_equal(leaf_at(&l, "address_book[19].recipient")->val, "r19", 3);
+            custos_leaves_release(&l);
+            json_decref(doc);
+        } else
+            expect_flatten(s, text, 0, CUSTOS_ERR_INVALID, "more than 20 items");
+    }
+    /* an empty array is allowed (no leaves), an empty item is not */
+    assert_int_equal(flatten(s, "{\"address_book\": []}", 0, &doc, &l, &removed), CUSTOS_OK);
+    assert_int_equal(l.n, 0);
+    custos_leaves_release(&l);
+    json_decref(doc);
+    expect_flatten(s, "{\"address_book\": [{}]}", 0, CUSTOS_ERR_INVALID, "address_book[0] is empty");
+    expect_flatten(s, "{\"address_book\": [{\"recipient\": \"a\"}, {}]}", 0, CUSTOS_ERR_INVALID,
+                   "address_book[1] is empty");
+    expect_flatten(s, "{\"address_book\": [[]]}", 0, CUSTOS_ERR_INVALID, "address_book[0]");
+    /* items with some members absent */
+    assert_int_equal(flatten(s, "{\"address_book\": [{\"address\": \"서울특별시 강남구 테헤란로 1\"},"
+                                "{\"phone\": \"010-1234-5678\", \"recipient\": \"홍길동\"}]}",
+                             0, &doc, &l, &removed),
+                     CUSTOS_OK);
+    assert_int_equal(l.n, 3);
+    assert_non_null(leaf_at(&l, "address_book[0].address"));
+    assert_non_null(leaf_at(&l, "address_book[1].phone"));
+    assert_non_null(leaf_at(&l, "address_book[1].recipient"));
+    assert_null(leaf_at(&l, "address_book[0].phone"));
+    custos_leaves_release(&l);
+    json_decref(doc);
+    custos_schema_free(s);
+}
+
+static void test_flatten_nul(void **state)
+{
+    struct custos_schema *s = default_schema();
+    struct custos_leaves l = {0};
+    uint64_t removed;
+    json_t *doc = json_object();
+
+    (void)state;
+    /* a string with an embedded NUL (jansson can hold one) is refused */
+    json_object_set_new(doc, "name", json_stringn("a\0b", 3));
+    custos_err_clear();
+    assert_int_equal(custos_schema_flatten(s, doc, 0, &l, &removed), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "NUL"));
+    custos_leaves_release(&l);
+    json_decref(doc);
+    custos_schema_free(s);
+}
+
+/* Error messages name the field, never quote the value. */
+static void test_flatten_no_value_in_message(void **state)
+{
+    struct custos_schema *s = default_schema();
+    static const char *const docs[] = {
+        "{\"email\": \"SECRETVALUE-no-at-sign\"}",
+        "{\"phone\": \"SECRETVALUE\"}",
+        "{\"birth_date\": \"SECRETVALUE\"}",
+        "{\"customs_code\": \"SECRETVALUE12\"}",
+        "{\"name\": \"SECRETVALUESECRETVALUESECRETVALUESECRETVALUESECRETVALUESECRETVALUESECRETVALUE"
+        "SECRETVALUESECRETVALUESECRETVALUE\"}",
+        NULL,
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; docs[i]; i++) {
+        struct custos_leaves l;
+        uint64_t removed;
+        json_t *doc;
+        enum custos_err rc = flatten(s, docs[i], 0, &doc, &l, &removed);
+
+        assert_int_equal(rc, CUSTOS_ERR_INVALID);
+        if (strstr(custos_err_msg(rc), "SECRETVALUE"))
+            fail_msg("error message quotes the value: %s", custos_err_msg(rc));
+        custos_leaves_release(&l);
+        json_decref(doc);
+    }
+    custos_schema_free(s);
+}
+
+/* ---- policy paths and normalisation -------------------------------------------------------- */
+
+static void test_policy_path(void **state)
+{
+    char out[CUSTOS_PATH_MAX];
+    char longp[CUSTOS_PATH_MAX * 2];
+
+    (void)state;
+    custos_policy_path(out, "address_book[1].entrance_code");
+    assert_string_equal(out, "address_book.entrance_code");
+    custos_policy_path(out, "address_book[12].phone");
+    assert_string_equal(out, "address_book.phone");
+    custos_policy_path(out, "name");
+    assert_string_equal(out, "name");
+    custos_policy_path(out, "");
+    assert_string_equal(out, "");
+    /* never writes past CUSTOS_PATH_MAX */
+    memset(longp, 'x', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = '\0';
+    custos_policy_path(out, longp);
+    assert_int_equal(strlen(out), CUSTOS_PATH_MAX - 1);
+}
+
+static void expect_norm(const struct custos_field *f, const char *in, const char *want)
+{
+    char out[256];
+    size_t n = 999;
+    enum custos_err rc = custos_normalise(f, in, strlen(in), out, sizeof(out), &n);
+
+    if (rc != CUSTOS_OK)
+        fail_msg("normalise('%s') failed: %s", in, custos_err_msg(rc));
+    if (strcmp(out, want) != 0 || n != strlen(want))
+        fail_msg("normalise('%s') = '%s' (%zu), want '%s'", in, out, n, want);
+}
+
+static void test_normalise(void **state)
+{
+    struct custos_schema *s = default_schema();
+    const struct custos_field *email = custos_schema_field(s, "email", 5);
+    const struct custos_field *phone = custos_schema_field(s, "phone", 5);
+    const struct custos_field *name = custos_schema_field(s, "name", 4);
+    char out[256], small[8];
+    size_t n;
+
+    (void)state;
+    expect_norm(email, "Americo.Brekke47797@Naver.COM", "americo.brekke47797@naver.com");
+    expect_norm(email, "  americo@naver.com \t\n", "americo@naver.com");
+    expect_norm(email, "americo@naver.com", "americo@naver.com");
+    expect_norm(phone, "010-0002-8558", "01000028558");
+    expect_norm(phone, "01000028558", "01000028558");
+    expect_norm(phone, " 010 0002 8558 ", "01000028558");
+    expect_norm(phone, "+82 10-0002-8558", "01000028558");
+    expect_norm(phone, "+82-10-0002-8558", "01000028558");
+    expect_norm(phone, "+821000028558", "01000028558");
+    expect_norm(phone, "(010) 0002-8558", "01000028558");
+    /* other country codes keep their digits */
+    expect_norm(phone, "+1 555 123 4567", "15551234567");
+    /* no format: trimmed, case kept */
+    expect_norm(name, "  홍길동 ", "홍길동");
+    expect_norm(name, "Hong", "Hong");
+
+    /* nothing left: INVALID */
+    assert_int_equal(custos_normalise(email, "   ", 3, out, sizeof(out), &n), CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_normalise(email, "", 0, out, sizeof(out), &n), CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_normalise(phone, "---", 3, out, sizeof(out), &n), CUSTOS_ERR_INVALID);
+    /* too long for the output: INVALID, never an overflow */
+    assert_int_equal(custos_normalise(email, "abcdefgh@x.com", 14, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
+    custos_schema_free(s);
+}
+
+/* ---- masking ------------------------------------------------------------------------------- */
+
+static void test_mask_name(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_NAME, "선우안", "선*안");   /* 3 characters */
+    expect_mask(CUSTOS_MASK_NAME, "전성준", "전*준");
+    expect_mask(CUSTOS_MASK_NAME, "홍길", "홍*");       /* 2 characters */
+    expect_mask(CUSTOS_MASK_NAME, "남궁민수", "남**수"); /* 4 characters */
+    expect_mask(CUSTOS_MASK_NAME, "김", "*");           /* 1 character */
+    expect_mask(CUSTOS_MASK_NAME, "Bob", "B*b");
+    expect_mask(CUSTOS_MASK_NAME, "Al", "A*");
+    expect_mask(CUSTOS_MASK_NAME, "X", "*");
+    expect_mask(CUSTOS_MASK_NAME, "John Smith", "J********h");
+    /* 4-byte UTF-8 characters are kept whole */
+    expect_mask(CUSTOS_MASK_NAME, "\xf0\x9f\x98\x80\xe4\xb8\xad\xf0\x9f\x98\x81", "\xf0\x9f\x98\x80*\xf0\x9f\x98\x81");
+}
+
+static void test_mask_phone(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_PHONE, "010-1234-6960", "010-****-6960");
+    expect_mask(CUSTOS_MASK_PHONE, "010-0002-8558", "010-****-8558");
+    expect_mask(CUSTOS_MASK_PHONE, "01012346960", "010****6960");
+    expect_mask(CUSTOS_MASK_PHONE, "+82 10-1234-6960", "+82 1*-****-6960");
+    expect_mask(CUSTOS_MASK_PHONE, "02-123-4567", "02-1**-4567");
+    /* short numbers keep only the last two digits */
+    expect_mask(CUSTOS_MASK_PHONE, "1234567", "*****67");
+}
+
+static void test_mask_email(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_EMAIL, "abcdef@gmail.com", "ab****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "americo.brekke47797@naver.com", "am****@naver.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "ab****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "a@gmail.com", "a****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "홍길동@example.kr", "홍길****@example.kr");
+    expect_mask(CUSTOS_MASK_EMAIL, "not-an-email", "****");
+}
+
+static void test_mask_address(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_ADDRESS, "경기도 광산군 상1길 16224", "경기도 광산군 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "대전광역시 부천군 신월7길 867", "대전광역시 부천군 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "1600 Amphitheatre Parkway", "1600 Amphitheatre ****");
+    /* two words: only the first is kept (a full address never leaves masked) */
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시", "****");
+}
+
+static void test_mask_edges(void **state)
+{
+    struct custos_buf b;
+
+    (void)state;
+    expect_mask(CUSTOS_MASK_EDGES, "P123456789081", "P**********81");
+    expect_mask(CUSTOS_MASK_EDGES, "P595082838751", "P**********51");
+    /* 13 characters in, 13 out */
+    custos_buf_init(&b, 64);
+    assert_int_equal(custos_mask_value(CUSTOS_MASK_EDGES, "P595082838751", 13, &b), CUSTOS_OK);
+    assert_int_equal(b.len, 13);
+    custos_buf_release(&b);
+    expect_mask(CUSTOS_MASK_EDGES, "abcd", "a*cd");
+    expect_mask(CUSTOS_MASK_EDGES, "abc", "****");
+    expect_mask(CUSTOS_MASK_EDGES, "가나다라마", "가**라마");
+}
+
+static void test_mask_full_and_date(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_FULL, "#5156", "****");
+    expect_mask(CUSTOS_MASK_FULL, "1234567890", "****");
+    expect_mask(CUSTOS_MASK_FULL, "가", "****");
+    expect_mask(CUSTOS_MASK_DATE, "1965-10-15", "1965-**-**");
+    expect_mask(CUSTOS_MASK_DATE, "2024-02-29", "2024-**-**");
+}
+
+/* Masks of every style over the Korean sample names: valid UTF-8, character counts kept where the
+   style keeps the shape (name, edges), nothing between the kept edges leaks. */
+static void test_mask_utf8(void **state)
+{
+    static const char *const names[] = {"가다연", "전성준", "강이솔", "현단아", "윤예린", "권은찬", "선우", "제갈공명",
+                                        "김", "가나다라마바사아자차카타파하", NULL};
+    static const enum custos_mask all[] = {CUSTOS_MASK_FULL, CUSTOS_MASK_NAME, CUSTOS_MASK_PHONE,
+                                           CUSTOS_MASK_EMAIL, CUSTOS_MASK_ADDRESS, CUSTOS_MASK_EDGES,
+                                           CUSTOS_MASK_DATE};
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; names[i]; i++) {
+        for (k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+            struct custos_buf b;
+
+            custos_buf_init(&b, 1024);
+            assert_int_equal(custos_mask_value(all[k], names[i], strlen(names[i]), &b), CUSTOS_OK);
+            if (!valid_utf8((const char *)b.p, b.len))
+                fail_msg("mask %d of '%s' is not valid UTF-8", (int)all[k], names[i]);
+            if (all[k] == CUSTOS_MASK_NAME && u8chars(names[i]) >= 2)
+                assert_int_equal(u8chars((const char *)b.p), u8chars(names[i]));
+            if (all[k] == CUSTOS_MASK_NAME && u8chars(names[i]) >= 3) {
+                /* the middle characters are gone */
+                const char *second = names[i] + 3; /* Hangul syllables are 3 bytes */
+
+                assert_null(strstr((const char *)b.p, (char[4]){second[0], second[1], second[2], 0}));
+            }
+            custos_buf_release(&b);
+        }
+    }
+}
+
+static void test_mask_cap(void **state)
+{
+    struct custos_buf b;
+
+    (void)state;
+    /* the output buffer's cap is respected */
+    custos_buf_init(&b, 3);
+    assert_int_equal(custos_mask_value(CUSTOS_MASK_FULL, "#1234", 5, &b), CUSTOS_ERR_TOOBIG);
+    custos_buf_release(&b);
+    custos_buf_init(&b, 5);
+    assert_int_equal(custos_mask_value(CUSTOS_MASK_EDGES, "P595082838751", 13, &b), CUSTOS_ERR_TOOBIG);
+    assert_true(b.len <= 5);
+    custos_buf_release(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default_schema),
+        cmocka_unit_test(test_custom_schema_valid),
+        cmocka_unit_test(test_custom_schema_invalid),
+        cmocka_unit_test(test_flatten_paths),
+        cmocka_unit_test(test_flatten_types),
+        cmocka_unit_test(test_flatten_max_length),
+        cmocka_unit_test(test_flatten_formats),
+        cmocka_unit_test(test_flatten_unknown_fields),
+        cmocka_unit_test(test_flatten_nulls),
+        cmocka_unit_test(test_flatten_arrays),
+        cmocka_unit_test(test_flatten_nul),
+        cmocka_unit_test(test_flatten_no_value_in_message),
+        cmocka_unit_test(test_policy_path),
+        cmocka_unit_test(test_normalise),
+        cmocka_unit_test(test_mask_name),
+        cmocka_unit_test(test_mask_phone),
+        cmocka_unit_test(test_mask_email),
+        cmocka_unit_test(test_mask_address),
+        cmocka_unit_test(test_mask_edges),
+        cmocka_unit_test(test_mask_full_and_date),
+        cmocka_unit_test(test_mask_utf8),
+        cmocka_unit_test(test_mask_cap),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
