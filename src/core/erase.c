@@ -843,6 +843,7 @@ struct ret_ctx {
     struct custos_store_conn *conn;
     const uint8_t *id;
     uint64_t want;
+    size_t rows;
     json_t *fields;
     const char *paths[CUSTOS_SCHEMA_MAX_FIELDS];
     size_t npaths;
@@ -866,6 +867,7 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
     uint8_t *key = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = NULL;
     size_t i;
 
+    rc->rows++;
     if (!f || !caller_has_role(v, rc->c, row->role))
         return 0;
     if (rc->want && !(rc->want & ((uint64_t)1 << (f - v->schema->fields))))
@@ -947,6 +949,8 @@ enum custos_err custos_retained_read(struct custos_vault *v, const struct custos
     if (!err)
         err = rc.rc;
     v->ops->release(v->store, conn);
+    if (!err && !rc.rows)
+        err = custos_err_set(CUSTOS_ERR_GONE, "subject was erased and nothing of it is retained");
     if (!err && !rc.allowed_any)
         err = custos_err_set(CUSTOS_ERR_FORBIDDEN, "no retained value of this subject is readable by this principal");
     if (err) {
@@ -1075,5 +1079,21 @@ done:
     custos_buf_release(&mark);
     v->ops->release(v->store, conn);
     custos_err_clear();
+    return rc;
+}
+
+enum custos_err custos_erasure_mark(struct custos_vault *v)
+{
+    struct custos_store_conn *conn = NULL;
+    uint8_t mb[8];
+    enum custos_err rc;
+
+    /* every erase entry in the ledger was preceded by its tombstone (erase step 2 before 3),
+       so the live control plane covers the whole ledger as it stands */
+    put_be64(mb, custos_ledger_size(v->ledger));
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
+    v->ops->release(v->store, conn);
     return rc;
 }

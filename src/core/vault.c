@@ -547,6 +547,7 @@ void custos_vault_tick(struct custos_vault *v)
        at least once a minute otherwise. */
     if (v->last_compact_ms && now - v->last_compact_ms < 60000)
         return;
+    custos_erasure_mark(v);
     if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
         if (v->ops->compact_logs(c) == CUSTOS_OK)
             v->last_compact_ms = now;

@@ -200,6 +200,9 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
    control plane cannot resurrect them while the ledger survives). */
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
 
+/* Record that the control plane covers every erasure in the ledger so far (tick). */
+enum custos_err custos_erasure_mark(struct custos_vault *v);
+
 /* Re-apply erasure tombstones to the data plane and finish interrupted erasures and re-keys
    (startup, restore).  *applied (may be NULL) counts records removed. */
 enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied);

@@ -1,0 +1,376 @@
+/*
+ * test_erase.c - leaving (issue 4) at the core: erasure receipts, legal
+ * retention and its shredding on an injected clock, backups that cannot
+ * resurrect, a rolled-back control plane, the outbox's retry schedule.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "core/keyfile.h"
+#include "core/vault_int.h"
+#include "custos/vault.h"
+
+static uint64_t fake_now = 1764000000000ULL; /* 2025-11-24 */
+
+static uint64_t clock_fn(void *ctx)
+{
+    (void)ctx;
+    return fake_now;
+}
+
+static const char schema_text[] =
+    "{\"fields\": {"
+    " \"name\": {\"type\": \"string\", \"mask\": \"name\"},"
+    " \"email\": {\"type\": \"string\", \"format\": \"email\", \"searchable\": true, \"mask\": \"email\"},"
+    " \"customs_code\": {\"type\": \"string\", \"class\": \"sensitive\", \"format\": \"pccc\", \"mask\": \"edges\"},"
+    " \"orders\": {\"type\": \"array\", \"items\": {\"order_id\": {\"type\": \"string\"},"
+    "                                           \"total\": {\"type\": \"integer\"}},"
+    "              \"retention\": {\"days\": 30, \"legal_basis\": \"e-commerce act art. 6\", \"role\": \"auditor\"}}"
+    "}}";
+
+struct fx {
+    char dir[256];
+    struct custos_vault *v;
+    struct custos_caller sys, auditor, service;
+};
+
+static void open_vault(struct fx *f)
+{
+    struct custos_vault_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+}
+
+static void caller_for(struct fx *f, const char *id, const char *roles, struct custos_caller *out)
+{
+    char tok[CUSTOS_TOKEN_LEN + 1];
+    int64_t exp;
+
+    assert_int_equal(custos_principal_create_local(f->v, id, "staff", roles, tok), CUSTOS_OK);
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, id, tok, &exp), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", out), CUSTOS_OK);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+
+    snprintf(f->dir, sizeof(f->dir), "%s/custos-erase-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(custos_vault_init(f->dir, schema_text, strlen(schema_text), NULL, 0, "test.example/erase",
+                                       secret, token),
+                     CUSTOS_OK);
+    open_vault(f);
+    custos_caller_system(&f->sys);
+    caller_for(f, "aud", "auditor", &f->auditor);
+    caller_for(f, "svc", "service", &f->service);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[300];
+
+    custos_vault_free(f->v);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static void create(struct fx *f, const char *body, char id[33])
+{
+    json_t *out = NULL;
+
+    assert_int_equal(custos_subject_create(f->v, &f->service, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(id, 33, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+}
+
+static enum custos_err read_subject(struct fx *f, const struct custos_caller *c, const char *id, const char *purpose,
+                                    json_t **out)
+{
+    *out = NULL;
+    return custos_subject_read(f->v, c, id, purpose, NULL, out);
+}
+
+static const char alice[] = "{\"name\":\"김민지\",\"email\":\"minji@example.com\",\"customs_code\":\"P123456789012\","
+                            "\"orders\":[{\"order_id\":\"A-1\",\"total\":15000},{\"order_id\":\"A-2\",\"total\":99000}]}";
+static const char bob[] = "{\"name\":\"이서준\",\"email\":\"seojun@example.com\"}";
+
+static void test_erase_receipt(void **state)
+{
+    struct fx *f = *state;
+    char id[33], what[256], *text;
+    json_t *r = NULL, *out = NULL;
+
+    create(f, alice, id);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &r), CUSTOS_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "subject")), id);
+    assert_non_null(json_string_value(json_object_get(r, "erased_at")));
+    assert_true(json_is_integer(json_object_get(r, "ledger_index")));
+    assert_non_null(json_string_value(json_object_get(r, "signature")));
+    /* the retained field is announced in the receipt, with its end date and legal basis */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(r, "retained"), 0), "field")),
+                        "orders");
+    assert_int_equal(read_subject(f, &f->service, id, "account", &out), CUSTOS_ERR_GONE);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_ERR_GONE);
+
+    text = json_dumps(r, JSON_COMPACT);
+    assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+    free(text);
+    /* a receipt edited to name another subject does not verify */
+    json_object_set_new(r, "subject", json_string("00112233445566778899aabbccddeeff"));
+    text = json_dumps(r, JSON_COMPACT);
+    assert_int_not_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+    free(text);
+    json_decref(r);
+}
+
+static void test_retention_read_and_expiry(void **state)
+{
+    struct fx *f = *state;
+    char id[33];
+    json_t *r = NULL, *out = NULL, *orders;
+
+    create(f, alice, id);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &r), CUSTOS_OK);
+    json_decref(r);
+    /* the role the schema names reads the kept values with purpose legal-retention, nothing else */
+    assert_int_equal(read_subject(f, &f->auditor, id, "legal-retention", &out), CUSTOS_OK);
+    orders = json_object_get(json_object_get(out, "fields"), "orders");
+    assert_int_equal(json_array_size(orders), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(orders, 1), "total")), 99000);
+    assert_null(json_object_get(json_object_get(out, "fields"), "name"));
+    assert_null(json_object_get(json_object_get(out, "fields"), "customs_code"));
+    json_decref(out);
+    assert_int_equal(read_subject(f, &f->service, id, "legal-retention", &out), CUSTOS_ERR_FORBIDDEN);
+    assert_int_equal(read_subject(f, &f->auditor, id, "account", &out), CUSTOS_ERR_FORBIDDEN);
+
+    /* 29 days later still kept; after the 30-day period the background job shreds it */
+    fake_now += 29ULL * 86400000;
+    custos_vault_tick(f->v);
+    assert_int_equal(read_subject(f, &f->auditor, id, "legal-retention", &out), CUSTOS_OK);
+    json_decref(out);
+    fake_now += 2ULL * 86400000;
+    custos_vault_tick(f->v);
+    assert_int_equal(read_subject(f, &f->auditor, id, "legal-retention", &out), CUSTOS_ERR_GONE);
+}
+
+/* Count wrapped keys in the backup's data plane, and try every master key on every sealed value. */
+static void assert_backup_unreadable(struct fx *f, const char *backup, const uint8_t id[16])
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    struct custos_record rec;
+    char path[512];
+    uint8_t mk[32], pt[4096];
+    int found = 0;
+    size_t i;
+
+    snprintf(path, sizeof(path), "%s/keys/master-1.key", f->dir);
+    assert_int_equal(custos_keyfile_read(path, "master key", mk), CUSTOS_OK);
+    assert_int_equal(sqlite3_open_v2(backup, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    /* the backup holds the data plane only: no table of keys at all */
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%key%'", -1, &st,
+                                        NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rec FROM subjects WHERE id = ?1", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW); /* the erased subject's sealed record is in the backup */
+    assert_int_equal(custos_record_parse(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &rec),
+                     CUSTOS_OK);
+    for (i = 0; i < rec.n; i++) {
+        char tag;
+        size_t len;
+
+        found++;
+        /* the master key does not open a sealed value ... */
+        assert_int_not_equal(custos_leaf_open(id, mk, &rec.leaf[i], pt, &tag, &len), CUSTOS_OK);
+    }
+    assert_true(found > 0);
+    custos_record_release(&rec);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    sodium_memzero(mk, sizeof(mk));
+}
+
+static void test_backup_cannot_resurrect(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], bak[300];
+    uint8_t aid[16];
+    uint32_t kv;
+    uint8_t w[128];
+    size_t wlen;
+    uint64_t n = 0;
+    json_t *r = NULL, *out = NULL;
+    struct custos_store_conn *c;
+
+    create(f, alice, a);
+    create(f, bob, b);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    /* a restore needs the vault stopped */
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_ERR_LOCKED);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    open_vault(f);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
+    assert_int_equal(read_subject(f, &f->service, b, "account", &out), CUSTOS_OK);
+    json_decref(out);
+    /* ... and no key for it exists anywhere the vault looks */
+    assert_int_equal(custos_id_parse(aid, a), CUSTOS_OK);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->key_get(c, aid, 1, &kv, w, sizeof(w), &wlen), CUSTOS_ERR_NOTFOUND);
+    f->v->ops->release(f->v->store, c);
+    assert_backup_unreadable(f, bak, aid);
+    /* a backup of another vault is refused */
+    unlink(bak);
+}
+
+static int copy_file(const char *from, const char *to)
+{
+    char cmd[700];
+
+    snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, to);
+    return system(cmd);
+}
+
+static void test_rolled_back_control_plane(void **state)
+{
+    struct fx *f = *state;
+    char a[33], ctl[300], old[300], side[320];
+    json_t *r = NULL, *out = NULL;
+
+    create(f, alice, a);
+    /* an old copy of the control plane, taken while the subject's key still existed */
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(old, sizeof(old), "%s/control.old", f->dir);
+    assert_int_equal(copy_file(ctl, old), 0);
+    open_vault(f);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    custos_vault_free(f->v);
+    assert_int_equal(rename(old, ctl), 0);
+    snprintf(side, sizeof(side), "%s-wal", ctl);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", ctl);
+    unlink(side);
+    /* the ledger still records the erasure: opening re-applies it */
+    open_vault(f);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
+}
+
+static void test_outbox_retries(void **state)
+{
+    struct fx *f = *state;
+    struct custos_delivery d[4];
+    char id[33];
+    json_t *out = NULL, *links;
+    size_t n = 0;
+    static const char link[] = "{\"webhook\":\"http://127.0.0.1:9/erased\"}";
+
+    create(f, bob, id);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", link, strlen(link), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "Bad Name", link, strlen(link), &out),
+                     CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "pay", "{\"webhook\":\"ftp://x/y\"}", 23, &out),
+                     CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+    json_decref(out);
+    /* erasure did not wait: the notice is queued, due now */
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].link, "membership");
+    assert_non_null(strstr(d[0].body, "\"event\":\"subject.erased\""));
+    assert_non_null(strstr(d[0].body, id));
+    /* the receiver is down: retried after a backoff, not before */
+    assert_int_equal(custos_outbox_done(f->v, &d[0], 0, "connection refused"), CUSTOS_OK);
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 0);
+    fake_now += 2000;
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(d[0].attempts, 1);
+    assert_int_equal(custos_outbox_done(f->v, &d[0], 503, NULL), CUSTOS_OK);
+    fake_now += 10 * 60 * 1000; /* a receiver down for minutes still gets it */
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(custos_outbox_done(f->v, &d[0], 204, NULL), CUSTOS_OK);
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(custos_erasure_status(f->v, &f->service, id, &out), CUSTOS_OK);
+    links = json_object_get(out, "links");
+    assert_int_equal(json_array_size(links), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(links, 0), "state")), "delivered");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(links, 0), "attempts")), 3);
+    json_decref(out);
+}
+
+static void test_sensitive_patch_shreds_old_value(void **state)
+{
+    struct fx *f = *state;
+    char id[33];
+    uint8_t bid[16], w[128];
+    uint32_t kv;
+    size_t wlen;
+    json_t *out = NULL;
+    struct custos_store_conn *c;
+    static const char patch[] = "{\"customs_code\":\"P999999999999\"}";
+
+    create(f, alice, id);
+    assert_int_equal(custos_subject_update(f->v, &f->service, id, patch, strlen(patch), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(read_subject(f, &f->service, id, "account", &out), CUSTOS_OK);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "fields"), "customs_code")),
+                        "P999999999999");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "fields"), "name")), "김민지");
+    json_decref(out);
+    /* the key that sealed the superseded code is gone: copies of the old record are noise */
+    assert_int_equal(custos_id_parse(bid, id), CUSTOS_OK);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->key_get(c, bid, 1, &kv, w, sizeof(w), &wlen), CUSTOS_ERR_NOTFOUND);
+    assert_int_equal(f->v->ops->key_get(c, bid, 2, &kv, w, sizeof(w), &wlen), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_erase_receipt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_read_and_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
