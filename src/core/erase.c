@@ -957,9 +957,14 @@ enum custos_err custos_retained_read(struct custos_vault *v, const struct custos
         json_decref(rc.fields);
         return err;
     }
-    e->fields = rc.paths;
-    e->nfields = rc.npaths;
-    /* event's paths point into the schema: they outlive this call */
+    {
+        /* the event outlives this frame: its list must too (names point into the schema) */
+        static _Thread_local const char *paths[CUSTOS_SCHEMA_MAX_FIELDS];
+
+        memcpy(paths, rc.paths, rc.npaths * sizeof(paths[0]));
+        e->fields = paths;
+        e->nfields = rc.npaths;
+    }
     *fields_out = rc.fields;
     return CUSTOS_OK;
 }

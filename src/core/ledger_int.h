@@ -34,8 +34,8 @@
 #define LEDGER_CHECK_BYTES 8
 /* A batch never holds more than this many record bytes or records: recovery
    relies on it (a torn, unsynced tail is at most one batch long). */
-#define LEDGER_BATCH_BYTES_MAX (1u << 20)
-#define LEDGER_BATCH_COUNT_MAX 16384u
+#define LEDGER_BATCH_BYTES_MAX (4u << 20)
+#define LEDGER_BATCH_COUNT_MAX 65536u
 
 /* checkpoints: 16-byte file header, then records:
    magic u32 | len u32 | size u64 | note[len] | check[8] = SHA-256(header || note)[:8] */
