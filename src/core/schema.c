@@ -625,6 +625,8 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
     case CUSTOS_MASK_PHONE:
         for (digits = 0, i = 0; i < len; i++)
             digits += isdigit((unsigned char)val[i]) != 0;
+        if (digits < 7 || digits * 2 < len) /* not a phone number: hide it whole */
+            return custos_buf_adds(out, "****");
         /* keep the first 3 and last 4 digits when there are enough, else only the last 2 */
         first_keep = digits >= 9 ? 3 : 0;
         for (seen = 0, i = 0; i < len; i++) {
@@ -672,9 +674,14 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
             return rc;
         return custos_buf_add(out, val + b, len - b);
     case CUSTOS_MASK_DATE:
-        if (len >= 4 && (rc = custos_buf_add(out, val, 4)))
+        /* keep the year of a YYYY-... date; anything else is hidden whole */
+        for (i = 0; i < 4 && i < len && isdigit((unsigned char)val[i]); i++)
+            ;
+        if (i < 4 || (len > 4 && val[4] != '-'))
+            return custos_buf_adds(out, "****");
+        if ((rc = custos_buf_add(out, val, 4)))
             return rc;
-        return custos_buf_adds(out, len >= 4 ? "-**-**" : "****");
+        return custos_buf_adds(out, "-**-**");
     }
     return CUSTOS_ERR_INTERNAL;
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,7 +207,7 @@ static void dispatch(struct req *r)
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         const char *tok = NULL;
 
-        if (h && strncmp(h, "Bearer ", 7) == 0)
+        if (h && strncasecmp(h, "Bearer ", 7) == 0) /* the scheme is case-insensitive (RFC 9110) */
             tok = h + 7;
         else if (h)
             tok = ""; /* another scheme: a failed authentication all the same */
