@@ -128,8 +128,8 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
 enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                      json_t **out);
 
-/* Everything the vault holds about a subject, all fields plain (subject.export; a customer's own
-   token).  *out = {"id","fields":{...}}. */
+/* Everything the vault holds about a subject, all fields plain, and its links (subject.export;
+   by default only a customer's own token).  *out = {"id","fields":{...},"links":[...]}. */
 enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                       json_t **out);
 
@@ -206,7 +206,8 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
 
 struct custos_rotate_stats {
     uint32_t from_version, to_version;
-    uint64_t rewrapped;
+    uint64_t rewrapped;          /* subject keys */
+    uint64_t retention_rewrapped;
     uint64_t destroyed_versions;
     int resumed;
 };
@@ -232,7 +233,9 @@ enum custos_err custos_ledger_entries_json(struct custos_vault *v, const struct 
    spaces, no leading zeros except "0"); CUSTOS_ERR_INVALID naming `what` otherwise. */
 enum custos_err custos_parse_u64(const char *s, const char *what, uint64_t *out);
 
-/* Background upkeep (token purge, log compaction); call every few seconds. */
+/* Background upkeep, call every second or so: shreds retention keys whose period ended, purges
+   token rows expired more than a week ago, flushes database logs after erasures (and every
+   minute), and records the ledger position the control plane covers. */
 void custos_vault_tick(struct custos_vault *v);
 
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T05:16:23.123Z"). */

@@ -205,8 +205,9 @@ int cmd_keys(int argc, char **argv)
     custos_vault_free(v);
     if (rc)
         return cli_fail(rc);
-    printf("%smaster key now version %u (was %u); %llu subject keys re-wrapped; %llu old version(s) destroyed\n",
+    printf("%smaster key now version %u (was %u); %llu subject key(s) and %llu retention key(s) re-wrapped; "
+           "%llu old version(s) destroyed\n",
            st.resumed ? "resumed: " : "", st.to_version, st.from_version, (unsigned long long)st.rewrapped,
-           (unsigned long long)st.destroyed_versions);
+           (unsigned long long)st.retention_rewrapped, (unsigned long long)st.destroyed_versions);
     return 0;
 }

@@ -108,6 +108,39 @@ enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *
     return CUSTOS_OK;
 }
 
+enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event *e, int *audited)
+{
+    enum custos_err rc;
+
+    e->result = CUSTOS_RESULT_OK;
+    rc = custos_audit(v, e, NULL);
+    *audited = rc == CUSTOS_OK;
+    return rc;
+}
+
+enum custos_err custos_audit_enqueue(struct custos_vault *v, const struct custos_event *e, uint64_t *index)
+{
+    struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_AUDIT, CUSTOS_LEDGER_ENTRY_MAX);
+
+    *index = 0;
+    if (!b || custos_event_encode(e, custos_now(v), b))
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "audit event could not be encoded");
+#ifndef CUSTOS_BENCH_NO_LEDGER
+    if (custos_ledger_enqueue(v->ledger, b->p, b->len, index))
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the access ledger cannot record this request: refused");
+#endif
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_audit_wait(struct custos_vault *v, uint64_t index)
+{
+#ifndef CUSTOS_BENCH_NO_LEDGER
+    if (custos_ledger_wait(v->ledger, index))
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the access ledger cannot record this request: refused");
+#endif
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event *e, enum custos_err rc)
 {
     char saved[256];

@@ -90,6 +90,7 @@ static void principal_mac(const struct custos_vault *v, const struct custos_prin
     mac_add_str(&st, p->roles);
     crypto_generichash_update(&st, p->secret_hash, 32);
     mac_add_i64(&st, p->created);
+    mac_add_i64(&st, p->disabled);
     crypto_generichash_final(&st, out, 32);
 }
 
@@ -161,7 +162,7 @@ struct custos_rate {
     struct {
         char who[CUSTOS_PRINCIPAL_ID_MAX + 1];
         uint64_t minute;
-        uint32_t count;
+        uint32_t count, prev; /* reads this minute and in the one before */
     } slot[RATE_SLOTS];
 };
 
@@ -190,7 +191,7 @@ static struct custos_rate *rate_get(struct custos_vault *v)
 enum custos_err custos_rate_check(struct custos_vault *v, const char *principal, uint32_t per_minute)
 {
     struct custos_rate *r;
-    uint64_t minute, h = 1469598103934665603ULL;
+    uint64_t now, minute, h = 1469598103934665603ULL, weight;
     const char *p;
     size_t i, pick = RATE_SLOTS;
     enum custos_err rc = CUSTOS_OK;
@@ -199,7 +200,8 @@ enum custos_err custos_rate_check(struct custos_vault *v, const char *principal,
         return CUSTOS_OK;
     if (!(r = rate_get(v)))
         return CUSTOS_ERR_NOMEM;
-    minute = custos_now(v) / 60000;
+    now = custos_now(v);
+    minute = now / 60000;
     for (p = principal; *p; p++)
         h = (h ^ (uint8_t)*p) * 1099511628211ULL;
     pthread_mutex_lock(&r->mu);
@@ -214,12 +216,18 @@ enum custos_err custos_rate_check(struct custos_vault *v, const char *principal,
         if (pick == RATE_SLOTS || r->slot[s].minute < r->slot[pick].minute)
             pick = s;
     }
-    if (strcmp(r->slot[pick].who, principal) != 0 || r->slot[pick].minute != minute) {
+    if (strcmp(r->slot[pick].who, principal) != 0) {
         snprintf(r->slot[pick].who, sizeof(r->slot[pick].who), "%s", principal);
+        r->slot[pick].minute = minute;
+        r->slot[pick].count = r->slot[pick].prev = 0;
+    } else if (r->slot[pick].minute != minute) {
+        r->slot[pick].prev = r->slot[pick].minute + 1 == minute ? r->slot[pick].count : 0;
         r->slot[pick].minute = minute;
         r->slot[pick].count = 0;
     }
-    if (r->slot[pick].count >= per_minute)
+    /* sliding window: the previous minute counts for the part of it still inside the last 60 s */
+    weight = 60000 - now % 60000;
+    if ((uint64_t)r->slot[pick].prev * weight / 60000 + r->slot[pick].count >= per_minute)
         rc = custos_err_set(CUSTOS_ERR_RATELIMIT, "velocity limit of %u reads per minute reached", per_minute);
     else
         r->slot[pick].count++;
@@ -298,11 +306,13 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         return auth_fail(v, "revoked_token", tid, out->source, t.principal, "token was revoked");
     if (t.expires <= now)
         return auth_fail(v, "expired_token", tid, out->source, t.principal, "token has expired");
-    if (!t.owner_found || t.owner.disabled)
+    if (!t.owner_found)
         return auth_fail(v, "disabled_principal", tid, out->source, t.principal, "principal is disabled");
     principal_mac(v, &t.owner, mac);
     if (!mac_ok(mac, t.owner.mac))
         return auth_fail(v, "principal_integrity", tid, out->source, t.principal, "principal is not valid");
+    if (t.owner.disabled)
+        return auth_fail(v, "disabled_principal", tid, out->source, t.principal, "principal is disabled");
     snprintf(out->principal, sizeof(out->principal), "%s", t.principal);
     out->kind = kind_of(t.kind);
     if (out->kind == CUSTOS_KIND_CUSTOMER) {
@@ -338,7 +348,7 @@ static enum custos_err token_register(struct custos_vault *v, const char *princi
     int64_t now = (int64_t)custos_now(v);
 
     memset(&t, 0, sizeof(t));
-    randombytes_buf(raw, sizeof(raw));
+    custos_random(raw, sizeof(raw));
     custos_token_hash(v, t.hash, raw);
     custos_credential_format(tok, "cus_", raw);
     sodium_memzero(raw, sizeof(raw));
@@ -541,7 +551,7 @@ static enum custos_err principal_insert(struct custos_vault *v, const char *id, 
     snprintf(p.roles, sizeof(p.roles), "%s", roles);
     snprintf(p.created_by, sizeof(p.created_by), "%s", by);
     p.created = (int64_t)custos_now(v);
-    randombytes_buf(raw, sizeof(raw));
+    custos_random(raw, sizeof(raw));
     custos_credential_format(secret, "cps_", raw);
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
@@ -662,7 +672,11 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
     if (!(rc = v->ops->principal_get(conn, id, &p)) && !(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
-        if ((rc = v->ops->principal_disable(conn, id, now)) ||
+        uint8_t mac[32];
+
+        p.disabled = p.disabled ? p.disabled : now;
+        principal_mac(v, &p, mac);
+        if ((rc = v->ops->principal_disable(conn, id, p.disabled, mac)) ||
             (rc = v->ops->token_revoke_principal(conn, id, now, &n)) ||
             (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
             v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);

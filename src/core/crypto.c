@@ -40,7 +40,7 @@ void custos_wrap(uint8_t out[CUSTOS_WRAPPED_BYTES], const uint8_t kek[CUSTOS_KEY
 {
     uint8_t nonce[CUSTOS_NONCE_BYTES];
 
-    randombytes_buf(nonce, sizeof(nonce));
+    custos_random(nonce, sizeof(nonce));
     custos_seal(out, nonce, kek, key, CUSTOS_KEY_BYTES, ad, adlen);
 }
 
@@ -124,9 +124,52 @@ void custos_scratch_wipe(void)
         sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
 }
 
+#define POOL_BYTES 4096
+
+struct pool {
+    uint8_t b[POOL_BYTES];
+    size_t off; /* bytes [off, POOL_BYTES) are unused */
+};
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_setup(void)
+{
+    pthread_key_create(&pool_key, scratch_free);
+}
+
+void custos_random(void *buf, size_t n)
+{
+    struct pool *p;
+
+    pthread_once(&pool_once, pool_setup);
+    p = pthread_getspecific(pool_key);
+    if (!p && n <= POOL_BYTES / 4) {
+        p = sodium_malloc(sizeof(*p));
+        if (p && pthread_setspecific(pool_key, p) != 0) {
+            sodium_free(p);
+            p = NULL;
+        }
+        if (p)
+            p->off = POOL_BYTES;
+    }
+    if (!p || n > POOL_BYTES / 4) {
+        randombytes_buf(buf, n);
+        return;
+    }
+    if (POOL_BYTES - p->off < n) {
+        randombytes_buf(p->b, POOL_BYTES);
+        p->off = 0;
+    }
+    memcpy(buf, p->b + p->off, n);
+    sodium_memzero(p->b + p->off, n);
+    p->off += n;
+}
+
 void custos_id_random(uint8_t id[CUSTOS_ID_BYTES])
 {
-    randombytes_buf(id, CUSTOS_ID_BYTES);
+    custos_random(id, CUSTOS_ID_BYTES);
 }
 
 void custos_id_hex(char out[CUSTOS_ID_HEX + 1], const uint8_t id[CUSTOS_ID_BYTES])

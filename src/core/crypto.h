@@ -59,6 +59,14 @@ size_t custos_ad_system_key(uint8_t ad[64], const char *name, uint32_t kv);
 uint8_t *custos_scratch(void);
 void custos_scratch_wipe(void);
 
+/*
+ * Random bytes from the kernel's CSPRNG (libsodium randombytes_buf), served from a per-thread
+ * pool refilled 4 KiB at a time, so sealing a record costs one system call per pool, not one
+ * per nonce and key.  The pool lives in sodium_malloc'd memory and every byte handed out is
+ * wiped from it.
+ */
+void custos_random(void *buf, size_t n);
+
 /* Random 128-bit identifier and its lowercase hex form. */
 void custos_id_random(uint8_t id[CUSTOS_ID_BYTES]);
 void custos_id_hex(char out[CUSTOS_ID_HEX + 1], const uint8_t id[CUSTOS_ID_BYTES]);

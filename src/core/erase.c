@@ -86,7 +86,7 @@ static enum custos_err retention_key(struct custos_vault *v, struct custos_store
         kek = custos_master(v, v->current_kv);
         if (!kek)
             return CUSTOS_ERR_INTERNAL;
-        randombytes_buf(key, CUSTOS_KEY_BYTES);
+        custos_random(key, CUSTOS_KEY_BYTES);
         custos_wrap(w, kek, key, ad, custos_ad_system_key(ad, name, v->current_kv));
         return v->ops->retention_key_put(c, day, v->current_kv, w, sizeof(w));
     }
@@ -222,7 +222,7 @@ static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *
             if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
                 break;
             snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
-            randombytes_buf(nonce, sizeof(nonce));
+            custos_random(nonce, sizeof(nonce));
             rc = custos_record_add_value(&b, id, rkey, path, tag, (const char *)pt, len, nonce);
             sodium_memzero(pt, len + 1);
             count++;
@@ -412,6 +412,8 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
         rc = v->ops->erasure_put(conn, &er);
     if (!rc)
         rc = v->ops->key_delete(conn, id, 0);
+    if (!rc)
+        rc = v->ops->token_revoke_scope(conn, id, now); /* its customer tokens die with it */
     if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
         plan.nretained = 0;
@@ -575,6 +577,7 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
     const char *url = NULL;
     json_t *j = NULL;
     uint8_t id[16];
+    int audited = 0;
     enum custos_err rc;
 
     *out = NULL;
@@ -611,7 +614,11 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
         snprintf(l.name, sizeof(l.name), "%s", name);
         snprintf(l.url, sizeof(l.url), "%s", url);
         l.created = (int64_t)custos_now(v);
-        rc = v->ops->link_put(conn, &l);
+        if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_DATA))) {
+            if ((rc = v->ops->link_put(conn, &l)) || (rc = custos_audit_in_txn(v, &e, &audited)) ||
+                (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA)))
+                v->ops->rollback(conn, CUSTOS_PLANE_DATA);
+        }
     }
     custos_unlock_writes(v);
     v->ops->release(v->store, conn);
@@ -620,7 +627,8 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
 done:
     custos_buf_release(&blob);
     json_decref(j);
-    rc = custos_audit_outcome(v, &e, rc);
+    if (!audited || rc)
+        rc = custos_audit_outcome(v, &e, rc);
     if (rc) {
         json_decref(*out);
         *out = NULL;

@@ -197,7 +197,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
 
         if ((rc = custos_retention_rewrap(v, c, rw.to, &nret)))
             return rc;
-        rw.done += nret;
+        st->retention_rewrapped = nret;
     }
     st->rewrapped = rw.done;
     if ((rc = v->ops->key_count_below(c, rw.to, &left)))

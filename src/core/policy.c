@@ -24,7 +24,7 @@ const char custos_default_policy_json[] =
     "    \"admin\":    {\"ops\": [\"principal.manage\", \"token.revoke\", \"keys.manage\", \"ledger.read\",\n"
     "                            \"alert.read\"]},\n"
     "    \"service\":  {\"ops\": [\"subject.create\", \"subject.read\", \"subject.update\", \"subject.search\",\n"
-    "                            \"subject.erase\", \"subject.export\", \"subject.link\"],\n"
+    "                            \"subject.erase\", \"subject.link\"],\n"
     "                  \"purposes\": {\n"
     "                    \"account\":  {\"*\": \"plain\"},\n"
     "                    \"delivery\": {\"*\": \"hidden\", \"name\": \"plain\", \"phone\": \"plain\",\n"

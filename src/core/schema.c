@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "policy.h"
 
 #include "custos/banned.h"
 
@@ -165,7 +166,7 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
         d = json_object_get(v, "days");
         if (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 36600 ||
             !json_is_string(b) || json_string_length(b) == 0 || json_string_length(b) >= sizeof(f->legal_basis) ||
-            !json_is_string(r) || !valid_name(json_string_value(r)) ||
+            !json_is_string(r) || !custos_valid_name(json_string_value(r), CUSTOS_ROLE_NAME_MAX) ||
             json_string_length(r) >= sizeof(f->retention_role))
             return custos_err_set(CUSTOS_ERR_INVALID,
                                   "schema: field '%s': retention needs days (1..36600), legal_basis and role",
@@ -627,7 +628,32 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
             digits += isdigit((unsigned char)val[i]) != 0;
         if (digits < 7 || digits * 2 < len) /* not a phone number: hide it whole */
             return custos_buf_adds(out, "****");
-        /* keep the first 3 and last 4 digits when there are enough, else only the last 2 */
+        {
+            /* Grouped numbers keep their first group (two with a +country code) and their last,
+               and hide the groups between: 010-****-6960, +82 10-****-6960. */
+            size_t groups = 0, keep_first = val[0] == '+' ? 2 : 1, g = 0;
+            int in = 0;
+
+            for (i = 0; i < len; i++) {
+                int d = isdigit((unsigned char)val[i]) != 0;
+
+                groups += d && !in;
+                in = d;
+            }
+            if (groups >= keep_first + 2) {
+                for (in = 0, i = 0; i < len; i++) {
+                    int d = isdigit((unsigned char)val[i]) != 0;
+
+                    g += d && !in;
+                    in = d;
+                    rc = custos_buf_addc(out, d && g > keep_first && g < groups ? '*' : val[i]);
+                    if (rc)
+                        return rc;
+                }
+                return CUSTOS_OK;
+            }
+        }
+        /* ungrouped: keep the first 3 and last 4 digits when there are enough, else the last 2 */
         first_keep = digits >= 9 ? 3 : 0;
         for (seen = 0, i = 0; i < len; i++) {
             char c = val[i];

@@ -361,7 +361,7 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
     nonces = malloc(leaves->n * CUSTOS_NONCE_BYTES);
     if (!nonces)
         return CUSTOS_ERR_NOMEM;
-    randombytes_buf(nonces, leaves->n * CUSTOS_NONCE_BYTES);
+    custos_random(nonces, leaves->n * CUSTOS_NONCE_BYTES);
     for (i = 0; i < leaves->n && !rc; i++) {
         const struct custos_leaf *l = &leaves->v[i];
         char num[24];
@@ -394,7 +394,7 @@ enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct cus
     if (!kek)
         return CUSTOS_ERR_INTERNAL;
     custos_id_random(id);
-    randombytes_buf(key, CUSTOS_KEY_BYTES);
+    custos_random(key, CUSTOS_KEY_BYTES);
     if ((rc = custos_record_begin(b, 1)) ||
         (rc = seal_leaves(v, id, key, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
         (rc = custos_record_finish(b, leaves->n)))
@@ -407,7 +407,8 @@ done:
 }
 
 enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_store_conn *c,
-                                      const struct custos_leaves *leaves, uint8_t id[16])
+                                      const struct custos_leaves *leaves, uint8_t id[16], struct custos_event *e,
+                                      int *audited)
 {
     struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
     struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
@@ -431,7 +432,7 @@ enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_stor
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
         goto done;
     if ((rc = v->ops->subject_put(c, id, b->p, b->len, blind, nblind, (int64_t)custos_now(v), 1)) ||
-        (rc = v->ops->commit(c, CUSTOS_PLANE_DATA)))
+        (rc = custos_audit_in_txn(v, e, audited)) || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA)))
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
 done:
     custos_buf_reset(b);
@@ -660,6 +661,7 @@ enum custos_err custos_subject_create(struct custos_vault *v, const struct custo
     uint64_t removed;
     uint8_t id[16];
     char hex[CUSTOS_ID_HEX + 1];
+    int audited = 0;
     enum custos_err rc;
 
     *out = NULL;
@@ -678,19 +680,20 @@ enum custos_err custos_subject_create(struct custos_vault *v, const struct custo
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = custos_subject_insert(v, conn, &leaves, id);
-    v->ops->release(v->store, conn);
-    if (rc)
-        goto done;
-    e.subject = id;
+    e.subject = id; /* filled in by the insert, before its event is written */
     leaves_policy_paths(&leaves, &written);
     e.fields = written.ptr;
     e.nfields = written.n;
+    rc = custos_subject_insert(v, conn, &leaves, id, &e, &audited);
+    v->ops->release(v->store, conn);
+    if (rc)
+        goto done;
     custos_id_hex(hex, id);
     if (!(*out = json_pack("{s:s}", "id", hex)))
         rc = CUSTOS_ERR_NOMEM;
 done:
-    rc = custos_audit_outcome(v, &e, rc);
+    if (!audited || rc)
+        rc = custos_audit_outcome(v, &e, rc);
     if (rc) {
         json_decref(*out);
         *out = NULL;
@@ -936,7 +939,7 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
                 goto done;
             if (oldkey != newkey) {
                 snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
-                randombytes_buf(nonce, sizeof(nonce));
+                custos_random(nonce, sizeof(nonce));
                 rc = custos_record_add_value(b, id, newkey, path, tag, (const char *)pt, len, nonce);
             } else
                 rc = custos_record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
@@ -976,7 +979,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     uint8_t id[16], *key = custos_scratch(), *newkey;
     uint64_t removed = 0, touched = 0;
     size_t nblind = 0, i;
-    int rekey = 0, locked = 0;
+    int rekey = 0, locked = 0, audited = 0;
     const char *k;
     json_t *val;
     enum custos_err rc;
@@ -1023,7 +1026,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     if ((rc = custos_record_load(v, conn, id, blob, &r, key)))
         goto done;
     if (rekey)
-        randombytes_buf(newkey, CUSTOS_KEY_BYTES);
+        custos_random(newkey, CUSTOS_KEY_BYTES);
     if ((rc = rebuild(v, id, &r, touched, &leaves, key, rekey ? newkey : key, rekey ? r.gen + 1 : r.gen, &nb, blind,
                       &nblind)))
         goto done;
@@ -1040,7 +1043,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
         goto done;
     if ((rc = v->ops->subject_put(conn, id, nb.p, nb.len, blind, nblind, (int64_t)custos_now(v), 0)) ||
-        (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+        (rc = custos_audit_in_txn(v, &e, &audited)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(conn, CUSTOS_PLANE_DATA);
         goto done;
     }
@@ -1071,7 +1074,8 @@ done:
     custos_leaves_release(&leaves);
     json_decref(j);
     json_decref(list);
-    rc = custos_audit_outcome(v, &e, rc);
+    if (!audited || rc)
+        rc = custos_audit_outcome(v, &e, rc);
     if (rc) {
         json_decref(*out);
         *out = NULL;
@@ -1091,6 +1095,7 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
     const char *fl[1];
     size_t n = 0, i;
     json_t *arr = NULL;
+    int truncated = 0;
     enum custos_err rc;
 
     *out = NULL;
@@ -1112,7 +1117,8 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
         goto done;
     }
     if (!f || !f->searchable) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "search needs one searchable field (e.g. email or phone)");
+        rc = field ? custos_err_set(CUSTOS_ERR_INVALID, "'%.48s' is not a searchable field", field)
+                   : custos_err_set(CUSTOS_ERR_INVALID, "search needs one searchable field (e.g. email or phone)");
         goto done;
     }
     if (!value || strlen(value) > f->max_length) {
@@ -1125,17 +1131,21 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
         goto done;
     if ((rc = blind_hash(v, f, value, strlen(value), hash)))
         goto done;
-    ids = malloc(SEARCH_MAX_RESULTS * sizeof(*ids));
+    ids = malloc((SEARCH_MAX_RESULTS + 1) * sizeof(*ids));
     if (!ids) {
         rc = CUSTOS_ERR_NOMEM;
         goto done;
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = v->ops->blind_find(conn, field_no(v, f), hash, ids, SEARCH_MAX_RESULTS, &n);
+    rc = v->ops->blind_find(conn, field_no(v, f), hash, ids, SEARCH_MAX_RESULTS + 1, &n);
     v->ops->release(v->store, conn);
     if (rc)
         goto done;
+    if (n > SEARCH_MAX_RESULTS) {
+        truncated = 1;
+        n = SEARCH_MAX_RESULTS;
+    }
     e.count = (int64_t)n;
     arr = json_array();
     for (i = 0; arr && i < n; i++) {
@@ -1145,7 +1155,7 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
         if (json_array_append_new(arr, json_string(hex)))
             rc = CUSTOS_ERR_NOMEM;
     }
-    if (!arr || rc || !(*out = json_pack("{s:o}", "ids", arr)))
+    if (!arr || rc || !(*out = json_pack("{s:o, s:b}", "ids", arr, "truncated", truncated)))
         rc = CUSTOS_ERR_NOMEM;
     arr = NULL;
 done:

@@ -258,6 +258,18 @@ enum custos_err custos_system_key_store(struct custos_vault *v, struct custos_st
 
 /* ---- open / close -------------------------------------------------------------------------- */
 
+/* Every role a schema names for legal retention must exist in the policy. */
+static enum custos_err check_retention_roles(const struct custos_schema *s, const struct custos_policy *p)
+{
+    size_t i;
+
+    for (i = 0; i < s->nfields; i++)
+        if (s->fields[i].retention_days && custos_policy_role(p, s->fields[i].retention_role) < 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': retention role '%s' is not a role of the "
+                                  "policy", s->fields[i].name, s->fields[i].retention_role);
+    return CUSTOS_OK;
+}
+
 static enum custos_err load_optional(const char *dir, const char *name, char **text, size_t *len)
 {
     char path[PATH_MAX];
@@ -366,7 +378,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     rc = custos_policy_load(text, len, &v->policy);
     free(text);
-    if (rc)
+    if (rc || (rc = check_retention_roles(v->schema, v->policy)))
         goto fail;
     memset(&lc, 0, sizeof(lc));
     path_join(path, sizeof(path), v->dir, "ledger");
@@ -430,16 +442,6 @@ enum custos_err custos_vault_init(const char *dir, const char *schema_text, size
         return custos_err_set(CUSTOS_ERR_CRYPTO, "libsodium failed to initialise");
     if (strlen(dir) > PATH_MAX - 64)
         return custos_err_set(CUSTOS_ERR_INVALID, "data directory path is too long");
-    path_join(path, sizeof(path), dir, "vault.json");
-    if (access(path, F_OK) == 0)
-        return custos_err_set(CUSTOS_ERR_EXISTS, "%s already holds a vault: refusing to overwrite it", dir);
-    if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode) || !dir_is_empty(dir))
-            return custos_err_set(CUSTOS_ERR_EXISTS, "%s exists and is not an empty directory", dir);
-        if (chmod(dir, 0700) != 0)
-            return custos_err_set(CUSTOS_ERR_IO, "chmod %s: %s", dir, strerror(errno));
-    } else if (mkdir(dir, 0700) != 0)
-        return custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     if (origin) {
         if (!valid_origin(origin))
             return custos_err_set(CUSTOS_ERR_INVALID, "origin must be 1-128 printable characters without "
@@ -452,10 +454,31 @@ enum custos_err custos_vault_init(const char *dir, const char *schema_text, size
         sodium_bin2hex(hex, sizeof(hex), vid, sizeof(vid));
         snprintf(org, sizeof(org), "custos.local/%s", hex);
     }
+    /* everything the caller gave is checked before anything is created */
     if (schema_text && (rc = custos_schema_parse(schema_text, schema_len, &schema)))
         goto done;
     if ((rc = custos_policy_load(policy_text, policy_len, &policy)))
         goto done;
+    if (schema && (rc = check_retention_roles(schema, policy)))
+        goto done;
+    path_join(path, sizeof(path), dir, "vault.json");
+    if (access(path, F_OK) == 0) {
+        rc = custos_err_set(CUSTOS_ERR_EXISTS, "%s already holds a vault: refusing to overwrite it", dir);
+        goto done;
+    }
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode) || !dir_is_empty(dir)) {
+            rc = custos_err_set(CUSTOS_ERR_EXISTS, "%s exists and is not an empty directory", dir);
+            goto done;
+        }
+        if (chmod(dir, 0700) != 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "chmod %s: %s", dir, strerror(errno));
+            goto done;
+        }
+    } else if (mkdir(dir, 0700) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+        goto done;
+    }
     path_join(path, sizeof(path), dir, "keys");
     if (mkdir(path, 0700) != 0) {
         rc = custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
@@ -542,6 +565,11 @@ void custos_vault_tick(struct custos_vault *v)
 
         custos_retention_expire(v, &k, &n);
         v->last_expire_ms = now;
+        /* token rows are kept a week past expiry (the ledger keeps their story for good) */
+        if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
+            v->ops->token_purge(c, (int64_t)now - 7LL * 86400000, &n);
+            v->ops->release(v->store, c);
+        }
     }
     /* Flush the databases' logs soon after erasures (old pages may hold destroyed keys), and
        at least once a minute otherwise. */

@@ -97,6 +97,18 @@ enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_
    CUSTOS_ERR_UNAVAILABLE when it cannot be recorded. */
 enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
 
+/*
+ * No audit, no write: called inside the write's transaction, just before its commit, so a
+ * ledger that cannot record the event makes the write roll back.  Records e as ok, sets
+ * *audited.  If the commit then fails, the caller records that failure as a second event.
+ */
+enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event *e, int *audited);
+
+/* Queue an event without waiting (bulk paths); custos_audit_wait makes everything up to index
+   durable. */
+enum custos_err custos_audit_enqueue(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
+enum custos_err custos_audit_wait(struct custos_vault *v, uint64_t index);
+
 /* Record an outcome: result/reason derived from `rc` (ok, denied for 401/403/429, error else);
    returns rc, or CUSTOS_ERR_UNAVAILABLE when the event could not be recorded. */
 enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event *e, enum custos_err rc);
@@ -125,7 +137,8 @@ void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint
 /* Create a new subject from validated leaves: new id, new key, sealed record, blind index.
    Control plane first (key), then data.  Used by create and import. */
 enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_store_conn *conn,
-                                      const struct custos_leaves *leaves, uint8_t id[16]);
+                                      const struct custos_leaves *leaves, uint8_t id[16], struct custos_event *e,
+                                      int *audited);
 
 /* Seal a new subject from validated leaves without storing it: new id, new key (generation 1)
    wrapped under the current master version (*kv), the record into b, blind entries (up to

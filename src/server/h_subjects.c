@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#include <microhttpd.h>
+
 #include "custos/banned.h"
 
 void h_subject_create(struct req *r)
@@ -42,18 +44,39 @@ void h_subject_update(struct req *r)
         custos_reply_json(r, 200, out);
 }
 
+struct search_args {
+    const char *field, *value;
+    int others;
+};
+
+static enum MHD_Result search_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct search_args *a = cls;
+
+    (void)kind;
+    if (strcmp(key, "purpose") == 0)
+        return MHD_YES;
+    if (a->field)
+        a->others++;
+    else {
+        a->field = key;
+        a->value = value ? value : "";
+    }
+    return MHD_YES;
+}
+
 void h_subject_search(struct req *r)
 {
-    const char *email = custos_req_query(r, "email"), *phone = custos_req_query(r, "phone");
+    struct search_args a = {NULL, NULL, 0};
     json_t *out = NULL;
     enum custos_err rc;
 
-    if (email && phone) {
-        custos_err_set(CUSTOS_ERR_INVALID, "search by one field at a time (email or phone)");
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, search_arg, &a);
+    if (a.others) {
+        custos_err_set(CUSTOS_ERR_INVALID, "search by one field at a time");
         rc = custos_audit_reject(r->vault, &r->caller, "subject.search", CUSTOS_ERR_INVALID);
     } else
-        rc = custos_subject_search(r->vault, &r->caller, email ? "email" : phone ? "phone" : NULL,
-                                   email ? email : phone, custos_req_query(r, "purpose"), &out);
+        rc = custos_subject_search(r->vault, &r->caller, a.field, a.value, custos_req_query(r, "purpose"), &out);
     if (rc)
         custos_reply_error(r, rc);
     else

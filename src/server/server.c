@@ -117,12 +117,16 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
         q->bad = key;
         return MHD_NO;
     }
-    for (a = q->allowed; a && *a; a++)
-        if (strcmp(*a, key) == 0)
-            break;
-    if (!a || !*a) {
-        q->bad = key;
-        return MHD_NO;
+    if (q->allowed == custos_query_any) {
+        a = &key; /* names are the handler's to check */
+    } else {
+        for (a = q->allowed; a && *a; a++)
+            if (strcmp(*a, key) == 0)
+                break;
+        if (!a || !*a) {
+            q->bad = key;
+            return MHD_NO;
+        }
     }
     for (i = 0; i < q->nseen; i++)
         if (strcmp(q->seen[i], key) == 0) {
@@ -145,7 +149,7 @@ static int query_ok(struct req *r, char *msg, size_t cap)
     memset(&q, 0, sizeof(q));
     q.allowed = r->route->query;
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
-    if (q.bad && r->route->query) {
+    if (q.bad && r->route->query && r->route->query != custos_query_any) {
         const char *const *a;
 
         for (a = r->route->query; *a; a++)
@@ -197,8 +201,10 @@ static void dispatch(struct req *r)
 
     r->route = custos_route_match(r->method, r->url, r->params, &known);
     if (!r->route) {
-        if (known)
+        if (known) {
+            custos_route_allowed(r->url, r->allow, sizeof(r->allow));
             custos_reply_error_msg(r, 405, "method_not_allowed", "method not allowed on this resource");
+        }
         else
             custos_reply_error_msg(r, 404, "not_found", "no such route");
         return;
@@ -228,6 +234,13 @@ static void dispatch(struct req *r)
         custos_reply_error(r, rc);
         return;
     }
+    if (!r->route->body && r->body_len) {
+        custos_err_set(CUSTOS_ERR_INVALID, "this route takes no request body");
+        rc = r->route->action ? custos_audit_reject(r->vault, &r->caller, r->route->action, CUSTOS_ERR_INVALID)
+                              : CUSTOS_ERR_INVALID;
+        custos_reply_error(r, rc);
+        return;
+    }
     if (query_ok(r, msg, sizeof(msg))) {
         custos_err_set(CUSTOS_ERR_INVALID, "%s", msg);
         rc = r->route->action ? custos_audit_reject(r->vault, &r->caller, r->route->action, CUSTOS_ERR_INVALID)
@@ -252,6 +265,10 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type ? r->resp_type : "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->status == 405 && r->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->status == 429)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "60");
     ret = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -32,8 +32,15 @@ struct route {
     custos_handler fn;
     int auth;
     const char *action;   /* audit action for requests rejected before the handler */
-    const char *const *query; /* allowed query parameters (NULL-terminated), NULL = none */
+    const char *const *query; /* allowed query parameters (NULL-terminated), NULL = none,
+                                 custos_query_any = names checked by the handler */
+    int body;             /* 1 when the route takes a JSON body; a body elsewhere is refused */
 };
+
+extern const char *const custos_query_any[];
+
+/* Methods allowed on a path, comma-separated ("GET, PATCH, DELETE"), for a 405's Allow header. */
+void custos_route_allowed(const char *path, char *out, size_t cap);
 
 /*
  * Match method + path against the route table.  Returns the route or NULL;
@@ -63,6 +70,7 @@ struct req {
     char *resp;
     size_t resp_len;
     const char *resp_type;
+    char allow[64];               /* Allow header of a 405 */
 };
 
 /* Query parameter (NULL when absent). */

@@ -41,7 +41,7 @@ enum stmt_id {
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
-    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN,
+    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
     S_SUBJ_INSERT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
@@ -79,7 +79,9 @@ static const char *const sql[S__COUNT] = {
                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
                    "WHERE id = ?1",
-    [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2 WHERE id = ?1 AND disabled = 0",
+    [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
+    [S_TOK_REVOKE_SCOPE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
+    [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
                   "source, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9)",
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
@@ -138,6 +140,8 @@ static const char control_schema[] =
     " issued_by TEXT NOT NULL, source TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_principal ON tokens(principal);"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_issued_by ON tokens(issued_by);"
+    "CREATE INDEX IF NOT EXISTS ctl.tokens_scope ON tokens(scope) WHERE scope IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS ctl.tokens_expires ON tokens(expires);"
     "CREATE TABLE IF NOT EXISTS ctl.outbox(id INTEGER PRIMARY KEY, subject BLOB NOT NULL, link TEXT NOT NULL,"
     " url TEXT NOT NULL, erased_at INTEGER NOT NULL, created INTEGER NOT NULL, next_at INTEGER NOT NULL,"
     " delivered_at INTEGER NOT NULL, failed_at INTEGER NOT NULL, attempts INTEGER NOT NULL,"
@@ -675,16 +679,33 @@ static enum custos_err sq_principal_get(struct custos_store_conn *c, const char 
     return rc;
 }
 
-static enum custos_err sq_principal_disable(struct custos_store_conn *c, const char *id, int64_t when)
+static enum custos_err sq_principal_disable(struct custos_store_conn *c, const char *id, int64_t when,
+                                            const uint8_t mac[CUSTOS_STORE_HASH])
 {
-    enum custos_err rc;
     PREP(s, S_PRIN_DISABLE);
-
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, when);
-    if ((rc = run(c, s, "principal disable")))
-        return rc;
-    return CUSTOS_OK;
+    sqlite3_bind_blob(s, 3, mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    return run(c, s, "principal disable");
+}
+
+static enum custos_err sq_token_revoke_scope(struct custos_store_conn *c, const uint8_t id[16], int64_t when)
+{
+    PREP(s, S_TOK_REVOKE_SCOPE);
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, when);
+    return run(c, s, "token revoke");
+}
+
+static enum custos_err sq_token_purge(struct custos_store_conn *c, int64_t before, uint64_t *n)
+{
+    enum custos_err rc;
+    PREP(s, S_TOK_PURGE);
+
+    sqlite3_bind_int64(s, 1, before);
+    rc = run(c, s, "token purge");
+    *n = rc ? 0 : (uint64_t)sqlite3_changes(c->db);
+    return rc;
 }
 
 static enum custos_err sq_token_put(struct custos_store_conn *c, const struct custos_token_row *t)
@@ -1332,6 +1353,8 @@ const struct custos_store_ops custos_store_sqlite = {
     .principal_put = sq_principal_put,
     .principal_get = sq_principal_get,
     .principal_disable = sq_principal_disable,
+    .token_revoke_scope = sq_token_revoke_scope,
+    .token_purge = sq_token_purge,
     .token_put = sq_token_put,
     .token_get = sq_token_get,
     .token_revoke = sq_token_revoke,

@@ -45,7 +45,7 @@ struct custos_principal_row {
     int64_t created;      /* ms */
     int64_t disabled;     /* ms, 0 when enabled */
     char created_by[CUSTOS_PRINCIPAL_ID_MAX + 1];
-    uint8_t mac[CUSTOS_STORE_HASH]; /* keyed MAC over id, kind, roles, secret_hash, created (core checks) */
+    uint8_t mac[CUSTOS_STORE_HASH]; /* keyed MAC over id, kind, roles, secret_hash, created, disabled */
 };
 
 struct custos_token_row {
@@ -167,7 +167,13 @@ struct custos_store_ops {
     /* control plane: principals and tokens */
     enum custos_err (*principal_put)(struct custos_store_conn *c, const struct custos_principal_row *r);
     enum custos_err (*principal_get)(struct custos_store_conn *c, const char *id, struct custos_principal_row *r);
-    enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when);
+    /* Set disabled = when and the row's new MAC (the MAC covers the disabled state). */
+    enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when,
+                                         const uint8_t mac[CUSTOS_STORE_HASH]);
+    /* Revoke every live customer token scoped to a subject (erasure). */
+    enum custos_err (*token_revoke_scope)(struct custos_store_conn *c, const uint8_t id[16], int64_t when);
+    /* Delete token rows expired before `before` (ms); *n gets the count. */
+    enum custos_err (*token_purge)(struct custos_store_conn *c, int64_t before, uint64_t *n);
     enum custos_err (*token_put)(struct custos_store_conn *c, const struct custos_token_row *r);
     enum custos_err (*token_get)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
                                  struct custos_token_row *r);
