@@ -572,8 +572,11 @@ static enum custos_err check_kind_roles(struct custos_vault *v, const char *kind
 {
     size_t i, o = 0;
 
-    if (strcmp(kind, "staff") != 0 && strcmp(kind, "service") != 0 && strcmp(kind, "customer") != 0)
-        return custos_err_set(CUSTOS_ERR_INVALID, "kind must be staff, service or customer");
+    if (strcmp(kind, "customer") == 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "customers act through tokens minted for their own subject "
+                              "(POST /v1/subjects/{id}/token), not through principals");
+    if (strcmp(kind, "staff") != 0 && strcmp(kind, "service") != 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "kind must be staff or service");
     if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 8)
         return custos_err_set(CUSTOS_ERR_INVALID, "roles must be an array of 1 to 8 role names");
     out[0] = '\0';

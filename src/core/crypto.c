@@ -182,11 +182,16 @@ enum custos_err custos_id_parse(uint8_t id[CUSTOS_ID_BYTES], const char *hex)
     size_t binlen = 0;
     const char *end = NULL;
 
+    size_t i;
+
     if (!hex || strlen(hex) != CUSTOS_ID_HEX)
-        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 hex digits");
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 lowercase hex digits");
+    for (i = 0; i < CUSTOS_ID_HEX; i++)
+        if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+            return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 lowercase hex digits");
     if (sodium_hex2bin(id, CUSTOS_ID_BYTES, hex, CUSTOS_ID_HEX, NULL, &binlen, &end) != 0 ||
         binlen != CUSTOS_ID_BYTES || *end != '\0')
-        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 hex digits");
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed subject id: expected 32 lowercase hex digits");
     return CUSTOS_OK;
 }
 

@@ -17,6 +17,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -332,6 +333,39 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
 }
 
+/*
+ * Percent-decoding for paths and query strings, in place.  Unlike the default, "%00" is left
+ * as it is: a decoded NUL would cut the C string the router sees ("/v1/subjects/ID%00/export"
+ * read as "/v1/subjects/ID"), while a literal "%00" matches no route and fails every check.
+ */
+static unsigned hexval(char h)
+{
+    return isdigit((unsigned char)h) ? (unsigned)(h - '0') : (unsigned)(tolower((unsigned char)h) - 'a' + 10);
+}
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    char *w = s;
+    const char *r = s;
+
+    (void)cls;
+    (void)c;
+    while (*r) {
+        if (r[0] == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
+            unsigned v = hexval(r[1]) << 4 | hexval(r[2]);
+
+            if (v != 0) {
+                *w++ = (char)v;
+                r += 3;
+                continue;
+            }
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 /* ---- listening ----------------------------------------------------------------------------- */
 
 enum custos_err custos_parse_listen(const char *s, void *ss_out, unsigned *len, int *loopback)
@@ -466,7 +500,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         flags |= MHD_USE_IPv6;
     mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, &d, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 1024u,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),

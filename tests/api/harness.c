@@ -592,7 +592,6 @@ const struct cz_resp *cz_req_raw(struct cz_server *s, const char *method, const 
             curl_easy_setopt(s->curl, CURLOPT_POSTFIELDS, body);
         }
     }
-    snprintf(r->content_type, sizeof(r->content_type), "%s", "");
     cc = curl_easy_perform(s->curl);
     curl_slist_free_all(h);
     r->body = g.p ? g.p : calloc(1, 1);
@@ -652,6 +651,15 @@ const char *cz_create_subject(struct cz_server *s, const char *token, const char
     cz_expect(r, 201);
     assert_true(cz_is_id(cz_str(r->json, "id")));
     return cz_fmt(s, "%s", cz_str(r->json, "id"));
+}
+
+const char *cz_mint(struct cz_server *s, const char *id)
+{
+    const struct cz_resp *r = cz_req(s, "POST", cz_fmt(s, "/v1/subjects/%s/token", id), s->mint.token, NULL);
+
+    cz_expect(r, 200);
+    assert_non_null(cz_str(r->json, "token"));
+    return cz_fmt(s, "%s", cz_str(r->json, "token"));
 }
 
 json_t *cz_ledger_entries(struct cz_server *s)

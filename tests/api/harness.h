@@ -128,6 +128,8 @@ void cz_api_principal(struct cz_server *s, const char *id, const char *kind, con
                       struct cz_principal *p);
 /* POST /v1/subjects; returns the new id (owned by the fixture). */
 const char *cz_create_subject(struct cz_server *s, const char *token, const char *json_body);
+/* POST /v1/subjects/{id}/token with the standard minter; the customer token (owned by the fixture). */
+const char *cz_mint(struct cz_server *s, const char *id);
 /* Every ledger entry [0, size) through GET /v1/ledger/entries as admin (pages of 1000); a JSON array
    of {"index","data","event"} owned by the fixture. */
 json_t *cz_ledger_entries(struct cz_server *s);
