@@ -33,6 +33,8 @@ int cmd_receipt(int argc, char **argv);
 int cli_fail(enum custos_err rc);
 /* Print "custos: <msg>" and return EXIT_USAGE (with a hint to --help). */
 int cli_usage(const char *cmd, const char *msg);
+/* Usage error for the option getopt_long just refused (unknown, or missing its argument). */
+int cli_bad_option(const char *cmd, char **argv);
 /* Open the vault in dir as the local operator. */
 enum custos_err cli_open(const char *dir, struct custos_vault **v);
 /* Is argv asking for help? */

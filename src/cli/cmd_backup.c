@@ -45,13 +45,14 @@ static int parse(int argc, char **argv, const char *cmd, const char *help, struc
 
     memset(a, 0, sizeof(*a));
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->dir = optarg; break;
         case 'o': a->out = optarg; break;
         case 'i': a->in = optarg; break;
         case 'h': fputs(help, stdout); exit(0);
-        default: return cli_usage(cmd, "bad option");
+        default: return cli_bad_option(cmd, argv);
         }
     }
     if (!a->dir)

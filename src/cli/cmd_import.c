@@ -89,6 +89,7 @@ int cmd_import(int argc, char **argv)
     long nproc;
 
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
@@ -102,7 +103,7 @@ int cmd_import(int argc, char **argv)
             break;
         }
         case 'h': fputs(help, stdout); return 0;
-        default: return cli_usage("import", "bad option");
+        default: return cli_bad_option("import", argv);
         }
     }
     if (!dir)

@@ -68,6 +68,7 @@ int cmd_init(int argc, char **argv)
     int c, ret = 1;
 
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
@@ -75,7 +76,7 @@ int cmd_init(int argc, char **argv)
         case 'p': policy = optarg; break;
         case 'o': origin = optarg; break;
         case 'h': fputs(help, stdout); return 0;
-        default: return cli_usage("init", "bad option");
+        default: return cli_bad_option("init", argv);
         }
     }
     if (!dir)

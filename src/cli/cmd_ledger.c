@@ -63,6 +63,7 @@ static int parse(int argc, char **argv, struct args *a)
 
     memset(a, 0, sizeof(*a));
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->dir = optarg; break;
@@ -72,7 +73,7 @@ static int parse(int argc, char **argv, struct args *a)
         case 'S': a->start = optarg; break;
         case 'C': a->count = optarg; break;
         case 'h': fputs(help, stdout); exit(0);
-        default: return cli_usage("ledger", "bad option");
+        default: return cli_bad_option("ledger", argv);
         }
     }
     if (optind < argc)

@@ -53,6 +53,7 @@ static int parse(int argc, char **argv, const char *cmd, struct args *a)
 
     memset(a, 0, sizeof(*a));
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->dir = optarg; break;
@@ -61,7 +62,7 @@ static int parse(int argc, char **argv, const char *cmd, struct args *a)
         case 'r': a->roles = optarg; break;
         case 'p': a->principal = optarg; break;
         case 'h': a->help = 1; break;
-        default: return cli_usage(cmd, "bad option");
+        default: return cli_bad_option(cmd, argv);
         }
     }
     if (!a->help && !a->dir)

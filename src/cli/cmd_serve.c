@@ -50,6 +50,7 @@ int cmd_serve(int argc, char **argv)
 
     memset(&so, 0, sizeof(so));
     optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
@@ -59,7 +60,7 @@ int cmd_serve(int argc, char **argv)
         case 'i': so.insecure = 1; break;
         case 'p': so.port_file = optarg; break;
         case 'h': fputs(help, stdout); return 0;
-        default: return cli_usage("serve", "bad option");
+        default: return cli_bad_option("serve", argv);
         }
     }
     if (!dir)

@@ -1,6 +1,7 @@
 /*
  * main.c - the custos binary: subcommand table and dispatch.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +45,18 @@ int cli_usage(const char *cmd, const char *msg)
 {
     fprintf(stderr, "custos: %s (see 'custos %s --help')\n", msg, cmd);
     return EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, char **argv)
+{
+    char msg[160];
+    const char *opt = optind > 0 ? argv[optind - 1] : "?";
+
+    if (strncmp(opt, "--", 2) == 0 || !optopt)
+        snprintf(msg, sizeof(msg), "option '%.60s' is unknown or needs an argument", opt);
+    else
+        snprintf(msg, sizeof(msg), "option '-%c' is unknown or needs an argument", optopt);
+    return cli_usage(cmd, msg);
 }
 
 int cli_wants_help(int argc, char **argv)

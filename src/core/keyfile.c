@@ -58,7 +58,7 @@ static enum custos_err write_all(int fd, const void *p, size_t n, const char *pa
 
 enum custos_err custos_keyfile_write(const char *path, const char *label, const uint8_t key[32])
 {
-    char head[64];
+    char head[64], tmp[PATH_MAX];
     char *hex = sodium_malloc(65);
     int fd = -1;
     enum custos_err rc;
@@ -66,26 +66,33 @@ enum custos_err custos_keyfile_write(const char *path, const char *label, const 
     if (!hex)
         return CUSTOS_ERR_NOMEM;
     snprintf(head, sizeof(head), "custos %s v1\n", label);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     sodium_bin2hex(hex, 65, key, 32);
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    unlink(tmp); /* a torn attempt from an earlier crash */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        rc = custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create key file %s: %s",
-                            path, strerror(errno));
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot create key file %s: %s", tmp, strerror(errno));
         goto done;
     }
-    if ((rc = write_all(fd, head, strlen(head), path)) || (rc = write_all(fd, hex, 64, path)) ||
-        (rc = write_all(fd, "\n", 1, path)))
+    if ((rc = write_all(fd, head, strlen(head), tmp)) || (rc = write_all(fd, hex, 64, tmp)) ||
+        (rc = write_all(fd, "\n", 1, tmp)))
         goto done;
     if (fsync(fd) != 0) {
-        rc = custos_err_set(CUSTOS_ERR_IO, "fsync %s: %s", path, strerror(errno));
+        rc = custos_err_set(CUSTOS_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    /* the final name appears only with complete, durable contents; link() never overwrites */
+    if (link(tmp, path) != 0) {
+        rc = custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create key file %s: %s",
+                            path, strerror(errno));
         goto done;
     }
     rc = parent_sync(path);
 done:
     if (fd >= 0)
         close(fd);
-    if (rc && fd >= 0)
-        unlink(path);
+    if (fd >= 0)
+        unlink(tmp);
     sodium_free(hex);
     return rc;
 }

@@ -161,10 +161,15 @@ static void derive_subkeys(struct custos_secrets *s)
     crypto_kdf_derive_from_key(s->mac_key, 32, 4, "custos01", s->root);
 }
 
-/* Load every master-N.key in DIR/keys into the secrets block. */
-static enum custos_err load_masters(struct custos_vault *v)
+/*
+ * Load every DIR/keys/master-N.key into the secrets block.  A file of a version above `current`
+ * (the version the control plane uses) has never wrapped anything: if it is malformed (a
+ * rotation torn while writing it, before key files were written under a temporary name), it is
+ * destroyed so the rotation can start over.  A malformed file of a version in use is an error.
+ */
+static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
 {
-    char kdir[PATH_MAX], path[PATH_MAX + 64];
+    char kdir[PATH_MAX], path[PATH_MAX + 64], want[64];
     DIR *d;
     struct dirent *de;
     int slot = 0;
@@ -176,17 +181,26 @@ static enum custos_err load_masters(struct custos_vault *v)
         return custos_err_set(CUSTOS_ERR_IO, "cannot open %s: %s", kdir, strerror(errno));
     while ((de = readdir(d)) != NULL) {
         unsigned long kv;
-        char tail[8];
 
-        if (sscanf(de->d_name, "master-%lu.ke%1s", &kv, tail) != 2 || kv == 0 || kv > 0xffffffffUL)
+        if (sscanf(de->d_name, "master-%lu.key", &kv) != 1 || kv == 0 || kv > 0xffffffffUL)
             continue;
+        snprintf(want, sizeof(want), "master-%lu.key", kv);
+        if (strcmp(want, de->d_name) != 0)
+            continue; /* master-2.key.tmp and the like */
         if (slot == CUSTOS_MAX_KEY_VERSIONS) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "more than %d master key versions in %s: finish the rotation",
                                 CUSTOS_MAX_KEY_VERSIONS, kdir);
             break;
         }
         snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
-        if ((rc = custos_keyfile_read(path, "master key", v->sec->master[slot])))
+        rc = custos_keyfile_read(path, "master key", v->sec->master[slot]);
+        if (rc == CUSTOS_ERR_CORRUPT && kv > current) {
+            custos_err_clear();
+            if ((rc = custos_keyfile_destroy(path)))
+                break;
+            continue;
+        }
+        if (rc)
             break;
         v->sec->master_kv[slot++] = (uint32_t)kv;
     }
@@ -207,7 +221,22 @@ static void put_be32(uint8_t *p, uint32_t x)
     p[3] = (uint8_t)x;
 }
 
-/* meta "master_kv" = 4 bytes; meta "system_key" = kv (4) || wrapped root (72). */
+/* meta "master_kv" = 4 bytes: the master key version new wraps use. */
+static enum custos_err load_current_kv(struct custos_vault *v, struct custos_store_conn *c)
+{
+    struct custos_buf b;
+    enum custos_err rc;
+
+    custos_buf_init(&b, 16);
+    if ((rc = v->ops->meta_get(c, "master_kv", &b)) || b.len != 4)
+        rc = custos_err_set(rc ? rc : CUSTOS_ERR_CORRUPT, "control plane has no master key version");
+    else
+        v->current_kv = get_be32(b.p);
+    custos_buf_release(&b);
+    return rc;
+}
+
+/* meta "system_key" = kv (4) || wrapped root (72). */
 static enum custos_err load_system(struct custos_vault *v, struct custos_store_conn *c)
 {
     struct custos_buf b;
@@ -217,13 +246,6 @@ static enum custos_err load_system(struct custos_vault *v, struct custos_store_c
     uint32_t kv;
 
     custos_buf_init(&b, 256);
-    if ((rc = v->ops->meta_get(c, "master_kv", &b)) || b.len != 4) {
-        rc = rc ? rc : CUSTOS_ERR_CORRUPT;
-        custos_err_set(rc, "control plane has no master key version");
-        goto done;
-    }
-    v->current_kv = get_be32(b.p);
-    custos_buf_reset(&b);
     if ((rc = v->ops->meta_get(c, "system_key", &b)) || b.len != 4 + CUSTOS_WRAPPED_BYTES) {
         rc = custos_err_set(rc ? rc : CUSTOS_ERR_CORRUPT, "control plane has no system key");
         goto done;
@@ -351,8 +373,6 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     }
     memset(v->sec, 0, sizeof(*v->sec));
-    if ((rc = load_masters(v)))
-        goto fail;
     path_join(path, sizeof(path), v->dir, "keys/ledger.key");
     if ((rc = custos_keyfile_read(path, "ledger key", v->sec->root)))
         goto fail;
@@ -362,7 +382,8 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     if ((rc = v->ops->acquire(v->store, &c)))
         goto fail;
-    rc = load_system(v, c);
+    if (!(rc = load_current_kv(v, c)) && !(rc = load_masters(v, v->current_kv)))
+        rc = load_system(v, c);
     v->ops->release(v->store, c);
     if (rc)
         goto fail;
