@@ -70,7 +70,7 @@ void custos_random(void *buf, size_t n);
 /* Random 128-bit identifier and its lowercase hex form. */
 void custos_id_random(uint8_t id[CUSTOS_ID_BYTES]);
 void custos_id_hex(char out[CUSTOS_ID_HEX + 1], const uint8_t id[CUSTOS_ID_BYTES]);
-/* Parse exactly 32 lowercase/uppercase hex digits; CUSTOS_ERR_INVALID otherwise. */
+/* Parse exactly 32 lowercase hex digits (the one spelling of an id); CUSTOS_ERR_INVALID otherwise. */
 enum custos_err custos_id_parse(uint8_t id[CUSTOS_ID_BYTES], const char *hex);
 
 /* Milliseconds since the epoch (real clock). */

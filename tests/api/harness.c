@@ -309,8 +309,12 @@ void cz_server_start(struct cz_server *s)
             dup2(lfd, 1);
             dup2(lfd, 2);
         }
-        execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
-              s->port_file, (char *)NULL);
+        if (s->tls_cert[0])
+            execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
+                  s->port_file, "--tls-cert", s->tls_cert, "--tls-key", s->tls_key, (char *)NULL);
+        else
+            execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
+                  s->port_file, (char *)NULL);
         _exit(127);
     }
     while ((s->port = read_port(s->port_file)) == 0) {
@@ -325,7 +329,7 @@ void cz_server_start(struct cz_server *s)
         }
         nap();
     }
-    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+    snprintf(s->base, sizeof(s->base), "%s://127.0.0.1:%d", s->tls_cert[0] ? "https" : "http", s->port);
     for (;;) {
         const struct cz_resp *r = cz_req(s, "GET", "/v1/health", NULL, NULL);
 
@@ -567,6 +571,8 @@ const struct cz_resp *cz_req_raw(struct cz_server *s, const char *method, const 
     curl_easy_reset(s->curl);
     curl_easy_setopt(s->curl, CURLOPT_URL, url);
     curl_easy_setopt(s->curl, CURLOPT_PATH_AS_IS, 1L);
+    if (s->tls_cert[0])
+        curl_easy_setopt(s->curl, CURLOPT_CAINFO, s->tls_cert);
     curl_easy_setopt(s->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(s->curl, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, on_body);

@@ -65,7 +65,9 @@ struct cz_server {
     char vkey[512];      /* `custos ledger key` */
     pid_t pid;           /* 0 when not running */
     int port;
-    char base[64];       /* "http://127.0.0.1:PORT" */
+    char base[64];       /* "http://127.0.0.1:PORT" (https with TLS) */
+    char tls_cert[320];  /* when set (PEM paths), cz_server_start serves HTTPS and requests trust this cert */
+    char tls_key[320];
     CURL *curl;
     struct cz_resp *resps;
     struct cz_keep *kept;

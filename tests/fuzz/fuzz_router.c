@@ -13,7 +13,10 @@
  *    ROUTE_PARAM_LEN and made of [A-Za-z0-9._-] only;
  *  - substituting the parameters into the route's pattern gives back the
  *    exact path (nothing dropped, nothing added);
- *  - *path_known is 1 exactly when another method would have matched.
+ *  - *path_known is 1 exactly when another method would have matched;
+ *  - custos_route_allowed (the Allow header of a 405) lists exactly the
+ *    methods that match the path, fits its buffer, and with a short buffer
+ *    gives a NUL-terminated prefix, never an overrun.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -87,6 +90,41 @@ static void check_match(const struct route *rt, const char *method, const char *
     FUZZ_CHECK(*pp == '\0');
 }
 
+/* The Allow list against route matching; then the same with every shorter buffer. */
+static void check_allowed(const char *path)
+{
+    char full[64], *buf;
+    const char *p;
+    size_t i, n, cap;
+
+    custos_route_allowed(path, full, sizeof(full)); /* the size of struct req's allow[] */
+    FUZZ_CHECK(memchr(full, '\0', sizeof(full)) != NULL);
+    for (i = 0; i < NMETHODS; i++) {
+        char p2[ROUTE_PARAM_MAX][ROUTE_PARAM_LEN];
+        int k2, listed = 0;
+
+        for (p = full; *p; p += n + (p[n] ? 2 : 0)) {
+            n = strcspn(p, ",");
+            listed |= n == strlen(methods[i]) && memcmp(p, methods[i], n) == 0;
+            FUZZ_CHECK(!p[n] || p[n + 1] == ' ');
+        }
+        FUZZ_CHECK(listed == (custos_route_match(methods[i], path, p2, &k2) != NULL));
+    }
+    n = strlen(full);
+    for (cap = 0; cap <= n; cap++) {
+        buf = malloc(cap ? cap : 1);
+        FUZZ_CHECK(buf != NULL);
+        custos_route_allowed(path, buf, cap);
+        if (cap) {
+            FUZZ_CHECK(memchr(buf, '\0', cap) != NULL);
+            FUZZ_CHECK(strncmp(buf, full, strlen(buf)) == 0);
+        }
+        free(buf);
+    }
+    custos_route_allowed(NULL, full, sizeof(full));
+    FUZZ_CHECK(full[0] == '\0');
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char params[ROUTE_PARAM_MAX][ROUTE_PARAM_LEN];
@@ -130,6 +168,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (!rt)
         FUZZ_CHECK(known == other);
+
+    check_allowed(path);
 
     FUZZ_CHECK(custos_route_match(NULL, path, params, &known) == NULL && known == 0);
     FUZZ_CHECK(custos_route_match(method, NULL, params, &known) == NULL && known == 0);

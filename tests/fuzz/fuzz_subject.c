@@ -6,6 +6,8 @@
  * objects only, and again with any_type) -> custos_schema_flatten against the
  * default schema in create mode (patch=0) and patch mode (patch=1) ->
  * custos_normalise and custos_mask_value (every style) over each string leaf.
+ * The same body also goes through custos_json_only / custos_json_str the way
+ * the auth and principal handlers read theirs ({"principal","secret"}, ...).
  *
  * Invariants checked beyond "no crash, no leak, no UB":
  *  - a parsed document is never nested deeper than CUSTOS_JSON_MAX_DEPTH;
@@ -13,8 +15,11 @@
  *  - every leaf is a declared field of the declared type within its caps,
  *    valid UTF-8 without NUL (fuzz_check_leaves);
  *  - a body valid for create is valid for patch, with the same leaves;
- *  - an error detail never quotes a value (non-ASCII or '@' values of 4+
- *    bytes that are not also keys: names, emails, addresses).
+ *  - custos_json_str hands out a NUL-free string within its cap, or NULL
+ *    only when the key is absent and optional;
+ *  - an error detail never quotes a value: with the keys (which may be
+ *    echoed) blanked out, it contains no non-ASCII or '@' string value of
+ *    4+ bytes (names, emails, addresses).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -67,8 +72,8 @@ static size_t depth_of(json_t *j)
     return 0;
 }
 
-/* Is s (n bytes) a substring of any object key in j? */
-static int in_some_key(json_t *j, const char *s, size_t n)
+/* Blank out of msg every key of j (whole, and cut at 64 bytes as "%.64s" echoes it). */
+static void strip_keys(json_t *j, char *msg)
 {
     const char *k;
     json_t *v;
@@ -76,21 +81,25 @@ static int in_some_key(json_t *j, const char *s, size_t n)
 
     if (json_is_object(j)) {
         json_object_foreach(j, k, v) {
-            size_t kl = strlen(k), o;
+            size_t kl = strlen(k), cut;
 
-            for (o = 0; kl >= n && o + n <= kl; o++)
-                if (memcmp(k + o, s, n) == 0)
-                    return 1;
-            if (in_some_key(v, s, n))
-                return 1;
+            for (cut = 0; cut < 2; cut++) {
+                size_t n = cut && kl > 64 ? 64 : kl;
+                char *q = msg;
+
+                while (n && *q) {
+                    if (strncmp(q, k, n) == 0) {
+                        memset(q, 1, n);
+                        q += n;
+                    } else
+                        q++;
+                }
+            }
+            strip_keys(v, msg);
         }
     } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
-            if (in_some_key(v, s, n))
-                return 1;
-        }
+        json_array_foreach(j, i, v) strip_keys(v, msg);
     }
-    return 0;
 }
 
 static int looks_personal(const char *s, size_t n)
@@ -105,8 +114,9 @@ static int looks_personal(const char *s, size_t n)
     return 0;
 }
 
-/* The error detail must not contain a personal-looking string value of the document. */
-static void check_no_quote(json_t *doc, json_t *j, const char *msg)
+/* With the keys (which may be echoed) blanked out, the error detail must not contain a
+   personal-looking string value of the document. */
+static void check_values(json_t *j, const char *msg)
 {
     const char *k;
     json_t *v;
@@ -116,14 +126,66 @@ static void check_no_quote(json_t *doc, json_t *j, const char *msg)
         const char *s = json_string_value(j);
         size_t n = json_string_length(j);
 
-        if (n == strlen(s) && looks_personal(s, n) && strstr(msg, s) && !in_some_key(doc, s, n)) {
+        if (n == strlen(s) && looks_personal(s, n) && strstr(msg, s)) {
             fprintf(stderr, "fuzz_subject: error detail quotes a value\n");
             abort();
         }
     } else if (json_is_object(j)) {
-        json_object_foreach(j, k, v) check_no_quote(doc, v, msg);
+        json_object_foreach(j, k, v) check_values(v, msg);
     } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) check_no_quote(doc, v, msg);
+        json_array_foreach(j, i, v) check_values(v, msg);
+    }
+}
+
+static void check_no_quote(json_t *doc, const char *msg)
+{
+    char *m = strdup(msg);
+
+    FUZZ_CHECK(m != NULL);
+    strip_keys(doc, m);
+    check_values(doc, m);
+    free(m);
+}
+
+/* Request bodies of the auth handlers: allowed keys, then required/optional capped strings. */
+static void request_fields(json_t *j)
+{
+    static const char *const keys[] = {"principal", "secret", "token", "id", "kind", NULL};
+    static const size_t caps[] = {64, 64, 64, 16, 16};
+    enum custos_err rc;
+    size_t i;
+
+    rc = custos_json_only(j, keys, "request");
+    FUZZ_CHECK(rc == CUSTOS_OK || rc == CUSTOS_ERR_INVALID);
+    if (rc)
+        check_no_quote(j, custos_err_msg(rc));
+    else {
+        const char *k;
+        json_t *v;
+        size_t n;
+
+        json_object_foreach(j, k, v) {
+            for (n = 0; keys[n] && strcmp(keys[n], k) != 0; n++)
+                ;
+            FUZZ_CHECK(keys[n] != NULL);
+        }
+    }
+    for (i = 0; keys[i]; i++) {
+        const char *out = (const char *)1;
+        json_t *v = json_object_get(j, keys[i]);
+        int required = (int)(i & 1);
+
+        rc = custos_json_str(j, keys[i], required, caps[i], &out);
+        FUZZ_CHECK(rc == CUSTOS_OK || rc == CUSTOS_ERR_INVALID);
+        if (rc == CUSTOS_OK && out) {
+            FUZZ_CHECK(json_is_string(v) && out == json_string_value(v));
+            FUZZ_CHECK(strlen(out) == json_string_length(v) && strlen(out) <= caps[i]);
+        } else if (rc == CUSTOS_OK)
+            FUZZ_CHECK(!v && !required);
+        else {
+            FUZZ_CHECK(out == NULL);
+            check_no_quote(j, custos_err_msg(rc));
+        }
     }
 }
 
@@ -148,18 +210,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (rc)
         return 0;
+    request_fields(j);
 
     rc = custos_schema_flatten(schema, j, 0, &create, &removed_c);
     FUZZ_CHECK(rc == CUSTOS_OK || rc == CUSTOS_ERR_INVALID);
     if (rc)
-        check_no_quote(j, j, custos_err_msg(rc));
+        check_no_quote(j, custos_err_msg(rc));
     else
         fuzz_check_leaves(schema, &create, 0, removed_c);
 
     rc_patch = custos_schema_flatten(schema, j, 1, &patch, &removed_p);
     FUZZ_CHECK(rc_patch == CUSTOS_OK || rc_patch == CUSTOS_ERR_INVALID);
     if (rc_patch)
-        check_no_quote(j, j, custos_err_msg(rc_patch));
+        check_no_quote(j, custos_err_msg(rc_patch));
     else
         fuzz_check_leaves(schema, &patch, 1, removed_p);
 

@@ -64,12 +64,19 @@ struct tdir {
     char path[256];
 };
 
+/* Every scratch directory made, so that the group teardown removes those a
+   failed test (cmocka longjmps out of it) left behind. */
+static char made[64][256];
+static int nmade;
+
 static void tdir_make(struct tdir *t)
 {
     const char *base = getenv("TMPDIR");
 
     snprintf(t->path, sizeof(t->path), "%s/custos-ledger-test-XXXXXX", base && base[0] ? base : "/tmp");
     assert_non_null(mkdtemp(t->path));
+    if (nmade < 64)
+        snprintf(made[nmade++], sizeof(made[0]), "%s", t->path);
     /* the ledger directory itself is created by custos_ledger_open */
     strncat(t->path, "/l", sizeof(t->path) - strlen(t->path) - 1);
 }
@@ -266,6 +273,18 @@ static void build(const struct tdir *t, uint64_t cp, uint64_t n)
 }
 
 /* ------------------------------------------------------------ fixtures */
+
+static int group_teardown(void **state)
+{
+    struct stat st;
+    int i;
+
+    (void)state;
+    for (i = 0; i < nmade; i++)
+        if (stat(made[i], &st) == 0)
+            rm_rf(made[i]);
+    return 0;
+}
 
 static int group_setup(void **state)
 {
@@ -878,7 +897,7 @@ static long long wait_cp(struct custos_ledger *l, long long want)
     long long got = -1;
     int i;
 
-    for (i = 0; i < 300; i++) {
+    for (i = 0; i < 1000; i++) { /* up to 10 s: the writer re-reads the clock every 50 ms */
         got = latest_cp(l);
         if (got == want)
             break;
@@ -1563,5 +1582,5 @@ int main(void)
         cmocka_unit_test(test_tamper_checkpoint),
     };
 
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -107,14 +107,19 @@ static void expect_mask(enum custos_mask m, const char *in, const char *want)
     struct custos_buf b;
     enum custos_err rc;
 
-    custos_buf_init(&b, 1024);
+    char got[1024];
+    size_t n;
+
+    custos_buf_init(&b, 1000);
     rc = custos_mask_value(m, in, strlen(in), &b);
+    n = b.len;
+    memcpy(got, b.p ? (const char *)b.p : "", n + 1);
+    custos_buf_release(&b); /* before any failure: cmocka longjmps */
     assert_int_equal(rc, CUSTOS_OK);
-    if (b.len != strlen(want) || memcmp(b.p, want, b.len) != 0)
-        fail_msg("mask %d of '%s' = '%s', want '%s'", (int)m, in, (const char *)b.p, want);
-    if (!valid_utf8((const char *)b.p, b.len))
+    if (n != strlen(want) || memcmp(got, want, n) != 0)
+        fail_msg("mask %d of '%s' = '%s', want '%s'", (int)m, in, got, want);
+    if (!valid_utf8(got, n))
         fail_msg("mask %d of '%s' is not valid UTF-8", (int)m, in);
-    custos_buf_release(&b);
 }
 
 static size_t u8chars(const char *s)
@@ -806,8 +811,10 @@ static void test_mask_phone(void **state)
     expect_mask(CUSTOS_MASK_PHONE, "010-1234-6960", "010-****-6960");
     expect_mask(CUSTOS_MASK_PHONE, "010-0002-8558", "010-****-8558");
     expect_mask(CUSTOS_MASK_PHONE, "01012346960", "010****6960");
-    expect_mask(CUSTOS_MASK_PHONE, "+82 10-1234-6960", "+82 1*-****-6960");
-    expect_mask(CUSTOS_MASK_PHONE, "02-123-4567", "02-1**-4567");
+    /* grouped numbers: the first group (two with a country code) and the last are kept */
+    expect_mask(CUSTOS_MASK_PHONE, "+82 10-1234-6960", "+82 10-****-6960");
+    expect_mask(CUSTOS_MASK_PHONE, "02-123-4567", "02-***-4567");
+    expect_mask(CUSTOS_MASK_PHONE, "(02) 123-4567", "(02) ***-4567");
     /* short numbers keep only the last two digits */
     expect_mask(CUSTOS_MASK_PHONE, "1234567", "*****67");
 }
@@ -861,37 +868,88 @@ static void test_mask_full_and_date(void **state)
     expect_mask(CUSTOS_MASK_DATE, "2024-02-29", "2024-**-**");
 }
 
-/* Masks of every style over the Korean sample names: valid UTF-8, character counts kept where the
-   style keeps the shape (name, edges), nothing between the kept edges leaks. */
+static const char *const korean_names[] = {"가다연", "전성준", "강이솔", "현단아", "윤예린", "권은찬", "선우",
+                                          "제갈공명", "김", "가나다라마바사아자차카타파하", NULL};
+static const enum custos_mask all_masks[] = {CUSTOS_MASK_FULL, CUSTOS_MASK_NAME, CUSTOS_MASK_PHONE,
+                                             CUSTOS_MASK_EMAIL, CUSTOS_MASK_ADDRESS, CUSTOS_MASK_EDGES,
+                                             CUSTOS_MASK_DATE};
+
+/*
+ * Masks of every style over Korean text: the output is valid UTF-8 (it goes into a JSON response),
+ * character counts are kept where the style keeps the shape (name), and the middle of a name is gone.
+ * A schema may give any string field any mask style, so every style must cope with any text.
+ * (Regression: the date style once copied the first 4 bytes of any value, cutting a multi-byte
+ * character in two, "가다연" -> "\xea\xb0\x80\xeb-**-**"; fixed in 6af4a5b.)
+ */
 static void test_mask_utf8(void **state)
 {
-    static const char *const names[] = {"가다연", "전성준", "강이솔", "현단아", "윤예린", "권은찬", "선우", "제갈공명",
-                                        "김", "가나다라마바사아자차카타파하", NULL};
-    static const enum custos_mask all[] = {CUSTOS_MASK_FULL, CUSTOS_MASK_NAME, CUSTOS_MASK_PHONE,
-                                           CUSTOS_MASK_EMAIL, CUSTOS_MASK_ADDRESS, CUSTOS_MASK_EDGES,
-                                           CUSTOS_MASK_DATE};
     size_t i, k;
 
     (void)state;
-    for (i = 0; names[i]; i++) {
-        for (k = 0; k < sizeof(all) / sizeof(all[0]); k++) {
+    for (i = 0; korean_names[i]; i++) {
+        for (k = 0; k < sizeof(all_masks) / sizeof(all_masks[0]); k++) {
             struct custos_buf b;
+            char got[1024];
+            size_t n;
+            enum custos_err rc;
 
-            custos_buf_init(&b, 1024);
-            assert_int_equal(custos_mask_value(all[k], names[i], strlen(names[i]), &b), CUSTOS_OK);
-            if (!valid_utf8((const char *)b.p, b.len))
-                fail_msg("mask %d of '%s' is not valid UTF-8", (int)all[k], names[i]);
-            if (all[k] == CUSTOS_MASK_NAME && u8chars(names[i]) >= 2)
-                assert_int_equal(u8chars((const char *)b.p), u8chars(names[i]));
-            if (all[k] == CUSTOS_MASK_NAME && u8chars(names[i]) >= 3) {
-                /* the middle characters are gone */
-                const char *second = names[i] + 3; /* Hangul syllables are 3 bytes */
-
-                assert_null(strstr((const char *)b.p, (char[4]){second[0], second[1], second[2], 0}));
-            }
+            custos_buf_init(&b, 1000);
+            rc = custos_mask_value(all_masks[k], korean_names[i], strlen(korean_names[i]), &b);
+            n = b.len;
+            memcpy(got, b.p ? (const char *)b.p : "", n + 1);
             custos_buf_release(&b);
+            assert_int_equal(rc, CUSTOS_OK);
+            if (!valid_utf8(got, n))
+                fail_msg("mask %d of '%s' is not valid UTF-8", (int)all_masks[k], korean_names[i]);
+            if (all_masks[k] == CUSTOS_MASK_NAME && u8chars(korean_names[i]) >= 2)
+                assert_int_equal(u8chars(got), u8chars(korean_names[i]));
+            if (all_masks[k] == CUSTOS_MASK_NAME && u8chars(korean_names[i]) >= 3) {
+                /* the middle characters are gone (Hangul syllables are 3 bytes) */
+                const char *second = korean_names[i] + 3;
+
+                assert_null(strstr(got, (char[4]){second[0], second[1], second[2], 0}));
+            }
         }
     }
+}
+
+/*
+ * A masked value is never the plain value, whatever the style and the text.
+ * (Regression: the phone style once starred digits only, so "전성준" came out unchanged for a
+ * string field with mask "phone" and no phone format; fixed in 6af4a5b.)
+ */
+static void never_plain(const char *in)
+{
+    size_t k;
+
+    if (u8chars(in) < 2)
+        return;
+    for (k = 0; k < sizeof(all_masks) / sizeof(all_masks[0]); k++) {
+        struct custos_buf b;
+        enum custos_err rc;
+        int same;
+
+        custos_buf_init(&b, 1000);
+        rc = custos_mask_value(all_masks[k], in, strlen(in), &b);
+        same = b.len == strlen(in) && memcmp(b.p, in, b.len) == 0;
+        custos_buf_release(&b);
+        assert_int_equal(rc, CUSTOS_OK);
+        if (same)
+            fail_msg("mask %d leaves '%s' unchanged", (int)all_masks[k], in);
+    }
+}
+
+static void test_mask_never_plain(void **state)
+{
+    static const char *const others[] = {"abcdef", "홍길동 서울특별시", "no-digits-here", "ab", "010-1234-6960",
+                                         "ab@gmail.com", "1965-10-15", "P595082838751", NULL};
+    size_t i;
+
+    (void)state;
+    for (i = 0; others[i]; i++)
+        never_plain(others[i]);
+    for (i = 0; korean_names[i]; i++)
+        never_plain(korean_names[i]);
 }
 
 static void test_mask_cap(void **state)
@@ -933,6 +991,7 @@ int main(void)
         cmocka_unit_test(test_mask_edges),
         cmocka_unit_test(test_mask_full_and_date),
         cmocka_unit_test(test_mask_utf8),
+        cmocka_unit_test(test_mask_never_plain),
         cmocka_unit_test(test_mask_cap),
     };
 

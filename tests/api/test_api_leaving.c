@@ -1,0 +1,300 @@
+/*
+ * test_api_leaving.c - leaving over HTTP (issue 4) and TLS: one DELETE with
+ * the customer's own token, webhook notices delivered to linked services
+ * with retries (a receiver that fails first still gets it), their
+ * signature, the erasure status route, export; and the server over HTTPS.
+ *
+ * The linked service is a small libmicrohttpd receiver in this process.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "custos/note.h"
+#include "harness.h"
+
+/* ---- a linked service ---------------------------------------------------------------------- */
+
+struct receiver {
+    struct MHD_Daemon *d;
+    int port;
+    pthread_mutex_t mu;
+    int fail_first;     /* answer 503 to this many requests first */
+    int requests;
+    char body[1024];    /* the last accepted notice */
+    char signature[160];
+};
+
+struct upload {
+    char buf[1024];
+    size_t n;
+};
+
+static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *data, size_t *size, void **ptr)
+{
+    struct receiver *rv = cls;
+    struct upload *u = *ptr;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    unsigned status;
+
+    (void)url;
+    (void)version;
+    if (!u) {
+        *ptr = u = calloc(1, sizeof(*u));
+        return u ? MHD_YES : MHD_NO;
+    }
+    if (*size) {
+        size_t n = *size < sizeof(u->buf) - 1 - u->n ? *size : sizeof(u->buf) - 1 - u->n;
+
+        memcpy(u->buf + u->n, data, n);
+        u->n += n;
+        *size = 0;
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&rv->mu);
+    rv->requests++;
+    status = rv->requests <= rv->fail_first ? 503 : 204;
+    if (status == 204 && strcmp(method, "POST") == 0) {
+        const char *sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Custos-Signature");
+
+        snprintf(rv->body, sizeof(rv->body), "%.*s", (int)u->n, u->buf);
+        snprintf(rv->signature, sizeof(rv->signature), "%s", sig ? sig : "");
+    }
+    pthread_mutex_unlock(&rv->mu);
+    resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    ret = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **ptr, enum MHD_RequestTerminationCode t)
+{
+    (void)cls;
+    (void)c;
+    (void)t;
+    free(*ptr);
+    *ptr = NULL;
+}
+
+static void receiver_start(struct receiver *rv, int fail_first)
+{
+    const union MHD_DaemonInfo *info;
+
+    memset(rv, 0, sizeof(*rv));
+    pthread_mutex_init(&rv->mu, NULL);
+    rv->fail_first = fail_first;
+    rv->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_req, rv, MHD_OPTION_NOTIFY_COMPLETED,
+                             on_done, NULL, MHD_OPTION_END);
+    assert_non_null(rv->d);
+    info = MHD_get_daemon_info(rv->d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    rv->port = info->port;
+}
+
+static void receiver_stop(struct receiver *rv)
+{
+    MHD_stop_daemon(rv->d);
+    pthread_mutex_destroy(&rv->mu);
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Poll the erasure status until `link` reaches `state` (or time out). */
+static json_t *wait_link_state(struct cz_server *s, const char *id, const char *token, const char *link,
+                               const char *state, int seconds)
+{
+    int i;
+
+    for (i = 0; i < seconds * 10; i++) {
+        const struct cz_resp *r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", id), token, NULL);
+        json_t *links = cz_get(r->json, "links");
+        size_t k;
+
+        cz_expect(r, 200);
+        for (k = 0; k < json_array_size(links); k++) {
+            json_t *l = json_array_get(links, k);
+
+            if (strcmp(cz_str(l, "link"), link) == 0 && strcmp(cz_str(l, "state"), state) == 0)
+                return l;
+        }
+        nap_ms(100);
+    }
+    fail_msg("link %s never reached state %s", link, state);
+    return NULL;
+}
+
+static void test_one_call_erasure_notifies_links(void **state)
+{
+    struct cz_server *s = *state;
+    struct receiver membership, payments;
+    struct custos_note_verifier v;
+    const struct cz_resp *r;
+    const char *id, *cust, *sig64;
+    uint8_t sig[64];
+    size_t siglen = 0;
+    json_t *l, *notice;
+
+    receiver_start(&membership, 0);
+    receiver_start(&payments, 2); /* down for the first two attempts */
+    id = cz_create_subject(s, s->svc.token, "{\"name\":\"김민지\",\"email\":\"minji@example.com\"}");
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/membership", id), s->svc.token,
+                     cz_fmt(s, "{\"webhook\":\"http://127.0.0.1:%d/erased\"}", membership.port)),
+              200);
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/payments", id), s->svc.token,
+                     cz_fmt(s, "{\"webhook\":\"http://127.0.0.1:%d/erased\"}", payments.port)),
+              200);
+    /* a customer cannot register links; bad names and URLs are refused */
+    cust = cz_mint(s, id);
+    cz_expect_error(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/other", id), cust,
+                           "{\"webhook\":\"http://127.0.0.1:1/x\"}"),
+                    403, "forbidden");
+    cz_expect_error(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/other", id), s->svc.token,
+                           "{\"webhook\":\"file:///etc/passwd\"}"),
+                    400, "bad_request");
+    r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", id), cust, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "state"), "active");
+    assert_int_equal(json_array_size(cz_get(r->json, "links")), 2);
+    /* the export is everything held, links included */
+    r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/export", id), cust, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "fields.name"), "김민지");
+    assert_int_equal(json_array_size(cz_get(r->json, "links")), 2);
+
+    /* leaving is one request, with the customer's own token; it does not wait for anyone */
+    r = cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), cust, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "subject"), id);
+    cz_expect_error(cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account", id), s->svc.token, NULL), 410,
+                    "gone");
+
+    l = wait_link_state(s, id, s->svc.token, "membership", "delivered", 10);
+    assert_int_equal(json_integer_value(json_object_get(l, "attempts")), 1);
+    /* the one that was down gets it once it is back (backoff 1 s, 2 s) */
+    l = wait_link_state(s, id, s->svc.token, "payments", "delivered", 20);
+    assert_int_equal(json_integer_value(json_object_get(l, "attempts")), 3);
+
+    /* the notice names the subject, the link and the time, nothing personal, and is signed */
+    pthread_mutex_lock(&membership.mu);
+    notice = json_loads(membership.body, 0, NULL);
+    assert_non_null(notice);
+    assert_string_equal(json_string_value(json_object_get(notice, "event")), "subject.erased");
+    assert_string_equal(json_string_value(json_object_get(notice, "subject")), id);
+    assert_string_equal(json_string_value(json_object_get(notice, "link")), "membership");
+    assert_string_equal(json_string_value(json_object_get(notice, "erased_at")), cz_str(r->json, "erased_at"));
+    assert_null(strstr(membership.body, "minji"));
+    assert_int_equal(strncmp(membership.signature, "ed25519=", 8), 0);
+    sig64 = membership.signature + 8;
+    assert_int_equal(sodium_base642bin(sig, sizeof(sig), sig64, strlen(sig64), NULL, &siglen, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL),
+                     0);
+    assert_int_equal(siglen, 64);
+    assert_int_equal(custos_note_vkey_parse(&v, s->vkey), CUSTOS_OK);
+    assert_int_equal(crypto_sign_verify_detached(sig, (const uint8_t *)membership.body, strlen(membership.body),
+                                                 v.pubkey),
+                     0);
+    pthread_mutex_unlock(&membership.mu);
+    json_decref(notice);
+    /* each delivery is in the ledger */
+    assert_non_null(cz_find_event(cz_ledger_entries(s), "action", "link.notify", "subject", id, "target", "payments",
+                                  NULL));
+    receiver_stop(&membership);
+    receiver_stop(&payments);
+}
+
+static void test_pending_delivery_is_visible(void **state)
+{
+    struct cz_server *s = *state;
+    const char *id = cz_create_subject(s, s->svc.token, "{\"name\":\"이서준\"}");
+    json_t *l;
+
+    /* a receiver that never answers: the erasure is done, the notice stays pending and says why */
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/gone", id), s->svc.token,
+                     "{\"webhook\":\"http://127.0.0.1:9/never\"}"),
+              200);
+    cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+    for (int i = 0; i < 50; i++) {
+        const struct cz_resp *r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", id), s->svc.token, NULL);
+
+        l = json_array_get(cz_get(r->json, "links"), 0);
+        if (json_integer_value(json_object_get(l, "attempts")) >= 1)
+            break;
+        nap_ms(100);
+    }
+    assert_string_equal(cz_str(l, "state"), "pending");
+    assert_true(json_integer_value(json_object_get(l, "attempts")) >= 1);
+    assert_non_null(cz_str(l, "last_error"));
+    assert_non_null(cz_str(l, "next_attempt_at"));
+}
+
+/* ---- TLS ----------------------------------------------------------------------------------- */
+
+static int tls_setup(void **state)
+{
+    struct cz_server *s = cz_server_init();
+    char cmd[2048];
+
+    snprintf(s->tls_cert, sizeof(s->tls_cert), "%s/cert.pem", s->root);
+    snprintf(s->tls_key, sizeof(s->tls_key), "%s/key.pem", s->root);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1",
+             s->tls_key, s->tls_cert);
+    if (system(cmd) != 0) {
+        cz_server_free(s);
+        fail_msg("openssl could not make a test certificate");
+    }
+    cz_server_start(s);
+    *state = s;
+    return 0;
+}
+
+static void test_tls(void **state)
+{
+    struct cz_server *s = *state;
+    const struct cz_resp *r;
+    CURL *c;
+    char url[128];
+    long code = 0;
+
+    assert_int_equal(strncmp(s->base, "https://", 8), 0);
+    r = cz_req(s, "GET", "/v1/health", NULL, NULL);
+    cz_expect(r, 200);
+    r = cz_req(s, "POST", "/v1/principals", s->admin_token, "{\"id\":\"svc\",\"kind\":\"service\",\"roles\":[\"service\"]}");
+    cz_expect(r, 201);
+    /* plain HTTP to the TLS port gets no API answer */
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/health", s->port);
+    c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    assert_int_not_equal(code, 200);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_one_call_erasure_notifies_links, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_tls, tls_setup, cz_teardown),
+    };
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# test_crash.sh - kill -9 during a write/read burst loses nothing that was acknowledged.
+#
+# Eight concurrent clients create subjects and read them back; the server is killed with SIGKILL
+# in the middle of the burst (twice).  After each restart: every write that got a 201 is readable
+# with its value, a witness that saw a checkpoint before the crash accepts the new one (no
+# rollback, no fork).  At the end (server stopped) `custos ledger verify` passes, the ledger holds
+# at least one entry per acknowledged request, and each acknowledged create and read has its
+# ledger entry.
+. "$(dirname "$0")/lib.sh"
+
+D="$T/data"
+WORKERS=8
+
+init_vault "$D"
+TOKEN=$(add_principal_token "$D" svc service service)
+VKEY=$("$CUSTOS" ledger key --data "$D" | tail -n1)
+[ -n "$VKEY" ] || fail "no ledger vkey"
+
+# worker N: create a subject, read it back, repeat until the server goes away.  Appends
+# "W <id> <name>" for each 201 and "R <id>" for each 200 to $T/acked.N.
+worker() {
+  local w=$1 i=0 st id name
+  while [ ! -e "$T/stop" ]; do
+    i=$((i + 1))
+    name="크래시${ROUND}w${w}n${i}"
+    st=$(curl -sS -m 10 -o "$T/w$w.body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+      -H 'Content-Type: application/json' \
+      --data-binary "{\"name\":\"$name\",\"email\":\"crash-$ROUND-$w-$i@example.org\"}" \
+      "$URL/v1/subjects" 2>/dev/null) || st=000
+    case $st in
+      201)
+        id=$(grep -o '"id":"[0-9a-f]\{32\}"' "$T/w$w.body" | cut -d'"' -f4)
+        [ -n "$id" ] || { echo "BAD 201 without an id" >>"$T/acked.$w"; continue; }
+        echo "W $id $name" >>"$T/acked.$w"
+        st=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+          "$URL/v1/subjects/$id?purpose=account" 2>/dev/null) || st=000
+        [ "$st" = 200 ] && echo "R $id" >>"$T/acked.$w"
+        [ "$st" = 000 ] && break
+        ;;
+      000) break ;;
+      *) echo "ERR $st" >>"$T/acked.$w" ;;
+    esac
+  done
+}
+
+acked_count() { cat "$T"/acked.* 2>/dev/null | grep -c '^[WR] ' || true; }
+
+# burst_and_crash: start the workers, wait for some acknowledged requests, SIGKILL the server
+# while they run, wait for the workers to notice
+burst_and_crash() {
+  local w pids=() i before
+  rm -f "$T/stop"
+  before=$(acked_count)
+  for w in $(seq 1 $WORKERS); do
+    worker "$w" &
+    pids+=($!)
+    HELPER_PIDS+=($!)
+  done
+  for i in $(seq 600); do
+    [ "$(acked_count)" -ge $((before + 60)) ] && break
+    sleep 0.05
+  done
+  # a witness looks at the ledger mid-burst
+  "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness.state" >"$T/witness.out" 2>&1 ||
+    fail "witness during the burst: $(cat "$T/witness.out")"
+  sleep 0.3
+  step "kill -9 with $(($(acked_count) - before)) requests acknowledged this round"
+  crash_server
+  touch "$T/stop"
+  for w in "${pids[@]}"; do wait "$w" 2>/dev/null || true; done
+  grep -h '^BAD\|^ERR' "$T"/acked.* 2>/dev/null | head -n3 | grep . && fail "unexpected answers during the burst"
+  return 0
+}
+
+# check_acked: every acknowledged write is readable with its name (one curl for all)
+check_acked() {
+  local n
+  cat "$T"/acked.* | awk '$1 == "W" {print $2, $3}' | sort -u >"$T/writes"
+  n=$(wc -l <"$T/writes")
+  [ "$n" -gt 0 ] || fail "no acknowledged writes"
+  awk -v u="$URL" '{printf "url = \"%s/v1/subjects/%s?purpose=account\"\n", u, $1}' "$T/writes" >"$T/reads.curl"
+  curl -sS -H "Authorization: Bearer $TOKEN" -K "$T/reads.curl" -w '\n%{http_code}\n' >"$T/reads.out" 2>/dev/null ||
+    fail "reading back the acknowledged writes failed"
+  perl -MJSON::PP -e '
+    open my $w, "<:utf8", $ARGV[0] or die; my %want;
+    while (<$w>) { chomp; my ($id, $name) = split / /, $_, 2; $want{$id} = $name }
+    open my $r, "<", $ARGV[1] or die; my @l = <$r>; chomp @l; my %got; my $bad = 0;
+    for (my $i = 0; $i + 1 < @l; $i += 2) {
+      my ($body, $st) = ($l[$i], $l[$i + 1]);
+      if ($st ne "200") { print STDERR "HTTP $st: $body\n"; $bad++; next }
+      my $j = JSON::PP->new->utf8->decode($body);
+      $got{$j->{id}} = $j->{fields}{name};
+    }
+    for my $id (sort keys %want) {
+      next if defined $got{$id} && $got{$id} eq $want{$id};
+      binmode STDERR, ":utf8";
+      print STDERR "acknowledged write $id (", $want{$id}, ") is missing or wrong after the crash\n"; $bad++;
+    }
+    exit($bad ? 1 : 0);
+  ' "$T/writes" "$T/reads.out" || fail "acknowledged writes lost"
+  step "all $n acknowledged writes are readable"
+}
+
+for ROUND in 1 2; do
+  step "round $ROUND: burst, kill -9"
+  start_server "$D"
+  burst_and_crash
+  step "round $ROUND: restart"
+  start_server "$D"
+  check_acked
+  "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness.state" >"$T/witness.out" 2>&1 ||
+    fail "witness after the restart (rollback or fork across a crash?): $(cat "$T/witness.out")"
+  grep -q 'consistent' "$T/witness.out" || fail "witness: $(cat "$T/witness.out")"
+  [ "$ROUND" = 2 ] || crash_server # a crash right after recovery, with nothing in flight
+done
+stop_server
+
+step "verify the ledger"
+run_rc=0
+"$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || run_rc=$?
+[ "$run_rc" -eq 0 ] || fail "ledger verify after the crashes: exit $run_rc: $(cat "$T/verify.out")"
+size=$(sed -n 's/^ledger intact: \([0-9]*\) entries.*/\1/p' "$T/verify.out")
+acked=$(acked_count)
+[ -n "$size" ] && [ "$size" -ge "$acked" ] || fail "ledger holds $size entries for $acked acknowledged requests"
+# each acknowledged create has its subject.create entry, each acknowledged read its subject.read
+"$CUSTOS" ledger export --data "$D" >"$T/export.jsonl" || fail "ledger export failed"
+[ "$(wc -l <"$T/export.jsonl")" -eq "$size" ] || fail "export has $(wc -l <"$T/export.jsonl") lines, verify $size"
+cat "$T"/acked.* | perl -MJSON::PP -e '
+  my (%c, %r);
+  open my $e, "<", $ARGV[0] or die;
+  while (<$e>) {
+    my $ev = JSON::PP->new->utf8->decode($_)->{event} or next;
+    next unless ($ev->{result} // "") eq "ok" && $ev->{subject};
+    $c{$ev->{subject}}++ if $ev->{action} eq "subject.create";
+    $r{$ev->{subject}}++ if $ev->{action} eq "subject.read";
+  }
+  my (%wr, %rd, $bad);
+  while (<STDIN>) { my @f = split; $wr{$f[1]}++ if $f[0] eq "W"; $rd{$f[1]}++ if $f[0] eq "R" }
+  for (keys %wr) { next if ($c{$_} // 0) >= $wr{$_}; print STDERR "no subject.create entry for $_\n"; $bad++ }
+  for (keys %rd) { next if ($r{$_} // 0) >= $rd{$_}; print STDERR "no subject.read entry for $_\n"; $bad++ }
+  exit($bad ? 1 : 0);
+' "$T/export.jsonl" || fail "acknowledged requests without their ledger entry"
+step "ok: $acked acknowledged requests, $size ledger entries, verify passes"

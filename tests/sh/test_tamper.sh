@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# test_tamper.sh - edits to a stored ledger are caught by `custos ledger verify`, and a rolled
+# back, forked or foreign ledger by `custos ledger witness`.
+#
+# The ledger's on-disk format is docs/format.md ("entries: the append-only log"): a 16-byte
+# header, then batches (32-byte header: magic, count, bytes, zero, first_index, check) of
+# records (len u32 | entry | check[8] = SHA-256(0x00 || entry)[:8]); little-endian.  Each
+# damage is made twice on a copy of a stopped vault: naively (bytes edited in place, framing
+# left stale) and consistently (every length, count, first index and check recomputed, as an
+# attacker with write access would), so that only the Merkle tree and the signed checkpoints
+# can tell.  verify must exit non-zero and name the first bad index.
+. "$(dirname "$0")/lib.sh"
+
+D="$T/data"
+ORIGIN="tamper.custos.example/ledger"
+
+# ---- a tool for the entries file ----------------------------------------------------------------
+cat >"$T/ledger-tool.pl" <<'PERL'
+use strict;
+use warnings;
+use Digest::SHA qw(sha256);
+
+my ($cmd, $file, $k) = @ARGV;
+open my $fh, "<:raw", $file or die "open $file: $!";
+local $/;
+my $buf = <$fh>;
+close $fh;
+die "not an entries file\n" unless substr($buf, 0, 16) eq "CSTS-LEDGER-LOG\x01";
+
+# parse: batches of records
+my (@batches, @recs);
+my $off = 16;
+while ($off + 32 <= length $buf) {
+    my ($magic, $count, $bytes, $zero, $first) = unpack "V V V V Q<", substr($buf, $off, 24);
+    die "bad batch magic at $off\n" unless $magic == 0x48435442;
+    my $b = { off => $off, count => $count, first => $first, recs => [] };
+    my $r = $off + 32;
+    for my $i (0 .. $count - 1) {
+        my $len = unpack "V", substr($buf, $r, 4);
+        my $rec = { off => $r, len => $len, index => $first + $i, entry => substr($buf, $r + 4, $len),
+                    batch => scalar @batches };
+        push @{ $b->{recs} }, $rec;
+        push @recs, $rec;
+        $r += 4 + $len + 8;
+    }
+    die "batch at $off: records end at $r, header says ", $off + 32 + $bytes, "\n" unless $r == $off + 32 + $bytes;
+    push @batches, $b;
+    $off = $r;
+}
+die "trailing bytes after the last batch\n" unless $off == length $buf;
+
+sub rec_bytes { my ($e) = @_; return pack("V", length $e) . $e . substr(sha256("\x00" . $e), 0, 8) }
+
+# write the records back in the same batch structure (minus empty batches), all framing recomputed
+sub reframe {
+    my @groups = @_;
+    my $out = "CSTS-LEDGER-LOG\x01";
+    my $index = 0;
+    for my $g (@groups) {
+        next unless @$g;
+        my $body = join "", map { rec_bytes($_) } @$g;
+        my $h = pack "V V V V Q<", 0x48435442, scalar @$g, length $body, 0, $index;
+        $out .= $h . substr(sha256($h), 0, 8) . $body;
+        $index += @$g;
+    }
+    return $out;
+}
+
+sub groups { return map { [ map { $_->{entry} } @{ $_->{recs} } ] } @batches }
+
+sub save { my ($data) = @_; open my $o, ">:raw", $file or die; print $o $data; close $o or die }
+
+if ($cmd eq "count") { print scalar(@recs), "\n"; exit 0 }
+if ($cmd eq "batches") { print scalar(@batches), "\n"; exit 0 }
+if ($cmd eq "multi") { print scalar(grep { $_->{count} > 1 } @batches), "\n"; exit 0 }
+die "index $k out of range\n" unless defined $k && $k < @recs;
+my $r = $recs[$k];
+my $expect = $k;    # the first bad index verify should name
+
+if ($cmd eq "flip") {                    # one byte of entry k, in place
+    substr($buf, $r->{off} + 4 + int($r->{len} / 2), 1) ^= "\x01";
+    save($buf);
+} elsif ($cmd eq "flipc") {              # ... and its record check recomputed
+    my $e = $r->{entry};
+    substr($e, int(length($e) / 2), 1) ^= "\x01";
+    substr($buf, $r->{off}, 4 + $r->{len} + 8) = rec_bytes($e);
+    save($buf);
+} elsif ($cmd eq "cut") {                # record k cut out, framing left as it was
+    substr($buf, $r->{off}, 4 + $r->{len} + 8) = "";
+    save($buf);
+} elsif ($cmd eq "cutc") {               # record k removed, everything re-framed
+    my @g = groups();
+    splice @{ $g[$r->{batch}] }, $k - $batches[$r->{batch}]{first}, 1;
+    save(reframe(@g));
+} elsif ($cmd eq "swap" || $cmd eq "swapc") {   # records k and k+1 exchanged
+    die "no entry after $k\n" unless $k + 1 < @recs;
+    my $s = $recs[$k + 1];
+    die "entries $k and $k+1 are equal\n" if $r->{entry} eq $s->{entry};
+    if ($cmd eq "swap") {
+        my ($x, $y) = (substr($buf, $r->{off}, 12 + $r->{len}), substr($buf, $s->{off}, 12 + $s->{len}));
+        # the later one first, so the earlier offset stays valid
+        substr($buf, $s->{off}, 12 + $s->{len}) = $x;
+        substr($buf, $r->{off}, 12 + $r->{len}) = $y;
+        save($buf);
+    } else {
+        my @g = groups();
+        my @flat = map { @$_ } @g;
+        @flat[$k, $k + 1] = @flat[$k + 1, $k];
+        my @n;
+        my $i = 0;
+        for my $g (@g) { push @n, [ @flat[$i .. $i + @$g - 1] ]; $i += @$g }
+        save(reframe(@n));
+    }
+} elsif ($cmd eq "trunc") {              # the tail cut at the batch holding entry k
+    my $b = $batches[$r->{batch}];
+    $expect = $b->{first};
+    save(substr($buf, 0, $b->{off}));
+} elsif ($cmd eq "truncmid") {           # the tail cut inside record k
+    save(substr($buf, 0, $r->{off} + 6));
+} else {
+    die "unknown command $cmd\n";
+}
+print "$expect\n";
+PERL
+tool() { perl "$T/ledger-tool.pl" "$@"; }
+
+# requests N TAG: N creates and N searches through one curl (keep-alive), sequential, then the
+# first N/4 of each again in parallel (so some batches hold several entries)
+requests() {
+  local n=$1 tag=$2 i
+  for i in $(seq 1 "$n"); do
+    printf 'url = "%s/v1/subjects"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\n' \
+      "$URL" "$TOKEN"
+    printf 'data-binary = "{\\"name\\":\\"변조%s%d\\",\\"email\\":\\"t-%s-%d@example.org\\"}"\noutput = "/dev/null"\n' \
+      "$tag" "$i" "$tag" "$i"
+    printf 'write-out = "%%{http_code}\\n"\nnext\n'
+    printf 'url = "%s/v1/subjects?email=t-%s-%d@example.org&purpose=account"\n' "$URL" "$tag" "$i"
+    printf 'header = "Authorization: Bearer %s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\nnext\n' "$TOKEN"
+  done | sed '$d' >"$T/req.curl" # no "next" after the last request
+  curl -sS -K "$T/req.curl" >"$T/req.status" || fail "requests failed"
+  head -n $((n / 4 * 12 - 1)) "$T/req.curl" >"$T/req.par.curl"
+  curl -sS --no-progress-meter -Z --parallel-max 8 -K "$T/req.par.curl" >>"$T/req.status" || fail "parallel requests failed"
+  if grep -qv '^20[01]$' "$T/req.status"; then fail "requests: $(sort "$T/req.status" | uniq -c | tr '\n' ' ')"; fi
+}
+
+# checkpoint_size: the size in the server's latest signed checkpoint (0 when none)
+checkpoint_size() {
+  curl -fsS "$URL/v1/ledger/checkpoint" 2>/dev/null | sed -n 2p | grep -x '[0-9]*' || echo 0
+}
+
+# wait_checkpoint MIN: wait until the server has signed a checkpoint of at least MIN entries
+# (checkpoints come about once a second while entries arrive)
+wait_checkpoint() {
+  local i
+  for i in $(seq 150); do
+    [ "$(checkpoint_size)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  fail "no checkpoint of $1 entries after 15 s (latest: $(checkpoint_size))"
+}
+
+# witness_ok WHAT / witness_bad WHAT PATTERN: run the witness against $URL with state $T/witness
+witness() {
+  WRC=0
+  "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "${WSTATE:-$T/witness}" >"$T/w.out" 2>&1 || WRC=$?
+}
+witness_ok() {
+  witness
+  [ "$WRC" -eq 0 ] || fail "$1: witness exit $WRC: $(cat "$T/w.out")"
+}
+witness_bad() {
+  witness
+  [ "$WRC" -eq 1 ] || fail "$1: witness exit $WRC, want 1 (tampering detected): $(cat "$T/w.out")"
+  grep -q "$2" "$T/w.out" || fail "$1: witness does not say $2: $(cat "$T/w.out")"
+}
+
+# ---- a ledger of a few hundred entries, and an older copy -------------------------------------
+step "a vault and a few hundred ledger entries"
+init_vault "$D" --origin "$ORIGIN"
+TOKEN=$(add_principal_token "$D" svc service service)
+VKEY=$("$CUSTOS" ledger key --data "$D" | tail -n1)
+[[ "$VKEY" == "$ORIGIN+"* ]] || fail "ledger key: '$VKEY'"
+start_server "$D"
+requests 80 a
+stop_server
+cp -a "$D" "$T/old" # the older copy
+OLD_SIZE=$(ledger_size "$T/old")
+[ -n "$OLD_SIZE" ] || fail "the older copy does not verify"
+
+start_server "$D"
+wait_checkpoint "$OLD_SIZE"
+witness_ok "first witness run"
+grep -q 'first checkpoint' "$T/w.out" || fail "first witness run: $(cat "$T/w.out")"
+requests 80 b
+wait_checkpoint $((OLD_SIZE + 150))
+witness_ok "second witness run (the ledger grew)"
+grep -q 'consistent' "$T/w.out" || fail "second witness run: $(cat "$T/w.out")"
+witness_ok "third witness run (same checkpoint or a later one)"
+stop_server
+SIZE=$(ledger_size "$D")
+[ -n "$SIZE" ] || fail "the untouched ledger does not verify"
+[ "$SIZE" -ge 300 ] || fail "only $SIZE entries"
+[ "$(tool count "$D/ledger/entries")" -eq "$SIZE" ] || fail "the tool counts $(tool count "$D/ledger/entries") entries, verify $SIZE"
+[ "$(tool multi "$D/ledger/entries")" -ge 1 ] || fail "no batch with several entries"
+step "$SIZE entries in $(tool batches "$D/ledger/entries") batches (older copy: $OLD_SIZE)"
+
+# ---- verify catches every edit ------------------------------------------------------------------
+# damage NAME CMD K [rm-derived]: copy the vault, damage entry K, verify must fail naming the index
+damage() {
+  local name=$1 cmd=$2 k=$3 c="$T/case-$1" want rc=0 got
+  rm -rf "$c"
+  cp -a "$D" "$c"
+  want=$(tool "$cmd" "$c/ledger/entries" "$k") || fail "$name: the tool failed"
+  [ "${4:-}" = rm-derived ] && rm -f "$c/ledger/tree" "$c/ledger/index" "$c/ledger/state"
+  "$CUSTOS" ledger verify --data "$c" >"$T/v.out" 2>"$T/v.err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "$name: verify passed a damaged ledger: $(cat "$T/v.out")"
+  got=$(sed -n 's/.*first bad index \([0-9]*\).*/\1/p' "$T/v.out" "$T/v.err" | head -n1)
+  [ -n "$got" ] || fail "$name: verify does not print the first bad index: $(cat "$T/v.out" "$T/v.err")"
+  if [ "${4:-}" = rm-derived ]; then
+    # without the derived tree only the checkpoints can tell: an index at or before the damage
+    [ "$got" -le "$want" ] || fail "$name: verify names index $got, the damage is at $want"
+  else
+    [ "$got" -eq "$want" ] || fail "$name: verify names index $got, want $want ($(cat "$T/v.out"))"
+  fi
+  step "$name: caught, first bad index $got"
+  rm -rf "$c"
+}
+
+mid=$((SIZE / 2))
+damage flip-byte flip "$mid"
+damage flip-byte-first flip 0
+damage flip-byte-last flip $((SIZE - 1))
+damage flip-byte-forged flipc "$mid"
+damage flip-byte-forged-last flipc $((SIZE - 1))
+damage delete-entry cut "$mid"
+damage delete-entry-forged cutc "$mid"
+damage delete-first-entry-forged cutc 0
+damage delete-entry-forged-no-derived cutc "$mid" rm-derived
+damage reorder swap "$mid"
+damage reorder-forged swapc "$mid"
+damage reorder-forged-no-derived swapc "$mid" rm-derived
+damage truncate-tail trunc $((SIZE - 20))
+damage truncate-tail-mid-record truncmid $((SIZE - 5))
+damage truncate-last-batch trunc $((SIZE - 1))
+# the untouched vault still verifies
+ledger_size "$D" >/dev/null && [ -n "$(ledger_size "$D")" ] || fail "the original ledger stopped verifying"
+# verify refuses to run under a live writer rather than report on a moving ledger
+start_server "$D"
+rc=0
+"$CUSTOS" ledger verify --data "$D" >"$T/v.out" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "verify ran while the server holds the ledger"
+stop_server
+
+# ---- the witness: rollback, fork, foreign key --------------------------------------------------
+step "rollback: the ledger directory replaced by the older copy"
+mv "$D/ledger" "$T/ledger.new"
+cp -a "$T/old/ledger" "$D/ledger"
+start_server "$D"
+witness_bad "ledger rolled back to $OLD_SIZE entries" 'ROLLBACK\|FORK'
+stop_server
+rm -rf "$D/ledger"
+mv "$T/ledger.new" "$D/ledger"
+
+step "rollback: the whole data directory replaced by the older copy"
+mv "$D" "$T/data.new"
+cp -a "$T/old" "$D"
+start_server "$D"
+witness_bad "vault rolled back" 'ROLLBACK\|FORK'
+stop_server
+rm -rf "$D"
+mv "$T/data.new" "$D"
+
+step "fork: the older copy grown past the witnessed size with other entries"
+cp -a "$T/old" "$T/fork"
+start_server "$T/fork"
+requests $(((SIZE - OLD_SIZE) / 2 + 20)) f
+# the fork's signed size past the witnessed one
+wait_checkpoint $(($(sed -n 2p "$T/witness") + 1))
+witness_bad "forked ledger" 'FORK'
+stop_server
+[ "$(ledger_size "$T/fork")" -gt "$SIZE" ] || fail "the fork did not grow past $SIZE"
+
+step "a server with another vault and key (same origin)"
+init_vault "$T/other" --origin "$ORIGIN"
+start_server "$T/other"
+witness_bad "another vault's key" 'BAD SIGNATURE'
+WSTATE="$T/witness.fresh" witness_bad "another vault's key, fresh state" 'BAD SIGNATURE'
+[ ! -e "$T/witness.fresh" ] || fail "the witness recorded a checkpoint with a bad signature"
+stop_server
+
+step "after all that, the real server is still accepted"
+start_server "$D"
+witness_ok "the real ledger"
+stop_server
+step "ok"

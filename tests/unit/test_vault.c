@@ -1,0 +1,1553 @@
+/*
+ * test_vault.c - the vault through its public interface (include/custos/vault.h)
+ * in a temporary directory: init and open (lock, no overwrite), the subject
+ * operations for the local operator and for authenticated callers under the
+ * default policy, token lifetimes on an injected clock, master key rotation
+ * (including interrupted rotations), re-keying on a sensitive PATCH, and
+ * erasure tombstones re-applied at open.
+ *
+ * A few checks look at stored state through the core's private header
+ * (src/core/vault_int.h: the store interface) where the public interface
+ * cannot show it: key generations, stored records.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "core/vault_int.h"
+#include "custos/err.h"
+#include "custos/ledger.h"
+#include "custos/vault.h"
+#include "custos/banned.h"
+
+#define MIN_MS 60000ULL
+
+/* ---- fixture ------------------------------------------------------------------------------- */
+
+struct fx {
+    char root[512];
+    char dir[600];
+    char admin_secret[CUSTOS_SECRET_LEN + 1];
+    char admin_token[CUSTOS_TOKEN_LEN + 1];
+    uint64_t now;
+    struct custos_vault *v;
+    struct custos_caller sys;
+};
+
+static uint64_t fx_clock(void *ctx)
+{
+    return ((struct fx *)ctx)->now;
+}
+
+static void rm_rf(const char *p)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    char sub[1024];
+
+    if (lstat(p, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (d = opendir(p)) != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(sub, sizeof(sub), "%s/%s", p, de->d_name);
+            rm_rf(sub);
+        }
+        closedir(d);
+        rmdir(p);
+    } else
+        unlink(p);
+}
+
+static void fx_open(struct fx *f)
+{
+    struct custos_vault_opts o;
+    enum custos_err rc;
+
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    rc = custos_vault_open(&o, &f->v);
+    if (rc)
+        fail_msg("vault_open: %s", custos_err_msg(rc));
+}
+
+static void fx_close(struct fx *f)
+{
+    custos_vault_free(f->v);
+    f->v = NULL;
+}
+
+static void fx_reopen(struct fx *f)
+{
+    fx_close(f);
+    fx_open(f);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    const char *base = getenv("TMPDIR");
+    enum custos_err rc;
+
+    if (!f)
+        return -1;
+    snprintf(f->root, sizeof(f->root), "%s/custos-test-vault-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(f->root))
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "%s/data", f->root);
+    rc = custos_vault_init(f->dir, NULL, 0, NULL, 0, "test.example/vault", f->admin_secret, f->admin_token);
+    if (rc) {
+        fprintf(stderr, "vault_init: %s\n", custos_err_msg(rc));
+        return -1;
+    }
+    /* the init token was issued on the real clock: start the injected one there, on a minute boundary
+       so velocity windows are predictable */
+    f->now = custos_clock_ms() / MIN_MS * MIN_MS + MIN_MS;
+    custos_caller_system(&f->sys);
+    fx_open(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    custos_vault_free(f->v);
+    rm_rf(f->root);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static const char alice[] =
+    "{\"name\":\"가다연\",\"email\":\"christiana.dietrich688@naver.com\",\"phone\":\"010-0180-4956\","
+    "\"birth_date\":\"1965-10-15\",\"customs_code\":\"P595082838751\","
+    "\"address_book\":[{\"recipient\":\"가다연\",\"phone\":\"010-0180-4956\",\"address\":\"대구광역시 구미시 신도시6길 80645\","
+    "\"entrance_code\":\"#1893\"},{\"recipient\":\"윤예린\",\"phone\":\"010-6595-9118\","
+    "\"address\":\"대전광역시 부천군 신월7길 867\",\"entrance_code\":\"#2849\"}]}";
+
+static const char bob[] = "{\"name\":\"전성준\",\"email\":\"americo.brekke47797@naver.com\",\"phone\":\"010-0002-8558\"}";
+
+static void must(enum custos_err rc, const char *what)
+{
+    if (rc != CUSTOS_OK)
+        fail_msg("%s: %s (%s)", what, custos_strerror(rc), custos_err_msg(rc));
+}
+
+static void expect_rc(enum custos_err got, enum custos_err want, const char *what)
+{
+    if (got != want)
+        fail_msg("%s: got %s (%s), want %s", what, custos_strerror(got), got ? custos_err_msg(got) : "",
+                 custos_strerror(want));
+}
+
+static void create(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                   char id[CUSTOS_ID_HEX + 1])
+{
+    json_t *out = NULL;
+
+    must(custos_subject_create(v, c, body, strlen(body), &out), "create");
+    assert_string_equal(json_string_value(json_object_get(out, "id")) ? "ok" : "missing", "ok");
+    snprintf(id, CUSTOS_ID_HEX + 1, "%s", json_string_value(json_object_get(out, "id")));
+    assert_int_equal(strlen(id), 32);
+    json_decref(out);
+}
+
+static json_t *read_ok(struct custos_vault *v, const struct custos_caller *c, const char *id, const char *purpose,
+                       const char *fields)
+{
+    json_t *out = NULL;
+
+    must(custos_subject_read(v, c, id, purpose, fields, &out), "read");
+    assert_non_null(out);
+    return out;
+}
+
+static enum custos_err read_rc(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                               const char *purpose)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_read(v, c, id, purpose, NULL, &out);
+
+    if (rc)
+        assert_null(out);
+    json_decref(out);
+    return rc;
+}
+
+static const char *fstr(json_t *read, const char *name)
+{
+    return json_string_value(json_object_get(json_object_get(read, "fields"), name));
+}
+
+static const char *item_str(json_t *read, size_t i, const char *name)
+{
+    json_t *ab = json_object_get(json_object_get(read, "fields"), "address_book");
+
+    return json_string_value(json_object_get(json_array_get(ab, i), name));
+}
+
+static int masked_has(json_t *read, const char *path)
+{
+    json_t *m = json_object_get(read, "masked");
+    size_t i;
+
+    for (i = 0; i < json_array_size(m); i++)
+        if (strcmp(json_string_value(json_array_get(m, i)), path) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *search(struct custos_vault *v, const struct custos_caller *c, const char *field, const char *value,
+                      const char *purpose)
+{
+    json_t *out = NULL;
+
+    must(custos_subject_search(v, c, field, value, purpose, &out), "search");
+    return out;
+}
+
+static int ids_has(json_t *res, const char *id)
+{
+    json_t *ids = json_object_get(res, "ids");
+    size_t i;
+
+    for (i = 0; i < json_array_size(ids); i++)
+        if (strcmp(json_string_value(json_array_get(ids, i)), id) == 0)
+            return 1;
+    return 0;
+}
+
+static void update(struct custos_vault *v, const struct custos_caller *c, const char *id, const char *body)
+{
+    json_t *out = NULL;
+
+    must(custos_subject_update(v, c, id, body, strlen(body), &out), "update");
+    assert_string_equal(json_string_value(json_object_get(out, "id")), id);
+    json_decref(out);
+}
+
+static enum custos_err update_rc(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                 const char *body)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_subject_update(v, c, id, body, strlen(body), &out);
+
+    json_decref(out);
+    return rc;
+}
+
+static void authn(struct fx *f, const char *token, struct custos_caller *c)
+{
+    must(custos_authenticate(f->v, token, "127.0.0.1", c), "authenticate");
+}
+
+/* Create a principal as admin; secret receives its secret. */
+static void add_principal(struct fx *f, const struct custos_caller *admin, const char *id, const char *kind,
+                          const char *roles, char secret[CUSTOS_SECRET_LEN + 1])
+{
+    char body[256];
+    json_t *out = NULL;
+
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"kind\":\"%s\",\"roles\":[%s]}", id, kind, roles);
+    must(custos_principal_create(f->v, admin, body, strlen(body), &out), "principal create");
+    assert_string_equal(json_string_value(json_object_get(out, "id")), id);
+    snprintf(secret, CUSTOS_SECRET_LEN + 1, "%s", json_string_value(json_object_get(out, "secret")));
+    assert_int_equal(strlen(secret), CUSTOS_SECRET_LEN);
+    assert_memory_equal(secret, "cps_", 4);
+    json_decref(out);
+}
+
+/* Exchange id + secret for a token; *expires_at (may be NULL) gets its expiry text. */
+static enum custos_err issue(struct fx *f, const char *id, const char *secret, char tok[CUSTOS_TOKEN_LEN + 1],
+                             char expires_at[32])
+{
+    char body[256];
+    json_t *out = NULL;
+    enum custos_err rc;
+
+    snprintf(body, sizeof(body), "{\"principal\":\"%s\",\"secret\":\"%s\"}", id, secret);
+    rc = custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out);
+    if (rc) {
+        assert_null(out);
+        return rc;
+    }
+    snprintf(tok, CUSTOS_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(out, "token")));
+    assert_int_equal(strlen(tok), CUSTOS_TOKEN_LEN);
+    assert_memory_equal(tok, "cus_", 4);
+    if (expires_at)
+        snprintf(expires_at, 32, "%s", json_string_value(json_object_get(out, "expires_at")));
+    json_decref(out);
+    return CUSTOS_OK;
+}
+
+static void revoke_tok(struct fx *f, const struct custos_caller *c, const char *tok, enum custos_err want)
+{
+    char body[128];
+
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", tok);
+    expect_rc(custos_token_revoke(f->v, c, body, strlen(body)), want, "revoke");
+}
+
+static int file_mode(const char *path)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return -1;
+    return (int)(st.st_mode & 0777);
+}
+
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+static void keypath(const struct fx *f, unsigned kv, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/keys/master-%u.key", f->dir, kv);
+}
+
+/* ---- init and open ------------------------------------------------------------------------- */
+
+static void test_init_and_open(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    struct custos_vault *v2 = (struct custos_vault *)0x1;
+    char path[700], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+    enum custos_err rc;
+
+    /* what init made */
+    assert_int_equal(file_mode(f->dir), 0700);
+    snprintf(path, sizeof(path), "%s/keys", f->dir);
+    assert_int_equal(file_mode(path), 0700);
+    keypath(f, 1, path, sizeof(path));
+    assert_int_equal(file_mode(path), 0600);
+    snprintf(path, sizeof(path), "%s/keys/ledger.key", f->dir);
+    assert_int_equal(file_mode(path), 0600);
+    assert_int_equal(strlen(f->admin_secret), CUSTOS_SECRET_LEN);
+    assert_memory_equal(f->admin_secret, "cps_", 4);
+    assert_int_equal(strlen(f->admin_token), CUSTOS_TOKEN_LEN);
+    assert_memory_equal(f->admin_token, "cus_", 4);
+
+    /* a second open of the same directory: LOCKED (the flock is per open file, so this holds within
+       one process too) */
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    custos_err_clear();
+    rc = custos_vault_open(&o, &v2);
+    expect_rc(rc, CUSTOS_ERR_LOCKED, "second open");
+    assert_null(v2);
+    assert_non_null(strstr(custos_err_msg(rc), "in use"));
+    /* after close it opens again */
+    fx_close(f);
+    rc = custos_vault_open(&o, &v2);
+    must(rc, "open after close");
+    custos_vault_free(v2);
+    fx_open(f);
+
+    /* init over an existing vault: EXISTS, and the vault is untouched */
+    custos_err_clear();
+    rc = custos_vault_init(f->dir, NULL, 0, NULL, 0, NULL, secret, token);
+    expect_rc(rc, CUSTOS_ERR_EXISTS, "init over a vault");
+    keypath(f, 1, path, sizeof(path));
+    assert_true(exists(path));
+    /* ... even while it is not open */
+    fx_close(f);
+    expect_rc(custos_vault_init(f->dir, NULL, 0, NULL, 0, NULL, secret, token), CUSTOS_ERR_EXISTS,
+              "init over a closed vault");
+    fx_open(f);
+    {
+        struct custos_caller admin;
+
+        authn(f, f->admin_token, &admin); /* the first admin token still works */
+    }
+
+    /* init into a non-empty directory that is not a vault */
+    snprintf(path, sizeof(path), "%s/other", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    {
+        char file[800];
+        FILE *fp;
+
+        snprintf(file, sizeof(file), "%s/precious.txt", path);
+        fp = fopen(file, "w");
+        assert_non_null(fp);
+        fputs("keep me\n", fp);
+        fclose(fp);
+        expect_rc(custos_vault_init(path, NULL, 0, NULL, 0, NULL, secret, token), CUSTOS_ERR_EXISTS,
+                  "init into a non-empty directory");
+        assert_true(exists(file));
+    }
+    /* an empty existing directory is fine and made 0700 */
+    snprintf(path, sizeof(path), "%s/empty", f->root);
+    assert_int_equal(mkdir(path, 0755), 0);
+    must(custos_vault_init(path, NULL, 0, NULL, 0, NULL, secret, token), "init into an empty directory");
+    assert_int_equal(file_mode(path), 0700);
+
+    /* bad inputs to init */
+    snprintf(path, sizeof(path), "%s/bad-schema", f->root);
+    expect_rc(custos_vault_init(path, "{\"fields\":{}}", 13, NULL, 0, NULL, secret, token), CUSTOS_ERR_INVALID,
+              "init with a bad schema");
+    snprintf(path, sizeof(path), "%s/bad-policy", f->root);
+    expect_rc(custos_vault_init(path, NULL, 0, "{\"roles\":[]}", 12, NULL, secret, token), CUSTOS_ERR_INVALID,
+              "init with a bad policy");
+    snprintf(path, sizeof(path), "%s/bad-origin", f->root);
+    expect_rc(custos_vault_init(path, NULL, 0, NULL, 0, "has space", secret, token), CUSTOS_ERR_INVALID,
+              "init with a bad origin");
+    /* a refused init leaves nothing behind (no half-made vault to trip over later) */
+    {
+        static const char *const left[] = {"bad-schema", "bad-policy", "bad-origin", NULL};
+        size_t i;
+
+        for (i = 0; left[i]; i++) {
+            char sub[800];
+
+            snprintf(path, sizeof(path), "%s/%s/keys", f->root, left[i]);
+            snprintf(sub, sizeof(sub), "%s/%s/vault.json", f->root, left[i]);
+            if (exists(path) || exists(sub))
+                fail_msg("a refused init (%s) left files behind", left[i]);
+        }
+    }
+
+    /* opening something that is not a vault */
+    snprintf(path, sizeof(path), "%s/nothing-here", f->root);
+    o.dir = path;
+    v2 = (struct custos_vault *)0x1;
+    expect_rc(custos_vault_open(&o, &v2), CUSTOS_ERR_NOTFOUND, "open a missing vault");
+    assert_null(v2);
+}
+
+/* ---- subjects as the local operator -------------------------------------------------------- */
+
+static void test_crud_system(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1];
+    json_t *r, *s, *out = NULL;
+
+    create(v, &f->sys, alice, a);
+    create(v, &f->sys, bob, b);
+    assert_string_not_equal(a, b);
+
+    /* read everything back */
+    r = read_ok(v, &f->sys, a, "account", NULL);
+    assert_string_equal(json_string_value(json_object_get(r, "id")), a);
+    assert_string_equal(fstr(r, "name"), "가다연");
+    assert_string_equal(fstr(r, "email"), "christiana.dietrich688@naver.com");
+    assert_string_equal(fstr(r, "phone"), "010-0180-4956");
+    assert_string_equal(fstr(r, "birth_date"), "1965-10-15");
+    assert_string_equal(fstr(r, "customs_code"), "P595082838751");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(r, "fields"), "address_book")), 2);
+    assert_string_equal(item_str(r, 1, "entrance_code"), "#2849");
+    assert_string_equal(item_str(r, 0, "address"), "대구광역시 구미시 신도시6길 80645");
+    assert_int_equal(json_array_size(json_object_get(r, "masked")), 0);
+    json_decref(r);
+    /* ?fields= */
+    r = read_ok(v, &f->sys, a, "account", "name,phone");
+    assert_int_equal(json_object_size(json_object_get(r, "fields")), 2);
+    assert_string_equal(fstr(r, "phone"), "010-0180-4956");
+    json_decref(r);
+    expect_rc(custos_subject_read(v, &f->sys, a, "account", "name,nickname", &out), CUSTOS_ERR_INVALID,
+              "unknown field in fields=");
+    expect_rc(custos_subject_read(v, &f->sys, a, "account", "name,", &out), CUSTOS_ERR_INVALID, "trailing comma");
+    /* every read names a purpose, even the operator's */
+    expect_rc(read_rc(v, &f->sys, a, NULL), CUSTOS_ERR_INVALID, "read without purpose");
+    expect_rc(read_rc(v, &f->sys, a, ""), CUSTOS_ERR_INVALID, "read with empty purpose");
+    expect_rc(read_rc(v, &f->sys, a, "Bad Purpose"), CUSTOS_ERR_INVALID, "read with malformed purpose");
+    /* unknown and malformed ids */
+    expect_rc(read_rc(v, &f->sys, "00000000000000000000000000000000", "account"), CUSTOS_ERR_NOTFOUND, "unknown id");
+    expect_rc(read_rc(v, &f->sys, "1", "account"), CUSTOS_ERR_INVALID, "malformed id");
+    expect_rc(read_rc(v, &f->sys, "../../etc/passwd", "account"), CUSTOS_ERR_INVALID, "malformed id");
+
+    /* create: bad bodies are refused whole */
+    expect_rc(custos_subject_create(v, &f->sys, "{}", 2, &out), CUSTOS_ERR_INVALID, "empty subject");
+    expect_rc(custos_subject_create(v, &f->sys, "{\"name\":", 8, &out), CUSTOS_ERR_INVALID, "broken JSON");
+    expect_rc(custos_subject_create(v, &f->sys, "{\"nick\":\"x\"}", 12, &out), CUSTOS_ERR_INVALID, "unknown field");
+    assert_null(out);
+
+    /* search: normalised equality on email and phone */
+    s = search(v, &f->sys, "email", "  Christiana.Dietrich688@NAVER.com ", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 1);
+    assert_true(ids_has(s, a));
+    json_decref(s);
+    s = search(v, &f->sys, "phone", "+82 10-0180-4956", "account");
+    assert_true(ids_has(s, a));
+    assert_false(ids_has(s, b));
+    json_decref(s);
+    s = search(v, &f->sys, "phone", "01000028558", "account");
+    assert_true(ids_has(s, b));
+    json_decref(s);
+    s = search(v, &f->sys, "email", "nobody@example.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 0);
+    json_decref(s);
+    expect_rc(custos_subject_search(v, &f->sys, "name", "가다연", "account", &out), CUSTOS_ERR_INVALID,
+              "search on a field that is not searchable");
+    expect_rc(custos_subject_search(v, &f->sys, "email", "   ", "account", &out), CUSTOS_ERR_INVALID,
+              "search for nothing");
+    expect_rc(custos_subject_search(v, &f->sys, "email", "a@b.co", NULL, &out), CUSTOS_ERR_INVALID,
+              "search without purpose");
+    expect_rc(custos_subject_search(v, &f->sys, NULL, "a@b.co", "account", &out), CUSTOS_ERR_INVALID,
+              "search without field");
+
+    /* update: replace, remove with null; the blind index follows */
+    update(v, &f->sys, a, "{\"email\":\"new.address@example.com\",\"birth_date\":null}");
+    r = read_ok(v, &f->sys, a, "account", NULL);
+    assert_string_equal(fstr(r, "email"), "new.address@example.com");
+    assert_null(fstr(r, "birth_date"));
+    assert_string_equal(fstr(r, "name"), "가다연");
+    assert_string_equal(item_str(r, 0, "entrance_code"), "#1893");
+    json_decref(r);
+    s = search(v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_false(ids_has(s, a));
+    json_decref(s);
+    s = search(v, &f->sys, "email", "NEW.address@example.com", "account");
+    assert_true(ids_has(s, a));
+    json_decref(s);
+    /* a bad update changes nothing */
+    expect_rc(update_rc(v, &f->sys, a, "{\"name\":\"x\",\"nick\":\"y\"}"), CUSTOS_ERR_INVALID, "unknown field");
+    expect_rc(update_rc(v, &f->sys, a, "{\"name\":\"x\",\"phone\":\"call me\"}"), CUSTOS_ERR_INVALID, "bad phone");
+    expect_rc(update_rc(v, &f->sys, a, "{}"), CUSTOS_ERR_INVALID, "empty update");
+    expect_rc(update_rc(v, &f->sys, "00000000000000000000000000000000", "{\"name\":\"x\"}"), CUSTOS_ERR_NOTFOUND,
+              "update unknown");
+    r = read_ok(v, &f->sys, a, "account", "name");
+    assert_string_equal(fstr(r, "name"), "가다연");
+    json_decref(r);
+
+    /* export: everything, plain */
+    must(custos_subject_export(v, &f->sys, b, &out), "export");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "fields"), "name")), "전성준");
+    json_decref(out);
+    out = NULL;
+
+    /* erase: receipt, then 410 everywhere */
+    must(custos_subject_erase(v, &f->sys, a, &out), "erase");
+    assert_string_equal(json_string_value(json_object_get(out, "subject")), a);
+    assert_non_null(json_object_get(out, "erased_at"));
+    assert_true(json_is_integer(json_object_get(out, "ledger_index")));
+    assert_non_null(json_string_value(json_object_get(out, "signature")));
+    json_decref(out);
+    out = NULL;
+    expect_rc(read_rc(v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "read after erase");
+    expect_rc(update_rc(v, &f->sys, a, "{\"name\":\"x\"}"), CUSTOS_ERR_GONE, "update after erase");
+    expect_rc(custos_subject_erase(v, &f->sys, a, &out), CUSTOS_ERR_GONE, "erase twice");
+    assert_null(out);
+    expect_rc(custos_subject_export(v, &f->sys, a, &out), CUSTOS_ERR_GONE, "export after erase");
+    s = search(v, &f->sys, "email", "new.address@example.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 0);
+    json_decref(s);
+    /* the other subject is untouched */
+    r = read_ok(v, &f->sys, b, "account", NULL);
+    assert_string_equal(fstr(r, "email"), "americo.brekke47797@naver.com");
+    json_decref(r);
+}
+
+/* ---- authenticated callers under the default policy --------------------------------------- */
+
+static void test_callers_and_policy(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    struct custos_caller admin, svc, sup, aud, mint, cust, other;
+    char s_svc[48], s_sup[48], s_aud[48], s_mint[48], t_svc[48], t_sup[48], t_aud[48], t_mint[48], t_svc2[48];
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1], ctok[48];
+    json_t *r, *out = NULL;
+
+    authn(f, f->admin_token, &admin);
+    assert_string_equal(admin.principal, "admin");
+    assert_int_equal(admin.kind, CUSTOS_KIND_STAFF);
+    assert_true(admin.has_token);
+    assert_int_equal(strlen(admin.token_id), 16);
+    assert_string_equal(admin.source, "127.0.0.1");
+    add_principal(f, &admin, "svc", "service", "\"service\"", s_svc);
+    add_principal(f, &admin, "sup", "staff", "\"support\"", s_sup);
+    add_principal(f, &admin, "aud", "staff", "\"auditor\"", s_aud);
+    add_principal(f, &admin, "mint", "service", "\"minter\"", s_mint);
+    must(issue(f, "svc", s_svc, t_svc, NULL), "issue svc");
+    must(issue(f, "sup", s_sup, t_sup, NULL), "issue sup");
+    must(issue(f, "aud", s_aud, t_aud, NULL), "issue aud");
+    must(issue(f, "mint", s_mint, t_mint, NULL), "issue mint");
+    authn(f, t_svc, &svc);
+    authn(f, t_sup, &sup);
+    authn(f, t_aud, &aud);
+    authn(f, t_mint, &mint);
+    assert_int_equal(svc.kind, CUSTOS_KIND_SERVICE);
+    assert_int_equal(sup.kind, CUSTOS_KIND_STAFF);
+
+    /* principal management */
+    {
+        char body[256];
+
+        snprintf(body, sizeof(body), "{\"id\":\"svc\",\"kind\":\"service\",\"roles\":[\"service\"]}");
+
+        expect_rc(custos_principal_create(v, &admin, body, strlen(body), &out), CUSTOS_ERR_EXISTS, "duplicate id");
+        expect_rc(custos_principal_create(v, &svc, body, strlen(body), &out), CUSTOS_ERR_FORBIDDEN,
+                  "service creates a principal");
+        snprintf(body, sizeof(body), "{\"id\":\"c1\",\"kind\":\"service\",\"roles\":[\"customer\"]}");
+        expect_rc(custos_principal_create(v, &admin, body, strlen(body), &out), CUSTOS_ERR_INVALID,
+                  "customer role on a principal");
+        snprintf(body, sizeof(body), "{\"id\":\"c1\",\"kind\":\"service\",\"roles\":[\"root\"]}");
+        expect_rc(custos_principal_create(v, &admin, body, strlen(body), &out), CUSTOS_ERR_INVALID, "unknown role");
+        snprintf(body, sizeof(body), "{\"id\":\"c1\",\"kind\":\"robot\",\"roles\":[\"service\"]}");
+        expect_rc(custos_principal_create(v, &admin, body, strlen(body), &out), CUSTOS_ERR_INVALID, "unknown kind");
+        snprintf(body, sizeof(body), "{\"id\":\"C1\",\"kind\":\"service\",\"roles\":[\"service\"]}");
+        expect_rc(custos_principal_create(v, &admin, body, strlen(body), &out), CUSTOS_ERR_INVALID, "bad id");
+        assert_null(out);
+    }
+
+    /* admin: no personal data */
+    expect_rc(custos_subject_create(v, &admin, bob, strlen(bob), &out), CUSTOS_ERR_FORBIDDEN, "admin creates");
+    create(v, &svc, alice, a);
+    create(v, &svc, bob, b);
+    expect_rc(read_rc(v, &admin, a, "account"), CUSTOS_ERR_FORBIDDEN, "admin reads");
+    expect_rc(custos_subject_search(v, &admin, "email", "a@b.co", "account", &out), CUSTOS_ERR_FORBIDDEN,
+              "admin searches");
+    expect_rc(custos_subject_erase(v, &admin, b, &out), CUSTOS_ERR_FORBIDDEN, "admin erases");
+    expect_rc(read_rc(v, &aud, a, "account"), CUSTOS_ERR_FORBIDDEN, "auditor reads");
+    expect_rc(read_rc(v, &mint, a, "account"), CUSTOS_ERR_FORBIDDEN, "minter reads");
+    expect_rc(custos_subject_create(v, &aud, bob, strlen(bob), &out), CUSTOS_ERR_FORBIDDEN, "auditor creates");
+    must(custos_ledger_entries_json(v, &aud, "0", "5", &out), "auditor reads the ledger");
+    assert_int_equal(json_array_size(json_object_get(out, "entries")), 5);
+    json_decref(out);
+    out = NULL;
+    expect_rc(custos_ledger_entries_json(v, &svc, "0", "5", &out), CUSTOS_ERR_FORBIDDEN, "service reads the ledger");
+
+    /* service / account: all plain */
+    r = read_ok(v, &svc, a, "account", NULL);
+    assert_string_equal(fstr(r, "customs_code"), "P595082838751");
+    assert_string_equal(fstr(r, "birth_date"), "1965-10-15");
+    assert_string_equal(item_str(r, 1, "entrance_code"), "#2849");
+    assert_int_equal(json_array_size(json_object_get(r, "masked")), 0);
+    json_decref(r);
+    /* service / delivery: name, phone, address_book plain; the rest not there at all */
+    r = read_ok(v, &svc, a, "delivery", NULL);
+    assert_string_equal(fstr(r, "name"), "가다연");
+    assert_string_equal(fstr(r, "phone"), "010-0180-4956");
+    assert_string_equal(item_str(r, 0, "address"), "대구광역시 구미시 신도시6길 80645");
+    assert_string_equal(item_str(r, 0, "entrance_code"), "#1893");
+    assert_string_equal(item_str(r, 1, "recipient"), "윤예린");
+    assert_null(json_object_get(json_object_get(r, "fields"), "email"));
+    assert_null(json_object_get(json_object_get(r, "fields"), "birth_date"));
+    assert_null(json_object_get(json_object_get(r, "fields"), "customs_code"));
+    assert_int_equal(json_object_size(json_object_get(r, "fields")), 3);
+    assert_int_equal(json_array_size(json_object_get(r, "masked")), 0);
+    json_decref(r);
+    expect_rc(read_rc(v, &svc, a, NULL), CUSTOS_ERR_INVALID, "service reads without purpose");
+    expect_rc(read_rc(v, &svc, a, "support"), CUSTOS_ERR_FORBIDDEN, "service reads for support");
+    expect_rc(read_rc(v, &svc, a, "marketing"), CUSTOS_ERR_FORBIDDEN, "service reads for marketing");
+    r = search(v, &svc, "email", "christiana.dietrich688@naver.com", "delivery");
+    assert_true(ids_has(r, a));
+    json_decref(r);
+
+    /* support / support: everything masked, entrance codes hidden */
+    r = read_ok(v, &sup, a, "support", NULL);
+    assert_string_equal(fstr(r, "name"), "가*연");
+    assert_string_equal(fstr(r, "email"), "ch****@naver.com");
+    assert_string_equal(fstr(r, "phone"), "010-****-4956");
+    assert_string_equal(fstr(r, "birth_date"), "1965-**-**");
+    assert_string_equal(fstr(r, "customs_code"), "P**********51");
+    assert_string_equal(item_str(r, 0, "recipient"), "가*연");
+    assert_string_equal(item_str(r, 1, "phone"), "010-****-9118");
+    assert_string_equal(item_str(r, 0, "address"), "대구광역시 구미시 ****");
+    assert_null(item_str(r, 0, "entrance_code"));
+    assert_null(item_str(r, 1, "entrance_code"));
+    assert_true(masked_has(r, "name"));
+    assert_true(masked_has(r, "customs_code"));
+    assert_true(masked_has(r, "address_book[1].address"));
+    assert_false(masked_has(r, "address_book[0].entrance_code"));
+    {
+        char *dump = json_dumps(r, JSON_COMPACT);
+
+        assert_null(strstr(dump, "#1893"));
+        assert_null(strstr(dump, "christiana"));
+        assert_null(strstr(dump, "0180"));
+        free(dump);
+    }
+    json_decref(r);
+    expect_rc(read_rc(v, &sup, a, "account"), CUSTOS_ERR_FORBIDDEN, "support reads for account");
+    r = search(v, &sup, "phone", "010-0180-4956", "support");
+    assert_true(ids_has(r, a));
+    json_decref(r);
+    expect_rc(custos_subject_create(v, &sup, bob, strlen(bob), &out), CUSTOS_ERR_FORBIDDEN, "support creates");
+    expect_rc(update_rc(v, &sup, a, "{\"name\":\"x\"}"), CUSTOS_ERR_FORBIDDEN, "support updates");
+    expect_rc(custos_subject_erase(v, &sup, a, &out), CUSTOS_ERR_FORBIDDEN, "support erases");
+    expect_rc(custos_subject_export(v, &sup, a, &out), CUSTOS_ERR_FORBIDDEN, "support exports");
+    expect_rc(custos_subject_token(v, &sup, a, &out), CUSTOS_ERR_FORBIDDEN, "support mints");
+    expect_rc(custos_subject_token(v, &svc, a, &out), CUSTOS_ERR_FORBIDDEN, "service mints");
+    assert_null(out);
+
+    /* customer tokens: one subject, account purpose */
+    expect_rc(custos_subject_token(v, &mint, "00000000000000000000000000000000", &out), CUSTOS_ERR_NOTFOUND,
+              "mint for an unknown subject");
+    must(custos_subject_token(v, &mint, a, &out), "mint");
+    assert_string_equal(json_string_value(json_object_get(out, "subject")), a);
+    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    out = NULL;
+    authn(f, ctok, &cust);
+    assert_int_equal(cust.kind, CUSTOS_KIND_CUSTOMER);
+    assert_true(cust.scoped);
+    assert_string_equal(cust.minter, "mint");
+    assert_memory_equal(cust.principal, "customer:", 9);
+    assert_string_equal(cust.principal + 9, a);
+    r = read_ok(v, &cust, a, "account", NULL);
+    assert_string_equal(fstr(r, "customs_code"), "P595082838751");
+    assert_string_equal(item_str(r, 1, "entrance_code"), "#2849");
+    json_decref(r);
+    expect_rc(read_rc(v, &cust, b, "account"), CUSTOS_ERR_FORBIDDEN, "customer reads another subject");
+    expect_rc(read_rc(v, &cust, a, "delivery"), CUSTOS_ERR_FORBIDDEN, "customer reads for delivery");
+    expect_rc(custos_subject_search(v, &cust, "email", "americo.brekke47797@naver.com", "account", &out),
+              CUSTOS_ERR_FORBIDDEN, "customer searches");
+    expect_rc(update_rc(v, &cust, a, "{\"name\":\"x\"}"), CUSTOS_ERR_FORBIDDEN, "customer updates");
+    expect_rc(custos_subject_erase(v, &cust, b, &out), CUSTOS_ERR_FORBIDDEN, "customer erases another");
+    expect_rc(custos_subject_export(v, &cust, b, &out), CUSTOS_ERR_FORBIDDEN, "customer exports another");
+    expect_rc(custos_subject_token(v, &cust, a, &out), CUSTOS_ERR_FORBIDDEN, "customer mints");
+    must(custos_subject_export(v, &cust, a, &out), "customer exports own");
+    json_decref(out);
+    out = NULL;
+    expect_rc(read_rc(v, &svc, b, "account"), CUSTOS_OK, "b still there");
+
+    /* failed authentication */
+    {
+        char tok[48];
+        char bad[48];
+
+        expect_rc(issue(f, "svc", s_sup, tok, NULL), CUSTOS_ERR_UNAUTH, "wrong secret");
+        expect_rc(issue(f, "nobody", s_svc, tok, NULL), CUSTOS_ERR_UNAUTH, "unknown principal");
+        expect_rc(issue(f, "svc", "cps_short", tok, NULL), CUSTOS_ERR_UNAUTH, "malformed secret");
+        expect_rc(issue(f, "svc", t_svc, tok, NULL), CUSTOS_ERR_UNAUTH, "a token as a secret");
+        expect_rc(custos_token_issue(v, "{\"principal\":\"svc\"}", 19, "127.0.0.1", &out), CUSTOS_ERR_INVALID,
+                  "no secret");
+        /* a well-formed token that was never issued */
+        expect_rc(custos_authenticate(v, "cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "1.2.3.4", &other),
+                  CUSTOS_ERR_UNAUTH, "never issued");
+        /* a valid token with one character changed */
+        snprintf(bad, sizeof(bad), "%s", t_svc);
+        bad[10] = bad[10] == 'A' ? 'B' : 'A';
+        expect_rc(custos_authenticate(v, bad, "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "altered token");
+        expect_rc(custos_authenticate(v, "cus_", "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "malformed token");
+        expect_rc(custos_authenticate(v, s_svc, "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "a secret as a token");
+        expect_rc(custos_authenticate(v, "", "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "empty token");
+        expect_rc(custos_authenticate(v, NULL, NULL, &other), CUSTOS_ERR_UNAUTH, "no token");
+        assert_false(other.has_token);
+        assert_int_equal(other.roles, 0);
+    }
+
+    /* only the local operator issues tokens without a secret */
+    {
+        char tok[48];
+        int64_t exp;
+
+        expect_rc(custos_token_issue_local(v, &admin, "svc", tok, &exp), CUSTOS_ERR_FORBIDDEN, "remote local issue");
+        expect_rc(custos_token_issue_local(v, &f->sys, "nobody", tok, &exp), CUSTOS_ERR_NOTFOUND,
+                  "local issue for nobody");
+        must(custos_token_issue_local(v, &f->sys, "svc", tok, &exp), "local issue");
+        authn(f, tok, &other);
+        assert_string_equal(other.principal, "svc");
+    }
+
+    /* revocation: self, not others, admin any */
+    must(issue(f, "svc", s_svc, t_svc2, NULL), "second svc token");
+    revoke_tok(f, &sup, t_svc2, CUSTOS_ERR_FORBIDDEN);
+    authn(f, t_svc2, &other);
+    revoke_tok(f, &other, t_svc2, CUSTOS_OK);
+    expect_rc(custos_authenticate(v, t_svc2, "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "revoked token");
+    {
+        char tok[48];
+        struct custos_caller tmp;
+
+        must(issue(f, "sup", s_sup, tok, NULL), "another sup token");
+        revoke_tok(f, &admin, tok, CUSTOS_OK);
+        expect_rc(custos_authenticate(v, tok, "1.2.3.4", &tmp), CUSTOS_ERR_UNAUTH, "revoked by admin");
+        revoke_tok(f, &admin, "cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", CUSTOS_ERR_NOTFOUND);
+        revoke_tok(f, &admin, "nonsense", CUSTOS_ERR_INVALID);
+    }
+
+    /* disabling a principal revokes every token it owns or minted, at once */
+    expect_rc(custos_principal_disable(v, &svc, "mint"), CUSTOS_ERR_FORBIDDEN, "service disables");
+    expect_rc(custos_principal_disable(v, &admin, "nobody"), CUSTOS_ERR_NOTFOUND, "disable nobody");
+    must(custos_principal_disable(v, &admin, "mint"), "disable mint");
+    expect_rc(custos_authenticate(v, t_mint, "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "disabled principal's token");
+    expect_rc(custos_authenticate(v, ctok, "1.2.3.4", &other), CUSTOS_ERR_UNAUTH, "token minted by a disabled one");
+    {
+        char tok[48];
+        int64_t exp;
+
+        expect_rc(issue(f, "mint", s_mint, tok, NULL), CUSTOS_ERR_UNAUTH, "issue for a disabled principal");
+        expect_rc(custos_token_issue_local(v, &f->sys, "mint", tok, &exp), CUSTOS_ERR_FORBIDDEN,
+                  "local issue for a disabled principal");
+    }
+    /* the others are unaffected */
+    authn(f, t_svc, &svc);
+    authn(f, t_sup, &sup);
+}
+
+static void test_rate_limit(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin, sup, sup2;
+    char s_sup[48], s_sup2[48], t_sup[48], t_sup2[48], a[CUSTOS_ID_HEX + 1];
+    json_t *out = NULL;
+    int i;
+
+    authn(f, f->admin_token, &admin);
+    add_principal(f, &admin, "sup", "staff", "\"support\"", s_sup);
+    add_principal(f, &admin, "sup2", "staff", "\"support\"", s_sup2);
+    must(issue(f, "sup", s_sup, t_sup, NULL), "issue");
+    must(issue(f, "sup2", s_sup2, t_sup2, NULL), "issue");
+    authn(f, t_sup, &sup);
+    authn(f, t_sup2, &sup2);
+    create(f->v, &f->sys, alice, a);
+    /* support: 60 reads of personal data per minute */
+    for (i = 0; i < 60; i++)
+        expect_rc(read_rc(f->v, &sup, a, "support"), CUSTOS_OK, "read within the limit");
+    expect_rc(read_rc(f->v, &sup, a, "support"), CUSTOS_ERR_RATELIMIT, "61st read in a minute");
+    expect_rc(custos_subject_search(f->v, &sup, "email", "christiana.dietrich688@naver.com", "support", &out),
+              CUSTOS_ERR_RATELIMIT, "search over the limit");
+    /* per principal: another support principal is not limited by the first */
+    expect_rc(read_rc(f->v, &sup2, a, "support"), CUSTOS_OK, "another principal");
+    /* the window moves on */
+    f->now += 2 * MIN_MS;
+    expect_rc(read_rc(f->v, &sup, a, "support"), CUSTOS_OK, "two minutes later");
+    /* the local operator is never limited */
+    for (i = 0; i < 70; i++)
+        expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_OK, "operator read");
+}
+
+/* ---- token lifetimes on the injected clock ------------------------------------------------- */
+
+static void expect_lifetime(struct fx *f, const char *tok, uint64_t issued, uint64_t lifetime, const char *what)
+{
+    struct custos_caller c;
+    uint64_t saved = f->now;
+    char msg[128];
+
+    f->now = issued + lifetime - 1;
+    snprintf(msg, sizeof(msg), "%s: 1 ms before expiry", what);
+    expect_rc(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_OK, msg);
+    f->now = issued + lifetime;
+    snprintf(msg, sizeof(msg), "%s: at expiry", what);
+    expect_rc(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH, msg);
+    f->now = issued + lifetime + 24 * 60 * MIN_MS;
+    expect_rc(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH, msg);
+    f->now = saved;
+}
+
+static void test_token_expiry(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin, mint;
+    char s_staff[48], s_svc[48], s_mint[48], t_staff[48], t_svc[48], t_mint[48], t_local[48], exp_text[32],
+        want[32], a[CUSTOS_ID_HEX + 1], ctok[48];
+    uint64_t t0;
+    int64_t exp;
+    json_t *out = NULL;
+
+    authn(f, f->admin_token, &admin);
+    add_principal(f, &admin, "staffer", "staff", "\"support\"", s_staff);
+    add_principal(f, &admin, "svc", "service", "\"service\"", s_svc);
+    add_principal(f, &admin, "mint", "service", "\"minter\"", s_mint);
+    create(f->v, &f->sys, alice, a);
+    t0 = f->now;
+
+    /* staff: 15 minutes */
+    must(issue(f, "staffer", s_staff, t_staff, exp_text), "issue staff");
+    custos_time_format(want, (int64_t)(t0 + 15 * MIN_MS));
+    assert_string_equal(exp_text, want);
+    expect_lifetime(f, t_staff, t0, 15 * MIN_MS, "staff token");
+    must(custos_token_issue_local(f->v, &f->sys, "staffer", t_local, &exp), "local issue staff");
+    assert_int_equal(exp, (int64_t)(t0 + 15 * MIN_MS));
+    expect_lifetime(f, t_local, t0, 15 * MIN_MS, "local staff token");
+    /* service: 60 minutes */
+    must(issue(f, "svc", s_svc, t_svc, exp_text), "issue service");
+    custos_time_format(want, (int64_t)(t0 + 60 * MIN_MS));
+    assert_string_equal(exp_text, want);
+    expect_lifetime(f, t_svc, t0, 60 * MIN_MS, "service token");
+    /* customer: 30 minutes */
+    must(issue(f, "mint", s_mint, t_mint, NULL), "issue minter");
+    authn(f, t_mint, &mint);
+    must(custos_subject_token(f->v, &mint, a, &out), "mint");
+    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
+    custos_time_format(want, (int64_t)(t0 + 30 * MIN_MS));
+    assert_string_equal(json_string_value(json_object_get(out, "expires_at")), want);
+    json_decref(out);
+    expect_lifetime(f, ctok, t0, 30 * MIN_MS, "customer token");
+
+    /* the admin token from init (real clock, staff): gone 15 minutes later */
+    f->now = custos_clock_ms() + 16 * MIN_MS;
+    {
+        struct custos_caller c;
+        struct custos_ledger *l = custos_vault_ledger(f->v);
+        char buf[4096];
+        size_t len = 0;
+        uint64_t n = custos_ledger_size(l);
+
+        expect_rc(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH, "init token");
+        /* recorded as an expired token */
+        assert_int_equal(custos_ledger_read(l, n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
+        buf[len] = '\0';
+        assert_non_null(strstr(buf, "\"action\":\"auth.fail\""));
+        assert_non_null(strstr(buf, "\"reason\":\"expired_token\""));
+        assert_non_null(strstr(buf, "\"actor\":\"admin\""));
+    }
+    /* a fresh one with the secret works, and is issued at the (injected) present */
+    {
+        char tok[48];
+        struct custos_caller c;
+
+        must(issue(f, "admin", f->admin_secret, tok, NULL), "admin re-issue");
+        authn(f, tok, &c);
+    }
+}
+
+/* ---- master key rotation ------------------------------------------------------------------- */
+
+struct sample {
+    char email[128];
+    char name[128];
+};
+
+static size_t load_sample(struct sample *s, size_t max)
+{
+    char path[512], line[8192];
+    FILE *fp;
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "%s/customers-2k.jsonl", CUSTOS_TEST_DATA);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    while (n < max && fgets(line, sizeof(line), fp)) {
+        json_t *j = json_loads(line, 0, NULL);
+
+        assert_non_null(j);
+        snprintf(s[n].email, sizeof(s[n].email), "%s", json_string_value(json_object_get(j, "email")));
+        snprintf(s[n].name, sizeof(s[n].name), "%s", json_string_value(json_object_get(j, "name")));
+        json_decref(j);
+        n++;
+    }
+    fclose(fp);
+    return n;
+}
+
+/* Every sampled imported subject is found by email and reads back its name. */
+static void check_sample(struct fx *f, const struct sample *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i += 19) {
+        json_t *res = search(f->v, &f->sys, "email", s[i].email, "account"), *r;
+        const char *id;
+
+        if (json_array_size(json_object_get(res, "ids")) < 1)
+            fail_msg("imported subject %zu not found by email", i);
+        id = json_string_value(json_array_get(json_object_get(res, "ids"), 0));
+        r = read_ok(f->v, &f->sys, id, "account", "name");
+        assert_string_equal(fstr(r, "name"), s[i].name);
+        json_decref(r);
+        json_decref(res);
+    }
+}
+
+static void check_alice(struct fx *f, const char *id)
+{
+    json_t *r = read_ok(f->v, &f->sys, id, "account", NULL);
+
+    assert_string_equal(fstr(r, "customs_code"), "P595082838751");
+    assert_string_equal(item_str(r, 1, "entrance_code"), "#2849");
+    json_decref(r);
+}
+
+static void import_sample(struct fx *f)
+{
+    char path[512];
+    struct custos_import_stats st;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/customers-2k.jsonl", CUSTOS_TEST_DATA);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    must(custos_import(f->v, &f->sys, fd, 2, NULL, NULL, NULL, &st), "import");
+    close(fd);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(st.imported, 2000);
+}
+
+/* Write keys/master-N.key the way custos does (src/core/keyfile.c):
+   "custos master key v1\n" + 64 lowercase hex digits + "\n", mode 0600. */
+static void write_keyfile(const char *path)
+{
+    uint8_t k[32];
+    char hex[65];
+    FILE *fp;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+    assert_true(fd >= 0);
+    fp = fdopen(fd, "w");
+    randombytes_buf(k, sizeof(k));
+    sodium_bin2hex(hex, sizeof(hex), k, sizeof(k));
+    fprintf(fp, "custos master key v1\n%s\n", hex);
+    fclose(fp);
+    sodium_memzero(k, sizeof(k));
+}
+
+static void rotate(struct fx *f, struct custos_rotate_stats *st)
+{
+    must(custos_keys_rotate(f->v, &f->sys, st), "rotate");
+}
+
+static void test_rotation(void **state)
+{
+    struct fx *f = *state;
+    struct custos_rotate_stats st;
+    struct custos_caller admin;
+    struct sample *s = calloc(2000, sizeof(*s));
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1], path[700];
+    size_t ns;
+
+    assert_non_null(s);
+    ns = load_sample(s, 2000);
+    assert_int_equal(ns, 2000);
+    create(f->v, &f->sys, alice, a);
+    import_sample(f); /* 2000 subjects: re-wrapping runs in more than one batch */
+    create(f->v, &f->sys, bob, b);
+    check_sample(f, s, ns);
+
+    /* only the local operator rotates */
+    authn(f, f->admin_token, &admin);
+    expect_rc(custos_keys_rotate(f->v, &admin, &st), CUSTOS_ERR_FORBIDDEN, "rotate through a token");
+
+    /* 1 -> 2 */
+    rotate(f, &st);
+    assert_int_equal(st.from_version, 1);
+    assert_int_equal(st.to_version, 2);
+    assert_int_equal(st.rewrapped, 2002);
+    assert_int_equal(st.destroyed_versions, 1);
+    assert_false(st.resumed);
+    keypath(f, 1, path, sizeof(path));
+    assert_false(exists(path));
+    keypath(f, 2, path, sizeof(path));
+    assert_int_equal(file_mode(path), 0600);
+    check_alice(f, a);
+    check_sample(f, s, ns);
+    /* new subjects use the new version; everything survives a reopen */
+    {
+        char c[CUSTOS_ID_HEX + 1];
+
+        create(f->v, &f->sys, bob, c);
+        fx_reopen(f);
+        check_alice(f, a);
+        check_alice(f, a);
+        expect_rc(read_rc(f->v, &f->sys, c, "account"), CUSTOS_OK, "subject created after rotation");
+        check_sample(f, s, ns);
+    }
+    /* tokens and the blind index depend on the root key, not on the master version */
+    {
+        struct custos_caller c;
+        json_t *res = search(f->v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+
+        assert_true(ids_has(res, a));
+        json_decref(res);
+        authn(f, f->admin_token, &c);
+    }
+
+    /* 2 -> 3: a second rotation works */
+    rotate(f, &st);
+    assert_int_equal(st.from_version, 2);
+    assert_int_equal(st.to_version, 3);
+    assert_int_equal(st.rewrapped, 2003);
+    assert_int_equal(st.destroyed_versions, 1);
+    keypath(f, 2, path, sizeof(path));
+    assert_false(exists(path));
+    keypath(f, 3, path, sizeof(path));
+    assert_true(exists(path));
+    check_alice(f, a);
+
+    /* interrupted after step 1 (the new key file is written, nothing else): rotate finishes the job */
+    fx_close(f);
+    keypath(f, 4, path, sizeof(path));
+    write_keyfile(path);
+    fx_open(f);
+    check_alice(f, a); /* still readable under version 3 meanwhile */
+    rotate(f, &st);
+    assert_true(st.resumed);
+    assert_int_equal(st.from_version, 3);
+    assert_int_equal(st.to_version, 4);
+    assert_int_equal(st.rewrapped, 2003);
+    assert_int_equal(st.destroyed_versions, 1);
+    keypath(f, 3, path, sizeof(path));
+    assert_false(exists(path));
+    keypath(f, 4, path, sizeof(path));
+    assert_true(exists(path));
+    check_alice(f, a);
+    fx_reopen(f);
+    check_alice(f, a);
+    check_sample(f, s, ns);
+
+    /* interrupted after step 2 (new file, master_kv switched, the system key re-wrapped, no subject key
+       re-wrapped yet): rotate finishes the job */
+    fx_close(f);
+    keypath(f, 5, path, sizeof(path));
+    write_keyfile(path);
+    fx_open(f);
+    {
+        struct custos_store_conn *c = NULL;
+        uint8_t kvb[4] = {0, 0, 0, 5};
+
+        must(f->v->ops->acquire(f->v->store, &c), "acquire");
+        must(f->v->ops->begin(c, CUSTOS_PLANE_CONTROL), "begin");
+        must(f->v->ops->meta_put(c, "master_kv", kvb, 4), "meta_put");
+        must(custos_system_key_store(f->v, c, 5), "system key");
+        must(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), "commit");
+        f->v->ops->release(f->v->store, c);
+    }
+    fx_reopen(f);
+    check_alice(f, a);
+    rotate(f, &st);
+    assert_true(st.resumed);
+    assert_int_equal(st.to_version, 5);
+    assert_int_equal(st.rewrapped, 2003);
+    assert_int_equal(st.destroyed_versions, 1);
+    keypath(f, 4, path, sizeof(path));
+    assert_false(exists(path));
+    fx_reopen(f);
+    check_alice(f, a);
+    check_sample(f, s, ns);
+    expect_rc(read_rc(f->v, &f->sys, b, "account"), CUSTOS_OK, "bob after all rotations");
+    /* exactly one master key file is left */
+    {
+        char kdir[700];
+        DIR *d;
+        struct dirent *de;
+        int masters = 0;
+
+        snprintf(kdir, sizeof(kdir), "%s/keys", f->dir);
+        d = opendir(kdir);
+        assert_non_null(d);
+        while ((de = readdir(d)) != NULL)
+            masters += strncmp(de->d_name, "master-", 7) == 0;
+        closedir(d);
+        assert_int_equal(masters, 1);
+    }
+    free(s);
+}
+
+/*
+ * A crash while step 1 writes the new key file (after its creation, before its bytes are durable)
+ * leaves an empty or partial keys/master-N.key.  Nothing is wrapped under it yet, so running the
+ * rotation again must be able to finish.  (Regression: custos_vault_open used to refuse the whole
+ * vault, "key file ... is malformed"; fixed in a4bf443.)
+ */
+static void test_rotation_torn_keyfile(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    struct custos_rotate_stats st;
+    char a[CUSTOS_ID_HEX + 1], path[700];
+    enum custos_err rc;
+    int fd;
+
+    create(f->v, &f->sys, alice, a);
+    fx_close(f);
+    keypath(f, 2, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "custos master key v1\n0123", 25), 25); /* torn */
+    close(fd);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    rc = custos_vault_open(&o, &f->v);
+    if (rc)
+        fail_msg("an interrupted rotation left a torn key file and the vault no longer opens: %s",
+                 custos_err_msg(rc));
+    rotate(f, &st);
+    check_alice(f, a);
+    fx_reopen(f);
+    check_alice(f, a);
+}
+
+/* ---- re-keying on a sensitive update ------------------------------------------------------- */
+
+static enum custos_err key_gen(struct fx *f, const char *hex, uint32_t gen)
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t id[16], w[128];
+    size_t wlen = 0;
+    uint32_t kv = 0;
+    enum custos_err rc;
+
+    must(custos_id_parse(id, hex), "id");
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    rc = f->v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen);
+    f->v->ops->release(f->v->store, c);
+    return rc;
+}
+
+/* The stored record's key generation ("CSR1" | gen u32 BE | ...), and optionally its bytes. */
+static uint32_t record_gen(struct fx *f, const char *hex, struct custos_buf *copy)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    uint8_t id[16];
+    uint32_t gen;
+
+    must(custos_id_parse(id, hex), "id");
+    custos_buf_init(&b, 1 << 22);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->subject_get(c, id, &b), "subject_get");
+    f->v->ops->release(f->v->store, c);
+    assert_true(b.len >= 10);
+    assert_memory_equal(b.p, "CSR1", 4);
+    gen = (uint32_t)b.p[4] << 24 | (uint32_t)b.p[5] << 16 | (uint32_t)b.p[6] << 8 | b.p[7];
+    if (copy)
+        must(custos_buf_add(copy, b.p, b.len), "copy");
+    custos_buf_release(&b);
+    return gen;
+}
+
+static void record_put(struct fx *f, const char *hex, const struct custos_buf *blob)
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t id[16];
+
+    must(custos_id_parse(id, hex), "id");
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->begin(c, CUSTOS_PLANE_DATA), "begin");
+    must(f->v->ops->subject_put(c, id, blob->p, blob->len, NULL, 0, 1, 0), "subject_put");
+    must(f->v->ops->commit(c, CUSTOS_PLANE_DATA), "commit");
+    f->v->ops->release(f->v->store, c);
+}
+
+static void test_rekey_on_sensitive_patch(void **state)
+{
+    struct fx *f = *state;
+    struct custos_buf old;
+    char a[CUSTOS_ID_HEX + 1];
+    json_t *r, *s;
+
+    create(f->v, &f->sys, alice, a);
+    assert_int_equal(record_gen(f, a, NULL), 1);
+    expect_rc(key_gen(f, a, 1), CUSTOS_OK, "generation 1");
+    custos_buf_init(&old, 1 << 22);
+    record_gen(f, a, &old);
+
+    /* a sensitive field: new key generation, the old one deleted */
+    update(f->v, &f->sys, a, "{\"customs_code\":\"P000000000001\"}");
+    assert_int_equal(record_gen(f, a, NULL), 2);
+    expect_rc(key_gen(f, a, 2), CUSTOS_OK, "generation 2");
+    expect_rc(key_gen(f, a, 1), CUSTOS_ERR_NOTFOUND, "generation 1 after re-key");
+    r = read_ok(f->v, &f->sys, a, "account", NULL);
+    assert_string_equal(fstr(r, "customs_code"), "P000000000001");
+    /* every other field re-sealed under the new key and intact */
+    assert_string_equal(fstr(r, "name"), "가다연");
+    assert_string_equal(fstr(r, "email"), "christiana.dietrich688@naver.com");
+    assert_string_equal(fstr(r, "phone"), "010-0180-4956");
+    assert_string_equal(fstr(r, "birth_date"), "1965-10-15");
+    assert_string_equal(item_str(r, 0, "entrance_code"), "#1893");
+    assert_string_equal(item_str(r, 1, "address"), "대전광역시 부천군 신월7길 867");
+    json_decref(r);
+    s = search(f->v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_true(ids_has(s, a));
+    json_decref(s);
+    s = search(f->v, &f->sys, "phone", "01001804956", "account");
+    assert_true(ids_has(s, a));
+    json_decref(s);
+
+    /* the record from before the update (a copy in a backup, say) no longer opens: its key is gone */
+    {
+        struct custos_buf now;
+
+        custos_buf_init(&now, 1 << 22);
+        record_gen(f, a, &now);
+        record_put(f, a, &old);
+        enum custos_err rc = read_rc(f->v, &f->sys, a, "account");
+
+        if (rc == CUSTOS_OK)
+            fail_msg("the record from before a sensitive update still opens after the re-key");
+        record_put(f, a, &now);
+        custos_buf_release(&now);
+    }
+    custos_buf_release(&old);
+
+    /* a field that is not sensitive: no re-key */
+    update(f->v, &f->sys, a, "{\"name\":\"가나다\"}");
+    assert_int_equal(record_gen(f, a, NULL), 2);
+    expect_rc(key_gen(f, a, 2), CUSTOS_OK, "generation 2 kept");
+    /* an array holding a sensitive item field: re-key */
+    update(f->v, &f->sys, a, "{\"address_book\":[{\"recipient\":\"가나다\",\"entrance_code\":\"#0000\"}]}");
+    assert_int_equal(record_gen(f, a, NULL), 3);
+    expect_rc(key_gen(f, a, 2), CUSTOS_ERR_NOTFOUND, "generation 2 after re-key");
+    /* removing a sensitive field: re-key too (the old value must not stay readable) */
+    update(f->v, &f->sys, a, "{\"customs_code\":null}");
+    assert_int_equal(record_gen(f, a, NULL), 4);
+    expect_rc(key_gen(f, a, 3), CUSTOS_ERR_NOTFOUND, "generation 3 after re-key");
+    r = read_ok(f->v, &f->sys, a, "account", NULL);
+    assert_null(fstr(r, "customs_code"));
+    assert_string_equal(fstr(r, "name"), "가나다");
+    assert_string_equal(item_str(r, 0, "entrance_code"), "#0000");
+    assert_int_equal(json_array_size(json_object_get(json_object_get(r, "fields"), "address_book")), 1);
+    json_decref(r);
+    /* a re-key interrupted after the record moved to the new generation leaves the old generation
+       behind; the next open deletes it */
+    {
+        struct custos_store_conn *c = NULL;
+        uint8_t id[16], w[CUSTOS_WRAPPED_BYTES];
+        size_t wlen = 0;
+        uint32_t kv = 0;
+
+        must(custos_id_parse(id, a), "id");
+        must(f->v->ops->acquire(f->v->store, &c), "acquire");
+        must(f->v->ops->key_get(c, id, 4, &kv, w, sizeof(w), &wlen), "key_get");
+        must(f->v->ops->begin(c, CUSTOS_PLANE_CONTROL), "begin");
+        must(f->v->ops->key_put(c, id, 3, kv, w, wlen), "key_put stale generation");
+        must(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), "commit");
+        f->v->ops->release(f->v->store, c);
+        expect_rc(key_gen(f, a, 3), CUSTOS_OK, "stale generation planted");
+    }
+    /* after a reopen: the stale generation is gone, the record reads */
+    fx_reopen(f);
+    expect_rc(key_gen(f, a, 3), CUSTOS_ERR_NOTFOUND, "stale generation after reopen");
+    assert_int_equal(record_gen(f, a, NULL), 4);
+    expect_rc(key_gen(f, a, 4), CUSTOS_OK, "generation 4 after reopen");
+    r = read_ok(f->v, &f->sys, a, "account", "name");
+    assert_string_equal(fstr(r, "name"), "가나다");
+    json_decref(r);
+}
+
+/* ---- erasure survives reopen and restore --------------------------------------------------- */
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out;
+    char buf[65536];
+    size_t n;
+
+    unlink(to);
+    if (!in)
+        return; /* absent (e.g. no -wal file): stays absent */
+    out = fopen(to, "wb");
+    assert_non_null(out);
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    chmod(to, 0600);
+}
+
+static void copy_data_plane(const char *from_dir, const char *to_dir)
+{
+    static const char *const files[] = {"data.db", "data.db-wal", "data.db-shm", NULL};
+    char a[800], b[800];
+    size_t i;
+
+    for (i = 0; files[i]; i++) {
+        snprintf(a, sizeof(a), "%s/%s", from_dir, files[i]);
+        snprintf(b, sizeof(b), "%s/%s", to_dir, files[i]);
+        if (strcmp(files[i], "data.db-shm") == 0)
+            unlink(b); /* the wal-index is rebuilt from the WAL at open */
+        else
+            copy_file(a, b);
+    }
+}
+
+static void test_erasure_reapplied(void **state)
+{
+    struct fx *f = *state;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1], backup[700];
+    json_t *out = NULL, *s;
+
+    create(f->v, &f->sys, alice, a);
+    create(f->v, &f->sys, bob, b);
+    /* a copy of the data plane from before the erasure */
+    fx_close(f);
+    snprintf(backup, sizeof(backup), "%s/backup", f->root);
+    assert_int_equal(mkdir(backup, 0700), 0);
+    copy_data_plane(f->dir, backup);
+    fx_open(f);
+
+    must(custos_subject_erase(f->v, &f->sys, a, &out), "erase");
+    json_decref(out);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "after erase");
+    /* reopen: still 410 */
+    fx_reopen(f);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "after reopen");
+    expect_rc(read_rc(f->v, &f->sys, b, "account"), CUSTOS_OK, "the other subject after reopen");
+
+    /* the old data plane put back: the record is there again, but the tombstone is re-applied at open */
+    fx_close(f);
+    copy_data_plane(backup, f->dir);
+    fx_open(f);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "after restoring an old data plane");
+    {
+        struct custos_store_conn *c = NULL;
+        struct custos_buf blob;
+        uint8_t id[16];
+
+        custos_buf_init(&blob, 1 << 22);
+        must(custos_id_parse(id, a), "id");
+        must(f->v->ops->acquire(f->v->store, &c), "acquire");
+        expect_rc(f->v->ops->subject_get(c, id, &blob), CUSTOS_ERR_NOTFOUND, "stale record removed at open");
+        f->v->ops->release(f->v->store, c);
+        custos_buf_release(&blob);
+    }
+    s = search(f->v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 0);
+    json_decref(s);
+    expect_rc(read_rc(f->v, &f->sys, b, "account"), CUSTOS_OK, "the other subject after restore");
+    fx_reopen(f);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "and after one more reopen");
+}
+
+/* An erasure interrupted right after its point of no return (tombstone written, keys deleted, no
+   ledger entry yet, the record still in the data plane) is finished at the next open: the record
+   goes, and the missing ledger entry is written. */
+static void test_erasure_interrupted(void **state)
+{
+    struct fx *f = *state;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1];
+    struct custos_erasure_row er;
+    struct custos_store_conn *c = NULL;
+    struct custos_buf blob;
+    uint8_t id[16];
+    uint64_t size, i;
+    int found = 0;
+
+    create(f->v, &f->sys, alice, a);
+    create(f->v, &f->sys, bob, b);
+    must(custos_id_parse(id, a), "id");
+    memset(&er, 0, sizeof(er));
+    memcpy(er.id, id, 16);
+    er.erased_at = (int64_t)f->now;
+    er.ledger_index = -1;
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->begin(c, CUSTOS_PLANE_CONTROL), "begin");
+    must(f->v->ops->erasure_put(c, &er), "erasure_put");
+    must(f->v->ops->key_delete(c, id, 0), "key_delete");
+    must(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), "commit");
+    f->v->ops->release(f->v->store, c);
+    size = custos_ledger_size(custos_vault_ledger(f->v));
+    fx_reopen(f);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "interrupted erasure after reopen");
+    expect_rc(read_rc(f->v, &f->sys, b, "account"), CUSTOS_OK, "the other subject");
+    custos_buf_init(&blob, 1 << 22);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    expect_rc(f->v->ops->subject_get(c, id, &blob), CUSTOS_ERR_NOTFOUND, "record of an interrupted erasure");
+    must(f->v->ops->erasure_get(c, id, &er), "tombstone");
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&blob);
+    assert_true(er.ledger_index >= (int64_t)size);
+    /* the ledger now holds the erasure */
+    for (i = size; i < custos_ledger_size(custos_vault_ledger(f->v)); i++) {
+        char buf[4096], want[80];
+        size_t len = 0;
+
+        must(custos_ledger_read(custos_vault_ledger(f->v), i, buf, sizeof(buf) - 1, &len), "ledger read");
+        buf[len] = '\0';
+        snprintf(want, sizeof(want), "\"subject\":\"%s\"", a);
+        if (strstr(buf, "\"action\":\"subject.erase\"") && strstr(buf, want))
+            found = 1;
+    }
+    assert_true(found);
+    assert_int_equal(er.ledger_index >= 0, 1);
+}
+
+/* ---- import -------------------------------------------------------------------------------- */
+
+struct bad_lines {
+    uint64_t line[8];
+    size_t n;
+};
+
+static void on_bad(void *ctx, uint64_t line, const char *reason)
+{
+    struct bad_lines *b = ctx;
+
+    assert_non_null(reason);
+    assert_null(strstr(reason, "SECRET"));
+    if (b->n < 8)
+        b->line[b->n++] = line;
+}
+
+static void test_import_rejects(void **state)
+{
+    struct fx *f = *state;
+    char path[700];
+    struct custos_import_stats st;
+    struct bad_lines bl = {{0}, 0};
+    FILE *fp;
+    int fd;
+    json_t *s;
+
+    snprintf(path, sizeof(path), "%s/in.jsonl", f->root);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    fprintf(fp, "%s\n", bob);
+    fprintf(fp, "{\"name\":\"SECRET\",\"email\":\"SECRET-not-an-email\"}\n");
+    fprintf(fp, "%s\n", alice);
+    fprintf(fp, "not json SECRET\n");
+    fprintf(fp, "{\"nick\":\"SECRET\"}\n");
+    fclose(fp);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    {
+        struct custos_caller admin;
+
+        authn(f, f->admin_token, &admin);
+        expect_rc(custos_import(f->v, &admin, fd, 1, NULL, on_bad, &bl, &st), CUSTOS_ERR_FORBIDDEN,
+                  "import through a token");
+    }
+    must(custos_import(f->v, &f->sys, fd, 2, NULL, on_bad, &bl, &st), "import");
+    close(fd);
+    assert_int_equal(st.lines, 5);
+    assert_int_equal(st.imported, 2);
+    assert_int_equal(st.rejected, 3);
+    assert_int_equal(bl.n, 3);
+    assert_int_equal(bl.line[0], 2);
+    assert_int_equal(bl.line[1], 4);
+    assert_int_equal(bl.line[2], 5);
+    s = search(f->v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 1);
+    json_decref(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_init_and_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crud_system, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_callers_and_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_torn_keyfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
