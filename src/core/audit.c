@@ -162,6 +162,17 @@ enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event
     return rc;
 }
 
+enum custos_err custos_audit_finish(struct custos_vault *v, struct custos_event *e, enum custos_err rc,
+                                    json_t **out)
+{
+    rc = custos_audit_outcome(v, e, rc);
+    if (rc && out) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 enum custos_err custos_audit_reject(struct custos_vault *v, const struct custos_caller *c, const char *action,
                                     enum custos_err why)
 {

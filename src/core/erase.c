@@ -627,13 +627,9 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
 done:
     custos_buf_release(&blob);
     json_decref(j);
-    if (!audited || rc)
-        rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    if (audited && !rc)
+        return CUSTOS_OK; /* its event went in before the commit */
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 static int status_link(void *ctx, const struct custos_outbox_row *o)
@@ -727,12 +723,7 @@ done:
     json_decref(links);
     json_decref(retained);
     custos_buf_release(&blob);
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- the outbox ---------------------------------------------------------------------------- */

@@ -141,6 +141,13 @@ static void reject(struct import *im, uint64_t line, const char *reason)
     pthread_mutex_unlock(&im->cb_mu);
 }
 
+static void job_free(struct job *j)
+{
+    sodium_memzero(j->text, j->len);
+    free(j->text);
+    free(j);
+}
+
 static void batch_free(struct batch *b)
 {
     if (!b)
@@ -172,24 +179,15 @@ static void *worker(void *arg)
         size_t off = 0;
         uint64_t line = j->first_line;
 
-        if (b)
+        if (b) {
             b->item = calloc(JOB_LINES, sizeof(*b->item));
-        if (!b || !b->item || !rec) {
-            fail(im, CUSTOS_ERR_NOMEM);
-            batch_free(b);
-            sodium_memzero(j->text, j->len);
-            free(j->text);
-            free(j);
-            continue;
+            custos_buf_init(&b->arena, 64u << 20);
         }
-        custos_buf_init(&b->arena, 64u << 20);
         /* one allocation per batch: typical sealed records are 1-2 KiB */
-        if (custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
+        if (!b || !b->item || !rec || custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
             fail(im, CUSTOS_ERR_NOMEM);
             batch_free(b);
-            sodium_memzero(j->text, j->len);
-            free(j->text);
-            free(j);
+            job_free(j);
             continue;
         }
         while (off < j->len) {
@@ -237,9 +235,7 @@ static void *worker(void *arg)
             json_decref(obj);
             line++;
         }
-        sodium_memzero(j->text, j->len);
-        free(j->text);
-        free(j);
+        job_free(j);
         custos_buf_reset(rec);
         if (b->n)
             q_push(&im->batches, b);

@@ -93,10 +93,5 @@ done:
     free(buf);
     free(b64);
     json_decref(arr);
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }

@@ -705,26 +705,64 @@ done:
 
 /* ---- read ---------------------------------------------------------------------------------- */
 
+/*
+ * Load a subject and render it as the caller may see it (vis_op 0: everything plain) into new
+ * *fields and *masked; the event gets the policy paths released.  Hidden values are never
+ * decrypted; the key and plaintext buffers are wiped before returning.
+ */
+static enum custos_err view(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
+                            uint32_t vis_op, const char *purpose, uint64_t want, json_t **fields, json_t **masked,
+                            struct custos_event *e)
+{
+    static _Thread_local struct pathset plain_set, masked_set;
+    struct custos_store_conn *conn = NULL;
+    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
+    struct custos_record r = {0};
+    uint8_t *key = custos_scratch();
+    enum custos_err rc;
+
+    plain_set.n = masked_set.n = 0;
+    *fields = *masked = NULL;
+    if (!blob || !key)
+        return CUSTOS_ERR_NOMEM;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = custos_record_load(v, conn, id, blob, &r, key);
+    v->ops->release(v->store, conn);
+    if (!rc) {
+        *fields = json_object();
+        *masked = json_array();
+        rc = *fields && *masked ? render(v, c, id, key, &r, vis_op, purpose, want, *fields, *masked, &plain_set,
+                                         &masked_set)
+                                : CUSTOS_ERR_NOMEM;
+    }
+    custos_scratch_wipe();
+    custos_record_release(&r);
+    custos_buf_reset(blob);
+    if (rc) {
+        json_decref(*fields);
+        json_decref(*masked);
+        *fields = *masked = NULL;
+        return rc;
+    }
+    e->fields = plain_set.ptr;
+    e->nfields = plain_set.n;
+    e->masked = masked_set.ptr;
+    e->nmasked = masked_set.n;
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
                                     const char *purpose, const char *fields_arg, json_t **out)
 {
-    struct custos_store_conn *conn = NULL;
-    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
-    static _Thread_local struct pathset plain_set, masked_set;
     struct custos_event e;
-    struct custos_record r = {0};
     json_t *fields = NULL, *masked = NULL;
-    uint8_t id[16], *key = custos_scratch();
+    uint8_t id[16];
     uint64_t want = 0;
     enum custos_err rc;
 
     *out = NULL;
-    plain_set.n = masked_set.n = 0;
     custos_event_init(&e, "subject.read", c);
-    if (!blob || !key) {
-        rc = CUSTOS_ERR_NOMEM;
-        goto done;
-    }
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
     e.subject = id;
@@ -739,7 +777,6 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
             goto done;
         if (!(*out = json_pack("{s:s, s:o, s:[]}", "id", idhex, "fields", fields, "masked")))
             rc = CUSTOS_ERR_NOMEM;
-        fields = NULL;
         goto done;
     }
     if (!custos_caller_may(v, c, CUSTOS_OP_SUBJECT_READ)) {
@@ -756,43 +793,13 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
         (rc = custos_rate_check(v, c->principal,
                                 custos_policy_rate(v->policy, c->roles, CUSTOS_OP_SUBJECT_READ, purpose))))
         goto done;
-    if ((rc = v->ops->acquire(v->store, &conn)))
+    if ((rc = view(v, c, id, CUSTOS_OP_SUBJECT_READ, purpose, want, &fields, &masked, &e)))
         goto done;
-    rc = custos_record_load(v, conn, id, blob, &r, key);
-    v->ops->release(v->store, conn);
-    if (rc)
-        goto done;
-    fields = json_object();
-    masked = json_array();
-    if (!fields || !masked) {
-        rc = CUSTOS_ERR_NOMEM;
-        goto done;
-    }
-    rc = render(v, c, id, key, &r, CUSTOS_OP_SUBJECT_READ, purpose, want, fields, masked, &plain_set, &masked_set);
-    custos_scratch_wipe();
-    if (rc)
-        goto done;
-    e.fields = plain_set.ptr;
-    e.nfields = plain_set.n;
-    e.masked = masked_set.ptr;
-    e.nmasked = masked_set.n;
     if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "masked", masked)))
         rc = CUSTOS_ERR_NOMEM;
-    fields = masked = NULL;
 done:
-    custos_scratch_wipe();
-    custos_record_release(&r);
-    if (blob)
-        custos_buf_reset(blob);
-    json_decref(fields);
-    json_decref(masked);
     /* the response leaves only after this event is durable */
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- export (the subject's own copy of everything held) ------------------------------------ */
@@ -810,21 +817,13 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
                                       json_t **out)
 {
     struct custos_store_conn *conn = NULL;
-    struct custos_buf *blob = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
-    static _Thread_local struct pathset plain_set, masked_set;
     struct custos_event e;
-    struct custos_record r = {0};
-    json_t *fields = NULL, *masked = NULL;
-    uint8_t id[16], *key = custos_scratch();
+    json_t *fields = NULL, *masked = NULL, *links = NULL;
+    uint8_t id[16];
     enum custos_err rc;
 
     *out = NULL;
-    plain_set.n = masked_set.n = 0;
     custos_event_init(&e, "subject.export", c);
-    if (!blob || !key) {
-        rc = CUSTOS_ERR_NOMEM;
-        goto done;
-    }
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
     e.subject = id;
@@ -834,46 +833,21 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not export subjects");
         goto done;
     }
-    if ((rc = v->ops->acquire(v->store, &conn)))
+    if ((rc = view(v, c, id, 0, NULL, 0, &fields, &masked, &e)))
         goto done;
-    rc = custos_record_load(v, conn, id, blob, &r, key);
-    v->ops->release(v->store, conn);
-    if (rc)
-        goto done;
-    fields = json_object();
-    masked = json_array();
-    if (!fields || !masked) {
-        rc = CUSTOS_ERR_NOMEM;
+    json_decref(masked); /* nothing is masked in an export */
+    if (!(links = json_array()) || (rc = v->ops->acquire(v->store, &conn))) {
+        rc = rc ? rc : CUSTOS_ERR_NOMEM;
+        json_decref(fields);
+        json_decref(links);
         goto done;
     }
-    rc = render(v, c, id, key, &r, 0, NULL, 0, fields, masked, &plain_set, &masked_set);
-    custos_scratch_wipe();
-    if (rc)
-        goto done;
-    e.fields = plain_set.ptr;
-    e.nfields = plain_set.n;
-    if ((rc = v->ops->acquire(v->store, &conn)))
-        goto done;
-    rc = v->ops->link_scan(conn, id, export_link, masked); /* masked is reused as the links list */
+    rc = v->ops->link_scan(conn, id, export_link, links);
     v->ops->release(v->store, conn);
-    if (rc)
-        goto done;
-    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "links", masked)))
+    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "links", links)))
         rc = CUSTOS_ERR_NOMEM;
-    fields = masked = NULL;
 done:
-    custos_scratch_wipe();
-    custos_record_release(&r);
-    if (blob)
-        custos_buf_reset(blob);
-    json_decref(fields);
-    json_decref(masked);
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- update -------------------------------------------------------------------------------- */
@@ -1074,13 +1048,9 @@ done:
     custos_leaves_release(&leaves);
     json_decref(j);
     json_decref(list);
-    if (!audited || rc)
-        rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    if (audited && !rc)
+        return CUSTOS_OK; /* its event went in before the commit */
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- search -------------------------------------------------------------------------------- */
@@ -1161,12 +1131,7 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
 done:
     free(ids);
     json_decref(arr);
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- customer tokens ----------------------------------------------------------------------- */
@@ -1209,12 +1174,7 @@ enum custos_err custos_subject_token(struct custos_vault *v, const struct custos
     sodium_memzero(tok, sizeof(tok));
 done:
     custos_buf_release(&blob);
-    rc = custos_audit_outcome(v, &e, rc);
-    if (rc) {
-        json_decref(*out);
-        *out = NULL;
-    }
-    return rc;
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 /* ---- recovery ------------------------------------------------------------------------------ */

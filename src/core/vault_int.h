@@ -109,6 +109,11 @@ enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event 
 enum custos_err custos_audit_enqueue(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
 enum custos_err custos_audit_wait(struct custos_vault *v, uint64_t index);
 
+/* custos_audit_outcome, then drop *out (may be NULL) when the outcome is an error: the usual end
+   of an operation that answers with JSON. */
+enum custos_err custos_audit_finish(struct custos_vault *v, struct custos_event *e, enum custos_err rc,
+                                    json_t **out);
+
 /* Record an outcome: result/reason derived from `rc` (ok, denied for 401/403/429, error else);
    returns rc, or CUSTOS_ERR_UNAVAILABLE when the event could not be recorded. */
 enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event *e, enum custos_err rc);

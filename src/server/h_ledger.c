@@ -38,10 +38,7 @@ void h_ledger_entries(struct req *r)
     enum custos_err rc = custos_ledger_entries_json(r->vault, &r->caller, custos_req_query(r, "start"),
                                                     custos_req_query(r, "count"), &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 static json_t *hashes_json(uint8_t (*h)[CUSTOS_HASH_BYTES], size_t n)

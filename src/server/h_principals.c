@@ -19,10 +19,7 @@ void h_principal_create(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_principal_create(r->vault, &r->caller, r->body, r->body_len, &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 201, out);
+    custos_reply_result(r, rc, out, 201);
 }
 
 void h_principal_disable(struct req *r)
@@ -40,10 +37,7 @@ void h_auth_token(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_token_issue(r->vault, r->body, r->body_len, r->source, &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_auth_revoke(struct req *r)

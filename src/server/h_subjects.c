@@ -15,10 +15,7 @@ void h_subject_create(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_subject_create(r->vault, &r->caller, r->body, r->body_len, &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 201, out);
+    custos_reply_result(r, rc, out, 201);
 }
 
 void h_subject_read(struct req *r)
@@ -27,10 +24,7 @@ void h_subject_read(struct req *r)
     enum custos_err rc = custos_subject_read(r->vault, &r->caller, r->params[0], custos_req_query(r, "purpose"),
                                              custos_req_query(r, "fields"), &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_subject_update(struct req *r)
@@ -38,10 +32,7 @@ void h_subject_update(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_subject_update(r->vault, &r->caller, r->params[0], r->body, r->body_len, &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 struct search_args {
@@ -88,10 +79,7 @@ void h_subject_erase(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_subject_erase(r->vault, &r->caller, r->params[0], &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_subject_token(struct req *r)
@@ -99,10 +87,7 @@ void h_subject_token(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_subject_token(r->vault, &r->caller, r->params[0], &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_subject_export(struct req *r)
@@ -110,10 +95,7 @@ void h_subject_export(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_subject_export(r->vault, &r->caller, r->params[0], &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_link_put(struct req *r)
@@ -121,10 +103,7 @@ void h_link_put(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_link_put(r->vault, &r->caller, r->params[0], r->params[1], r->body, r->body_len, &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }
 
 void h_erasure_status(struct req *r)
@@ -132,8 +111,5 @@ void h_erasure_status(struct req *r)
     json_t *out = NULL;
     enum custos_err rc = custos_erasure_status(r->vault, &r->caller, r->params[0], &out);
 
-    if (rc)
-        custos_reply_error(r, rc);
-    else
-        custos_reply_json(r, 200, out);
+    custos_reply_result(r, rc, out, 200);
 }

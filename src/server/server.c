@@ -79,6 +79,15 @@ void custos_reply_error(struct req *r, enum custos_err rc)
     custos_reply_error_msg(r, custos_err_http_status(rc), custos_err_api_code(rc), custos_err_msg(rc));
 }
 
+void custos_reply_result(struct req *r, enum custos_err rc, json_t *out, int status)
+{
+    if (rc) {
+        json_decref(out);
+        custos_reply_error(r, rc);
+    } else
+        custos_reply_json(r, status, out);
+}
+
 void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type)
 {
     char *s = malloc(len + 1);

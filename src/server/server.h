@@ -80,6 +80,8 @@ const char *custos_req_query(struct req *r, const char *name);
 void custos_reply_json(struct req *r, int status, json_t *body);
 void custos_reply_error(struct req *r, enum custos_err rc);
 void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg);
+/* The usual end of a handler: the error for rc, else `out` with `status`. */
+void custos_reply_result(struct req *r, enum custos_err rc, json_t *out, int status);
 void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type);
 
 /* Handlers (h_*.c). */
