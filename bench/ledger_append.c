@@ -56,6 +56,16 @@ static long rss_kb(void)
     return ru.ru_maxrss;
 }
 
+/* CPU seconds (user + system) used by the whole process so far. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 static void put_hex(char *p, uint64_t v, int digits)
 {
     static const char hx[] = "0123456789abcdef";
@@ -122,12 +132,12 @@ static void rm_ledger(const char *dir)
     rmdir(dir);
 }
 
-static double bench_hash(uint64_t n)
+static double bench_hash(uint64_t n, double *per_cpu)
 {
     char e[512];
     uint8_t h[CUSTOS_HASH_BYTES], acc = 0;
     uint64_t i;
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
 
     for (i = 0; i < n; i++) {
         size_t len = gen(e, i);
@@ -137,6 +147,7 @@ static double bench_hash(uint64_t n)
     }
     if (acc == 0x5a)
         fputc(' ', stderr); /* keep the loop */
+    *per_cpu = (double)n / (cpu_s() - c0);
     return (double)n / (now_s() - t0);
 }
 
@@ -198,16 +209,17 @@ static struct custos_ledger *open_ledger(const char *dir)
     return l;
 }
 
-static double bench_enqueue(const char *dir, uint64_t n, double *close_s)
+static double bench_enqueue(const char *dir, uint64_t n, double *close_s, double *busy)
 {
     struct custos_ledger *l;
     char e[512];
     uint64_t i, idx = 0;
-    double t0, rate;
+    double t0, c0, rate;
 
     rm_ledger(dir);
     l = open_ledger(dir);
     t0 = now_s();
+    c0 = cpu_s();
     for (i = 0; i < n; i++) {
         size_t len = gen(e, i);
 
@@ -221,6 +233,7 @@ static double bench_enqueue(const char *dir, uint64_t n, double *close_s)
         exit(1);
     }
     rate = (double)n / (now_s() - t0);
+    *busy = cpu_s() - c0;
     t0 = now_s();
     custos_ledger_free(l);
     *close_s = now_s() - t0;
@@ -289,7 +302,7 @@ int main(int argc, char **argv)
     uint64_t n = argc > 2 ? strtoull(argv[2], NULL, 10) : 2000000;
     int threads = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 0;
     uint8_t seed[32], pk[32];
-    double hash_rate, write_rate, rate, close_s, trate = 0;
+    double hash_rate, hash_cpu = 0, write_rate, rate, close_s, busy = 0, trate = 0;
     char e[512];
 
     if (sodium_init() < 0 || n == 0)
@@ -299,15 +312,19 @@ int main(int argc, char **argv)
     crypto_sign_seed_keypair(pk, sk, seed);
 
     printf("entries: %llu, %zu bytes each (e.g. %.*s...)\n", (unsigned long long)n, gen(e, 1), 60, e);
-    hash_rate = bench_hash(n);
-    printf("baseline hash  (generate + leaf SHA-256): %12.0f entries/s\n", hash_rate);
+    hash_rate = bench_hash(n, &hash_cpu);
+    printf("baseline hash  (generate + leaf SHA-256): %12.0f entries/s (%.0f entries per cpu-second)\n", hash_rate,
+           hash_cpu);
     write_rate = bench_write(dir, n);
     printf("baseline write (generate + write + 1 fdatasync): %5.0f entries/s\n", write_rate);
     printf("rss after baselines: %ld KiB\n", rss_kb());
-    rate = bench_enqueue(dir, n, &close_s);
+    rate = bench_enqueue(dir, n, &close_s, &busy);
     printf("ledger enqueue (1 producer, group commit, fdatasync per batch): %10.0f entries/s  (close %.3f s)\n", rate,
            close_s);
-    printf("ratio ledger / hash baseline: %.2f, ledger / write baseline: %.2f\n", rate / hash_rate, rate / write_rate);
+    printf("  cpu used by the process meanwhile: %.2f s = %.0f%% of the core; %.0f entries per cpu-second\n", busy,
+           100.0 * busy * rate / (double)n, (double)n / busy);
+    printf("ratio ledger / hash baseline: %.2f (per cpu-second: %.2f), ledger / write baseline: %.2f\n",
+           rate / hash_rate, (double)n / busy / hash_cpu, rate / write_rate);
     if (threads > 0) {
         trate = bench_threads(dir, n, threads);
         printf("ledger append  (%d threads, each waits for durability): %10.0f entries/s\n", threads, trate);
