@@ -228,10 +228,10 @@ static void customer(struct out *o, uint64_t seed, uint64_t i)
     /* email: first[.|_]last + unique number; the word part never ends in a digit */
     adds(o, "\",\"email\":\"");
     adds(o, first_latin[below(&r, N(first_latin))]);
-    switch (below(&r, 3)) {
-    case 0: addc(o, '.'); adds(o, last_latin[below(&r, N(last_latin))]); break;
-    case 1: if (below(&r, 3) == 0) { addc(o, '_'); adds(o, last_latin[below(&r, N(last_latin))]); } break;
-    default: break;
+    k = below(&r, 3);
+    if (k == 0 || (k == 1 && below(&r, 3) == 0)) { /* first.last or, less often, first_last */
+        addc(o, k == 0 ? '.' : '_');
+        adds(o, last_latin[below(&r, N(last_latin))]);
     }
     add_dec(o, i);
     addc(o, '@');
