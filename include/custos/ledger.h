@@ -78,6 +78,15 @@ enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry
 /* Wait until entry `index` is durable. */
 enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index);
 
+/*
+ * Call fn(ctx, durable, failed) from the writer thread each time the durable size grows (and
+ * once with failed = 1 if the ledger fails), for front ends that park requests instead of
+ * blocking a thread per request.  fn must be quick and must not call back into the ledger.
+ * Replacing or removing it (NULL) waits for a call in flight, so ctx may be freed after.
+ */
+void custos_ledger_on_durable(struct custos_ledger *l, void (*fn)(void *ctx, uint64_t durable, int failed),
+                              void *ctx);
+
 /* Wait until every queued entry is durable and sign a checkpoint covering them. */
 enum custos_err custos_ledger_checkpoint_now(struct custos_ledger *l);
 

@@ -233,6 +233,22 @@ enum custos_err custos_ledger_entries_json(struct custos_vault *v, const struct 
    spaces, no leading zeros except "0"); CUSTOS_ERR_INVALID naming `what` otherwise. */
 enum custos_err custos_parse_u64(const char *s, const char *what, uint64_t *out);
 
+/*
+ * Deferred audit, for an event-driven front end.  Between custos_defer_begin() and
+ * custos_defer_end() on one thread, operations queue their audit events without waiting for
+ * them to become durable (writes and erasures still wait: their events must be durable before
+ * they commit).  custos_defer_end() returns 1 and the highest queued index when any event was
+ * queued; the front end MUST NOT send the operation's response before
+ * custos_audit_is_durable(v, index) holds (custos_vault_on_durable reports progress).
+ */
+void custos_defer_begin(void);
+int custos_defer_end(uint64_t *index);
+int custos_audit_is_durable(struct custos_vault *v, uint64_t index);
+/* Register fn(ctx, durable, failed), called from the ledger's writer thread as the durable size
+   grows (see custos_ledger_on_durable). */
+void custos_vault_on_durable(struct custos_vault *v, void (*fn)(void *ctx, uint64_t durable, int failed),
+                             void *ctx);
+
 /* Background upkeep, call every second or so: shreds retention keys whose period ended, purges
    token rows expired more than a week ago, flushes database logs after erasures (and every
    minute), and records the ledger position the control plane covers. */

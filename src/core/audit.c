@@ -88,7 +88,30 @@ enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_
     return custos_buf_addc(b, '}');
 }
 
-enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index)
+/*
+ * Deferred mode (custos_defer_begin/end): an event-driven front end parks the response instead
+ * of blocking its thread; events are queued, the highest index is remembered, and the front end
+ * releases the response once the ledger reports it durable.  Everything that must be durable
+ * before a side effect (writes, erasures) uses custos_audit_durable, which always waits.
+ */
+static _Thread_local int defer_on, defer_have;
+static _Thread_local uint64_t defer_index;
+
+void custos_defer_begin(void)
+{
+    defer_on = 1;
+    defer_have = 0;
+    defer_index = 0;
+}
+
+int custos_defer_end(uint64_t *index)
+{
+    defer_on = 0;
+    *index = defer_index;
+    return defer_have;
+}
+
+static enum custos_err audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index, int wait)
 {
     struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_AUDIT, CUSTOS_LEDGER_ENTRY_MAX);
     enum custos_err rc;
@@ -99,13 +122,40 @@ enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *
     if ((rc = custos_event_encode(e, custos_now(v), b)))
         return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "audit event could not be encoded");
 #ifndef CUSTOS_BENCH_NO_LEDGER
-    rc = custos_ledger_append(v->ledger, b->p, b->len, &idx);
+    rc = custos_ledger_enqueue(v->ledger, b->p, b->len, &idx);
+    if (!rc && wait)
+        rc = custos_ledger_wait(v->ledger, idx);
     if (rc)
         return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the access ledger cannot record this request: refused");
+    if (!wait) {
+        defer_index = defer_have && defer_index > idx ? defer_index : idx;
+        defer_have = 1;
+    }
 #endif
     if (index)
         *index = idx;
     return CUSTOS_OK;
+}
+
+enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index)
+{
+    return audit(v, e, index, !defer_on);
+}
+
+enum custos_err custos_audit_durable(struct custos_vault *v, const struct custos_event *e, uint64_t *index)
+{
+    return audit(v, e, index, 1);
+}
+
+int custos_audit_is_durable(struct custos_vault *v, uint64_t index)
+{
+#ifndef CUSTOS_BENCH_NO_LEDGER
+    return custos_ledger_size(v->ledger) > index;
+#else
+    (void)v;
+    (void)index;
+    return 1;
+#endif
 }
 
 enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event *e, int *audited)
@@ -113,7 +163,7 @@ enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event 
     enum custos_err rc;
 
     e->result = CUSTOS_RESULT_OK;
-    rc = custos_audit(v, e, NULL);
+    rc = custos_audit_durable(v, e, NULL);
     *audited = rc == CUSTOS_OK;
     return rc;
 }

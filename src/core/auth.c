@@ -235,6 +235,121 @@ enum custos_err custos_rate_check(struct custos_vault *v, const char *principal,
     return rc;
 }
 
+/* ---- the authentication cache ------------------------------------------------------------- */
+
+/*
+ * A token that authenticated is remembered (by its keyed hash) with the caller it resolved to,
+ * until it expires or anything is revoked or disabled: every revocation bumps the epoch, which
+ * drops every entry at once.  One process owns the control plane (the data directory lock), so
+ * every revocation passes through here.  (A multi-process store must bound entries by age.)
+ */
+#define TCACHE_SLOTS 4096
+
+struct tcache_entry {
+    uint8_t hash[32];
+    uint64_t epoch; /* 0 = empty */
+    int64_t expires;
+    struct custos_caller caller;
+};
+
+struct custos_tcache {
+    pthread_mutex_t mu;
+    uint64_t epoch;
+    struct tcache_entry e[TCACHE_SLOTS];
+};
+
+void custos_tcache_free(struct custos_tcache *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_destroy(&t->mu);
+    sodium_memzero(t, sizeof(*t));
+    free(t);
+}
+
+static struct custos_tcache *tcache_get(struct custos_vault *v)
+{
+    static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
+
+    pthread_mutex_lock(&init_mu);
+    if (!v->tcache) {
+        v->tcache = calloc(1, sizeof(*v->tcache));
+        if (v->tcache) {
+            pthread_mutex_init(&v->tcache->mu, NULL);
+            v->tcache->epoch = 1;
+        }
+    }
+    pthread_mutex_unlock(&init_mu);
+    return v->tcache;
+}
+
+void custos_auth_invalidate(struct custos_vault *v)
+{
+    struct custos_tcache *t = tcache_get(v);
+
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->mu);
+    t->epoch++;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static size_t tcache_slot(const uint8_t hash[32])
+{
+    return ((size_t)hash[0] | (size_t)hash[1] << 8 | (size_t)hash[2] << 16) % TCACHE_SLOTS;
+}
+
+/* 1 and *out filled when the token is cached and still valid. */
+static int tcache_lookup(struct custos_vault *v, const uint8_t hash[32], int64_t now, struct custos_caller *out)
+{
+    struct custos_tcache *t = tcache_get(v);
+    struct tcache_entry *e;
+    int hit = 0;
+
+    if (!t)
+        return 0;
+    e = &t->e[tcache_slot(hash)];
+    pthread_mutex_lock(&t->mu);
+    if (e->epoch == t->epoch && e->expires > now && sodium_memcmp(e->hash, hash, 32) == 0) {
+        *out = e->caller;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return hit;
+}
+
+static void tcache_store(struct custos_vault *v, const uint8_t hash[32], uint64_t epoch, int64_t expires,
+                         const struct custos_caller *c)
+{
+    struct custos_tcache *t = tcache_get(v);
+    struct tcache_entry *e;
+
+    if (!t)
+        return;
+    e = &t->e[tcache_slot(hash)];
+    pthread_mutex_lock(&t->mu);
+    if (epoch == t->epoch) { /* nothing was revoked while we looked it up */
+        memcpy(e->hash, hash, 32);
+        e->epoch = epoch;
+        e->expires = expires;
+        e->caller = *c;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static uint64_t tcache_epoch(struct custos_vault *v)
+{
+    struct custos_tcache *t = tcache_get(v);
+    uint64_t e = 0;
+
+    if (t) {
+        pthread_mutex_lock(&t->mu);
+        e = t->epoch;
+        pthread_mutex_unlock(&t->mu);
+    }
+    return e;
+}
+
 /* ---- authentication ------------------------------------------------------------------------ */
 
 static enum custos_err auth_fail(struct custos_vault *v, const char *reason, const char *token_id, const char *source,
@@ -280,6 +395,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     uint8_t raw[32], hash[32], mac[32];
     char tid[17];
     enum custos_err rc;
+    uint64_t epoch;
     int64_t now = (int64_t)custos_now(v);
 
     memset(out, 0, sizeof(*out));
@@ -290,6 +406,11 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         return auth_fail(v, "malformed_token", NULL, out->source, NULL, "malformed bearer token");
     custos_token_hash(v, hash, raw);
     sodium_memzero(raw, sizeof(raw));
+    if (tcache_lookup(v, hash, now, out)) {
+        snprintf(out->source, sizeof(out->source), "%s", source ? source : "-");
+        return CUSTOS_OK;
+    }
+    epoch = tcache_epoch(v);
     token_id_hex(tid, hash);
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
@@ -333,6 +454,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     memcpy(out->token_hash, hash, 32);
     memcpy(out->token_id, tid, sizeof(tid));
     out->has_token = 1;
+    tcache_store(v, hash, epoch, t.expires, out);
     return CUSTOS_OK;
 }
 
@@ -530,6 +652,7 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     if (!rc)
         rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v));
     v->ops->release(v->store, conn);
+    custos_auth_invalidate(v);
 done:
     json_decref(j);
     return custos_audit_outcome(v, &e, rc);
@@ -685,6 +808,7 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
             v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
     }
     v->ops->release(v->store, conn);
+    custos_auth_invalidate(v);
     if (rc == CUSTOS_ERR_NOTFOUND)
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%s'", id);
     e.count = (int64_t)n;

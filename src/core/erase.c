@@ -420,26 +420,26 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
         goto fail;
     }
     custos_scratch_wipe();
+    custos_auth_invalidate(v); /* the subject's customer tokens were revoked with it */
     plan.nlinks = lc.n;
     /* 3. the ledger entry; a failure here is finished by the next start (the tombstone says so) */
     e.result = CUSTOS_RESULT_OK;
     e.count = (int64_t)lc.n;
-    if ((rc = custos_audit(v, &e, &index)))
+    if ((rc = custos_audit_durable(v, &e, &index)))
         goto out;
     er.ledger_index = (int64_t)index;
-    if ((rc = v->ops->erasure_put(conn, &er)))
-        goto out;
-    /* 4. the data plane */
+    /* 4. the ledger index into the tombstone, and the data plane (one transaction) */
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
         goto out;
-    if ((rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+    if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->subject_delete(conn, id)) ||
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(conn, CUSTOS_PLANE_DATA);
         goto out;
     }
     /* 5. the receipt */
     rc = receipt(v, id, now, index, &plan, out);
 out:
-    v->last_compact_ms = 0; /* the next tick flushes logs that held the destroyed key */
+    v->compact_soon = 1; /* a tick soon flushes logs whose old pages held the destroyed key */
     custos_unlock_writes(v);
     v->ops->release(v->store, conn);
     custos_record_release(&r);
@@ -988,7 +988,7 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
     v->ops->release(v->store, conn);
     if (rc || !*keys)
         return rc;
-    v->last_compact_ms = 0;
+    v->compact_soon = 1;
     custos_caller_system(&sys);
     custos_event_init(&e, "retention.expire", &sys);
     e.count = (int64_t)*values;

@@ -71,6 +71,8 @@ struct qbuf {
     uint32_t used;                      /* record bytes after the header */
     uint32_t count;
     uint64_t first;                     /* leaf index of the first record */
+    pthread_cond_t done;                /* waiters for entries of this buffer's batch: woken
+                                           when that batch is durable, and no one else is */
 };
 
 struct custos_ledger {
@@ -86,11 +88,14 @@ struct custos_ledger {
     void *now_ctx;
     int (*fault)(void *ctx, const char *op);
     void *fault_ctx;
+    void (*notify)(void *ctx, uint64_t durable, int failed); /* under mu */
+    void *notify_ctx;
+    int notifying;                                           /* a call is in flight (under mu) */
 
     pthread_mutex_t mu;
     pthread_cond_t work;   /* writer waits: queue empty (monotonic clock) */
     pthread_cond_t space;  /* producers wait: queue full */
-    pthread_cond_t done;   /* waiters: durable size, checkpoints, failure */
+    pthread_cond_t done;   /* waiters: checkpoints, failure (appends wait on their buffer) */
     pthread_cond_t cpwork; /* checkpointer waits */
     int sync_init, writer_started, cp_started;
     pthread_t writer, cpthread;
@@ -642,6 +647,8 @@ static void set_failed(struct custos_ledger *l, const char *msg) /* under mu */
     }
     l->cp_stop = 1;
     pthread_cond_broadcast(&l->done);
+    pthread_cond_broadcast(&l->q[0].done);
+    pthread_cond_broadcast(&l->q[1].done);
     pthread_cond_broadcast(&l->space);
     pthread_cond_broadcast(&l->work);
     pthread_cond_signal(&l->cpwork);
@@ -708,6 +715,23 @@ static void timed_wait_ms(pthread_cond_t *c, pthread_mutex_t *m, uint64_t ms)
     pthread_cond_timedwait(c, m, &ts);
 }
 
+/* Report progress to the notify hook, outside the lock.  Under mu. */
+static void call_notify(struct custos_ledger *l, int failed)
+{
+    void (*fn)(void *, uint64_t, int) = l->notify;
+    void *ctx = l->notify_ctx;
+    uint64_t d = l->durable;
+
+    if (!fn)
+        return;
+    l->notifying = 1;
+    pthread_mutex_unlock(&l->mu);
+    fn(ctx, d, failed);
+    pthread_mutex_lock(&l->mu);
+    l->notifying = 0;
+    pthread_cond_broadcast(&l->done);
+}
+
 static void *writer_main(void *arg)
 {
     struct custos_ledger *l = arg;
@@ -728,14 +752,18 @@ static void *writer_main(void *arg)
             pthread_mutex_lock(&l->mu);
             if (e != CUSTOS_OK) {
                 set_failed(l, custos_err_msg(e));
+                call_notify(l, 1);
                 break;
             }
             l->durable = b->first + b->count;
             b->used = 0;
             b->count = 0;
             l->spare = b;
+            /* wake exactly the waiters of this batch: one wake-up each, none wasted */
+            pthread_cond_broadcast(&b->done);
             pthread_cond_broadcast(&l->done);
             maybe_handoff(l, 0);
+            call_notify(l, 0);
             continue;
         }
         if (l->stop) {
@@ -1209,6 +1237,8 @@ static enum custos_err sync_init(struct custos_ledger *l)
     pthread_cond_init(&l->work, &ca);
     pthread_cond_init(&l->space, NULL);
     pthread_cond_init(&l->done, NULL);
+    pthread_cond_init(&l->q[0].done, NULL);
+    pthread_cond_init(&l->q[1].done, NULL);
     pthread_cond_init(&l->cpwork, NULL);
     pthread_condattr_destroy(&ca);
     l->sync_init = 1;
@@ -1249,6 +1279,8 @@ static void release(struct custos_ledger *l)
         pthread_cond_destroy(&l->work);
         pthread_cond_destroy(&l->space);
         pthread_cond_destroy(&l->done);
+        pthread_cond_destroy(&l->q[0].done);
+        pthread_cond_destroy(&l->q[1].done);
         pthread_cond_destroy(&l->cpwork);
     }
     free(l);
@@ -1475,14 +1507,31 @@ enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)
         e = custos_err_set(CUSTOS_ERR_INVALID, "ledger: entry %llu was never queued", (unsigned long long)index);
         goto done;
     }
-    while (l->durable <= index && !l->failed)
-        pthread_cond_wait(&l->done, &l->mu);
+    while (l->durable <= index && !l->failed) {
+        /* the entry is in the buffer being filled, or else in the one being written */
+        struct qbuf *b = l->fill;
+
+        if (!(b->count && index >= b->first && index < b->first + b->count))
+            b = b == &l->q[0] ? &l->q[1] : &l->q[0];
+        pthread_cond_wait(&b->done, &l->mu);
+    }
     /* An entry made durable before a failure stays acknowledged. */
     if (l->durable <= index)
         e = unavailable(l);
 done:
     pthread_mutex_unlock(&l->mu);
     return e;
+}
+
+void custos_ledger_on_durable(struct custos_ledger *l, void (*fn)(void *ctx, uint64_t durable, int failed),
+                              void *ctx)
+{
+    pthread_mutex_lock(&l->mu);
+    while (l->notifying) /* a call in flight keeps the old ctx alive until it returns */
+        pthread_cond_wait(&l->done, &l->mu);
+    l->notify = fn;
+    l->notify_ctx = ctx;
+    pthread_mutex_unlock(&l->mu);
 }
 
 enum custos_err custos_ledger_append(struct custos_ledger *l, const void *entry, size_t len, uint64_t *index)

@@ -577,9 +577,9 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
         struct custos_path_parts pp;
-        char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag;
+        char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag = 0;
         enum custos_vis vis;
-        size_t len;
+        size_t len = 0;
         json_t *val;
 
         if (custos_path_split(l->path, l->plen, &pp) || l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
@@ -890,8 +890,8 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
         const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
         struct custos_path_parts pp;
-        char path[CUSTOS_PATH_MAX], tag;
-        size_t len;
+        char path[CUSTOS_PATH_MAX], tag = 0;
+        size_t len = 0;
         int need_plain;
 
         if (custos_path_split(l->path, l->plen, &pp)) {
@@ -1211,7 +1211,7 @@ static int reapply_one(void *ctx, const struct custos_erasure_row *er)
         custos_event_init(&e, "subject.erase", &sys);
         e.subject = er->id;
         e.reason = "recovered";
-        if ((rc = custos_audit(v, &e, &index)))
+        if ((rc = custos_audit_durable(v, &e, &index)))
             goto done;
         fixed.ledger_index = (int64_t)index;
         if ((rc = v->ops->erasure_put(ra->c, &fixed)))

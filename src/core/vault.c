@@ -318,6 +318,7 @@ void custos_vault_free(struct custos_vault *v)
     custos_schema_free(v->schema);
     custos_policy_free(v->policy);
     custos_rate_free(v->rate);
+    custos_tcache_free(v->tcache);
     if (v->sec)
         sodium_free(v->sec); /* wipes */
     if (v->lock_fd >= 0)
@@ -594,12 +595,18 @@ void custos_vault_tick(struct custos_vault *v)
     }
     /* Flush the databases' logs soon after erasures (old pages may hold destroyed keys), and
        at least once a minute otherwise. */
-    if (v->last_compact_ms && now - v->last_compact_ms < 60000)
+    if (now - v->last_compact_ms < (v->compact_soon ? 5000u : 60000u))
         return;
+    v->compact_soon = 0;
     custos_erasure_mark(v);
     if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
         if (v->ops->compact_logs(c) == CUSTOS_OK)
             v->last_compact_ms = now;
         v->ops->release(v->store, c);
     }
+}
+
+void custos_vault_on_durable(struct custos_vault *v, void (*fn)(void *ctx, uint64_t durable, int failed), void *ctx)
+{
+    custos_ledger_on_durable(v->ledger, fn, ctx);
 }

@@ -32,6 +32,7 @@ struct custos_secrets {
 };
 
 struct custos_rate;
+struct custos_tcache;
 
 struct custos_vault {
     char dir[PATH_MAX];
@@ -47,9 +48,11 @@ struct custos_vault {
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;
     struct custos_rate *rate;
+    struct custos_tcache *tcache; /* authenticated tokens (auth.c) */
     pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
     int write_mu_ready;
     uint64_t last_compact_ms;
+    volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
 };
@@ -93,9 +96,12 @@ void custos_event_init(struct custos_event *e, const char *action, const struct 
 /* Encode e canonically (docs/format.md) into out. */
 enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_ms, struct custos_buf *out);
 
-/* Append e to the ledger and wait until durable; *index (may be NULL) gets its leaf index.
+/* Append e to the ledger and wait until durable, or in deferred mode (custos_defer_begin) only
+   queue it and leave the wait to the front end; *index (may be NULL) gets its leaf index.
    CUSTOS_ERR_UNAVAILABLE when it cannot be recorded. */
 enum custos_err custos_audit(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
+/* The same, always durable on return (before a side effect that depends on it). */
+enum custos_err custos_audit_durable(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
 
 /*
  * No audit, no write: called inside the write's transaction, just before its commit, so a
@@ -125,6 +131,11 @@ uint32_t custos_roles_mask(const struct custos_vault *v, const char *roles);
 
 /* Does the caller hold op (system callers hold everything)? */
 int custos_caller_may(const struct custos_vault *v, const struct custos_caller *c, uint32_t op);
+
+/* Forget every cached authentication: called after any revocation or disable, so it takes
+   effect on the next request. */
+void custos_auth_invalidate(struct custos_vault *v);
+void custos_tcache_free(struct custos_tcache *t);
 
 /* Per-principal velocity limit; CUSTOS_ERR_RATELIMIT when over `per_minute`. */
 enum custos_err custos_rate_check(struct custos_vault *v, const char *principal, uint32_t per_minute);

@@ -17,6 +17,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -187,7 +188,61 @@ static int query_ok(struct req *r, char *msg, size_t cap)
 
 struct daemon_ctx {
     struct custos_vault *vault;
+    pthread_mutex_t mu;         /* guards the parked list */
+    struct req *parked;
+    size_t nparked;
+    int failed;                 /* the ledger failed: parked requests get 503 */
 };
+
+/* The ledger's writer reports progress: resume every parked request it covers. */
+static void on_durable(void *cls, uint64_t durable, int failed)
+{
+    struct daemon_ctx *d = cls;
+    struct req **pp, *r;
+
+    pthread_mutex_lock(&d->mu);
+    if (failed)
+        d->failed = 1;
+    for (pp = &d->parked; (r = *pp) != NULL;) {
+        if (failed || r->audit_index < durable) {
+            *pp = r->next_parked;
+            r->next_parked = NULL;
+            r->parked = 2;
+            r->audit_failed = failed;
+            d->nparked--;
+            MHD_resume_connection(r->conn);
+        } else
+            pp = &r->next_parked;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void refuse_unrecorded(struct req *r)
+{
+    custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the access ledger cannot record this request: refused");
+    custos_reply_error(r, CUSTOS_ERR_UNAVAILABLE);
+}
+
+/* 1 when the request was parked (respond later), 0 when its response may go now. */
+static int park_if_needed(struct daemon_ctx *d, struct req *r, uint64_t index)
+{
+    int parked = 0;
+
+    pthread_mutex_lock(&d->mu);
+    if (d->failed) {
+        refuse_unrecorded(r);
+    } else if (!custos_audit_is_durable(d->vault, index)) {
+        r->audit_index = index;
+        r->parked = 1;
+        r->next_parked = d->parked;
+        d->parked = r;
+        d->nparked++;
+        MHD_suspend_connection(r->conn); /* under mu: on_durable cannot resume it before this */
+        parked = 1;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return parked;
+}
 
 static void client_address(struct MHD_Connection *c, char *out, size_t cap)
 {
@@ -318,8 +373,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->parked == 2) {
+        /* resumed: its audit events are durable now (or the ledger failed) */
+        if (r->audit_failed)
+            refuse_unrecorded(r);
+        return queue(c, r);
+    }
     custos_err_clear();
+    custos_defer_begin();
     dispatch(r);
+    {
+        uint64_t index;
+
+        if (custos_defer_end(&index) && park_if_needed(d, r, index))
+            return MHD_YES;
+    }
     return queue(c, r);
 }
 
@@ -460,29 +528,37 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     struct sockaddr_storage ss;
     unsigned sslen = 0;
     int loopback = 0;
-    struct daemon_ctx d = {v};
+    struct daemon_ctx d;
     struct MHD_Daemon *mhd;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     char *cert = NULL, *key = NULL, where[160];
     const union MHD_DaemonInfo *info;
     enum custos_err rc = CUSTOS_OK;
     struct timespec ts = {0, 200 * 1000 * 1000};
     int tls = o->tls_cert || o->tls_key;
 
+    memset(&d, 0, sizeof(d));
+    d.vault = v;
+    pthread_mutex_init(&d.mu, NULL);
     if ((rc = custos_parse_listen(o->listen ? o->listen : "127.0.0.1:8420", &ss, &sslen, &loopback)))
-        return rc;
-    if (!tls && !loopback && !o->insecure)
-        return custos_err_set(CUSTOS_ERR_INVALID,
-                              "refusing to serve plain HTTP on a non-loopback address: give --tls-cert and "
-                              "--tls-key, or --insecure");
+        goto done;
+    if (!tls && !loopback && !o->insecure) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "refusing to serve plain HTTP on a non-loopback address: give "
+                            "--tls-cert and --tls-key, or --insecure");
+        goto done;
+    }
     if (tls) {
         FILE *f;
         long n;
 
-        if (!o->tls_cert || !o->tls_key)
-            return custos_err_set(CUSTOS_ERR_INVALID, "TLS needs both --tls-cert and --tls-key");
-        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-            return custos_err_set(CUSTOS_ERR_INVALID, "this libmicrohttpd has no TLS support");
+        if (!o->tls_cert || !o->tls_key) {
+            rc = custos_err_set(CUSTOS_ERR_INVALID, "TLS needs both --tls-cert and --tls-key");
+            goto done;
+        }
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            rc = custos_err_set(CUSTOS_ERR_INVALID, "this libmicrohttpd has no TLS support");
+            goto done;
+        }
         for (int i = 0; i < 2; i++) {
             const char *path = i ? o->tls_key : o->tls_cert;
             char **dst = i ? &key : &cert;
@@ -512,7 +588,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
         MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 1024u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 8u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
     if (!mhd) {
         rc = custos_err_set(CUSTOS_ERR_IO, "cannot listen on %s (address in use?)",
@@ -531,7 +608,9 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             fclose(pf);
         }
     }
+    custos_vault_on_durable(v, on_durable, &d);
     if ((rc = custos_webhook_start(v, stop))) {
+        custos_vault_on_durable(v, NULL, NULL);
         MHD_stop_daemon(mhd);
         goto done;
     }
@@ -541,12 +620,25 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     log_line("stopping", "");
     custos_webhook_stop();
+    /* parked requests are answered as their entries become durable: let them finish */
+    for (int i = 0; i < 100; i++) {
+        size_t n;
+
+        pthread_mutex_lock(&d.mu);
+        n = d.nparked;
+        pthread_mutex_unlock(&d.mu);
+        if (!n)
+            break;
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(mhd);
+    custos_vault_on_durable(v, NULL, NULL);
 done:
     if (key) {
         sodium_memzero(key, strlen(key));
         free(key);
     }
     free(cert);
+    pthread_mutex_destroy(&d.mu);
     return rc;
 }
