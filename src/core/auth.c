@@ -41,8 +41,17 @@ enum custos_err custos_credential_parse(const char *text, const char *prefix, ui
     size_t binlen = 0;
     const char *end = NULL;
 
+    size_t i;
+
     if (!text || strlen(text) != 47 || memcmp(text, prefix, 4) != 0)
         return CUSTOS_ERR_INVALID;
+    /* one spelling per credential: libsodium 1.0.18 would also take bytes >= 0x80 as '_' */
+    for (i = 4; i < 47; i++) {
+        unsigned char c = (unsigned char)text[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return CUSTOS_ERR_INVALID;
+    }
     if (sodium_base642bin(raw, 32, text + 4, 43, NULL, &binlen, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         binlen != 32 || *end != '\0')
         return CUSTOS_ERR_INVALID;

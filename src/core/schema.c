@@ -641,12 +641,29 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
                 in = d;
             }
             if (groups >= keep_first + 2) {
+                size_t lead = 0, last_len = 0, last_seen = 0;
+
+                /* digits in the last group, so only its final four stay */
+                for (i = len; i > 0 && !isdigit((unsigned char)val[i - 1]); i--)
+                    ;
+                for (; i > 0 && isdigit((unsigned char)val[i - 1]); i--)
+                    last_len++;
                 for (in = 0, i = 0; i < len; i++) {
-                    int d = isdigit((unsigned char)val[i]) != 0;
+                    int d = isdigit((unsigned char)val[i]) != 0, hide;
 
                     g += d && !in;
                     in = d;
-                    rc = custos_buf_addc(out, d && g > keep_first && g < groups ? '*' : val[i]);
+                    if (!d)
+                        hide = 0;
+                    else if (g == 1 && keep_first == 2)
+                        hide = 0; /* the country code */
+                    else if (g <= keep_first)
+                        hide = lead++ >= 3; /* leading groups: at most three digits */
+                    else if (g < groups)
+                        hide = 1;
+                    else
+                        hide = last_seen++ + 4 < last_len;
+                    rc = custos_buf_addc(out, hide ? '*' : val[i]);
                     if (rc)
                         return rc;
                 }

@@ -471,6 +471,8 @@ enum custos_err custos_parse_listen(const char *s, void *ss_out, unsigned *len, 
         colon = strrchr(s, ':');
         if (!colon)
             return custos_err_set(CUSTOS_ERR_INVALID, "listen address must be HOST:PORT");
+        if (memchr(s, ':', (size_t)(colon - s)))
+            return custos_err_set(CUSTOS_ERR_INVALID, "an IPv6 listen address needs brackets: [ADDR]:PORT");
         hl = (size_t)(colon - s);
         ps = colon + 1;
         if (hl >= sizeof(host))
@@ -480,7 +482,7 @@ enum custos_err custos_parse_listen(const char *s, void *ss_out, unsigned *len, 
     host[hl] = '\0';
     errno = 0;
     port = strtol(ps, &end, 10);
-    if (errno || *end || end == ps || port < 0 || port > 65535)
+    if (errno || *end || end == ps || !isdigit((unsigned char)*ps) || end - ps > 5 || port < 0 || port > 65535)
         return custos_err_set(CUSTOS_ERR_INVALID, "listen port must be 0..65535");
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
@@ -512,7 +514,7 @@ static void log_line(const char *what, const char *arg)
     fprintf(stderr, "%s custos: %s%s\n", when, what, arg);
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
 
