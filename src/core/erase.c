@@ -420,6 +420,7 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
         goto fail;
     }
     custos_scratch_wipe();
+    custos_keycache_drop(v->keys, id);
     custos_auth_invalidate(v); /* the subject's customer tokens were revoked with it */
     plan.nlinks = lc.n;
     /* 3. the ledger entry; a failure here is finished by the next start (the tombstone says so) */

@@ -240,8 +240,12 @@ static enum custos_err key_unwrap(struct custos_vault *v, struct custos_store_co
     size_t wlen = 0;
     uint32_t kv = 0;
     const uint8_t *kek;
+    uint64_t epoch;
     enum custos_err rc;
 
+    if (custos_keycache_get(v->keys, id, gen, key))
+        return CUSTOS_OK;
+    epoch = custos_keycache_epoch(v->keys);
     if ((rc = v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen)))
         return rc;
     if (wlen != CUSTOS_WRAPPED_BYTES)
@@ -250,6 +254,7 @@ static enum custos_err key_unwrap(struct custos_vault *v, struct custos_store_co
         return custos_err_set(CUSTOS_ERR_CORRUPT, "subject key needs master key version %u, which is missing", kv);
     if (custos_unwrap(key, kek, w, ad, custos_ad_subject_key(ad, id, gen, kv)))
         return custos_err_set(CUSTOS_ERR_CRYPTO, "subject key failed to open");
+    custos_keycache_put(v->keys, epoch, id, gen, key);
     return CUSTOS_OK;
 }
 
@@ -1005,6 +1010,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
                       &nblind)))
         goto done;
     if (rekey) {
+        custos_keycache_drop(v->keys, id);
         /* new key generation first, then the record, then the old generation goes */
         if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
             goto done;
@@ -1028,6 +1034,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
             v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
             goto done; /* the next start removes the stale generation */
         }
+        custos_keycache_drop(v->keys, id); /* a reader may have cached the old generation meanwhile */
     }
     list = json_array();
     for (i = 0; list && i < written.n; i++)

@@ -319,6 +319,7 @@ void custos_vault_free(struct custos_vault *v)
     custos_policy_free(v->policy);
     custos_rate_free(v->rate);
     custos_tcache_free(v->tcache);
+    custos_keycache_free(v->keys);
     if (v->sec)
         sodium_free(v->sec); /* wipes */
     if (v->lock_fd >= 0)
@@ -374,6 +375,10 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     }
     memset(v->sec, 0, sizeof(*v->sec));
+    if (!(v->keys = custos_keycache_new())) {
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot allocate secure memory (check RLIMIT_MEMLOCK)");
+        goto fail;
+    }
     path_join(path, sizeof(path), v->dir, "keys/ledger.key");
     if ((rc = custos_keyfile_read(path, "ledger key", v->sec->root)))
         goto fail;

@@ -33,6 +33,7 @@ struct custos_secrets {
 
 struct custos_rate;
 struct custos_tcache;
+struct custos_keycache;
 
 struct custos_vault {
     char dir[PATH_MAX];
@@ -49,6 +50,7 @@ struct custos_vault {
     void *now_ctx;
     struct custos_rate *rate;
     struct custos_tcache *tcache; /* authenticated tokens (auth.c) */
+    struct custos_keycache *keys; /* recently used subject keys (keycache.c) */
     pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
     int write_mu_ready;
     uint64_t last_compact_ms;
@@ -147,6 +149,19 @@ void custos_credential_format(char out[48], const char *prefix, const uint8_t ra
 
 /* Keyed hashes. */
 void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32]);
+
+/* ---- the subject key cache (keycache.c) ---------------------------------------------------- */
+
+struct custos_keycache *custos_keycache_new(void);
+void custos_keycache_free(struct custos_keycache *k);
+uint64_t custos_keycache_epoch(struct custos_keycache *k);
+/* 1 and the key copied into key (secure memory) on a hit. */
+int custos_keycache_get(struct custos_keycache *k, const uint8_t id[16], uint32_t gen, uint8_t *key);
+/* Store, unless a drop happened since `epoch` was read (before the key was read). */
+void custos_keycache_put(struct custos_keycache *k, uint64_t epoch, const uint8_t id[16], uint32_t gen,
+                         const uint8_t *key);
+/* Wipe the subject's entry (erasure, re-key). */
+void custos_keycache_drop(struct custos_keycache *k, const uint8_t id[16]);
 
 /* ---- subject records (subject.c) ----------------------------------------------------------- */
 

@@ -166,15 +166,31 @@ static const char data_schema[] =
 struct custos_store_conn {
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
-    struct custos_store_conn *next;
+    struct custos_store_conn *next;  /* free list */
+    struct custos_store_conn *all;   /* every connection of the store, for close */
 };
 
 struct custos_store {
     char data_path[PATH_MAX];
     char ctl_path[PATH_MAX];
     pthread_mutex_t mu;
+    uint64_t gen;                      /* unique per store, never reused: keys the thread slot */
     struct custos_store_conn *free_list;
+    struct custos_store_conn *all;
 };
+
+/*
+ * Each thread keeps the last connection it released in a slot of its own and takes it back
+ * without touching the pool's lock: request threads reuse one connection each, with no
+ * contention.  The slot names its store by generation, so a slot left over from a closed store
+ * is never used (the connection itself is closed with its store).
+ */
+static _Thread_local struct {
+    uint64_t gen;
+    struct custos_store_conn *c;
+} slot;
+static uint64_t next_gen = 1;
+static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static enum custos_err db_err(sqlite3 *db, int rc, const char *what)
 {
@@ -342,6 +358,10 @@ static enum custos_err sq_open(const char *dir, int create, struct custos_store 
         return rc;
     }
     s->free_list = c;
+    s->all = c;
+    pthread_mutex_lock(&gen_mu);
+    s->gen = next_gen++;
+    pthread_mutex_unlock(&gen_mu);
     *out = s;
     return CUSTOS_OK;
 }
@@ -352,8 +372,8 @@ static void sq_close(struct custos_store *s)
 
     if (!s)
         return;
-    for (c = s->free_list; c; c = n) {
-        n = c->next;
+    for (c = s->all; c; c = n) {
+        n = c->all;
         conn_close(c);
     }
     pthread_mutex_destroy(&s->mu);
@@ -363,7 +383,13 @@ static void sq_close(struct custos_store *s)
 static enum custos_err sq_acquire(struct custos_store *s, struct custos_store_conn **out)
 {
     struct custos_store_conn *c;
+    enum custos_err rc;
 
+    if (slot.c && slot.gen == s->gen) {
+        *out = slot.c;
+        slot.c = NULL;
+        return CUSTOS_OK;
+    }
     pthread_mutex_lock(&s->mu);
     c = s->free_list;
     if (c)
@@ -374,7 +400,13 @@ static enum custos_err sq_acquire(struct custos_store *s, struct custos_store_co
         *out = c;
         return CUSTOS_OK;
     }
-    return conn_open(s, 0, out);
+    if ((rc = conn_open(s, 0, out)))
+        return rc;
+    pthread_mutex_lock(&s->mu);
+    (*out)->all = s->all;
+    s->all = *out;
+    pthread_mutex_unlock(&s->mu);
+    return CUSTOS_OK;
 }
 
 static void sq_release(struct custos_store *s, struct custos_store_conn *c)
@@ -383,6 +415,11 @@ static void sq_release(struct custos_store *s, struct custos_store_conn *c)
         return;
     if (!sqlite3_get_autocommit(c->db))
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL); /* a caller forgot: never leak a txn */
+    if (!slot.c) { /* kept for this thread's next acquire */
+        slot.gen = s->gen;
+        slot.c = c;
+        return;
+    }
     pthread_mutex_lock(&s->mu);
     c->next = s->free_list;
     s->free_list = c;
