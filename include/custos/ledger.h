@@ -75,6 +75,11 @@ enum custos_err custos_ledger_append(struct custos_ledger *l, const void *entry,
 /* Queue one entry without waiting; *index gets the leaf index it will have. */
 enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry, size_t len, uint64_t *index);
 
+/* The same with the entry's leaf hash (custos_merkle_leaf_hash) computed by the caller, so bulk
+   producers can hash in parallel before a single thread enqueues. */
+enum custos_err custos_ledger_enqueue_hashed(struct custos_ledger *l, const void *entry, size_t len,
+                                             const uint8_t leaf[CUSTOS_HASH_BYTES], uint64_t *index);
+
 /* Wait until entry `index` is durable. */
 enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index);
 

@@ -31,7 +31,7 @@
 #define QUEUE_DEPTH 8
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
-#define COMMIT_EVERY 8192
+#define COMMIT_EVERY 16384
 
 /* ---- a bounded queue of pointers ------------------------------------------------------------ */
 
@@ -110,6 +110,8 @@ struct sealed {
     struct custos_blind blind[4];
     size_t nblind;
     size_t off, len;     /* record bytes in the batch arena */
+    size_t ev_off, ev_len; /* its subject.import event, encoded, in the arena */
+    uint8_t leaf[32];      /* the event's ledger leaf hash */
 };
 
 struct batch {
@@ -121,7 +123,10 @@ struct batch {
 struct import {
     struct custos_vault *v;
     const struct custos_caller *caller;
-    struct queue jobs, batches;
+    struct queue jobs, batches, groups;
+    pthread_mutex_t pool_mu;   /* free batches, reused: no allocation per batch */
+    struct batch *pool[2 * QUEUE_DEPTH + 4];
+    size_t npool;
     pthread_mutex_t cb_mu;
     void (*bad)(void *ctx, uint64_t line, const char *reason);
     void *ctx;
@@ -152,10 +157,50 @@ static void batch_free(struct batch *b)
 {
     if (!b)
         return;
-    custos_buf_release(&b->arena);
-    sodium_memzero(b->item, JOB_LINES * sizeof(*b->item));
+    /* sealed records and wrapped keys only: nothing here is plaintext */
+    free(b->arena.p);
     free(b->item);
     free(b);
+}
+
+/* A batch ready for a worker: from the pool, or new. */
+static struct batch *batch_get(struct import *im)
+{
+    struct batch *b = NULL;
+
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->npool)
+        b = im->pool[--im->npool];
+    pthread_mutex_unlock(&im->pool_mu);
+    if (b) {
+        b->n = 0;
+        b->arena.len = 0;
+        return b;
+    }
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->item = calloc(JOB_LINES, sizeof(*b->item));
+    custos_buf_init(&b->arena, 64u << 20);
+    /* one allocation per batch for its life: typical sealed records are 1-2 KiB */
+    if (!b->item || custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
+        batch_free(b);
+        return NULL;
+    }
+    return b;
+}
+
+static void batch_put(struct import *im, struct batch *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->npool < sizeof(im->pool) / sizeof(im->pool[0])) {
+        im->pool[im->npool++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    batch_free(b);
 }
 
 static void fail(struct import *im, enum custos_err rc)
@@ -175,18 +220,13 @@ static void *worker(void *arg)
     struct job *j;
 
     while ((j = q_pop(&im->jobs)) != NULL) {
-        struct batch *b = calloc(1, sizeof(*b));
+        struct batch *b = batch_get(im);
         size_t off = 0;
         uint64_t line = j->first_line;
 
-        if (b) {
-            b->item = calloc(JOB_LINES, sizeof(*b->item));
-            custos_buf_init(&b->arena, 64u << 20);
-        }
-        /* one allocation per batch: typical sealed records are 1-2 KiB */
-        if (!b || !b->item || !rec || custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
+        if (!b || !rec) {
             fail(im, CUSTOS_ERR_NOMEM);
-            batch_free(b);
+            batch_put(im, b);
             job_free(j);
             continue;
         }
@@ -224,6 +264,19 @@ static void *worker(void *arg)
                     s->len = rec->len;
                     rc = custos_buf_add(&b->arena, rec->p, rec->len);
                 }
+                if (!rc) {
+                    /* the ledger event is encoded and hashed here, in parallel, not by the writer */
+                    struct custos_event ev;
+
+                    custos_event_init(&ev, "subject.import", im->caller);
+                    ev.result = CUSTOS_RESULT_OK;
+                    ev.subject = s->id;
+                    s->ev_off = b->arena.len;
+                    rc = custos_event_encode(&ev, custos_now(v), &b->arena);
+                    s->ev_len = b->arena.len - s->ev_off;
+                    if (!rc)
+                        custos_merkle_leaf_hash(s->leaf, b->arena.p + s->ev_off, s->ev_len);
+                }
                 if (!rc)
                     b->n++;
                 else if (rc == CUSTOS_ERR_NOMEM)
@@ -240,14 +293,14 @@ static void *worker(void *arg)
         if (b->n)
             q_push(&im->batches, b);
         else
-            batch_free(b);
+            batch_put(im, b);
     }
     return NULL;
 }
 
 struct row {
     const struct sealed *s;
-    const uint8_t *rec;
+    const uint8_t *rec, *ev; /* the record and its encoded event, in the batch arena */
 };
 
 static int row_cmp(const void *a, const void *b)
@@ -255,101 +308,160 @@ static int row_cmp(const void *a, const void *b)
     return memcmp(((const struct row *)a)->s->id, ((const struct row *)b)->s->id, 16);
 }
 
-static enum custos_err commit_batches(struct import *im, struct custos_store_conn *c, struct batch **bs, size_t nb)
+/* A commit group: batches stored in one transaction per plane, rows sorted by id. */
+struct group {
+    struct batch *bs[COMMIT_EVERY / 64 + 1];
+    size_t nb;
+    struct row *rows;
+    size_t n;
+};
+
+static void group_free(struct import *im, struct group *g)
+{
+    size_t i;
+
+    for (i = 0; i < g->nb; i++)
+        batch_put(im, g->bs[i]);
+    free(g->rows);
+    free(g);
+}
+
+/* Stage 1 (control plane): the group's subject keys, committed before any of its records. */
+static enum custos_err commit_keys(struct import *im, struct custos_store_conn *c, struct group *g)
 {
     struct custos_vault *v = im->v;
-    struct custos_event e;
-    struct row *rows;
+    enum custos_err rc;
+    size_t i, k;
+
+    for (g->n = 0, i = 0; i < g->nb; i++)
+        g->n += g->bs[i]->n;
+    g->rows = malloc((g->n ? g->n : 1) * sizeof(*g->rows));
+    if (!g->rows)
+        return CUSTOS_ERR_NOMEM;
+    for (g->n = 0, i = 0; i < g->nb; i++)
+        for (k = 0; k < g->bs[i]->n; k++) {
+            g->rows[g->n].s = &g->bs[i]->item[k];
+            g->rows[g->n].rec = g->bs[i]->arena.p + g->bs[i]->item[k].off;
+            g->rows[g->n].ev = g->bs[i]->arena.p + g->bs[i]->item[k].ev_off;
+            g->n++;
+        }
+    /* random ids, inserted in order: neighbouring b-tree pages instead of random ones */
+    qsort(g->rows, g->n, sizeof(*g->rows), row_cmp);
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
+        return rc;
+    for (i = 0; i < g->n && !rc; i++)
+        rc = v->ops->key_put(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
+    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+    return rc;
+}
+
+/* Stage 2 (data plane): the records and one ledger event each, durable before the commit. */
+static enum custos_err commit_records(struct import *im, struct custos_store_conn *c, struct group *g)
+{
+    struct custos_vault *v = im->v;
     enum custos_err rc;
     uint64_t last = 0;
     int64_t now = (int64_t)custos_now(v);
-    size_t i, k, n = 0;
+    size_t i;
 
-    for (i = 0; i < nb; i++)
-        n += bs[i]->n;
-    if (!n)
+    if (!g->n)
         return CUSTOS_OK;
-    rows = malloc(n * sizeof(*rows));
-    if (!rows)
-        return CUSTOS_ERR_NOMEM;
-    for (n = 0, i = 0; i < nb; i++)
-        for (k = 0; k < bs[i]->n; k++) {
-            rows[n].s = &bs[i]->item[k];
-            rows[n].rec = bs[i]->arena.p + bs[i]->item[k].off;
-            n++;
-        }
-    /* random ids, inserted in order: neighbouring b-tree pages instead of random ones */
-    qsort(rows, n, sizeof(*rows), row_cmp);
-    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
-        goto done;
-    for (i = 0; i < n && !rc; i++)
-        rc = v->ops->key_put(c, rows[i].s->id, 1, rows[i].s->kv, rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
-    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
-        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
-        goto done;
-    }
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
-        goto done;
-    custos_event_init(&e, "subject.import", im->caller);
-    e.result = CUSTOS_RESULT_OK;
-    for (i = 0; i < n && !rc; i++) {
-        const struct sealed *s = rows[i].s;
+        return rc;
+    for (i = 0; i < g->n && !rc; i++) {
+        const struct sealed *s = g->rows[i].s;
 
-        rc = v->ops->subject_put(c, s->id, rows[i].rec, s->len, s->blind, s->nblind, now, 1);
-        e.subject = s->id;
+        rc = v->ops->subject_put(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now, 1);
         if (!rc)
-            rc = custos_audit_enqueue(v, &e, &last);
+            rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, s->ev_len, s->leaf, &last);
     }
-    /* no audit, no write: the batch's events are durable before its records commit */
+    /* no audit, no write */
     if (!rc)
         rc = custos_audit_wait(v, last);
     if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
-        goto done;
+        return rc;
     }
-    atomic_fetch_add(&im->imported, n);
-done:
-    free(rows);
-    return rc;
+    atomic_fetch_add(&im->imported, g->n);
+    return CUSTOS_OK;
 }
 
-/* Writer: store sealed batches in large transactions. */
-static void *writer(void *arg)
+static struct custos_store_conn *bulk_conn(struct import *im)
 {
-    struct import *im = arg;
-    struct custos_vault *v = im->v;
     struct custos_store_conn *c = NULL;
-    struct batch *pend[COMMIT_EVERY / 64 + 1], *b;
-    size_t np = 0, rows = 0, i;
+    enum custos_err rc = im->v->ops->acquire(im->v->store, &c);
+
+    if (rc) {
+        fail(im, rc);
+        return NULL;
+    }
+    im->v->ops->set_bulk(c, 1);
+    return c;
+}
+
+static void bulk_done(struct import *im, struct custos_store_conn *c)
+{
     enum custos_err rc;
 
-    if ((rc = v->ops->acquire(v->store, &c))) {
+    if (!c)
+        return;
+    im->v->ops->set_bulk(c, 0);
+    if (!atomic_load(&im->failed) && (rc = im->v->ops->compact_logs(c)))
         fail(im, rc);
-        c = NULL;
-    } else
-        v->ops->set_bulk(c, 1);
+    im->v->ops->release(im->v->store, c);
+}
+
+/* Stage 1 thread: group batches, store their keys, pass the group on. */
+static void *key_writer(void *arg)
+{
+    struct import *im = arg;
+    struct custos_store_conn *c = bulk_conn(im);
+    struct group *g = NULL;
+    struct batch *b;
+    size_t rows = 0;
+    enum custos_err rc;
+
     for (;;) {
         b = q_pop(&im->batches);
         if (b) {
-            pend[np++] = b;
+            if (!g && !(g = calloc(1, sizeof(*g)))) {
+                fail(im, CUSTOS_ERR_NOMEM);
+                batch_put(im, b);
+                continue;
+            }
+            g->bs[g->nb++] = b;
             rows += b->n;
         }
-        if (np && (!b || rows >= COMMIT_EVERY || np == sizeof(pend) / sizeof(pend[0]))) {
-            if (c && !atomic_load(&im->failed) && (rc = commit_batches(im, c, pend, np)))
+        if (g && g->nb && (!b || rows >= COMMIT_EVERY || g->nb == sizeof(g->bs) / sizeof(g->bs[0]))) {
+            if (c && !atomic_load(&im->failed) && (rc = commit_keys(im, c, g)))
                 fail(im, rc);
-            for (i = 0; i < np; i++)
-                batch_free(pend[i]);
-            np = rows = 0;
+            q_push(&im->groups, g);
+            g = NULL;
+            rows = 0;
         }
         if (!b)
             break;
     }
-    if (c) {
-        v->ops->set_bulk(c, 0);
-        if (!atomic_load(&im->failed) && (rc = v->ops->compact_logs(c)))
+    q_close(&im->groups);
+    bulk_done(im, c);
+    return NULL;
+}
+
+/* Stage 2 thread: store each group's records (keys already durable in stage 1). */
+static void *record_writer(void *arg)
+{
+    struct import *im = arg;
+    struct custos_store_conn *c = bulk_conn(im);
+    struct group *g;
+    enum custos_err rc;
+
+    while ((g = q_pop(&im->groups)) != NULL) {
+        if (c && !atomic_load(&im->failed) && (rc = commit_records(im, c, g)))
             fail(im, rc);
-        v->ops->release(v->store, c);
+        group_free(im, g);
     }
+    bulk_done(im, c);
     return NULL;
 }
 
@@ -367,12 +479,12 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
                               struct custos_import_stats *out)
 {
     struct import im;
-    pthread_t wk[16], wr;
+    pthread_t wk[16], wr, wr2;
     unsigned nw = threads ? threads : 2, i, started = 0;
     char *buf = NULL;
     size_t have = 0, lines_in_buf = 0;
     uint64_t next_line = 1, bytes = 0, last_progress = 0;
-    int writer_up = 0, eof = 0;
+    int writer_up = 0, writer2_up = 0, eof = 0;
     enum custos_err rc = CUSTOS_OK;
 
     memset(out, 0, sizeof(*out));
@@ -387,7 +499,9 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     im.ctx = ctx;
     q_init(&im.jobs);
     q_init(&im.batches);
+    q_init(&im.groups);
     pthread_mutex_init(&im.cb_mu, NULL);
+    pthread_mutex_init(&im.pool_mu, NULL);
     buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
     if (!buf) {
         rc = CUSTOS_ERR_NOMEM;
@@ -398,11 +512,16 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
             rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
             goto stop;
         }
-    if (pthread_create(&wr, NULL, writer, &im) != 0) {
+    if (pthread_create(&wr, NULL, key_writer, &im) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
         goto stop;
     }
     writer_up = 1;
+    if (pthread_create(&wr2, NULL, record_writer, &im) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
+        goto stop;
+    }
+    writer2_up = 1;
     while (!eof && !atomic_load(&im.failed)) {
         ssize_t r = read(fd, buf + have, READ_CHUNK + LINE_MAX_BYTES - have);
         size_t cut, start = 0, k;
@@ -488,6 +607,10 @@ stop:
     q_close(&im.batches);
     if (writer_up)
         pthread_join(wr, NULL);
+    else
+        q_close(&im.groups);
+    if (writer2_up)
+        pthread_join(wr2, NULL);
 done:
     snapshot(&im, out, bytes);
     if (progress && !rc)
@@ -498,8 +621,12 @@ done:
         sodium_memzero(buf, READ_CHUNK + LINE_MAX_BYTES + 1);
         free(buf);
     }
+    while (im.npool)
+        batch_free(im.pool[--im.npool]);
     pthread_mutex_destroy(&im.cb_mu);
+    pthread_mutex_destroy(&im.pool_mu);
     q_destroy(&im.jobs);
     q_destroy(&im.batches);
+    q_destroy(&im.groups);
     return rc;
 }

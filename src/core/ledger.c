@@ -1445,7 +1445,8 @@ void custos_ledger_free(struct custos_ledger *l)
 
 /* ------------------------------------------------------------- appends */
 
-enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry, size_t len, uint64_t *index)
+static enum custos_err enqueue(struct custos_ledger *l, const void *entry, size_t len,
+                               const uint8_t leaf_in[CUSTOS_HASH_BYTES], uint64_t *index)
 {
     uint8_t leaf[CUSTOS_HASH_BYTES];
     size_t need = LEDGER_REC_OVERHEAD + len;
@@ -1462,7 +1463,10 @@ enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: opened read-only");
     /* Hash outside the lock: with many producers on many cores this is the
        parallel part of an append. */
-    custos_merkle_leaf_hash(leaf, entry, len);
+    if (leaf_in)
+        memcpy(leaf, leaf_in, CUSTOS_HASH_BYTES);
+    else
+        custos_merkle_leaf_hash(leaf, entry, len);
 
     pthread_mutex_lock(&l->mu);
     for (;;) {
@@ -1494,6 +1498,27 @@ enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry
     if (index)
         *index = idx;
     return CUSTOS_OK;
+}
+
+enum custos_err custos_ledger_enqueue(struct custos_ledger *l, const void *entry, size_t len, uint64_t *index)
+{
+    return enqueue(l, entry, len, NULL, index);
+}
+
+enum custos_err custos_ledger_enqueue_hashed(struct custos_ledger *l, const void *entry, size_t len,
+                                             const uint8_t leaf[CUSTOS_HASH_BYTES], uint64_t *index)
+{
+    uint8_t check[CUSTOS_HASH_BYTES];
+
+    /* the caller's hash is trusted only if it is the entry's: recomputed in checking builds */
+#ifndef NDEBUG
+    custos_merkle_leaf_hash(check, entry, len);
+    if (leaf == NULL || sodium_memcmp(check, leaf, CUSTOS_HASH_BYTES) != 0)
+        return custos_err_set(CUSTOS_ERR_INTERNAL, "ledger: leaf hash does not match its entry");
+#else
+    (void)check;
+#endif
+    return enqueue(l, entry, len, leaf, index);
 }
 
 enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)

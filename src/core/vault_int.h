@@ -116,6 +116,9 @@ enum custos_err custos_audit_in_txn(struct custos_vault *v, struct custos_event 
    durable. */
 enum custos_err custos_audit_enqueue(struct custos_vault *v, const struct custos_event *e, uint64_t *index);
 enum custos_err custos_audit_wait(struct custos_vault *v, uint64_t index);
+/* Queue an event encoded (custos_event_encode) and hashed (custos_merkle_leaf_hash) beforehand. */
+enum custos_err custos_audit_enqueue_encoded(struct custos_vault *v, const void *entry, size_t len,
+                                            const uint8_t leaf[32], uint64_t *index);
 
 /* custos_audit_outcome, then drop *out (may be NULL) when the outcome is an error: the usual end
    of an operation that answers with JSON. */
