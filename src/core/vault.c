@@ -312,6 +312,9 @@ void custos_vault_free(struct custos_vault *v)
 {
     if (!v)
         return;
+    /* the next open need not rescan the ledger this process covered */
+    if (v->opened)
+        custos_erasure_mark(v);
     custos_ledger_free(v->ledger);
     if (v->store)
         v->ops->close(v->store);
@@ -420,6 +423,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;
+    v->opened = 1;
     *out = v;
     return CUSTOS_OK;
 fail:

@@ -57,6 +57,7 @@ struct custos_vault {
     volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
+    int opened;                 /* open completed (erasures re-applied) */
 };
 
 uint64_t custos_now(const struct custos_vault *v);
