@@ -39,13 +39,14 @@ struct queue {
     pthread_mutex_t mu;
     pthread_cond_t not_empty, not_full;
     void *item[QUEUE_DEPTH];
-    size_t head, n;
+    size_t head, n, depth; /* depth <= QUEUE_DEPTH */
     int closed;
 };
 
-static void q_init(struct queue *q)
+static void q_init(struct queue *q, size_t depth)
 {
     memset(q, 0, sizeof(*q));
+    q->depth = depth;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->not_empty, NULL);
     pthread_cond_init(&q->not_full, NULL);
@@ -61,7 +62,7 @@ static void q_destroy(struct queue *q)
 static void q_push(struct queue *q, void *p)
 {
     pthread_mutex_lock(&q->mu);
-    while (q->n == QUEUE_DEPTH)
+    while (q->n == q->depth)
         pthread_cond_wait(&q->not_full, &q->mu);
     q->item[(q->head + q->n) % QUEUE_DEPTH] = p;
     q->n++;
@@ -497,9 +498,9 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     im.caller = c;
     im.bad = bad;
     im.ctx = ctx;
-    q_init(&im.jobs);
-    q_init(&im.batches);
-    q_init(&im.groups);
+    q_init(&im.jobs, QUEUE_DEPTH);
+    q_init(&im.batches, QUEUE_DEPTH);
+    q_init(&im.groups, 1); /* a group is ~30 MiB: one waiting while one is written */
     pthread_mutex_init(&im.cb_mu, NULL);
     pthread_mutex_init(&im.pool_mu, NULL);
     buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);

@@ -457,14 +457,16 @@ static void sq_rollback(struct custos_store_conn *c, enum custos_plane p)
 
 static void sq_set_bulk(struct custos_store_conn *c, int on)
 {
-    /* bulk: no fsync per commit (the final checkpoint syncs), a 64 MiB cache per file, and
+    /* bulk: no fsync per commit (the final checkpoint syncs), a 32 MiB cache per file, and
        checkpoints only every 256 MiB of log so random-key index pages are copied less often */
     sqlite3_exec(c->db,
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
-                      "PRAGMA main.cache_size=-65536; PRAGMA ctl.cache_size=-65536;"
+                      "PRAGMA main.cache_size=-32768; PRAGMA ctl.cache_size=-32768;"
+                      "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
                       "PRAGMA main.wal_autocheckpoint=65536; PRAGMA ctl.wal_autocheckpoint=65536;"
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
+                      "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;"
                       "PRAGMA main.wal_autocheckpoint=1000; PRAGMA ctl.wal_autocheckpoint=1000;",
                  NULL, NULL, NULL);
     c->bulk = on;
