@@ -945,7 +945,9 @@ static void test_injected_clock(void **state)
 
         assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
         assert_true(rep.intact);
-        assert_int_equal(rep.checkpoints, 3);
+        /* 5, 8, then 10 by checkpoint_now; the timer (long overdue at +60 s) may also sign the
+           size after the first of the last two appends, if they became durable apart */
+        assert_true(rep.checkpoints == 3 || rep.checkpoints == 4);
     }
     tdir_free(&t);
 }
