@@ -118,7 +118,7 @@ int cmd_import(int argc, char **argv)
     }
     if (!threads) {
         nproc = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = nproc > 0 && nproc <= 16 ? (unsigned)nproc : 2;
+        threads = nproc <= 0 ? 2 : nproc > 16 ? 16 : (unsigned)nproc;
     }
     memset(&u, 0, sizeof(u));
     u.tty = isatty(2);

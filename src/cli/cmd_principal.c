@@ -15,7 +15,7 @@
 #include "custos/banned.h"
 
 static const char principal_help[] =
-    "usage: custos principal add --data DIR --id ID --kind staff|service|customer --roles R1[,R2...]\n"
+    "usage: custos principal add --data DIR --id ID --kind staff|service --roles R1[,R2...]\n"
     "       custos principal disable --data DIR --id ID\n"
     "\n"
     "add prints the new principal's secret (shown once) alone on the last line.\n"

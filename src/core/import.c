@@ -408,7 +408,8 @@ static void bulk_done(struct import *im, struct custos_store_conn *c)
     if (!c)
         return;
     im->v->ops->set_bulk(c, 0);
-    if (!atomic_load(&im->failed) && (rc = im->v->ops->compact_logs(c)))
+    rc = atomic_load(&im->failed) ? CUSTOS_OK : im->v->ops->compact_logs(c);
+    if (rc && rc != CUSTOS_ERR_LOCKED) /* LOCKED: the other writer still works; it flushes last */
         fail(im, rc);
     im->v->ops->release(im->v->store, c);
 }

@@ -49,7 +49,7 @@ struct custos_field {
     /* Legal retention (erasure keeps the value sealed under a retention key). */
     uint32_t retention_days;
     char legal_basis[128];
-    char retention_role[32];
+    char retention_role[33]; /* a policy role name: up to 32 characters */
     /* Array items (type == CUSTOS_FT_ARRAY): each item is an object of these. */
     struct custos_field *items;
     size_t nitems;

@@ -1289,7 +1289,8 @@ enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applie
             rc = ra.rc;
     }
     if (!rc && ra.applied)
-        rc = v->ops->compact_logs(ra.c);
+        if ((rc = v->ops->compact_logs(ra.c)) == CUSTOS_ERR_LOCKED)
+            rc = CUSTOS_OK; /* retried by the tick */
     v->ops->release(v->store, ra.c);
     if (applied)
         *applied = ra.applied + from_ledger;

@@ -606,11 +606,13 @@ void custos_vault_tick(struct custos_vault *v)
        at least once a minute otherwise. */
     if (now - v->last_compact_ms < (v->compact_soon ? 5000u : 60000u))
         return;
-    v->compact_soon = 0;
     custos_erasure_mark(v);
     if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
-        if (v->ops->compact_logs(c) == CUSTOS_OK)
+        /* until a flush completes, an erasure's request stands: retried every tick */
+        if (v->ops->compact_logs(c) == CUSTOS_OK) {
             v->last_compact_ms = now;
+            v->compact_soon = 0;
+        }
         v->ops->release(v->store, c);
     }
 }

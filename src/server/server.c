@@ -114,7 +114,7 @@ struct qcheck {
     const char *bad;
     const char *seen[8];
     size_t nseen;
-    int dup, too_many;
+    int dup, too_many, too_long;
 };
 
 static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -126,6 +126,7 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
     (void)kind;
     if (value && strlen(value) > 512) {
         q->bad = key;
+        q->too_long = 1;
         return MHD_NO;
     }
     if (q->allowed == custos_query_any) {
@@ -160,14 +161,9 @@ static int query_ok(struct req *r, char *msg, size_t cap)
     memset(&q, 0, sizeof(q));
     q.allowed = r->route->query;
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
-    if (q.bad && r->route->query && r->route->query != custos_query_any) {
-        const char *const *a;
-
-        for (a = r->route->query; *a; a++)
-            if (strcmp(*a, q.bad) == 0) {
-                snprintf(msg, cap, "query parameter '%s' is longer than 512 bytes", q.bad);
-                return -1;
-            }
+    if (q.too_long) {
+        snprintf(msg, cap, "query parameter '%.40s' is longer than 512 bytes", q.bad);
+        return -1;
     }
     if (q.bad) {
         snprintf(msg, cap, "unknown query parameter '%.40s'", q.bad);

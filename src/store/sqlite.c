@@ -478,8 +478,10 @@ static enum custos_err sq_compact_logs(struct custos_store_conn *c)
 
     if (rc == SQLITE_OK)
         rc = sqlite3_wal_checkpoint_v2(c->db, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    /* BUSY means readers are active: the next checkpoint will finish the job. */
-    return rc == SQLITE_OK || rc == SQLITE_BUSY ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
+    /* BUSY: readers still use old log pages; the caller tries again later */
+    if (rc == SQLITE_BUSY)
+        return CUSTOS_ERR_LOCKED;
+    return rc == SQLITE_OK ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
 }
 
 /* ---- meta, keys, erasures ------------------------------------------------------------------ */

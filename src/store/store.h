@@ -130,7 +130,8 @@ struct custos_store_ops {
     void (*rollback)(struct custos_store_conn *c, enum custos_plane p);
     /* Bulk mode (import): relaxed per-commit syncing; a final commit with bulk off syncs. */
     void (*set_bulk)(struct custos_store_conn *c, int on);
-    /* Flush logs so deleted content leaves the files (after erasures, rotation). */
+    /* Flush logs so deleted content leaves the files (after erasures, rotation).
+       CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
     enum custos_err (*compact_logs)(struct custos_store_conn *c);
 
     /* control plane: small named values */
