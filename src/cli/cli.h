@@ -33,6 +33,20 @@ int cmd_receipt(int argc, char **argv);
 int cli_fail(enum custos_err rc);
 /* Print "custos: <msg>" and return EXIT_USAGE (with a hint to --help). */
 int cli_usage(const char *cmd, const char *msg);
+/* One --NAME VALUE option and where its value goes. */
+struct cli_opt {
+    const char *name;
+    const char **value;
+};
+
+/*
+ * Parse the options of a subcommand (argv[0] is the subcommand): each --NAME VALUE of opts
+ * (NULL-terminated table) sets *value; --help prints `help` and exits 0.  Values not given are
+ * left NULL.  Returns 0, or EXIT_USAGE after a one-line message; optind is then the first
+ * argument that is not an option.
+ */
+int cli_options(int argc, char **argv, const char *cmd, const char *help, const struct cli_opt *opts);
+
 /* Usage error for the option getopt_long just refused (unknown, or missing its argument). */
 int cli_bad_option(const char *cmd, char **argv);
 /* Open the vault in dir as the local operator. */

@@ -36,28 +36,12 @@ struct args {
 
 static int parse(int argc, char **argv, const char *cmd, const char *help, struct args *a)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"in", required_argument, NULL, 'i'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int c;
+    const struct cli_opt opts[] = {{"data", &a->dir}, {"out", &a->out}, {"in", &a->in}, {NULL, NULL}};
+    int r = cli_options(argc, argv, cmd, help, opts);
 
-    memset(a, 0, sizeof(*a));
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': a->dir = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'i': a->in = optarg; break;
-        case 'h': fputs(help, stdout); exit(0);
-        default: return cli_bad_option(cmd, argv);
-        }
-    }
-    if (!a->dir)
+    if (!r && !a->dir)
         return cli_usage(cmd, "--data DIR is required");
-    return 0;
+    return r;
 }
 
 int cmd_backup(int argc, char **argv)

@@ -51,34 +51,14 @@ struct args {
 
 static int parse(int argc, char **argv, struct args *a)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"url", required_argument, NULL, 'u'},
-                                         {"vkey", required_argument, NULL, 'v'},
-                                         {"state", required_argument, NULL, 's'},
-                                         {"start", required_argument, NULL, 'S'},
-                                         {"count", required_argument, NULL, 'C'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int c;
+    const struct cli_opt opts[] = {{"data", &a->dir},   {"url", &a->url},     {"vkey", &a->vkey},
+                                   {"state", &a->state}, {"start", &a->start}, {"count", &a->count},
+                                   {NULL, NULL}};
+    int r = cli_options(argc, argv, "ledger", help, opts);
 
-    memset(a, 0, sizeof(*a));
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': a->dir = optarg; break;
-        case 'u': a->url = optarg; break;
-        case 'v': a->vkey = optarg; break;
-        case 's': a->state = optarg; break;
-        case 'S': a->start = optarg; break;
-        case 'C': a->count = optarg; break;
-        case 'h': fputs(help, stdout); exit(0);
-        default: return cli_bad_option("ledger", argv);
-        }
-    }
-    if (optind < argc)
+    if (!r && optind < argc)
         return cli_usage("ledger", "unexpected argument");
-    return 0;
+    return r;
 }
 
 static enum custos_err identity(const char *dir, struct custos_note_verifier *v, char *vkey, size_t cap)

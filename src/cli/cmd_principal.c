@@ -37,37 +37,18 @@ static const char keys_help[] =
 
 struct args {
     const char *dir, *id, *kind, *roles, *principal;
-    int help;
 };
 
-static int parse(int argc, char **argv, const char *cmd, struct args *a)
+static int parse(int argc, char **argv, const char *cmd, const char *help, struct args *a)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"id", required_argument, NULL, 'i'},
-                                         {"kind", required_argument, NULL, 'k'},
-                                         {"roles", required_argument, NULL, 'r'},
-                                         {"principal", required_argument, NULL, 'p'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    int c;
+    const struct cli_opt opts[] = {{"data", &a->dir},   {"id", &a->id},
+                                   {"kind", &a->kind},  {"roles", &a->roles},
+                                   {"principal", &a->principal}, {NULL, NULL}};
+    int r = cli_options(argc, argv, cmd, help, opts);
 
-    memset(a, 0, sizeof(*a));
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': a->dir = optarg; break;
-        case 'i': a->id = optarg; break;
-        case 'k': a->kind = optarg; break;
-        case 'r': a->roles = optarg; break;
-        case 'p': a->principal = optarg; break;
-        case 'h': a->help = 1; break;
-        default: return cli_bad_option(cmd, argv);
-        }
-    }
-    if (!a->help && !a->dir)
+    if (!r && !a->dir)
         return cli_usage(cmd, "--data DIR is required");
-    return 0;
+    return r;
 }
 
 int cmd_principal(int argc, char **argv)
@@ -85,12 +66,8 @@ int cmd_principal(int argc, char **argv)
     add = strcmp(argv[1], "add") == 0;
     if (!add && strcmp(argv[1], "disable") != 0)
         return cli_usage("principal", "expected 'add' or 'disable'");
-    if ((r = parse(argc - 1, argv + 1, "principal", &a)))
+    if ((r = parse(argc - 1, argv + 1, "principal", principal_help, &a)))
         return r;
-    if (a.help) {
-        fputs(principal_help, stdout);
-        return 0;
-    }
     if (!a.id || (add && (!a.kind || !a.roles)))
         return cli_usage("principal", add ? "--id, --kind and --roles are required" : "--id is required");
     if ((rc = cli_open(a.dir, &v)))
@@ -140,12 +117,8 @@ int cmd_token(int argc, char **argv)
     issue = strcmp(argv[1], "issue") == 0;
     if (!issue && strcmp(argv[1], "revoke") != 0)
         return cli_usage("token", "expected 'issue' or 'revoke'");
-    if ((r = parse(argc - 1, argv + 1, "token", &a)))
+    if ((r = parse(argc - 1, argv + 1, "token", token_help, &a)))
         return r;
-    if (a.help) {
-        fputs(token_help, stdout);
-        return 0;
-    }
     if (issue ? !a.principal : optind != argc - 2)
         return cli_usage("token", issue ? "--principal ID is required" : "give the token to revoke");
     if ((rc = cli_open(a.dir, &v)))
@@ -193,12 +166,8 @@ int cmd_keys(int argc, char **argv)
     }
     if (strcmp(argv[1], "rotate") != 0)
         return cli_usage("keys", "expected 'rotate'");
-    if ((r = parse(argc - 1, argv + 1, "keys", &a)))
+    if ((r = parse(argc - 1, argv + 1, "keys", keys_help, &a)))
         return r;
-    if (a.help) {
-        fputs(keys_help, stdout);
-        return 0;
-    }
     if ((rc = cli_open(a.dir, &v)))
         return cli_fail(rc);
     custos_caller_system(&sys);

@@ -3,6 +3,7 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -57,6 +58,32 @@ int cli_bad_option(const char *cmd, char **argv)
     else
         snprintf(msg, sizeof(msg), "option '-%c' is unknown or needs an argument", optopt);
     return cli_usage(cmd, msg);
+}
+
+int cli_options(int argc, char **argv, const char *cmd, const char *help, const struct cli_opt *opts)
+{
+    struct option lo[17];
+    size_t n = 0, i;
+    int c;
+
+    for (i = 0; opts[i].name && n < 15; i++) {
+        *opts[i].value = NULL;
+        lo[n++] = (struct option){opts[i].name, required_argument, NULL, 256 + (int)i};
+    }
+    lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    optind = 1;
+    opterr = 0; /* one line of our own instead of getopt's */
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            exit(0);
+        }
+        if (c < 256)
+            return cli_bad_option(cmd, argv);
+        *opts[c - 256].value = optarg;
+    }
+    return 0;
 }
 
 int cli_wants_help(int argc, char **argv)
