@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,28 +210,6 @@ static uint64_t fixed_clock(void *ctx)
 {
     (void)ctx;
     return clock_val;
-}
-
-static void rm_rf(const char *p)
-{
-    struct stat st;
-    DIR *d;
-    struct dirent *de;
-    char sub[1024];
-
-    if (lstat(p, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode) && (d = opendir(p)) != NULL) {
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof(sub), "%s/%s", p, de->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(p);
-    } else
-        unlink(p);
 }
 
 static void expect_last_entry(struct custos_vault *v, uint64_t size_before, const char *want)

@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <errno.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -423,28 +425,6 @@ static void test_json_escaping(void **state)
 /* ---- in a real vault: moving sealed values between records ---------------------------------- */
 
 static char tmpdir[512];
-
-static void rm_rf(const char *p)
-{
-    struct stat st;
-    DIR *d;
-    struct dirent *de;
-    char sub[1024];
-
-    if (lstat(p, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode) && (d = opendir(p)) != NULL) {
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof(sub), "%s/%s", p, de->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(p);
-    } else
-        unlink(p);
-}
 
 /* A stored record, parsed (docs/format.md "Sealed records"):
    "CSR1" | gen u32 BE | count u16 BE | count x (plen u16 BE | path | slen u32 BE | sealed). */

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,28 +53,6 @@ struct fx {
 static uint64_t fx_clock(void *ctx)
 {
     return ((struct fx *)ctx)->now;
-}
-
-static void rm_rf(const char *p)
-{
-    struct stat st;
-    DIR *d;
-    struct dirent *de;
-    char sub[1024];
-
-    if (lstat(p, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode) && (d = opendir(p)) != NULL) {
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof(sub), "%s/%s", p, de->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(p);
-    } else
-        unlink(p);
 }
 
 static void fx_open(struct fx *f)
