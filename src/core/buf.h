@@ -38,7 +38,7 @@ enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
  * Per-thread scratch buffers, released (wiped and freed) when the thread
  * exits.  Slots keep independent users apart; returned buffers are reset.
  */
-enum custos_buf_slot { CUSTOS_TLS_AUDIT, CUSTOS_TLS_RECORD, CUSTOS_TLS_WORK, CUSTOS_TLS__COUNT };
+enum custos_buf_slot { CUSTOS_TLS_AUDIT, CUSTOS_TLS_RECORD, CUSTOS_TLS_WORK, CUSTOS_TLS_PLAIN, CUSTOS_TLS__COUNT };
 struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit);
 
 #endif

@@ -182,7 +182,7 @@ static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *
                               const uint8_t *key, const struct custos_record *r, int64_t erased_at,
                               struct erase_plan *plan)
 {
-    uint8_t *rkey = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = NULL, nonce[CUSTOS_NONCE_BYTES];
+    uint8_t *rkey = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = custos_plain_scratch(), nonce[CUSTOS_NONCE_BYTES];
     struct custos_buf b;
     enum custos_err rc = CUSTOS_OK;
     size_t fi, i;
@@ -211,12 +211,8 @@ static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *
                 continue;
             if (!count && (rc = retention_key(v, c, day, 1, rkey)))
                 break;
-            if (!pt && !(pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64))) {
+            if (!pt) {
                 rc = CUSTOS_ERR_NOMEM;
-                break;
-            }
-            if (l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
-                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
                 break;
             }
             if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
@@ -249,10 +245,6 @@ static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *
             day_format(n->until, day);
             snprintf(n->basis, sizeof(n->basis), "%s", f->legal_basis);
         }
-    }
-    if (pt) {
-        sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
-        free(pt);
     }
     custos_buf_release(&b);
     return rc;
@@ -864,7 +856,7 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
     struct custos_vault *v = rc->v;
     const struct custos_field *f = custos_schema_field(v->schema, row->field, strlen(row->field));
     struct custos_record rec = {0};
-    uint8_t *key = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = NULL;
+    uint8_t *key = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = custos_plain_scratch();
     size_t i;
 
     rc->rows++;
@@ -877,7 +869,6 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
         return 0; /* the period ended and the key is gone: nothing left to read */
     if ((rc->rc = custos_record_parse(row->blob, row->len, &rec)))
         goto done;
-    pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64);
     if (!pt) {
         rc->rc = CUSTOS_ERR_NOMEM;
         goto done;
@@ -887,8 +878,7 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
         size_t len;
         char tag;
 
-        if (custos_path_split(rec.leaf[i].path, rec.leaf[i].plen, &pp) ||
-            rec.leaf[i].slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+        if (custos_path_split(rec.leaf[i].path, rec.leaf[i].plen, &pp)) {
             rc->rc = custos_err_set(CUSTOS_ERR_CORRUPT, "retained record is corrupt");
             break;
         }
@@ -901,8 +891,6 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
         rc->paths[rc->npaths++] = f->name;
 done:
     custos_scratch_wipe();
-    if (pt)
-        free(pt);
     custos_record_release(&rec);
     return rc->rc != CUSTOS_OK;
 }

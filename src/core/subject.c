@@ -174,12 +174,21 @@ enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[1
 }
 
 /* Open one sealed leaf into out (cap >= slen); *tag and value bytes. */
+uint8_t *custos_plain_scratch(void)
+{
+    struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_PLAIN, CUSTOS_PLAIN_CAP);
+
+    return b && custos_buf_reserve(b, CUSTOS_PLAIN_CAP) == CUSTOS_OK ? b->p : NULL;
+}
+
 enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l, uint8_t *out,
                                  char *tag, size_t *len)
 {
     uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX];
     size_t adlen = custos_field_ad(ad, id, l->path, l->plen);
 
+    if (l->slen < CUSTOS_SEAL_OVERHEAD + 1 || l->slen - CUSTOS_SEAL_OVERHEAD + 1 > CUSTOS_PLAIN_CAP)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
     if (custos_open(out, key, l->sealed, l->slen, ad, adlen))
         return custos_err_set(CUSTOS_ERR_CRYPTO, "a stored value failed to open");
     *tag = (char)out[0];
@@ -569,14 +578,11 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                               struct pathset *masked_set)
 {
     struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
-    uint8_t *pt = NULL;
+    uint8_t *pt = custos_plain_scratch();
     enum custos_err rc = CUSTOS_OK;
     size_t i;
 
-    if (!work)
-        return CUSTOS_ERR_NOMEM;
-    pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64);
-    if (!pt)
+    if (!work || !pt)
         return CUSTOS_ERR_NOMEM;
     for (i = 0; i < r->n && !rc; i++) {
         const struct custos_sealed_leaf *l = &r->leaf[i];
@@ -587,7 +593,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         size_t len = 0;
         json_t *val;
 
-        if (custos_path_split(l->path, l->plen, &pp) || l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
+        if (custos_path_split(l->path, l->plen, &pp)) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
             break;
         }
@@ -626,8 +632,6 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         else
             json_decref(val);
     }
-    sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
-    free(pt);
     custos_buf_reset(work);
     return rc;
 }
@@ -883,7 +887,7 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
                                const struct custos_leaves *add, const uint8_t *oldkey, const uint8_t *newkey,
                                uint32_t gen, struct custos_buf *b, struct custos_blind *blind, size_t *nblind)
 {
-    uint8_t *pt = malloc(4096 + CUSTOS_SEAL_OVERHEAD + 64), nonce[CUSTOS_NONCE_BYTES];
+    uint8_t *pt = custos_plain_scratch(), nonce[CUSTOS_NONCE_BYTES];
     enum custos_err rc;
     size_t i, count = 0;
 
@@ -910,10 +914,6 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
         if (!need_plain) {
             rc = custos_record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
         } else {
-            if (l->slen > 4096 + CUSTOS_SEAL_OVERHEAD + 1) {
-                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
-                goto done;
-            }
             if ((rc = custos_leaf_open(id, oldkey, l, pt, &tag, &len)))
                 goto done;
             if (oldkey != newkey) {
@@ -938,8 +938,6 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
     count += add->n;
     rc = custos_record_finish(b, count);
 done:
-    sodium_memzero(pt, 4096 + CUSTOS_SEAL_OVERHEAD + 64);
-    free(pt);
     return rc;
 }
 

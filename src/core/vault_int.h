@@ -213,7 +213,13 @@ enum custos_err custos_record_add_sealed(struct custos_buf *b, const char *path,
 enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
                                         const char *path, char tag, const char *val, size_t len,
                                         const uint8_t nonce[CUSTOS_NONCE_BYTES]);
-/* Open a sealed leaf into out (cap >= slen); value bytes NUL-terminated at out[*len]. */
+/* An opened leaf: tag byte, a value of at most 4096 bytes, and the NUL custos_leaf_open adds. */
+#define CUSTOS_PLAIN_CAP (1 + 4096 + 1)
+/* This thread's buffer of CUSTOS_PLAIN_CAP bytes for opened leaves (NULL when out of memory).
+   Callers wipe the bytes they used; the rest is wiped when the thread exits. */
+uint8_t *custos_plain_scratch(void);
+/* Open a sealed leaf into out (CUSTOS_PLAIN_CAP bytes); value bytes NUL-terminated at out[*len].
+   CUSTOS_ERR_CORRUPT when the stored value is larger than any value the vault seals. */
 enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l,
                                  uint8_t *out, char *tag, size_t *len);
 int custos_path_split(const char *p, size_t n, struct custos_path_parts *pp);

@@ -180,7 +180,7 @@ static void assert_backup_unreadable(struct fx *f, const char *backup, const uin
     sqlite3_stmt *st;
     struct custos_record rec;
     char path[512];
-    uint8_t mk[32], pt[4096];
+    uint8_t mk[32], pt[CUSTOS_PLAIN_CAP];
     int found = 0;
     size_t i;
 
