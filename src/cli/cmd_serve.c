@@ -9,6 +9,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "server/server.h"
@@ -72,6 +74,13 @@ int cmd_serve(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    {
+        /* a serving process holds decrypted values in its heap: no core file may carry them */
+        struct rlimit none = {0, 0};
+
+        setrlimit(RLIMIT_CORE, &none);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     if ((rc = cli_open(dir, &v)))
         return cli_fail(rc);
     rc = custos_server_run(v, &so, &stop_flag);
