@@ -26,7 +26,8 @@ bench_token() { "$1" token issue --data "$2" --principal bench | tail -n1; }
 bench_serve() {
   local bin=$1 dir=$2 var=$3 pf="$2.port" pid port i
   rm -f "$pf"
-  "$bin" serve --data "$dir" --listen 127.0.0.1:0 --port-file "$pf" 2>>"$dir.log" &
+  # shellcheck disable=SC2086 # BENCH_SERVE_ARGS: extra serve options, split on spaces
+  "$bin" serve --data "$dir" --listen 127.0.0.1:0 --port-file "$pf" ${BENCH_SERVE_ARGS:-} 2>>"$dir.log" &
   pid=$!
   for i in $(seq 100); do
     [ -s "$pf" ] && break

@@ -31,7 +31,7 @@ bench_vault "$bin" "$work/vault"
 token=$(bench_token "$bin" "$work/vault")
 
 events=task-clock,context-switches,page-faults
-for s in futex fcntl newfstatat pread64 pwrite64 fdatasync mprotect getrandom select pselect6 recvfrom sendmsg; do
+for s in futex fcntl newfstatat pread64 pwrite64 fdatasync mprotect getrandom epoll_wait epoll_ctl read write recvfrom sendmsg sendto; do
   [ -d /sys/kernel/tracing/events/syscalls/sys_enter_$s ] || [ -d /sys/kernel/debug/tracing/events/syscalls/sys_enter_$s ] &&
     events="$events,syscalls:sys_enter_$s"
 done

@@ -254,6 +254,13 @@ void custos_vault_on_durable(struct custos_vault *v, void (*fn)(void *ctx, uint6
    minute), and records the ledger position the control plane covers. */
 void custos_vault_tick(struct custos_vault *v);
 
+/* Request threads: custos_vault_thread_serving(v, 1) lets this thread's reads share one storage
+   snapshot until the next commit (cheaper reads that never see less than was committed before
+   they began); such a thread then calls custos_vault_turn(v) between requests and at least once
+   a second when idle, so that a snapshot never outlives a commit for long. */
+void custos_vault_thread_serving(struct custos_vault *v, int on);
+void custos_vault_turn(struct custos_vault *v);
+
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T05:16:23.123Z"). */
 void custos_time_format(char out[32], int64_t ms);
 

@@ -1,6 +1,6 @@
 /*
  * cmd_serve.c - custos serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
- *               [--insecure] [--port-file F]
+ *               [--insecure] [--port-file F] [--threads N]
  *
  * Stops cleanly on SIGTERM or SIGINT: stops accepting, finishes requests in
  * flight, signs a final ledger checkpoint, wipes keys.
@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -19,11 +20,12 @@
 
 static const char help[] =
     "usage: custos serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
-    "                    [--insecure] [--port-file FILE]\n"
+    "                    [--insecure] [--port-file FILE] [--threads N]\n"
     "\n"
     "Serve the HTTP API (docs/api.md) on HOST:PORT (default 127.0.0.1:8420).\n"
     "A non-loopback address needs TLS (--tls-cert/--tls-key, PEM) unless --insecure.\n"
-    "Port 0 picks a free port; --port-file writes the port chosen.  SIGTERM stops it cleanly.\n";
+    "Port 0 picks a free port; --port-file writes the port chosen.  SIGTERM stops it cleanly.\n"
+    "--threads N: HTTP worker threads, 1..64 (default 4).\n";
 
 static volatile sig_atomic_t stop_flag;
 
@@ -41,6 +43,7 @@ int cmd_serve(int argc, char **argv)
                                          {"tls-key", required_argument, NULL, 'k'},
                                          {"insecure", no_argument, NULL, 'i'},
                                          {"port-file", required_argument, NULL, 'p'},
+                                         {"threads", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct custos_server_opts so;
@@ -61,6 +64,15 @@ int cmd_serve(int argc, char **argv)
         case 'k': so.tls_key = optarg; break;
         case 'i': so.insecure = 1; break;
         case 'p': so.port_file = optarg; break;
+        case 't': {
+            char *end;
+            long t = strtol(optarg, &end, 10);
+
+            if (*end || end == optarg || t < 1 || t > 64)
+                return cli_usage("serve", "--threads must be 1..64");
+            so.threads = (unsigned)t;
+            break;
+        }
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option("serve", argv);
         }

@@ -617,6 +617,18 @@ void custos_vault_tick(struct custos_vault *v)
     }
 }
 
+void custos_vault_thread_serving(struct custos_vault *v, int on)
+{
+    if (v->ops->snapshot_reads)
+        v->ops->snapshot_reads(v->store, on);
+}
+
+void custos_vault_turn(struct custos_vault *v)
+{
+    if (v->ops->snapshot_turn)
+        v->ops->snapshot_turn(v->store);
+}
+
 void custos_vault_on_durable(struct custos_vault *v, void (*fn)(void *ctx, uint64_t durable, int failed), void *ctx)
 {
     custos_ledger_on_durable(v->ledger, fn, ctx);

@@ -17,14 +17,17 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
-#include <pthread.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +38,11 @@
 #include "custos/ledger.h"
 
 #include "custos/banned.h"
+
+#define CUSTOS_SERVER_THREADS 4 /* workers when --threads is not given */
+/* libmicrohttpd's per-connection pool (request line, headers, read buffer), cleared per request:
+   16 KiB holds any sane request head; bodies stream through it to on_request. */
+#define CONN_POOL_BYTES (16 * 1024)
 
 /* ---- responses ----------------------------------------------------------------------------- */
 
@@ -182,35 +190,55 @@ static int query_ok(struct req *r, char *msg, size_t cap)
 
 /* ---- request lifecycle --------------------------------------------------------------------- */
 
-struct daemon_ctx {
-    struct custos_vault *vault;
-    pthread_mutex_t mu;         /* guards the parked list */
-    struct req *parked;
-    size_t nparked;
-    int failed;                 /* the ledger failed: parked requests get 503 */
+/*
+ * Workers.  Each owns one libmicrohttpd daemon in external-epoll mode and runs its loop; the
+ * ledger's writer wakes it through its eventfd once per durable batch that covers a response
+ * it holds (not once per request: that is the point of owning the loop).
+ */
+struct server;
+
+struct worker {
+    struct server *s;
+    struct MHD_Daemon *mhd;
+    pthread_t thread;
+    int started;
+    int efd;                         /* eventfd: written by the ledger's writer */
+    atomic_uint_least64_t wait_for;  /* lowest audit index a held response waits for, or NONE */
+    atomic_int signalled;            /* efd written and not read yet */
+    /* the worker thread's own */
+    uint64_t next_wait;              /* recomputed on every turn by the handlers of held requests */
+    size_t nheld;
 };
 
-/* The ledger's writer reports progress: resume every parked request it covers. */
+struct server {
+    struct custos_vault *vault;
+    struct worker *w;
+    unsigned nw;
+    atomic_int failed;   /* the ledger failed: held responses become 503 */
+    atomic_int stopping; /* finish the held responses, accept nothing new */
+};
+
+#define NONE UINT64_MAX
+
+static void wake(struct worker *w)
+{
+    uint64_t one = 1;
+
+    if (!atomic_exchange(&w->signalled, 1) && write(w->efd, &one, sizeof(one)) < 0) {
+        /* an eventfd write fails only when its counter would overflow: the worker is awake */
+    }
+}
+
+/* The ledger's writer reports progress: wake each worker holding a response it covers. */
 static void on_durable(void *cls, uint64_t durable, int failed)
 {
-    struct daemon_ctx *d = cls;
-    struct req **pp, *r;
+    struct server *s = cls;
 
-    pthread_mutex_lock(&d->mu);
     if (failed)
-        d->failed = 1;
-    for (pp = &d->parked; (r = *pp) != NULL;) {
-        if (failed || r->audit_index < durable) {
-            *pp = r->next_parked;
-            r->next_parked = NULL;
-            r->parked = 2;
-            r->audit_failed = failed;
-            d->nparked--;
-            MHD_resume_connection(r->conn);
-        } else
-            pp = &r->next_parked;
-    }
-    pthread_mutex_unlock(&d->mu);
+        atomic_store(&s->failed, 1);
+    for (unsigned i = 0; i < s->nw; i++)
+        if (failed || atomic_load(&s->w[i].wait_for) < durable)
+            wake(&s->w[i]);
 }
 
 static void refuse_unrecorded(struct req *r)
@@ -219,25 +247,25 @@ static void refuse_unrecorded(struct req *r)
     custos_reply_error(r, CUSTOS_ERR_UNAVAILABLE);
 }
 
-/* 1 when the request was parked (respond later), 0 when its response may go now. */
-static int park_if_needed(struct daemon_ctx *d, struct req *r, uint64_t index)
+/*
+ * 1 while r's response must wait for its audit events (the worker notes what it waits for),
+ * 0 when it may go now: durable, or the ledger failed and it became a 503.
+ */
+static int still_held(struct worker *w, struct req *r)
 {
-    int parked = 0;
-
-    pthread_mutex_lock(&d->mu);
-    if (d->failed) {
-        refuse_unrecorded(r);
-    } else if (!custos_audit_is_durable(d->vault, index)) {
-        r->audit_index = index;
-        r->parked = 1;
-        r->next_parked = d->parked;
-        d->parked = r;
-        d->nparked++;
-        MHD_suspend_connection(r->conn); /* under mu: on_durable cannot resume it before this */
-        parked = 1;
+    if (custos_audit_is_durable(w->s->vault, r->audit_index)) {
+        r->holding = 0;
+        return 0;
     }
-    pthread_mutex_unlock(&d->mu);
-    return parked;
+    if (atomic_load(&w->s->failed)) {
+        r->holding = 0;
+        refuse_unrecorded(r);
+        return 0;
+    }
+    if (r->audit_index < w->next_wait)
+        w->next_wait = r->audit_index;
+    w->nheld++;
+    return 1;
 }
 
 static void client_address(struct MHD_Connection *c, char *out, size_t cap)
@@ -338,7 +366,7 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
-    struct daemon_ctx *d = cls;
+    struct worker *w = cls;
     struct req *r = *con_cls;
 
     (void)version;
@@ -346,7 +374,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r = calloc(1, sizeof(*r));
         if (!r)
             return MHD_NO;
-        r->vault = d->vault;
+        r->vault = w->s->vault;
         r->conn = c;
         r->method = method;
         r->url = url;
@@ -369,20 +397,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->parked == 2) {
-        /* resumed: its audit events are durable now (or the ledger failed) */
-        if (r->audit_failed)
-            refuse_unrecorded(r);
-        return queue(c, r);
-    }
+    if (r->holding) /* called again on a turn of the worker's loop */
+        return still_held(w, r) ? MHD_YES : queue(c, r);
     custos_err_clear();
     custos_defer_begin();
     dispatch(r);
-    {
-        uint64_t index;
-
-        if (custos_defer_end(&index) && park_if_needed(d, r, index))
-            return MHD_YES;
+    if (custos_defer_end(&r->audit_index)) {
+        r->holding = 1;
+        if (still_held(w, r))
+            return MHD_YES; /* no response queued: libmicrohttpd asks again next turn */
     }
     return queue(c, r);
 }
@@ -520,24 +543,115 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
     log_line("http: ", buf);
 }
 
+/* One worker's loop: wait for libmicrohttpd's sockets or the ledger's wake-up, run a turn. */
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct server *s = w->s;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    struct epoll_event ev[4];
+    int ep = epoll_create1(EPOLL_CLOEXEC), again = 0, quiesced = 0;
+
+    if (ep < 0 || !info)
+        goto out;
+    memset(ev, 0, sizeof(ev));
+    ev[0].events = EPOLLIN;
+    ev[0].data.u32 = 0;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev[0]) != 0)
+        goto out;
+    ev[0].data.u32 = 1;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, w->efd, &ev[0]) != 0)
+        goto out;
+    custos_vault_thread_serving(s->vault, 1);
+    for (;;) {
+        MHD_UNSIGNED_LONG_LONG to;
+        int ms = 1000, n;
+
+        if (atomic_load(&s->stopping)) {
+            if (!quiesced) {
+                MHD_quiesce_daemon(w->mhd); /* no new connections; the socket stays open */
+                quiesced = 1;
+            }
+            if (!w->nheld)
+                break;
+            ms = 50;
+        }
+        if (MHD_get_timeout(w->mhd, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
+            ms = (int)to;
+        /* Held requests keep libmicrohttpd's timeout at 0 (it looks at them every turn); the
+           ledger wakes this worker when they are durable, so sleep, but not for long. */
+        if (ms == 0 && w->nheld)
+            ms = 1;
+        n = epoll_wait(ep, ev, 4, again ? 0 : ms);
+        for (int i = 0; i < n; i++)
+            if (ev[i].data.u32 == 1) {
+                uint64_t x;
+
+                if (read(w->efd, &x, sizeof(x)) < 0) {
+                    /* EAGAIN: a wake-up already consumed */
+                }
+                atomic_store(&w->signalled, 0);
+            }
+        w->next_wait = NONE;
+        w->nheld = 0;
+        MHD_run(w->mhd);
+        custos_vault_turn(s->vault);
+        atomic_store(&w->wait_for, w->next_wait);
+        /* The writer may have published progress between a handler's check and the store
+           above without seeing what this worker waits for: look once more before sleeping. */
+        again = w->nheld && (custos_audit_is_durable(s->vault, w->next_wait) || atomic_load(&s->failed));
+    }
+    custos_vault_thread_serving(s->vault, 0);
+out:
+    if (ep >= 0)
+        close(ep);
+    atomic_store(&w->wait_for, NONE);
+    return NULL;
+}
+
+/* The listening socket all workers accept from (non-blocking: they race for each connection). */
+static int listen_on(const struct sockaddr_storage *ss, unsigned sslen)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), on = 1;
+
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) ||
+        bind(fd, (const struct sockaddr *)ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage a;
+    socklen_t al = sizeof(a);
+
+    if (getsockname(fd, (struct sockaddr *)&a, &al) != 0)
+        return 0;
+    if (a.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)(void *)&a)->sin6_port);
+    return ntohs(((struct sockaddr_in *)(void *)&a)->sin_port);
+}
+
 enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
                                   volatile sig_atomic_t *stop)
 {
     struct sockaddr_storage ss;
-    unsigned sslen = 0;
-    int loopback = 0;
-    struct daemon_ctx d;
-    struct MHD_Daemon *mhd;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned sslen = 0, port, limit, nw;
+    int loopback = 0, lfd = -1;
+    struct server s;
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
     char *cert = NULL, *key = NULL, where[160];
-    const union MHD_DaemonInfo *info;
     enum custos_err rc = CUSTOS_OK;
     struct timespec ts = {0, 200 * 1000 * 1000};
-    int tls = o->tls_cert || o->tls_key;
+    int tls = o->tls_cert || o->tls_key, hooked = 0;
 
-    memset(&d, 0, sizeof(d));
-    d.vault = v;
-    pthread_mutex_init(&d.mu, NULL);
+    memset(&s, 0, sizeof(s));
+    s.vault = v;
     if ((rc = custos_parse_listen(o->listen ? o->listen : "127.0.0.1:8420", &ss, &sslen, &loopback)))
         goto done;
     if (!tls && !loopback && !o->insecure) {
@@ -581,62 +695,92 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, &d, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-        MHD_OPTION_CONNECTION_LIMIT, o->max_connections ? o->max_connections : 1024u,
-        MHD_OPTION_THREAD_POOL_SIZE, o->threads ? o->threads : 8u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
-    if (!mhd) {
-        rc = custos_err_set(CUSTOS_ERR_IO, "cannot listen on %s (address in use?)",
-                            o->listen ? o->listen : "127.0.0.1:8420");
+    if ((lfd = listen_on(&ss, sslen)) < 0) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot listen on %s: %s", o->listen ? o->listen : "127.0.0.1:8420",
+                            strerror(errno));
         goto done;
     }
-    info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(where, sizeof(where), "%s port %u%s", ss.ss_family == AF_INET6 ? "ipv6" : "ipv4",
-             info ? (unsigned)info->port : 0u, tls ? " (tls)" : "");
+    nw = o->threads ? o->threads : CUSTOS_SERVER_THREADS;
+    limit = (o->max_connections ? o->max_connections : 1024u) / nw;
+    if (!(s.w = calloc(nw, sizeof(*s.w)))) {
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (s.nw = 0; s.nw < nw; s.nw++) {
+        struct worker *w = &s.w[s.nw];
+
+        w->s = &s;
+        w->efd = -1;
+        atomic_init(&w->wait_for, NONE);
+        atomic_init(&w->signalled, 0);
+        w->mhd = MHD_start_daemon(
+            flags, 0, NULL, NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET, lfd,
+            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+            MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
+            tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+        if (!w->mhd || (w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "cannot start the HTTP server: %s", strerror(errno));
+            if (w->mhd)
+                s.nw++; /* cleaned up below */
+            goto done;
+        }
+    }
+    port = bound_port(lfd);
+    snprintf(where, sizeof(where), "%s port %u%s, %u workers", ss.ss_family == AF_INET6 ? "ipv6" : "ipv4", port,
+             tls ? " (tls)" : "", nw);
     log_line("listening on ", where);
-    if (o->port_file && info) {
+    if (o->port_file) {
         FILE *pf = fopen(o->port_file, "w");
 
         if (pf) {
-            fprintf(pf, "%u\n", (unsigned)info->port);
+            fprintf(pf, "%u\n", port);
             fclose(pf);
         }
     }
-    custos_vault_on_durable(v, on_durable, &d);
-    if ((rc = custos_webhook_start(v, stop))) {
-        custos_vault_on_durable(v, NULL, NULL);
-        MHD_stop_daemon(mhd);
-        goto done;
+    custos_vault_on_durable(v, on_durable, &s);
+    hooked = 1;
+    for (unsigned i = 0; i < s.nw; i++) {
+        if (pthread_create(&s.w[i].thread, NULL, worker_main, &s.w[i]) != 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "cannot start a server thread");
+            goto done;
+        }
+        s.w[i].started = 1;
     }
+    if ((rc = custos_webhook_start(v, stop)))
+        goto done;
     while (!*stop) {
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
     }
     log_line("stopping", "");
     custos_webhook_stop();
-    /* parked requests are answered as their entries become durable: let them finish */
-    for (int i = 0; i < 100; i++) {
-        size_t n;
-
-        pthread_mutex_lock(&d.mu);
-        n = d.nparked;
-        pthread_mutex_unlock(&d.mu);
-        if (!n)
-            break;
-        nanosleep(&ts, NULL);
-    }
-    MHD_stop_daemon(mhd);
-    custos_vault_on_durable(v, NULL, NULL);
 done:
+    /* Workers stop accepting, send the responses they hold as their entries become durable
+       (or a 503 if the ledger fails), then return. */
+    atomic_store(&s.stopping, 1);
+    for (unsigned i = 0; i < s.nw; i++)
+        if (s.w[i].started) {
+            wake(&s.w[i]);
+            pthread_join(s.w[i].thread, NULL);
+        }
+    if (hooked)
+        custos_vault_on_durable(v, NULL, NULL);
+    for (unsigned i = 0; i < s.nw; i++) {
+        if (s.w[i].mhd) {
+            MHD_quiesce_daemon(s.w[i].mhd); /* the listening socket is closed once, below */
+            MHD_stop_daemon(s.w[i].mhd);
+        }
+        if (s.w[i].efd >= 0)
+            close(s.w[i].efd);
+    }
+    free(s.w);
+    if (lfd >= 0)
+        close(lfd);
     if (key) {
         sodium_memzero(key, strlen(key));
         free(key);
     }
     free(cert);
-    pthread_mutex_destroy(&d.mu);
     return rc;
 }

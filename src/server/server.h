@@ -2,11 +2,13 @@
  * server.h - the HTTP front end (libmicrohttpd): request context, routes,
  * response helpers.  A client of the core's public headers only.
  *
- * Threading: a pool of epoll threads (libmicrohttpd).  A request whose audit
- * events are not durable yet is parked (MHD_suspend_connection) with its
- * response ready, and resumed by the ledger's writer when its batch is
- * fsync'ed: no thread sleeps per request, and no response leaves before its
- * events are durable.
+ * Threading: N worker threads, each running its own libmicrohttpd daemon in
+ * external-epoll mode on one shared listening socket.  A request whose audit
+ * events are not durable yet is held with its response ready (the handler
+ * returns without queueing it, and libmicrohttpd calls it again on each turn
+ * of the worker's loop); the ledger's writer wakes a worker once per fsync'ed
+ * batch that covers something it holds.  No thread sleeps per request, no
+ * response leaves before its events are durable.
  */
 #ifndef CUSTOS_SERVER_H
 #define CUSTOS_SERVER_H
@@ -74,11 +76,9 @@ struct req {
     size_t resp_len;
     const char *resp_type;
     char allow[64];               /* Allow header of a 405 */
-    /* parking: the response waits for audit entry audit_index to be durable */
-    int parked;                   /* 1 parked, 2 ready to send */
-    int audit_failed;
+    /* holding: the response is ready but waits for audit entry audit_index to be durable */
+    int holding;
     uint64_t audit_index;
-    struct req *next_parked;
 };
 
 /* Query parameter (NULL when absent). */
@@ -119,7 +119,7 @@ struct custos_server_opts {
     int insecure;          /* allow plain HTTP on a non-loopback address */
     const char *port_file; /* write the bound port here (tests) */
     unsigned max_connections;
-    unsigned threads;      /* epoll threads; 0 = 8 */
+    unsigned threads;      /* worker threads (one libmicrohttpd daemon each); 0 = default */
 };
 
 /* Serve until *stop becomes non-zero (set from a signal handler).  Logs to stderr. */

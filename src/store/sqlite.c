@@ -25,7 +25,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -167,8 +169,15 @@ struct custos_store_conn {
     sqlite3 *db;
     int bulk;
     sqlite3_stmt *st[S__COUNT];
+    struct custos_store *store;
+    int ckpt_frames;                 /* checkpoint the log after a commit leaves this many frames */
     struct custos_store_conn *next;  /* free list */
     struct custos_store_conn *all;   /* every connection of the store, for close */
+    /* snapshot reads (see snapshot()): the read-only twin of this connection */
+    struct custos_store_conn *twin;
+    int snap_open;                   /* (twin) a read transaction is open */
+    uint64_t snap_commits;           /* (twin) store->commits when it began */
+    uint64_t snap_ms;                /* (twin) monotonic ms when it began */
 };
 
 struct custos_store {
@@ -178,6 +187,7 @@ struct custos_store {
     uint64_t gen;                      /* unique per store, never reused: keys the thread slot */
     struct custos_store_conn *free_list;
     struct custos_store_conn *all;
+    atomic_uint_least64_t commits;     /* bumped after every commit, on any connection */
 };
 
 /*
@@ -189,6 +199,7 @@ struct custos_store {
 static _Thread_local struct {
     uint64_t gen;
     struct custos_store_conn *c;
+    int snapshots;                     /* this thread reads through snapshots (snapshot_reads) */
 } slot;
 static uint64_t next_gen = 1;
 static pthread_mutex_t gen_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -244,6 +255,7 @@ static void conn_close(struct custos_store_conn *c)
 
     if (!c)
         return;
+    conn_close(c->twin);
     for (i = 0; i < S__COUNT; i++)
         sqlite3_finalize(c->st[i]);
     sqlite3_close(c->db);
@@ -255,6 +267,23 @@ static enum custos_err exec(sqlite3 *db, const char *q, const char *what)
     int rc = sqlite3_exec(db, q, NULL, NULL, NULL);
 
     return rc == SQLITE_OK ? CUSTOS_OK : db_err(db, rc, what);
+}
+
+#define CKPT_FRAMES 1000 /* SQLite's own default for wal_autocheckpoint */
+
+/*
+ * Called by SQLite after each commit on a read-write connection, the commit visible and its
+ * write lock released: counts the commit (snapshot readers start over) and checkpoints as
+ * wal_autocheckpoint would (this hook replaces SQLite's own).
+ */
+static int on_commit(void *ctx, sqlite3 *db, const char *name, int frames)
+{
+    struct custos_store_conn *c = ctx;
+
+    atomic_fetch_add(&c->store->commits, 1);
+    if (frames >= c->ckpt_frames)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
 }
 
 static enum custos_err conn_open(struct custos_store *s, int create, struct custos_store_conn **out)
@@ -300,6 +329,9 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
                    "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;",
                    "configure")))
         goto fail;
+    c->store = s;
+    c->ckpt_frames = CKPT_FRAMES;
+    sqlite3_wal_hook(c->db, on_commit, c);
     if (create && ((rc = exec(c->db, control_schema, "create control schema")) ||
                    (rc = exec(c->db, data_schema, "create data schema"))))
         goto fail;
@@ -381,6 +413,98 @@ static void sq_close(struct custos_store *s)
     free(s);
 }
 
+/* ---- snapshot reads ------------------------------------------------------------------------ */
+
+/*
+ * A plain read (outside any transaction of the caller's) costs SQLite a read transaction of its
+ * own: locking and unlocking the log index and a stat of the file, four system calls that are
+ * most of a subject read's storage cost.  A request thread that asked for it (snapshot_reads)
+ * instead reads through a query-only twin of its connection that keeps one read transaction
+ * open for as long as nothing has been committed through this store since it began: every
+ * commit, on any connection, bumps store->commits after it is visible, and the next read starts
+ * a new transaction.  So a read never sees less than what was committed before it started, the
+ * same guarantee a fresh transaction gives.  The process owns the data directory (its lock), so
+ * no commit escapes the count.  snapshot_turn ends an old or outdated snapshot so that an idle
+ * thread never holds the log back from checkpointing.
+ */
+#define SNAPSHOT_MAX_MS 200
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void snapshot_end(struct custos_store_conn *t)
+{
+    if (t && t->snap_open) {
+        if (!sqlite3_get_autocommit(t->db))
+            sqlite3_exec(t->db, "COMMIT", NULL, NULL, NULL);
+        t->snap_open = 0;
+    }
+}
+
+static enum custos_err twin_open(struct custos_store_conn *c)
+{
+    struct custos_store_conn *t = NULL;
+    enum custos_err rc;
+
+    if ((rc = conn_open(c->store, 0, &t)))
+        return rc;
+    sqlite3_wal_hook(t->db, NULL, NULL); /* it never commits anything */
+    if ((rc = exec(t->db, "PRAGMA query_only=1", "configure snapshot"))) {
+        conn_close(t);
+        return rc;
+    }
+    c->twin = t;
+    return CUSTOS_OK;
+}
+
+/* The connection a plain read of c runs on: c itself inside a transaction, else the twin. */
+static struct custos_store_conn *snapshot(struct custos_store_conn *c)
+{
+    struct custos_store_conn *t;
+    uint64_t n;
+
+    if (!slot.snapshots || c->bulk || !sqlite3_get_autocommit(c->db))
+        return c; /* inside a transaction the caller reads its own view */
+    if (!c->twin && twin_open(c) != CUSTOS_OK) {
+        custos_err_clear();
+        return c;
+    }
+    t = c->twin;
+    n = atomic_load(&c->store->commits);
+    if (t->snap_open && (t->snap_commits != n || sqlite3_get_autocommit(t->db)))
+        snapshot_end(t); /* outdated, or SQLite ended it after an error */
+    if (!t->snap_open) {
+        if (sqlite3_exec(t->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+            return c;
+        t->snap_open = 1;
+        t->snap_commits = n; /* read before BEGIN: the snapshot holds at least that much */
+        t->snap_ms = mono_ms();
+    }
+    return t;
+}
+
+static void sq_snapshot_reads(struct custos_store *s, int on)
+{
+    (void)s;
+    slot.snapshots = on;
+    if (!on && slot.c)
+        snapshot_end(slot.c->twin);
+}
+
+static void sq_snapshot_turn(struct custos_store *s)
+{
+    struct custos_store_conn *t = slot.c && slot.gen == s->gen ? slot.c->twin : NULL;
+
+    if (t && t->snap_open &&
+        (t->snap_commits != atomic_load(&s->commits) || mono_ms() - t->snap_ms > SNAPSHOT_MAX_MS))
+        snapshot_end(t);
+}
+
 static enum custos_err sq_acquire(struct custos_store *s, struct custos_store_conn **out)
 {
     struct custos_store_conn *c;
@@ -416,11 +540,12 @@ static void sq_release(struct custos_store *s, struct custos_store_conn *c)
         return;
     if (!sqlite3_get_autocommit(c->db))
         sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL); /* a caller forgot: never leak a txn */
-    if (!slot.c) { /* kept for this thread's next acquire */
+    if (!slot.c || slot.gen != s->gen) { /* kept for this thread's next acquire (or replaces a closed store's) */
         slot.gen = s->gen;
         slot.c = c;
         return;
     }
+    snapshot_end(c->twin); /* nobody's turn would end it on the free list */
     pthread_mutex_lock(&s->mu);
     c->next = s->free_list;
     s->free_list = c;
@@ -463,12 +588,11 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
                       "PRAGMA main.cache_size=-32768; PRAGMA ctl.cache_size=-32768;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
-                      "PRAGMA main.wal_autocheckpoint=65536; PRAGMA ctl.wal_autocheckpoint=65536;"
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
-                      "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;"
-                      "PRAGMA main.wal_autocheckpoint=1000; PRAGMA ctl.wal_autocheckpoint=1000;",
+                      "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;",
                  NULL, NULL, NULL);
+    c->ckpt_frames = on ? 65536 : CKPT_FRAMES; /* not the pragma: it would replace on_commit */
     c->bulk = on;
 }
 
@@ -521,9 +645,10 @@ static enum custos_err sq_key_put(struct custos_store_conn *c, const uint8_t id[
     return run(c, s, "key put");
 }
 
-static enum custos_err sq_key_get(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t *kv,
+static enum custos_err sq_key_get(struct custos_store_conn *c0, const uint8_t id[16], uint32_t gen, uint32_t *kv,
                                   uint8_t *w, size_t wcap, size_t *wlen)
 {
+    struct custos_store_conn *c = snapshot(c0);
     enum custos_err rc = CUSTOS_ERR_NOTFOUND;
     int r;
     PREP(s, S_KEY_GET);
@@ -648,8 +773,9 @@ static enum custos_err sq_erasure_put(struct custos_store_conn *c, const struct 
     return run(c, s, "erasure put");
 }
 
-static enum custos_err sq_erasure_get(struct custos_store_conn *c, const uint8_t id[16], struct custos_erasure_row *e)
+static enum custos_err sq_erasure_get(struct custos_store_conn *c0, const uint8_t id[16], struct custos_erasure_row *e)
 {
+    struct custos_store_conn *c = snapshot(c0);
     enum custos_err rc = CUSTOS_ERR_NOTFOUND;
     int r;
     PREP(s, S_ERA_GET);
@@ -966,8 +1092,9 @@ done:
     return rc;
 }
 
-static enum custos_err sq_subject_get(struct custos_store_conn *c, const uint8_t id[16], struct custos_buf *blob)
+static enum custos_err sq_subject_get(struct custos_store_conn *c0, const uint8_t id[16], struct custos_buf *blob)
 {
+    struct custos_store_conn *c = snapshot(c0);
     enum custos_err rc = CUSTOS_ERR_NOTFOUND;
     int r;
     PREP(s, S_SUBJ_GET);
@@ -1002,9 +1129,10 @@ static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint
     return run(c, s, "subject delete");
 }
 
-static enum custos_err sq_blind_find(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
+static enum custos_err sq_blind_find(struct custos_store_conn *c0, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
                                      uint8_t (*ids)[16], size_t cap, size_t *n)
 {
+    struct custos_store_conn *c = snapshot(c0);
     enum custos_err rc = CUSTOS_OK;
     int r;
     PREP(s, S_BLIND_FIND);
@@ -1410,6 +1538,8 @@ const struct custos_store_ops custos_store_sqlite = {
     .rollback = sq_rollback,
     .set_bulk = sq_set_bulk,
     .compact_logs = sq_compact_logs,
+    .snapshot_reads = sq_snapshot_reads,
+    .snapshot_turn = sq_snapshot_turn,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,
     .key_put = sq_key_put,

@@ -133,6 +133,14 @@ struct custos_store_ops {
     /* Flush logs so deleted content leaves the files (after erasures, rotation).
        CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
     enum custos_err (*compact_logs)(struct custos_store_conn *c);
+    /* Snapshot reads, for request threads: after snapshot_reads(s, 1) the calling thread's
+       plain reads (key_get, erasure_get, subject_get, blind_find outside a transaction) may
+       share one read snapshot until anything is committed through this store; a read still
+       never sees less than was committed before it began.  snapshot_turn(s) is called by such
+       a thread between requests and when idle (at least once a second) so that no snapshot
+       outlives SNAPSHOT_MAX_MS or a commit.  Either may be a no-op. */
+    void (*snapshot_reads)(struct custos_store *s, int on);
+    void (*snapshot_turn)(struct custos_store *s);
 
     /* control plane: small named values */
     enum custos_err (*meta_get)(struct custos_store_conn *c, const char *key, struct custos_buf *out);

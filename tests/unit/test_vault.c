@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1471,6 +1472,84 @@ static void on_bad(void *ctx, uint64_t line, const char *reason)
         b->line[b->n++] = line;
 }
 
+/* Snapshot reads (custos_vault_thread_serving): a request thread's reads share one storage
+   snapshot, but never miss a commit made before they began, on any thread: updates, erasures and
+   new subjects are seen at once, and the snapshot ends at the thread's next turn so that log
+   compaction is not held back. */
+struct other_op {
+    struct fx *f;
+    const char *id;
+    int erase;
+    enum custos_err rc;
+};
+
+static void *other_thread(void *arg)
+{
+    struct other_op *o = arg;
+    json_t *out = NULL;
+
+    if (o->erase)
+        o->rc = custos_subject_erase(o->f->v, &o->f->sys, o->id, &out);
+    else
+        o->rc = custos_subject_update(o->f->v, &o->f->sys, o->id, "{\"name\":\"나다연\"}",
+                                      strlen("{\"name\":\"나다연\"}"), &out);
+    json_decref(out);
+    return NULL;
+}
+
+static void run_other(struct fx *f, const char *id, int erase)
+{
+    struct other_op o = {f, id, erase, CUSTOS_OK};
+    pthread_t t;
+
+    assert_int_equal(pthread_create(&t, NULL, other_thread, &o), 0);
+    pthread_join(t, NULL);
+    must(o.rc, erase ? "erase on another thread" : "update on another thread");
+}
+
+static void test_snapshot_reads(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1];
+    json_t *r, *s;
+
+    create(v, &f->sys, alice, a);
+    custos_vault_thread_serving(v, 1);
+    r = read_ok(v, &f->sys, a, "account", "name");
+    assert_string_equal(fstr(r, "name"), "가다연");
+    json_decref(r);
+    /* committed elsewhere, after this thread's snapshot began: seen by the next read */
+    run_other(f, a, 0);
+    r = read_ok(v, &f->sys, a, "account", "name");
+    assert_string_equal(fstr(r, "name"), "나다연");
+    json_decref(r);
+    /* a subject created (on this thread) after the snapshot began is found and read */
+    create(v, &f->sys, bob, b);
+    expect_rc(read_rc(v, &f->sys, b, "account"), CUSTOS_OK, "new subject through the snapshot");
+    s = search(v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 1);
+    json_decref(s);
+    /* erased elsewhere: gone for this thread at once */
+    run_other(f, a, 1);
+    expect_rc(read_rc(v, &f->sys, a, "account"), CUSTOS_ERR_GONE, "erased on another thread");
+    s = search(v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
+    assert_int_equal(json_array_size(json_object_get(s, "ids")), 0);
+    json_decref(s);
+    /* the snapshot this thread holds keeps the log from being flushed; its turn lets it go */
+    expect_rc(read_rc(v, &f->sys, b, "account"), CUSTOS_OK, "read (snapshot open)");
+    run_other(f, b, 0);
+    custos_vault_turn(v);
+    {
+        struct custos_store_conn *c = NULL;
+
+        must(v->ops->acquire(v->store, &c), "acquire");
+        expect_rc(v->ops->compact_logs(c), CUSTOS_OK, "log flush after the snapshot's turn");
+        v->ops->release(v->store, c);
+    }
+    custos_vault_thread_serving(v, 0);
+}
+
 static void test_import_rejects(void **state)
 {
     struct fx *f = *state;
@@ -1527,6 +1606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
