@@ -565,7 +565,7 @@ static void *worker_main(void *arg)
     custos_vault_thread_serving(s->vault, 1);
     for (;;) {
         MHD_UNSIGNED_LONG_LONG to;
-        int ms = 1000, n;
+        int ms = 200, n; /* a turn at least this often: custos_vault_turn ends old read snapshots */
 
         if (atomic_load(&s->stopping)) {
             if (!quiesced) {

@@ -270,6 +270,39 @@ static enum custos_err exec(sqlite3 *db, const char *q, const char *what)
 }
 
 #define CKPT_FRAMES 1000 /* SQLite's own default for wal_autocheckpoint */
+#define BUSY_MS 10000    /* how long a connection waits for a lock before giving up */
+
+static void snapshot_end(struct custos_store_conn *t);
+
+/*
+ * SQLite's busy handler, as sqlite3_busy_timeout(BUSY_MS) but first ending the waiting thread's
+ * own read snapshot: a log flush (compact_logs) waits for old snapshots to end and, meanwhile,
+ * holds new writers back, so a thread waiting to write while it holds an old snapshot would
+ * wait for itself.
+ */
+static int on_busy(void *ctx, int count)
+{
+    static const unsigned delay_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+    struct custos_store_conn *c = ctx;
+    unsigned i, total = 0;
+    struct timespec ts;
+
+    if (count == 0 && c->twin && c->twin->snap_open) {
+        snapshot_end(c->twin);
+        return 1; /* try again at once */
+    }
+    for (i = 0; i < (unsigned)count && i < sizeof(delay_ms) / sizeof(delay_ms[0]); i++)
+        total += delay_ms[i];
+    if ((unsigned)count >= sizeof(delay_ms) / sizeof(delay_ms[0]))
+        total += 100u * ((unsigned)count - (unsigned)(sizeof(delay_ms) / sizeof(delay_ms[0])));
+    if (total >= BUSY_MS)
+        return 0;
+    i = (unsigned)count < sizeof(delay_ms) / sizeof(delay_ms[0]) ? delay_ms[count] : 100u;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)i * 1000000L;
+    nanosleep(&ts, NULL);
+    return 1;
+}
 
 /*
  * Called by SQLite after each commit on a read-write connection, the commit visible and its
@@ -332,6 +365,7 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
     c->store = s;
     c->ckpt_frames = CKPT_FRAMES;
     sqlite3_wal_hook(c->db, on_commit, c);
+    sqlite3_busy_handler(c->db, on_busy, c);
     if (create && ((rc = exec(c->db, control_schema, "create control schema")) ||
                    (rc = exec(c->db, data_schema, "create data schema"))))
         goto fail;

@@ -1550,6 +1550,55 @@ static void test_snapshot_reads(void **state)
     custos_vault_thread_serving(v, 0);
 }
 
+/* A log flush waits for old read snapshots and holds new writers back meanwhile: a thread that
+   holds a snapshot and then writes must not wait for itself (its busy wait ends its snapshot). */
+struct flush_op {
+    struct fx *f;
+    enum custos_err rc;
+};
+
+static void *flush_thread(void *arg)
+{
+    struct flush_op *o = arg;
+    struct custos_store_conn *c = NULL;
+
+    o->rc = o->f->v->ops->acquire(o->f->v->store, &c);
+    if (!o->rc)
+        o->rc = o->f->v->ops->compact_logs(c);
+    o->f->v->ops->release(o->f->v->store, c);
+    return NULL;
+}
+
+static void test_snapshot_vs_flush(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1];
+    struct flush_op o = {f, CUSTOS_OK};
+    struct timespec pause = {0, 100 * 1000 * 1000};
+    pthread_t t;
+    json_t *out = NULL, *r;
+
+    create(v, &f->sys, alice, a);
+    create(v, &f->sys, bob, b);
+    custos_vault_thread_serving(v, 1);
+    run_other(f, b, 0); /* something for the flush to do */
+    expect_rc(read_rc(v, &f->sys, a, "account"), CUSTOS_OK, "read (this thread now holds a snapshot)");
+    run_other(f, b, 1); /* a commit after it: the flush must wait for the snapshot to go */
+    assert_int_equal(pthread_create(&t, NULL, flush_thread, &o), 0);
+    nanosleep(&pause, NULL); /* let the flush start waiting (if it has not, the test is only weaker) */
+    must(custos_subject_update(v, &f->sys, a, "{\"phone\":\"010-1111-2222\"}", strlen("{\"phone\":\"010-1111-2222\"}"),
+                               &out),
+         "write while holding a snapshot during a flush");
+    json_decref(out);
+    pthread_join(t, NULL);
+    must(o.rc, "the flush");
+    r = read_ok(v, &f->sys, a, "account", "phone");
+    assert_string_equal(fstr(r, "phone"), "010-1111-2222");
+    json_decref(r);
+    custos_vault_thread_serving(v, 0);
+}
+
 static void test_import_rejects(void **state)
 {
     struct fx *f = *state;
@@ -1607,6 +1656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_vs_flush, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
