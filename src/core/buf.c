@@ -113,6 +113,33 @@ enum custos_err custos_buf_printf(struct custos_buf *b, const char *fmt, ...)
     return CUSTOS_OK;
 }
 
+enum custos_err custos_buf_add_u64(struct custos_buf *b, uint64_t v)
+{
+    char d[20];
+    size_t i = sizeof(d);
+
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return custos_buf_add(b, d + i, sizeof(d) - i);
+}
+
+size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n)
+{
+    const char *z;
+
+    if (cap == 0)
+        return 0;
+    if (n > cap - 1)
+        n = cap - 1;
+    if ((z = memchr(s, '\0', n)) != NULL)
+        n = (size_t)(z - s);
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return n;
+}
+
 enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";

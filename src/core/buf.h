@@ -31,6 +31,12 @@ enum custos_err custos_buf_addc(struct custos_buf *b, char c);
 enum custos_err custos_buf_printf(struct custos_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s as a JSON string literal (quotes included), escaping per RFC 8259. */
 enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, size_t n);
+/* Append v in decimal. */
+enum custos_err custos_buf_add_u64(struct custos_buf *b, uint64_t v);
+/* Copy at most n bytes of s (fewer at a NUL) into dst of cap bytes, truncating to cap - 1, and
+   NUL-terminate; returns the length copied.  snprintf(dst, cap, "%.*s", n, s) without the format
+   interpreter, for the per-field paths of the read path. */
+size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n);
 /* Reserve n more bytes; the caller writes them at p + len and then bumps len. */
 enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
 

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "buf.h"
 #include "json.h"
 
 #include "custos/banned.h"
@@ -309,7 +310,7 @@ enum custos_vis custos_policy_vis(const struct custos_policy *p, uint32_t role_m
     const char *dot = strchr(policy_path, '.');
     size_t i;
 
-    snprintf(top, sizeof(top), "%.*s", dot ? (int)(dot - policy_path) : (int)strlen(policy_path), policy_path);
+    custos_strcopy(top, sizeof(top), policy_path, dot ? (size_t)(dot - policy_path) : strlen(policy_path));
     for (i = 0; i < p->nroles; i++) {
         const struct custos_purpose *pu;
 

@@ -471,7 +471,7 @@ static void pathset_add(struct pathset *s, const char *policy_path)
             return;
     if (s->n == MAX_RELEASED)
         return;
-    snprintf(s->v[s->n], CUSTOS_PATH_MAX, "%s", policy_path);
+    custos_strcopy(s->v[s->n], CUSTOS_PATH_MAX, policy_path, strlen(policy_path));
     s->ptr[s->n] = s->v[s->n];
     s->n++;
 }
@@ -602,7 +602,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
             continue; /* a field the current schema no longer has: never shown */
         if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
             continue;
-        snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
+        custos_strcopy(path, sizeof(path), l->path, l->plen);
         custos_policy_path(ppath, path);
         vis = vis_op ? custos_policy_vis(v->policy, c->system ? 0xffffffffu : c->roles, vis_op, purpose, ppath)
                      : CUSTOS_VIS_PLAIN;

@@ -579,9 +579,10 @@ static void *worker_main(void *arg)
         if (MHD_get_timeout(w->mhd, &to) == MHD_YES && to < (MHD_UNSIGNED_LONG_LONG)ms)
             ms = (int)to;
         /* Held requests keep libmicrohttpd's timeout at 0 (it looks at them every turn); the
-           ledger wakes this worker when they are durable, so sleep, but not for long. */
+           ledger wakes this worker when they are durable, so sleep, but not for long (anything
+           else libmicrohttpd would have done at once waits at most this). */
         if (ms == 0 && w->nheld)
-            ms = 1;
+            ms = 5;
         n = epoll_wait(ep, ev, 4, again ? 0 : ms);
         for (int i = 0; i < n; i++)
             if (ev[i].data.u32 == 1) {

@@ -363,7 +363,39 @@ static void test_buf_cap(void **state)
     custos_buf_init(&b, 0);
     assert_int_equal(custos_buf_addc(&b, 'a'), CUSTOS_ERR_TOOBIG);
     assert_int_equal(custos_buf_add(&b, NULL, 0), CUSTOS_OK);
+    assert_int_equal(custos_buf_add_u64(&b, 1), CUSTOS_ERR_TOOBIG);
     custos_buf_release(&b);
+
+    /* decimal numbers, against printf */
+    {
+        static const uint64_t nums[] = {0, 7, 10, 99, 1764316583123ULL, UINT64_MAX};
+        char want[32];
+
+        custos_buf_init(&b, 64);
+        for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+            custos_buf_reset(&b);
+            assert_int_equal(custos_buf_add_u64(&b, nums[i]), CUSTOS_OK);
+            snprintf(want, sizeof(want), "%llu", (unsigned long long)nums[i]);
+            assert_string_equal((char *)b.p, want);
+        }
+        custos_buf_release(&b);
+    }
+    /* bounded copies: truncated to the room, stopped at a NUL, always terminated */
+    {
+        char d[5];
+
+        assert_int_equal(custos_strcopy(d, sizeof(d), "abcdefgh", 8), 4);
+        assert_string_equal(d, "abcd");
+        assert_int_equal(custos_strcopy(d, sizeof(d), "abcdefgh", 2), 2);
+        assert_string_equal(d, "ab");
+        assert_int_equal(custos_strcopy(d, sizeof(d), "a\0cd", 4), 1);
+        assert_string_equal(d, "a");
+        assert_int_equal(custos_strcopy(d, sizeof(d), "", 0), 0);
+        assert_string_equal(d, "");
+        d[0] = 'x';
+        assert_int_equal(custos_strcopy(d, 0, "abc", 3), 0);
+        assert_int_equal(d[0], 'x');
+    }
 }
 
 static void expect_json_str(const char *in, size_t n, const char *want)
