@@ -25,7 +25,7 @@ static const char help[] =
     "Serve the HTTP API (docs/api.md) on HOST:PORT (default 127.0.0.1:8420).\n"
     "A non-loopback address needs TLS (--tls-cert/--tls-key, PEM) unless --insecure.\n"
     "Port 0 picks a free port; --port-file writes the port chosen.  SIGTERM stops it cleanly.\n"
-    "--threads N: HTTP worker threads, 1..64 (default 4).\n";
+    "--threads N: HTTP worker threads, 1..64 (default: one per CPU, 2..16).\n";
 
 static volatile sig_atomic_t stop_flag;
 

@@ -39,7 +39,14 @@
 
 #include "custos/banned.h"
 
-#define CUSTOS_SERVER_THREADS 4 /* workers when --threads is not given */
+/* Workers when --threads is not given: one per CPU (2..16).  More workers mean more wake-ups per
+   durable ledger batch; fewer mean a write's fsync in SQLite holds more connections waiting. */
+static unsigned default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 2 ? 2u : n > 16 ? 16u : (unsigned)n;
+}
 /* libmicrohttpd's per-connection pool (request line, headers, read buffer), cleared per request:
    16 KiB holds any sane request head; bodies stream through it to on_request. */
 #define CONN_POOL_BYTES (16 * 1024)
@@ -543,6 +550,8 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
     log_line("http: ", buf);
 }
 
+#define STOP_GRACE_S 20 /* at shutdown, how long held responses may wait for the ledger */
+
 /* One worker's loop: wait for libmicrohttpd's sockets or the ledger's wake-up, run a turn. */
 static void *worker_main(void *arg)
 {
@@ -551,6 +560,7 @@ static void *worker_main(void *arg)
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     struct epoll_event ev[4];
     int ep = epoll_create1(EPOLL_CLOEXEC), again = 0, quiesced = 0;
+    time_t give_up = 0;
 
     if (ep < 0 || !info)
         goto out;
@@ -568,11 +578,16 @@ static void *worker_main(void *arg)
         int ms = 200, n; /* a turn at least this often: custos_vault_turn ends old read snapshots */
 
         if (atomic_load(&s->stopping)) {
+            struct timespec now;
+
+            clock_gettime(CLOCK_MONOTONIC, &now);
             if (!quiesced) {
                 MHD_quiesce_daemon(w->mhd); /* no new connections; the socket stays open */
                 quiesced = 1;
+                give_up = now.tv_sec + STOP_GRACE_S;
             }
-            if (!w->nheld)
+            /* held responses go once durable; past the grace period they are dropped unsent */
+            if (!w->nheld || now.tv_sec >= give_up)
                 break;
             ms = 50;
         }
@@ -701,7 +716,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
                             strerror(errno));
         goto done;
     }
-    nw = o->threads ? o->threads : CUSTOS_SERVER_THREADS;
+    nw = o->threads ? o->threads : default_threads();
     limit = (o->max_connections ? o->max_connections : 1024u) / nw;
     if (!(s.w = calloc(nw, sizeof(*s.w)))) {
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
