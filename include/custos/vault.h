@@ -51,6 +51,10 @@ struct custos_vault_opts {
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;
     unsigned checkpoint_interval_ms; /* ledger; 0 = 1000 */
+    /* Tests: make ledger I/O fail (see struct custos_ledger_config's fault); NULL in production.
+       It can only make the ledger refuse entries (requests then fail with 503), never skip one. */
+    int (*ledger_fault)(void *ctx, const char *op);
+    void *ledger_fault_ctx;
 };
 
 /*

@@ -418,6 +418,8 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     lc.checkpoint_interval_ms = o->checkpoint_interval_ms;
     lc.now_ms = o->now_ms;
     lc.now_ctx = o->now_ctx;
+    lc.fault = o->ledger_fault;
+    lc.fault_ctx = o->ledger_fault_ctx;
     if ((rc = custos_ledger_open(&lc, &v->ledger, NULL)))
         goto fail;
     sodium_mprotect_readonly(v->sec);

@@ -1,0 +1,188 @@
+/*
+ * test_server_held.c - the HTTP front end in process, on 127.0.0.1 and a free port, with a
+ * ledger whose I/O fails on cue: no response leaves before its audit event is durable, and when
+ * the ledger cannot make it durable the held response becomes a 503, never the answer it held.
+ *
+ * The request used is a failed authentication (a token that was never issued): it needs no
+ * principal, and its audit event is what must reach the ledger before the 401 may go.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "test_util.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "custos/err.h"
+#include "custos/ledger.h"
+#include "custos/vault.h"
+#include "server/server.h"
+#include "custos/banned.h"
+
+struct fx {
+    char dir[256];
+    char port_file[300];
+    struct custos_vault *v;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+    enum custos_err served;
+    atomic_int fail_fsync; /* every ledger fsync fails from now on */
+    atomic_int fsyncs;
+    unsigned port;
+};
+
+static int fault(void *ctx, const char *op)
+{
+    struct fx *f = ctx;
+
+    if (strcmp(op, "fsync") != 0)
+        return 0;
+    atomic_fetch_add(&f->fsyncs, 1);
+    return atomic_load(&f->fail_fsync);
+}
+
+static void *serve(void *arg)
+{
+    struct fx *f = arg;
+    struct custos_server_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.listen = "127.0.0.1:0";
+    o.port_file = f->port_file;
+    o.threads = 2;
+    f->served = custos_server_run(f->v, &o, &f->stop);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+    struct custos_vault_opts o;
+    struct timespec nap = {0, 5 * 1000 * 1000};
+    FILE *pf;
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/custos-server-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->port_file, sizeof(f->port_file), "%s.port", f->dir);
+    rm_rf(f->dir); /* init makes it */
+    if (custos_vault_init(f->dir, NULL, 0, NULL, 0, "test.example/server", secret, token))
+        return -1;
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.ledger_fault = fault;
+    o.ledger_fault_ctx = f;
+    if (custos_vault_open(&o, &f->v))
+        return -1;
+    if (pthread_create(&f->thread, NULL, serve, f))
+        return -1;
+    for (int i = 0; i < 2000 && !f->port; i++) {
+        nanosleep(&nap, NULL);
+        if ((pf = fopen(f->port_file, "r")) != NULL) {
+            if (fscanf(pf, "%u", &f->port) != 1)
+                f->port = 0;
+            fclose(pf);
+        }
+    }
+    *state = f;
+    return f->port ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    f->stop = 1;
+    pthread_join(f->thread, NULL);
+    custos_vault_free(f->v);
+    rm_rf(f->dir);
+    unlink(f->port_file);
+    free(f);
+    return 0;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ctx)
+{
+    char *body = ctx;
+    size_t have = strlen(body), add = size * n;
+
+    if (have + add < 4096) {
+        memcpy(body + have, p, add);
+        body[have + add] = '\0';
+    }
+    return size * n;
+}
+
+/* GET path with a bearer token; returns the status, the body in `body` (4 KiB). */
+static long get(struct fx *f, const char *path, const char *token, char *body)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char url[256], auth[160];
+    long status = 0;
+
+    body[0] = '\0';
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", f->port, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    h = curl_slist_append(h, auth);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static const char never_issued[] = "cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+static void test_held_until_durable_then_503(void **state)
+{
+    struct fx *f = *state;
+    char body[4096];
+    uint64_t before, after;
+
+    /* a durable ledger: the failed authentication is recorded, then answered */
+    before = custos_ledger_size(custos_vault_ledger(f->v));
+    assert_int_equal(get(f, "/v1/subjects/00000000000000000000000000000000?purpose=account", never_issued, body), 401);
+    after = custos_ledger_size(custos_vault_ledger(f->v));
+    assert_true(after > before); /* durable before the 401 was sent */
+    assert_true(atomic_load(&f->fsyncs) > 0);
+
+    /* the ledger cannot sync any more: the response held for it becomes a 503 */
+    atomic_store(&f->fail_fsync, 1);
+    assert_int_equal(get(f, "/v1/subjects/00000000000000000000000000000000?purpose=account", never_issued, body), 503);
+    assert_non_null(strstr(body, "\"code\":\"unavailable\""));
+    assert_null(strstr(body, "unauthenticated")); /* not the answer it held */
+    /* and so is every later audited request; the health check, which records nothing, still answers */
+    assert_int_equal(get(f, "/v1/subjects/00000000000000000000000000000000?purpose=account", never_issued, body), 503);
+    assert_int_equal(get(f, "/v1/health", "", body), 200);
+    assert_int_equal(custos_ledger_size(custos_vault_ledger(f->v)), after);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_held_until_durable_then_503, setup, teardown),
+    };
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
