@@ -16,8 +16,13 @@
  * number || 32-byte hash each) so the index can be kept in step without a
  * secondary index and without the subject's key.
  *
+ * Request threads may read through snapshots (see "snapshot reads" below):
+ * a query-only twin connection holding one read transaction until the next
+ * commit through this store.
+ *
  * Must never: interpret record bytes, hold a connection across threads at
- * the same time, build SQL from caller input (everything is bound).
+ * the same time, build SQL from caller input (everything is bound), let a
+ * snapshot read miss a commit made before it began.
  */
 #include "store/store.h"
 
