@@ -265,6 +265,10 @@ void custos_vault_tick(struct custos_vault *v);
 void custos_vault_thread_serving(struct custos_vault *v, int on);
 void custos_vault_turn(struct custos_vault *v);
 
+/* Free memory from malloc (or a serialised JSON document), wiping it first: for anything that
+   held a personal value (a response body). */
+void custos_free_wiped(void *p);
+
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T05:16:23.123Z"). */
 void custos_time_format(char out[32], int64_t ms);
 

@@ -5,9 +5,39 @@
  */
 #include "json.h"
 
+#include <malloc.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "custos/vault.h"
+
 #include "custos/banned.h"
+
+/*
+ * Every jansson allocation is wiped when freed: a read's response tree, and the string it is
+ * serialised to, hold decrypted personal values, and freed heap memory must not keep them.
+ * Installed before main() runs, so no jansson allocation predates it (freeing one with the
+ * wrong function would be undefined).
+ */
+static void *json_alloc(size_t n)
+{
+    return malloc(n);
+}
+
+void custos_free_wiped(void *p)
+{
+    if (p) {
+        sodium_memzero(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+__attribute__((constructor)) static void json_wipe_on_free(void)
+{
+    json_set_alloc_funcs(json_alloc, custos_free_wiped);
+}
 
 /* Depth of the deepest container, scanning outside strings only. */
 static size_t scan_depth(const char *p, size_t n, size_t cap)

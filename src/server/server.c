@@ -55,7 +55,7 @@ static unsigned default_threads(void)
 
 static void set_resp(struct req *r, int status, char *body, size_t len, const char *type)
 {
-    free(r->resp);
+    custos_free_wiped(r->resp);
     r->status = status;
     r->resp = body;
     r->resp_len = len;
@@ -354,10 +354,12 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
 
     if (!r->resp)
         custos_reply_error_msg(r, 500, "internal", "no response");
-    resp = MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"", MHD_RESPMEM_MUST_FREE);
+    /* the body may hold personal values: wiped when libmicrohttpd is done with it */
+    resp = r->resp ? MHD_create_response_from_buffer_with_free_callback(r->resp_len, r->resp, custos_free_wiped)
+                   : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
-    r->resp = NULL; /* owned by MHD now */
+    r->resp = NULL; /* owned by libmicrohttpd now */
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type ? r->resp_type : "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -430,7 +432,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         sodium_memzero(r->body, r->body_len);
         free(r->body);
     }
-    free(r->resp);
+    custos_free_wiped(r->resp);
     sodium_memzero(&r->caller, sizeof(r->caller));
     free(r);
     *con_cls = NULL;

@@ -17,6 +17,7 @@
 
 #include "core/json.h"
 #include "custos/err.h"
+#include "custos/vault.h"
 #include "custos/banned.h"
 
 static enum custos_err parse(const char *buf, size_t len, size_t max, int any, json_t **out)
@@ -315,6 +316,29 @@ static void test_json_str(void **state)
     json_decref(o);
 }
 
+/* jansson frees through custos_free_wiped (installed before main), so decrypted values in a
+   response tree or its serialised text do not stay in freed memory. */
+static void test_wiped_on_free(void **state)
+{
+    json_malloc_t m = NULL;
+    json_free_t f = NULL;
+    json_t *j;
+    char *s;
+
+    (void)state;
+    json_get_alloc_funcs(&m, &f);
+    assert_ptr_equal(f, custos_free_wiped);
+    assert_non_null(m);
+    j = json_pack("{s:s}", "name", "가다연");
+    assert_non_null(j);
+    s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(s);
+    assert_string_equal(s, "{\"name\":\"가다연\"}"); /* allocated by json_alloc: freed wiped below */
+    custos_free_wiped(s);
+    json_decref(j);
+    custos_free_wiped(NULL); /* like free(NULL) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_types),
         cmocka_unit_test(test_no_input_in_messages),
         cmocka_unit_test(test_json_only),
+        cmocka_unit_test(test_wiped_on_free),
         cmocka_unit_test(test_json_str),
     };
 
