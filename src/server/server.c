@@ -5,7 +5,9 @@
  * callbacks append the body up to CUSTOS_BODY_MAX (the rest is discarded
  * and the request answered 413); the final callback routes it,
  * authenticates when the route needs it (the core audits failures), checks
- * query parameters, runs the handler and queues its response.
+ * query parameters, runs the handler, and queues its response once the
+ * audit events it produced are durable (until then the response is held:
+ * see "Workers" below).
  *
  * Logging: one line per server event to stderr, never a header, a body, a
  * token or a personal value.
@@ -211,7 +213,7 @@ struct worker {
     int started;
     int efd;                         /* eventfd: written by the ledger's writer */
     atomic_uint_least64_t wait_for;  /* lowest audit index a held response waits for, or NONE */
-    atomic_int signalled;            /* efd written and not read yet */
+    atomic_int signalled;            /* efd written, the wake-up not seen by the worker yet */
     /* the worker thread's own */
     uint64_t next_wait;              /* recomputed on every turn by the handlers of held requests */
     size_t nheld;
