@@ -3,10 +3,16 @@
  *
  * Pipeline: the calling thread reads and cuts the input into jobs of whole
  * lines; worker threads parse, validate and seal each line (the CPU work);
- * one writer thread stores sealed records in large transactions (keys in
- * the control plane first, then records) with one `subject.import` ledger
- * event per subject, durable before the records' transaction commits.  Queues between stages are bounded, so
- * memory stays flat whatever the input size.
+ * two writer threads store commit groups of sealed subjects, sorted by id:
+ * the key writer stages the group's keys in the control plane and commits,
+ * then the record writer stages its records (data plane) with one
+ * `subject.import` ledger event per subject, durable before the records'
+ * transaction commits.  Staged subjects are invisible (store.h, "bulk
+ * load"): every PUBLISH_EVERY subjects and at the end the record writer
+ * publishes them, keys first, each plane in one synced transaction that
+ * indexes them in key order.  A crash leaves staged subjects complete (key,
+ * record, ledger event) and the next open publishes them.  Queues between
+ * stages are bounded, so memory stays flat whatever the input size.
  *
  * A bad line is rejected (reported with its number and reason, never its
  * content) and the import goes on.
@@ -32,6 +38,9 @@
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
 #define COMMIT_EVERY 16384
+/* staged subjects are published (made visible, indexed in key order) this often: the larger, the
+   fewer passes over the indexes; the sort it takes is held in memory (~150 bytes a subject) */
+#define PUBLISH_EVERY (8 * COMMIT_EVERY)
 
 /* ---- a bounded queue of pointers ------------------------------------------------------------ */
 
@@ -351,7 +360,7 @@ static enum custos_err commit_keys(struct import *im, struct custos_store_conn *
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
         return rc;
     for (i = 0; i < g->n && !rc; i++)
-        rc = v->ops->key_put(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
+        rc = v->ops->key_stage(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
     if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
         v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
     return rc;
@@ -373,7 +382,7 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
     for (i = 0; i < g->n && !rc; i++) {
         const struct sealed *s = g->rows[i].s;
 
-        rc = v->ops->subject_put(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now, 1);
+        rc = v->ops->subject_stage(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now);
         if (!rc)
             rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, s->ev_len, s->leaf, &last);
     }
@@ -457,12 +466,25 @@ static void *record_writer(void *arg)
     struct custos_store_conn *c = bulk_conn(im);
     struct group *g;
     enum custos_err rc;
+    size_t staged = 0;
 
     while ((g = q_pop(&im->groups)) != NULL) {
-        if (c && !atomic_load(&im->failed) && (rc = commit_records(im, c, g)))
-            fail(im, rc);
+        if (c && !atomic_load(&im->failed)) {
+            if ((rc = commit_records(im, c, g)))
+                fail(im, rc);
+            else
+                staged += g->n;
+        }
         group_free(im, g);
+        if (c && staged >= PUBLISH_EVERY) {
+            if ((rc = im->v->ops->subjects_publish(c)))
+                fail(im, rc);
+            staged = 0;
+        }
     }
+    /* also after a failure: what was staged is complete (else the next open publishes it) */
+    if (c && staged && (rc = im->v->ops->subjects_publish(c)))
+        fail(im, rc);
     bulk_done(im, c);
     return NULL;
 }
