@@ -39,7 +39,9 @@ static enum custos_err add_str_member(struct custos_buf *b, const char *name, co
 
     if (!val)
         return CUSTOS_OK;
-    if ((rc = custos_buf_printf(b, ",\"%s\":", name)))
+    /* no printf: an import encodes a million of these */
+    if ((rc = custos_buf_add(b, ",\"", 2)) || (rc = custos_buf_add(b, name, strlen(name))) ||
+        (rc = custos_buf_add(b, "\":", 2)))
         return rc;
     return custos_buf_add_json_str(b, val, strlen(val));
 }

@@ -124,7 +124,7 @@ void custos_scratch_wipe(void)
         sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
 }
 
-#define POOL_BYTES 4096
+#define POOL_BYTES 16384 /* one getrandom() per ~40 records sealed by an import */
 
 struct pool {
     uint8_t b[POOL_BYTES];

@@ -34,13 +34,19 @@
 #include "custos/banned.h"
 
 #define JOB_LINES 256
+#define JOB_BYTES (256u << 10) /* a job's text buffer, grown for longer lines */
 #define QUEUE_DEPTH 8
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
-#define COMMIT_EVERY 16384
+#define COMMIT_EVERY 8192
 /* staged subjects are published (made visible, indexed in key order) this often: the larger, the
    fewer passes over the indexes; the sort it takes is held in memory (~150 bytes a subject) */
-#define PUBLISH_EVERY (8 * COMMIT_EVERY)
+#define PUBLISH_EVERY (16 * COMMIT_EVERY)
+
+/* Batches alive at once: three commit groups (one being built, one queued, one being written),
+   a full queue and one per worker.  The pool keeps every one of them, so a long import never
+   frees and reallocates them (which fragmented the heap and made memory grow with the count). */
+#define BATCHES_MAX (3 * (COMMIT_EVERY / JOB_LINES + 1) + QUEUE_DEPTH + 16 + 4)
 
 /* ---- a bounded queue of pointers ------------------------------------------------------------ */
 
@@ -109,7 +115,7 @@ static void q_close(struct queue *q)
 
 struct job {
     char *text;          /* whole lines, each ending in '\n' (the last may not) */
-    size_t len;
+    size_t len, cap;
     uint64_t first_line; /* 1-based number of the first line */
 };
 
@@ -134,9 +140,11 @@ struct import {
     struct custos_vault *v;
     const struct custos_caller *caller;
     struct queue jobs, batches, groups;
-    pthread_mutex_t pool_mu;   /* free batches, reused: no allocation per batch */
-    struct batch *pool[2 * QUEUE_DEPTH + 4];
+    pthread_mutex_t pool_mu;   /* free batches and jobs, reused: no allocation per batch or job */
+    struct batch *pool[BATCHES_MAX];
     size_t npool;
+    struct job *jpool[2 * QUEUE_DEPTH + 4];
+    size_t njpool;
     pthread_mutex_t cb_mu;
     void (*bad)(void *ctx, uint64_t line, const char *reason);
     void *ctx;
@@ -158,9 +166,48 @@ static void reject(struct import *im, uint64_t line, const char *reason)
 
 static void job_free(struct job *j)
 {
+    if (!j)
+        return;
     sodium_memzero(j->text, j->len);
     free(j->text);
     free(j);
+}
+
+/* A job able to hold n bytes: from the pool, or new.  NULL when out of memory. */
+static struct job *job_get(struct import *im, size_t n)
+{
+    struct job *j = NULL;
+
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->njpool)
+        j = im->jpool[--im->njpool];
+    pthread_mutex_unlock(&im->pool_mu);
+    if (!j && !(j = calloc(1, sizeof(*j))))
+        return NULL;
+    if (j->cap < n) {
+        free(j->text); /* wiped when it was put back */
+        j->cap = n < JOB_BYTES ? JOB_BYTES : n;
+        if (!(j->text = malloc(j->cap))) {
+            free(j);
+            return NULL;
+        }
+    }
+    j->len = 0;
+    return j;
+}
+
+/* Wipe a job's text (plaintext input) and keep it for reuse. */
+static void job_put(struct import *im, struct job *j)
+{
+    sodium_memzero(j->text, j->len);
+    j->len = 0;
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->njpool < sizeof(im->jpool) / sizeof(im->jpool[0])) {
+        im->jpool[im->njpool++] = j;
+        j = NULL;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    job_free(j);
 }
 
 static void batch_free(struct batch *b)
@@ -192,8 +239,8 @@ static struct batch *batch_get(struct import *im)
         return NULL;
     b->item = calloc(JOB_LINES, sizeof(*b->item));
     custos_buf_init(&b->arena, 64u << 20);
-    /* one allocation per batch for its life: typical sealed records are 1-2 KiB */
-    if (!b->item || custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
+    /* one allocation per batch for its life: a record and its event take ~1.2 KiB */
+    if (!b->item || custos_buf_reserve(&b->arena, JOB_LINES * 1536u)) {
         batch_free(b);
         return NULL;
     }
@@ -237,7 +284,7 @@ static void *worker(void *arg)
         if (!b || !rec) {
             fail(im, CUSTOS_ERR_NOMEM);
             batch_put(im, b);
-            job_free(j);
+            job_put(im, j);
             continue;
         }
         while (off < j->len) {
@@ -298,7 +345,7 @@ static void *worker(void *arg)
             json_decref(obj);
             line++;
         }
-        job_free(j);
+        job_put(im, j);
         custos_buf_reset(rec);
         if (b->n)
             q_push(&im->batches, b);
@@ -523,7 +570,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     im.ctx = ctx;
     q_init(&im.jobs, QUEUE_DEPTH);
     q_init(&im.batches, QUEUE_DEPTH);
-    q_init(&im.groups, 1); /* a group is ~30 MiB: one waiting while one is written */
+    q_init(&im.groups, 1); /* a group is ~12 MiB: one waiting while one is written */
     pthread_mutex_init(&im.cb_mu, NULL);
     pthread_mutex_init(&im.pool_mu, NULL);
     buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
@@ -595,11 +642,10 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
             if (buf[k] == '\n' || k + 1 == cut) {
                 lines_in_buf++;
                 if (lines_in_buf == JOB_LINES || k + 1 == cut) {
-                    struct job *j = malloc(sizeof(*j));
                     size_t n = k + 1 - start;
+                    struct job *j = job_get(&im, n);
 
-                    if (!j || !(j->text = malloc(n))) {
-                        free(j);
+                    if (!j) {
                         rc = CUSTOS_ERR_NOMEM;
                         goto stop;
                     }
@@ -647,6 +693,8 @@ done:
     }
     while (im.npool)
         batch_free(im.pool[--im.npool]);
+    while (im.njpool)
+        job_free(im.jpool[--im.njpool]);
     pthread_mutex_destroy(&im.cb_mu);
     pthread_mutex_destroy(&im.pool_mu);
     q_destroy(&im.jobs);

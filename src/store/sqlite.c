@@ -307,9 +307,9 @@ static enum custos_err migrate_subjects(sqlite3 *db)
     if ((rc = exec(db, "BEGIN IMMEDIATE; ALTER TABLE main.subjects RENAME TO subjects_v1;", "migrate subjects")) ||
         (rc = exec(db, data_schema, "migrate subjects")) ||
         (rc = exec(db,
-                   "INSERT INTO main.subjects(id, created, updated, rec, blind)"
+                   "INSERT OR ROLLBACK INTO main.subjects(id, created, updated, rec, blind)"
                    " SELECT id, created, updated, rec, blind FROM main.subjects_v1 ORDER BY rowid;"
-                   "INSERT INTO main.subject_ids(id, rid) SELECT id, rid FROM main.subjects ORDER BY id;"
+                   "INSERT OR ROLLBACK INTO main.subject_ids(id, rid) SELECT id, rid FROM main.subjects ORDER BY id;"
                    "DROP TABLE main.subjects_v1; COMMIT;",
                    "migrate subjects")))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -350,6 +350,8 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         rc = db_err(c->db, r, "attach control.db");
         goto fail;
     }
+    if (create && (rc = exec(c->db, "PRAGMA main.page_size=16384;", "configure")))
+        goto fail;
     if ((rc = exec(c->db,
                    "PRAGMA main.journal_mode=WAL; PRAGMA ctl.journal_mode=WAL;"
                    "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
@@ -530,9 +532,9 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
        checkpoints only every 256 MiB of log so random-key index pages are copied less often */
     sqlite3_exec(c->db,
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
-                      "PRAGMA main.cache_size=-32768; PRAGMA ctl.cache_size=-32768;"
+                      "PRAGMA main.cache_size=-8192; PRAGMA ctl.cache_size=-8192;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
-                      "PRAGMA main.wal_autocheckpoint=65536; PRAGMA ctl.wal_autocheckpoint=65536;"
+                      "PRAGMA main.wal_autocheckpoint=16384; PRAGMA ctl.wal_autocheckpoint=65536;"
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
                       "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;"
@@ -1175,15 +1177,17 @@ static enum custos_err sq_subjects_publish(struct custos_store_conn *c)
 
     if (c->bulk && (rc = exec(c->db, "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;", "publish")))
         return rc;
-    /* keys first: once a record is visible its key must be */
+    /* keys first: once a record is visible its key must be.  OR ROLLBACK and OR IGNORE: a
+       statement that cannot abort halfway needs no statement journal, which would hold (in memory,
+       temp_store=MEMORY) the old content of every index page the publish touches */
     rc = publish_plane(c,
-                       "INSERT INTO ctl.subject_keys(id, gen, kv, w) SELECT id, gen, kv, w FROM ctl.staged_keys"
-                       " ORDER BY id, gen;"
+                       "INSERT OR ROLLBACK INTO ctl.subject_keys(id, gen, kv, w)"
+                       " SELECT id, gen, kv, w FROM ctl.staged_keys ORDER BY id, gen;"
                        "DELETE FROM ctl.staged_keys;",
                        "publish keys");
     if (!rc)
         rc = publish_plane(c,
-                           "INSERT INTO subject_ids(id, rid) SELECT id, rid FROM staged_ids ORDER BY id;"
+                           "INSERT OR ROLLBACK INTO subject_ids(id, rid) SELECT id, rid FROM staged_ids ORDER BY id;"
                            "INSERT OR IGNORE INTO blind(field, hash, subject) SELECT field, hash, subject"
                            " FROM staged_blind ORDER BY field, hash, subject;"
                            "DELETE FROM staged_ids; DELETE FROM staged_blind;",
