@@ -124,12 +124,27 @@ void custos_scratch_wipe(void)
         sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
 }
 
-#define POOL_BYTES 16384 /* one getrandom() per ~40 records sealed by an import */
+#define POOL_BYTES 16384
 
 struct pool {
     uint8_t b[POOL_BYTES];
+    uint8_t k[crypto_stream_chacha20_KEYBYTES];
     size_t off; /* bytes [off, POOL_BYTES) are unused */
 };
+
+/* Refill: the ChaCha20 keystream of a fresh 256-bit key from the kernel, the key wiped at once.
+   randombytes_buf asks the kernel 256 bytes per system call; an import draws ~400 random bytes
+   a subject, so filling the pool from the kernel directly cost more than a system call a
+   subject.  Every pool has its own kernel key: nothing carries over from one pool to the next. */
+static void pool_refill(struct pool *p)
+{
+    static const uint8_t zero[crypto_stream_chacha20_NONCEBYTES];
+
+    randombytes_buf(p->k, sizeof(p->k));
+    crypto_stream_chacha20(p->b, POOL_BYTES, zero, p->k);
+    sodium_memzero(p->k, sizeof(p->k));
+    p->off = 0;
+}
 
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -158,10 +173,8 @@ void custos_random(void *buf, size_t n)
         randombytes_buf(buf, n);
         return;
     }
-    if (POOL_BYTES - p->off < n) {
-        randombytes_buf(p->b, POOL_BYTES);
-        p->off = 0;
-    }
+    if (POOL_BYTES - p->off < n)
+        pool_refill(p);
     memcpy(buf, p->b + p->off, n);
     sodium_memzero(p->b + p->off, n);
     p->off += n;
