@@ -350,7 +350,7 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         rc = db_err(c->db, r, "attach control.db");
         goto fail;
     }
-    if (create && (rc = exec(c->db, "PRAGMA main.page_size=16384;", "configure")))
+    if (create && (rc = exec(c->db, "PRAGMA main.page_size=16384; PRAGMA ctl.page_size=16384;", "configure")))
         goto fail;
     if ((rc = exec(c->db,
                    "PRAGMA main.journal_mode=WAL; PRAGMA ctl.journal_mode=WAL;"
@@ -534,7 +534,7 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
                       "PRAGMA main.cache_size=-8192; PRAGMA ctl.cache_size=-8192;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
-                      "PRAGMA main.wal_autocheckpoint=16384; PRAGMA ctl.wal_autocheckpoint=65536;"
+                      "PRAGMA main.wal_autocheckpoint=16384; PRAGMA ctl.wal_autocheckpoint=16384;"
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
                       "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;"
