@@ -10,7 +10,9 @@
  * transaction commits.  Staged subjects are invisible (store.h, "bulk
  * load"): every PUBLISH_EVERY subjects and at the end the record writer
  * publishes them, keys first, each plane in one synced transaction that
- * indexes them in key order.  A crash leaves staged subjects complete (key,
+ * indexes them in key order.  The key writer, idle most of the time, also
+ * checkpoints the data plane's log after each group, so that copy is off
+ * the record writer, the longest stage.  A crash leaves staged subjects complete (key,
  * record, ledger event) and the next open publishes them.  Queues between
  * stages are bounded, so memory stays flat whatever the input size.
  *
@@ -497,6 +499,9 @@ static void *key_writer(void *arg)
             q_push(&im->groups, g);
             g = NULL;
             rows = 0;
+            /* copy the records' log into data.db here, off the record writer's thread */
+            if (c && !atomic_load(&im->failed) && (rc = im->v->ops->log_checkpoint(c, CUSTOS_PLANE_DATA)))
+                fail(im, rc);
         }
         if (!b)
             break;

@@ -555,6 +555,15 @@ static enum custos_err sq_compact_logs(struct custos_store_conn *c)
     return rc == SQLITE_OK ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
 }
 
+static enum custos_err sq_log_checkpoint(struct custos_store_conn *c, enum custos_plane p)
+{
+    int rc = sqlite3_wal_checkpoint_v2(c->db, p == CUSTOS_PLANE_CONTROL ? "ctl" : "main", SQLITE_CHECKPOINT_PASSIVE,
+                                       NULL, NULL);
+
+    /* BUSY: another connection checkpoints right now, which is as good */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
+}
+
 /* ---- meta, keys, erasures ------------------------------------------------------------------ */
 
 static enum custos_err sq_meta_get(struct custos_store_conn *c, const char *key, struct custos_buf *out)
@@ -1621,6 +1630,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .rollback = sq_rollback,
     .set_bulk = sq_set_bulk,
     .compact_logs = sq_compact_logs,
+    .log_checkpoint = sq_log_checkpoint,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,
     .key_put = sq_key_put,

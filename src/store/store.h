@@ -133,6 +133,10 @@ struct custos_store_ops {
     /* Flush logs so deleted content leaves the files (after erasures, rotation).
        CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
     enum custos_err (*compact_logs)(struct custos_store_conn *c);
+    /* Copy what a plane's log holds into its database now, without waiting for or blocking its
+       writer (a bulk load runs this on another thread, so its writer's own checkpoints find
+       little left to copy). */
+    enum custos_err (*log_checkpoint)(struct custos_store_conn *c, enum custos_plane p);
 
     /* control plane: small named values */
     enum custos_err (*meta_get)(struct custos_store_conn *c, const char *key, struct custos_buf *out);
