@@ -4,17 +4,18 @@
  * Pipeline: the calling thread reads and cuts the input into jobs of whole
  * lines; worker threads parse, validate and seal each line (the CPU work);
  * two writer threads store commit groups of sealed subjects, sorted by id:
- * the key writer stages the group's keys in the control plane and commits,
- * then the record writer stages its records (data plane) with one
- * `subject.import` ledger event per subject, durable before the records'
- * transaction commits.  Staged subjects are invisible (store.h, "bulk
+ * the key writer stages the group's keys in the control plane, commits, and
+ * queues one `subject.import` ledger event per subject; then the record
+ * writer stages the group's records (data plane), waits until those events
+ * are durable and commits.  Staged subjects are invisible (store.h, "bulk
  * load"): every PUBLISH_EVERY subjects and at the end the record writer
  * publishes them, keys first, each plane in one synced transaction that
  * indexes them in key order.  The key writer, idle most of the time, also
  * checkpoints the data plane's log after each group, so that copy is off
- * the record writer, the longest stage.  A crash leaves staged subjects complete (key,
- * record, ledger event) and the next open publishes them.  Queues between
- * stages are bounded, so memory stays flat whatever the input size.
+ * the record writer, the longest stage.  A crash leaves staged subjects
+ * complete (key, record, ledger event) and the next open publishes them.
+ * Queues between stages are bounded, so memory stays flat whatever the
+ * input size.
  *
  * A bad line is rejected (reported with its number and reason, never its
  * content) and the import goes on.
@@ -373,6 +374,7 @@ struct group {
     size_t nb;
     struct row *rows;
     size_t n;
+    uint64_t last; /* ledger index of the group's last subject.import event */
 };
 
 static void group_free(struct import *im, struct group *g)
@@ -410,8 +412,14 @@ static enum custos_err commit_keys(struct import *im, struct custos_store_conn *
         return rc;
     for (i = 0; i < g->n && !rc; i++)
         rc = v->ops->key_stage(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
-    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        return rc;
+    }
+    /* the group's ledger events, queued now: the ledger makes them durable while the record
+       writer works on the group before, so its wait before committing this one is short */
+    for (i = 0; i < g->n && !rc; i++)
+        rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, g->rows[i].s->ev_len, g->rows[i].s->leaf, &g->last);
     return rc;
 }
 
@@ -420,7 +428,6 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
 {
     struct custos_vault *v = im->v;
     enum custos_err rc;
-    uint64_t last = 0;
     int64_t now = (int64_t)custos_now(v);
     size_t i;
 
@@ -432,12 +439,10 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
         const struct sealed *s = g->rows[i].s;
 
         rc = v->ops->subject_stage(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now);
-        if (!rc)
-            rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, s->ev_len, s->leaf, &last);
     }
-    /* no audit, no write */
+    /* no audit, no write: the events commit_keys queued must be durable first */
     if (!rc)
-        rc = custos_audit_wait(v, last);
+        rc = custos_audit_wait(v, g->last);
     if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
         return rc;
