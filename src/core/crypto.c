@@ -124,12 +124,26 @@ void custos_scratch_wipe(void)
         sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
 }
 
-#define POOL_BYTES 4096
+#define POOL_BYTES 16384
 
 struct pool {
     uint8_t b[POOL_BYTES];
+    uint8_t k[randombytes_SEEDBYTES];
     size_t off; /* bytes [off, POOL_BYTES) are unused */
 };
+
+/* Refill from a fresh 256-bit kernel seed expanded by libsodium's randombytes_buf_deterministic
+   (the ChaCha20 keystream of the seed), the seed wiped at once.  randombytes_buf asks the kernel
+   for 256 bytes per system call; an import draws ~400 random bytes a subject, so filling the
+   pool from the kernel directly cost more than a system call a subject.  Every pool has its own
+   kernel seed: nothing carries over from one pool to the next. */
+static void pool_refill(struct pool *p)
+{
+    randombytes_buf(p->k, sizeof(p->k));
+    randombytes_buf_deterministic(p->b, POOL_BYTES, p->k);
+    sodium_memzero(p->k, sizeof(p->k));
+    p->off = 0;
+}
 
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -158,10 +172,8 @@ void custos_random(void *buf, size_t n)
         randombytes_buf(buf, n);
         return;
     }
-    if (POOL_BYTES - p->off < n) {
-        randombytes_buf(p->b, POOL_BYTES);
-        p->off = 0;
-    }
+    if (POOL_BYTES - p->off < n)
+        pool_refill(p);
     memcpy(buf, p->b + p->off, n);
     sodium_memzero(p->b + p->off, n);
     p->off += n;

@@ -60,10 +60,11 @@ uint8_t *custos_scratch(void);
 void custos_scratch_wipe(void);
 
 /*
- * Random bytes from the kernel's CSPRNG (libsodium randombytes_buf), served from a per-thread
- * pool refilled 4 KiB at a time, so sealing a record costs one system call per pool, not one
- * per nonce and key.  The pool lives in sodium_malloc'd memory and every byte handed out is
- * wiped from it.
+ * Random bytes served from a per-thread pool of 16 KiB, refilled by libsodium's
+ * randombytes_buf_deterministic (ChaCha20) from a fresh 256-bit seed drawn from the kernel's
+ * CSPRNG (randombytes_buf) each time, so sealing a record costs a fraction of a system call, not
+ * one per nonce and key.  The pool and its seed live in sodium_malloc'd memory; the seed is
+ * wiped once used and every byte handed out is wiped from the pool.
  */
 void custos_random(void *buf, size_t n);
 

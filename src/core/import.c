@@ -3,10 +3,19 @@
  *
  * Pipeline: the calling thread reads and cuts the input into jobs of whole
  * lines; worker threads parse, validate and seal each line (the CPU work);
- * one writer thread stores sealed records in large transactions (keys in
- * the control plane first, then records) with one `subject.import` ledger
- * event per subject, durable before the records' transaction commits.  Queues between stages are bounded, so
- * memory stays flat whatever the input size.
+ * two writer threads store commit groups of sealed subjects, sorted by id:
+ * the key writer stages the group's keys in the control plane, commits, and
+ * queues one `subject.import` ledger event per subject; then the record
+ * writer stages the group's records (data plane), waits until those events
+ * are durable and commits.  Staged subjects are invisible (store.h, "bulk
+ * load"): every PUBLISH_EVERY subjects and at the end the record writer
+ * publishes them, keys first, each plane in one synced transaction that
+ * indexes them in key order.  The key writer, idle most of the time, also
+ * checkpoints the data plane's log after each group, so that copy is off
+ * the record writer, the longest stage.  A crash leaves staged subjects
+ * complete (key, record, ledger event) and the next open publishes them.
+ * Queues between stages are bounded, so memory stays flat whatever the
+ * input size.
  *
  * A bad line is rejected (reported with its number and reason, never its
  * content) and the import goes on.
@@ -28,10 +37,19 @@
 #include "custos/banned.h"
 
 #define JOB_LINES 256
+#define JOB_BYTES (256u << 10) /* a job's text buffer, grown for longer lines */
 #define QUEUE_DEPTH 8
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
-#define COMMIT_EVERY 16384
+#define COMMIT_EVERY 8192
+/* staged subjects are published (made visible, indexed in key order) this often: the larger, the
+   fewer passes over the indexes; the sort it takes is held in memory (~150 bytes a subject) */
+#define PUBLISH_EVERY (16 * COMMIT_EVERY)
+
+/* Batches alive at once: three commit groups (one being built, one queued, one being written),
+   a full queue and one per worker.  The pool keeps every one of them, so a long import never
+   frees and reallocates them (which fragmented the heap and made memory grow with the count). */
+#define BATCHES_MAX (3 * (COMMIT_EVERY / JOB_LINES + 1) + QUEUE_DEPTH + 16 + 4)
 
 /* ---- a bounded queue of pointers ------------------------------------------------------------ */
 
@@ -100,7 +118,7 @@ static void q_close(struct queue *q)
 
 struct job {
     char *text;          /* whole lines, each ending in '\n' (the last may not) */
-    size_t len;
+    size_t len, cap;
     uint64_t first_line; /* 1-based number of the first line */
 };
 
@@ -125,9 +143,11 @@ struct import {
     struct custos_vault *v;
     const struct custos_caller *caller;
     struct queue jobs, batches, groups;
-    pthread_mutex_t pool_mu;   /* free batches, reused: no allocation per batch */
-    struct batch *pool[2 * QUEUE_DEPTH + 4];
+    pthread_mutex_t pool_mu;   /* free batches and jobs, reused: no allocation per batch or job */
+    struct batch *pool[BATCHES_MAX];
     size_t npool;
+    struct job *jpool[2 * QUEUE_DEPTH + 4];
+    size_t njpool;
     pthread_mutex_t cb_mu;
     void (*bad)(void *ctx, uint64_t line, const char *reason);
     void *ctx;
@@ -149,9 +169,48 @@ static void reject(struct import *im, uint64_t line, const char *reason)
 
 static void job_free(struct job *j)
 {
+    if (!j)
+        return;
     sodium_memzero(j->text, j->len);
     free(j->text);
     free(j);
+}
+
+/* A job able to hold n bytes: from the pool, or new.  NULL when out of memory. */
+static struct job *job_get(struct import *im, size_t n)
+{
+    struct job *j = NULL;
+
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->njpool)
+        j = im->jpool[--im->njpool];
+    pthread_mutex_unlock(&im->pool_mu);
+    if (!j && !(j = calloc(1, sizeof(*j))))
+        return NULL;
+    if (j->cap < n) {
+        free(j->text); /* wiped when it was put back */
+        j->cap = n < JOB_BYTES ? JOB_BYTES : n;
+        if (!(j->text = malloc(j->cap))) {
+            free(j);
+            return NULL;
+        }
+    }
+    j->len = 0;
+    return j;
+}
+
+/* Wipe a job's text (plaintext input) and keep it for reuse. */
+static void job_put(struct import *im, struct job *j)
+{
+    sodium_memzero(j->text, j->len);
+    j->len = 0;
+    pthread_mutex_lock(&im->pool_mu);
+    if (im->njpool < sizeof(im->jpool) / sizeof(im->jpool[0])) {
+        im->jpool[im->njpool++] = j;
+        j = NULL;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    job_free(j);
 }
 
 static void batch_free(struct batch *b)
@@ -183,8 +242,8 @@ static struct batch *batch_get(struct import *im)
         return NULL;
     b->item = calloc(JOB_LINES, sizeof(*b->item));
     custos_buf_init(&b->arena, 64u << 20);
-    /* one allocation per batch for its life: typical sealed records are 1-2 KiB */
-    if (!b->item || custos_buf_reserve(&b->arena, JOB_LINES * 2048u)) {
+    /* one allocation per batch for its life: a record and its event take ~1.2 KiB */
+    if (!b->item || custos_buf_reserve(&b->arena, JOB_LINES * 1536u)) {
         batch_free(b);
         return NULL;
     }
@@ -228,7 +287,7 @@ static void *worker(void *arg)
         if (!b || !rec) {
             fail(im, CUSTOS_ERR_NOMEM);
             batch_put(im, b);
-            job_free(j);
+            job_put(im, j);
             continue;
         }
         while (off < j->len) {
@@ -289,7 +348,7 @@ static void *worker(void *arg)
             json_decref(obj);
             line++;
         }
-        job_free(j);
+        job_put(im, j);
         custos_buf_reset(rec);
         if (b->n)
             q_push(&im->batches, b);
@@ -315,6 +374,7 @@ struct group {
     size_t nb;
     struct row *rows;
     size_t n;
+    uint64_t last; /* ledger index of the group's last subject.import event */
 };
 
 static void group_free(struct import *im, struct group *g)
@@ -351,9 +411,15 @@ static enum custos_err commit_keys(struct import *im, struct custos_store_conn *
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
         return rc;
     for (i = 0; i < g->n && !rc; i++)
-        rc = v->ops->key_put(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
-    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+        rc = v->ops->key_stage(c, g->rows[i].s->id, 1, g->rows[i].s->kv, g->rows[i].s->wrapped, CUSTOS_WRAPPED_BYTES);
+    if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        return rc;
+    }
+    /* the group's ledger events, queued now: the ledger makes them durable while the record
+       writer works on the group before, so its wait before committing this one is short */
+    for (i = 0; i < g->n && !rc; i++)
+        rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, g->rows[i].s->ev_len, g->rows[i].s->leaf, &g->last);
     return rc;
 }
 
@@ -362,7 +428,6 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
 {
     struct custos_vault *v = im->v;
     enum custos_err rc;
-    uint64_t last = 0;
     int64_t now = (int64_t)custos_now(v);
     size_t i;
 
@@ -373,13 +438,11 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
     for (i = 0; i < g->n && !rc; i++) {
         const struct sealed *s = g->rows[i].s;
 
-        rc = v->ops->subject_put(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now, 1);
-        if (!rc)
-            rc = custos_audit_enqueue_encoded(v, g->rows[i].ev, s->ev_len, s->leaf, &last);
+        rc = v->ops->subject_stage(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now);
     }
-    /* no audit, no write */
+    /* no audit, no write: the events commit_keys queued must be durable first */
     if (!rc)
-        rc = custos_audit_wait(v, last);
+        rc = custos_audit_wait(v, g->last);
     if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
         return rc;
@@ -441,6 +504,9 @@ static void *key_writer(void *arg)
             q_push(&im->groups, g);
             g = NULL;
             rows = 0;
+            /* copy the records' log into data.db here, off the record writer's thread */
+            if (c && !atomic_load(&im->failed) && (rc = im->v->ops->log_checkpoint(c, CUSTOS_PLANE_DATA)))
+                fail(im, rc);
         }
         if (!b)
             break;
@@ -457,12 +523,25 @@ static void *record_writer(void *arg)
     struct custos_store_conn *c = bulk_conn(im);
     struct group *g;
     enum custos_err rc;
+    size_t staged = 0;
 
     while ((g = q_pop(&im->groups)) != NULL) {
-        if (c && !atomic_load(&im->failed) && (rc = commit_records(im, c, g)))
-            fail(im, rc);
+        if (c && !atomic_load(&im->failed)) {
+            if ((rc = commit_records(im, c, g)))
+                fail(im, rc);
+            else
+                staged += g->n;
+        }
         group_free(im, g);
+        if (c && staged >= PUBLISH_EVERY) {
+            if ((rc = im->v->ops->subjects_publish(c)))
+                fail(im, rc);
+            staged = 0;
+        }
     }
+    /* also after a failure: what was staged is complete (else the next open publishes it) */
+    if (c && staged && (rc = im->v->ops->subjects_publish(c)))
+        fail(im, rc);
     bulk_done(im, c);
     return NULL;
 }
@@ -501,7 +580,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     im.ctx = ctx;
     q_init(&im.jobs, QUEUE_DEPTH);
     q_init(&im.batches, QUEUE_DEPTH);
-    q_init(&im.groups, 1); /* a group is ~30 MiB: one waiting while one is written */
+    q_init(&im.groups, 1); /* a group is ~12 MiB: one waiting while one is written */
     pthread_mutex_init(&im.cb_mu, NULL);
     pthread_mutex_init(&im.pool_mu, NULL);
     buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
@@ -573,11 +652,10 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
             if (buf[k] == '\n' || k + 1 == cut) {
                 lines_in_buf++;
                 if (lines_in_buf == JOB_LINES || k + 1 == cut) {
-                    struct job *j = malloc(sizeof(*j));
                     size_t n = k + 1 - start;
+                    struct job *j = job_get(&im, n);
 
-                    if (!j || !(j->text = malloc(n))) {
-                        free(j);
+                    if (!j) {
                         rc = CUSTOS_ERR_NOMEM;
                         goto stop;
                     }
@@ -625,6 +703,8 @@ done:
     }
     while (im.npool)
         batch_free(im.pool[--im.npool]);
+    while (im.njpool)
+        job_free(im.jpool[--im.njpool]);
     pthread_mutex_destroy(&im.cb_mu);
     pthread_mutex_destroy(&im.pool_mu);
     q_destroy(&im.jobs);

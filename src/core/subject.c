@@ -365,15 +365,14 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
                                    const struct custos_leaves *leaves, struct custos_buf *b,
                                    struct custos_blind *blind, size_t *nblind, size_t blind_cap)
 {
-    uint8_t *nonces = NULL;
+    uint8_t stack[32 * CUSTOS_NONCE_BYTES], *nonces = stack;
     enum custos_err rc = CUSTOS_OK;
     size_t i;
 
     if (!leaves->n)
         return CUSTOS_OK;
-    /* one call for all the record's randomness */
-    nonces = malloc(leaves->n * CUSTOS_NONCE_BYTES);
-    if (!nonces)
+    /* one call for all the record's randomness; on the stack for typical records */
+    if (leaves->n > sizeof(stack) / CUSTOS_NONCE_BYTES && !(nonces = malloc(leaves->n * CUSTOS_NONCE_BYTES)))
         return CUSTOS_ERR_NOMEM;
     custos_random(nonces, leaves->n * CUSTOS_NONCE_BYTES);
     for (i = 0; i < leaves->n && !rc; i++) {
@@ -390,7 +389,8 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
             (*nblind)++;
         }
     }
-    free(nonces);
+    if (nonces != stack)
+        free(nonces);
     return rc;
 }
 

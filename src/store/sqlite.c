@@ -2,16 +2,25 @@
  * sqlite.c - the embedded store back-end (SQLite).  See store.h.
  *
  * Files: DIR/control.db (control plane) and DIR/data.db (data plane), both
- * in WAL mode with synchronous=FULL (NORMAL while bulk-loading), secure_delete
- * on so deleted rows (shredded keys, erased records) are zeroed in the file.
+ * in WAL mode with synchronous=FULL (NORMAL for a bulk load's staging
+ * commits; its publishing commits stay FULL), secure_delete on so deleted
+ * rows (shredded keys, erased records) are zeroed in the file.
  * A connection opens data.db as "main" and attaches control.db as "ctl";
  * statements are prepared once per connection.
  *
  * Tables (control): meta(k,v), subject_keys(id,gen,kv,w), erasures(id,
  * erased_at,ledger_index), principals(...), tokens(...), outbox(...),
- * retention_keys(day,kv,w), retained(subject,field,day,...).  (data):
- * meta(k,v), subjects(id,created,updated,rec,blind), blind(field,hash,
- * subject), links(subject,name,url,created).
+ * retention_keys(day,kv,w), retained(subject,field,day,...),
+ * staged_keys(id,gen,kv,w).  (data): meta(k,v), subjects(rid,id,created,
+ * updated,rec,blind), subject_ids(id,rid), blind(field,hash,subject),
+ * links(subject,name,url,created), staged_ids(id,rid), staged_blind(field,
+ * hash,subject).
+ * Records live in `subjects` by an internal row number (rid), in insertion
+ * order; subject_ids maps a subject id to its rid and is the only way to a
+ * record, so a row without its subject_ids entry is invisible.  Keeping the
+ * records out of a random-keyed b-tree, and the staged_* tables (see "bulk
+ * load" below), are what let a bulk load append instead of rewriting pages
+ * spread over the whole index.
  * subjects.blind lists the row's own index entries (4-byte big-endian field
  * number || 32-byte hash each) so the index can be kept in step without a
  * secondary index and without the subject's key.
@@ -19,6 +28,9 @@
  * Request threads may read through snapshots (see "snapshot reads" below):
  * a query-only twin connection holding one read transaction until the next
  * commit through this store.
+ *
+ * Invariant: a row of subject_ids or blind names a subject whose key is in
+ * subject_keys (or was shredded by an erasure, which drops its rows too).
  *
  * Must never: interpret record bytes, hold a connection across threads at
  * the same time, build SQL from caller input (everything is bound), let a
@@ -49,7 +61,8 @@ enum stmt_id {
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
     S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
-    S_SUBJ_INSERT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL,
+    S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
+    S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
     S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
@@ -97,11 +110,20 @@ static const char *const sql[S__COUNT] = {
     [S_TOK_REVOKE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_PRIN] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (principal = ?1 OR issued_by = ?1) "
                           "AND revoked = 0 AND expires > ?2",
+    /* a subject is found through subject_ids only: a row without its entry there is staged */
     [S_SUBJ_INSERT] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
-    [S_SUBJ_UPDATE] = "UPDATE subjects SET updated = ?2, rec = ?3, blind = ?4 WHERE id = ?1",
-    [S_SUBJ_GET] = "SELECT rec FROM subjects WHERE id = ?1",
-    [S_SUBJ_BLIND] = "SELECT blind FROM subjects WHERE id = ?1",
-    [S_SUBJ_DEL] = "DELETE FROM subjects WHERE id = ?1",
+    [S_SUBJ_ID_PUT] = "INSERT INTO subject_ids(id, rid) VALUES (?1, ?2)",
+    [S_SUBJ_UPDATE] = "UPDATE subjects SET updated = ?2, rec = ?3, blind = ?4 "
+                      "WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
+    [S_SUBJ_GET] = "SELECT rec FROM subjects WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
+    [S_SUBJ_BLIND] = "SELECT blind FROM subjects WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
+    [S_SUBJ_DEL] = "DELETE FROM subjects WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
+    [S_SUBJ_ID_DEL] = "DELETE FROM subject_ids WHERE id = ?1",
+    /* bulk load: appends only (rowid tables), indexed in key order by publish() */
+    [S_KEY_STAGE] = "INSERT INTO ctl.staged_keys(id, gen, kv, w) VALUES (?1, ?2, ?3, ?4)",
+    [S_SUBJ_STAGE] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
+    [S_ID_STAGE] = "INSERT INTO staged_ids(id, rid) VALUES (?1, ?2)",
+    [S_BLIND_STAGE] = "INSERT INTO staged_blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_PUT] = "INSERT OR IGNORE INTO blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_DEL] = "DELETE FROM blind WHERE field = ?1 AND hash = ?2 AND subject = ?3",
     [S_BLIND_FIND] = "SELECT subject FROM blind WHERE field = ?1 AND hash = ?2 LIMIT ?3",
@@ -159,12 +181,17 @@ static const char control_schema[] =
     "CREATE TABLE IF NOT EXISTS ctl.retained(subject BLOB NOT NULL, field TEXT NOT NULL, day INTEGER NOT NULL,"
     " legal_basis TEXT NOT NULL, role TEXT NOT NULL, erased_at INTEGER NOT NULL, blob BLOB NOT NULL,"
     " PRIMARY KEY(subject, field)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS ctl.retained_day ON retained(day);";
+    "CREATE INDEX IF NOT EXISTS ctl.retained_day ON retained(day);"
+    "CREATE TABLE IF NOT EXISTS ctl.staged_keys(id BLOB NOT NULL, gen INTEGER NOT NULL, kv INTEGER NOT NULL,"
+    " w BLOB NOT NULL);";
 
 static const char data_schema[] =
     "CREATE TABLE IF NOT EXISTS main.meta(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS main.subjects(id BLOB PRIMARY KEY, created INTEGER NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS main.subjects(rid INTEGER PRIMARY KEY, id BLOB NOT NULL, created INTEGER NOT NULL,"
     " updated INTEGER NOT NULL, rec BLOB NOT NULL, blind BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS main.subject_ids(id BLOB PRIMARY KEY, rid INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS main.staged_ids(id BLOB NOT NULL, rid INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS main.staged_blind(field INTEGER NOT NULL, hash BLOB NOT NULL, subject BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS main.blind(field INTEGER NOT NULL, hash BLOB NOT NULL, subject BLOB NOT NULL,"
     " PRIMARY KEY(field, hash, subject)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS main.links(subject BLOB NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL,"
@@ -324,6 +351,38 @@ static int on_commit(void *ctx, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+/* data.db before subject_ids kept subjects keyed by id (a random-keyed b-tree holding the records
+   themselves): move the rows to the rid-keyed table and index their ids, in one transaction. */
+static enum custos_err migrate_subjects(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int r = sqlite3_prepare_v2(db,
+                               "SELECT (SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name = "
+                               "'subjects'), (SELECT count(*) FROM pragma_table_info('subjects', 'main') WHERE "
+                               "name = 'rid')",
+                               -1, &st, NULL),
+        old = 0;
+    enum custos_err rc;
+
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+        old = sqlite3_column_int(st, 0) == 1 && sqlite3_column_int(st, 1) == 0;
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW)
+        return db_err(db, r, "check data schema");
+    if (!old)
+        return CUSTOS_OK;
+    if ((rc = exec(db, "BEGIN IMMEDIATE; ALTER TABLE main.subjects RENAME TO subjects_v1;", "migrate subjects")) ||
+        (rc = exec(db, data_schema, "migrate subjects")) ||
+        (rc = exec(db,
+                   "INSERT OR ROLLBACK INTO main.subjects(id, created, updated, rec, blind)"
+                   " SELECT id, created, updated, rec, blind FROM main.subjects_v1 ORDER BY rowid;"
+                   "INSERT OR ROLLBACK INTO main.subject_ids(id, rid) SELECT id, rid FROM main.subjects ORDER BY id;"
+                   "DROP TABLE main.subjects_v1; COMMIT;",
+                   "migrate subjects")))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 static enum custos_err conn_open(struct custos_store *s, int create, struct custos_store_conn **out)
 {
     struct custos_store_conn *c = calloc(1, sizeof(*c));
@@ -358,6 +417,8 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         rc = db_err(c->db, r, "attach control.db");
         goto fail;
     }
+    if (create && (rc = exec(c->db, "PRAGMA main.page_size=16384; PRAGMA ctl.page_size=16384;", "configure")))
+        goto fail;
     if ((rc = exec(c->db,
                    "PRAGMA main.journal_mode=WAL; PRAGMA ctl.journal_mode=WAL;"
                    "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
@@ -375,7 +436,7 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
                    (rc = exec(c->db, data_schema, "create data schema"))))
         goto fail;
     /* tables added by later versions (idempotent) */
-    if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) ||
+    if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) || (rc = migrate_subjects(c->db)) ||
                     (rc = exec(c->db, data_schema, "upgrade data schema"))))
         goto fail;
     *out = c;
@@ -384,6 +445,9 @@ fail:
     conn_close(c);
     return rc;
 }
+
+static enum custos_err sq_subjects_publish(struct custos_store_conn *c);
+static int staged_left(sqlite3 *db);
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
@@ -425,6 +489,13 @@ static enum custos_err sq_open(const char *dir, int create, struct custos_store 
         }
     }
     if ((rc = conn_open(s, create, &c))) {
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return rc;
+    }
+    /* an import interrupted by a crash: its staged subjects are complete, make them visible */
+    if (!create && staged_left(c->db) != 0 && (rc = sq_subjects_publish(c))) {
+        conn_close(c);
         pthread_mutex_destroy(&s->mu);
         free(s);
         return rc;
@@ -625,13 +696,13 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
        checkpoints only every 256 MiB of log so random-key index pages are copied less often */
     sqlite3_exec(c->db,
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
-                      "PRAGMA main.cache_size=-32768; PRAGMA ctl.cache_size=-32768;"
+                      "PRAGMA main.cache_size=-8192; PRAGMA ctl.cache_size=-8192;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
                       "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;",
                  NULL, NULL, NULL);
-    c->ckpt_frames = on ? 65536 : CKPT_FRAMES; /* not the pragma: it would replace on_commit */
+    c->ckpt_frames = on ? 16384 : CKPT_FRAMES; /* not the pragma: it would replace on_commit */
     c->bulk = on;
 }
 
@@ -645,6 +716,15 @@ static enum custos_err sq_compact_logs(struct custos_store_conn *c)
     if (rc == SQLITE_BUSY)
         return CUSTOS_ERR_LOCKED;
     return rc == SQLITE_OK ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
+}
+
+static enum custos_err sq_log_checkpoint(struct custos_store_conn *c, enum custos_plane p)
+{
+    int rc = sqlite3_wal_checkpoint_v2(c->db, p == CUSTOS_PLANE_CONTROL ? "ctl" : "main", SQLITE_CHECKPOINT_PASSIVE,
+                                       NULL, NULL);
+
+    /* BUSY: another connection checkpoints right now, which is as good */
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
 }
 
 /* ---- meta, keys, erasures ------------------------------------------------------------------ */
@@ -1112,6 +1192,18 @@ static enum custos_err sq_subject_put(struct custos_store_conn *c, const uint8_t
             goto done;
         }
     }
+    if (insert) {
+        sqlite3_stmt *s = stmt(c, S_SUBJ_ID_PUT);
+
+        if (!s) {
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+            goto done;
+        }
+        sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, sqlite3_last_insert_rowid(c->db));
+        if ((rc = run(c, s, "subject put")))
+            goto done;
+    }
     for (i = 0; i < nblind; i++) {
         sqlite3_stmt *s = stmt(c, S_BLIND_PUT);
 
@@ -1165,7 +1257,135 @@ static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint
             return rc;
     }
     sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
-    return run(c, s, "subject delete");
+    if ((rc = run(c, s, "subject delete")))
+        return rc;
+    {
+        sqlite3_stmt *d = stmt(c, S_SUBJ_ID_DEL);
+
+        if (!d)
+            return db_err(c->db, sqlite3_errcode(c->db), "prepare");
+        sqlite3_bind_blob(d, 1, id, 16, SQLITE_STATIC);
+        return run(c, d, "subject delete");
+    }
+}
+
+/* ---- bulk load: staged subjects ------------------------------------------------------------ */
+
+/*
+ * An import appends to rowid tables only: the record to `subjects` (a row no lookup finds: it has
+ * no entry in subject_ids yet), its id to staged_ids, its blind entries to staged_blind, its key
+ * to ctl.staged_keys.  publish() then inserts each staged set into its index in key order, so
+ * the random-keyed b-trees (subject_ids, blind, ctl.subject_keys) are written page after page
+ * once per publish instead of a page per entry per commit.
+ *
+ * Crash safety: a staged record commits after its staged key (the core's order), and publish
+ * commits the keys before the records, so a record is never visible without its key.  Staged
+ * rows left by a crash are published by the next open (sq_open): they are sealed and keyed, and
+ * their ledger events were durable before they committed.
+ */
+static enum custos_err sq_key_stage(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                                    const uint8_t *w, size_t wlen)
+{
+    PREP(s, S_KEY_STAGE);
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, gen);
+    sqlite3_bind_int64(s, 3, kv);
+    sqlite3_bind_blob(s, 4, w, (int)wlen, SQLITE_STATIC);
+    return run(c, s, "key stage");
+}
+
+static enum custos_err sq_subject_stage(struct custos_store_conn *c, const uint8_t id[16], const void *blob,
+                                        size_t len, const struct custos_blind *blind, size_t nblind, int64_t now)
+{
+    uint8_t list[BLIND_ENTRY * 8];
+    sqlite3_int64 rid;
+    enum custos_err rc;
+    size_t i;
+    PREP(s, S_SUBJ_STAGE);
+
+    if (nblind > sizeof(list) / BLIND_ENTRY)
+        return custos_err_set(CUSTOS_ERR_INVALID, "too many searchable fields for a bulk load");
+    for (i = 0; i < nblind; i++) {
+        put_be32(list + i * BLIND_ENTRY, blind[i].field);
+        memcpy(list + i * BLIND_ENTRY + 4, blind[i].hash, CUSTOS_STORE_HASH);
+    }
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_blob(s, 3, blob, (int)len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, list, (int)(nblind * BLIND_ENTRY), SQLITE_STATIC);
+    if ((rc = run(c, s, "subject stage")))
+        return rc;
+    rid = sqlite3_last_insert_rowid(c->db);
+    {
+        PREP(t, S_ID_STAGE);
+        sqlite3_bind_blob(t, 1, id, 16, SQLITE_STATIC);
+        sqlite3_bind_int64(t, 2, rid);
+        if ((rc = run(c, t, "subject stage")))
+            return rc;
+    }
+    for (i = 0; i < nblind; i++) {
+        PREP(b, S_BLIND_STAGE);
+        sqlite3_bind_int64(b, 1, blind[i].field);
+        sqlite3_bind_blob(b, 2, blind[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(b, 3, id, 16, SQLITE_STATIC);
+        if ((rc = run(c, b, "subject stage")))
+            return rc;
+    }
+    return CUSTOS_OK;
+}
+
+/* One plane's publish: its own transaction, synced (FULL) however the connection is set. */
+static enum custos_err publish_plane(struct custos_store_conn *c, const char *q, const char *what)
+{
+    enum custos_err rc;
+
+    if ((rc = exec(c->db, "BEGIN", what)))
+        return rc;
+    if ((rc = exec(c->db, q, what)) || (rc = exec(c->db, "COMMIT", what)))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static enum custos_err sq_subjects_publish(struct custos_store_conn *c)
+{
+    enum custos_err rc;
+
+    if (c->bulk && (rc = exec(c->db, "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;", "publish")))
+        return rc;
+    /* keys first: once a record is visible its key must be.  OR ROLLBACK and OR IGNORE: a
+       statement that cannot abort halfway needs no statement journal, which would hold (in memory,
+       temp_store=MEMORY) the old content of every index page the publish touches */
+    rc = publish_plane(c,
+                       "INSERT OR ROLLBACK INTO ctl.subject_keys(id, gen, kv, w)"
+                       " SELECT id, gen, kv, w FROM ctl.staged_keys ORDER BY id, gen;"
+                       "DELETE FROM ctl.staged_keys;",
+                       "publish keys");
+    if (!rc)
+        rc = publish_plane(c,
+                           "INSERT OR ROLLBACK INTO subject_ids(id, rid) SELECT id, rid FROM staged_ids ORDER BY id;"
+                           "INSERT OR IGNORE INTO blind(field, hash, subject) SELECT field, hash, subject"
+                           " FROM staged_blind ORDER BY field, hash, subject;"
+                           "DELETE FROM staged_ids; DELETE FROM staged_blind;",
+                           "publish subjects");
+    if (c->bulk)
+        sqlite3_exec(c->db, "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;", NULL, NULL, NULL);
+    return rc;
+}
+
+/* Anything staged (left by an interrupted import)?  1 yes, 0 no, -1 error. */
+static int staged_left(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int r = sqlite3_prepare_v2(db,
+                               "SELECT EXISTS(SELECT 1 FROM ctl.staged_keys) OR EXISTS(SELECT 1 FROM staged_ids)"
+                               " OR EXISTS(SELECT 1 FROM staged_blind)",
+                               -1, &st, NULL),
+        yes = -1;
+
+    if (r == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        yes = sqlite3_column_int(st, 0) != 0;
+    sqlite3_finalize(st);
+    return yes;
 }
 
 static enum custos_err sq_blind_find(struct custos_store_conn *c0, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
@@ -1579,6 +1799,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .compact_logs = sq_compact_logs,
     .snapshot_reads = sq_snapshot_reads,
     .snapshot_turn = sq_snapshot_turn,
+    .log_checkpoint = sq_log_checkpoint,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,
     .key_put = sq_key_put,
@@ -1603,6 +1824,9 @@ const struct custos_store_ops custos_store_sqlite = {
     .subject_get = sq_subject_get,
     .subject_delete = sq_subject_delete,
     .blind_find = sq_blind_find,
+    .key_stage = sq_key_stage,
+    .subject_stage = sq_subject_stage,
+    .subjects_publish = sq_subjects_publish,
     .link_put = sq_link_put,
     .link_scan = sq_link_scan,
     .outbox_put = sq_outbox_put,

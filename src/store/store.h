@@ -141,6 +141,10 @@ struct custos_store_ops {
        outlives SNAPSHOT_MAX_MS or a commit.  Either may be a no-op. */
     void (*snapshot_reads)(struct custos_store *s, int on);
     void (*snapshot_turn)(struct custos_store *s);
+    /* Copy what a plane's log holds into its database now, without waiting for or blocking its
+       writer (a bulk load runs this on another thread, so its writer's own checkpoints find
+       little left to copy). */
+    enum custos_err (*log_checkpoint)(struct custos_store_conn *c, enum custos_plane p);
 
     /* control plane: small named values */
     enum custos_err (*meta_get)(struct custos_store_conn *c, const char *key, struct custos_buf *out);
@@ -229,6 +233,19 @@ struct custos_store_ops {
     /* Shred: delete retention keys and retained values of every day < `day`; *keys, *values counts. */
     enum custos_err (*retention_expire)(struct custos_store_conn *c, uint32_t day, uint64_t *keys,
                                         uint64_t *values);
+
+    /* Bulk load (import).  key_stage and subject_stage store a new subject's key (control plane)
+       and record with its blind entries (data plane) durably but invisibly: no lookup, search or
+       scan finds them.  subjects_publish makes everything staged visible, the keys in one synced
+       transaction, then the records in another; the store indexes them in key order there, which
+       is what makes a bulk load fast.  Stage a record only after its key's stage has committed:
+       then no record is ever visible without its key.  Opening the store publishes whatever an
+       interrupted load left staged.  At most 8 blind entries per staged subject. */
+    enum custos_err (*key_stage)(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                                 const uint8_t *w, size_t wlen);
+    enum custos_err (*subject_stage)(struct custos_store_conn *c, const uint8_t id[16], const void *blob,
+                                     size_t len, const struct custos_blind *blind, size_t nblind, int64_t now);
+    enum custos_err (*subjects_publish)(struct custos_store_conn *c);
 
     /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
     enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
