@@ -73,7 +73,7 @@
  * LINGER_US after the previous batch began or LINGER_COUNT entries, whichever is first.  A lone
  * producer (one request at a time) is never delayed: its batches have one entry.
  */
-#define LINGER_US 1500
+#define LINGER_US 1000
 #define LINGER_COUNT 256
 #define LINGER_PREV_MIN 4
 
