@@ -92,6 +92,14 @@ enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index);
 void custos_ledger_on_durable(struct custos_ledger *l, void (*fn)(void *ctx, uint64_t durable, int failed),
                               void *ctx);
 
+/*
+ * A hint for group commit: delta = +1 when a producer starts work that will (probably) enqueue
+ * an entry soon (a request being handled), -1 when it has enqueued it or will not.  Under
+ * concurrent load the writer waits for announced entries (at most about a millisecond) so
+ * that one fdatasync covers them.  Calls must balance; nothing else depends on them.
+ */
+void custos_ledger_expect(struct custos_ledger *l, int delta);
+
 /* Wait until every queued entry is durable and sign a checkpoint covering them. */
 enum custos_err custos_ledger_checkpoint_now(struct custos_ledger *l);
 

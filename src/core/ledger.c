@@ -69,9 +69,11 @@
 /*
  * Group commit under load.  Each batch costs one fdatasync, and in a virtual machine an
  * fdatasync costs far more CPU than writing the entries does.  When the last batch was not a
- * lone entry (concurrent producers are waiting), the writer lets a batch gather entries until
- * LINGER_US after the previous batch began or LINGER_COUNT entries, whichever is first.  A lone
- * producer (one request at a time) is never delayed: its batches have one entry.
+ * lone entry (concurrent producers are waiting) and producers have announced entries that are
+ * on their way (custos_ledger_expect: a request being handled), the writer lets a batch gather
+ * them until they are all in, LINGER_COUNT entries, or LINGER_US after the previous batch
+ * began, whichever is first.  So a batch waits for work already under way, never for clients
+ * that have not asked yet, and a lone producer (one request at a time) is never delayed.
  */
 #define LINGER_US 1000
 #define LINGER_COUNT 256
@@ -120,7 +122,8 @@ struct custos_ledger {
     uint64_t durable;    /* entries durable and published */
     uint64_t batch_start_ns; /* monotonic time the last batch write began */
     uint32_t batch_prev;     /* entries in the last batch written */
-    int lingering;           /* the writer waits for a batch to fill (LINGER_*) */
+    atomic_int lingering;    /* the writer waits for a batch to fill (LINGER_*) */
+    atomic_int expected;     /* producers about to enqueue (custos_ledger_expect) */
     atomic_uint_least64_t durable_pub; /* a copy of durable, read without the lock */
     int failed;
     char fail_msg[128];
@@ -775,12 +778,15 @@ static void *writer_main(void *arg)
                 struct timespec ts;
                 uint64_t until = l->batch_start_ns + LINGER_US * 1000u;
 
-                ts.tv_sec = (time_t)(until / 1000000000u);
-                ts.tv_nsec = (long)(until % 1000000000u);
-                l->lingering = 1;
-                pthread_cond_timedwait(&l->work, &l->mu, &ts);
-                l->lingering = 0;
-                continue;
+                atomic_store(&l->lingering, 1); /* before reading expected: see custos_ledger_expect */
+                if (atomic_load(&l->expected) > 0) {
+                    ts.tv_sec = (time_t)(until / 1000000000u);
+                    ts.tv_nsec = (long)(until % 1000000000u);
+                    pthread_cond_timedwait(&l->work, &l->mu, &ts);
+                    atomic_store(&l->lingering, 0);
+                    continue;
+                }
+                atomic_store(&l->lingering, 0);
             }
             l->batch_start_ns = now;
             l->batch_prev = b->count;
@@ -1522,7 +1528,7 @@ static enum custos_err enqueue(struct custos_ledger *l, const void *entry, size_
         b = l->fill;
         if (b->used + need <= LEDGER_BATCH_BYTES_MAX && b->count < LEDGER_BATCH_COUNT_MAX)
             break;
-        if (l->lingering)
+        if (atomic_load(&l->lingering))
             pthread_cond_signal(&l->work); /* full: write it now */
         pthread_cond_wait(&l->space, &l->mu);
     }
@@ -1537,7 +1543,7 @@ static enum custos_err enqueue(struct custos_ledger *l, const void *entry, size_
     b->used += (uint32_t)need;
     b->count++;
     idx = l->next_index++;
-    if (b->count == 1 || (l->lingering && b->count == LINGER_COUNT))
+    if (b->count == 1 || (atomic_load(&l->lingering) && b->count == LINGER_COUNT))
         pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->mu);
     if (index)
@@ -1566,12 +1572,21 @@ enum custos_err custos_ledger_enqueue_hashed(struct custos_ledger *l, const void
     return enqueue(l, entry, len, leaf, index);
 }
 
+static _Thread_local int expecting; /* this thread announced an entry (custos_ledger_expect) */
+
 enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)
 {
     enum custos_err e = CUSTOS_OK;
+    int reannounce = 0;
 
     if (l == NULL)
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: no ledger");
+    /* A producer that announced its entry and now waits for it sends nothing more meanwhile:
+       the writer must not linger for it. */
+    if (expecting > 0) {
+        custos_ledger_expect(l, -1);
+        reannounce = 1;
+    }
     pthread_mutex_lock(&l->mu);
     if (index >= l->next_index) {
         e = custos_err_set(CUSTOS_ERR_INVALID, "ledger: entry %llu was never queued", (unsigned long long)index);
@@ -1590,7 +1605,24 @@ enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)
         e = unavailable(l);
 done:
     pthread_mutex_unlock(&l->mu);
+    if (reannounce)
+        custos_ledger_expect(l, 1);
     return e;
+}
+
+void custos_ledger_expect(struct custos_ledger *l, int delta)
+{
+    if (l == NULL)
+        return;
+    expecting += delta;
+    /* The last expected entry is in (or will not come): a lingering writer goes now.  The
+       writer sets lingering before it reads expected, and this reads lingering after changing
+       expected, so one of the two always sees the other. */
+    if (atomic_fetch_add(&l->expected, delta) + delta == 0 && atomic_load(&l->lingering)) {
+        pthread_mutex_lock(&l->mu);
+        pthread_cond_signal(&l->work);
+        pthread_mutex_unlock(&l->mu);
+    }
 }
 
 void custos_ledger_on_durable(struct custos_ledger *l, void (*fn)(void *ctx, uint64_t durable, int failed),

@@ -221,6 +221,7 @@ struct worker {
 
 struct server {
     struct custos_vault *vault;
+    struct custos_ledger *ledger;
     struct worker *w;
     unsigned nw;
     atomic_int failed;   /* the ledger failed: held responses become 503 */
@@ -379,6 +380,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     struct worker *w = cls;
     struct req *r = *con_cls;
+    int held;
 
     (void)version;
     if (!r) {
@@ -411,9 +413,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (r->holding) /* called again on a turn of the worker's loop */
         return still_held(w, r) ? MHD_YES : queue(c, r);
     custos_err_clear();
+    custos_ledger_expect(w->s->ledger, 1); /* its audit event is on its way: worth a short wait */
     custos_defer_begin();
     dispatch(r);
-    if (custos_defer_end(&r->audit_index)) {
+    held = custos_defer_end(&r->audit_index);
+    custos_ledger_expect(w->s->ledger, -1);
+    if (held) {
         r->holding = 1;
         if (still_held(w, r))
             return MHD_YES; /* no response queued: libmicrohttpd asks again next turn */
@@ -669,6 +674,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
 
     memset(&s, 0, sizeof(s));
     s.vault = v;
+    s.ledger = custos_vault_ledger(v);
     if ((rc = custos_parse_listen(o->listen ? o->listen : "127.0.0.1:8420", &ss, &sslen, &loopback)))
         goto done;
     if (!tls && !loopback && !o->insecure) {
