@@ -144,9 +144,9 @@ struct import {
     const struct custos_caller *caller;
     struct queue jobs, batches, groups;
     pthread_mutex_t pool_mu;   /* free batches and jobs, reused: no allocation per batch or job */
-    struct batch *pool[BATCHES_MAX];
+    void *pool[BATCHES_MAX];             /* struct batch *, free for reuse */
     size_t npool;
-    struct job *jpool[2 * QUEUE_DEPTH + 4];
+    void *jpool[2 * QUEUE_DEPTH + 4];    /* struct job *, free for reuse */
     size_t njpool;
     pthread_mutex_t cb_mu;
     void (*bad)(void *ctx, uint64_t line, const char *reason);
@@ -199,18 +199,27 @@ static struct job *job_get(struct import *im, size_t n)
     return j;
 }
 
+/* Keep p in a free list of cap slots (under pool_mu); 0 when the list is full. */
+static int pool_keep(struct import *im, void **slots, size_t *n, size_t cap, void *p)
+{
+    int kept = 0;
+
+    pthread_mutex_lock(&im->pool_mu);
+    if (*n < cap) {
+        slots[(*n)++] = p;
+        kept = 1;
+    }
+    pthread_mutex_unlock(&im->pool_mu);
+    return kept;
+}
+
 /* Wipe a job's text (plaintext input) and keep it for reuse. */
 static void job_put(struct import *im, struct job *j)
 {
     sodium_memzero(j->text, j->len);
     j->len = 0;
-    pthread_mutex_lock(&im->pool_mu);
-    if (im->njpool < sizeof(im->jpool) / sizeof(im->jpool[0])) {
-        im->jpool[im->njpool++] = j;
-        j = NULL;
-    }
-    pthread_mutex_unlock(&im->pool_mu);
-    job_free(j);
+    if (!pool_keep(im, im->jpool, &im->njpool, sizeof(im->jpool) / sizeof(im->jpool[0]), j))
+        job_free(j);
 }
 
 static void batch_free(struct batch *b)
@@ -252,15 +261,8 @@ static struct batch *batch_get(struct import *im)
 
 static void batch_put(struct import *im, struct batch *b)
 {
-    if (!b)
-        return;
-    pthread_mutex_lock(&im->pool_mu);
-    if (im->npool < sizeof(im->pool) / sizeof(im->pool[0])) {
-        im->pool[im->npool++] = b;
-        b = NULL;
-    }
-    pthread_mutex_unlock(&im->pool_mu);
-    batch_free(b);
+    if (b && !pool_keep(im, im->pool, &im->npool, sizeof(im->pool) / sizeof(im->pool[0]), b))
+        batch_free(b);
 }
 
 static void fail(struct import *im, enum custos_err rc)

@@ -753,15 +753,22 @@ static enum custos_err sq_meta_put(struct custos_store_conn *c, const char *key,
     return run(c, s, "meta put");
 }
 
-static enum custos_err sq_key_put(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
-                                  const uint8_t *w, size_t wlen)
+/* A wrapped key row (id, gen, kv, w) through statement `id_st`: S_KEY_PUT or S_KEY_STAGE. */
+static enum custos_err key_row(struct custos_store_conn *c, enum stmt_id id_st, const uint8_t id[16], uint32_t gen,
+                               uint32_t kv, const uint8_t *w, size_t wlen, const char *what)
 {
-    PREP(s, S_KEY_PUT);
+    PREP(s, id_st);
     sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, gen);
     sqlite3_bind_int64(s, 3, kv);
     sqlite3_bind_blob(s, 4, w, (int)wlen, SQLITE_STATIC);
-    return run(c, s, "key put");
+    return run(c, s, what);
+}
+
+static enum custos_err sq_key_put(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
+                                  const uint8_t *w, size_t wlen)
+{
+    return key_row(c, S_KEY_PUT, id, gen, kv, w, wlen, "key put");
 }
 
 static enum custos_err sq_key_get(struct custos_store_conn *c0, const uint8_t id[16], uint32_t gen, uint32_t *kv,
@@ -1286,12 +1293,7 @@ static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint
 static enum custos_err sq_key_stage(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
                                     const uint8_t *w, size_t wlen)
 {
-    PREP(s, S_KEY_STAGE);
-    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, gen);
-    sqlite3_bind_int64(s, 3, kv);
-    sqlite3_bind_blob(s, 4, w, (int)wlen, SQLITE_STATIC);
-    return run(c, s, "key stage");
+    return key_row(c, S_KEY_STAGE, id, gen, kv, w, wlen, "key stage");
 }
 
 static enum custos_err sq_subject_stage(struct custos_store_conn *c, const uint8_t id[16], const void *blob,
