@@ -72,8 +72,8 @@ static size_t depth_of(json_t *j)
     return 0;
 }
 
-/* Blank out of msg every key of j (whole, and cut at 64 bytes as "%.64s" echoes it). */
-static void strip_keys(json_t *j, char *msg)
+/* Every key of j, nested ones too (at most cap). */
+static void collect_keys(json_t *j, const char **keys, size_t *n, size_t cap)
 {
     const char *k;
     json_t *v;
@@ -81,24 +81,48 @@ static void strip_keys(json_t *j, char *msg)
 
     if (json_is_object(j)) {
         json_object_foreach(j, k, v) {
-            size_t kl = strlen(k), cut;
-
-            for (cut = 0; cut < 2; cut++) {
-                size_t n = cut && kl > 64 ? 64 : kl;
-                char *q = msg;
-
-                while (n && *q) {
-                    if (strncmp(q, k, n) == 0) {
-                        memset(q, 1, n);
-                        q += n;
-                    } else
-                        q++;
-                }
-            }
-            strip_keys(v, msg);
+            if (*n < cap)
+                keys[(*n)++] = k;
+            collect_keys(v, keys, n, cap);
         }
     } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) strip_keys(v, msg);
+        json_array_foreach(j, i, v) collect_keys(v, keys, n, cap);
+    }
+}
+
+static int longer_first(const void *a, const void *b)
+{
+    size_t la = strlen(*(const char *const *)a), lb = strlen(*(const char *const *)b);
+
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* Blank out of msg every key of j (whole, and cut at 64 bytes as "%.64s" echoes it), longest
+   first: a short key ("phone") must not blank the start of a longer one ("phone...") and leave
+   the rest of it looking like a quoted value. */
+static void strip_keys(json_t *j, char *msg)
+{
+    static const char *keys[4096];
+    size_t nkeys = 0;
+
+    collect_keys(j, keys, &nkeys, sizeof(keys) / sizeof(keys[0]));
+    qsort(keys, nkeys, sizeof(keys[0]), longer_first);
+    for (size_t x = 0; x < nkeys; x++) {
+        const char *k = keys[x];
+        size_t kl = strlen(k), cut;
+
+        for (cut = 0; cut < 2; cut++) {
+            size_t n = cut && kl > 64 ? 64 : kl;
+            char *q = msg;
+
+            while (n && *q) {
+                if (strncmp(q, k, n) == 0) {
+                    memset(q, 1, n);
+                    q += n;
+                } else
+                    q++;
+            }
+        }
     }
 }
 
