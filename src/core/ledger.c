@@ -765,8 +765,12 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        if (l->failed)
+        if (l->failed) {
+            /* failed elsewhere (the checkpointer; set_failed woke the blocked waiters): entries
+               still queued will never be durable, and the front end must hear it too */
+            call_notify(l, 1);
             break;
+        }
         if (l->fill->count > 0 && l->spare != NULL) {
             struct qbuf *b = l->fill;
             enum custos_err e;

@@ -2,8 +2,8 @@
  * sqlite.c - the embedded store back-end (SQLite).  See store.h.
  *
  * Files: DIR/control.db (control plane) and DIR/data.db (data plane), both
- * in WAL mode with synchronous=FULL (NORMAL for a bulk load's staging
- * commits; its publishing commits stay FULL), secure_delete on so deleted
+ * in WAL mode with synchronous=FULL (NORMAL for a bulk load's staged records;
+ * its staged keys and publishing commits stay FULL), secure_delete on so deleted
  * rows (shredded keys, erased records) are zeroed in the file.
  * A connection opens data.db as "main" and attaches control.db as "ctl";
  * statements are prepared once per connection.
@@ -692,10 +692,13 @@ static void sq_rollback(struct custos_store_conn *c, enum custos_plane p)
 
 static void sq_set_bulk(struct custos_store_conn *c, int on)
 {
-    /* bulk: no fsync per commit (the final checkpoint syncs), a 32 MiB cache per file, and
-       checkpoints only every 256 MiB of log so random-key index pages are copied less often */
+    /* bulk: records (data plane) are staged without an fsync per commit (publish and the final
+       checkpoint sync them), 8 MiB caches, checkpoints every 16,384 frames.  Staged keys (control
+       plane) stay synchronous=FULL: SQLite orders nothing between two log files, so a data-plane
+       checkpoint could otherwise make a group's records durable before its keys, and a crash
+       would then publish records without keys.  One fsync per key group (8,192 subjects). */
     sqlite3_exec(c->db,
-                 on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;"
+                 on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-8192; PRAGMA ctl.cache_size=-8192;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
@@ -1370,7 +1373,7 @@ static enum custos_err sq_subjects_publish(struct custos_store_conn *c)
                            "DELETE FROM staged_ids; DELETE FROM staged_blind;",
                            "publish subjects");
     if (c->bulk)
-        sqlite3_exec(c->db, "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=NORMAL;", NULL, NULL, NULL);
+        sqlite3_exec(c->db, "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=FULL;", NULL, NULL, NULL);
     return rc;
 }
 

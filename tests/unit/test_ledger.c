@@ -1074,12 +1074,20 @@ static void test_fault_write_unavailable(void **state)
     tdir_free(&t);
 }
 
+static void note_failure(void *ctx, uint64_t durable, int failed)
+{
+    (void)durable;
+    if (failed)
+        atomic_store((atomic_int *)ctx, 1);
+}
+
 static void test_fault_in_checkpoint(void **state)
 {
     struct custos_ledger_config c;
     struct custos_ledger *l;
     struct tdir t;
     struct fault f = {0};
+    atomic_int told = 0;
     int before;
 
     (void)state;
@@ -1092,9 +1100,18 @@ static void test_fault_in_checkpoint(void **state)
     l = open_ok(&c, NULL);
     append_n(l, 0, 10);
     before = atomic_load(&f.fsyncs);
+    custos_ledger_on_durable(l, note_failure, &told);
     atomic_store(&f.fail_fsync_after, before); /* the checkpointer's first fsync fails */
     assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_ERR_UNAVAILABLE);
     assert_int_equal(custos_ledger_append(l, "x", 1, NULL), CUSTOS_ERR_UNAVAILABLE);
+    /* a front end holding responses hears of the failure (from the writer, soon) */
+    for (int i = 0; i < 5000 && !atomic_load(&told); i++) {
+        struct timespec ms = {0, 1000 * 1000};
+
+        nanosleep(&ms, NULL);
+    }
+    assert_int_equal(atomic_load(&told), 1);
+    custos_ledger_on_durable(l, NULL, NULL);
     custos_ledger_free(l);
     c.fault = NULL;
     l = open_ok(&c, NULL);
