@@ -571,19 +571,22 @@ static void *worker_main(void *arg)
     int ep = epoll_create1(EPOLL_CLOEXEC), again = 0, quiesced = 0;
     time_t give_up = 0;
 
-    if (ep < 0 || !info)
-        goto out;
+    if (ep < 0 || !info) {
+        goto broken;
+    }
     memset(ev, 0, sizeof(ev));
     ev[0].events = EPOLLIN;
     ev[0].data.u32 = 0;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev[0]) != 0)
-        goto out;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, info->epoll_fd, &ev[0]) != 0) {
+        goto broken;
+    }
     /* Edge-triggered: every write is one wake-up, and the counter is never read back (a
        system call saved per wake-up; it would take 2^64 writes to fill it). */
     ev[0].events = EPOLLIN | EPOLLET;
     ev[0].data.u32 = 1;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, w->efd, &ev[0]) != 0)
-        goto out;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, w->efd, &ev[0]) != 0) {
+        goto broken;
+    }
     custos_vault_thread_serving(s->vault, 1);
     for (;;) {
         MHD_UNSIGNED_LONG_LONG to;
@@ -624,6 +627,9 @@ static void *worker_main(void *arg)
         again = w->nheld && (custos_audit_is_durable(s->vault, w->next_wait) || atomic_load(&s->failed));
     }
     custos_vault_thread_serving(s->vault, 0);
+    goto out;
+broken:
+    log_line("a worker could not start its event loop: its connections are not served", "");
 out:
     if (ep >= 0)
         close(ep);

@@ -556,6 +556,22 @@ static void snapshot_end(struct custos_store_conn *t)
     }
 }
 
+/* 1 when both files are in WAL mode (the journal_mode pragma may have been refused). */
+static int both_wal(sqlite3 *db)
+{
+    static const char *const q[2] = {"PRAGMA main.journal_mode", "PRAGMA ctl.journal_mode"};
+    int ok = 1;
+
+    for (int i = 0; i < 2 && ok; i++) {
+        sqlite3_stmt *st = NULL;
+
+        ok = sqlite3_prepare_v2(db, q[i], -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+             sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+        sqlite3_finalize(st);
+    }
+    return ok;
+}
+
 static enum custos_err twin_open(struct custos_store_conn *c)
 {
     struct custos_store_conn *t = NULL;
@@ -564,9 +580,10 @@ static enum custos_err twin_open(struct custos_store_conn *c)
     if ((rc = conn_open(c->store, 0, &t)))
         return rc;
     sqlite3_wal_hook(t->db, NULL, NULL); /* it never commits anything */
-    if ((rc = exec(t->db, "PRAGMA query_only=1", "configure snapshot"))) {
+    if ((rc = exec(t->db, "PRAGMA query_only=1", "configure snapshot")) || !both_wal(t->db)) {
+        /* commits are only counted through the log's hook: without WAL, no snapshots */
         conn_close(t);
-        return rc;
+        return rc ? rc : custos_err_set(CUSTOS_ERR_IO, "snapshot reads need WAL mode");
     }
     c->twin = t;
     return CUSTOS_OK;
