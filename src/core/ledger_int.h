@@ -36,6 +36,15 @@
    relies on it (a torn, unsynced tail is at most one batch long). */
 #define LEDGER_BATCH_BYTES_MAX (4u << 20)
 #define LEDGER_BATCH_COUNT_MAX 65536u
+/* The entries file may end in zero bytes after its last batch: space the writer
+   fills ahead (an fdatasync that does not grow the file need not write the
+   inode).  A batch header is never zero (its magic), so the first zero header
+   ends the log.  A small batch that crosses the end of the written space is
+   followed by this many zero bytes in the same write; the batch and its zeros
+   stay within LEDGER_BATCH_BYTES_MAX, so what a crash can leave half written
+   after the last durable batch is still at most that long. */
+#define LEDGER_LOG_AHEAD (1u << 20)
+#define LEDGER_LOG_AHEAD_BATCH_MAX (64u << 10) /* larger batches are written without zeros */
 
 /* checkpoints: 16-byte file header, then records:
    magic u32 | len u32 | size u64 | note[len] | check[8] = SHA-256(header || note)[:8] */

@@ -30,7 +30,9 @@ die "not an entries file\n" unless substr($buf, 0, 16) eq "CSTS-LEDGER-LOG\x01";
 # parse: batches of records
 my (@batches, @recs);
 my $off = 16;
-while ($off + 32 <= length $buf) {
+my $end = length $buf;
+$end-- while $end > 16 && substr($buf, $end - 1, 1) eq "\x00";    # zeros the writer fills ahead
+while ($off + 32 <= length $buf && $off < $end) {
     my ($magic, $count, $bytes, $zero, $first) = unpack "V V V V Q<", substr($buf, $off, 24);
     die "bad batch magic at $off\n" unless $magic == 0x48435442;
     my $b = { off => $off, count => $count, first => $first, recs => [] };
@@ -47,7 +49,7 @@ while ($off + 32 <= length $buf) {
     push @batches, $b;
     $off = $r;
 }
-die "trailing bytes after the last batch\n" unless $off == length $buf;
+die "trailing bytes after the last batch\n" unless $off >= $end;
 
 sub rec_bytes { my ($e) = @_; return pack("V", length $e) . $e . substr(sha256("\x00" . $e), 0, 8) }
 

@@ -195,11 +195,12 @@ struct batch {
     uint32_t count, bytes;
 };
 
+/* (stops at the zeros the writer fills ahead: no batch header is zero) */
 static size_t batches(const uint8_t *log, size_t len, struct batch *out, size_t cap)
 {
     size_t off = LEDGER_LOG_HDR, n = 0;
 
-    while (off + LEDGER_BATCH_HDR <= len && n < cap) {
+    while (off + LEDGER_BATCH_HDR <= len && n < cap && ledger_get32(log + off) == LEDGER_BATCH_MAGIC) {
         out[n].off = off;
         out[n].count = ledger_get32(log + off + 4);
         out[n].bytes = ledger_get32(log + off + 8);
@@ -1170,7 +1171,9 @@ static void crash_child(const struct tdir *t)
 
 enum tear { TEAR_GARBAGE, TEAR_CUT, TEAR_ZERO, TEAR_BAD_CHECK, TEAR_HALF_HEADER };
 
-static void torn_case(enum tear how)
+/* A crash's torn tail, in a file that ends at its last batch (ahead = 0) or
+   with the writer's zeros after the tear (ahead = 1). */
+static void torn_case(enum tear how, int ahead)
 {
     struct custos_ledger_config c;
     struct custos_ledger *l;
@@ -1189,12 +1192,15 @@ static void torn_case(enum tear how)
     nb = batches(log, len, b, 64);
     assert_true(nb >= 2);
     assert_int_equal(b[nb - 1].first + b[nb - 1].count, 25);
+    assert_true(len > b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes); /* zeros written ahead */
+    len = b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes;
     keep_entries = 25;
     switch (how) {
     case TEAR_GARBAGE: /* junk after the last complete batch */
         log = realloc(log, len + 100);
         randombytes_buf(log + len, 100);
         log[len] = 0; /* not a batch magic */
+        log[len + 99] |= 1; /* the data ends here, zeros or not after it */
         len += 100;
         want_trunc = 100;
         break;
@@ -1203,9 +1209,8 @@ static void torn_case(enum tear how)
         want_trunc = len - b[nb - 1].off;
         keep_entries = b[nb - 1].first;
         break;
-    case TEAR_ZERO: /* file size extended, data never reached the disk */
+    case TEAR_ZERO: /* the last batch never reached the disk: zeros, like space written ahead */
         memset(log + b[nb - 1].off, 0, len - b[nb - 1].off);
-        want_trunc = len - b[nb - 1].off;
         keep_entries = b[nb - 1].first;
         break;
     case TEAR_BAD_CHECK: /* the last record's check is wrong */
@@ -1220,11 +1225,26 @@ static void torn_case(enum tear how)
         want_trunc = 20;
         break;
     }
+    if (want_trunc) { /* trailing zeros of the tear count as space written ahead, not data */
+        size_t dend = len;
+
+        while (dend > 0 && log[dend - 1] == 0)
+            dend--;
+        want_trunc -= len - dend;
+    }
+    if (ahead) {
+        log = realloc(log, len + LEDGER_LOG_AHEAD);
+        assert_non_null(log);
+        memset(log + len, 0, LEDGER_LOG_AHEAD);
+        len += LEDGER_LOG_AHEAD;
+    }
     spit(p, log, len);
     free(log);
 
     /* verify (no writer) flags it as a torn tail before recovery */
-    {
+    if (how == TEAR_ZERO) {
+        verify_expect(&t, 1, 0, NULL);
+    } else {
         struct custos_ledger_verify_report rep;
 
         assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
@@ -1264,31 +1284,36 @@ static void torn_case(enum tear how)
 static void test_torn_garbage(void **state)
 {
     (void)state;
-    torn_case(TEAR_GARBAGE);
+    torn_case(TEAR_GARBAGE, 0);
+    torn_case(TEAR_GARBAGE, 1);
 }
 
 static void test_torn_cut(void **state)
 {
     (void)state;
-    torn_case(TEAR_CUT);
+    torn_case(TEAR_CUT, 0);
+    torn_case(TEAR_CUT, 1);
 }
 
 static void test_torn_zero(void **state)
 {
     (void)state;
-    torn_case(TEAR_ZERO);
+    torn_case(TEAR_ZERO, 0);
+    torn_case(TEAR_ZERO, 1);
 }
 
 static void test_torn_bad_check(void **state)
 {
     (void)state;
-    torn_case(TEAR_BAD_CHECK);
+    torn_case(TEAR_BAD_CHECK, 0);
+    torn_case(TEAR_BAD_CHECK, 1);
 }
 
 static void test_torn_half_header(void **state)
 {
     (void)state;
-    torn_case(TEAR_HALF_HEADER);
+    torn_case(TEAR_HALF_HEADER, 0);
+    torn_case(TEAR_HALF_HEADER, 1);
 }
 
 static void test_crash_rebuilds_derived(void **state)
@@ -1372,6 +1397,14 @@ static void test_middle_damage_is_corruption(void **state)
     spit(p, log, len);
     assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
     assert_int_equal(fsize(p), before);
+
+    /* a batch zeroed with a batch after it: not space written ahead, corruption */
+    memcpy(log, orig, len);
+    memset(log + b[k].off, 0, LEDGER_BATCH_HDR + b[k].bytes);
+    spit(p, log, len);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_int_equal(fsize(p), before);
+    verify_expect(&t, 0, 20, NULL);
 
     /* the log cut below the latest checkpoint: corruption, not a torn tail */
     spit(p, orig, b[0].off + LEDGER_BATCH_HDR + 10);
