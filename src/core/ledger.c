@@ -70,7 +70,8 @@
  * Group commit under load.  Each batch costs one fdatasync, and in a virtual machine an
  * fdatasync costs far more CPU than writing the entries does.  When the last batch was not a
  * lone entry (concurrent producers are waiting) and producers have announced entries that are
- * on their way (custos_ledger_expect: a request being handled), the writer lets a batch gather
+ * on their way (custos_ledger_expect: a request being handled, or an HTTP worker's turn over
+ * the requests its sockets delivered together), the writer lets a batch gather
  * them until they are all in, LINGER_COUNT entries, or LINGER_US after the previous batch
  * began, whichever is first.  So a batch waits for work already under way, never for clients
  * that have not asked yet, and a lone producer (one request at a time) is never delayed.
@@ -1660,11 +1661,11 @@ enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)
 
     if (l == NULL)
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: no ledger");
-    /* A producer that announced its entry and now waits for it sends nothing more meanwhile:
-       the writer must not linger for it. */
+    /* A producer that announced entries and now waits sends nothing more meanwhile: the
+       writer must not linger for it. */
     if (expecting > 0) {
-        custos_ledger_expect(l, -1);
-        reannounce = 1;
+        reannounce = expecting;
+        custos_ledger_expect(l, -reannounce);
     }
     pthread_mutex_lock(&l->mu);
     if (index >= l->next_index) {
@@ -1685,7 +1686,7 @@ enum custos_err custos_ledger_wait(struct custos_ledger *l, uint64_t index)
 done:
     pthread_mutex_unlock(&l->mu);
     if (reannounce)
-        custos_ledger_expect(l, 1);
+        custos_ledger_expect(l, reannounce);
     return e;
 }
 

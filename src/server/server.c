@@ -590,7 +590,7 @@ static void *worker_main(void *arg)
     custos_vault_thread_serving(s->vault, 1);
     for (;;) {
         MHD_UNSIGNED_LONG_LONG to;
-        int ms = 200, n; /* a turn at least this often: custos_vault_turn ends old read snapshots */
+        int ms = 200, n, sockets; /* a turn at least this often: custos_vault_turn ends old read snapshots */
 
         if (atomic_load(&s->stopping)) {
             struct timespec now;
@@ -614,12 +614,23 @@ static void *worker_main(void *arg)
         if (ms == 0 && w->nheld)
             ms = 5;
         n = epoll_wait(ep, ev, 4, again ? 0 : ms);
-        for (int i = 0; i < n; i++)
+        sockets = 0;
+        for (int i = 0; i < n; i++) {
             if (ev[i].data.u32 == 1)
                 atomic_store(&w->signalled, 0);
+            else
+                sockets = 1;
+        }
         w->next_wait = NONE;
         w->nheld = 0;
+        /* A turn that reads requests will append their audit events: the ledger's writer may
+           wait (briefly, see ledger.c) for the whole turn, so that one batch and one fdatasync
+           cover it instead of a few of its requests each. */
+        if (sockets)
+            custos_ledger_expect(s->ledger, 1);
         MHD_run(w->mhd);
+        if (sockets)
+            custos_ledger_expect(s->ledger, -1);
         custos_vault_turn(s->vault);
         atomic_store(&w->wait_for, w->next_wait);
         /* The writer may have published progress between a handler's check and the store
