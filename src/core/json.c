@@ -5,6 +5,8 @@
  */
 #include "json.h"
 
+#include "buf.h"
+
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,93 @@ void custos_free_wiped(void *p)
 __attribute__((constructor)) static void json_wipe_on_free(void)
 {
     json_set_alloc_funcs(json_alloc, custos_free_wiped);
+}
+
+#define DUMP_MAX (256u << 20) /* no response comes near this */
+
+/* 1: a value this writer does not handle (a real): the caller falls back to jansson's dump. */
+static int dump_value(struct custos_buf *b, const json_t *j, int depth, enum custos_err *rc)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+    json_int_t x;
+
+    if (depth > 64) /* trees are built by custos itself; parsed input is capped far lower */
+        return 1;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        *rc = custos_buf_addc(b, '{');
+        i = 0;
+        json_object_foreach((json_t *)j, key, v) {
+            if (!*rc && i++)
+                *rc = custos_buf_addc(b, ',');
+            if (!*rc)
+                *rc = custos_buf_add_json_str(b, key, strlen(key));
+            if (!*rc)
+                *rc = custos_buf_addc(b, ':');
+            if (*rc || dump_value(b, v, depth + 1, rc))
+                return *rc ? 0 : 1;
+        }
+        if (!*rc)
+            *rc = custos_buf_addc(b, '}');
+        return 0;
+    case JSON_ARRAY:
+        *rc = custos_buf_addc(b, '[');
+        json_array_foreach((json_t *)j, i, v) {
+            if (!*rc && i)
+                *rc = custos_buf_addc(b, ',');
+            if (*rc || dump_value(b, v, depth + 1, rc))
+                return *rc ? 0 : 1;
+        }
+        if (!*rc)
+            *rc = custos_buf_addc(b, ']');
+        return 0;
+    case JSON_STRING:
+        *rc = custos_buf_add_json_str(b, json_string_value(j), json_string_length(j));
+        return 0;
+    case JSON_INTEGER:
+        x = json_integer_value(j);
+        if (x < 0 && (*rc = custos_buf_addc(b, '-')))
+            return 0;
+        *rc = custos_buf_add_u64(b, x < 0 ? 0u - (uint64_t)x : (uint64_t)x);
+        return 0;
+    case JSON_TRUE:
+        *rc = custos_buf_adds(b, "true");
+        return 0;
+    case JSON_FALSE:
+        *rc = custos_buf_adds(b, "false");
+        return 0;
+    case JSON_NULL:
+        *rc = custos_buf_adds(b, "null");
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+char *custos_json_dump(const json_t *j, size_t *len)
+{
+    struct custos_buf b;
+    enum custos_err rc = CUSTOS_OK;
+    char *s;
+
+    *len = 0;
+    if (!j)
+        return NULL;
+    custos_buf_init(&b, DUMP_MAX);
+    if (custos_buf_reserve(&b, 2047) != CUSTOS_OK)
+        return NULL;
+    if (dump_value(&b, j, 0, &rc) == 0 && rc == CUSTOS_OK) {
+        *len = b.len;
+        return (char *)b.p; /* malloc'ed: custos_free_wiped frees it */
+    }
+    custos_buf_release(&b);
+    if (rc != CUSTOS_OK)
+        return NULL;
+    s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    *len = s ? strlen(s) : 0;
+    return s;
 }
 
 /* Depth of the deepest container, scanning outside strings only. */

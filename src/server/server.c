@@ -66,20 +66,22 @@ static void set_resp(struct req *r, int status, char *body, size_t len, const ch
 
 void custos_reply_json(struct req *r, int status, json_t *body)
 {
-    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    size_t len;
+    char *s = custos_json_dump(body, &len);
 
     json_decref(body);
     if (!s) {
         custos_reply_error_msg(r, 500, "internal", "out of memory");
         return;
     }
-    set_resp(r, status, s, strlen(s), "application/json");
+    set_resp(r, status, s, len, "application/json");
 }
 
 void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg)
 {
     json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    size_t len;
+    char *s = custos_json_dump(j, &len);
 
     json_decref(j);
     if (!s) {

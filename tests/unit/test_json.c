@@ -1,7 +1,7 @@
 /*
  * test_json.c - bounded parsing of outside JSON (src/core/json.c): byte and
  * depth caps, duplicate keys, invalid UTF-8, trailing garbage, empty input,
- * and the member helpers custos_json_only / custos_json_str.
+ * the member helpers custos_json_only / custos_json_str, and custos_json_dump.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -339,6 +339,60 @@ static void test_wiped_on_free(void **state)
     custos_free_wiped(NULL); /* like free(NULL) */
 }
 
+/* custos_json_dump against jansson's own compact dump: the same text for everything custos
+   builds (control characters aside: \u escapes differ only in the case of their hex digits). */
+static void dump_same(json_t *j, int byte_equal)
+{
+    size_t len = 0;
+    char *mine = custos_json_dump(j, &len), *ref = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *back;
+
+    assert_non_null(mine);
+    assert_non_null(ref);
+    assert_int_equal(len, strlen(mine));
+    if (byte_equal)
+        assert_string_equal(mine, ref);
+    back = json_loads(mine, JSON_DECODE_ANY, NULL);
+    assert_non_null(back);
+    assert_true(json_equal(back, j));
+    json_decref(back);
+    custos_free_wiped(mine);
+    custos_free_wiped(ref);
+    json_decref(j);
+}
+
+static void test_dump(void **state)
+{
+    size_t len = 99;
+    char big[5000];
+
+    (void)state;
+    dump_same(json_pack("{s:s, s:{s:s, s:[{s:s, s:s}, {s:s}]}, s:[s, s]}", "id", "81517e9c", "fields",
+                        "name", "지도은", "address_book", "recipient", "지도은", "address", "강원특별자치도 분당시",
+                        "phone", "010-7043-4929", "masked", "fields.phone", "fields.name"),
+              1);
+    dump_same(json_pack("{s:I, s:I, s:I, s:b, s:b, s:n, s:{}, s:[]}", "a", (json_int_t)0, "b",
+                        (json_int_t)-1234567890123LL, "c", (json_int_t)INT64_MIN, "t", 1, "f", 0, "z", "o", "e"),
+              1);
+    dump_same(json_pack("{s:s}", "q\"uo\\te/slash", "tab\there\nnew\rline\b\f end"), 1);
+    dump_same(json_pack("[s, s]", "\x01\x1f", "\x7f é €"), 0);
+    dump_same(json_string(""), 1);
+    dump_same(json_pack("{s:f}", "real", 1.5), 1); /* reals: jansson's own dump */
+    memset(big, 'x', sizeof(big) - 1); /* past the first buffer: grows */
+    big[sizeof(big) - 1] = '\0';
+    dump_same(json_pack("{s:s, s:s}", "big", big, "k", "v"), 1);
+    {
+        json_t *o = json_object(); /* members in insertion order, as jansson keeps them */
+
+        json_object_set_new(o, "zeta", json_integer(1));
+        json_object_set_new(o, "alpha", json_integer(2));
+        json_object_set_new(o, "mid", json_integer(3));
+        dump_same(o, 1);
+    }
+    assert_null(custos_json_dump(NULL, &len));
+    assert_int_equal(len, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_json_only),
         cmocka_unit_test(test_wiped_on_free),
         cmocka_unit_test(test_json_str),
+        cmocka_unit_test(test_dump),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
