@@ -276,6 +276,10 @@ void custos_free_wiped(void *p);
    NULL when out of memory. */
 char *custos_json_dump(const json_t *j, size_t *len);
 
+/* The dotted-quad text of an IPv4 address (network byte order), as inet_ntop writes it but
+   without the sprintf it costs per request. */
+void custos_ipv4_text(char out[16], const uint8_t a[4]);
+
 /* Format ms since the epoch as RFC 3339 UTC with milliseconds ("2026-11-28T05:16:23.123Z"). */
 void custos_time_format(char out[32], int64_t ms);
 

@@ -408,7 +408,8 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     int64_t now = (int64_t)custos_now(v);
 
     memset(out, 0, sizeof(*out));
-    snprintf(out->source, sizeof(out->source), "%s", source ? source : "-");
+    source = source ? source : "-";
+    custos_strcopy(out->source, sizeof(out->source), source, strlen(source));
     if (!token || !*token)
         return auth_fail(v, "missing_token", NULL, out->source, NULL, "missing bearer token");
     if (custos_credential_parse(token, "cus_", raw) != CUSTOS_OK)
@@ -416,7 +417,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     custos_token_hash(v, hash, raw);
     sodium_memzero(raw, sizeof(raw));
     if (tcache_lookup(v, hash, now, out)) {
-        snprintf(out->source, sizeof(out->source), "%s", source ? source : "-");
+        custos_strcopy(out->source, sizeof(out->source), source, strlen(source));
         return CUSTOS_OK;
     }
     epoch = tcache_epoch(v);

@@ -4,6 +4,8 @@
  */
 #include "buf.h"
 
+#include "custos/vault.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -219,4 +221,20 @@ struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit)
     custos_buf_reset(&b[slot]);
     b[slot].limit = limit;
     return &b[slot];
+}
+
+void custos_ipv4_text(char out[16], const uint8_t a[4])
+{
+    char *p = out;
+
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            *p++ = '.';
+        if (a[i] >= 100)
+            *p++ = (char)('0' + a[i] / 100);
+        if (a[i] >= 10)
+            *p++ = (char)('0' + a[i] / 10 % 10);
+        *p++ = (char)('0' + a[i] % 10);
+    }
+    *p = '\0';
 }

@@ -288,8 +288,8 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
     snprintf(out, cap, "-");
     if (!sa)
         return;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)cap);
+    if (sa->sa_family == AF_INET && cap >= 16)
+        custos_ipv4_text(out, (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)cap);
 }

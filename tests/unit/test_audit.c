@@ -13,6 +13,7 @@
 
 #include "test_util.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,12 +340,28 @@ static void test_vault_entries(void **state)
     rm_rf(tmp);
 }
 
+/* Source addresses are written without inet_ntop: the same text for every digit count. */
+static void test_ipv4_text(void **state)
+{
+    static const uint8_t cases[][4] = {{127, 0, 0, 1}, {10, 99, 100, 255}, {0, 0, 0, 0}, {255, 255, 255, 255},
+                                       {192, 168, 1, 20}, {1, 22, 203, 9}};
+    char mine[16], ref[16];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_non_null(inet_ntop(AF_INET, cases[i], ref, sizeof(ref)));
+        custos_ipv4_text(mine, cases[i]);
+        assert_string_equal(mine, ref);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_by_system),
         cmocka_unit_test(test_failed_auth_without_caller),
         cmocka_unit_test(test_every_member_in_order),
+        cmocka_unit_test(test_ipv4_text),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_vault_entries),
