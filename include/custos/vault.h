@@ -119,6 +119,10 @@ enum custos_err custos_subject_create(struct custos_vault *v, const struct custo
    *out = {"id","fields":{...},"masked":[paths]}. */
 enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                     const char *purpose, const char *fields, json_t **out);
+/* The same read with the response as JSON text, written without a jansson tree (the HTTP
+   front end's path); *text is freed with custos_free_wiped. */
+enum custos_err custos_subject_read_text(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                         const char *purpose, const char *fields, char **text, size_t *len);
 
 /* Replace the given fields (JSON null removes one); *out = {"id","updated":[fields]}. */
 enum custos_err custos_subject_update(struct custos_vault *v, const struct custos_caller *c, const char *id,

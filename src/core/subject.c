@@ -570,12 +570,125 @@ json_t *custos_decode_value(char tag, const char *val, size_t len)
     return NULL;
 }
 
-/* Build {"fields":...} from a record for the caller's view.  vis_op = op for policy lookups
-   (0: everything plain, for export). */
+/*
+ * A read's response written straight as JSON text, without a jansson tree (building, dumping
+ * and freeing the tree was a fifth of a read's instructions).  It writes exactly what
+ * custos_json_dump would write for the tree render() builds, provided the record's leaves
+ * come grouped: each top-level field in one run, array items in index order, no path twice
+ * (how records are written).  Anything else sets `broken`, and the caller renders the tree.
+ * String values are not re-validated as UTF-8: they are authenticated plaintext that jansson
+ * validated when they came in.
+ */
+#define TEXT_ITEM_KEYS 16
+struct textout {
+    struct custos_buf *out;            /* the members of "fields", from offset `start` */
+    size_t start;
+    struct custos_buf *masked;         /* the members of "masked" */
+    uint64_t seen;                     /* top-level fields begun (bit = index in the schema) */
+    const struct custos_field *open;   /* the array whose member is open, or NULL */
+    size_t items, cur;                 /* items begun; index of the open item */
+    char keys[TEXT_ITEM_KEYS][CUSTOS_FIELD_NAME_MAX + 1];
+    size_t nkeys;                      /* keys of the open item */
+    int broken;
+};
+
+static enum custos_err text_value(struct custos_buf *b, char tag, const char *val, size_t len)
+{
+    long long x;
+    char *end;
+
+    switch (tag) {
+    case 's':
+        return custos_buf_add_json_str(b, val, len);
+    case 'b':
+        return custos_buf_adds(b, len == 4 && memcmp(val, "true", 4) == 0 ? "true" : "false");
+    case 'i': /* as custos_decode_value reads it and jansson writes it */
+        errno = 0;
+        x = strtoll(val, &end, 10);
+        if (errno || end != val + len)
+            break;
+        if (x < 0 && custos_buf_addc(b, '-'))
+            return CUSTOS_ERR_NOMEM;
+        return custos_buf_add_u64(b, x < 0 ? 0u - (uint64_t)x : (uint64_t)x);
+    }
+    return custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
+}
+
+static enum custos_err text_put(struct textout *t, const struct custos_schema *s, const struct custos_field *top,
+                                const struct custos_path_parts *pp, char tag, const char *val, size_t len,
+                                const char *masked_path)
+{
+    struct custos_buf *b = t->out;
+    uint64_t bit = (uint64_t)1 << (top - s->fields);
+    enum custos_err rc = CUSTOS_OK;
+    size_t k;
+
+    if (pp->indexed != (top->type == CUSTOS_FT_ARRAY) || (pp->indexed && pp->index > 10000)) {
+        t->broken = 1; /* the tree path judges it */
+        return CUSTOS_OK;
+    }
+    if (t->open != top) {
+        if (t->seen & bit) {
+            t->broken = 1;
+            return CUSTOS_OK;
+        }
+        if (t->open && (rc = custos_buf_adds(b, "}]")))
+            return rc;
+        t->open = NULL;
+        t->seen |= bit;
+        if ((b->len > t->start && (rc = custos_buf_addc(b, ','))) || (rc = custos_buf_add_json_str(b, top->name, strlen(top->name))) ||
+            (rc = custos_buf_addc(b, ':')))
+            return rc;
+        if (pp->indexed) {
+            if ((rc = custos_buf_addc(b, '[')))
+                return rc;
+            t->open = top;
+            t->items = 0;
+        }
+    }
+    if (pp->indexed) {
+        if (t->items == 0 || pp->index > t->cur) {
+            if (t->items && (rc = custos_buf_addc(b, '}')))
+                return rc;
+            while (!rc && t->items < pp->index) /* items with nothing to show: {} as in the tree */
+                rc = custos_buf_adds(b, t->items++ ? ",{}" : "{}");
+            if (rc || (rc = custos_buf_adds(b, t->items++ ? ",{" : "{")))
+                return rc;
+            t->cur = pp->index;
+            t->nkeys = 0;
+        } else if (pp->index < t->cur || t->nkeys == TEXT_ITEM_KEYS) {
+            t->broken = 1;
+            return CUSTOS_OK;
+        }
+        for (k = 0; k < t->nkeys; k++)
+            if (strcmp(t->keys[k], pp->item) == 0) {
+                t->broken = 1;
+                return CUSTOS_OK;
+            }
+        custos_strcopy(t->keys[t->nkeys], sizeof(t->keys[0]), pp->item, strlen(pp->item));
+        if ((t->nkeys++ && (rc = custos_buf_addc(b, ','))) ||
+            (rc = custos_buf_add_json_str(b, pp->item, strlen(pp->item))) || (rc = custos_buf_addc(b, ':')))
+            return rc;
+    }
+    if ((rc = text_value(b, tag, val, len)))
+        return rc;
+    if (masked_path && ((t->masked->len && (rc = custos_buf_addc(t->masked, ','))) ||
+                        (rc = custos_buf_add_json_str(t->masked, masked_path, strlen(masked_path)))))
+        return rc;
+    return CUSTOS_OK;
+}
+
+static enum custos_err text_close(struct textout *t)
+{
+    return t->open ? custos_buf_adds(t->out, "}]") : CUSTOS_OK;
+}
+
+/* Build {"fields":...} from a record for the caller's view, as a tree (fields, masked) or as
+   text (t).  vis_op = op for policy lookups (0: everything plain, for export). */
 static enum custos_err render(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
                               const uint8_t *key, const struct custos_record *r, uint32_t vis_op, const char *purpose,
-                              uint64_t want, json_t *fields, json_t *masked, struct pathset *plain_set,
-                              struct pathset *masked_set)
+                              uint64_t want, json_t *fields, json_t *masked, struct textout *t,
+                              struct pathset *plain_set, struct pathset *masked_set)
 {
     struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
     uint8_t *pt = custos_plain_scratch();
@@ -584,14 +697,14 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
 
     if (!work || !pt)
         return CUSTOS_ERR_NOMEM;
-    for (i = 0; i < r->n && !rc; i++) {
+    for (i = 0; i < r->n && !rc && !(t && t->broken); i++) {
         const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
         struct custos_path_parts pp;
         char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag = 0;
         enum custos_vis vis;
         size_t len = 0;
-        json_t *val;
+        json_t *val = NULL;
 
         if (custos_path_split(l->path, l->plen, &pp)) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
@@ -616,22 +729,29 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                 rc = custos_mask_value(f->mask, (const char *)pt, len, work);
             else
                 rc = custos_buf_adds(work, "****");
-            val = rc ? NULL : json_stringn((const char *)work->p, work->len);
-            if (!rc && json_array_append_new(masked, json_string(path)))
-                rc = CUSTOS_ERR_NOMEM;
+            if (!rc && t)
+                rc = text_put(t, v->schema, top, &pp, 's', (const char *)work->p, work->len, path);
+            else if (!rc) {
+                val = json_stringn((const char *)work->p, work->len);
+                if (json_array_append_new(masked, json_string(path)))
+                    rc = CUSTOS_ERR_NOMEM;
+            }
             pathset_add(masked_set, ppath);
         } else {
-            val = custos_decode_value(tag, (const char *)pt, len);
-            if (!val && !rc)
+            if (t)
+                rc = text_put(t, v->schema, top, &pp, tag, (const char *)pt, len, NULL);
+            else if (!(val = custos_decode_value(tag, (const char *)pt, len)))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
             pathset_add(plain_set, ppath);
         }
         sodium_memzero(pt, len + 1);
-        if (!rc)
+        if (!rc && !t)
             rc = custos_place(fields, &pp, val);
         else
             json_decref(val);
     }
+    if (!rc && t && !t->broken)
+        rc = text_close(t);
     custos_buf_reset(work);
     return rc;
 }
@@ -716,12 +836,13 @@ done:
 
 /*
  * Load a subject and render it as the caller may see it (vis_op 0: everything plain) into new
- * *fields and *masked; the event gets the policy paths released.  Hidden values are never
- * decrypted; the key and plaintext buffers are wiped before returning.
+ * *fields and *masked, or, when t is given and the record allows it (struct textout), as text
+ * into t (then *fields and *masked stay NULL); the event gets the policy paths released.
+ * Hidden values are never decrypted; the key and plaintext buffers are wiped before returning.
  */
 static enum custos_err view(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
                             uint32_t vis_op, const char *purpose, uint64_t want, json_t **fields, json_t **masked,
-                            struct custos_event *e)
+                            struct textout *t, struct custos_event *e)
 {
     static _Thread_local struct pathset plain_set, masked_set;
     struct custos_store_conn *conn = NULL;
@@ -729,6 +850,7 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
     struct custos_record r = {0};
     uint8_t *key = custos_scratch();
     enum custos_err rc;
+    int tree = 1;
 
     plain_set.n = masked_set.n = 0;
     *fields = *masked = NULL;
@@ -738,11 +860,25 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
         return rc;
     rc = custos_record_load(v, conn, id, blob, &r, key);
     v->ops->release(v->store, conn);
-    if (!rc) {
+    if (!rc && t) {
+        size_t out0 = t->out->len;
+
+        tree = 0;
+        t->start = out0;
+        rc = render(v, c, id, key, &r, vis_op, purpose, want, NULL, NULL, t, &plain_set, &masked_set);
+        if (!rc && t->broken) { /* not grouped as records are written: the tree does it */
+            sodium_memzero(t->out->p + out0, t->out->len - out0);
+            t->out->len = out0;
+            custos_buf_reset(t->masked);
+            plain_set.n = masked_set.n = 0;
+            tree = 1;
+        }
+    }
+    if (!rc && tree) {
         *fields = json_object();
         *masked = json_array();
-        rc = *fields && *masked ? render(v, c, id, key, &r, vis_op, purpose, want, *fields, *masked, &plain_set,
-                                         &masked_set)
+        rc = *fields && *masked ? render(v, c, id, key, &r, vis_op, purpose, want, *fields, *masked, NULL,
+                                         &plain_set, &masked_set)
                                 : CUSTOS_ERR_NOMEM;
     }
     custos_scratch_wipe();
@@ -761,16 +897,24 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
     return CUSTOS_OK;
 }
 
-enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
-                                    const char *purpose, const char *fields_arg, json_t **out)
+enum custos_err custos_subject_read_text(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                         const char *purpose, const char *fields_arg, char **text, size_t *text_len)
 {
     struct custos_event e;
-    json_t *fields = NULL, *masked = NULL;
+    struct custos_buf out, mtext;
+    struct textout t;
+    json_t *fields = NULL, *masked = NULL, *tree = NULL;
     uint8_t id[16];
     uint64_t want = 0;
     enum custos_err rc;
 
-    *out = NULL;
+    *text = NULL;
+    *text_len = 0;
+    memset(&t, 0, sizeof(t));
+    t.out = &out;
+    t.masked = &mtext;
+    custos_buf_init(&out, RECORD_MAX);
+    custos_buf_init(&mtext, RECORD_MAX);
     custos_event_init(&e, "subject.read", c);
     if ((rc = custos_id_parse(id, idhex)))
         goto done;
@@ -784,7 +928,7 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
         /* values kept after erasure, for the role the schema names */
         if ((rc = custos_retained_read(v, c, id, fields_arg, &fields, &e)))
             goto done;
-        if (!(*out = json_pack("{s:s, s:o, s:[]}", "id", idhex, "fields", fields, "masked")))
+        if (!(tree = json_pack("{s:s, s:o, s:[]}", "id", idhex, "fields", fields, "masked")))
             rc = CUSTOS_ERR_NOMEM;
         goto done;
     }
@@ -802,13 +946,53 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
         (rc = custos_rate_check(v, c->principal,
                                 custos_policy_rate(v->policy, c->roles, CUSTOS_OP_SUBJECT_READ, purpose))))
         goto done;
-    if ((rc = view(v, c, id, CUSTOS_OP_SUBJECT_READ, purpose, want, &fields, &masked, &e)))
+    /* {"id":"<hex>","fields":{ members },"masked":[ members ]} */
+    if ((rc = custos_buf_reserve(&out, 2047)) || (rc = custos_buf_adds(&out, "{\"id\":")) ||
+        (rc = custos_buf_add_json_str(&out, idhex, strlen(idhex))) || (rc = custos_buf_adds(&out, ",\"fields\":{")))
         goto done;
-    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "masked", masked)))
-        rc = CUSTOS_ERR_NOMEM;
+    if ((rc = view(v, c, id, CUSTOS_OP_SUBJECT_READ, purpose, want, &fields, &masked, &t, &e)))
+        goto done;
+    if (fields) { /* rendered as a tree */
+        if (!(tree = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "masked", masked)))
+            rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    if ((rc = custos_buf_adds(&out, "},\"masked\":[")) ||
+        (rc = custos_buf_add(&out, mtext.p, mtext.len)) || (rc = custos_buf_adds(&out, "]}")))
+        goto done;
 done:
+    custos_buf_release(&mtext);
+    if (!rc && tree && !(*text = custos_json_dump(tree, text_len)))
+        rc = CUSTOS_ERR_NOMEM;
+    json_decref(tree);
+    if (!rc && !*text) {
+        *text = (char *)out.p; /* malloc'ed: custos_free_wiped frees it */
+        *text_len = out.len;
+        custos_buf_init(&out, 0);
+    }
+    custos_buf_release(&out);
     /* the response leaves only after this event is durable */
-    return custos_audit_finish(v, &e, rc, out);
+    rc = custos_audit_finish(v, &e, rc, NULL);
+    if (rc) {
+        custos_free_wiped(*text);
+        *text = NULL;
+        *text_len = 0;
+    }
+    return rc;
+}
+
+enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
+                                    const char *purpose, const char *fields_arg, json_t **out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    enum custos_err rc = custos_subject_read_text(v, c, idhex, purpose, fields_arg, &text, &len);
+
+    *out = NULL;
+    if (!rc && !(*out = json_loadb(text, len, 0, NULL)))
+        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "a read's response is not valid JSON");
+    custos_free_wiped(text);
+    return rc;
 }
 
 /* ---- export (the subject's own copy of everything held) ------------------------------------ */
@@ -842,7 +1026,7 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not export subjects");
         goto done;
     }
-    if ((rc = view(v, c, id, 0, NULL, 0, &fields, &masked, &e)))
+    if ((rc = view(v, c, id, 0, NULL, 0, &fields, &masked, NULL, &e)))
         goto done;
     json_decref(masked); /* nothing is masked in an export */
     if (!(links = json_array()) || (rc = v->ops->acquire(v->store, &conn))) {

@@ -20,11 +20,12 @@ void h_subject_create(struct req *r)
 
 void h_subject_read(struct req *r)
 {
-    json_t *out = NULL;
-    enum custos_err rc = custos_subject_read(r->vault, &r->caller, r->params[0], custos_req_query(r, "purpose"),
-                                             custos_req_query(r, "fields"), &out);
+    char *text = NULL;
+    size_t len = 0;
+    enum custos_err rc = custos_subject_read_text(r->vault, &r->caller, r->params[0], custos_req_query(r, "purpose"),
+                                                  custos_req_query(r, "fields"), &text, &len);
 
-    custos_reply_result(r, rc, out, 200);
+    custos_reply_json_text(r, rc, text, len, 200);
 }
 
 void h_subject_update(struct req *r)

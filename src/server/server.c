@@ -108,6 +108,17 @@ void custos_reply_result(struct req *r, enum custos_err rc, json_t *out, int sta
         custos_reply_json(r, status, out);
 }
 
+void custos_reply_json_text(struct req *r, enum custos_err rc, char *text, size_t len, int status)
+{
+    if (rc) {
+        custos_free_wiped(text);
+        custos_reply_error(r, rc);
+    } else if (!text)
+        custos_reply_error_msg(r, 500, "internal", "out of memory");
+    else
+        set_resp(r, status, text, len, "application/json");
+}
+
 void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type)
 {
     char *s = malloc(len + 1);

@@ -91,6 +91,8 @@ void custos_reply_error_msg(struct req *r, int status, const char *code, const c
 /* The usual end of a handler: the error for rc, else `out` with `status`. */
 void custos_reply_result(struct req *r, enum custos_err rc, json_t *out, int status);
 void custos_reply_text(struct req *r, int status, const char *text, size_t len, const char *type);
+/* Like custos_reply_result for a JSON text the reply takes over (freed with custos_free_wiped). */
+void custos_reply_json_text(struct req *r, enum custos_err rc, char *text, size_t len, int status);
 
 /* Handlers (h_*.c). */
 void h_health(struct req *r);

@@ -1507,6 +1507,55 @@ static void run_other(struct fx *f, const char *id, int erase)
     must(o.rc, erase ? "erase on another thread" : "update on another thread");
 }
 
+/*
+ * A read's response is written as text without a jansson tree; export renders the same record
+ * as a tree.  For sample customers, some of them patched, the read's text must be exactly
+ * {"id":..,"fields":<the tree's compact dump>,"masked":[]}: same members, same order.
+ */
+static void test_read_text_matches_tree(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    static const char *const patches[] = {
+        "{\"name\":\"김민준\"}",
+        "{\"address_book\":[{\"recipient\":\"이서연\",\"phone\":\"010-1111-2222\",\"address\":\"서울특별시 강남구 테헤란로 1\","
+        "\"entrance_code\":\"#1234\"}]}",
+        "{\"customs_code\":null}",
+        "{\"customs_code\":\"P123456789012\",\"phone\":\"010-9999-0000\"}",
+        "{\"email\":\"quote\\\"back\\\\slash@example.com\"}",
+    };
+    char path[512], line[8192], id[CUSTOS_ID_HEX + 1];
+    size_t n = 0;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/customers-2k.jsonl", CUSTOS_TEST_DATA);
+    fp = fopen(path, "r");
+    assert_non_null(fp);
+    while (n < 60 && fgets(line, sizeof(line), fp)) {
+        json_t *exp = NULL;
+        char *text = NULL, *dump, want[16384];
+        size_t len = 0, dlen = 0;
+
+        line[strcspn(line, "\n")] = '\0';
+        create(v, &f->sys, line, id);
+        if (n % 3 == 0)
+            update(v, &f->sys, id, patches[(n / 3) % (sizeof(patches) / sizeof(patches[0]))]);
+        must(custos_subject_read_text(v, &f->sys, id, "account", NULL, &text, &len), "read text");
+        must(custos_subject_export(v, &f->sys, id, &exp), "export");
+        dump = custos_json_dump(json_object_get(exp, "fields"), &dlen);
+        assert_non_null(dump);
+        snprintf(want, sizeof(want), "{\"id\":\"%s\",\"fields\":%s,\"masked\":[]}", id, dump);
+        assert_int_equal(len, strlen(text));
+        assert_string_equal(text, want);
+        custos_free_wiped(dump);
+        custos_free_wiped(text);
+        json_decref(exp);
+        n++;
+    }
+    fclose(fp);
+    assert_int_equal(n, 60);
+}
+
 static void test_snapshot_reads(void **state)
 {
     struct fx *f = *state;
@@ -1656,6 +1705,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_text_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_vs_flush, setup, teardown),
     };
 
