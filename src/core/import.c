@@ -8,12 +8,15 @@
  * queues one `subject.import` ledger event per subject; then the record
  * writer stages the group's records (data plane), waits until those events
  * are durable and commits.  Staged subjects are invisible (store.h, "bulk
- * load"): every PUBLISH_EVERY subjects and at the end the record writer
- * publishes them, keys first, each plane in one synced transaction that
- * indexes them in key order.  The key writer, idle most of the time, also
- * checkpoints the data plane's log after each group, so that copy is off
- * the record writer, the longest stage.  A crash leaves staged subjects
- * complete (key, record, ledger event) and the next open publishes them.
+ * load"): at each publish_step (1,048,576 subjects, then doubling) and at
+ * the end they are published, each plane in one synced transaction that
+ * indexes them in key order, both at once: the key writer publishes the
+ * keys while the record writer publishes the same groups' records, whose
+ * commit waits for the keys' (keys_ready).  The key writer, idle most of the
+ * time, also checkpoints the data plane's log after each group, so that copy
+ * is off the record writer, the longest stage.  A crash leaves staged
+ * subjects complete (key, record, ledger event) and the next open publishes
+ * them, keys first.
  * Queues between stages are bounded, so memory stays flat whatever the
  * input size.
  *
@@ -21,7 +24,8 @@
  * content) and the import goes on.
  *
  * Must never: hold plaintext after sealing a line (buffers are wiped), store
- * a record before its key, report success for a batch not committed.
+ * a record before its key or publish it before its key, report success for
+ * a batch not committed.
  */
 #include "core/vault_int.h"
 
@@ -42,9 +46,19 @@
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
 #define COMMIT_EVERY 8192
-/* staged subjects are published (made visible, indexed in key order) this often: the larger, the
-   fewer passes over the indexes; the sort it takes is held in memory (~150 bytes a subject) */
-#define PUBLISH_EVERY (16 * COMMIT_EVERY)
+/* Staged subjects are published (made visible, indexed in key order) once PUBLISH_MIN of them
+   are staged, and after that once as many are staged as this import has published already.  A
+   publish rewrites every page of the indexes it adds to, so a fixed step would make an import's
+   index writes grow with the square of its size; doubling keeps them proportional to it (each
+   entry is rewritten O(1) times on average, LSM-style).  The sort a publish takes spills to
+   temporary files (store: bulk connections), so memory does not grow with the step. */
+#define PUBLISH_MIN (128 * COMMIT_EVERY) /* 1,048,576 */
+
+/* Staged subjects that make a publish, given how many this import has published. */
+static uint64_t publish_step(uint64_t published)
+{
+    return published > PUBLISH_MIN ? published : PUBLISH_MIN;
+}
 
 /* Batches alive at once: three commit groups (one being built, one queued, one being written),
    a full queue and one per worker.  The pool keeps every one of them, so a long import never
@@ -153,6 +167,12 @@ struct import {
     void *ctx;
     atomic_ullong lines, imported, rejected;
     atomic_int failed;   /* a storage failure stops the import */
+    /* publishing: the key writer publishes the staged keys, the record writer the records up to
+       the same group; a records publish commits only once keys_published reaches its last group */
+    pthread_mutex_t pub_mu;
+    pthread_cond_t pub_cv;
+    uint64_t keys_published; /* sequence number of the last group whose keys are published */
+    int keys_final;          /* the key writer has published for the last time (or given up) */
     enum custos_err fail_rc;
     char fail_msg[256];
 };
@@ -377,6 +397,7 @@ struct group {
     struct row *rows;
     size_t n;
     uint64_t last; /* ledger index of the group's last subject.import event */
+    uint64_t seq;  /* 1, 2, ... in the order groups are formed (and written) */
 };
 
 static void group_free(struct import *im, struct group *g)
@@ -479,7 +500,47 @@ static void bulk_done(struct import *im, struct custos_store_conn *c)
     im->v->ops->release(im->v->store, c);
 }
 
-/* Stage 1 thread: group batches, store their keys, pass the group on. */
+/* Key writer: publish the staged keys (control plane), then let a records publish of the groups
+   up to `seq` commit.  Called at the same group boundaries as the record writer's publishes, also
+   after a failure (what is staged is complete, and the record writer may be waiting for it);
+   `final` (the last call) or a failure here releases every wait for good. */
+static void publish_keys(struct import *im, struct custos_store_conn *c, uint64_t seq, int final)
+{
+    enum custos_err rc = im->v->ops->subjects_publish(c, CUSTOS_PLANE_CONTROL, NULL, NULL);
+
+    if (rc)
+        fail(im, rc);
+    pthread_mutex_lock(&im->pub_mu);
+    if (!rc && seq > im->keys_published)
+        im->keys_published = seq;
+    if (final || rc)
+        im->keys_final = 1;
+    pthread_cond_broadcast(&im->pub_cv);
+    pthread_mutex_unlock(&im->pub_mu);
+}
+
+struct keys_wait {
+    struct import *im;
+    uint64_t seq; /* the last group the records publish covers */
+};
+
+/* The records publish's `ready`: wait until the keys of its groups are published. */
+static enum custos_err keys_ready(void *ctx)
+{
+    struct keys_wait *w = ctx;
+    struct import *im = w->im;
+    int ok;
+
+    pthread_mutex_lock(&im->pub_mu);
+    while (im->keys_published < w->seq && !im->keys_final)
+        pthread_cond_wait(&im->pub_cv, &im->pub_mu);
+    ok = im->keys_published >= w->seq;
+    pthread_mutex_unlock(&im->pub_mu);
+    return ok ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_IO, "the keys of staged subjects were not published");
+}
+
+/* Stage 1 thread: group batches, store their keys, pass the group on; publish the keys at each
+   publish_step (the record writer publishes the same groups' records meanwhile). */
 static void *key_writer(void *arg)
 {
     struct import *im = arg;
@@ -487,6 +548,7 @@ static void *key_writer(void *arg)
     struct group *g = NULL;
     struct batch *b;
     size_t rows = 0;
+    uint64_t seq = 0, last_ok = 0, staged = 0, published = 0;
     enum custos_err rc;
 
     for (;;) {
@@ -501,11 +563,23 @@ static void *key_writer(void *arg)
             rows += b->n;
         }
         if (g && g->nb && (!b || rows >= COMMIT_EVERY || g->nb == sizeof(g->bs) / sizeof(g->bs[0]))) {
-            if (c && !atomic_load(&im->failed) && (rc = commit_keys(im, c, g)))
-                fail(im, rc);
+            g->seq = ++seq;
+            if (c && !atomic_load(&im->failed)) {
+                if ((rc = commit_keys(im, c, g)))
+                    fail(im, rc);
+                else {
+                    last_ok = g->seq;
+                    staged += g->n;
+                }
+            }
             q_push(&im->groups, g);
             g = NULL;
             rows = 0;
+            if (staged >= publish_step(published)) {
+                publish_keys(im, c, last_ok, 0);
+                published += staged;
+                staged = 0;
+            }
             /* copy the records' log into data.db here, off the record writer's thread */
             if (c && !atomic_load(&im->failed) && (rc = im->v->ops->log_checkpoint(c, CUSTOS_PLANE_DATA)))
                 fail(im, rc);
@@ -514,35 +588,48 @@ static void *key_writer(void *arg)
             break;
     }
     q_close(&im->groups);
+    if (staged)
+        publish_keys(im, c, last_ok, 1);
+    else {
+        pthread_mutex_lock(&im->pub_mu);
+        im->keys_final = 1;
+        pthread_cond_broadcast(&im->pub_cv);
+        pthread_mutex_unlock(&im->pub_mu);
+    }
     bulk_done(im, c);
     return NULL;
 }
 
-/* Stage 2 thread: store each group's records (keys already durable in stage 1). */
+/* Stage 2 thread: store each group's records (keys already durable in stage 1); publish them at
+   each publish_step and at the end, each publish committing after its keys'. */
 static void *record_writer(void *arg)
 {
     struct import *im = arg;
     struct custos_store_conn *c = bulk_conn(im);
     struct group *g;
     enum custos_err rc;
-    size_t staged = 0;
+    uint64_t staged = 0, published = 0;
+    struct keys_wait w = {im, 0};
 
     while ((g = q_pop(&im->groups)) != NULL) {
         if (c && !atomic_load(&im->failed)) {
             if ((rc = commit_records(im, c, g)))
                 fail(im, rc);
-            else
+            else {
                 staged += g->n;
+                w.seq = g->seq;
+            }
         }
         group_free(im, g);
-        if (c && staged >= PUBLISH_EVERY) {
-            if ((rc = im->v->ops->subjects_publish(c)))
+        if (c && staged >= publish_step(published) && !atomic_load(&im->failed)) {
+            if ((rc = im->v->ops->subjects_publish(c, CUSTOS_PLANE_DATA, keys_ready, &w)))
                 fail(im, rc);
+            published += staged;
             staged = 0;
         }
     }
     /* also after a failure: what was staged is complete (else the next open publishes it) */
-    if (c && staged && (rc = im->v->ops->subjects_publish(c)))
+    if (c && staged && (rc = im->v->ops->subjects_publish(c, CUSTOS_PLANE_DATA, keys_ready, &w)))
         fail(im, rc);
     bulk_done(im, c);
     return NULL;
@@ -585,6 +672,8 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     q_init(&im.groups, 1); /* a group is ~12 MiB: one waiting while one is written */
     pthread_mutex_init(&im.cb_mu, NULL);
     pthread_mutex_init(&im.pool_mu, NULL);
+    pthread_mutex_init(&im.pub_mu, NULL);
+    pthread_cond_init(&im.pub_cv, NULL);
     buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
     if (!buf) {
         rc = CUSTOS_ERR_NOMEM;
@@ -709,6 +798,8 @@ done:
         job_free(im.jpool[--im.njpool]);
     pthread_mutex_destroy(&im.cb_mu);
     pthread_mutex_destroy(&im.pool_mu);
+    pthread_mutex_destroy(&im.pub_mu);
+    pthread_cond_destroy(&im.pub_cv);
     q_destroy(&im.jobs);
     q_destroy(&im.batches);
     q_destroy(&im.groups);

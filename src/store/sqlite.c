@@ -446,7 +446,7 @@ fail:
     return rc;
 }
 
-static enum custos_err sq_subjects_publish(struct custos_store_conn *c);
+static enum custos_err publish_all(struct custos_store_conn *c);
 static int staged_left(sqlite3 *db);
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -494,7 +494,7 @@ static enum custos_err sq_open(const char *dir, int create, struct custos_store 
         return rc;
     }
     /* an import interrupted by a crash: its staged subjects are complete, make them visible */
-    if (!create && staged_left(c->db) != 0 && (rc = sq_subjects_publish(c))) {
+    if (!create && staged_left(c->db) != 0 && (rc = publish_all(c))) {
         conn_close(c);
         pthread_mutex_destroy(&s->mu);
         free(s);
@@ -713,14 +713,20 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
        checkpoint sync them), 8 MiB caches, checkpoints every 16,384 frames.  Staged keys (control
        plane) stay synchronous=FULL: SQLite orders nothing between two log files, so a data-plane
        checkpoint could otherwise make a group's records durable before its keys, and a crash
-       would then publish records without keys.  One fsync per key group (8,192 subjects). */
+       would then publish records without keys.  One fsync per key group (8,192 subjects).
+       temp_store=FILE: a publish's ORDER BY sorts runs of at most the cache size (8 MiB) and
+       merges them from temporary files; with MEMORY those files are heap (+260 MiB for a publish
+       of 10^6 subjects).  They hold ids, blind hashes and wrapped keys, never a plaintext value,
+       and are unlinked as soon as they are opened. */
     sqlite3_exec(c->db,
                  on ? "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-8192; PRAGMA ctl.cache_size=-8192;"
                       "PRAGMA main.mmap_size=0; PRAGMA ctl.mmap_size=0;" /* memory flat however large */
+                      "PRAGMA temp_store=FILE;"
                     : "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;"
                       "PRAGMA main.cache_size=-2000; PRAGMA ctl.cache_size=-2000;"
-                      "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;",
+                      "PRAGMA main.mmap_size=1073741824; PRAGMA ctl.mmap_size=1073741824;"
+                      "PRAGMA temp_store=MEMORY;",
                  NULL, NULL, NULL);
     c->ckpt_frames = on ? 16384 : CKPT_FRAMES; /* not the pragma: it would replace on_commit */
     c->bulk = on;
@@ -1301,12 +1307,14 @@ static enum custos_err sq_subject_delete(struct custos_store_conn *c, const uint
 /*
  * An import appends to rowid tables only: the record to `subjects` (a row no lookup finds: it has
  * no entry in subject_ids yet), its id to staged_ids, its blind entries to staged_blind, its key
- * to ctl.staged_keys.  publish() then inserts each staged set into its index in key order, so
+ * to ctl.staged_keys.  A publish then inserts each staged set into its index in key order, so
  * the random-keyed b-trees (subject_ids, blind, ctl.subject_keys) are written page after page
- * once per publish instead of a page per entry per commit.
+ * once per publish instead of a page per entry per commit.  Each plane publishes in its own
+ * transaction, on its own connection if the caller likes (the import publishes both at once).
  *
- * Crash safety: a staged record commits after its staged key (the core's order), and publish
- * commits the keys before the records, so a record is never visible without its key.  Staged
+ * Crash safety: a staged record commits after its staged key (the core's order), and a records
+ * publish commits only after the keys publish covering it (the core waits in `ready`; open
+ * publishes keys, then records), so a record is never visible without its key.  Staged
  * rows left by a crash are published by the next open (sq_open): they are sealed and keyed, and
  * their ledger events were durable before they committed.
  */
@@ -1356,41 +1364,53 @@ static enum custos_err sq_subject_stage(struct custos_store_conn *c, const uint8
     return CUSTOS_OK;
 }
 
-/* One plane's publish: its own transaction, synced (FULL) however the connection is set. */
-static enum custos_err publish_plane(struct custos_store_conn *c, const char *q, const char *what)
+/* One plane's publish: its own transaction, synced (FULL) however the connection is set; `ready`
+   (may be NULL) is asked just before the commit and a failure there rolls the publish back. */
+static enum custos_err publish_plane(struct custos_store_conn *c, const char *q, const char *what,
+                                     enum custos_err (*ready)(void *ctx), void *ctx)
 {
     enum custos_err rc;
 
-    if ((rc = exec(c->db, "BEGIN", what)))
+    if (c->bulk && (rc = exec(c->db, "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;", what)))
         return rc;
-    if ((rc = exec(c->db, q, what)) || (rc = exec(c->db, "COMMIT", what)))
-        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!(rc = exec(c->db, "BEGIN", what))) {
+        if ((rc = exec(c->db, q, what)) || (ready && (rc = ready(ctx))) || (rc = exec(c->db, "COMMIT", what)))
+            sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (c->bulk)
+        sqlite3_exec(c->db, "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=FULL;", NULL, NULL, NULL);
     return rc;
 }
 
-static enum custos_err sq_subjects_publish(struct custos_store_conn *c)
-{
-    enum custos_err rc;
+/* OR ROLLBACK and OR IGNORE: a statement that cannot abort halfway needs no statement journal,
+   which would hold the old content of every index page the publish touches */
+static const char publish_keys_sql[] = "INSERT OR ROLLBACK INTO ctl.subject_keys(id, gen, kv, w)"
+                                       " SELECT id, gen, kv, w FROM ctl.staged_keys ORDER BY id, gen;"
+                                       "DELETE FROM ctl.staged_keys;";
+static const char publish_subjects_sql[] =
+    "INSERT OR ROLLBACK INTO subject_ids(id, rid) SELECT id, rid FROM staged_ids ORDER BY id;"
+    "INSERT OR IGNORE INTO blind(field, hash, subject) SELECT field, hash, subject"
+    " FROM staged_blind ORDER BY field, hash, subject;"
+    "DELETE FROM staged_ids; DELETE FROM staged_blind;";
 
-    if (c->bulk && (rc = exec(c->db, "PRAGMA main.synchronous=FULL; PRAGMA ctl.synchronous=FULL;", "publish")))
-        return rc;
-    /* keys first: once a record is visible its key must be.  OR ROLLBACK and OR IGNORE: a
-       statement that cannot abort halfway needs no statement journal, which would hold (in memory,
-       temp_store=MEMORY) the old content of every index page the publish touches */
-    rc = publish_plane(c,
-                       "INSERT OR ROLLBACK INTO ctl.subject_keys(id, gen, kv, w)"
-                       " SELECT id, gen, kv, w FROM ctl.staged_keys ORDER BY id, gen;"
-                       "DELETE FROM ctl.staged_keys;",
-                       "publish keys");
+static enum custos_err sq_subjects_publish(struct custos_store_conn *c, enum custos_plane p,
+                                           enum custos_err (*ready)(void *ctx), void *ctx)
+{
+    return p == CUSTOS_PLANE_CONTROL ? publish_plane(c, publish_keys_sql, "publish keys", ready, ctx)
+                                     : publish_plane(c, publish_subjects_sql, "publish subjects", ready, ctx);
+}
+
+/* Everything staged (left by an interrupted import; at open), keys first: once a record is
+   visible its key must be.  The sorts spill to files, as in a bulk load (sq_set_bulk). */
+static enum custos_err publish_all(struct custos_store_conn *c)
+{
+    enum custos_err rc = exec(c->db, "PRAGMA temp_store=FILE", "publish");
+
     if (!rc)
-        rc = publish_plane(c,
-                           "INSERT OR ROLLBACK INTO subject_ids(id, rid) SELECT id, rid FROM staged_ids ORDER BY id;"
-                           "INSERT OR IGNORE INTO blind(field, hash, subject) SELECT field, hash, subject"
-                           " FROM staged_blind ORDER BY field, hash, subject;"
-                           "DELETE FROM staged_ids; DELETE FROM staged_blind;",
-                           "publish subjects");
-    if (c->bulk)
-        sqlite3_exec(c->db, "PRAGMA main.synchronous=NORMAL; PRAGMA ctl.synchronous=FULL;", NULL, NULL, NULL);
+        rc = sq_subjects_publish(c, CUSTOS_PLANE_CONTROL, NULL, NULL);
+    if (!rc)
+        rc = sq_subjects_publish(c, CUSTOS_PLANE_DATA, NULL, NULL);
+    sqlite3_exec(c->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
     return rc;
 }
 

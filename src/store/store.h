@@ -236,16 +236,21 @@ struct custos_store_ops {
 
     /* Bulk load (import).  key_stage and subject_stage store a new subject's key (control plane)
        and record with its blind entries (data plane) durably but invisibly: no lookup, search or
-       scan finds them.  subjects_publish makes everything staged visible, the keys in one synced
-       transaction, then the records in another; the store indexes them in key order there, which
-       is what makes a bulk load fast.  Stage a record only after its key's stage has committed:
-       then no record is ever visible without its key.  Opening the store publishes whatever an
-       interrupted load left staged.  At most 8 blind entries per staged subject. */
+       scan finds them.  subjects_publish(c, p, ...) makes what is staged in plane p visible in one
+       synced transaction (CONTROL: the keys; DATA: the records), indexing it in key order there,
+       which is what makes a bulk load fast.  `ready` (may be NULL) is called just before that
+       commit; an error from it rolls the publish back and is returned.  Ordering is the caller's:
+       stage a record only after its key's stage has committed, and let a DATA publish commit only
+       after the keys of every record it publishes are published (the two planes may publish at
+       the same time on two connections, the DATA one waiting in `ready`): then no record is ever
+       visible without its key.  Opening the store publishes whatever an interrupted load left
+       staged, keys first.  At most 8 blind entries per staged subject. */
     enum custos_err (*key_stage)(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t kv,
                                  const uint8_t *w, size_t wlen);
     enum custos_err (*subject_stage)(struct custos_store_conn *c, const uint8_t id[16], const void *blob,
                                      size_t len, const struct custos_blind *blind, size_t nblind, int64_t now);
-    enum custos_err (*subjects_publish)(struct custos_store_conn *c);
+    enum custos_err (*subjects_publish)(struct custos_store_conn *c, enum custos_plane p,
+                                        enum custos_err (*ready)(void *ctx), void *ctx);
 
     /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
     enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
