@@ -413,6 +413,24 @@ static enum custos_err check_scalar(const struct custos_field *f, json_t *v, con
     return CUSTOS_ERR_INTERNAL;
 }
 
+/* "name[i].item" into out, as snprintf would write it (cut to cap - 1), without its format
+   interpreter: an import builds a few of these for every subject. */
+static void item_path(char *out, size_t cap, const char *name, size_t i, const char *item)
+{
+    char num[24];
+    size_t n = sizeof(num), o;
+
+    do {
+        num[--n] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    o = custos_strcopy(out, cap, name, strlen(name));
+    o += custos_strcopy(out + o, cap - o, "[", 1);
+    o += custos_strcopy(out + o, cap - o, num + n, sizeof(num) - n);
+    o += custos_strcopy(out + o, cap - o, "].", 2);
+    custos_strcopy(out + o, cap - o, item, strlen(item));
+}
+
 static enum custos_err add_scalar(struct custos_leaves *out, const struct custos_field *top,
                                   const struct custos_field *f, json_t *v, const char *path)
 {
@@ -421,7 +439,7 @@ static enum custos_err add_scalar(struct custos_leaves *out, const struct custos
 
     if (!leaf)
         return CUSTOS_ERR_NOMEM;
-    snprintf(leaf->path, sizeof(leaf->path), "%s", path);
+    custos_strcopy(leaf->path, sizeof(leaf->path), path, strlen(path));
     leaf->field = f;
     leaf->top = top;
     if ((rc = check_scalar(f, v, path, leaf)))
@@ -492,7 +510,7 @@ enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj
                 iv = json_object_get(item, f->items[ii].name);
                 if (!iv)
                     continue;
-                snprintf(path, sizeof(path), "%s[%zu].%s", f->name, i, f->items[ii].name);
+                item_path(path, sizeof(path), f->name, i, f->items[ii].name);
                 if ((rc = add_scalar(out, f, &f->items[ii], iv, path)))
                     return rc;
             }
