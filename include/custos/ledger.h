@@ -56,7 +56,8 @@ struct custos_ledger_config {
 
 struct custos_ledger_recovery {
     uint64_t size;             /* entries present after open */
-    uint64_t truncated_bytes;  /* bytes of a torn tail removed by open (0 when the tail was clean) */
+    uint64_t truncated_bytes;  /* data bytes of a torn tail removed by open, up to its last non-zero
+                                  byte (0 when the tail was clean; zeros written ahead not counted) */
     uint64_t rebuilt;          /* derived records (tree hashes, index) recomputed from entries */
 };
 

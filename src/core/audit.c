@@ -230,8 +230,11 @@ enum custos_err custos_audit_outcome(struct custos_vault *v, struct custos_event
     if (rc && !e->reason)
         e->reason = custos_err_api_code(rc);
     /* keep the operation's detail message across the audit call */
-    if (rc)
-        custos_strcopy(saved, sizeof(saved), custos_err_msg(rc), SIZE_MAX);
+    if (rc) {
+        const char *msg = custos_err_msg(rc);
+
+        custos_strcopy(saved, sizeof(saved), msg, strlen(msg));
+    }
     if (custos_audit(v, e, NULL))
         return CUSTOS_ERR_UNAVAILABLE;
     if (rc)

@@ -684,16 +684,18 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
             rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
             goto stop;
         }
-    if (pthread_create(&wr, NULL, key_writer, &im) != 0) {
-        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
-        goto stop;
-    }
-    writer_up = 1;
+    /* the record writer first: a key writer without it would block handing over its first
+       group (stop closes `groups` only when the key writer never ran) */
     if (pthread_create(&wr2, NULL, record_writer, &im) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
         goto stop;
     }
     writer2_up = 1;
+    if (pthread_create(&wr, NULL, key_writer, &im) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
+        goto stop;
+    }
+    writer_up = 1;
     while (!eof && !atomic_load(&im.failed)) {
         ssize_t r = read(fd, buf + have, READ_CHUNK + LINE_MAX_BYTES - have);
         size_t cut, start = 0, k;

@@ -336,13 +336,18 @@ fail:
  * Where the data of `entries` ends at or after `from`: the offset just past
  * its last non-zero byte, or `from` when [from, eof) is all zeros (the space
  * the writer fills ahead, LEDGER_LOG_AHEAD).  Reads backwards, `cap` bytes
- * at a time.  0, or -1 on a read error.
+ * at a time.  0; 1 when the file ends in more zeros than the writer ever
+ * leaves (the space ahead after a torn batch: TAIL_ZEROS_MAX), which is
+ * damage, not a crash; -1 on a read error.
  */
+#define TAIL_ZEROS_MAX ((uint64_t)LEDGER_LOG_AHEAD + LEDGER_BATCH_HDR + LEDGER_BATCH_BYTES_MAX)
 static int data_end(int fd, uint64_t from, uint64_t eof, uint8_t *scratch, size_t cap, uint64_t *end)
 {
     uint64_t hi = eof;
 
     while (hi > from) {
+        if (eof - hi > TAIL_ZEROS_MAX)
+            return 1;
         size_t n = hi - from < cap ? (size_t)(hi - from) : cap;
         uint64_t lo = hi - n;
         int r = pread_full(fd, scratch, n, lo);
@@ -757,22 +762,22 @@ static void maybe_handoff(struct custos_ledger *l, int final)
  * grows the file nor allocates blocks skips the inode write (in a VM, about
  * half of its CPU and latency).  Batches too big to gain are written alone.
  */
-static int write_ahead(struct custos_ledger *l, uint64_t end, size_t len)
+static void write_ahead(struct custos_ledger *l, uint64_t end, size_t len)
 {
     static const uint8_t zeros[1u << 16];
     uint64_t off;
 
     if (end <= l->log_alloc)
-        return 0;
+        return;
     if (len > LEDGER_LOG_AHEAD_BATCH_MAX) {
         l->log_alloc = end;
-        return 0;
+        return;
     }
+    /* best effort: a disk too full for the zeros still takes the batch */
     for (off = 0; off < LEDGER_LOG_AHEAD; off += sizeof(zeros))
         if (pwrite_full(l, l->logfd, zeros, sizeof(zeros), end + off) != 0)
-            return -1;
-    l->log_alloc = end + LEDGER_LOG_AHEAD;
-    return 0;
+            break;
+    l->log_alloc = end + off;
 }
 
 static enum custos_err write_batch(struct custos_ledger *l, struct qbuf *b)
@@ -784,8 +789,9 @@ static enum custos_err write_batch(struct custos_ledger *l, struct qbuf *b)
     ledger_batch_header(b->data, b->count, b->used, b->first);
     stage_batch(l, b->data + LEDGER_BATCH_HDR, b->count, (const uint8_t(*)[CUSTOS_HASH_BYTES])b->leaf,
                 at + LEDGER_BATCH_HDR);
-    if (pwrite_full(l, l->logfd, b->data, len, at) != 0 || write_ahead(l, at + len, len) != 0)
+    if (pwrite_full(l, l->logfd, b->data, len, at) != 0)
         return io_err("writing the entries log");
+    write_ahead(l, at + len, len);
     if (datasync(l, l->logfd) != 0)
         return io_err("syncing the entries log");
     l->log_end = at + len;
@@ -1161,8 +1167,13 @@ static enum custos_err scan_log(struct custos_ledger *l, uint64_t *torn_at, uint
 
             if (l->read_only)
                 break; /* a writer may be mid-batch: serve what is complete */
-            if (data_end(l->logfd, off, eof, scratch, LEDGER_BATCH_HDR + (size_t)LEDGER_BATCH_BYTES_MAX, &dend) != 0) {
-                e = io_err("reading the entries log");
+            r = data_end(l->logfd, off, eof, scratch, LEDGER_BATCH_HDR + (size_t)LEDGER_BATCH_BYTES_MAX, &dend);
+            if (r != 0) {
+                e = r < 0 ? io_err("reading the entries log")
+                          : custos_err_set(CUSTOS_ERR_CORRUPT,
+                                           "ledger: the entries log ends in more zero bytes than its writer leaves "
+                                           "(from offset %llu, entry %llu)",
+                                           (unsigned long long)off, (unsigned long long)index);
                 goto done;
             }
             if (dend == off)
@@ -1297,6 +1308,11 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
     if (cp_trunc && (truncate_to(l, l->cpfd, cp_trunc) != 0 || datasync(l, l->cpfd) != 0))
         return io_err("truncating the torn tail of the checkpoints file");
     if (rebuilt > 0 || torn_at || cp_trunc || l->cp_end != cp_end0) {
+        /* Batches read back past the marker may never have reached the disk (a process killed
+           between a batch's write and its fdatasync leaves it in the page cache): make them
+           durable before the marker, and any checkpoint, covers them. */
+        if (rebuilt > 0 && datasync(l, l->logfd) != 0)
+            return io_err("syncing the entries log");
         if (datasync(l, l->treefd) != 0 || datasync(l, l->idxfd) != 0)
             return io_err("syncing derived files");
         l->st_derived = l->durable;
@@ -2214,8 +2230,15 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         {
             uint64_t dend;
 
-            if (data_end(logfd, off, eof, scratch, LEDGER_BATCH_HDR + (size_t)LEDGER_BATCH_BYTES_MAX, &dend) != 0) {
+            r = data_end(logfd, off, eof, scratch, LEDGER_BATCH_HDR + (size_t)LEDGER_BATCH_BYTES_MAX, &dend);
+            if (r < 0) {
                 e = io_err("reading the entries log");
+                goto done;
+            }
+            if (r > 0) {
+                bad(vs, range->size, "entry %llu: the log ends in more zero bytes than its writer leaves",
+                    (unsigned long long)range->size);
+                rep->size = range->size;
                 goto done;
             }
             if (dend == off)

@@ -1316,6 +1316,34 @@ static void test_torn_half_header(void **state)
     torn_case(TEAR_HALF_HEADER, 1);
 }
 
+/* Zeros after the last batch beyond what the writer leaves (space ahead, a torn batch) are
+   damage, not a crash: open refuses, verify reports, and neither reads them all. */
+static void test_too_many_zeros(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    char p[512];
+    uint64_t before;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    before = fsize(p);
+    assert_int_equal(truncate(p, (off_t)(before + LEDGER_LOG_AHEAD + 2 * (LEDGER_BATCH_HDR + LEDGER_BATCH_BYTES_MAX))), 0);
+    cfg_init(&c, &t);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    verify_expect(&t, 0, 25, "zero bytes");
+    /* the writer's own space ahead is fine */
+    assert_int_equal(truncate(p, (off_t)before), 0);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), 25);
+    custos_ledger_free(l);
+    tdir_free(&t);
+}
+
 static void test_crash_rebuilds_derived(void **state)
 {
     struct custos_ledger_config c;
@@ -1635,6 +1663,7 @@ int main(void)
         cmocka_unit_test(test_torn_bad_check),
         cmocka_unit_test(test_torn_half_header),
         cmocka_unit_test(test_crash_rebuilds_derived),
+        cmocka_unit_test(test_too_many_zeros),
         cmocka_unit_test(test_middle_damage_is_corruption),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
