@@ -127,6 +127,15 @@ enum custos_err custos_buf_add_u64(struct custos_buf *b, uint64_t v)
     return custos_buf_add(b, d + i, sizeof(d) - i);
 }
 
+enum custos_err custos_buf_add_i64(struct custos_buf *b, int64_t v)
+{
+    enum custos_err rc;
+
+    if (v < 0 && (rc = custos_buf_addc(b, '-')))
+        return rc;
+    return custos_buf_add_u64(b, v < 0 ? 0u - (uint64_t)v : (uint64_t)v);
+}
+
 size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n)
 {
     const char *z;

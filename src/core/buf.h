@@ -33,6 +33,7 @@ enum custos_err custos_buf_printf(struct custos_buf *b, const char *fmt, ...) __
 enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, size_t n);
 /* Append v in decimal. */
 enum custos_err custos_buf_add_u64(struct custos_buf *b, uint64_t v);
+enum custos_err custos_buf_add_i64(struct custos_buf *b, int64_t v);
 /* Copy at most n bytes of s (fewer at a NUL) into dst of cap bytes, truncating to cap - 1, and
    NUL-terminate; returns the length copied.  snprintf(dst, cap, "%.*s", n, s) without the format
    interpreter, for the per-field paths of the read path. */

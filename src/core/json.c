@@ -49,7 +49,6 @@ static int dump_value(struct custos_buf *b, const json_t *j, int depth, enum cus
     const char *key;
     json_t *v;
     size_t i;
-    json_int_t x;
 
     if (depth > 64) /* trees are built by custos itself; parsed input is capped far lower */
         return 1;
@@ -85,10 +84,7 @@ static int dump_value(struct custos_buf *b, const json_t *j, int depth, enum cus
         *rc = custos_buf_add_json_str(b, json_string_value(j), json_string_length(j));
         return 0;
     case JSON_INTEGER:
-        x = json_integer_value(j);
-        if (x < 0 && (*rc = custos_buf_addc(b, '-')))
-            return 0;
-        *rc = custos_buf_add_u64(b, x < 0 ? 0u - (uint64_t)x : (uint64_t)x);
+        *rc = custos_buf_add_i64(b, json_integer_value(j));
         return 0;
     case JSON_TRUE:
         *rc = custos_buf_adds(b, "true");

@@ -550,9 +550,18 @@ enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp,
     return json_object_set_new(item, pp->item, val) ? CUSTOS_ERR_NOMEM : CUSTOS_OK;
 }
 
-json_t *custos_decode_value(char tag, const char *val, size_t len)
+/* A stored 'i' value (decimal text, NUL-terminated after len): 0 and *x, or -1 when corrupt. */
+static int decode_int(const char *val, size_t len, long long *x)
 {
     char *end;
+
+    errno = 0;
+    *x = strtoll(val, &end, 10);
+    return errno || end != val + len ? -1 : 0;
+}
+
+json_t *custos_decode_value(char tag, const char *val, size_t len)
+{
     long long x;
 
     switch (tag) {
@@ -561,11 +570,7 @@ json_t *custos_decode_value(char tag, const char *val, size_t len)
     case 'b':
         return json_boolean(len == 4 && memcmp(val, "true", 4) == 0);
     case 'i':
-        errno = 0;
-        x = strtoll(val, &end, 10);
-        if (errno || end != val + len)
-            return NULL;
-        return json_integer(x);
+        return decode_int(val, len, &x) ? NULL : json_integer(x);
     }
     return NULL;
 }
@@ -595,7 +600,6 @@ struct textout {
 static enum custos_err text_value(struct custos_buf *b, char tag, const char *val, size_t len)
 {
     long long x;
-    char *end;
 
     switch (tag) {
     case 's':
@@ -603,13 +607,9 @@ static enum custos_err text_value(struct custos_buf *b, char tag, const char *va
     case 'b':
         return custos_buf_adds(b, len == 4 && memcmp(val, "true", 4) == 0 ? "true" : "false");
     case 'i': /* as custos_decode_value reads it and jansson writes it */
-        errno = 0;
-        x = strtoll(val, &end, 10);
-        if (errno || end != val + len)
-            break;
-        if (x < 0 && custos_buf_addc(b, '-'))
-            return CUSTOS_ERR_NOMEM;
-        return custos_buf_add_u64(b, x < 0 ? 0u - (uint64_t)x : (uint64_t)x);
+        if (decode_int(val, len, &x) == 0)
+            return custos_buf_add_i64(b, x);
+        break;
     }
     return custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
 }
@@ -636,8 +636,8 @@ static enum custos_err text_put(struct textout *t, const struct custos_schema *s
             return rc;
         t->open = NULL;
         t->seen |= bit;
-        if ((b->len > t->start && (rc = custos_buf_addc(b, ','))) || (rc = custos_buf_add_json_str(b, top->name, strlen(top->name))) ||
-            (rc = custos_buf_addc(b, ':')))
+        if ((b->len > t->start && (rc = custos_buf_addc(b, ','))) ||
+            (rc = custos_buf_add_json_str(b, top->name, strlen(top->name))) || (rc = custos_buf_addc(b, ':')))
             return rc;
         if (pp->indexed) {
             if ((rc = custos_buf_addc(b, '[')))

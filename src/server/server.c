@@ -70,11 +70,7 @@ void custos_reply_json(struct req *r, int status, json_t *body)
     char *s = custos_json_dump(body, &len);
 
     json_decref(body);
-    if (!s) {
-        custos_reply_error_msg(r, 500, "internal", "out of memory");
-        return;
-    }
-    set_resp(r, status, s, len, "application/json");
+    custos_reply_json_text(r, CUSTOS_OK, s, len, status);
 }
 
 void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg)
