@@ -336,7 +336,14 @@ static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
                 at = i;
             }
         }
-        return at > 0 && at + 1 < n && memchr(s + at + 1, '.', n - at - 1) != NULL;
+        /* RFC 5321's limits, no more: a local part of 1..64 octets (anything printable: quoting
+           and Unicode mailboxes exist), a domain of at least two non-empty labels */
+        if (at == 0 || at > 64 || at == n || memchr(s + at + 1, '.', n - at - 1) == NULL)
+            return 0;
+        for (i = at + 1; i < n; i++)
+            if (s[i] == '.' && (i == at + 1 || i + 1 == n || s[i + 1] == '.'))
+                return 0;
+        return 1;
     case CUSTOS_FMT_PHONE:
         for (i = 0; i < n; i++) {
             if (isdigit((unsigned char)s[i]))

@@ -493,6 +493,8 @@ static void test_flatten_formats(void **state)
     static const char *const good[] = {
         "{\"email\": \"a@b.co\"}",
         "{\"email\": \"Americo.Brekke@Naver.com\"}",
+        "{\"email\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.com\"}", /* 64 */
+        "{\"email\": \"a.b+tag@mail.example.co.kr\"}",
         "{\"phone\": \"010-1234-5678\"}",
         "{\"phone\": \"01012345678\"}",
         "{\"phone\": \"+82 10-1234-5678\"}",
@@ -521,6 +523,11 @@ static void test_flatten_formats(void **state)
         {"{\"email\": \"a b@c.com\"}", "email"},
         {"{\"email\": \"ab@c.com \"}", "email"},
         {"{\"email\": \"a\\tb@c.com\"}", "email"},
+        {"{\"email\": \"a@.com\"}", "email"},
+        {"{\"email\": \"a@b.\"}", "email"},
+        {"{\"email\": \"a@b..com\"}", "email"},
+        {"{\"email\": \"a@.\"}", "email"},
+        {"{\"email\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.com\"}", "email"}, /* 65 */
         {"{\"phone\": \"123456\"}", "phone"},
         {"{\"phone\": \"1234567890123456\"}", "phone"},
         {"{\"phone\": \"010-12a4-5678\"}", "phone"},
