@@ -361,20 +361,39 @@ static uint64_t tcache_epoch(struct custos_vault *v)
 
 /* ---- authentication ------------------------------------------------------------------------ */
 
-static enum custos_err auth_fail(struct custos_vault *v, const char *reason, const char *token_id, const char *source,
-                                 const char *actor, const char *msg)
+static int auth_event(struct custos_vault *v, enum custos_result result, const char *reason, const char *token_id,
+                      const char *source, const char *actor)
 {
     struct custos_event e;
 
     custos_event_init(&e, "auth.fail", NULL);
-    e.result = CUSTOS_RESULT_DENIED;
+    e.result = result;
     e.reason = reason;
     e.token_id = token_id;
     e.source = source;
     e.actor = actor;
-    if (custos_audit(v, &e, NULL))
+    return custos_audit(v, &e, NULL) ? -1 : 0;
+}
+
+static enum custos_err auth_fail(struct custos_vault *v, const char *reason, const char *token_id, const char *source,
+                                 const char *actor, const char *msg)
+{
+    if (auth_event(v, CUSTOS_RESULT_DENIED, reason, token_id, source, actor))
         return CUSTOS_ERR_UNAVAILABLE;
     return custos_err_set(CUSTOS_ERR_UNAUTH, "%s", msg);
+}
+
+/* The store failed while a token was being checked: the attempt is recorded all the same (result
+   error), and the request fails with the store's error. */
+static enum custos_err auth_error(struct custos_vault *v, enum custos_err rc, const char *token_id, const char *source)
+{
+    char saved[256];
+    const char *msg = custos_err_msg(rc);
+
+    custos_strcopy(saved, sizeof(saved), msg, strlen(msg));
+    if (auth_event(v, CUSTOS_RESULT_ERROR, custos_err_api_code(rc), token_id, source, NULL))
+        return CUSTOS_ERR_UNAVAILABLE;
+    return custos_err_set(rc, "%s", saved);
 }
 
 static enum custos_kind kind_of(const char *s)
@@ -423,13 +442,13 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     epoch = tcache_epoch(v);
     token_id_hex(tid, hash);
     if ((rc = v->ops->acquire(v->store, &c)))
-        return rc;
+        return auth_error(v, rc, tid, out->source);
     rc = v->ops->token_get(c, hash, &t);
     v->ops->release(v->store, c);
     if (rc == CUSTOS_ERR_NOTFOUND)
         return auth_fail(v, "unknown_token", tid, out->source, NULL, "token was never issued");
     if (rc)
-        return rc;
+        return auth_error(v, rc, tid, out->source);
     token_mac(v, &t, mac);
     if (!mac_ok(mac, t.mac))
         return auth_fail(v, "token_integrity", tid, out->source, t.principal, "token is not valid");

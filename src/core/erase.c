@@ -850,6 +850,21 @@ static int caller_has_role(const struct custos_vault *v, const struct custos_cal
     return c->system || (r >= 0 && (c->roles & (1u << r)));
 }
 
+/* 1 when the caller holds a role some field's retention names: only then is anything looked up,
+   so that the answers (403, 410) tell no one else whether a subject was erased. */
+static int any_retention_role(const struct custos_vault *v, const struct custos_caller *c)
+{
+    size_t i;
+
+    for (i = 0; i < v->schema->nfields; i++) {
+        const struct custos_field *f = &v->schema->fields[i];
+
+        if (f->retention_days && caller_has_role(v, c, f->retention_role))
+            return 1;
+    }
+    return 0;
+}
+
 static int ret_one(void *ctx, const struct custos_retained_row *row)
 {
     struct ret_ctx *rc = ctx;
@@ -901,22 +916,18 @@ enum custos_err custos_retained_read(struct custos_vault *v, const struct custos
     struct custos_store_conn *conn = NULL;
     struct custos_erasure_row er;
     struct ret_ctx rc;
-    const char *p = fields;
     enum custos_err err;
 
     memset(&rc, 0, sizeof(rc));
     *fields_out = NULL;
-    while (p && *p) {
-        size_t n = strcspn(p, ",");
-        const struct custos_field *f = custos_schema_field(v->schema, p, n);
-
-        if (!f)
-            return custos_err_set(CUSTOS_ERR_INVALID, "fields: unknown field");
-        rc.want |= (uint64_t)1 << (f - v->schema->fields);
-        p += n + (p[n] == ',');
-    }
-    if (c->kind == CUSTOS_KIND_CUSTOMER)
+    if ((err = custos_fields_mask(v->schema, fields, &rc.want)))
+        return err;
+    if (c->kind == CUSTOS_KIND_CUSTOMER || !any_retention_role(v, c))
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "legal-retention reads are for the role the schema names");
+    if (!c->system &&
+        (err = custos_rate_check(v, c->principal,
+                                 custos_policy_rate(v->policy, c->roles, CUSTOS_OP_SUBJECT_READ, "legal-retention"))))
+        return err;
     if ((err = v->ops->acquire(v->store, &conn)))
         return err;
     err = v->ops->erasure_get(conn, id, &er);

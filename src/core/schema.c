@@ -222,6 +222,26 @@ static enum custos_err parse_fields(json_t *obj, int nested, struct custos_field
     return CUSTOS_OK;
 }
 
+/* Each field's policy path, and the cap on how many a schema has (CUSTOS_SCHEMA_MAX_PATHS). */
+static enum custos_err name_paths(struct custos_schema *s)
+{
+    size_t i, k, n = s->nfields;
+
+    for (i = 0; i < s->nfields; i++) {
+        struct custos_field *f = &s->fields[i];
+
+        snprintf(f->ppath, sizeof(f->ppath), "%s", f->name);
+        for (k = 0; k < f->nitems; k++)
+            snprintf(f->items[k].ppath, sizeof(f->items[k].ppath), "%s.%s", f->name, f->items[k].name);
+        n += f->nitems;
+    }
+    if (n > CUSTOS_SCHEMA_MAX_PATHS)
+        return custos_err_set(CUSTOS_ERR_INVALID,
+                              "schema: %zu fields in all (top-level and array items); at most %d", n,
+                              CUSTOS_SCHEMA_MAX_PATHS);
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_schema_parse(const char *text, size_t len, struct custos_schema **out)
 {
     static const char *const top[] = {"fields", NULL};
@@ -251,6 +271,11 @@ enum custos_err custos_schema_parse(const char *text, size_t len, struct custos_
     }
     if ((rc = parse_fields(fields, 0, &s->fields, &s->nfields))) {
         free(s);
+        s = NULL;
+        goto done;
+    }
+    if ((rc = name_paths(s))) {
+        custos_schema_free(s);
         s = NULL;
         goto done;
     }

@@ -36,9 +36,13 @@ enum custos_fformat { CUSTOS_FMT_NONE, CUSTOS_FMT_EMAIL, CUSTOS_FMT_PHONE, CUSTO
 #define CUSTOS_FIELD_NAME_MAX 48
 #define CUSTOS_SCHEMA_MAX_FIELDS 64
 #define CUSTOS_PATH_MAX 128
+/* Policy paths in a schema (top-level fields plus array item fields): bounds the field lists of
+   one audit event, so that it always fits a ledger entry. */
+#define CUSTOS_SCHEMA_MAX_PATHS 256
 
 struct custos_field {
     char name[CUSTOS_FIELD_NAME_MAX + 1];
+    char ppath[2 * CUSTOS_FIELD_NAME_MAX + 2]; /* policy path: "name", or "top.name" for an item */
     enum custos_ftype type;
     enum custos_fclass cls;
     enum custos_mask mask;

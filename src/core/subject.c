@@ -34,7 +34,6 @@
 #define RECORD_MAX (4u << 20)
 #define FIELD_AD_TAG "custos/field/v1"
 #define SEARCH_MAX_RESULTS 100
-#define MAX_RELEASED 64
 
 static void put_be16(uint8_t *p, uint16_t x)
 {
@@ -455,25 +454,26 @@ done:
 
 /* ---- helpers for operations ---------------------------------------------------------------- */
 
-/* Distinct policy paths, for audit events. */
+/* Distinct policy paths, for audit events: the schema's own strings (custos_field.ppath), one
+   per field, so a pointer compares as the path.  A schema has at most CUSTOS_SCHEMA_MAX_PATHS
+   of them, so the set cannot overflow; if it ever did, the operation fails rather than leave a
+   path out of its event. */
 struct pathset {
-    char v[MAX_RELEASED][CUSTOS_PATH_MAX];
-    const char *ptr[MAX_RELEASED];
+    const char *ptr[CUSTOS_SCHEMA_MAX_PATHS];
     size_t n;
 };
 
-static void pathset_add(struct pathset *s, const char *policy_path)
+static enum custos_err pathset_add(struct pathset *s, const struct custos_field *f)
 {
     size_t i;
 
     for (i = 0; i < s->n; i++)
-        if (strcmp(s->v[i], policy_path) == 0)
-            return;
-    if (s->n == MAX_RELEASED)
-        return;
-    custos_strcopy(s->v[s->n], CUSTOS_PATH_MAX, policy_path, strlen(policy_path));
-    s->ptr[s->n] = s->v[s->n];
-    s->n++;
+        if (s->ptr[i] == f->ppath)
+            return CUSTOS_OK;
+    if (s->n == CUSTOS_SCHEMA_MAX_PATHS)
+        return custos_err_set(CUSTOS_ERR_INTERNAL, "more field paths than the schema has");
+    s->ptr[s->n++] = f->ppath;
+    return CUSTOS_OK;
 }
 
 enum custos_err custos_check_purpose(const char *purpose)
@@ -496,7 +496,7 @@ enum custos_err custos_check_scope(const struct custos_caller *c, const uint8_t 
 }
 
 /* Parse ?fields=a,b into a bitmask of top-level fields (0 = all). */
-static enum custos_err parse_fields(const struct custos_schema *s, const char *fields, uint64_t *mask)
+enum custos_err custos_fields_mask(const struct custos_schema *s, const char *fields, uint64_t *mask)
 {
     const char *p = fields;
 
@@ -701,7 +701,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
         struct custos_path_parts pp;
-        char ppath[CUSTOS_PATH_MAX], path[CUSTOS_PATH_MAX], tag = 0;
+        char path[CUSTOS_PATH_MAX], tag = 0;
         enum custos_vis vis;
         size_t len = 0;
         json_t *val = NULL;
@@ -716,8 +716,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
             continue;
         custos_strcopy(path, sizeof(path), l->path, l->plen);
-        custos_policy_path(ppath, path);
-        vis = vis_op ? custos_policy_vis(v->policy, c->system ? 0xffffffffu : c->roles, vis_op, purpose, ppath)
+        vis = vis_op ? custos_policy_vis(v->policy, c->system ? 0xffffffffu : c->roles, vis_op, purpose, f->ppath)
                      : CUSTOS_VIS_PLAIN;
         if (vis == CUSTOS_VIS_HIDDEN)
             continue; /* hidden values are not even decrypted */
@@ -736,13 +735,15 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                 if (json_array_append_new(masked, json_string(path)))
                     rc = CUSTOS_ERR_NOMEM;
             }
-            pathset_add(masked_set, ppath);
+            if (!rc)
+                rc = pathset_add(masked_set, f);
         } else {
             if (t)
                 rc = text_put(t, v->schema, top, &pp, tag, (const char *)pt, len, NULL);
             else if (!(val = custos_decode_value(tag, (const char *)pt, len)))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
-            pathset_add(plain_set, ppath);
+            if (!rc)
+                rc = pathset_add(plain_set, f);
         }
         sodium_memzero(pt, len + 1);
         if (!rc && !t)
@@ -768,15 +769,14 @@ void custos_unlock_writes(struct custos_vault *v)
 
 /* ---- create -------------------------------------------------------------------------------- */
 
-static void leaves_policy_paths(const struct custos_leaves *l, struct pathset *s)
+static enum custos_err leaves_policy_paths(const struct custos_leaves *l, struct pathset *s)
 {
+    enum custos_err rc = CUSTOS_OK;
     size_t i;
-    char pp[CUSTOS_PATH_MAX];
 
-    for (i = 0; i < l->n; i++) {
-        custos_policy_path(pp, l->v[i].path);
-        pathset_add(s, pp);
-    }
+    for (i = 0; i < l->n && !rc; i++)
+        rc = pathset_add(s, l->v[i].field);
+    return rc;
 }
 
 enum custos_err custos_subject_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
@@ -807,10 +807,9 @@ enum custos_err custos_subject_create(struct custos_vault *v, const struct custo
         rc = custos_err_set(CUSTOS_ERR_INVALID, "a subject needs at least one field");
         goto done;
     }
-    if ((rc = v->ops->acquire(v->store, &conn)))
+    if ((rc = leaves_policy_paths(&leaves, &written)) || (rc = v->ops->acquire(v->store, &conn)))
         goto done;
     e.subject = id; /* filled in by the insert, before its event is written */
-    leaves_policy_paths(&leaves, &written);
     e.fields = written.ptr;
     e.nfields = written.n;
     rc = custos_subject_insert(v, conn, &leaves, id, &e, &audited);
@@ -940,7 +939,7 @@ enum custos_err custos_subject_read_text(struct custos_vault *v, const struct cu
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "purpose '%s' is not allowed for this principal", purpose);
         goto done;
     }
-    if ((rc = parse_fields(v->schema, fields_arg, &want)))
+    if ((rc = custos_fields_mask(v->schema, fields_arg, &want)))
         goto done;
     if (!c->system &&
         (rc = custos_rate_check(v, c->principal,
@@ -1174,7 +1173,8 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
         const struct custos_field *f = custos_schema_field(v->schema, k, strlen(k));
 
         touched |= (uint64_t)1 << (f - v->schema->fields);
-        pathset_add(&written, f->name);
+        if ((rc = pathset_add(&written, f)))
+            goto done;
     }
     (void)removed;
     e.fields = written.ptr;
@@ -1220,7 +1220,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     }
     list = json_array();
     for (i = 0; list && i < written.n; i++)
-        json_array_append_new(list, json_string(written.v[i]));
+        json_array_append_new(list, json_string(written.ptr[i]));
     if (!list || !(*out = json_pack("{s:s, s:o}", "id", idhex, "updated", list)))
         rc = CUSTOS_ERR_NOMEM;
     list = NULL;

@@ -233,6 +233,9 @@ enum custos_err custos_subject_missing(struct custos_vault *v, struct custos_sto
 enum custos_err custos_check_purpose(const char *purpose);
 enum custos_err custos_check_scope(const struct custos_caller *c, const uint8_t id[16]);
 enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp, json_t *val);
+/* "?fields=a,b" -> a bit per top-level field (NULL: 0, meaning every field); 400 on an empty list,
+   an unknown name or a stray comma. */
+enum custos_err custos_fields_mask(const struct custos_schema *s, const char *fields, uint64_t *mask);
 json_t *custos_decode_value(char tag, const char *val, size_t len);
 void custos_lock_writes(struct custos_vault *v);
 void custos_unlock_writes(struct custos_vault *v);

@@ -140,7 +140,7 @@ struct qcheck {
     const char *bad;
     const char *seen[8];
     size_t nseen;
-    int dup, too_many, too_long;
+    int dup, too_many, too_long, no_value;
 };
 
 static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -150,7 +150,12 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
     size_t i;
 
     (void)kind;
-    if (value && strlen(value) > 512) {
+    if (!value) { /* "?fields" without "=": libmicrohttpd's NULL would read as "not given" */
+        q->bad = key;
+        q->no_value = 1;
+        return MHD_NO;
+    }
+    if (strlen(value) > 512) {
         q->bad = key;
         q->too_long = 1;
         return MHD_NO;
@@ -187,6 +192,10 @@ static int query_ok(struct req *r, char *msg, size_t cap)
     memset(&q, 0, sizeof(q));
     q.allowed = r->route->query;
     MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, check_arg, &q);
+    if (q.no_value) {
+        snprintf(msg, cap, "query parameter '%.40s' has no value", q.bad);
+        return -1;
+    }
     if (q.too_long) {
         snprintf(msg, cap, "query parameter '%.40s' is longer than 512 bytes", q.bad);
         return -1;

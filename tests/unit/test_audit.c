@@ -227,6 +227,14 @@ static void expect_last_entry(struct custos_vault *v, uint64_t size_before, cons
         fail_msg("ledger entry\n  %s\nwant\n  %s", buf, want);
 }
 
+static enum custos_err failing_token_get(struct custos_store_conn *c, const uint8_t hash[32], struct custos_token_row *t)
+{
+    (void)c;
+    (void)hash;
+    (void)t;
+    return custos_err_set(CUSTOS_ERR_IO, "disk I/O error (injected)");
+}
+
 static void test_vault_entries(void **state)
 {
     char tmp[512], dir[600], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1], want[1024];
@@ -320,6 +328,33 @@ static void test_vault_entries(void **state)
         json_decref(ev);
     }
 
+    /* the store failing while a token is checked: the request fails, and is recorded as an error */
+    {
+        struct custos_store_ops broken = *v->ops;
+        const struct custos_store_ops *saved = v->ops;
+        struct custos_ledger *l = custos_vault_ledger(v);
+        char buf[4096];
+        size_t len = 0;
+        json_t *ev;
+
+        broken.token_get = failing_token_get;
+        v->ops = &broken;
+        n = custos_ledger_size(l);
+        assert_int_equal(custos_authenticate(v, "cus_BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "192.0.2.8", &who),
+                         CUSTOS_ERR_IO);
+        v->ops = saved;
+        assert_int_equal(custos_ledger_size(l), n + 1);
+        assert_int_equal(custos_ledger_read(l, n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
+        buf[len] = '\0';
+        ev = json_loads(buf, 0, NULL);
+        assert_non_null(ev);
+        assert_string_equal(json_string_value(json_object_get(ev, "action")), "auth.fail");
+        assert_string_equal(json_string_value(json_object_get(ev, "result")), "error");
+        assert_string_equal(json_string_value(json_object_get(ev, "source")), "192.0.2.8");
+        assert_int_equal(strlen(json_string_value(json_object_get(ev, "token"))), 16);
+        json_decref(ev);
+    }
+
     /* no entry quotes a personal value */
     {
         struct custos_ledger *l = custos_vault_ledger(v);
@@ -336,6 +371,63 @@ static void test_vault_entries(void **state)
             assert_null(strstr(buf, "#1893"));
         }
     }
+    custos_vault_free(v);
+    rm_rf(tmp);
+}
+
+/* A read of a wide record names every policy path it released, past 64 (review finding: the set
+   used to stop at 64 and drop the rest silently). */
+static void test_wide_read_names_every_path(void **state)
+{
+    char tmp[512], dir[600], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1], id[CUSTOS_ID_HEX + 1];
+    char schema[8192], body[8192], buf[CUSTOS_LEDGER_ENTRY_MAX + 1];
+    struct custos_vault_opts o;
+    struct custos_vault *v = NULL;
+    struct custos_caller sys;
+    json_t *out = NULL, *ev, *fields;
+    size_t sn = 0, bn = 0, len = 0, i;
+    uint64_t n;
+    const char *base = getenv("TMPDIR");
+
+    (void)state;
+    sn += (size_t)snprintf(schema + sn, sizeof(schema) - sn, "{\"fields\": {");
+    bn += (size_t)snprintf(body + bn, sizeof(body) - bn, "{");
+    for (i = 0; i < 10; i++) {
+        sn += (size_t)snprintf(schema + sn, sizeof(schema) - sn, "\"t%zu\": {\"type\": \"string\"},", i);
+        bn += (size_t)snprintf(body + bn, sizeof(body) - bn, "\"t%zu\": \"v\",", i);
+    }
+    sn += (size_t)snprintf(schema + sn, sizeof(schema) - sn, "\"arr\": {\"type\": \"array\", \"items\": {");
+    bn += (size_t)snprintf(body + bn, sizeof(body) - bn, "\"arr\": [{");
+    for (i = 0; i < 60; i++) {
+        sn += (size_t)snprintf(schema + sn, sizeof(schema) - sn, "%s\"f%zu\": {\"type\": \"string\"}", i ? "," : "", i);
+        bn += (size_t)snprintf(body + bn, sizeof(body) - bn, "%s\"f%zu\": \"v\"", i ? "," : "", i);
+    }
+    snprintf(schema + sn, sizeof(schema) - sn, "}}}}");
+    snprintf(body + bn, sizeof(body) - bn, "}]}");
+
+    snprintf(tmp, sizeof(tmp), "%s/custos-test-audit-XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(tmp));
+    snprintf(dir, sizeof(dir), "%s/vault", tmp);
+    assert_int_equal(custos_vault_init(dir, schema, strlen(schema), NULL, 0, "test.example/audit", secret, token),
+                     CUSTOS_OK);
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    custos_caller_system(&sys);
+    assert_int_equal(custos_subject_create(v, &sys, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    n = custos_ledger_size(custos_vault_ledger(v));
+    assert_int_equal(custos_subject_read(v, &sys, id, "account", NULL, &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_ledger_read(custos_vault_ledger(v), n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
+    buf[len] = '\0';
+    ev = json_loads(buf, 0, NULL);
+    assert_non_null(ev);
+    fields = json_object_get(ev, "fields");
+    assert_int_equal(json_array_size(fields), 70);
+    assert_string_equal(json_string_value(json_array_get(fields, 69)), "arr.f59");
+    json_decref(ev);
     custos_vault_free(v);
     rm_rf(tmp);
 }
@@ -365,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_vault_entries),
+        cmocka_unit_test(test_wide_read_names_every_path),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

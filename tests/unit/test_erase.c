@@ -173,6 +173,33 @@ static void test_retention_read_and_expiry(void **state)
     assert_int_equal(read_subject(f, &f->auditor, id, "legal-retention", &out), CUSTOS_ERR_GONE);
 }
 
+/* Without the role a retention names, purpose legal-retention answers 403 whatever the subject's
+   state: it must not tell who was erased, or whether anything was kept (review finding). */
+static void test_retention_no_oracle(void **state)
+{
+    struct fx *f = *state;
+    char live[33], kept[33], none[33];
+    json_t *r = NULL, *out = NULL;
+
+    create(f, alice, live);
+    create(f, alice, kept);
+    create(f, bob, none);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, kept, &r), CUSTOS_OK);
+    json_decref(r);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, none, &r), CUSTOS_OK);
+    json_decref(r);
+    /* the role it names tells them apart */
+    assert_int_equal(read_subject(f, &f->auditor, none, "legal-retention", &out), CUSTOS_ERR_GONE);
+    assert_int_equal(read_subject(f, &f->auditor, live, "legal-retention", &out), CUSTOS_ERR_FORBIDDEN);
+    /* anyone else cannot */
+    assert_int_equal(read_subject(f, &f->service, live, "legal-retention", &out), CUSTOS_ERR_FORBIDDEN);
+    assert_int_equal(read_subject(f, &f->service, kept, "legal-retention", &out), CUSTOS_ERR_FORBIDDEN);
+    assert_int_equal(read_subject(f, &f->service, none, "legal-retention", &out), CUSTOS_ERR_FORBIDDEN);
+    assert_int_equal(read_subject(f, &f->service, "00112233445566778899aabbccddeeff", "legal-retention", &out),
+                     CUSTOS_ERR_FORBIDDEN);
+    assert_null(out);
+}
+
 /* Count wrapped keys in the backup's data plane, and try every master key on every sealed value. */
 static void assert_backup_unreadable(struct fx *f, const char *backup, const uint8_t id[16])
 {
@@ -366,6 +393,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_erase_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_read_and_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_no_oracle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),

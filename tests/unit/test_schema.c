@@ -487,6 +487,56 @@ static void test_flatten_max_length(void **state)
     custos_schema_free(s);
 }
 
+/* A schema of N top-level strings and one array of M item fields, as JSON text (malloc'ed). */
+static char *wide_schema(int top, int items)
+{
+    size_t cap = 64 + (size_t)(top + items) * 64, n = 0;
+    char *t = malloc(cap);
+    int i;
+
+    assert_non_null(t);
+    n += (size_t)snprintf(t + n, cap - n, "{\"fields\": {");
+    for (i = 0; i < top; i++)
+        n += (size_t)snprintf(t + n, cap - n, "\"t%d\": {\"type\": \"string\"},", i);
+    n += (size_t)snprintf(t + n, cap - n, "\"arr\": {\"type\": \"array\", \"items\": {");
+    for (i = 0; i < items; i++)
+        n += (size_t)snprintf(t + n, cap - n, "%s\"f%d\": {\"type\": \"string\"}", i ? "," : "", i);
+    snprintf(t + n, cap - n, "}}}}");
+    return t;
+}
+
+/* Every policy path of a schema fits one audit event: at most CUSTOS_SCHEMA_MAX_PATHS of them. */
+static void test_path_cap(void **state)
+{
+    struct custos_schema *s = NULL;
+    char *t;
+    (void)state;
+
+    t = wide_schema(63, 64); /* 64 top-level fields (with arr) and 64 item fields: 128 paths */
+    assert_int_equal(parse_text(t, &s), CUSTOS_OK);
+    assert_string_equal(s->fields[63].items[5].ppath, "arr.f5");
+    assert_string_equal(s->fields[0].ppath, "t0");
+    custos_schema_free(s);
+    free(t);
+    {
+        /* five arrays of 60 item fields: 305 paths */
+        char buf[40000];
+        size_t n = 0;
+        int a, i;
+
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "{\"fields\": {");
+        for (a = 0; a < 5; a++) {
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"a%d\": {\"type\": \"array\", \"items\": {",
+                                  a ? "," : "", a);
+            for (i = 0; i < 60; i++)
+                n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s\"f%d\": {\"type\": \"string\"}", i ? "," : "", i);
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, "}}");
+        }
+        snprintf(buf + n, sizeof(buf) - n, "}}");
+        expect_bad_schema(buf, "at most 256");
+    }
+}
+
 static void test_flatten_formats(void **state)
 {
     struct custos_schema *s = default_schema();
@@ -983,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_flatten_paths),
         cmocka_unit_test(test_flatten_types),
         cmocka_unit_test(test_flatten_max_length),
+        cmocka_unit_test(test_path_cap),
         cmocka_unit_test(test_flatten_formats),
         cmocka_unit_test(test_flatten_unknown_fields),
         cmocka_unit_test(test_flatten_nulls),
