@@ -227,6 +227,30 @@ static void expect_last_entry(struct custos_vault *v, uint64_t size_before, cons
         fail_msg("ledger entry\n  %s\nwant\n  %s", buf, want);
 }
 
+/* Entry n is the only one since n, an auth.fail with this result, reason and source, naming a
+   token id (a hash prefix), never the token. */
+static void expect_auth_fail(struct custos_vault *v, uint64_t n, const char *result, const char *reason,
+                             const char *source)
+{
+    struct custos_ledger *l = custos_vault_ledger(v);
+    char buf[4096];
+    size_t len = 0;
+    json_t *ev;
+
+    assert_int_equal(custos_ledger_size(l), n + 1);
+    assert_int_equal(custos_ledger_read(l, n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
+    buf[len] = '\0';
+    ev = json_loads(buf, 0, NULL);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "auth.fail");
+    assert_string_equal(json_string_value(json_object_get(ev, "result")), result);
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), reason);
+    assert_string_equal(json_string_value(json_object_get(ev, "source")), source);
+    assert_int_equal(strlen(json_string_value(json_object_get(ev, "token"))), 16);
+    assert_null(strstr(buf, "AAAAAAAA"));
+    json_decref(ev);
+}
+
 static enum custos_err failing_token_get(struct custos_store_conn *c, const uint8_t hash[32], struct custos_token_row *t)
 {
     (void)c;
@@ -307,52 +331,20 @@ static void test_vault_entries(void **state)
     n = custos_ledger_size(custos_vault_ledger(v));
     assert_int_equal(custos_authenticate(v, "cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "192.0.2.7", &who),
                      CUSTOS_ERR_UNAUTH);
-    {
-        struct custos_ledger *l = custos_vault_ledger(v);
-        char buf[4096];
-        size_t len = 0;
-        json_t *ev;
-
-        assert_int_equal(custos_ledger_size(l), n + 1);
-        assert_int_equal(custos_ledger_read(l, n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
-        buf[len] = '\0';
-        ev = json_loads(buf, 0, NULL);
-        assert_non_null(ev);
-        assert_string_equal(json_string_value(json_object_get(ev, "action")), "auth.fail");
-        assert_string_equal(json_string_value(json_object_get(ev, "result")), "denied");
-        assert_string_equal(json_string_value(json_object_get(ev, "reason")), "unknown_token");
-        assert_string_equal(json_string_value(json_object_get(ev, "source")), "192.0.2.7");
-        /* a token id (hash prefix), never the token */
-        assert_int_equal(strlen(json_string_value(json_object_get(ev, "token"))), 16);
-        assert_null(strstr(buf, "AAAAAAAA"));
-        json_decref(ev);
-    }
+    expect_auth_fail(v, n, "denied", "unknown_token", "192.0.2.7");
 
     /* the store failing while a token is checked: the request fails, and is recorded as an error */
     {
         struct custos_store_ops broken = *v->ops;
         const struct custos_store_ops *saved = v->ops;
-        struct custos_ledger *l = custos_vault_ledger(v);
-        char buf[4096];
-        size_t len = 0;
-        json_t *ev;
 
         broken.token_get = failing_token_get;
         v->ops = &broken;
-        n = custos_ledger_size(l);
+        n = custos_ledger_size(custos_vault_ledger(v));
         assert_int_equal(custos_authenticate(v, "cus_BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "192.0.2.8", &who),
                          CUSTOS_ERR_IO);
         v->ops = saved;
-        assert_int_equal(custos_ledger_size(l), n + 1);
-        assert_int_equal(custos_ledger_read(l, n, buf, sizeof(buf) - 1, &len), CUSTOS_OK);
-        buf[len] = '\0';
-        ev = json_loads(buf, 0, NULL);
-        assert_non_null(ev);
-        assert_string_equal(json_string_value(json_object_get(ev, "action")), "auth.fail");
-        assert_string_equal(json_string_value(json_object_get(ev, "result")), "error");
-        assert_string_equal(json_string_value(json_object_get(ev, "source")), "192.0.2.8");
-        assert_int_equal(strlen(json_string_value(json_object_get(ev, "token"))), 16);
-        json_decref(ev);
+        expect_auth_fail(v, n, "error", "internal", "192.0.2.8");
     }
 
     /* no entry quotes a personal value */
