@@ -1759,17 +1759,24 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup", in);
         goto done;
     }
-    if (strcmp((const char *)sqlite3_column_text(st, 0), origin) != 0) {
+    if (!sqlite3_column_text(st, 0) || strcmp((const char *)sqlite3_column_text(st, 0), origin) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is a backup of another vault (%.100s)", in,
-                            (const char *)sqlite3_column_text(st, 0));
+                            sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "no origin");
         goto done;
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_exec(db, "PRAGMA quick_check", NULL, NULL, NULL) != SQLITE_OK) {
-        rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s fails its integrity check", in);
+    /* The pragma reports problems as rows and still returns SQLITE_OK: the one answer that passes
+       is a single row "ok".  integrity_check, not quick_check: it also finds index entries out of
+       order or missing, which would make subjects unfindable after the restore. */
+    r = sqlite3_prepare_v2(db, "PRAGMA integrity_check(1)", -1, &st, NULL);
+    if (r != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_text(st, 0) ||
+        strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0 || sqlite3_step(st) != SQLITE_DONE) {
+        rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s fails its integrity check: nothing was restored", in);
         goto done;
     }
+    sqlite3_finalize(st);
+    st = NULL;
     /* copy into a new file next to data.db, fsync, then rename over it */
     snprintf(path, sizeof(path), "%s/data.db", dir);
     snprintf(tmp, sizeof(tmp), "%s/data.db.restore", dir);

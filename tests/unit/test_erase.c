@@ -280,6 +280,38 @@ static void test_backup_cannot_resurrect(void **state)
     unlink(bak);
 }
 
+/* A backup whose b-tree is damaged is refused, and the live data plane is left as it was (review
+   finding: quick_check's rows were never read, so any backup passed). */
+static void test_restore_refuses_corrupt_backup(void **state)
+{
+    struct fx *f = *state;
+    char a[33], bak[300];
+    static const uint8_t lie[4] = {0, 0, 0, 7};
+    uint64_t n = 0;
+    json_t *out = NULL;
+    FILE *fp;
+
+    create(f, alice, a);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    /* the header's count of free pages (offset 36) made wrong: the pragma reports it as a row,
+       and every statement still works */
+    fp = fopen(bak, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 36, SEEK_SET), 0);
+    assert_int_equal(fwrite(lie, 1, sizeof(lie), fp), sizeof(lie));
+    assert_int_equal(fclose(fp), 0);
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_ERR_CORRUPT);
+    open_vault(f);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+    json_decref(out);
+    unlink(bak);
+}
+
 static int copy_file(const char *from, const char *to)
 {
     char cmd[700];
@@ -394,6 +426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_receipt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_read_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_no_oracle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
