@@ -8,14 +8,16 @@
  *
  * Invariants: an entry is (subject id, key generation, key).  Erasure and
  * re-keying drop the subject's entry (wiping it) and bump the epoch, and an
- * entry is only stored if no drop happened since its key was read, so a key
- * destroyed in the control plane is never kept here.  The table never grows.
+ * entry is only stored if no drop happened since its key was read (checked
+ * under the slot's lock, which the drop holds too), so a key destroyed in the
+ * control plane is never kept here.  The table never grows.
  *
  * Must never: hand out a key of another generation, keep a key after its
  * subject's erasure, live outside sodium memory.
  */
 #include "core/vault_int.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "custos/banned.h"
@@ -31,7 +33,10 @@ struct kc_entry {
 
 struct custos_keycache {
     pthread_mutex_t mu[KC_STRIPES];
-    uint64_t epoch; /* under mu[0] */
+    /* Bumped by every drop while it holds the dropped slot's lock; a put compares it while holding
+       the slot's lock too, so a drop either comes first (the put sees it and stores nothing) or
+       after (and wipes what the put stored). */
+    atomic_uint_least64_t epoch;
     struct kc_entry *e; /* KC_SLOTS, sodium memory */
 };
 
@@ -48,6 +53,7 @@ struct custos_keycache *custos_keycache_new(void)
         return NULL;
     }
     sodium_memzero(k->e, KC_SLOTS * sizeof(*k->e));
+    atomic_init(&k->epoch, 0);
     for (i = 0; i < KC_STRIPES; i++)
         pthread_mutex_init(&k->mu[i], NULL);
     return k;
@@ -72,12 +78,7 @@ static size_t slot_of(const uint8_t id[16])
 
 uint64_t custos_keycache_epoch(struct custos_keycache *k)
 {
-    uint64_t e;
-
-    pthread_mutex_lock(&k->mu[0]);
-    e = k->epoch;
-    pthread_mutex_unlock(&k->mu[0]);
-    return e;
+    return atomic_load(&k->epoch);
 }
 
 int custos_keycache_get(struct custos_keycache *k, const uint8_t id[16], uint32_t gen, uint8_t *key)
@@ -100,12 +101,13 @@ void custos_keycache_put(struct custos_keycache *k, uint64_t epoch, const uint8_
     size_t s = slot_of(id);
     pthread_mutex_t *mu = &k->mu[s % KC_STRIPES];
 
-    if (custos_keycache_epoch(k) != epoch)
-        return; /* something was dropped since this key was read: do not bring it back */
     pthread_mutex_lock(mu);
-    memcpy(k->e[s].id, id, 16);
-    k->e[s].gen = gen;
-    memcpy(k->e[s].key, key, CUSTOS_KEY_BYTES);
+    /* something was dropped since this key was read: do not bring it back */
+    if (atomic_load(&k->epoch) == epoch) {
+        memcpy(k->e[s].id, id, 16);
+        k->e[s].gen = gen;
+        memcpy(k->e[s].key, key, CUSTOS_KEY_BYTES);
+    }
     pthread_mutex_unlock(mu);
 }
 
@@ -114,10 +116,8 @@ void custos_keycache_drop(struct custos_keycache *k, const uint8_t id[16])
     size_t s = slot_of(id);
     pthread_mutex_t *mu = &k->mu[s % KC_STRIPES];
 
-    pthread_mutex_lock(&k->mu[0]);
-    k->epoch++;
-    pthread_mutex_unlock(&k->mu[0]);
     pthread_mutex_lock(mu);
+    atomic_fetch_add(&k->epoch, 1);
     if (sodium_memcmp(k->e[s].id, id, 16) == 0)
         sodium_memzero(&k->e[s], sizeof(k->e[s]));
     pthread_mutex_unlock(mu);
