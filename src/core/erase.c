@@ -338,6 +338,35 @@ done:
     return rc;
 }
 
+/*
+ * The record cannot be opened (rc from custos_record_load): is there still something to erase?
+ * Restoring a data-plane backup can leave a key with no record (the subject was created after
+ * the backup) or a record whose key generation is gone (re-keyed after it), and a damaged record
+ * does not open either.  None of these may stop a subject from leaving, nor leave a key behind
+ * that a later restore could use: the erasure goes on with nothing to keep (values that cannot
+ * be opened cannot be retained) and destroys every key there is.  CUSTOS_OK to go on, with *r
+ * empty; otherwise the error to answer (unknown: no record and no key; erased: 410).
+ */
+static enum custos_err unreadable(struct custos_vault *v, struct custos_store_conn *conn, const uint8_t id[16],
+                                  enum custos_err rc, struct custos_record *r)
+{
+    enum custos_err k;
+
+    if (rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT && rc != CUSTOS_ERR_CRYPTO)
+        return rc; /* erased already (410), or the store failed */
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        if ((k = v->ops->key_any(conn, id)) == CUSTOS_ERR_NOTFOUND)
+            return custos_err_set(CUSTOS_ERR_NOTFOUND, "no such subject");
+        if (k)
+            return k;
+    }
+    custos_record_release(r);
+    memset(r, 0, sizeof(*r));
+    custos_scratch_wipe();
+    custos_err_clear();
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
                                      json_t **out)
 {
@@ -376,7 +405,7 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
         goto fail;
     custos_lock_writes(v);
     locked = 1;
-    if ((rc = custos_record_load(v, conn, id, blob, &r, key)))
+    if ((rc = custos_record_load(v, conn, id, blob, &r, key)) && (rc = unreadable(v, conn, id, rc, &r)))
         goto fail;
     if ((rc = v->ops->link_scan(conn, id, link_collect, &lc)) || (rc = lc.rc))
         goto fail;

@@ -56,7 +56,7 @@
 enum stmt_id {
     S_BEGIN_CTL, S_BEGIN_DATA, S_COMMIT_CTL, S_COMMIT_DATA, S_ROLLBACK_CTL, S_ROLLBACK_DATA,
     S_META_GET, S_META_PUT,
-    S_KEY_PUT, S_KEY_GET, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
+    S_KEY_PUT, S_KEY_GET, S_KEY_ANY, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
@@ -84,6 +84,7 @@ static const char *const sql[S__COUNT] = {
     [S_KEY_PUT] = "INSERT INTO ctl.subject_keys(id, gen, kv, w) VALUES (?1, ?2, ?3, ?4) "
                   "ON CONFLICT(id, gen) DO UPDATE SET kv = excluded.kv, w = excluded.w",
     [S_KEY_GET] = "SELECT kv, w FROM ctl.subject_keys WHERE id = ?1 AND gen = ?2",
+    [S_KEY_ANY] = "SELECT 1 FROM ctl.subject_keys WHERE id = ?1 LIMIT 1",
     [S_KEY_DEL] = "DELETE FROM ctl.subject_keys WHERE id = ?1",
     [S_KEY_DEL_OTHER] = "DELETE FROM ctl.subject_keys WHERE id = ?1 AND gen <> ?2",
     [S_KEY_SCAN_FIRST] = "SELECT id, gen, kv, w FROM ctl.subject_keys WHERE kv < ?1 ORDER BY id, gen LIMIT ?2",
@@ -821,6 +822,22 @@ static enum custos_err sq_key_get(struct custos_store_conn *c0, const uint8_t id
         }
     } else if (r != SQLITE_DONE)
         rc = db_err(c->db, r, "key get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_key_any(struct custos_store_conn *c, const uint8_t id[16])
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_KEY_ANY);
+
+    sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        rc = CUSTOS_OK;
+    else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "key lookup");
     done_stmt(s);
     return rc;
 }
@@ -1853,6 +1870,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .meta_put = sq_meta_put,
     .key_put = sq_key_put,
     .key_get = sq_key_get,
+    .key_any = sq_key_any,
     .key_delete = sq_key_delete,
     .key_scan_below = sq_key_scan_below,
     .key_count_below = sq_key_count_below,

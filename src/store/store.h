@@ -157,6 +157,8 @@ struct custos_store_ops {
                                const uint8_t *w, size_t wlen);
     enum custos_err (*key_get)(struct custos_store_conn *c, const uint8_t id[16], uint32_t gen, uint32_t *kv,
                                uint8_t *w, size_t wcap, size_t *wlen);
+    /* CUSTOS_OK when the subject has a key of any generation, NOTFOUND when it has none. */
+    enum custos_err (*key_any)(struct custos_store_conn *c, const uint8_t id[16]);
     /* Delete every generation (erasure), or every generation except `keep` (keep > 0). */
     enum custos_err (*key_delete)(struct custos_store_conn *c, const uint8_t id[16], uint32_t keep);
     /* Up to `max` keys wrapped under a version < kv, in (id, gen) order after (after, after_gen)
