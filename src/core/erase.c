@@ -682,13 +682,21 @@ static int active_link(void *ctx, const struct custos_link_row *l)
     return json_array_append_new(ctx, json_pack("{s:s, s:s}", "link", l->name, "state", "registered")) != 0;
 }
 
+struct status_ctx {
+    json_t *retained;
+    uint32_t today;
+};
+
 static int status_retained(void *ctx, const struct custos_retained_row *r)
 {
+    struct status_ctx *sc = ctx;
     char until[16];
 
+    if (r->day < sc->today)
+        return 0; /* its period ended (shredded at the next tick) */
     day_format(until, r->day);
-    return json_array_append_new(ctx, json_pack("{s:s, s:s, s:s}", "field", r->field, "until", until,
-                                                "legal_basis", r->legal_basis)) != 0;
+    return json_array_append_new(sc->retained, json_pack("{s:s, s:s, s:s}", "field", r->field, "until", until,
+                                                         "legal_basis", r->legal_basis)) != 0;
 }
 
 enum custos_err custos_erasure_status(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
@@ -725,8 +733,10 @@ enum custos_err custos_erasure_status(struct custos_vault *v, const struct custo
         goto done;
     rc = v->ops->erasure_get(conn, id, &er);
     if (rc == CUSTOS_OK) {
+        struct status_ctx sc = {retained, day_of((int64_t)custos_now(v))};
+
         if (!(rc = v->ops->outbox_scan_subject(conn, id, status_link, links)))
-            rc = v->ops->retained_scan_subject(conn, id, status_retained, retained);
+            rc = v->ops->retained_scan_subject(conn, id, status_retained, &sc);
         custos_time_format(when, er.erased_at);
         if (!rc)
             *out = json_pack("{s:s, s:s, s:s, s:I, s:O, s:O}", "subject", idhex, "state", "erased", "erased_at", when,
@@ -865,6 +875,7 @@ struct ret_ctx {
     const uint8_t *id;
     uint64_t want;
     size_t rows;
+    uint32_t today; /* a value kept until an earlier day is gone, shredded or not yet */
     json_t *fields;
     const char *paths[CUSTOS_SCHEMA_MAX_FIELDS];
     size_t npaths;
@@ -903,6 +914,8 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
     uint8_t *key = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = custos_plain_scratch();
     size_t i;
 
+    if (row->day < rc->today)
+        return 0; /* its period ended: the next tick shreds it, and nobody reads it meanwhile */
     rc->rows++;
     if (!f || !caller_has_role(v, rc->c, row->role))
         return 0;
@@ -966,6 +979,7 @@ enum custos_err custos_retained_read(struct custos_vault *v, const struct custos
                               "purpose legal-retention only reaches values kept after an erasure");
     }
     rc.v = v;
+    rc.today = day_of((int64_t)custos_now(v));
     rc.c = c;
     rc.conn = conn;
     rc.id = id;
