@@ -11,8 +11,10 @@
  *
  * Invariants checked beyond "no crash, no leak, no UB":
  *  - a parsed schema respects its caps: at most CUSTOS_SCHEMA_MAX_FIELDS
- *    fields per level, valid names, arrays only at the top with items,
- *    searchable only on top-level strings, max_length 1..4096;
+ *    fields per level and CUSTOS_SCHEMA_MAX_PATHS in all, valid names,
+ *    arrays only at the top with items, searchable only on top-level
+ *    strings, max_length 1..4096; every field's policy path is its name,
+ *    or "top.name" for an array item;
  *  - a loaded policy still has the built-in roles, at most
  *    CUSTOS_POLICY_MAX_ROLES, valid names, and its decisions are deny by
  *    default (no role -> nothing allowed, hidden; unknown purpose -> hidden).
@@ -64,10 +66,18 @@ static void check_fields(const struct custos_field *f, size_t n, int nested)
         FUZZ_CHECK(memchr(f[i].legal_basis, '\0', sizeof(f[i].legal_basis)) != NULL);
         FUZZ_CHECK(memchr(f[i].retention_role, '\0', sizeof(f[i].retention_role)) != NULL);
         FUZZ_CHECK(f[i].retention_days <= 36600 && (!nested || f[i].retention_days == 0));
+        if (!nested)
+            FUZZ_CHECK(strcmp(f[i].ppath, f[i].name) == 0);
         if (f[i].type == CUSTOS_FT_ARRAY) {
             FUZZ_CHECK(!nested);
             FUZZ_CHECK(f[i].items != NULL && f[i].max_items >= 1 && f[i].max_items <= 1000);
             check_fields(f[i].items, f[i].nitems, 1);
+            for (k = 0; k < f[i].nitems; k++) {
+                size_t tl = strlen(f[i].name);
+
+                FUZZ_CHECK(strncmp(f[i].items[k].ppath, f[i].name, tl) == 0 && f[i].items[k].ppath[tl] == '.' &&
+                           strcmp(f[i].items[k].ppath + tl + 1, f[i].items[k].name) == 0);
+            }
         } else
             FUZZ_CHECK(f[i].items == NULL && f[i].nitems == 0);
         for (k = 0; k < i; k++)
@@ -175,6 +185,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK((rc == CUSTOS_OK) == (s != NULL));
     if (s) {
         check_fields(s->fields, s->nfields, 0);
+        {
+            size_t paths = s->nfields;
+
+            for (size_t i = 0; i < s->nfields; i++)
+                paths += s->fields[i].nitems;
+            FUZZ_CHECK(paths <= CUSTOS_SCHEMA_MAX_PATHS);
+        }
         if (nul)
             flatten_record(s, nul + 1, size - tlen - 1);
         custos_schema_free(s);
