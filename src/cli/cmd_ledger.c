@@ -12,10 +12,12 @@
  *         or rewritten ledger detectable.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -237,23 +239,88 @@ static enum custos_err open_checkpoint(const char *note, size_t len, const struc
     return CUSTOS_OK;
 }
 
+/* The directory holding `path`, fsync'ed: a rename in it survives a power loss. */
+static int sync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int fd, r;
+
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+/*
+ * Replace the state file with `note`: a new file of its own (mkstemp: never one that exists or a
+ * symlink someone left in a shared directory), fsync'ed, renamed over the old one, and the
+ * directory fsync'ed.  The old state stays whole until the rename.
+ */
 static enum custos_err save_state(const char *path, const char *note, size_t len)
 {
     char tmp[4096];
-    FILE *f;
+    int fd, n = snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+    size_t off = 0;
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    f = fopen(tmp, "wb");
-    if (!f)
-        return custos_err_set(CUSTOS_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (fwrite(note, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        fclose(f);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return custos_err_set(CUSTOS_ERR_INVALID, "state file path is too long");
+    fd = mkstemp(tmp);
+    if (fd < 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot create a file next to %s: %s", path, strerror(errno));
+    while (off < len) {
+        ssize_t w = write(fd, note + off, len - off);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    if (off != len || fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
         return custos_err_set(CUSTOS_ERR_IO, "cannot write %s", tmp);
     }
-    fclose(f);
-    if (rename(tmp, path) != 0)
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        unlink(tmp);
         return custos_err_set(CUSTOS_ERR_IO, "cannot replace %s: %s", path, strerror(errno));
+    }
+    if (sync_dir_of(path) != 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot sync the directory of %s: %s", path, strerror(errno));
     return CUSTOS_OK;
+}
+
+/*
+ * One witness at a time per state file, for the whole run: two overlapping runs would each check
+ * their checkpoint against the same old state, and one of two forked roots would never be
+ * compared with the other.  The lock is on FILE.lock (the state file itself is replaced by
+ * rename); a second run waits.  -1 on failure.
+ */
+static int lock_state(const char *path)
+{
+    char lk[4096];
+    int fd, n = snprintf(lk, sizeof(lk), "%s.lock", path);
+
+    if (n < 0 || (size_t)n >= sizeof(lk))
+        return -1;
+    fd = open(lk, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
 }
 
 static int parse_proof(const char *body, uint8_t (*proof)[CUSTOS_HASH_BYTES], size_t *n)
@@ -291,7 +358,7 @@ static int do_witness(const struct args *a)
     uint8_t proof[CUSTOS_PROOF_MAX][CUSTOS_HASH_BYTES];
     size_t n, blen;
     long status = 0;
-    int ret = EXIT_TAMPERED, have_old = 0;
+    int ret = EXIT_TAMPERED, have_old = 0, lockfd = -1;
     enum custos_err rc;
     FILE *sf;
 
@@ -312,6 +379,10 @@ static int do_witness(const struct args *a)
         goto done;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    if ((lockfd = lock_state(a->state)) < 0) {
+        fprintf(stderr, "custos: cannot lock %s.lock: %s\n", a->state, strerror(errno));
+        goto done;
+    }
     /* the state first: an unreadable state must not silently reset the witness */
     sf = fopen(a->state, "rb");
     if (sf) {
@@ -356,9 +427,14 @@ static int do_witness(const struct args *a)
             snprintf(url, sizeof(url), "%s/v1/ledger/proof/consistency?from=%llu&to=%llu", base,
                      (unsigned long long)old.size, (unsigned long long)now.size);
             if (http_get(url, &pf, &status) || status != 200) {
-                if (status && status != 200)
-                    fprintf(stderr, "custos: %s answered HTTP %ld\n", url, status);
-                ret = EXIT_FETCH;
+                if (status && status != 200) {
+                    /* it signed a larger tree and will not prove it extends the old one */
+                    printf("UNPROVEN: checkpoint %llu is signed, but the server answered HTTP %ld to the consistency "
+                           "proof from %llu\n",
+                           (unsigned long long)now.size, status, (unsigned long long)old.size);
+                    fprintf(stderr, "custos: witness: no consistency proof\n");
+                } else
+                    ret = EXIT_FETCH; /* not reached at all: like the checkpoint fetch */
                 goto done;
             }
             if (parse_proof(pf.p, proof, &n) ||
@@ -379,6 +455,8 @@ static int do_witness(const struct args *a)
            have_old ? " (consistent with the recorded checkpoint)" : " (first checkpoint recorded)");
     ret = 0;
 done:
+    if (lockfd >= 0)
+        close(lockfd);
     free(f.p);
     free(pf.p);
     free(state);

@@ -208,6 +208,56 @@ wait_checkpoint $((OLD_SIZE + 150))
 witness_ok "second witness run (the ledger grew)"
 grep -q 'consistent' "$T/w.out" || fail "second witness run: $(cat "$T/w.out")"
 witness_ok "third witness run (same checkpoint or a later one)"
+
+# the state file is replaced through a file of its own: a symlink planted next to it is not
+# followed, and nothing is left behind (review finding: FILE.tmp was opened with fopen)
+echo "not yours" >"$T/victim"
+ln -s "$T/victim" "$T/witness.tmp"
+witness_ok "witness with a planted symlink"
+[ "$(cat "$T/victim")" = "not yours" ] || fail "the witness wrote through a planted symlink"
+[ -f "$T/witness" ] && [ ! -L "$T/witness" ] || fail "the state file is not a regular file"
+left=$(find "$T" -maxdepth 1 -name 'witness.*' ! -name witness.lock ! -name witness.tmp | wc -l)
+[ "$left" -eq 0 ] || fail "the witness left $left temporary files"
+rm -f "$T/witness.tmp" "$T/victim"
+
+# one run at a time per state file: a second run waits for the first (review finding: two
+# overlapping runs could each accept one of two forked roots)
+flock -x "$T/witness.lock" sleep 3 &
+holder=$!
+sleep 0.5
+WRC=0
+timeout 1 "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 124 ] || fail "a witness ran while another held the state (exit $WRC): $(cat "$T/w.out")"
+wait "$holder"
+witness_ok "witness after the other run ended"
+
+# a server that signs a larger tree and will not prove it extends the recorded one: exit 1
+requests 20 c
+wait_checkpoint $(($(sed -n 2p "$T/witness") + 20))
+curl -fsS "$URL/v1/ledger/checkpoint" >"$T/larger.cp" || fail "cannot fetch the checkpoint"
+perl -MIO::Socket::INET -e '
+  my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 5, ReuseAddr => 1) or die;
+  open(my $pf, ">", $ARGV[1]) or die; print $pf $s->sockport; close $pf;
+  my $cp = do { open(my $f, "<", $ARGV[0]) or die; local $/; <$f> };
+  while (my $c = $s->accept) {
+    my $line = <$c>; while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+    if ($line =~ m{^GET /v1/ledger/checkpoint }) {
+      print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . length($cp) . "\r\nConnection: close\r\n\r\n$cp";
+    } else {
+      print $c "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    }
+    close $c;
+  }' "$T/larger.cp" "$T/fake.port" &
+fake=$!
+for i in $(seq 50); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
+WRC=0
+"$CUSTOS" ledger witness --url "http://127.0.0.1:$(cat "$T/fake.port")" --vkey "$VKEY" --state "$T/witness" \
+  >"$T/w.out" 2>&1 || WRC=$?
+kill "$fake" 2>/dev/null || true
+wait "$fake" 2>/dev/null || true
+[ "$WRC" -eq 1 ] || fail "a refused consistency proof: witness exit $WRC, want 1: $(cat "$T/w.out")"
+grep -q UNPROVEN "$T/w.out" || fail "a refused consistency proof: $(cat "$T/w.out")"
+witness_ok "the real server proves it"
 stop_server
 SIZE=$(ledger_size "$D")
 [ -n "$SIZE" ] || fail "the untouched ledger does not verify"
