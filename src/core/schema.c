@@ -553,22 +553,6 @@ enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj
     return CUSTOS_OK;
 }
 
-void custos_policy_path(char out[CUSTOS_PATH_MAX], const char *path)
-{
-    size_t o = 0;
-    int skip = 0;
-
-    for (; *path && o + 1 < CUSTOS_PATH_MAX; path++) {
-        if (*path == '[')
-            skip = 1;
-        else if (*path == ']')
-            skip = 0;
-        else if (!skip)
-            out[o++] = *path;
-    }
-    out[o] = '\0';
-}
-
 /* ---- blind-index normalisation ------------------------------------------------------------- */
 
 enum custos_err custos_normalise(const struct custos_field *f, const char *val, size_t len, char *out,

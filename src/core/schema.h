@@ -100,8 +100,6 @@ void custos_leaves_release(struct custos_leaves *l);
 enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj, int patch,
                                       struct custos_leaves *out, uint64_t *removed);
 
-/* Policy path of a concrete leaf path: indices dropped ("address_book.phone"). */
-void custos_policy_path(char out[CUSTOS_PATH_MAX], const char *path);
 
 /* Normalise a searchable value for the blind index (trim; email lowercased; phone digits,
    +82 -> 0).  Writes into out (NUL-terminated).  CUSTOS_ERR_INVALID when nothing is left. */
