@@ -519,7 +519,25 @@ static enum custos_err token_register(struct custos_vault *v, const char *princi
     token_id_hex(tid, t.hash);
     if ((rc = v->ops->acquire(v->store, &c)))
         goto done;
-    rc = v->ops->token_put(c, &t);
+    if (!scope) {
+        rc = v->ops->token_put(c, &t);
+    } else {
+        /* A customer token and its subject's erasure are serialised by the control plane: the
+           tombstone is checked in the transaction that registers the token, and an erasure
+           revokes the subject's tokens in the transaction that writes its tombstone.  So a mint
+           either commits first (and dies with the erasure) or sees the tombstone (410). */
+        struct custos_erasure_row er;
+
+        if (!(rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL))) {
+            rc = v->ops->erasure_get(c, scope, &er);
+            if (rc == CUSTOS_OK)
+                rc = custos_err_set(CUSTOS_ERR_GONE, "subject was erased");
+            else if (rc == CUSTOS_ERR_NOTFOUND)
+                rc = v->ops->token_put(c, &t);
+            if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+                v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        }
+    }
     v->ops->release(v->store, c);
     *expires = t.expires;
 done:

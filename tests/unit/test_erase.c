@@ -414,6 +414,41 @@ static void test_rolled_back_control_plane(void **state)
     assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
 }
 
+/* A customer token minted while an erasure is under way (tombstone committed, record not yet
+   deleted: the ledger write in between can take a while, or fail and leave the record to the next
+   start) must not come out valid: the mint checks the tombstone in the transaction that registers
+   the token (review finding: minted tokens outlived the erasure). */
+static void test_mint_during_erasure(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller minter;
+    struct custos_store_conn *c = NULL;
+    struct custos_erasure_row er;
+    char a[33];
+    uint8_t id[16];
+    json_t *out = NULL;
+
+    caller_for(f, "mint", "minter", &minter);
+    create(f, bob, a);
+    assert_int_equal(custos_subject_token(f->v, &minter, a, &out), CUSTOS_OK); /* before: fine */
+    json_decref(out);
+    out = NULL;
+    /* the erasure's control-plane transaction alone (step 2 of custos_subject_erase) */
+    assert_int_equal(custos_id_parse(id, a), CUSTOS_OK);
+    memset(&er, 0, sizeof(er));
+    memcpy(er.id, id, 16);
+    er.erased_at = (int64_t)fake_now;
+    er.ledger_index = -1;
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->begin(c, CUSTOS_PLANE_CONTROL), CUSTOS_OK);
+    assert_int_equal(f->v->ops->erasure_put(c, &er), CUSTOS_OK);
+    assert_int_equal(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    /* the record is still there, but no token comes out */
+    assert_int_equal(custos_subject_token(f->v, &minter, a, &out), CUSTOS_ERR_GONE);
+    assert_null(out);
+}
+
 static void test_outbox_retries(void **state)
 {
     struct fx *f = *state;
@@ -498,6 +533,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
     };
