@@ -488,9 +488,32 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
 }
 
 /* Register a new token; tok receives its text. */
+/* Check, inside the mint's transaction, that the subject is not erased and that the token the
+   minter called with is still live. */
+static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_conn *c, const uint8_t scope[16],
+                                    const uint8_t *minted_with)
+{
+    struct custos_erasure_row er;
+    struct custos_token_row m;
+    enum custos_err rc = v->ops->erasure_get(c, scope, &er);
+
+    if (rc == CUSTOS_OK)
+        return custos_err_set(CUSTOS_ERR_GONE, "subject was erased");
+    if (rc != CUSTOS_ERR_NOTFOUND || !minted_with)
+        return rc == CUSTOS_ERR_NOTFOUND ? CUSTOS_OK : rc;
+    rc = v->ops->token_get(c, minted_with, &m);
+    if (rc == CUSTOS_OK && m.revoked)
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token was revoked");
+    else if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "unknown token");
+    sodium_memzero(&m, sizeof(m));
+    return rc;
+}
+
 static enum custos_err token_register(struct custos_vault *v, const char *principal, enum custos_kind kind,
-                                      const uint8_t *scope, const char *issued_by, const char *source,
-                                      char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires, char tid[17])
+                                      const uint8_t *scope, const uint8_t *minted_with, const char *issued_by,
+                                      const char *source, char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
+                                      char tid[17])
 {
     struct custos_store_conn *c = NULL;
     struct custos_token_row t;
@@ -509,6 +532,10 @@ static enum custos_err token_register(struct custos_vault *v, const char *princi
         memcpy(t.scope, scope, 16);
         t.has_scope = 1;
     }
+    if (minted_with) {
+        memcpy(t.minted_with, minted_with, sizeof(t.minted_with));
+        t.has_minted_with = 1;
+    }
     t.issued = now;
     t.expires = now + (kind == CUSTOS_KIND_STAFF      ? LIFETIME_STAFF_MS
                        : kind == CUSTOS_KIND_CUSTOMER ? LIFETIME_CUSTOMER_MS
@@ -522,17 +549,13 @@ static enum custos_err token_register(struct custos_vault *v, const char *princi
     if (!scope) {
         rc = v->ops->token_put(c, &t);
     } else {
-        /* A customer token and its subject's erasure are serialised by the control plane: the
-           tombstone is checked in the transaction that registers the token, and an erasure
-           revokes the subject's tokens in the transaction that writes its tombstone.  So a mint
-           either commits first (and dies with the erasure) or sees the tombstone (410). */
-        struct custos_erasure_row er;
-
+        /* A customer token, its subject's erasure and the revocation of the minter's token are
+           serialised by the control plane: the tombstone and the minter's token are checked in
+           the transaction that registers the new token, and an erasure (a revocation) revokes the
+           subject's tokens (the tokens minted with it) in its own transaction.  So a mint either
+           commits first and dies with the other, or sees it (410, 401). */
         if (!(rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL))) {
-            rc = v->ops->erasure_get(c, scope, &er);
-            if (rc == CUSTOS_OK)
-                rc = custos_err_set(CUSTOS_ERR_GONE, "subject was erased");
-            else if (rc == CUSTOS_ERR_NOTFOUND)
+            if (!(rc = mint_allowed(v, c, scope, minted_with)))
                 rc = v->ops->token_put(c, &t);
             if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
                 v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
@@ -612,7 +635,7 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     memset(&who, 0, sizeof(who));
     snprintf(who.principal, sizeof(who.principal), "%s", id);
     snprintf(who.source, sizeof(who.source), "%s", source);
-    if ((rc = token_register(v, id, kind_of(p.kind), NULL, id, source, tok, &expires, who.token_id)))
+    if ((rc = token_register(v, id, kind_of(p.kind), NULL, NULL, id, source, tok, &expires, who.token_id)))
         goto done;
     who.has_token = 1;
     e.who = &who;
@@ -656,7 +679,7 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is disabled", principal);
         goto done;
     }
-    rc = token_register(v, principal, kind_of(p.kind), NULL, c->principal, c->source, token, expires_ms, tid);
+    rc = token_register(v, principal, kind_of(p.kind), NULL, NULL, c->principal, c->source, token, expires_ms, tid);
 done:
     return custos_audit_outcome(v, &e, rc);
 }
@@ -672,6 +695,7 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     const char *tok = NULL;
     uint8_t raw[32], hash[32];
     char tid[17] = "";
+    uint64_t n = 0;
     enum custos_err rc;
 
     custos_event_init(&e, "token.revoke", c);
@@ -697,7 +721,8 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     if (rc == CUSTOS_ERR_NOTFOUND)
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
     if (!rc)
-        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v));
+        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), &n);
+    e.count = (int64_t)n; /* the token and the customer tokens minted with it */
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);
 done:
@@ -867,5 +892,6 @@ enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct 
                                            const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
                                            char tid[17])
 {
-    return token_register(v, c->principal, CUSTOS_KIND_CUSTOMER, id, c->principal, c->source, tok, expires, tid);
+    return token_register(v, c->principal, CUSTOS_KIND_CUSTOMER, id, c->has_token ? c->token_hash : NULL, c->principal,
+                          c->source, tok, expires, tid);
 }

@@ -104,11 +104,12 @@ static const char *const sql[S__COUNT] = {
     [S_TOK_REVOKE_SCOPE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
-                  "source, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9)",
+                  "source, mac, minted_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
-                  "t.mac, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
+                  "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
                   "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
-    [S_TOK_REVOKE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
+    [S_TOK_REVOKE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) "
+                     "AND revoked = 0",
     [S_TOK_REVOKE_PRIN] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (principal = ?1 OR issued_by = ?1) "
                           "AND revoked = 0 AND expires > ?2",
     /* a subject is found through subject_ids only: a row without its entry there is staged */
@@ -167,7 +168,7 @@ static const char control_schema[] =
     " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ctl.tokens(hash BLOB PRIMARY KEY, principal TEXT NOT NULL, kind TEXT NOT NULL,"
     " scope BLOB, issued INTEGER NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL,"
-    " issued_by TEXT NOT NULL, source TEXT NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;"
+    " issued_by TEXT NOT NULL, source TEXT NOT NULL, mac BLOB NOT NULL, minted_with BLOB) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_principal ON tokens(principal);"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_issued_by ON tokens(issued_by);"
     "CREATE INDEX IF NOT EXISTS ctl.tokens_scope ON tokens(scope) WHERE scope IS NOT NULL;"
@@ -352,6 +353,29 @@ static int on_commit(void *ctx, sqlite3 *db, const char *name, int frames)
     return SQLITE_OK;
 }
 
+/* tokens before minted_with (revoking a minter's token revokes what it minted): add the column */
+static enum custos_err migrate_tokens(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int r = sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('tokens', 'ctl') WHERE name = 'minted_with'",
+                               -1, &st, NULL),
+        has = 1;
+    enum custos_err rc = CUSTOS_OK;
+
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+        has = sqlite3_column_int(st, 0) == 1;
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW)
+        return db_err(db, r, "check control schema");
+    if (!has)
+        rc = exec(db, "ALTER TABLE ctl.tokens ADD COLUMN minted_with BLOB", "migrate tokens");
+    if (!rc)
+        rc = exec(db,
+                  "CREATE INDEX IF NOT EXISTS ctl.tokens_minted_with ON tokens(minted_with) WHERE minted_with IS NOT NULL",
+                  "migrate tokens");
+    return rc;
+}
+
 /* data.db before subject_ids kept subjects keyed by id (a random-keyed b-tree holding the records
    themselves): move the rows to the rid-keyed table and index their ids, in one transaction. */
 static enum custos_err migrate_subjects(sqlite3 *db)
@@ -434,11 +458,11 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
     sqlite3_wal_hook(c->db, on_commit, c);
     sqlite3_busy_handler(c->db, on_busy, c);
     if (create && ((rc = exec(c->db, control_schema, "create control schema")) ||
-                   (rc = exec(c->db, data_schema, "create data schema"))))
+                   (rc = exec(c->db, data_schema, "create data schema")) || (rc = migrate_tokens(c->db))))
         goto fail;
     /* tables added by later versions (idempotent) */
-    if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) || (rc = migrate_subjects(c->db)) ||
-                    (rc = exec(c->db, data_schema, "upgrade data schema"))))
+    if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) || (rc = migrate_tokens(c->db)) ||
+                    (rc = migrate_subjects(c->db)) || (rc = exec(c->db, data_schema, "upgrade data schema"))))
         goto fail;
     *out = c;
     return CUSTOS_OK;
@@ -1089,6 +1113,10 @@ static enum custos_err sq_token_put(struct custos_store_conn *c, const struct cu
     sqlite3_bind_text(s, 7, t->issued_by, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 8, t->source, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 9, t->mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    if (t->has_minted_with)
+        sqlite3_bind_blob(s, 10, t->minted_with, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 10);
     return run(c, s, "token put");
 }
 
@@ -1117,17 +1145,20 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
         col_text(s, 7, t->source, sizeof(t->source));
         if (col_blob(s, 8, t->mac, CUSTOS_STORE_HASH))
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-        t->owner_found = sqlite3_column_type(s, 9) != SQLITE_NULL;
+        t->has_minted_with = sqlite3_column_type(s, 9) != SQLITE_NULL;
+        if (t->has_minted_with && col_blob(s, 9, t->minted_with, CUSTOS_STORE_HASH))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
+        t->owner_found = sqlite3_column_type(s, 10) != SQLITE_NULL;
         if (t->owner_found) {
             struct custos_principal_row *p = &t->owner;
 
-            col_text(s, 9, p->id, sizeof(p->id));
-            col_text(s, 10, p->kind, sizeof(p->kind));
-            col_text(s, 11, p->roles, sizeof(p->roles));
-            p->created = sqlite3_column_int64(s, 13);
-            p->disabled = sqlite3_column_int64(s, 14);
-            col_text(s, 15, p->created_by, sizeof(p->created_by));
-            if (col_blob(s, 12, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 16, p->mac, CUSTOS_STORE_HASH))
+            col_text(s, 10, p->id, sizeof(p->id));
+            col_text(s, 11, p->kind, sizeof(p->kind));
+            col_text(s, 12, p->roles, sizeof(p->roles));
+            p->created = sqlite3_column_int64(s, 14);
+            p->disabled = sqlite3_column_int64(s, 15);
+            col_text(s, 16, p->created_by, sizeof(p->created_by));
+            if (col_blob(s, 13, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 17, p->mac, CUSTOS_STORE_HASH))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
         }
     } else if (r != SQLITE_DONE)
@@ -1137,12 +1168,16 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
 }
 
 static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
-                                       int64_t when)
+                                       int64_t when, uint64_t *n)
 {
+    enum custos_err rc;
     PREP(s, S_TOK_REVOKE);
+
     sqlite3_bind_blob(s, 1, hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, when);
-    return run(c, s, "token revoke");
+    rc = run(c, s, "token revoke");
+    *n = rc ? 0 : (uint64_t)sqlite3_changes(c->db);
+    return rc;
 }
 
 static enum custos_err sq_token_revoke_principal(struct custos_store_conn *c, const char *id, int64_t when,

@@ -58,6 +58,8 @@ struct custos_token_row {
     char issued_by[CUSTOS_PRINCIPAL_ID_MAX + 1];
     char source[48];
     uint8_t mac[CUSTOS_STORE_HASH];              /* keyed MAC over the row (core checks) */
+    uint8_t minted_with[CUSTOS_STORE_HASH];      /* customer tokens: hash of the minter's token */
+    int has_minted_with;                         /* (revoking that token revokes this one) */
     /* filled by token_get: the principal named in `principal` */
     int owner_found;
     struct custos_principal_row owner;
@@ -192,8 +194,9 @@ struct custos_store_ops {
     enum custos_err (*token_put)(struct custos_store_conn *c, const struct custos_token_row *r);
     enum custos_err (*token_get)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
                                  struct custos_token_row *r);
+    /* Revoke a token and every live token minted with it; *n gets the count of both. */
     enum custos_err (*token_revoke)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
-                                    int64_t when);
+                                    int64_t when, uint64_t *n);
     /* Revoke every live token owned or minted by a principal; *n gets the count. */
     enum custos_err (*token_revoke_principal)(struct custos_store_conn *c, const char *id, int64_t when,
                                               uint64_t *n);

@@ -449,6 +449,41 @@ static void test_mint_during_erasure(void **state)
     assert_null(out);
 }
 
+/* A control plane from before tokens.minted_with opens: the column and its index are added, and
+   tokens work (issue, authenticate, revoke with its cascade). */
+static void test_tokens_table_upgraded(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller late;
+    char ctl[300];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP INDEX tokens_minted_with; ALTER TABLE tokens DROP COLUMN minted_with;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    open_vault(f);
+    caller_for(f, "late", "service", &late);
+    custos_vault_free(f->v);
+    assert_int_equal(sqlite3_open(ctl, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM pragma_table_info('tokens') WHERE name = "
+                                        "'minted_with'), (SELECT count(*) FROM sqlite_master WHERE name = "
+                                        "'tokens_minted_with')",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_int_equal(sqlite3_column_int(st, 1), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    open_vault(f);
+}
+
 static void test_outbox_retries(void **state)
 {
     struct fx *f = *state;
@@ -534,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
     };

@@ -708,6 +708,26 @@ static void test_callers_and_policy(void **state)
     must(custos_subject_export(v, &cust, a, &out), "customer exports own");
     json_decref(out);
     out = NULL;
+    /* revoking a minter's token revokes the customer tokens minted with it (a stolen minter token
+       must not leave its mints behind); tokens the same principal minted with another token live */
+    {
+        struct custos_caller mint2, c2;
+        char t_mint2[48], ctok2[48];
+
+        must(issue(f, "mint", s_mint, t_mint2, NULL), "issue a second minter token");
+        authn(f, t_mint2, &mint2);
+        must(custos_subject_token(v, &mint2, b, &out), "mint with it");
+        snprintf(ctok2, sizeof(ctok2), "%s", json_string_value(json_object_get(out, "token")));
+        json_decref(out);
+        out = NULL;
+        authn(f, ctok2, &c2);
+        revoke_tok(f, &admin, t_mint2, CUSTOS_OK);
+        expect_rc(custos_authenticate(v, ctok2, "1.2.3.4", &c2), CUSTOS_ERR_UNAUTH, "minted with a revoked token");
+        expect_rc(custos_authenticate(v, ctok, "1.2.3.4", &c2), CUSTOS_OK, "minted with another token");
+        /* a mint already past authentication when the revocation commits gets nothing either */
+        expect_rc(custos_subject_token(v, &mint2, b, &out), CUSTOS_ERR_UNAUTH, "mint racing its revocation");
+        assert_null(out);
+    }
     expect_rc(read_rc(v, &svc, b, "account"), CUSTOS_OK, "b still there");
 
     /* failed authentication */
