@@ -272,6 +272,9 @@ void custos_vault_turn(struct custos_vault *v);
 /* Free memory from malloc (or a serialised JSON document), wiping it first: for anything that
    held a personal value (a response body). */
 void custos_free_wiped(void *p);
+/* Make s valid UTF-8 in place: every byte that does not start a valid sequence (an invalid byte,
+   or a character cut by a byte cap such as "%.40s") becomes '?'.  For messages that echo input. */
+void custos_utf8_scrub(char *s);
 
 /* The compact JSON text of j (what json_dumps(j, JSON_COMPACT) writes, up to the case of hex
    digits in \u escapes), NUL-terminated, its length in *len; free it with custos_free_wiped.

@@ -196,6 +196,60 @@ enum custos_err custos_buf_add_json_str(struct custos_buf *b, const char *s, siz
     return custos_buf_addc(b, '"');
 }
 
+/* Decode one UTF-8 sequence at s[0..len); returns its length (0 when invalid)
+   and the code point in *cp.  Rejects overlongs, surrogates, > U+10FFFF. */
+size_t custos_utf8_decode(const unsigned char *s, size_t len, unsigned long *cp)
+{
+    unsigned long c;
+    size_t n, i;
+
+    if (len == 0)
+        return 0;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    } else if ((s[0] & 0xe0) == 0xc0) {
+        n = 2;
+        c = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        n = 3;
+        c = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        n = 4;
+        c = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) || c > 0x10ffff ||
+        (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+/* Replace every byte that does not start a valid UTF-8 sequence with '?', in place. */
+void custos_utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    size_t len = strlen(s), i = 0, n;
+    unsigned long cp;
+
+    while (i < len) {
+        if ((n = custos_utf8_decode(p + i, len - i, &cp)) == 0) {
+            p[i] = '?';
+            n = 1;
+        }
+        i += n;
+    }
+}
+
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 

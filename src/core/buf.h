@@ -38,6 +38,9 @@ enum custos_err custos_buf_add_i64(struct custos_buf *b, int64_t v);
    NUL-terminate; returns the length copied.  snprintf(dst, cap, "%.*s", n, s) without the format
    interpreter, for the per-field paths of the read path. */
 size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n);
+/* Decode one UTF-8 sequence at s[0..len); returns its length (0 when invalid) and the code
+   point in *cp.  Rejects overlongs, surrogates, > U+10FFFF. */
+size_t custos_utf8_decode(const unsigned char *s, size_t len, unsigned long *cp);
 /* Reserve n more bytes; the caller writes them at p + len and then bumps len. */
 enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
 

@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "custos/vault.h"
+
 #include "custos/banned.h"
 
 static const struct {
@@ -65,6 +67,9 @@ enum custos_err custos_err_set(enum custos_err code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
+    /* messages echo caller input under byte caps ("%.40s", and this buffer's own): a cut or
+       invalid character must not make the message unencodable (JSON needs UTF-8) */
+    custos_utf8_scrub(detail);
     have_detail = 1;
     return code;
 }

@@ -31,6 +31,8 @@
 
 #include <sodium.h>
 
+#include "core/buf.h"
+
 #include "custos/banned.h"
 
 #define MAX_SIGS 100          /* signature lines per note; the spec asks for at least 16 */
@@ -38,44 +40,6 @@
 #define ED25519_TYPE 0x01
 
 static const char emdash[] = "\xe2\x80\x94"; /* U+2014 */
-
-/* Decode one UTF-8 sequence at s[0..len); returns its length (0 when invalid)
-   and the code point in *cp.  Rejects overlongs, surrogates, > U+10FFFF. */
-static size_t utf8_decode(const unsigned char *s, size_t len, unsigned long *cp)
-{
-    unsigned long c;
-    size_t n, i;
-
-    if (len == 0)
-        return 0;
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    } else if ((s[0] & 0xe0) == 0xc0) {
-        n = 2;
-        c = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        n = 3;
-        c = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        n = 4;
-        c = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 2 && c < 0x80) || (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) || c > 0x10ffff ||
-        (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
 
 /* Valid UTF-8 with no control character other than '\n'. */
 static int text_ok(const char *s, size_t len)
@@ -85,7 +49,7 @@ static int text_ok(const char *s, size_t len)
     size_t i = 0, n;
 
     while (i < len) {
-        n = utf8_decode(p + i, len - i, &cp);
+        n = custos_utf8_decode(p + i, len - i, &cp);
         if (n == 0)
             return 0;
         if (cp < 0x20 && cp != '\n')
@@ -118,7 +82,7 @@ static int name_ok(const char *s, size_t len)
     if (len == 0 || len > CUSTOS_NOTE_NAME_MAX)
         return 0;
     while (i < len) {
-        n = utf8_decode(p + i, len - i, &cp);
+        n = custos_utf8_decode(p + i, len - i, &cp);
         if (n == 0 || cp < 0x20 || cp == 0x7f || cp == '+' || is_unicode_space(cp))
             return 0;
         i += n;

@@ -75,19 +75,23 @@ void custos_reply_json(struct req *r, int status, json_t *body)
 
 void custos_reply_error_msg(struct req *r, int status, const char *code, const char *msg)
 {
-    json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
+    char clean[256];
+    json_t *j;
     size_t len;
-    char *s = custos_json_dump(j, &len);
+    char *s;
 
+    /* the message may echo caller input cut at a byte cap: make it valid UTF-8, or jansson
+       refuses it */
+    snprintf(clean, sizeof(clean), "%s", msg);
+    custos_utf8_scrub(clean);
+    j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", clean);
+    s = custos_json_dump(j, &len);
     json_decref(j);
     if (!s) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-
-        s = malloc(sizeof(oom));
-        if (s)
-            memcpy(s, oom, sizeof(oom));
+        set_resp(r, 500, NULL, 0, "application/json"); /* out of memory: an empty 500 */
+        return;
     }
-    set_resp(r, status, s, s ? strlen(s) : 0, "application/json");
+    set_resp(r, status, s, len, "application/json");
 }
 
 void custos_reply_error(struct req *r, enum custos_err rc)

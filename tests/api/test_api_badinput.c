@@ -497,6 +497,42 @@ static void test_query_parameters(void **state)
     still_works(s, id);
 }
 
+/*
+ * Regression (review finding): an error message that echoes a caller's name under a byte cap
+ * ("unknown query parameter '%.40s'", "unknown field '%.64s'") could cut a UTF-8 character in
+ * two, or echo invalid bytes; jansson then refused the message and the answer was a 400 whose
+ * body said {"code":"internal","message":"out of memory"}.  Each of these is a plain 400
+ * bad_request with a message that is valid UTF-8.
+ */
+static void test_error_echo_utf8(void **state)
+{
+    struct cz_server *s = *state;
+    const char *id = cz_create_subject(s, s->svc.token, GOOD);
+    char a39[40], a63[64], b47[48];
+    const struct cz_resp *r[6];
+    size_t i;
+
+    memset(a39, 'a', 39);
+    a39[39] = '\0';
+    memset(a63, 'a', 63);
+    a63[63] = '\0';
+    memset(b47, 'b', 47);
+    b47[47] = '\0';
+    r[0] = cz_req(s, "GET", cz_fmt(s, "/v1/health?%s%%EA%%B0%%80=1", a39), NULL, NULL);
+    r[1] = cz_req(s, "GET", "/v1/health?%ff=1", NULL, NULL);
+    r[2] = cz_req(s, "POST", "/v1/subjects", s->svc.token, cz_fmt(s, "{\"%s\xea\xb0\x80\":1}", a63));
+    r[3] = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account&fields=%s%%EA%%B0%%80", id, b47), s->svc.token,
+                  NULL);
+    r[4] = cz_req(s, "GET", cz_fmt(s, "/v1/subjects?%s%%EA%%B0%%80=1&purpose=account", b47), s->svc.token, NULL);
+    r[5] = cz_req(s, "POST", "/v1/principals", s->admin_token, cz_fmt(s, "{\"%s\xea\xb0\x80\":1}", a63));
+    for (i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+        if (r[i]->status != 400 || !r[i]->json)
+            fail_msg("request %zu: expected a JSON 400, got %ld %s", i, r[i]->status, r[i]->body);
+        cz_expect_error(r[i], 400, "bad_request");
+    }
+    still_works(s, id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -512,6 +548,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_parameters, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_oversize_request_head, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_encoded_nul_in_path, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_error_echo_utf8, cz_setup_std, cz_teardown),
     };
 
     return cmocka_run_group_tests_name("api bad input", tests, NULL, NULL);
