@@ -30,6 +30,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -314,6 +315,72 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)cap);
 }
 
+/*
+ * The request head, checked before anything reads the body.  libmicrohttpd 0.9.75 takes the first of
+ * two Content-Length headers and accepts Transfer-Encoding with Content-Length, so a proxy in front
+ * and this server could disagree on where a request ends (request smuggling, RFC 9112 6.1, 6.3):
+ * both are refused and the connection closed.  A body longer than the cap is refused before it is
+ * read (no 100 Continue for it).  Authorization repeated fails authentication rather than picking
+ * one of the values.  (A NUL byte ends a header value inside libmicrohttpd: what follows it on the
+ * line is never seen, so a token followed by a NUL is that token, as its holder sent it.)
+ */
+struct head {
+    unsigned content_length, transfer_encoding, authorization;
+    int chunked_only;
+    unsigned long long length;
+};
+
+static enum MHD_Result head_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct head *h = cls;
+
+    (void)kind;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        h->content_length++;
+        h->length = strtoull(value, NULL, 10); /* its syntax is checked by libmicrohttpd */
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        h->transfer_encoding++;
+        h->chunked_only = strcasecmp(value, "chunked") == 0;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+        h->authorization++;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the head may be served; else the error is set and the connection will close. */
+static int head_check(struct req *r)
+{
+    struct head h;
+
+    memset(&h, 0, sizeof(h));
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_header, &h);
+    r->bad_auth = h.authorization > 1;
+    r->close = 1;
+    if (h.content_length > 1)
+        custos_reply_error_msg(r, 400, "bad_request", "Content-Length is repeated");
+    else if (h.transfer_encoding && h.content_length)
+        custos_reply_error_msg(r, 400, "bad_request", "Transfer-Encoding and Content-Length together");
+    else if (h.transfer_encoding > 1 || (h.transfer_encoding && !h.chunked_only))
+        custos_reply_error_msg(r, 501, "not_implemented", "only Transfer-Encoding: chunked is supported");
+    else if (h.content_length && h.length > CUSTOS_BODY_MAX)
+        custos_reply_error_msg(r, 413, "too_large", "request body is larger than 64 KiB");
+    else
+        return r->close = 0;
+    return -1;
+}
+
+/* Raise the soft open-file limit towards `want` (at most the hard limit): a default soft limit of
+   1,024 would run out of descriptors before the connection limit is reached. */
+static void raise_file_limit(rlim_t want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static void dispatch(struct req *r)
 {
     int known = 0;
@@ -334,7 +401,9 @@ static void dispatch(struct req *r)
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         const char *tok = NULL;
 
-        if (h && strncasecmp(h, "Bearer ", 7) == 0) /* the scheme is case-insensitive (RFC 9110) */
+        if (r->bad_auth)
+            tok = ""; /* repeated: no one value to check */
+        else if (h && strncasecmp(h, "Bearer ", 7) == 0) /* the scheme is case-insensitive (RFC 9110) */
             tok = h + 7;
         else if (h)
             tok = ""; /* another scheme: a failed authentication all the same */
@@ -392,6 +461,8 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->status == 429)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "60");
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(c, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -415,6 +486,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->url = url;
         client_address(c, r->source, sizeof(r->source));
         *con_cls = r;
+        if (head_check(r))
+            return queue(c, r); /* before the body: libmicrohttpd closes after this answer */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -702,7 +775,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
                                   volatile sig_atomic_t *stop)
 {
     struct sockaddr_storage ss;
-    unsigned sslen = 0, port, limit, nw;
+    unsigned sslen = 0, port, limit, per_ip, nw;
     int loopback = 0, lfd = -1;
     struct server s;
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -764,6 +837,10 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     nw = o->threads ? o->threads : default_threads();
     limit = (o->max_connections ? o->max_connections : 1024u) / nw;
+    /* one client address holds at most half of the connections: a client that opens many and
+       trickles their heads (slowloris) leaves the other half to everyone else */
+    per_ip = limit > 1 ? limit / 2 : 1u;
+    raise_file_limit((rlim_t)limit * nw + 256); /* the connections and the vault's own files */
     if (!(s.w = calloc(nw, sizeof(*s.w)))) {
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
         goto done;
@@ -779,7 +856,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-            MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
+            MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
             tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
         if (!w->mhd || (w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
             rc = custos_err_set(CUSTOS_ERR_IO, "cannot start the HTTP server: %s", strerror(errno));

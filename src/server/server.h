@@ -76,6 +76,8 @@ struct req {
     size_t resp_len;
     const char *resp_type;
     char allow[64];               /* Allow header of a 405 */
+    int close;                    /* answer with Connection: close (a framing error) */
+    int bad_auth;                 /* Authorization repeated: a failed authentication */
     /* holding: the response is ready but waits for audit entry audit_index to be durable */
     int holding;
     uint64_t audit_index;

@@ -13,6 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "custos/banned.h"
 
 static const char GOOD[] =
@@ -533,6 +540,164 @@ static void test_error_echo_utf8(void **state)
     still_works(s, id);
 }
 
+/* A TCP connection to the server from local address `from` (127.0.0.1 when NULL). */
+static int raw_connect(struct cz_server *s, const char *from)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    if (from) {
+        assert_int_equal(inet_pton(AF_INET, from, &sa.sin_addr), 1);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    sa.sin_port = htons((uint16_t)s->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* Send raw bytes on a new connection from `from`; read until the server closes it (or 5 s pass).
+   Returns the bytes read; *closed tells whether the server closed the connection. */
+static size_t raw_exchange_from(struct cz_server *s, const char *from, const char *req, size_t len, char *out,
+                                size_t cap, int *closed)
+{
+    size_t got = 0;
+    int fd = raw_connect(s, from);
+
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    *closed = 0;
+    while (got + 1 < cap) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        n = recv(fd, out + got, cap - 1 - got, 0);
+        if (n <= 0) {
+            *closed = 1;
+            break;
+        }
+        got += (size_t)n;
+    }
+    out[got] = '\0';
+    close(fd);
+    return got;
+}
+
+static size_t raw_exchange(struct cz_server *s, const char *req, size_t len, char *out, size_t cap, int *closed)
+{
+    return raw_exchange_from(s, NULL, req, len, out, cap, closed);
+}
+
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/*
+ * Regression (review finding: request smuggling behind a proxy).  libmicrohttpd took the first of
+ * two Content-Length headers and accepted Transfer-Encoding with Content-Length, so the bytes
+ * after a short body were served as a second request.  Each is now one JSON error and a closed
+ * connection; an unsupported Transfer-Encoding is a 501 at once (it hung until the timeout); a
+ * body over the cap is refused before it is sent (no 100 Continue).  Authorization repeated fails
+ * authentication whichever value comes first.
+ */
+static void test_request_framing(void **state)
+{
+    struct cz_server *s = *state;
+    const char *id = cz_create_subject(s, s->svc.token, GOOD);
+    char buf[8192], req[1024];
+    const char *smuggled = "GET /v1/ledger/checkpoint HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *hdr[3];
+    const struct cz_resp *r;
+    int closed, n;
+
+    /* two Content-Lengths: the short one would end the body before the smuggled request */
+    n = snprintf(req, sizeof(req),
+                 "POST /v1/auth/revoke HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: %zu\r\n\r\n{}\n%s",
+                 3 + strlen(smuggled), smuggled);
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_int_equal(count_of(buf, "HTTP/1.1 "), 1);
+    assert_non_null(strstr(buf, "HTTP/1.1 400"));
+    assert_non_null(strstr(buf, "\"code\":\"bad_request\""));
+    assert_true(closed);
+    /* Transfer-Encoding with Content-Length */
+    n = snprintf(req, sizeof(req),
+                 "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                 "0\r\n\r\n%s",
+                 smuggled);
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_int_equal(count_of(buf, "HTTP/1.1 "), 1);
+    assert_non_null(strstr(buf, "HTTP/1.1 400"));
+    assert_true(closed);
+    /* a Transfer-Encoding other than chunked */
+    n = snprintf(req, sizeof(req), "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 501"));
+    assert_non_null(strstr(buf, "\"code\":\"not_implemented\""));
+    assert_true(closed);
+    /* too large, announced: refused before the body, no 100 Continue */
+    n = snprintf(req, sizeof(req),
+                 "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_null(strstr(buf, "100 Continue"));
+    assert_non_null(strstr(buf, "HTTP/1.1 413"));
+    assert_non_null(strstr(buf, "\"code\":\"too_large\""));
+    /* Authorization twice: refused whichever comes first */
+    hdr[0] = cz_fmt(s, "Authorization: Bearer %s", s->svc.token);
+    hdr[1] = "Authorization: Bearer cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    hdr[2] = NULL;
+    r = cz_req_raw(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account", id), hdr, NULL, 0);
+    cz_expect_error(r, 401, "unauthenticated");
+    hdr[0] = "Authorization: Bearer cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    hdr[1] = cz_fmt(s, "Authorization: Bearer %s", s->svc.token);
+    r = cz_req_raw(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account", id), hdr, NULL, 0);
+    cz_expect_error(r, 401, "unauthenticated");
+    still_works(s, id);
+}
+
+/*
+ * Regression (review finding: slow clients locked everyone out).  1,100 connections from one
+ * address, each holding an unfinished request head, took all 1,024 connection slots, and a
+ * request from any other address waited until they left.  One address now holds at most half
+ * of the slots, and the server raises its own open-file limit to fit them: another address
+ * (127.0.0.2, also loopback) is served at once.
+ */
+static void test_one_address_cannot_take_every_connection(void **state)
+{
+    struct cz_server *s = *state;
+    static int fds[1100];
+    const char *partial = "GET /v1/health HTTP/1.1\r\nHost: x\r\n";
+    const char *full = "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    struct rlimit rl;
+    char buf[4096];
+    int closed;
+    size_t i, n = sizeof(fds) / sizeof(fds[0]);
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max < n + 64)
+        skip(); /* this process cannot hold the connections the test needs */
+    rl.rlim_cur = rl.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    for (i = 0; i < n; i++) {
+        fds[i] = raw_connect(s, "127.0.0.1");
+        send(fds[i], partial, strlen(partial), MSG_NOSIGNAL); /* refused ones are closed by the server */
+    }
+    usleep(500 * 1000); /* let the workers accept what they will */
+    raw_exchange_from(s, "127.0.0.2", full, strlen(full), buf, sizeof(buf), &closed);
+    if (!strstr(buf, "HTTP/1.1 200"))
+        fail_msg("another address was not served while one held the connections: '%s'", buf);
+    for (i = 0; i < n; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +714,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_oversize_request_head, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_encoded_nul_in_path, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_error_echo_utf8, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_request_framing, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_one_address_cannot_take_every_connection, cz_setup_std, cz_teardown),
     };
 
     return cmocka_run_group_tests_name("api bad input", tests, NULL, NULL);
