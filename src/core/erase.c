@@ -279,6 +279,25 @@ static int link_collect(void *ctx, const struct custos_link_row *l)
     return 0;
 }
 
+/* A retained entry's line "retained FIELD UNTIL BASIS" is unambiguous only when FIELD has no space,
+   UNTIL is a date and BASIS is one line: checked when signing and when verifying, so that words
+   moved between the parts, or two entries folded into one, do not verify. */
+static int retained_entry_ok(const char *f, const char *u, const char *b)
+{
+    static const char date[] = "dddd-dd-dd";
+    size_t i;
+
+    if (!f || !u || !b || !custos_valid_name(f, CUSTOS_FIELD_NAME_MAX) || strlen(u) != sizeof(date) - 1 || !*b)
+        return 0;
+    for (i = 0; i < sizeof(date) - 1; i++)
+        if (date[i] == 'd' ? !(u[i] >= '0' && u[i] <= '9') : u[i] != date[i])
+            return 0;
+    for (; *b; b++)
+        if ((unsigned char)*b < 0x20 || *b == 0x7f)
+            return 0;
+    return 1;
+}
+
 /* The receipt's canonical signed text (docs/format.md, "Erasure receipts"). */
 static enum custos_err receipt_text(struct custos_buf *t, const char *origin, const char *hex, const char *when,
                                     uint64_t index, json_t *retained)
@@ -295,7 +314,7 @@ static enum custos_err receipt_text(struct custos_buf *t, const char *origin, co
                    *u = json_string_value(json_object_get(r, "until")),
                    *b = json_string_value(json_object_get(r, "legal_basis"));
 
-        if (!f || !u || !b)
+        if (!retained_entry_ok(f, u, b))
             return custos_err_set(CUSTOS_ERR_INVALID, "receipt: malformed retained entry");
         if ((rc = custos_buf_printf(t, "retained %s %s %s\n", f, u, b)))
             return rc;

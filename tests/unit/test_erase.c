@@ -135,6 +135,25 @@ static void test_erase_receipt(void **state)
     text = json_dumps(r, JSON_COMPACT);
     assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
     free(text);
+    /* words moved between a retained entry's parts give the same line of the old canonical text
+       ("retained orders 2025-12-24 e-commerce act art. 6"): they must not verify (review finding) */
+    {
+        json_t *e = json_array_get(json_object_get(r, "retained"), 0);
+        char moved[128];
+        json_t *orig = json_deep_copy(e);
+
+        snprintf(moved, sizeof(moved), "orders %s e-commerce", json_string_value(json_object_get(e, "until")));
+        json_object_set_new(e, "field", json_string(moved));
+        json_object_set_new(e, "until", json_string("act"));
+        json_object_set_new(e, "legal_basis", json_string("art. 6"));
+        text = json_dumps(r, JSON_COMPACT);
+        assert_int_not_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+        free(text);
+        json_array_set_new(json_object_get(r, "retained"), 0, orig);
+        text = json_dumps(r, JSON_COMPACT);
+        assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+        free(text);
+    }
     /* a receipt edited to name another subject does not verify */
     json_object_set_new(r, "subject", json_string("00112233445566778899aabbccddeeff"));
     text = json_dumps(r, JSON_COMPACT);
