@@ -848,13 +848,49 @@ done:
     return rc;
 }
 
+/* Disable principal `id` (keeping an earlier disable time) and revoke every token it owns or minted,
+   in one control-plane transaction; *n gets the count of tokens revoked. */
+static enum custos_err principal_disable_tx(struct custos_vault *v, struct custos_store_conn *conn, const char *id,
+                                            int64_t when, uint64_t *n)
+{
+    struct custos_principal_row p;
+    uint8_t mac[32];
+    enum custos_err rc;
+
+    *n = 0;
+    if ((rc = v->ops->principal_get(conn, id, &p)) || (rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+        return rc;
+    p.disabled = p.disabled ? p.disabled : when;
+    principal_mac(v, &p, mac);
+    if ((rc = v->ops->principal_disable(conn, id, p.disabled, mac)) ||
+        (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), n)) ||
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+    return rc;
+}
+
+enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,
+                                                const char *id, int64_t when, int *applied)
+{
+    struct custos_principal_row p;
+    uint64_t n = 0;
+    enum custos_err rc = v->ops->principal_get(conn, id, &p);
+
+    *applied = 0;
+    if (rc == CUSTOS_ERR_NOTFOUND || (rc == CUSTOS_OK && p.disabled))
+        return CUSTOS_OK; /* never created in this copy, or still disabled */
+    if (rc || (rc = principal_disable_tx(v, conn, id, when, &n)))
+        return rc;
+    *applied = 1;
+    custos_auth_invalidate(v);
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id)
 {
     struct custos_store_conn *conn = NULL;
-    struct custos_principal_row p;
     struct custos_event e;
     uint64_t n = 0;
-    int64_t now = (int64_t)custos_now(v);
     enum custos_err rc;
 
     custos_event_init(&e, "principal.disable", c);
@@ -869,16 +905,7 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
     e.target = id;
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    if (!(rc = v->ops->principal_get(conn, id, &p)) && !(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
-        uint8_t mac[32];
-
-        p.disabled = p.disabled ? p.disabled : now;
-        principal_mac(v, &p, mac);
-        if ((rc = v->ops->principal_disable(conn, id, p.disabled, mac)) ||
-            (rc = v->ops->token_revoke_principal(conn, id, now, &n)) ||
-            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
-            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-    }
+    rc = principal_disable_tx(v, conn, id, (int64_t)custos_now(v), &n);
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);
     if (rc == CUSTOS_ERR_NOTFOUND)

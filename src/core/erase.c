@@ -1079,7 +1079,8 @@ static uint64_t get_be64(const uint8_t *p)
 
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied)
 {
-    static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"";
+    static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"",
+                      disable[] = "\"action\":\"principal.disable\",\"result\":\"ok\"";
     struct custos_store_conn *conn = NULL;
     struct custos_buf mark;
     uint64_t from = 0, size = custos_ledger_size(v->ledger), i;
@@ -1113,6 +1114,17 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
 
         if ((rc = custos_ledger_read(v->ledger, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len)))
             break;
+        if (len >= sizeof(disable) && memmem(buf, len, disable, sizeof(disable) - 1)) {
+            const char *who;
+            int again = 0;
+
+            ev = json_loadb((const char *)buf, len, 0, NULL);
+            if ((who = json_string_value(json_object_get(ev, "target"))))
+                rc = custos_principal_disable_replay(v, conn, who, json_integer_value(json_object_get(ev, "time")),
+                                                     &again);
+            json_decref(ev);
+            continue;
+        }
         if (len < sizeof(needle) || !memmem(buf, len, needle, sizeof(needle) - 1))
             continue;
         ev = json_loadb((const char *)buf, len, 0, NULL);

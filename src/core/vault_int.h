@@ -253,9 +253,15 @@ enum custos_err custos_retention_rewrap(struct custos_vault *v, struct custos_st
 /* Shred retention keys whose period has ended (background job; audited when it shreds). */
 enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, uint64_t *values);
 
-/* Re-apply erasures recorded in the ledger after the control plane's marker (a rolled-back
-   control plane cannot resurrect them while the ledger survives). */
+/* Re-apply erasures and principal disables recorded in the ledger after the control plane's marker
+   (a rolled-back control plane cannot resurrect a subject, nor re-enable a principal, while the
+   ledger survives); *applied counts the erasures. */
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
+
+/* Disable principal `id` again if this control plane has it enabled (a rolled-back copy); when is
+   the original disable time.  *applied is 1 when it did. */
+enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,
+                                                const char *id, int64_t when, int *applied);
 
 /* Record that the control plane covers every erasure in the ledger so far (tick). */
 enum custos_err custos_erasure_mark(struct custos_vault *v);

@@ -414,7 +414,13 @@ static void test_rolled_back_control_plane(void **state)
     json_t *r = NULL, *out = NULL;
 
     create(f, alice, a);
-    /* an old copy of the control plane, taken while the subject's key still existed */
+    {
+        char secret[CUSTOS_TOKEN_LEN + 1];
+
+        assert_int_equal(custos_principal_create_local(f->v, "leaver", "staff", "service", secret), CUSTOS_OK);
+    }
+    /* an old copy of the control plane, taken while the subject's key still existed and the
+       principal was enabled */
     custos_vault_free(f->v);
     snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
     snprintf(old, sizeof(old), "%s/control.old", f->dir);
@@ -422,15 +428,23 @@ static void test_rolled_back_control_plane(void **state)
     open_vault(f);
     assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
     json_decref(r);
+    assert_int_equal(custos_principal_disable(f->v, &f->sys, "leaver"), CUSTOS_OK);
     custos_vault_free(f->v);
     assert_int_equal(rename(old, ctl), 0);
     snprintf(side, sizeof(side), "%s-wal", ctl);
     unlink(side);
     snprintf(side, sizeof(side), "%s-shm", ctl);
     unlink(side);
-    /* the ledger still records the erasure: opening re-applies it */
+    /* the ledger still records the erasure and the disable: opening re-applies both (review
+       finding: a rolled-back control plane re-enabled a disabled principal, secret and all) */
     open_vault(f);
     assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
+    {
+        char tok[CUSTOS_TOKEN_LEN + 1];
+        int64_t exp;
+
+        assert_int_equal(custos_token_issue_local(f->v, &f->sys, "leaver", tok, &exp), CUSTOS_ERR_FORBIDDEN);
+    }
 }
 
 /* A customer token minted while an erasure is under way (tombstone committed, record not yet
