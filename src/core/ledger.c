@@ -20,7 +20,10 @@
  * Durability: a batch is one pwrite of the entries log and one fdatasync;
  * only then is it acknowledged.  tree/index are written to the page cache
  * after that and fsync'ed at checkpoint time, when `state` records the new
- * marker; recovery recomputes them past the marker from the log alone.
+ * marker; recovery recomputes them past the marker from the log alone,
+ * after checking in O(1) that the record just below the marker is in the
+ * log where the marker puts it (the file's size, which includes the zeros
+ * written ahead, proves nothing).
  *
  * Invariants:
  *  - the writer thread is the only writer of entries/tree/index; the
@@ -1223,6 +1226,59 @@ done:
     return e;
 }
 
+/*
+ * The record just below the derived marker D, read in O(1): index[D-1] names
+ * its offset; it must end exactly at DL (the marker's log offset), pass its
+ * check, and hash to the leaf stored in `tree`.  The size of `entries` alone
+ * proves nothing (it includes the zeros written ahead), so without this an
+ * older copy of `entries`, or its last batches zeroed in place, would open as
+ * "space ahead" and the writer would sign over entries that are gone.
+ */
+static enum custos_err check_marker_record(struct custos_ledger *l)
+{
+    uint8_t b8[8], leaf[CUSTOS_HASH_BYTES], stored[CUSTOS_HASH_BYTES];
+    uint8_t *entry = l->q[1].data; /* scratch at open: holds CUSTOS_LEDGER_ENTRY_MAX */
+    uint64_t d = l->st_derived, dl = l->st_derived_log, off;
+    uint32_t len;
+    enum custos_err e;
+    int r;
+
+    if (d == 0) {
+        if (dl != LEDGER_LOG_HDR)
+            return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: state file holds inconsistent markers");
+        return CUSTOS_OK;
+    }
+    r = pread_full(l->idxfd, b8, 8, (d - 1) * 8);
+    if (r < 0)
+        return io_err("reading the index file");
+    off = r == 0 ? ledger_get64(b8) : 0;
+    if (off < LEDGER_LOG_HDR + LEDGER_BATCH_HDR || off > dl || dl - off < LEDGER_REC_OVERHEAD)
+        goto bad;
+    if ((r = pread_full(l->logfd, b8, 4, off)) < 0)
+        return io_err("reading the entries log");
+    len = r == 0 ? ledger_get32(b8) : UINT32_MAX;
+    if (len > CUSTOS_LEDGER_ENTRY_MAX || off + LEDGER_REC_OVERHEAD + len != dl)
+        goto bad;
+    if ((r = pread_full(l->logfd, entry, (size_t)len + LEDGER_CHECK_BYTES, off + 4)) < 0)
+        return io_err("reading the entries log");
+    if (r > 0)
+        goto bad;
+    custos_merkle_leaf_hash(leaf, entry, len);
+    if (memcmp(leaf, entry + len, LEDGER_CHECK_BYTES) != 0)
+        goto bad;
+    if ((e = read_slot(l->treefd, ledger_tree_pos(0, d - 1), stored)) != CUSTOS_OK)
+        return e;
+    if (sodium_memcmp(leaf, stored, CUSTOS_HASH_BYTES) != 0)
+        goto bad;
+    return CUSTOS_OK;
+bad:
+    return custos_err_set(CUSTOS_ERR_CORRUPT,
+                          "ledger: entry %llu, the last below the durable marker, is missing or differs in the "
+                          "entries log (an older or damaged copy of entries, or damaged derived files: "
+                          "custos ledger verify tells which)",
+                          (unsigned long long)(d - 1));
+}
+
 static enum custos_err check_latest_checkpoint(struct custos_ledger *l)
 {
     struct custos_checkpoint cp;
@@ -1275,6 +1331,8 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
     if (tree_len < ledger_tree_nodes(l->st_derived) * CUSTOS_HASH_BYTES || idx_len < l->st_derived * 8)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: derived files are shorter than their durable marker");
     if ((e = load_checkpoints(l, &cp_trunc, &cp_eof)) != CUSTOS_OK)
+        return e;
+    if ((e = check_marker_record(l)) != CUSTOS_OK)
         return e;
 
     l->tree_end = ledger_tree_nodes(l->st_derived);

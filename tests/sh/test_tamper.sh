@@ -323,6 +323,26 @@ stop_server
 rm -rf "$D/ledger"
 mv "$T/ledger.new" "$D/ledger"
 
+step "rollback: only the entries log replaced by the older copy's"
+# the older file is longer than the newer marker (zeros written ahead): only the record just
+# below the marker shows the hole, and the server must refuse to open rather than sign over it
+cp "$D/ledger/entries" "$T/entries.new"
+cp "$T/old/ledger/entries" "$D/ledger/entries"
+rc=0
+"$CUSTOS" serve --data "$D" --listen 127.0.0.1:0 --port-file "$T/old-entries.port" >"$T/old-entries.out" 2>&1 &
+oldpid=$!
+for i in $(seq 100); do kill -0 "$oldpid" 2>/dev/null || break; [ -s "$T/old-entries.port" ] && break; sleep 0.05; done
+if kill -0 "$oldpid" 2>/dev/null; then
+  crash_server "$oldpid"
+  fail "the server opened a ledger whose entries log is an older copy"
+fi
+wait "$oldpid" || rc=$?
+[ "$rc" -ne 0 ] || fail "the server exited 0 on an older entries log"
+grep -q 'below the durable marker' "$T/old-entries.out" ||
+  fail "the server does not say why it refused: $(cat "$T/old-entries.out")"
+cp "$T/entries.new" "$D/ledger/entries"
+step "caught: the server refuses to open ($(tail -n1 "$T/old-entries.out"))"
+
 step "rollback: the whole data directory replaced by the older copy"
 mv "$D" "$T/data.new"
 cp -a "$T/old" "$D"

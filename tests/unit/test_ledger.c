@@ -1449,6 +1449,73 @@ static void test_middle_damage_is_corruption(void **state)
     tdir_free(&t);
 }
 
+/* An older copy of `entries` swapped in, or its last batch zeroed in place, below the durable
+   marker: the file is still longer than the marker (the zeros written ahead), so only reading
+   the record just below the marker shows it.  Open must refuse, not sign over a hole. */
+static void test_older_log_refused(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    struct batch b[4096];
+    char p[512];
+    uint8_t *old, *cur, *log;
+    size_t olen, clen, nb;
+
+    (void)state;
+    tdir_make(&t);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    append_n(l, 0, 100);
+    assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_OK);
+    custos_ledger_free(l);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    old = slurp(p, &olen);
+    l = open_ok(&c, NULL);
+    append_n(l, 100, 50);
+    custos_ledger_free(l); /* signs 150: the marker is at 150 */
+    cur = slurp(p, &clen);
+    nb = batches(cur, clen, b, 4096);
+    assert_true(nb >= 2);
+    assert_int_equal(b[nb - 1].first + b[nb - 1].count, 150);
+    assert_true(olen > b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes); /* passes a size check */
+
+    /* the older copy */
+    spit(p, old, olen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_CORRUPT), "entry 149"));
+
+    /* the last batch zeroed in place */
+    log = malloc(clen);
+    assert_non_null(log);
+    memcpy(log, cur, clen);
+    memset(log + b[nb - 1].off, 0, LEDGER_BATCH_HDR + b[nb - 1].bytes);
+    spit(p, log, clen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    c.read_only = 1;
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    c.read_only = 0;
+
+    /* only the last record's check broken: refused too */
+    memcpy(log, cur, clen);
+    log[b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes - 1] ^= 0x01;
+    spit(p, log, clen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* restored: opens, nothing lost, still intact */
+    spit(p, cur, clen);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), 150);
+    custos_ledger_free(l);
+    verify_expect(&t, 1, 0, NULL);
+    free(log);
+    free(cur);
+    free(old);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -1665,6 +1732,7 @@ int main(void)
         cmocka_unit_test(test_crash_rebuilds_derived),
         cmocka_unit_test(test_too_many_zeros),
         cmocka_unit_test(test_middle_damage_is_corruption),
+        cmocka_unit_test(test_older_log_refused),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
         cmocka_unit_test(test_tamper_reordered),
