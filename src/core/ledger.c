@@ -35,6 +35,9 @@
  *    and present in the (page-cached) tree and index files;
  *  - a checkpoint is signed only for a durable size, sizes never decrease,
  *    and all come from one in-order compact range: no two are inconsistent;
+ *  - the derived marker D in `state` never runs past the latest signed
+ *    checkpoint, so the peaks open reads at D are vouched for by a signed
+ *    root (or, past it, recomputed from the log);
  *  - memory is bounded: two queue buffers, staging buffers, a compact range
  *    of <= 64 hashes; nothing grows with the ledger.
  *
@@ -158,6 +161,9 @@ struct custos_ledger {
 
     /* checkpointer only (and open/free) */
     uint64_t st_derived, st_derived_log, cp_end, cp_last;
+    /* open only: the marker recovery may record, the last batch boundary the scan passed at or
+       below the latest checkpoint (the marker never runs ahead of a signed checkpoint) */
+    uint64_t mark_target, mark_d, mark_dl;
 };
 
 /* ------------------------------------------------------------------ I/O */
@@ -1217,6 +1223,10 @@ static enum custos_err scan_log(struct custos_ledger *l, uint64_t *torn_at, uint
         }
         index += count;
         off += LEDGER_BATCH_HDR + bytes;
+        if (index <= l->mark_target) {
+            l->mark_d = index;
+            l->mark_dl = off;
+        }
         l->durable = index;
         atomic_store(&l->durable_pub, index);
         l->log_end = off;
@@ -1224,6 +1234,49 @@ static enum custos_err scan_log(struct custos_ledger *l, uint64_t *torn_at, uint
 done:
     free(cmp);
     return e;
+}
+
+/*
+ * The compact range at the derived marker D is read from `tree` and must be
+ * vouched for: by a signed checkpoint of size >= D, whose root open checks
+ * (the rebuilt nodes past D are folded from the peaks at D), or by the log.
+ * Recovery never moves the marker past the latest checkpoint, but a state
+ * written by older versions may have: then start again from the latest
+ * checkpoint's size (its batch found through `index` and checked), or from
+ * the start of the log when no checkpoint exists, and rebuild from the log.
+ */
+static enum custos_err rewind_marker(struct custos_ledger *l)
+{
+    uint8_t b8[8], hdr[LEDGER_BATCH_HDR];
+    uint64_t to = l->have_cp ? l->cp_size : 0, off;
+    uint32_t count, bytes;
+    int r;
+
+    if (l->st_derived <= to)
+        return CUSTOS_OK;
+    if (to == 0) {
+        l->st_derived = 0;
+        l->st_derived_log = LEDGER_LOG_HDR;
+        return CUSTOS_OK;
+    }
+    r = pread_full(l->idxfd, b8, 8, to * 8);
+    if (r < 0)
+        return io_err("reading the index file");
+    off = r == 0 ? ledger_get64(b8) : 0;
+    if (off < LEDGER_LOG_HDR + LEDGER_BATCH_HDR || off > l->st_derived_log)
+        goto bad;
+    if ((r = pread_full(l->logfd, hdr, sizeof(hdr), off - LEDGER_BATCH_HDR)) < 0)
+        return io_err("reading the entries log");
+    if (r > 0 || batch_header_parse(hdr, to, &count, &bytes) != HDR_OK)
+        goto bad;
+    l->st_derived = to;
+    l->st_derived_log = off - LEDGER_BATCH_HDR;
+    return CUSTOS_OK;
+bad:
+    return custos_err_set(CUSTOS_ERR_CORRUPT,
+                          "ledger: no batch starts at entry %llu (the latest checkpoint) where the index "
+                          "puts it: damaged derived files or log (custos ledger verify tells which)",
+                          (unsigned long long)to);
 }
 
 /*
@@ -1318,8 +1371,9 @@ static enum custos_err check_latest_checkpoint(struct custos_ledger *l)
 static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_recovery *rec)
 {
     uint64_t log_eof, tree_len, idx_len, torn_at = 0, torn_end = 0, cp_trunc = 0, cp_eof = 0, rebuilt = 0;
-    uint64_t cp_end0 = l->cp_end;
+    uint64_t cp_end0 = l->cp_end, d0 = l->st_derived;
     enum custos_err e;
+    int rewound;
 
     if ((e = check_file_header(l->logfd, LEDGER_LOG_MAGIC, LEDGER_LOG_HDR, LEDGER_F_ENTRIES)) != CUSTOS_OK)
         return e;
@@ -1332,8 +1386,14 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
         return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: derived files are shorter than their durable marker");
     if ((e = load_checkpoints(l, &cp_trunc, &cp_eof)) != CUSTOS_OK)
         return e;
+    if ((e = rewind_marker(l)) != CUSTOS_OK)
+        return e;
+    rewound = l->st_derived != d0;
     if ((e = check_marker_record(l)) != CUSTOS_OK)
         return e;
+    l->mark_target = l->have_cp ? l->cp_size : 0;
+    l->mark_d = l->st_derived;
+    l->mark_dl = l->st_derived_log;
 
     l->tree_end = ledger_tree_nodes(l->st_derived);
     l->idx_end = l->st_derived;
@@ -1365,7 +1425,7 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
     l->log_alloc = torn_at ? torn_at : log_eof;
     if (cp_trunc && (truncate_to(l, l->cpfd, cp_trunc) != 0 || datasync(l, l->cpfd) != 0))
         return io_err("truncating the torn tail of the checkpoints file");
-    if (rebuilt > 0 || torn_at || cp_trunc || l->cp_end != cp_end0) {
+    if (rebuilt > 0 || torn_at || cp_trunc || l->cp_end != cp_end0 || rewound) {
         /* Batches read back past the marker may never have reached the disk (a process killed
            between a batch's write and its fdatasync leaves it in the page cache): make them
            durable before the marker, and any checkpoint, covers them. */
@@ -1373,8 +1433,12 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
             return io_err("syncing the entries log");
         if (datasync(l, l->treefd) != 0 || datasync(l, l->idxfd) != 0)
             return io_err("syncing derived files");
-        l->st_derived = l->durable;
-        l->st_derived_log = l->log_end;
+        /* The marker stays at a signed checkpoint (the writer signs one at the durable size
+           within checkpoint_interval_ms): the peaks the next open reads from `tree` at the
+           marker are then vouched for by that checkpoint's root, and whatever lies past it is
+           recomputed from the log again. */
+        l->st_derived = l->mark_d;
+        l->st_derived_log = l->mark_dl;
         if ((e = state_write(l)) != CUSTOS_OK)
             return e;
     }

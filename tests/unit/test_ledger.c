@@ -1516,6 +1516,100 @@ static void test_older_log_refused(void **state)
     tdir_free(&t);
 }
 
+/* Flip one byte of tree slot `slot`. */
+static void tree_flip(const struct tdir *t, uint64_t slot)
+{
+    char p[512];
+    uint8_t *tree;
+    size_t len;
+
+    fpath(p, sizeof(p), t, LEDGER_F_TREE);
+    tree = slurp(p, &len);
+    assert_true((slot + 1) * H <= len);
+    tree[slot * H + 5] ^= 0x40;
+    spit(p, tree, len);
+    free(tree);
+}
+
+/* Open, sign a checkpoint over everything, close: every stored checkpoint must match the log. */
+static void sign_and_verify(const struct tdir *t, uint64_t size)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+
+    cfg_init(&c, t);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), size);
+    assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_OK);
+    custos_ledger_free(l);
+    verify_expect(t, 1, 0, NULL);
+}
+
+/* Killed again after a recovery, before any checkpoint: the recovered entries (20..24) are
+   covered by no signature, so the next open must not take the tree's nodes over them on trust.
+   Damage there (the peak over 16..23) used to end up in the next signed root. */
+static void test_marker_stays_at_checkpoint(void **state)
+{
+    struct tdir t;
+    pid_t pid;
+    int st = 0;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t); /* checkpoint at 20, entries to 25 */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct custos_ledger_config c;
+        struct custos_ledger *l = NULL;
+        struct custos_ledger_recovery rec;
+
+        cfg_init(&c, &t);
+        c.checkpoint_interval_ms = 3600 * 1000;
+        if (custos_ledger_open(&c, &l, &rec) != CUSTOS_OK || rec.rebuilt != 5)
+            _exit(2);
+        _exit(0); /* killed before a checkpoint */
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    tree_flip(&t, ledger_tree_pos(3, 2));
+    sign_and_verify(&t, 25);
+    tdir_free(&t);
+}
+
+/* A state written by an older version, whose marker ran past the latest checkpoint (20 < 25):
+   open goes back to the checkpoint and rebuilds from the log. */
+static void test_legacy_marker_past_checkpoint(void **state)
+{
+    struct tdir t;
+    struct batch b[64];
+    char p[512];
+    uint8_t *log, *s;
+    size_t len, slen, nb;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    log = slurp(p, &len);
+    nb = batches(log, len, b, 64);
+    assert_int_equal(b[nb - 1].first + b[nb - 1].count, 25);
+    fpath(p, sizeof(p), &t, LEDGER_F_STATE);
+    s = slurp(p, &slen);
+    assert_int_equal(slen, LEDGER_STATE_BYTES);
+    assert_int_equal(ledger_get64(s + LEDGER_ST_DERIVED), 20);
+    ledger_put64(s + LEDGER_ST_DERIVED, 25);
+    ledger_put64(s + LEDGER_ST_DERIVED_LOG, b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes);
+    ledger_check8(s + LEDGER_ST_CHECK, s, LEDGER_ST_CHECK);
+    spit(p, s, slen);
+    tree_flip(&t, ledger_tree_pos(3, 2));
+    sign_and_verify(&t, 25);
+    free(s);
+    free(log);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -1733,6 +1827,8 @@ int main(void)
         cmocka_unit_test(test_too_many_zeros),
         cmocka_unit_test(test_middle_damage_is_corruption),
         cmocka_unit_test(test_older_log_refused),
+        cmocka_unit_test(test_marker_stays_at_checkpoint),
+        cmocka_unit_test(test_legacy_marker_past_checkpoint),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
         cmocka_unit_test(test_tamper_reordered),
