@@ -306,6 +306,23 @@ damage truncate-tail-mid-record truncmid $((SIZE - 5))
 damage truncate-last-batch trunc $((SIZE - 1))
 # the untouched vault still verifies
 ledger_size "$D" >/dev/null && [ -n "$(ledger_size "$D")" ] || fail "the original ledger stopped verifying"
+# a damaged derived tree: the log is sound, but the server's proofs come from that file.  verify
+# says so apart from log damage (exit 1), and `ledger rebuild` recomputes it from the entries.
+c="$T/case-tree"
+rm -rf "$c"
+cp -a "$D" "$c"
+# slot of the subtree over entries 20..23 (level 2): 2m - popcount(m) + 2, m = 23
+perl -e 'open my $f, "+<:raw", $ARGV[0] or die; seek $f, 44 * 32 + 5, 0; read $f, my $b, 1;
+  seek $f, 44 * 32 + 5, 0; print $f chr(ord($b) ^ 0x40); close $f or die' "$c/ledger/tree"
+rc=0
+"$CUSTOS" ledger verify --data "$c" >"$T/v.out" 2>"$T/v.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "damaged tree: verify exit $rc, want 1: $(cat "$T/v.out" "$T/v.err")"
+grep -q 'derived tree damaged at slot 44' "$T/v.out" || fail "damaged tree: $(cat "$T/v.out")"
+grep -q 'ledger rebuild' "$T/v.err" || fail "damaged tree: no repair hint: $(cat "$T/v.err")"
+"$CUSTOS" ledger rebuild --data "$c" >"$T/r.out" 2>&1 || fail "ledger rebuild: $(cat "$T/r.out")"
+[ "$(ledger_size "$c")" = "$SIZE" ] || fail "after rebuild verify does not pass: $(cat "$T/r.out")"
+rm -rf "$c"
+step "damaged derived tree: reported at slot 44, rebuilt"
 # verify refuses to run under a live writer rather than report on a moving ledger
 start_server "$D"
 rc=0

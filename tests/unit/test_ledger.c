@@ -1610,6 +1610,95 @@ static void test_legacy_marker_past_checkpoint(void **state)
     tdir_free(&t);
 }
 
+/* verify with the derived files expected intact or not; returns the report. */
+static void verify_derived(const struct tdir *t, int derived_intact, uint64_t slot, const char *what_has)
+{
+    struct custos_ledger_verify_report rep;
+
+    assert_int_equal(custos_ledger_verify(t->path, &g_v, &rep), CUSTOS_OK);
+    if (!rep.intact)
+        fail_msg("verify: the log is reported damaged: %s", rep.what);
+    if (rep.derived_intact != derived_intact)
+        fail_msg("verify: derived_intact=%d, want %d (%s)", rep.derived_intact, derived_intact, rep.derived_what);
+    if (!derived_intact) {
+        if (rep.derived_bad_slot != slot)
+            fail_msg("verify: bad slot %llu, want %llu (%s)", (unsigned long long)rep.derived_bad_slot,
+                     (unsigned long long)slot, rep.derived_what);
+        if (strstr(rep.derived_what, what_has) == NULL)
+            fail_msg("verify: \"%s\" does not mention \"%s\"", rep.derived_what, what_has);
+    }
+}
+
+/* A damaged interior node of `tree` below the marker: the log is intact, but the server builds
+   proofs from that node (a witness would see a false fork).  verify reports it apart from log
+   damage, and custos_ledger_rebuild recomputes the derived files from the log. */
+static void test_derived_damage_verify_rebuild(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct custos_ledger_recovery rec;
+    struct custos_note_verifier other;
+    struct tdir t;
+    char p[512], vkey[512];
+    uint8_t proof[CUSTOS_PROOF_MAX][H], want[CUSTOS_PROOF_MAX][H], pk[32], sk[64], *ix;
+    size_t n = 0, nw = 0, len;
+    uint64_t slot = ledger_tree_pos(2, 5); /* entries 20..23: in the inclusion proof of 17 */
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, want, &nw), CUSTOS_OK);
+    custos_ledger_free(l);
+    verify_derived(&t, 1, 0, NULL);
+
+    tree_flip(&t, slot);
+    verify_derived(&t, 0, slot, "derived tree damaged at slot");
+    l = open_ok(&c, NULL); /* open does not re-read below the marker: proofs use the bad node */
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, proof, &n), CUSTOS_OK);
+    assert_int_equal(n, nw);
+    assert_true(memcmp(proof, want, n * H) != 0);
+    custos_ledger_free(l);
+
+    /* rebuild: only under the ledger's own key, and not while a writer runs */
+    crypto_sign_keypair(pk, sk);
+    assert_int_equal(custos_note_vkey_format(vkey, sizeof(vkey), ORIGIN, pk), CUSTOS_OK);
+    assert_int_equal(custos_note_vkey_parse(&other, vkey), CUSTOS_OK);
+    assert_int_equal(custos_ledger_rebuild(t.path, &other, &rec), CUSTOS_ERR_INVALID);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_ERR_LOCKED);
+    custos_ledger_free(l);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_OK);
+    assert_int_equal(rec.size, 150);
+    assert_int_equal(rec.rebuilt, 150);
+    assert_int_equal(rec.truncated_bytes, 0);
+    verify_derived(&t, 1, 0, NULL);
+    l = open_ok(&c, &rec);
+    assert_int_equal(rec.rebuilt, 0);
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, proof, &n), CUSTOS_OK);
+    assert_memory_equal(proof, want, n * H);
+    custos_ledger_free(l);
+
+    /* a damaged index offset, and derived files lost altogether: reported, and rebuilt */
+    fpath(p, sizeof(p), &t, LEDGER_F_INDEX);
+    ix = slurp(p, &len);
+    ix[77 * 8] ^= 0x10;
+    spit(p, ix, len);
+    free(ix);
+    verify_derived(&t, 0, UINT64_MAX, "derived index damaged at entry 77");
+    assert_int_equal(unlink(p), 0);
+    fpath(p, sizeof(p), &t, LEDGER_F_TREE);
+    assert_int_equal(unlink(p), 0);
+    verify_derived(&t, 0, UINT64_MAX, "index is shorter than its durable marker");
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_OK);
+    assert_int_equal(rec.rebuilt, 150);
+    verify_derived(&t, 1, 0, NULL);
+    sign_and_verify(&t, 150);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -1829,6 +1918,7 @@ int main(void)
         cmocka_unit_test(test_older_log_refused),
         cmocka_unit_test(test_marker_stays_at_checkpoint),
         cmocka_unit_test(test_legacy_marker_past_checkpoint),
+        cmocka_unit_test(test_derived_damage_verify_rebuild),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
         cmocka_unit_test(test_tamper_reordered),
