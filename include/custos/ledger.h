@@ -154,7 +154,9 @@ struct custos_ledger_verify_report {
  * Check the ledger in `dir` from scratch, without trusting derived files:
  * every record's framing and check, the whole tree recomputed from the
  * entries, every stored checkpoint's signature (under `v`) and root, and
- * that stored checkpoints cover no more entries than exist; and, apart
+ * that stored checkpoints cover no more entries than exist, and that the
+ * files are not shorter than the markers in `state` (unkeyed evidence); a
+ * torn last record of either file is reported as such; and, apart
  * (rep->derived_*), that the derived `tree` and `index` below the durable
  * marker equal what the entries give.  Streams: O(log n) memory.  Returns
  * CUSTOS_OK when the check ran (then see rep->intact and rep->derived_intact)

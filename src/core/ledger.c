@@ -2180,6 +2180,8 @@ struct vstate {
     struct fwd *tree, *idx; /* the derived files */
     uint64_t tree_limit;    /* tree slots below the durable marker: must equal the recomputed nodes */
     uint64_t idx_limit;     /* index entries below the durable marker: must equal the record offsets */
+    uint64_t cp_durable;    /* checkpoints-file length state says was fsync'ed (LEDGER_CP_HDR without state) */
+    uint64_t cp_torn;       /* offset of a torn last checkpoint record, or 0 */
     char note[CUSTOS_NOTE_MAX + 1];
 };
 
@@ -2250,6 +2252,17 @@ static int next_checkpoint(struct vstate *vs)
     if (r < 0)
         return -2;
     if (r > 0) {
+        /* As for entries: the last record, past what state says was fsync'ed, with nothing
+           valid after it, is the torn tail of a crash (open truncates it); else damage. */
+        if (vs->cp_off >= vs->cp_durable) {
+            r = cp_valid_after(vs->cpfd, vs->cp_off, vs->cp_eof, vs->note);
+            if (r < 0)
+                return -2;
+            if (r == 0) {
+                vs->cp_torn = vs->cp_off;
+                return 0;
+            }
+        }
         bad(vs, vs->vouched, "checkpoint %llu: damaged record at offset %llu",
             (unsigned long long)vs->rep->checkpoints, (unsigned long long)vs->cp_off);
         return -1;
@@ -2366,6 +2379,7 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         if (vs->idx_limit > ((uint64_t)1 << 56))
             vs->idx_limit = (uint64_t)1 << 56; /* impossible; the log runs out first */
         vs->tree_limit = ledger_tree_nodes(vs->idx_limit);
+        vs->cp_durable = ledger_get64(st + LEDGER_ST_CP_BYTES);
         break;
     case CUSTOS_ERR_NOTFOUND:
         break;
@@ -2380,6 +2394,8 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
 
     vs->tree = &tree;
     vs->idx = &idx;
+    if (!have_state)
+        vs->cp_durable = LEDGER_CP_HDR;
     vs->rep = rep;
     vs->cpfd = cpfd;
     vs->v = v;
@@ -2526,6 +2542,19 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         bad(vs, range->size, "checkpoint %llu covers %llu entries but the log holds %llu",
             (unsigned long long)rep->checkpoints, (unsigned long long)vs->next.size,
             (unsigned long long)range->size);
+    /* The markers in `state` are unkeyed, but they are what open goes by: files shorter than
+       them were cut (with the checkpoints that covered the missing entries, or without). */
+    if (have_state && range->size < vs->idx_limit)
+        bad(vs, range->size, "the log holds %llu entries but state says %llu were durable (state is unkeyed "
+            "evidence: entries cut, perhaps with the checkpoints that covered them)",
+            (unsigned long long)range->size, (unsigned long long)vs->idx_limit);
+    if (have_state && vs->cp_eof < vs->cp_durable)
+        bad(vs, vs->vouched, "checkpoints file holds %llu bytes but state says %llu were durable (state is "
+            "unkeyed evidence: checkpoints cut)",
+            (unsigned long long)vs->cp_eof, (unsigned long long)vs->cp_durable);
+    if (vs->cp_torn)
+        bad(vs, vs->vouched, "torn checkpoint record at offset %llu; opening the ledger truncates it",
+            (unsigned long long)vs->cp_torn);
 done:
     if (rep->size == 0 && range)
         rep->size = range->size;

@@ -1699,6 +1699,93 @@ static void test_derived_damage_verify_rebuild(void **state)
     tdir_free(&t);
 }
 
+/* Files cut short of the markers in `state`, consistently (no checkpoint left covering what was
+   cut): open refuses, and verify, which reads state as unkeyed evidence, reports it too. */
+static void test_verify_reads_state(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    struct batch b[4096];
+    char p[512], q[512];
+    uint8_t *log, *cp;
+    size_t len, cplen, nb, i, cut = 0, first_rec;
+    uint64_t cut_entries = 0;
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150); /* checkpoints at 100 and 150 */
+    fpath(p, sizeof(p), &t, LEDGER_F_CHECKPOINTS);
+    cp = slurp(p, &cplen);
+    first_rec = LEDGER_CP_HDR + LEDGER_CPREC_HDR + ledger_get32(cp + LEDGER_CP_HDR + 4) + LEDGER_CHECK_BYTES;
+    assert_true(first_rec < cplen);
+    assert_int_equal(ledger_get64(cp + LEDGER_CP_HDR + 8), 100);
+
+    /* the checkpoint at 150 cut off: what remains is self-consistent */
+    spit(p, cp, first_rec);
+    verify_expect(&t, 0, 100, "state is unkeyed evidence");
+    cfg_init(&c, &t);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* ... and the entries past 100 cut too, at a batch boundary */
+    fpath(q, sizeof(q), &t, LEDGER_F_ENTRIES);
+    log = slurp(q, &len);
+    nb = batches(log, len, b, 4096);
+    for (i = 0; i < nb; i++)
+        if (b[i].first + b[i].count == 100)
+            cut = b[i].off + LEDGER_BATCH_HDR + b[i].bytes, cut_entries = 100;
+    assert_int_equal(cut_entries, 100);
+    spit(q, log, cut);
+    verify_expect(&t, 0, 100, "state says 150 were durable");
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* restored */
+    spit(q, log, len);
+    spit(p, cp, cplen);
+    verify_expect(&t, 1, 0, NULL);
+    free(log);
+    free(cp);
+    tdir_free(&t);
+}
+
+/* A torn last checkpoint record (a crash while appending it), past what state says was
+   fsync'ed and with nothing valid after it: verify calls it a torn tail, as for entries, and
+   open truncates it.  The same bytes below the state's marker are damage. */
+static void test_verify_torn_checkpoint(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct custos_ledger_recovery rec;
+    struct tdir t;
+    char p[512];
+    uint8_t *cp;
+    size_t len;
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150);
+    fpath(p, sizeof(p), &t, LEDGER_F_CHECKPOINTS);
+    cp = slurp(p, &len);
+    cp = realloc(cp, len + 40);
+    assert_non_null(cp);
+    memcpy(cp + len, cp + LEDGER_CP_HDR, 40); /* the first 40 bytes of a record */
+    spit(p, cp, len + 40);
+    verify_expect(&t, 0, 150, "torn checkpoint record");
+    cfg_init(&c, &t);
+    l = open_ok(&c, &rec);
+    assert_int_equal(rec.truncated_bytes, 40);
+    custos_ledger_free(l);
+    assert_int_equal(fsize(p), len);
+    verify_expect(&t, 1, 0, NULL);
+
+    /* the last durable record damaged in place: not a torn tail */
+    cp[len - 3] ^= 0x01;
+    spit(p, cp, len);
+    verify_expect(&t, 0, 100, "damaged record");
+    free(cp);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -1919,6 +2006,8 @@ int main(void)
         cmocka_unit_test(test_marker_stays_at_checkpoint),
         cmocka_unit_test(test_legacy_marker_past_checkpoint),
         cmocka_unit_test(test_derived_damage_verify_rebuild),
+        cmocka_unit_test(test_verify_reads_state),
+        cmocka_unit_test(test_verify_torn_checkpoint),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
         cmocka_unit_test(test_tamper_reordered),
