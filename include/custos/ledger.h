@@ -138,21 +138,44 @@ const char *custos_ledger_origin(struct custos_ledger *l);
 struct custos_ledger_verify_report {
     uint64_t size;            /* entries found */
     uint64_t checkpoints;     /* stored checkpoints checked */
-    int intact;               /* 1 when everything checked out */
+    int intact;               /* 1 when the entries and checkpoints checked out */
     uint64_t first_bad_index; /* valid when !intact: the first entry index found bad or missing */
     char what[160];           /* when !intact: one lowercase line saying what failed */
+    /* The derived files, which open and the proofs rely on: 1 when every `tree` node and
+       `index` offset below the durable marker equals what the entries give, and `state`
+       checks out.  When 0, custos_ledger_rebuild recomputes tree and index from the entries. */
+    int derived_intact;
+    uint64_t derived_bad_slot; /* when !derived_intact: the first bad tree slot, UINT64_MAX when
+                                  the damage is elsewhere (index, state) */
+    char derived_what[160];    /* when !derived_intact: one lowercase line */
 };
 
 /*
  * Check the ledger in `dir` from scratch, without trusting derived files:
  * every record's framing and check, the whole tree recomputed from the
  * entries, every stored checkpoint's signature (under `v`) and root, and
- * that stored checkpoints cover no more entries than exist.  Streams: O(log n)
- * memory.  Returns CUSTOS_OK when the check ran (then see rep->intact) or an
- * error when it could not run (CUSTOS_ERR_LOCKED while a writer holds the
- * ledger, CUSTOS_ERR_IO, ...).
+ * that stored checkpoints cover no more entries than exist, and that the
+ * files are not shorter than the markers in `state` (unkeyed evidence); a
+ * torn last record of either file is reported as such; and, apart
+ * (rep->derived_*), that the derived `tree` and `index` below the durable
+ * marker equal what the entries give.  Streams: O(log n) memory.  Returns
+ * CUSTOS_OK when the check ran (then see rep->intact and rep->derived_intact)
+ * or an error when it could not run (CUSTOS_ERR_LOCKED while a writer holds
+ * the ledger, CUSTOS_ERR_IO, ...).
  */
 enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
                                      struct custos_ledger_verify_report *rep);
+
+/*
+ * Recompute the derived files (`tree`, `index`) of the ledger in `dir` from the whole entries
+ * log, as open does past its marker, and check the latest checkpoint (signature under `v`,
+ * which must be the ledger's key, and root) against the result.  For repair after verify
+ * reports derived damage; O(n) time, O(1) memory.  Takes the exclusive lock
+ * (CUSTOS_ERR_LOCKED while a writer runs); needs no signing key and signs nothing.  A torn
+ * tail is truncated as at open; `rec` (may be NULL) says what was done.  CUSTOS_ERR_CORRUPT,
+ * changing nothing past the derived files, when the log itself is damaged.
+ */
+enum custos_err custos_ledger_rebuild(const char *dir, const struct custos_note_verifier *v,
+                                      struct custos_ledger_recovery *rec);
 
 #endif

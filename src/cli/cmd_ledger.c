@@ -2,7 +2,9 @@
  * cmd_ledger.c - custos ledger verify|export|key|witness.
  *
  * verify  recomputes the whole tree from the entries and checks every stored
- *         checkpoint; exit 0 when intact, 1 with the first bad index otherwise.
+ *         checkpoint, and the derived files against them; exit 0 when intact,
+ *         1 with the first bad index (or the damaged derived slot) otherwise.
+ * rebuild recomputes the derived files (tree, index) from the entries.
  * export  writes entries as JSON lines {"index","data","event"}.
  * key     prints the ledger's verifier key (vkey) alone on the last line.
  * witness fetches a server's checkpoint, checks its signature against a
@@ -35,12 +37,16 @@
 
 static const char help[] =
     "usage: custos ledger verify --data DIR\n"
+    "       custos ledger rebuild --data DIR\n"
     "       custos ledger export --data DIR [--start S] [--count C]\n"
     "       custos ledger key --data DIR\n"
     "       custos ledger witness --url URL --vkey VKEY --state FILE\n"
     "\n"
     "verify   recompute the Merkle tree from every entry, check every stored checkpoint's\n"
-    "         signature and root; exit 0 when intact, 1 and the first bad index otherwise\n"
+    "         signature and root, and that the derived files (tree, index) agree; exit 0\n"
+    "         when intact, 1 and the first bad index (or the damaged derived file) otherwise\n"
+    "rebuild  recompute the derived files from the entries (after verify reports them\n"
+    "         damaged); the server must be stopped\n"
     "export   entries as JSON lines {\"index\",\"data\"(base64 of the exact bytes),\"event\"}\n"
     "key      print the ledger's verifier key (vkey), alone on the last line\n"
     "witness  fetch URL/v1/ledger/checkpoint, check its signature with VKEY and that it is\n"
@@ -107,12 +113,43 @@ static int do_verify(const struct args *a)
         return cli_fail(rc);
     if (!rep.intact) {
         printf("ledger NOT intact: first bad index %llu: %s\n", (unsigned long long)rep.first_bad_index, rep.what);
+        if (!rep.derived_intact)
+            printf("and: %s\n", rep.derived_what);
         fprintf(stderr, "custos: ledger verification failed at index %llu\n",
                 (unsigned long long)rep.first_bad_index);
         return EXIT_TAMPERED;
     }
+    if (!rep.derived_intact) {
+        /* the log is sound, but what the server builds proofs from is not */
+        printf("ledger entries intact (%llu entries, %llu checkpoints verified), derived files NOT: %s\n",
+               (unsigned long long)rep.size, (unsigned long long)rep.checkpoints, rep.derived_what);
+        fprintf(stderr, "custos: ledger derived files damaged; 'custos ledger rebuild --data %s' recomputes "
+                        "them from the entries\n", a->dir);
+        return EXIT_TAMPERED;
+    }
     printf("ledger intact: %llu entries, %llu checkpoints verified\n", (unsigned long long)rep.size,
            (unsigned long long)rep.checkpoints);
+    return 0;
+}
+
+static int do_rebuild(const struct args *a)
+{
+    struct custos_ledger_recovery rec;
+    struct custos_note_verifier v;
+    char vkey[512], ldir[4096];
+    enum custos_err rc;
+
+    if (!a->dir)
+        return cli_usage("ledger", "--data DIR is required");
+    if ((rc = identity(a->dir, &v, vkey, sizeof(vkey))))
+        return cli_fail(rc);
+    snprintf(ldir, sizeof(ldir), "%s/ledger", a->dir);
+    if ((rc = custos_ledger_rebuild(ldir, &v, &rec)))
+        return cli_fail(rc);
+    if (rec.truncated_bytes > 0)
+        fprintf(stderr, "custos: ledger: truncated a torn tail of %llu bytes\n",
+                (unsigned long long)rec.truncated_bytes);
+    printf("ledger derived files rebuilt: %llu entries\n", (unsigned long long)rec.size);
     return 0;
 }
 
@@ -477,11 +514,13 @@ int cmd_ledger(int argc, char **argv)
         return r;
     if (strcmp(argv[1], "verify") == 0)
         return do_verify(&a);
+    if (strcmp(argv[1], "rebuild") == 0)
+        return do_rebuild(&a);
     if (strcmp(argv[1], "export") == 0)
         return do_export(&a);
     if (strcmp(argv[1], "key") == 0)
         return do_key(&a);
     if (strcmp(argv[1], "witness") == 0)
         return do_witness(&a);
-    return cli_usage("ledger", "expected verify, export, key or witness");
+    return cli_usage("ledger", "expected verify, rebuild, export, key or witness");
 }

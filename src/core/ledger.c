@@ -20,7 +20,10 @@
  * Durability: a batch is one pwrite of the entries log and one fdatasync;
  * only then is it acknowledged.  tree/index are written to the page cache
  * after that and fsync'ed at checkpoint time, when `state` records the new
- * marker; recovery recomputes them past the marker from the log alone.
+ * marker; recovery recomputes them past the marker from the log alone,
+ * after checking in O(1) that the record just below the marker is in the
+ * log where the marker puts it (the file's size, which includes the zeros
+ * written ahead, proves nothing).
  *
  * Invariants:
  *  - the writer thread is the only writer of entries/tree/index; the
@@ -32,8 +35,15 @@
  *    and present in the (page-cached) tree and index files;
  *  - a checkpoint is signed only for a durable size, sizes never decrease,
  *    and all come from one in-order compact range: no two are inconsistent;
+ *  - the derived marker D in `state` never runs past the latest signed
+ *    checkpoint, so the peaks open reads at D are vouched for by a signed
+ *    root (or, past it, recomputed from the log);
  *  - memory is bounded: two queue buffers, staging buffers, a compact range
  *    of <= 64 hashes; nothing grows with the ledger.
+ *
+ * Verify trusts only the log and the checkpoints' signatures, and checks the
+ * derived files against them; custos_ledger_rebuild recomputes the derived
+ * files from the whole log (operator repair, O(n), no key, signs nothing).
  *
  * Must never: acknowledge an entry before its batch is fdatasync'ed; sign a
  * checkpoint over entries that are not durable; truncate anything but a
@@ -94,6 +104,7 @@ struct custos_ledger {
     /* fixed after open */
     int dirfd, lockfd, logfd, treefd, idxfd, cpfd;
     int read_only;
+    int rebuild; /* custos_ledger_rebuild: writable, no key, no threads */
     char origin[CUSTOS_NOTE_NAME_MAX + 1];
     uint8_t pk[32];
     uint8_t *sk; /* 64 bytes of sodium_malloc memory, read-only; NULL when read_only */
@@ -155,6 +166,9 @@ struct custos_ledger {
 
     /* checkpointer only (and open/free) */
     uint64_t st_derived, st_derived_log, cp_end, cp_last;
+    /* open only: the marker recovery may record, the last batch boundary the scan passed at or
+       below the latest checkpoint (the marker never runs ahead of a signed checkpoint) */
+    uint64_t mark_target, mark_d, mark_dl;
 };
 
 /* ------------------------------------------------------------------ I/O */
@@ -999,7 +1013,13 @@ static void *checkpointer_main(void *arg)
 
 static enum custos_err open_file(struct custos_ledger *l, const char *name, int *fd)
 {
-    *fd = openat(l->dirfd, name, (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    int derived = strcmp(name, LEDGER_F_TREE) == 0 || strcmp(name, LEDGER_F_INDEX) == 0;
+
+    /* a rebuild recomputes the derived files: one that was lost is made anew */
+    if (l->rebuild && derived)
+        *fd = openat(l->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    else
+        *fd = openat(l->dirfd, name, (l->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (*fd < 0) {
         if (errno == ENOENT)
             return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: %s file is missing", name);
@@ -1214,6 +1234,10 @@ static enum custos_err scan_log(struct custos_ledger *l, uint64_t *torn_at, uint
         }
         index += count;
         off += LEDGER_BATCH_HDR + bytes;
+        if (index <= l->mark_target) {
+            l->mark_d = index;
+            l->mark_dl = off;
+        }
         l->durable = index;
         atomic_store(&l->durable_pub, index);
         l->log_end = off;
@@ -1221,6 +1245,102 @@ static enum custos_err scan_log(struct custos_ledger *l, uint64_t *torn_at, uint
 done:
     free(cmp);
     return e;
+}
+
+/*
+ * The compact range at the derived marker D is read from `tree` and must be
+ * vouched for: by a signed checkpoint of size >= D, whose root open checks
+ * (the rebuilt nodes past D are folded from the peaks at D), or by the log.
+ * Recovery never moves the marker past the latest checkpoint, but a state
+ * written by older versions may have: then start again from the latest
+ * checkpoint's size (its batch found through `index` and checked), or from
+ * the start of the log when no checkpoint exists, and rebuild from the log.
+ */
+static enum custos_err rewind_marker(struct custos_ledger *l)
+{
+    uint8_t b8[8], hdr[LEDGER_BATCH_HDR];
+    uint64_t to = l->have_cp ? l->cp_size : 0, off;
+    uint32_t count, bytes;
+    int r;
+
+    if (l->st_derived <= to)
+        return CUSTOS_OK;
+    if (to == 0) {
+        l->st_derived = 0;
+        l->st_derived_log = LEDGER_LOG_HDR;
+        return CUSTOS_OK;
+    }
+    r = pread_full(l->idxfd, b8, 8, to * 8);
+    if (r < 0)
+        return io_err("reading the index file");
+    off = r == 0 ? ledger_get64(b8) : 0;
+    if (off < LEDGER_LOG_HDR + LEDGER_BATCH_HDR || off > l->st_derived_log)
+        goto bad;
+    if ((r = pread_full(l->logfd, hdr, sizeof(hdr), off - LEDGER_BATCH_HDR)) < 0)
+        return io_err("reading the entries log");
+    if (r > 0 || batch_header_parse(hdr, to, &count, &bytes) != HDR_OK)
+        goto bad;
+    l->st_derived = to;
+    l->st_derived_log = off - LEDGER_BATCH_HDR;
+    return CUSTOS_OK;
+bad:
+    return custos_err_set(CUSTOS_ERR_CORRUPT,
+                          "ledger: no batch starts at entry %llu (the latest checkpoint) where the index "
+                          "puts it: damaged derived files or log (custos ledger verify tells which)",
+                          (unsigned long long)to);
+}
+
+/*
+ * The record just below the derived marker D, read in O(1): index[D-1] names
+ * its offset; it must end exactly at DL (the marker's log offset), pass its
+ * check, and hash to the leaf stored in `tree`.  The size of `entries` alone
+ * proves nothing (it includes the zeros written ahead), so without this an
+ * older copy of `entries`, or its last batches zeroed in place, would open as
+ * "space ahead" and the writer would sign over entries that are gone.
+ */
+static enum custos_err check_marker_record(struct custos_ledger *l)
+{
+    uint8_t b8[8], leaf[CUSTOS_HASH_BYTES], stored[CUSTOS_HASH_BYTES];
+    uint8_t *entry = l->q[1].data; /* scratch at open: holds CUSTOS_LEDGER_ENTRY_MAX */
+    uint64_t d = l->st_derived, dl = l->st_derived_log, off;
+    uint32_t len;
+    enum custos_err e;
+    int r;
+
+    if (d == 0) {
+        if (dl != LEDGER_LOG_HDR)
+            return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: state file holds inconsistent markers");
+        return CUSTOS_OK;
+    }
+    r = pread_full(l->idxfd, b8, 8, (d - 1) * 8);
+    if (r < 0)
+        return io_err("reading the index file");
+    off = r == 0 ? ledger_get64(b8) : 0;
+    if (off < LEDGER_LOG_HDR + LEDGER_BATCH_HDR || off > dl || dl - off < LEDGER_REC_OVERHEAD)
+        goto bad;
+    if ((r = pread_full(l->logfd, b8, 4, off)) < 0)
+        return io_err("reading the entries log");
+    len = r == 0 ? ledger_get32(b8) : UINT32_MAX;
+    if (len > CUSTOS_LEDGER_ENTRY_MAX || off + LEDGER_REC_OVERHEAD + len != dl)
+        goto bad;
+    if ((r = pread_full(l->logfd, entry, (size_t)len + LEDGER_CHECK_BYTES, off + 4)) < 0)
+        return io_err("reading the entries log");
+    if (r > 0)
+        goto bad;
+    custos_merkle_leaf_hash(leaf, entry, len);
+    if (memcmp(leaf, entry + len, LEDGER_CHECK_BYTES) != 0)
+        goto bad;
+    if ((e = read_slot(l->treefd, ledger_tree_pos(0, d - 1), stored)) != CUSTOS_OK)
+        return e;
+    if (sodium_memcmp(leaf, stored, CUSTOS_HASH_BYTES) != 0)
+        goto bad;
+    return CUSTOS_OK;
+bad:
+    return custos_err_set(CUSTOS_ERR_CORRUPT,
+                          "ledger: entry %llu, the last below the durable marker, is missing or differs in the "
+                          "entries log (an older or damaged copy of entries, or damaged derived files: "
+                          "custos ledger verify tells which)",
+                          (unsigned long long)(d - 1));
 }
 
 static enum custos_err check_latest_checkpoint(struct custos_ledger *l)
@@ -1262,8 +1382,9 @@ static enum custos_err check_latest_checkpoint(struct custos_ledger *l)
 static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_recovery *rec)
 {
     uint64_t log_eof, tree_len, idx_len, torn_at = 0, torn_end = 0, cp_trunc = 0, cp_eof = 0, rebuilt = 0;
-    uint64_t cp_end0 = l->cp_end;
+    uint64_t cp_end0 = l->cp_end, d0 = l->st_derived;
     enum custos_err e;
+    int rewound;
 
     if ((e = check_file_header(l->logfd, LEDGER_LOG_MAGIC, LEDGER_LOG_HDR, LEDGER_F_ENTRIES)) != CUSTOS_OK)
         return e;
@@ -1276,6 +1397,14 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
         return custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: derived files are shorter than their durable marker");
     if ((e = load_checkpoints(l, &cp_trunc, &cp_eof)) != CUSTOS_OK)
         return e;
+    if ((e = rewind_marker(l)) != CUSTOS_OK)
+        return e;
+    rewound = l->st_derived != d0;
+    if ((e = check_marker_record(l)) != CUSTOS_OK)
+        return e;
+    l->mark_target = l->have_cp ? l->cp_size : 0;
+    l->mark_d = l->st_derived;
+    l->mark_dl = l->st_derived_log;
 
     l->tree_end = ledger_tree_nodes(l->st_derived);
     l->idx_end = l->st_derived;
@@ -1307,7 +1436,7 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
     l->log_alloc = torn_at ? torn_at : log_eof;
     if (cp_trunc && (truncate_to(l, l->cpfd, cp_trunc) != 0 || datasync(l, l->cpfd) != 0))
         return io_err("truncating the torn tail of the checkpoints file");
-    if (rebuilt > 0 || torn_at || cp_trunc || l->cp_end != cp_end0) {
+    if (rebuilt > 0 || torn_at || cp_trunc || l->cp_end != cp_end0 || rewound) {
         /* Batches read back past the marker may never have reached the disk (a process killed
            between a batch's write and its fdatasync leaves it in the page cache): make them
            durable before the marker, and any checkpoint, covers them. */
@@ -1315,8 +1444,12 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
             return io_err("syncing the entries log");
         if (datasync(l, l->treefd) != 0 || datasync(l, l->idxfd) != 0)
             return io_err("syncing derived files");
-        l->st_derived = l->durable;
-        l->st_derived_log = l->log_end;
+        /* The marker stays at a signed checkpoint (the writer signs one at the durable size
+           within checkpoint_interval_ms): the peaks the next open reads from `tree` at the
+           marker are then vouched for by that checkpoint's root, and whatever lies past it is
+           recomputed from the log again. */
+        l->st_derived = l->mark_d;
+        l->st_derived_log = l->mark_dl;
         if ((e = state_write(l)) != CUSTOS_OK)
             return e;
     }
@@ -1431,8 +1564,13 @@ static void release(struct custos_ledger *l)
     free(l);
 }
 
-enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struct custos_ledger **out,
-                                   struct custos_ledger_recovery *rec)
+/*
+ * Open, or with `rebuild` (a verifier for the ledger's key) recompute `tree` and `index` from the
+ * whole log under the exclusive lock, without the signing key and without starting threads:
+ * *out is then a ledger that only custos_ledger_free may be called on.
+ */
+static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struct custos_ledger **out,
+                                   struct custos_ledger_recovery *rec, const struct custos_note_verifier *rebuild)
 {
     struct custos_ledger *l = NULL;
     uint8_t st[LEDGER_STATE_BYTES];
@@ -1447,7 +1585,7 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
         return custos_err_set(CUSTOS_ERR_CRYPTO, "ledger: libsodium failed to initialise");
     if (cfg == NULL || cfg->dir == NULL || cfg->dir[0] == '\0')
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: no directory");
-    if (!cfg->read_only && (cfg->sign_sk == NULL || cfg->origin == NULL))
+    if (!cfg->read_only && !rebuild && (cfg->sign_sk == NULL || cfg->origin == NULL))
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: a writable ledger needs an origin and a signing key");
     if (cfg->origin && strlen(cfg->origin) > CUSTOS_NOTE_NAME_MAX)
         return custos_err_set(CUSTOS_ERR_INVALID, "ledger: origin too long");
@@ -1456,7 +1594,8 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
     if (l == NULL)
         return custos_err_set(CUSTOS_ERR_NOMEM, "ledger: out of memory");
     l->dirfd = l->lockfd = l->logfd = l->treefd = l->idxfd = l->cpfd = -1;
-    l->read_only = cfg->read_only != 0;
+    l->read_only = cfg->read_only != 0 && !rebuild;
+    l->rebuild = rebuild != NULL;
     l->interval_ms = cfg->checkpoint_interval_ms ? cfg->checkpoint_interval_ms : 1000;
     l->now_fn = cfg->now_ms;
     l->now_ctx = cfg->now_ctx;
@@ -1465,7 +1604,7 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
     if ((e = sync_init(l)) != CUSTOS_OK || (e = alloc_buffers(l)) != CUSTOS_OK)
         goto fail;
 
-    if (!l->read_only && mkdir(cfg->dir, 0700) != 0 && errno != EEXIST) {
+    if (!l->read_only && !l->rebuild && mkdir(cfg->dir, 0700) != 0 && errno != EEXIST) {
         e = io_err("creating the ledger directory");
         goto fail;
     }
@@ -1488,6 +1627,8 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
             l->lockfd = -1;
             goto fail;
         }
+    }
+    if (!l->read_only && !l->rebuild) {
         if ((e = key_load(l, cfg->sign_sk)) != CUSTOS_OK)
             goto fail;
         if (custos_note_vkey_format(vkey, sizeof(vkey), cfg->origin, l->pk) != CUSTOS_OK) {
@@ -1498,7 +1639,7 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
     }
 
     e = state_read(l->dirfd, st);
-    if (e == CUSTOS_ERR_NOTFOUND && !l->read_only) {
+    if (e == CUSTOS_ERR_NOTFOUND && !l->read_only && !l->rebuild) {
         e = create_ledger(l);
         if (e == CUSTOS_OK)
             e = state_read(l->dirfd, st);
@@ -1506,12 +1647,16 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
     if (e != CUSTOS_OK)
         goto fail;
     olen = ledger_get32(st + LEDGER_ST_ORIGIN_LEN);
-    if (l->read_only) {
+    if (l->read_only || l->rebuild) {
         memcpy(l->origin, st + LEDGER_ST_ORIGIN, olen);
         l->origin[olen] = '\0';
         memcpy(l->pk, st + LEDGER_ST_PUBKEY, 32);
         if (cfg->origin && strcmp(cfg->origin, l->origin) != 0) {
             e = custos_err_set(CUSTOS_ERR_INVALID, "ledger: origin does not match the ledger's");
+            goto fail;
+        }
+        if (rebuild && (strcmp(rebuild->name, l->origin) != 0 || sodium_memcmp(rebuild->pubkey, l->pk, 32) != 0)) {
+            e = custos_err_set(CUSTOS_ERR_INVALID, "ledger: the verifier key is not this ledger's key");
             goto fail;
         }
     } else if (olen != strlen(l->origin) || memcmp(st + LEDGER_ST_ORIGIN, l->origin, olen) != 0) {
@@ -1529,6 +1674,10 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
         e = custos_err_set(CUSTOS_ERR_CORRUPT, "ledger: state file holds an impossible size");
         goto fail;
     }
+    if (l->rebuild) { /* trust nothing derived: recompute from the first entry */
+        l->st_derived = 0;
+        l->st_derived_log = LEDGER_LOG_HDR;
+    }
     snprintf(l->self.name, sizeof(l->self.name), "%s", l->origin);
     memcpy(l->self.pubkey, l->pk, 32);
     custos_note_key_id(l->self.key_id, l->origin, l->pk);
@@ -1544,7 +1693,7 @@ enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struc
     l->next_index = l->durable;
     l->handed = l->have_cp;
     l->handed_size = l->have_cp ? l->cp_size : 0;
-    if (!l->read_only) {
+    if (!l->read_only && !l->rebuild) {
         l->last_cp_ms = now_ms(l);
         if (pthread_create(&l->cpthread, NULL, checkpointer_main, l) != 0) {
             e = custos_err_set(CUSTOS_ERR_NOMEM, "ledger: cannot start the checkpointer");
@@ -1568,6 +1717,28 @@ fail:
         pthread_join(l->cpthread, NULL);
     }
     release(l);
+    return e;
+}
+
+enum custos_err custos_ledger_open(const struct custos_ledger_config *cfg, struct custos_ledger **out,
+                                   struct custos_ledger_recovery *rec)
+{
+    return open_ledger(cfg, out, rec, NULL);
+}
+
+enum custos_err custos_ledger_rebuild(const char *dir, const struct custos_note_verifier *v,
+                                      struct custos_ledger_recovery *rec)
+{
+    struct custos_ledger_config cfg;
+    struct custos_ledger *l = NULL;
+    enum custos_err e;
+
+    if (v == NULL)
+        return custos_err_set(CUSTOS_ERR_INVALID, "ledger rebuild: no verifier");
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.dir = dir;
+    e = open_ledger(&cfg, &l, rec, v);
+    custos_ledger_free(l);
     return e;
 }
 
@@ -1963,7 +2134,7 @@ const char *custos_ledger_origin(struct custos_ledger *l)
 
 /* -------------------------------------------------------------- verify */
 
-/* Forward-only buffered reader of the tree file's leaf slots (for the hint). */
+/* Forward-mostly buffered reader of a derived file (tree slots, index offsets). */
 struct fwd {
     int fd;
     uint64_t len;
@@ -1974,13 +2145,12 @@ struct fwd {
 
 #define FWD_BUF (256u * 1024u)
 
-static int fwd_slot(struct fwd *f, uint64_t slot, uint8_t out[CUSTOS_HASH_BYTES])
+/* n bytes at off into out: 1, or 0 when the file is absent or too short. */
+static int fwd_get(struct fwd *f, uint64_t off, void *out, size_t n)
 {
-    uint64_t off = slot * CUSTOS_HASH_BYTES;
-
-    if (f->fd < 0 || off + CUSTOS_HASH_BYTES > f->len)
+    if (f->fd < 0 || off + n > f->len)
         return 0;
-    if (off < f->at || off + CUSTOS_HASH_BYTES > f->at + f->have) {
+    if (off < f->at || off + n > f->at + f->have) {
         uint64_t want = f->len - off < FWD_BUF ? f->len - off : FWD_BUF;
 
         if (pread_full(f->fd, f->buf, (size_t)want, off) != 0)
@@ -1988,8 +2158,13 @@ static int fwd_slot(struct fwd *f, uint64_t slot, uint8_t out[CUSTOS_HASH_BYTES]
         f->at = off;
         f->have = (size_t)want;
     }
-    memcpy(out, f->buf + (off - f->at), CUSTOS_HASH_BYTES);
+    memcpy(out, f->buf + (off - f->at), n);
     return 1;
+}
+
+static int fwd_slot(struct fwd *f, uint64_t slot, uint8_t out[CUSTOS_HASH_BYTES])
+{
+    return fwd_get(f, slot * CUSTOS_HASH_BYTES, out, CUSTOS_HASH_BYTES);
 }
 
 struct vstate {
@@ -2002,6 +2177,11 @@ struct vstate {
     uint64_t last_size;     /* size of the previous checkpoint (sizes never decrease) */
     uint64_t vouched;       /* entries covered by a verified checkpoint */
     uint64_t hint;          /* first leaf that differs from the stored tree, or UINT64_MAX */
+    struct fwd *tree, *idx; /* the derived files */
+    uint64_t tree_limit;    /* tree slots below the durable marker: must equal the recomputed nodes */
+    uint64_t idx_limit;     /* index entries below the durable marker: must equal the record offsets */
+    uint64_t cp_durable;    /* checkpoints-file length state says was fsync'ed (LEDGER_CP_HDR without state) */
+    uint64_t cp_torn;       /* offset of a torn last checkpoint record, or 0 */
     char note[CUSTOS_NOTE_MAX + 1];
 };
 
@@ -2020,6 +2200,44 @@ static void bad(struct vstate *vs, uint64_t index, const char *fmt, ...)
     va_end(ap);
 }
 
+static void derived_bad(struct vstate *vs, uint64_t slot, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void derived_bad(struct vstate *vs, uint64_t slot, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!vs->rep->derived_intact)
+        return;
+    vs->rep->derived_intact = 0;
+    vs->rep->derived_bad_slot = slot;
+    va_start(ap, fmt);
+    vsnprintf(vs->rep->derived_what, sizeof(vs->rep->derived_what), fmt, ap);
+    va_end(ap);
+}
+
+/* Each node the compact range produces, in post-order (the tree file's order): the leaf for
+   the hint, and every node below the durable marker compared with the stored one, since open
+   and the proofs read them from there. */
+static void verify_node(void *ctx, unsigned level, uint64_t index, const uint8_t hash[CUSTOS_HASH_BYTES])
+{
+    struct vstate *vs = ctx;
+    uint64_t slot = ledger_tree_pos(level, index);
+    uint8_t stored[CUSTOS_HASH_BYTES];
+    int have = fwd_slot(vs->tree, slot, stored), same = have && memcmp(stored, hash, CUSTOS_HASH_BYTES) == 0;
+
+    if (level == 0 && !same && vs->hint == UINT64_MAX)
+        vs->hint = index;
+    if (same || slot >= vs->tree_limit)
+        return;
+    if (!have)
+        derived_bad(vs, slot, "derived tree is shorter than its durable marker (slot %llu missing)",
+                    (unsigned long long)slot);
+    else
+        derived_bad(vs, slot, "derived tree damaged at slot %llu (level %u over entries %llu..%llu)",
+                    (unsigned long long)slot, level, (unsigned long long)(index << level),
+                    (unsigned long long)(((index + 1) << level) - 1));
+}
+
 /* Load the next checkpoint record into vs->next.  0 ok (or none left), -1 bad (reported), -2 i/o. */
 static int next_checkpoint(struct vstate *vs)
 {
@@ -2034,6 +2252,17 @@ static int next_checkpoint(struct vstate *vs)
     if (r < 0)
         return -2;
     if (r > 0) {
+        /* As for entries: the last record, past what state says was fsync'ed, with nothing
+           valid after it, is the torn tail of a crash (open truncates it); else damage. */
+        if (vs->cp_off >= vs->cp_durable) {
+            r = cp_valid_after(vs->cpfd, vs->cp_off, vs->cp_eof, vs->note);
+            if (r < 0)
+                return -2;
+            if (r == 0) {
+                vs->cp_torn = vs->cp_off;
+                return 0;
+            }
+        }
         bad(vs, vs->vouched, "checkpoint %llu: damaged record at offset %llu",
             (unsigned long long)vs->rep->checkpoints, (unsigned long long)vs->cp_off);
         return -1;
@@ -2090,15 +2319,17 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
 {
     struct vstate *vs = NULL;
     struct custos_merkle_range *range = NULL;
-    struct fwd tree = {.fd = -1};
+    struct fwd tree = {.fd = -1}, idx = {.fd = -1};
     uint8_t *buf = NULL, *scratch = NULL, (*leaf)[CUSTOS_HASH_BYTES] = NULL;
-    uint8_t hdr[LEDGER_LOG_HDR], cph[LEDGER_CP_HDR], stored[CUSTOS_HASH_BYTES];
+    uint8_t hdr[LEDGER_LOG_HDR], cph[LEDGER_CP_HDR], stored[CUSTOS_HASH_BYTES], st[LEDGER_STATE_BYTES];
+    int have_state = 0;
     int dirfd = -1, lockfd = -1, logfd = -1, cpfd = -1, r;
     uint64_t eof, off = LEDGER_LOG_HDR;
     enum custos_err e = CUSTOS_OK;
 
     memset(rep, 0, sizeof(*rep));
     rep->intact = 1;
+    rep->derived_intact = 1;
     if (sodium_init() < 0)
         return custos_err_set(CUSTOS_ERR_CRYPTO, "ledger: libsodium failed to initialise");
     if (dir == NULL || v == NULL)
@@ -2109,10 +2340,12 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
     scratch = malloc(LEDGER_BATCH_HDR + (size_t)LEDGER_BATCH_BYTES_MAX);
     leaf = malloc((size_t)LEDGER_BATCH_COUNT_MAX * CUSTOS_HASH_BYTES);
     tree.buf = malloc(FWD_BUF);
-    if (!vs || !range || !buf || !scratch || !leaf || !tree.buf) {
+    idx.buf = malloc(FWD_BUF);
+    if (!vs || !range || !buf || !scratch || !leaf || !tree.buf || !idx.buf) {
         e = custos_err_set(CUSTOS_ERR_NOMEM, "ledger verify: out of memory");
         goto done;
     }
+    vs->rep = rep;
     dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         e = errno == ENOENT ? custos_err_set(CUSTOS_ERR_NOTFOUND, "ledger verify: no such directory")
@@ -2132,14 +2365,37 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
                             : io_err("opening ledger files");
         goto done;
     }
-    tree.fd = openat(dirfd, LEDGER_F_TREE, O_RDONLY | O_CLOEXEC); /* hint only: may be absent */
+    /* The derived files are checked, never trusted: may be absent. */
+    tree.fd = openat(dirfd, LEDGER_F_TREE, O_RDONLY | O_CLOEXEC);
     if (tree.fd >= 0 && file_size(tree.fd, &tree.len) != 0)
         tree.len = 0;
+    idx.fd = openat(dirfd, LEDGER_F_INDEX, O_RDONLY | O_CLOEXEC);
+    if (idx.fd >= 0 && file_size(idx.fd, &idx.len) != 0)
+        idx.len = 0;
+    switch (state_read(dirfd, st)) {
+    case CUSTOS_OK:
+        have_state = 1;
+        vs->idx_limit = ledger_get64(st + LEDGER_ST_DERIVED);
+        if (vs->idx_limit > ((uint64_t)1 << 56))
+            vs->idx_limit = (uint64_t)1 << 56; /* impossible; the log runs out first */
+        vs->tree_limit = ledger_tree_nodes(vs->idx_limit);
+        vs->cp_durable = ledger_get64(st + LEDGER_ST_CP_BYTES);
+        break;
+    case CUSTOS_ERR_NOTFOUND:
+        break;
+    default:
+        derived_bad(vs, UINT64_MAX, "state file is damaged or unreadable (open refuses the ledger)");
+        break;
+    }
     if (file_size(logfd, &eof) != 0 || file_size(cpfd, &vs->cp_eof) != 0) {
         e = io_err("stat");
         goto done;
     }
 
+    vs->tree = &tree;
+    vs->idx = &idx;
+    if (!have_state)
+        vs->cp_durable = LEDGER_CP_HDR;
     vs->rep = rep;
     vs->cpfd = cpfd;
     vs->v = v;
@@ -2204,14 +2460,23 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
                 e = io_err("reading the entries log");
                 goto done;
             } else if (batch_records_parse(buf + LEDGER_BATCH_HDR, bytes, count, leaf, &badrec, &why) == 0) {
+                uint64_t rec_off = off + LEDGER_BATCH_HDR;
+
                 for (i = 0; i < count; i++) {
                     uint64_t index = range->size;
 
-                    if (vs->hint == UINT64_MAX &&
-                        (!fwd_slot(&tree, ledger_tree_pos(0, index), stored) ||
-                         memcmp(stored, leaf[i], CUSTOS_HASH_BYTES) != 0))
-                        vs->hint = index;
-                    custos_merkle_range_append(range, leaf[i], NULL, NULL);
+                    if (index < vs->idx_limit && rep->derived_intact) {
+                        uint8_t b8[8];
+
+                        if (!fwd_get(&idx, index * 8, b8, 8))
+                            derived_bad(vs, UINT64_MAX, "derived index is shorter than its durable marker "
+                                        "(entry %llu missing)", (unsigned long long)index);
+                        else if (ledger_get64(b8) != rec_off)
+                            derived_bad(vs, UINT64_MAX, "derived index damaged at entry %llu",
+                                        (unsigned long long)index);
+                    }
+                    rec_off += LEDGER_REC_OVERHEAD + ledger_get32(buf + (rec_off - off));
+                    custos_merkle_range_append(range, leaf[i], verify_node, vs);
                     if ((r = match_checkpoints(vs, range)) == -2) {
                         e = io_err("reading the checkpoints file");
                         goto done;
@@ -2277,11 +2542,28 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         bad(vs, range->size, "checkpoint %llu covers %llu entries but the log holds %llu",
             (unsigned long long)rep->checkpoints, (unsigned long long)vs->next.size,
             (unsigned long long)range->size);
+    /* The markers in `state` are unkeyed, but they are what open goes by: files shorter than
+       them were cut (with the checkpoints that covered the missing entries, or without). */
+    if (have_state && range->size < vs->idx_limit)
+        bad(vs, range->size, "the log holds %llu entries but state says %llu were durable (state is unkeyed "
+            "evidence: entries cut, perhaps with the checkpoints that covered them)",
+            (unsigned long long)range->size, (unsigned long long)vs->idx_limit);
+    if (have_state && vs->cp_eof < vs->cp_durable)
+        bad(vs, vs->vouched, "checkpoints file holds %llu bytes but state says %llu were durable (state is "
+            "unkeyed evidence: checkpoints cut)",
+            (unsigned long long)vs->cp_eof, (unsigned long long)vs->cp_durable);
+    if (vs->cp_torn)
+        bad(vs, vs->vouched, "torn checkpoint record at offset %llu; opening the ledger truncates it",
+            (unsigned long long)vs->cp_torn);
 done:
     if (rep->size == 0 && range)
         rep->size = range->size;
+    if (e == CUSTOS_OK && vs && !have_state && rep->size > 0)
+        derived_bad(vs, UINT64_MAX, "state file is missing (open refuses a ledger that holds entries without it)");
     if (tree.fd >= 0)
         close(tree.fd);
+    if (idx.fd >= 0)
+        close(idx.fd);
     if (cpfd >= 0)
         close(cpfd);
     if (logfd >= 0)
@@ -2291,6 +2573,7 @@ done:
     if (dirfd >= 0)
         close(dirfd);
     free(tree.buf);
+    free(idx.buf);
     free(leaf);
     free(scratch);
     free(buf);

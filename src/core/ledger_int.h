@@ -62,7 +62,7 @@
 #define LEDGER_ST_ORIGIN_LEN 12  /* u32 */
 #define LEDGER_ST_ORIGIN 16      /* 256 bytes, zero padded */
 #define LEDGER_ST_PUBKEY 272     /* 32 bytes */
-#define LEDGER_ST_DERIVED 304    /* u64 entries covered by fsynced tree and index files */
+#define LEDGER_ST_DERIVED 304    /* u64 entries covered by fsynced tree and index files (<= latest checkpoint) */
 #define LEDGER_ST_DERIVED_LOG 312/* u64 entries-file offset just after entry DERIVED-1 */
 #define LEDGER_ST_CP_BYTES 320   /* u64 checkpoints-file length when last fsynced */
 #define LEDGER_ST_CP_LAST 328    /* u64 offset of the latest checkpoint record (0: none) */

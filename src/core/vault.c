@@ -340,6 +340,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     char path[PATH_MAX], *text = NULL;
     size_t len = 0;
     uint8_t pk[32];
+    struct custos_ledger_recovery lrec;
     enum custos_err rc;
 
     *out = NULL;
@@ -420,8 +421,21 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     lc.now_ctx = o->now_ctx;
     lc.fault = o->ledger_fault;
     lc.fault_ctx = o->ledger_fault_ctx;
-    if ((rc = custos_ledger_open(&lc, &v->ledger, NULL)))
+    if ((rc = custos_ledger_open(&lc, &v->ledger, &lrec)))
         goto fail;
+    if (lrec.truncated_bytes > 0 || lrec.rebuilt > 0) {
+        /* The ledger was not closed cleanly: recovery recomputed derived files and perhaps
+           dropped a torn, never acknowledged tail.  Say so where auditors look, in the ledger
+           itself (the core never prints; count = bytes of the torn tail dropped). */
+        struct custos_caller sys;
+        struct custos_event ev;
+
+        custos_caller_system(&sys);
+        custos_event_init(&ev, "ledger.recover", &sys);
+        ev.count = (int64_t)lrec.truncated_bytes;
+        if ((rc = custos_audit_durable(v, &ev, NULL)))
+            goto fail;
+    }
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;

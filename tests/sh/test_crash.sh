@@ -6,7 +6,8 @@
 # with its value, a witness that saw a checkpoint before the crash accepts the new one (no
 # rollback, no fork).  At the end (server stopped) `custos ledger verify` passes, the ledger holds
 # at least one entry per acknowledged request, and each acknowledged create and read has its
-# ledger entry.
+# ledger entry.  Every unclean stop is on the record as a ledger.recover event, and a torn tail
+# is truncated at the next start with its size in that event.
 . "$(dirname "$0")/lib.sh"
 
 D="$T/data"
@@ -142,3 +143,26 @@ cat "$T"/acked.* | perl -MJSON::PP -e '
   exit($bad ? 1 : 0);
 ' "$T/export.jsonl" || fail "acknowledged requests without their ledger entry"
 step "ok: $acked acknowledged requests, $size ledger entries, verify passes"
+
+# recovery says what it did, in the ledger itself: one ledger.recover event per unclean stop, and
+# a torn tail (100 bytes of junk where the next batch would go) truncated and counted
+step "a torn tail: the next open truncates it and records ledger.recover with the bytes dropped"
+perl -e 'open my $f, "+<:raw", $ARGV[0] or die; local $/; my $b = <$f>; my $e = length $b;
+  $e-- while $e > 16 && substr($b, $e - 1, 1) eq "\0"; seek $f, $e, 0; print $f "\xab" x 100; close $f or die' \
+  "$D/ledger/entries"
+run_rc=0
+"$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || run_rc=$?
+[ "$run_rc" -eq 1 ] && grep -q 'torn tail' "$T/verify.out" || fail "verify before recovery: $(cat "$T/verify.out")"
+start_server "$D"
+stop_server
+"$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || fail "verify after the torn tail: $(cat "$T/verify.out")"
+"$CUSTOS" ledger export --data "$D" >"$T/export.jsonl" || fail "ledger export failed"
+perl -MJSON::PP -e '
+  my @rec;
+  while (<STDIN>) { my $ev = JSON::PP->new->utf8->decode($_)->{event} or next;
+    push @rec, $ev if ($ev->{action} // "") eq "ledger.recover" }
+  die "no ledger.recover event for the kill -9s and the torn tail\n" unless @rec >= 2;
+  die "the last ledger.recover says $rec[-1]{count} bytes dropped, want 100\n" unless $rec[-1]{count} == 100;
+  die "ledger.recover not by the local operator\n" if grep { $_->{actor} ne "\@local" } @rec;
+' <"$T/export.jsonl" || fail "recovery is not on the record"
+step "ok: recovery recorded in the ledger"

@@ -306,6 +306,23 @@ damage truncate-tail-mid-record truncmid $((SIZE - 5))
 damage truncate-last-batch trunc $((SIZE - 1))
 # the untouched vault still verifies
 ledger_size "$D" >/dev/null && [ -n "$(ledger_size "$D")" ] || fail "the original ledger stopped verifying"
+# a damaged derived tree: the log is sound, but the server's proofs come from that file.  verify
+# says so apart from log damage (exit 1), and `ledger rebuild` recomputes it from the entries.
+c="$T/case-tree"
+rm -rf "$c"
+cp -a "$D" "$c"
+# slot of the subtree over entries 20..23 (level 2): 2m - popcount(m) + 2, m = 23
+perl -e 'open my $f, "+<:raw", $ARGV[0] or die; seek $f, 44 * 32 + 5, 0; read $f, my $b, 1;
+  seek $f, 44 * 32 + 5, 0; print $f chr(ord($b) ^ 0x40); close $f or die' "$c/ledger/tree"
+rc=0
+"$CUSTOS" ledger verify --data "$c" >"$T/v.out" 2>"$T/v.err" || rc=$?
+[ "$rc" -eq 1 ] || fail "damaged tree: verify exit $rc, want 1: $(cat "$T/v.out" "$T/v.err")"
+grep -q 'derived tree damaged at slot 44' "$T/v.out" || fail "damaged tree: $(cat "$T/v.out")"
+grep -q 'ledger rebuild' "$T/v.err" || fail "damaged tree: no repair hint: $(cat "$T/v.err")"
+"$CUSTOS" ledger rebuild --data "$c" >"$T/r.out" 2>&1 || fail "ledger rebuild: $(cat "$T/r.out")"
+[ "$(ledger_size "$c")" = "$SIZE" ] || fail "after rebuild verify does not pass: $(cat "$T/r.out")"
+rm -rf "$c"
+step "damaged derived tree: reported at slot 44, rebuilt"
 # verify refuses to run under a live writer rather than report on a moving ledger
 start_server "$D"
 rc=0
@@ -322,6 +339,26 @@ witness_bad "ledger rolled back to $OLD_SIZE entries" 'ROLLBACK\|FORK'
 stop_server
 rm -rf "$D/ledger"
 mv "$T/ledger.new" "$D/ledger"
+
+step "rollback: only the entries log replaced by the older copy's"
+# the older file is longer than the newer marker (zeros written ahead): only the record just
+# below the marker shows the hole, and the server must refuse to open rather than sign over it
+cp "$D/ledger/entries" "$T/entries.new"
+cp "$T/old/ledger/entries" "$D/ledger/entries"
+rc=0
+"$CUSTOS" serve --data "$D" --listen 127.0.0.1:0 --port-file "$T/old-entries.port" >"$T/old-entries.out" 2>&1 &
+oldpid=$!
+for i in $(seq 100); do kill -0 "$oldpid" 2>/dev/null || break; [ -s "$T/old-entries.port" ] && break; sleep 0.05; done
+if kill -0 "$oldpid" 2>/dev/null; then
+  crash_server "$oldpid"
+  fail "the server opened a ledger whose entries log is an older copy"
+fi
+wait "$oldpid" || rc=$?
+[ "$rc" -ne 0 ] || fail "the server exited 0 on an older entries log"
+grep -q 'below the durable marker' "$T/old-entries.out" ||
+  fail "the server does not say why it refused: $(cat "$T/old-entries.out")"
+cp "$T/entries.new" "$D/ledger/entries"
+step "caught: the server refuses to open ($(tail -n1 "$T/old-entries.out"))"
 
 step "rollback: the whole data directory replaced by the older copy"
 mv "$D" "$T/data.new"

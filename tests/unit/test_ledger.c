@@ -1449,6 +1449,343 @@ static void test_middle_damage_is_corruption(void **state)
     tdir_free(&t);
 }
 
+/* An older copy of `entries` swapped in, or its last batch zeroed in place, below the durable
+   marker: the file is still longer than the marker (the zeros written ahead), so only reading
+   the record just below the marker shows it.  Open must refuse, not sign over a hole. */
+static void test_older_log_refused(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    struct batch b[4096];
+    char p[512];
+    uint8_t *old, *cur, *log;
+    size_t olen, clen, nb;
+
+    (void)state;
+    tdir_make(&t);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    append_n(l, 0, 100);
+    assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_OK);
+    custos_ledger_free(l);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    old = slurp(p, &olen);
+    l = open_ok(&c, NULL);
+    append_n(l, 100, 50);
+    custos_ledger_free(l); /* signs 150: the marker is at 150 */
+    cur = slurp(p, &clen);
+    nb = batches(cur, clen, b, 4096);
+    assert_true(nb >= 2);
+    assert_int_equal(b[nb - 1].first + b[nb - 1].count, 150);
+    assert_true(olen > b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes); /* passes a size check */
+
+    /* the older copy */
+    spit(p, old, olen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_CORRUPT), "entry 149"));
+
+    /* the last batch zeroed in place */
+    log = malloc(clen);
+    assert_non_null(log);
+    memcpy(log, cur, clen);
+    memset(log + b[nb - 1].off, 0, LEDGER_BATCH_HDR + b[nb - 1].bytes);
+    spit(p, log, clen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    c.read_only = 1;
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    c.read_only = 0;
+
+    /* only the last record's check broken: refused too */
+    memcpy(log, cur, clen);
+    log[b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes - 1] ^= 0x01;
+    spit(p, log, clen);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* restored: opens, nothing lost, still intact */
+    spit(p, cur, clen);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), 150);
+    custos_ledger_free(l);
+    verify_expect(&t, 1, 0, NULL);
+    free(log);
+    free(cur);
+    free(old);
+    tdir_free(&t);
+}
+
+/* Flip one byte of tree slot `slot`. */
+static void tree_flip(const struct tdir *t, uint64_t slot)
+{
+    char p[512];
+    uint8_t *tree;
+    size_t len;
+
+    fpath(p, sizeof(p), t, LEDGER_F_TREE);
+    tree = slurp(p, &len);
+    assert_true((slot + 1) * H <= len);
+    tree[slot * H + 5] ^= 0x40;
+    spit(p, tree, len);
+    free(tree);
+}
+
+/* Open, sign a checkpoint over everything, close: every stored checkpoint must match the log. */
+static void sign_and_verify(const struct tdir *t, uint64_t size)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+
+    cfg_init(&c, t);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), size);
+    assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_OK);
+    custos_ledger_free(l);
+    verify_expect(t, 1, 0, NULL);
+}
+
+/* Killed again after a recovery, before any checkpoint: the recovered entries (20..24) are
+   covered by no signature, so the next open must not take the tree's nodes over them on trust.
+   Damage there (the peak over 16..23) used to end up in the next signed root. */
+static void test_marker_stays_at_checkpoint(void **state)
+{
+    struct tdir t;
+    pid_t pid;
+    int st = 0;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t); /* checkpoint at 20, entries to 25 */
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct custos_ledger_config c;
+        struct custos_ledger *l = NULL;
+        struct custos_ledger_recovery rec;
+
+        cfg_init(&c, &t);
+        c.checkpoint_interval_ms = 3600 * 1000;
+        if (custos_ledger_open(&c, &l, &rec) != CUSTOS_OK || rec.rebuilt != 5)
+            _exit(2);
+        _exit(0); /* killed before a checkpoint */
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    tree_flip(&t, ledger_tree_pos(3, 2));
+    sign_and_verify(&t, 25);
+    tdir_free(&t);
+}
+
+/* A state written by an older version, whose marker ran past the latest checkpoint (20 < 25):
+   open goes back to the checkpoint and rebuilds from the log. */
+static void test_legacy_marker_past_checkpoint(void **state)
+{
+    struct tdir t;
+    struct batch b[64];
+    char p[512];
+    uint8_t *log, *s;
+    size_t len, slen, nb;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    log = slurp(p, &len);
+    nb = batches(log, len, b, 64);
+    assert_int_equal(b[nb - 1].first + b[nb - 1].count, 25);
+    fpath(p, sizeof(p), &t, LEDGER_F_STATE);
+    s = slurp(p, &slen);
+    assert_int_equal(slen, LEDGER_STATE_BYTES);
+    assert_int_equal(ledger_get64(s + LEDGER_ST_DERIVED), 20);
+    ledger_put64(s + LEDGER_ST_DERIVED, 25);
+    ledger_put64(s + LEDGER_ST_DERIVED_LOG, b[nb - 1].off + LEDGER_BATCH_HDR + b[nb - 1].bytes);
+    ledger_check8(s + LEDGER_ST_CHECK, s, LEDGER_ST_CHECK);
+    spit(p, s, slen);
+    tree_flip(&t, ledger_tree_pos(3, 2));
+    sign_and_verify(&t, 25);
+    free(s);
+    free(log);
+    tdir_free(&t);
+}
+
+/* verify with the derived files expected intact or not; returns the report. */
+static void verify_derived(const struct tdir *t, int derived_intact, uint64_t slot, const char *what_has)
+{
+    struct custos_ledger_verify_report rep;
+
+    assert_int_equal(custos_ledger_verify(t->path, &g_v, &rep), CUSTOS_OK);
+    if (!rep.intact)
+        fail_msg("verify: the log is reported damaged: %s", rep.what);
+    if (rep.derived_intact != derived_intact)
+        fail_msg("verify: derived_intact=%d, want %d (%s)", rep.derived_intact, derived_intact, rep.derived_what);
+    if (!derived_intact) {
+        if (rep.derived_bad_slot != slot)
+            fail_msg("verify: bad slot %llu, want %llu (%s)", (unsigned long long)rep.derived_bad_slot,
+                     (unsigned long long)slot, rep.derived_what);
+        if (strstr(rep.derived_what, what_has) == NULL)
+            fail_msg("verify: \"%s\" does not mention \"%s\"", rep.derived_what, what_has);
+    }
+}
+
+/* A damaged interior node of `tree` below the marker: the log is intact, but the server builds
+   proofs from that node (a witness would see a false fork).  verify reports it apart from log
+   damage, and custos_ledger_rebuild recomputes the derived files from the log. */
+static void test_derived_damage_verify_rebuild(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct custos_ledger_recovery rec;
+    struct custos_note_verifier other;
+    struct tdir t;
+    char p[512], vkey[512];
+    uint8_t proof[CUSTOS_PROOF_MAX][H], want[CUSTOS_PROOF_MAX][H], pk[32], sk[64], *ix;
+    size_t n = 0, nw = 0, len;
+    uint64_t slot = ledger_tree_pos(2, 5); /* entries 20..23: in the inclusion proof of 17 */
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, want, &nw), CUSTOS_OK);
+    custos_ledger_free(l);
+    verify_derived(&t, 1, 0, NULL);
+
+    tree_flip(&t, slot);
+    verify_derived(&t, 0, slot, "derived tree damaged at slot");
+    l = open_ok(&c, NULL); /* open does not re-read below the marker: proofs use the bad node */
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, proof, &n), CUSTOS_OK);
+    assert_int_equal(n, nw);
+    assert_true(memcmp(proof, want, n * H) != 0);
+    custos_ledger_free(l);
+
+    /* rebuild: only under the ledger's own key, and not while a writer runs */
+    crypto_sign_keypair(pk, sk);
+    assert_int_equal(custos_note_vkey_format(vkey, sizeof(vkey), ORIGIN, pk), CUSTOS_OK);
+    assert_int_equal(custos_note_vkey_parse(&other, vkey), CUSTOS_OK);
+    assert_int_equal(custos_ledger_rebuild(t.path, &other, &rec), CUSTOS_ERR_INVALID);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_ERR_LOCKED);
+    custos_ledger_free(l);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_OK);
+    assert_int_equal(rec.size, 150);
+    assert_int_equal(rec.rebuilt, 150);
+    assert_int_equal(rec.truncated_bytes, 0);
+    verify_derived(&t, 1, 0, NULL);
+    l = open_ok(&c, &rec);
+    assert_int_equal(rec.rebuilt, 0);
+    assert_int_equal(custos_ledger_prove_inclusion(l, 17, 150, proof, &n), CUSTOS_OK);
+    assert_memory_equal(proof, want, n * H);
+    custos_ledger_free(l);
+
+    /* a damaged index offset, and derived files lost altogether: reported, and rebuilt */
+    fpath(p, sizeof(p), &t, LEDGER_F_INDEX);
+    ix = slurp(p, &len);
+    ix[77 * 8] ^= 0x10;
+    spit(p, ix, len);
+    free(ix);
+    verify_derived(&t, 0, UINT64_MAX, "derived index damaged at entry 77");
+    assert_int_equal(unlink(p), 0);
+    fpath(p, sizeof(p), &t, LEDGER_F_TREE);
+    assert_int_equal(unlink(p), 0);
+    verify_derived(&t, 0, UINT64_MAX, "index is shorter than its durable marker");
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_int_equal(custos_ledger_rebuild(t.path, &g_v, &rec), CUSTOS_OK);
+    assert_int_equal(rec.rebuilt, 150);
+    verify_derived(&t, 1, 0, NULL);
+    sign_and_verify(&t, 150);
+    tdir_free(&t);
+}
+
+/* Files cut short of the markers in `state`, consistently (no checkpoint left covering what was
+   cut): open refuses, and verify, which reads state as unkeyed evidence, reports it too. */
+static void test_verify_reads_state(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    struct batch b[4096];
+    char p[512], q[512];
+    uint8_t *log, *cp;
+    size_t len, cplen, nb, i, cut = 0, first_rec;
+    uint64_t cut_entries = 0;
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150); /* checkpoints at 100 and 150 */
+    fpath(p, sizeof(p), &t, LEDGER_F_CHECKPOINTS);
+    cp = slurp(p, &cplen);
+    first_rec = LEDGER_CP_HDR + LEDGER_CPREC_HDR + ledger_get32(cp + LEDGER_CP_HDR + 4) + LEDGER_CHECK_BYTES;
+    assert_true(first_rec < cplen);
+    assert_int_equal(ledger_get64(cp + LEDGER_CP_HDR + 8), 100);
+
+    /* the checkpoint at 150 cut off: what remains is self-consistent */
+    spit(p, cp, first_rec);
+    verify_expect(&t, 0, 100, "state is unkeyed evidence");
+    cfg_init(&c, &t);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* ... and the entries past 100 cut too, at a batch boundary */
+    fpath(q, sizeof(q), &t, LEDGER_F_ENTRIES);
+    log = slurp(q, &len);
+    nb = batches(log, len, b, 4096);
+    for (i = 0; i < nb; i++)
+        if (b[i].first + b[i].count == 100)
+            cut = b[i].off + LEDGER_BATCH_HDR + b[i].bytes, cut_entries = 100;
+    assert_int_equal(cut_entries, 100);
+    spit(q, log, cut);
+    verify_expect(&t, 0, 100, "state says 150 were durable");
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+
+    /* restored */
+    spit(q, log, len);
+    spit(p, cp, cplen);
+    verify_expect(&t, 1, 0, NULL);
+    free(log);
+    free(cp);
+    tdir_free(&t);
+}
+
+/* A torn last checkpoint record (a crash while appending it), past what state says was
+   fsync'ed and with nothing valid after it: verify calls it a torn tail, as for entries, and
+   open truncates it.  The same bytes below the state's marker are damage. */
+static void test_verify_torn_checkpoint(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct custos_ledger_recovery rec;
+    struct tdir t;
+    char p[512];
+    uint8_t *cp;
+    size_t len;
+
+    (void)state;
+    tdir_make(&t);
+    build(&t, 100, 150);
+    fpath(p, sizeof(p), &t, LEDGER_F_CHECKPOINTS);
+    cp = slurp(p, &len);
+    cp = realloc(cp, len + 40);
+    assert_non_null(cp);
+    memcpy(cp + len, cp + LEDGER_CP_HDR, 40); /* the first 40 bytes of a record */
+    spit(p, cp, len + 40);
+    verify_expect(&t, 0, 150, "torn checkpoint record");
+    cfg_init(&c, &t);
+    l = open_ok(&c, &rec);
+    assert_int_equal(rec.truncated_bytes, 40);
+    custos_ledger_free(l);
+    assert_int_equal(fsize(p), len);
+    verify_expect(&t, 1, 0, NULL);
+
+    /* the last durable record damaged in place: not a torn tail */
+    cp[len - 3] ^= 0x01;
+    spit(p, cp, len);
+    verify_expect(&t, 0, 100, "damaged record");
+    free(cp);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -1665,6 +2002,12 @@ int main(void)
         cmocka_unit_test(test_crash_rebuilds_derived),
         cmocka_unit_test(test_too_many_zeros),
         cmocka_unit_test(test_middle_damage_is_corruption),
+        cmocka_unit_test(test_older_log_refused),
+        cmocka_unit_test(test_marker_stays_at_checkpoint),
+        cmocka_unit_test(test_legacy_marker_past_checkpoint),
+        cmocka_unit_test(test_derived_damage_verify_rebuild),
+        cmocka_unit_test(test_verify_reads_state),
+        cmocka_unit_test(test_verify_torn_checkpoint),
         cmocka_unit_test(test_tamper_flipped_byte),
         cmocka_unit_test(test_tamper_deleted_entry),
         cmocka_unit_test(test_tamper_reordered),
