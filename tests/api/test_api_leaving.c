@@ -4,7 +4,8 @@
  * with retries (a receiver that fails first still gets it), their
  * signature, the erasure status route, export; the webhook address policy
  * (loopback, link-local and the like refused unless allowed; errors reported
- * as fixed classes); and the server over HTTPS.
+ * as fixed classes); a receiver that hangs does not hold up the others; and
+ * the server over HTTPS.
  *
  * The linked service is a small libmicrohttpd receiver in this process, on
  * 127.0.0.1: tests that deliver to it serve with --webhook-allow-loopback
@@ -15,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -394,6 +398,77 @@ static void test_webhook_address_policy(void **state)
     receiver_stop(&rv);
 }
 
+/* A receiver that hangs: it listens, the kernel completes connections, nobody ever answers. */
+static int hanging_start(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 128), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Review finding: 17 notices to a receiver that hangs held up a fast receiver's notice for
+   160 s (one thread, serial, 10 s each).  Now the fast one goes out within a few seconds. */
+static void test_hanging_receiver_does_not_hold_up_others(void **state)
+{
+    struct cz_server *s = *state;
+    struct receiver fast;
+    const char *slow_ids[17], *id;
+    double t0, took;
+    int hport, hfd = hanging_start(&hport);
+    size_t i;
+
+    receiver_start(&fast, 0);
+    for (i = 0; i < 17; i++) {
+        slow_ids[i] = cz_create_subject(s, s->svc.token, "{\"name\":\"최유진\"}");
+        cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/membership", slow_ids[i]), s->svc.token,
+                         cz_fmt(s, "{\"webhook\":\"http://127.0.0.1:%d/erased\"}", hport)),
+                  200);
+        cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", slow_ids[i]), s->svc.token, NULL), 200);
+    }
+    id = cz_create_subject(s, s->svc.token, "{\"name\":\"정하늘\"}");
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/payments", id), s->svc.token,
+                     cz_fmt(s, "{\"webhook\":\"http://localhost:%d/erased\"}", fast.port)),
+              200);
+    nap_ms(500); /* the slow receiver's notices are in flight by now */
+    t0 = mono_s();
+    cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+    wait_link_state(s, id, s->svc.token, "payments", "delivered", 5);
+    took = mono_s() - t0;
+    if (took > 3.0)
+        fail_msg("the fast receiver's notice took %.1f s", took);
+    pthread_mutex_lock(&fast.mu);
+    assert_int_equal(fast.requests, 1);
+    pthread_mutex_unlock(&fast.mu);
+    /* the hanging receiver's notices are not lost: still pending, to be retried */
+    for (i = 0; i < 17; i++) {
+        const struct cz_resp *r =
+            cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", slow_ids[i]), s->svc.token, NULL);
+
+        cz_expect(r, 200);
+        assert_string_equal(cz_str(json_array_get(cz_get(r->json, "links"), 0), "state"), "pending");
+    }
+    close(hfd);
+    receiver_stop(&fast);
+}
+
 /* ---- TLS ----------------------------------------------------------------------------------- */
 
 static int tls_setup(void **state)
@@ -447,6 +522,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_call_erasure_notifies_links, setup_loopback, cz_teardown),
         cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, setup_loopback, cz_teardown),
         cmocka_unit_test_setup_teardown(test_webhook_address_policy, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_hold_up_others, setup_loopback,
+                                        cz_teardown),
         cmocka_unit_test_setup_teardown(test_tls, tls_setup, cz_teardown),
     };
 
