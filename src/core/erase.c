@@ -46,7 +46,12 @@
 
 #define DAY_MS 86400000LL
 #define RECORD_MAX (4u << 20)
+/* A notice is given up only when both hold: 7 days since the erasure, and enough attempts that a
+   receiver had about a day of them, so a server stopped for longer than 7 days still gives every
+   receiver that day when it comes back (9 attempts to reach the 5-minute cap, then 279 more:
+   23 to 29 hours with the jitter). */
 #define OUTBOX_GIVE_UP_MS (7LL * DAY_MS)
+#define OUTBOX_GIVE_UP_ATTEMPTS 288u
 #define OUTBOX_MAX_DELAY_MS (5LL * 60 * 1000)
 #define OUTBOX_PER_HOST 4  /* notices of one receiving host handed out by one custos_outbox_next */
 #define OUTBOX_SCAN 4096   /* due rows one custos_outbox_next looks at, at most */
@@ -898,7 +903,7 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
     snprintf(o.last_error, sizeof(o.last_error), "%s", ok ? "" : error ? error : "non-2xx answer");
     if (ok)
         o.delivered_at = now;
-    else if (now - d->created > OUTBOX_GIVE_UP_MS)
+    else if (now - d->created > OUTBOX_GIVE_UP_MS && o.attempts >= OUTBOX_GIVE_UP_ATTEMPTS)
         o.failed_at = now;
     else {
         /* 1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so receivers are not stampeded */
@@ -922,7 +927,8 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
     e.count = (int64_t)o.attempts;
     if (!ok) {
         e.reason = "gave_up";
-        return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_UNAVAILABLE, "gave up after 7 days"));
+        return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_UNAVAILABLE,
+                                                          "gave up: no 2xx in 7 days and %u attempts", o.attempts));
     }
     return custos_audit_outcome(v, &e, CUSTOS_OK);
 }

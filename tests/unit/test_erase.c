@@ -606,6 +606,59 @@ static void test_outbox_shares_between_hosts(void **state)
     assert_int_equal(n, 5);
 }
 
+static const char *link_state(struct fx *f, const char *id, json_int_t *attempts)
+{
+    static char state[16];
+    json_t *out = NULL, *l;
+
+    assert_int_equal(custos_erasure_status(f->v, &f->service, id, &out), CUSTOS_OK);
+    l = json_array_get(json_object_get(out, "links"), 0);
+    snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(l, "state")));
+    *attempts = json_integer_value(json_object_get(l, "attempts"));
+    json_decref(out);
+    return state;
+}
+
+/* Review finding: the give-up counted only the time since the erasure, so after a server outage
+   longer than 7 days one failed attempt failed the notice for good.  Now it also takes 288
+   attempts (about a day of them at the 5-minute cap). */
+static void test_outbox_give_up_needs_attempts(void **state)
+{
+    struct fx *f = *state;
+    struct custos_delivery d[4];
+    char id[33];
+    json_t *out = NULL;
+    json_int_t attempts = 0;
+    size_t n = 0;
+    unsigned i;
+    static const char link[] = "{\"webhook\":\"http://10.0.0.7/erased\"}";
+
+    create(f, bob, id);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", link, strlen(link), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+    json_decref(out);
+    fake_now += 8ULL * 86400000; /* the server was stopped for 8 days */
+    for (i = 1; i < 288; i++) {
+        assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(custos_outbox_done(f->v, &d[0], 0, "connect failed"), CUSTOS_OK);
+        assert_string_equal(link_state(f, id, &attempts), "pending");
+        assert_int_equal(attempts, i);
+        fake_now += 7 * 60 * 1000; /* past the longest backoff with its jitter (375 s) */
+    }
+    /* the 288th failed attempt, more than 7 days on, gives up */
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    /* (the give-up is recorded, and reported as the audited error it is) */
+    assert_int_equal(custos_outbox_done(f->v, &d[0], 503, "http 503"), CUSTOS_ERR_UNAVAILABLE);
+    assert_string_equal(link_state(f, id, &attempts), "failed");
+    assert_int_equal(attempts, 288);
+    fake_now += 60 * 60 * 1000;
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +674,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
