@@ -1,6 +1,6 @@
 /*
  * cmd_serve.c - custos serve --data DIR [--listen HOST:PORT] [--tls-cert F --tls-key F]
- *               [--insecure] [--port-file F] [--threads N]
+ *               [--insecure] [--port-file F] [--threads N] [--webhook-allow-loopback]
  *
  * Stops cleanly on SIGTERM or SIGINT: stops accepting, finishes requests in
  * flight, signs a final ledger checkpoint, wipes keys.
@@ -20,12 +20,14 @@
 
 static const char help[] =
     "usage: custos serve --data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
-    "                    [--insecure] [--port-file FILE] [--threads N]\n"
+    "                    [--insecure] [--port-file FILE] [--threads N] [--webhook-allow-loopback]\n"
     "\n"
     "Serve the HTTP API (docs/api.md) on HOST:PORT (default 127.0.0.1:8420).\n"
     "A non-loopback address needs TLS (--tls-cert/--tls-key, PEM) unless --insecure.\n"
     "Port 0 picks a free port; --port-file writes the port chosen.  SIGTERM stops it cleanly.\n"
-    "--threads N: HTTP worker threads, 1..64 (default: one per CPU, 2..16).\n";
+    "--threads N: HTTP worker threads, 1..64 (default: one per CPU, 2..16).\n"
+    "--webhook-allow-loopback: also deliver erasure notices to 127.0.0.0/8 and ::1 (development,\n"
+    "tests); link-local, multicast and unspecified addresses are never allowed.\n";
 
 static volatile sig_atomic_t stop_flag;
 
@@ -44,9 +46,11 @@ int cmd_serve(int argc, char **argv)
                                          {"insecure", no_argument, NULL, 'i'},
                                          {"port-file", required_argument, NULL, 'p'},
                                          {"threads", required_argument, NULL, 't'},
+                                         {"webhook-allow-loopback", no_argument, NULL, 'W'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct custos_server_opts so;
+    struct custos_webhook_opts wo;
     struct custos_vault *v = NULL;
     struct sigaction sa;
     const char *dir = NULL;
@@ -54,6 +58,7 @@ int cmd_serve(int argc, char **argv)
     int c;
 
     memset(&so, 0, sizeof(so));
+    memset(&wo, 0, sizeof(wo));
     optind = 1;
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -73,6 +78,7 @@ int cmd_serve(int argc, char **argv)
             so.threads = (unsigned)t;
             break;
         }
+        case 'W': wo.allow_loopback = 1; break;
         case 'h': fputs(help, stdout); return 0;
         default: return cli_bad_option("serve", argv);
         }
@@ -95,6 +101,7 @@ int cmd_serve(int argc, char **argv)
     }
     if ((rc = cli_open(dir, &v)))
         return cli_fail(rc);
+    custos_webhook_configure(&wo);
     rc = custos_server_run(v, &so, &stop_flag);
     custos_vault_free(v);
     if (rc)

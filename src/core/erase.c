@@ -46,8 +46,15 @@
 
 #define DAY_MS 86400000LL
 #define RECORD_MAX (4u << 20)
+/* A notice is given up only when both hold: 7 days since the erasure, and enough attempts that a
+   receiver had about a day of them, so a server stopped for longer than 7 days still gives every
+   receiver that day when it comes back (9 attempts to reach the 5-minute cap, then 279 more:
+   23 to 29 hours with the jitter). */
 #define OUTBOX_GIVE_UP_MS (7LL * DAY_MS)
+#define OUTBOX_GIVE_UP_ATTEMPTS 288u
 #define OUTBOX_MAX_DELAY_MS (5LL * 60 * 1000)
+#define OUTBOX_PER_HOST 4  /* notices of one receiving host handed out by one custos_outbox_next */
+#define OUTBOX_SCAN 4096   /* due rows one custos_outbox_next looks at, at most */
 
 static uint32_t day_of(int64_t ms)
 {
@@ -779,11 +786,63 @@ done:
 
 /* ---- the outbox ---------------------------------------------------------------------------- */
 
+/*
+ * Sharing between receivers: one call hands out at most OUTBOX_PER_HOST notices per receiving
+ * host (the URL's host name, lowercased, without user or port), the earliest due first, and
+ * looks past the rest of that host's due notices (up to OUTBOX_SCAN rows) to other hosts'.
+ * Nothing is written: a notice handed out stays due until custos_outbox_done records its
+ * attempt, so the deliverer sees its notices in flight again on its next call (and skips
+ * them), a slow host's backlog cannot hide the notices of the hosts behind it, and a crash
+ * mid-delivery loses nothing (at least once).
+ */
+struct due_host {
+    char name[256];
+    unsigned n;
+};
+
 struct due_ctx {
     struct custos_vault *v;
     struct custos_delivery *out;
     size_t max, n;
+    struct due_host *hosts; /* max entries, nhosts used */
+    size_t nhosts;
 };
+
+/* The host of an http(s) URL, lowercased, into out (cap > 0); "" when it has none. */
+static void url_host(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://"), *end, *q;
+    size_t n = 0;
+
+    p = p ? p + 3 : url;
+    end = p + strcspn(p, "/?#");
+    for (q = p; q < end; q++)
+        if (*q == '@')
+            p = q + 1; /* user info */
+    if (*p == '[') {
+        q = memchr(p, ']', (size_t)(end - p));
+        end = q ? q + 1 : end;
+    } else if ((q = memchr(p, ':', (size_t)(end - p))))
+        end = q;
+    for (; p < end && n + 1 < cap; p++)
+        out[n++] = (char)tolower((unsigned char)*p);
+    out[n] = '\0';
+}
+
+/* 1 when the host of url has had its share of this call; counts the notice otherwise. */
+static int host_full(struct due_ctx *d, const char *url)
+{
+    char name[256];
+    size_t i;
+
+    url_host(url, name, sizeof(name));
+    for (i = 0; i < d->nhosts; i++)
+        if (strcmp(d->hosts[i].name, name) == 0)
+            return d->hosts[i].n >= OUTBOX_PER_HOST ? 1 : (d->hosts[i].n++, 0);
+    memcpy(d->hosts[d->nhosts].name, name, sizeof(name));
+    d->hosts[d->nhosts++].n = 1;
+    return 0;
+}
 
 static int due_one(void *ctx, const struct custos_outbox_row *o)
 {
@@ -794,6 +853,8 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     json_t *body;
     char *s;
 
+    if (host_full(d, o->url))
+        return 0;
     custos_id_hex(hex, o->subject);
     custos_time_format(when, o->erased_at);
     body = json_pack("{s:s, s:s, s:s, s:s}", "event", "subject.erased", "subject", hex, "link", o->link,
@@ -823,16 +884,21 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
 enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n)
 {
     struct custos_store_conn *conn = NULL;
-    struct due_ctx d = {v, out, max, 0};
+    struct due_ctx d = {v, out, max, 0, NULL, 0};
     enum custos_err rc;
 
     *n = 0;
     if (!max)
         return CUSTOS_OK;
-    if ((rc = v->ops->acquire(v->store, &conn)))
+    if (!(d.hosts = calloc(max, sizeof(*d.hosts))))
+        return CUSTOS_ERR_NOMEM;
+    if ((rc = v->ops->acquire(v->store, &conn))) {
+        free(d.hosts);
         return rc;
-    rc = v->ops->outbox_due(conn, (int64_t)custos_now(v), max, due_one, &d);
+    }
+    rc = v->ops->outbox_due(conn, (int64_t)custos_now(v), max > OUTBOX_SCAN ? max : OUTBOX_SCAN, due_one, &d);
     v->ops->release(v->store, conn);
+    free(d.hosts);
     *n = d.n;
     return rc;
 }
@@ -856,7 +922,7 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
     snprintf(o.last_error, sizeof(o.last_error), "%s", ok ? "" : error ? error : "non-2xx answer");
     if (ok)
         o.delivered_at = now;
-    else if (now - d->created > OUTBOX_GIVE_UP_MS)
+    else if (now - d->created > OUTBOX_GIVE_UP_MS && o.attempts >= OUTBOX_GIVE_UP_ATTEMPTS)
         o.failed_at = now;
     else {
         /* 1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so receivers are not stampeded */
@@ -880,7 +946,8 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
     e.count = (int64_t)o.attempts;
     if (!ok) {
         e.reason = "gave_up";
-        return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_UNAVAILABLE, "gave up after 7 days"));
+        return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_UNAVAILABLE,
+                                                          "gave up: no 2xx in 7 days and %u attempts", o.attempts));
     }
     return custos_audit_outcome(v, &e, CUSTOS_OK);
 }

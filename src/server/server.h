@@ -130,6 +130,16 @@ struct custos_server_opts {
 enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
                                   volatile sig_atomic_t *stop);
 
+/* Options of the outbox deliverer (webhook.c). */
+struct custos_webhook_opts {
+    int allow_loopback; /* also deliver to 127/8 and ::1 (development, tests); off by default */
+};
+
+/* Set before custos_webhook_start (custos serve does it before custos_server_run).  Without a
+   call, the defaults: loopback refused.  Link-local, unspecified, multicast and broadcast
+   addresses are refused whatever the options. */
+void custos_webhook_configure(const struct custos_webhook_opts *o);
+
 /* The outbox deliverer (webhook.c): runs until *stop. */
 enum custos_err custos_webhook_start(struct custos_vault *v, volatile sig_atomic_t *stop);
 void custos_webhook_stop(void);

@@ -2,14 +2,24 @@
  * test_api_leaving.c - leaving over HTTP (issue 4) and TLS: one DELETE with
  * the customer's own token, webhook notices delivered to linked services
  * with retries (a receiver that fails first still gets it), their
- * signature, the erasure status route, export; and the server over HTTPS.
+ * signature, the erasure status route, export; the webhook address policy
+ * (loopback, link-local and the like refused unless allowed; errors reported
+ * as fixed classes); a receiver that hangs does not hold up the others; and
+ * the server over HTTPS.
  *
- * The linked service is a small libmicrohttpd receiver in this process.
+ * The linked service is a small libmicrohttpd receiver in this process, on
+ * 127.0.0.1: tests that deliver to it serve with --webhook-allow-loopback
+ * (setup_loopback), the others with the defaults.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -110,6 +120,63 @@ static void nap_ms(long ms)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
     nanosleep(&ts, NULL);
+}
+
+/* ---- a server allowed to deliver to loopback ------------------------------------------------ */
+
+/* Like cz_server_start, with --webhook-allow-loopback. */
+static void serve_allowing_loopback(struct cz_server *s)
+{
+    int i, status;
+
+    assert_int_equal(s->pid, 0);
+    unlink(s->port_file);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        int lfd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+        if (lfd >= 0) {
+            dup2(lfd, 1);
+            dup2(lfd, 2);
+        }
+        execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
+              s->port_file, "--webhook-allow-loopback", (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0, s->port = 0; !s->port && i < 6000; i++) {
+        FILE *f = fopen(s->port_file, "r");
+        char buf[32] = "";
+
+        if (f) {
+            if (fgets(buf, sizeof(buf), f) && strchr(buf, '\n'))
+                s->port = (int)strtol(buf, NULL, 10);
+            fclose(f);
+        }
+        if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            fail_msg("custos serve --webhook-allow-loopback exited before listening (see %s)", s->log);
+        }
+        if (!s->port)
+            nap_ms(10);
+    }
+    assert_true(s->port > 0);
+    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
+    for (i = 0; i < 6000 && cz_req(s, "GET", "/v1/health", NULL, NULL)->status != 200; i++)
+        nap_ms(10);
+    cz_expect(cz_req(s, "GET", "/v1/health", NULL, NULL), 200);
+}
+
+/* The standard fixture, restarted with --webhook-allow-loopback (tokens survive a restart). */
+static int setup_loopback(void **state)
+{
+    int rc = cz_setup_std(state);
+
+    if (rc)
+        return rc;
+    cz_server_stop(*state);
+    serve_allowing_loopback(*state);
+    return 0;
 }
 
 /* Poll the erasure status until `link` reaches `state` (or time out). */
@@ -215,29 +282,191 @@ static void test_one_call_erasure_notifies_links(void **state)
     receiver_stop(&payments);
 }
 
+/* Poll the erasure status until every link has been tried at least once; the links array. */
+static json_t *wait_all_tried(struct cz_server *s, const char *id, size_t nlinks, int seconds)
+{
+    int i;
+
+    for (i = 0; i < seconds * 10; i++) {
+        const struct cz_resp *r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", id), s->svc.token, NULL);
+        json_t *links = cz_get(r->json, "links");
+        size_t k, tried = 0;
+
+        cz_expect(r, 200);
+        for (k = 0; k < json_array_size(links); k++)
+            tried += json_integer_value(json_object_get(json_array_get(links, k), "attempts")) >= 1;
+        if (json_array_size(links) == nlinks && tried == nlinks)
+            return links;
+        nap_ms(100);
+    }
+    fail_msg("not every link of %s was tried within %d s", id, seconds);
+    return NULL;
+}
+
+static const char *link_error(json_t *links, const char *name)
+{
+    size_t k;
+
+    for (k = 0; k < json_array_size(links); k++) {
+        json_t *l = json_array_get(links, k);
+
+        if (strcmp(cz_str(l, "link"), name) == 0)
+            return cz_str(l, "last_error");
+    }
+    fail_msg("no link %s", name);
+    return NULL;
+}
+
 static void test_pending_delivery_is_visible(void **state)
 {
     struct cz_server *s = *state;
     const char *id = cz_create_subject(s, s->svc.token, "{\"name\":\"이서준\"}");
-    json_t *l;
+    json_t *links, *l;
 
-    /* a receiver that never answers: the erasure is done, the notice stays pending and says why */
+    /* a receiver that never answers: the erasure is done, the notice stays pending and says why,
+       as a fixed class (not libcurl's text, which names the address and port); link-local stays
+       refused even when loopback is allowed */
     cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/gone", id), s->svc.token,
                      "{\"webhook\":\"http://127.0.0.1:9/never\"}"),
               200);
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/metadata", id), s->svc.token,
+                     "{\"webhook\":\"http://169.254.169.254/latest/meta-data/\"}"),
+              200);
     cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
-    for (int i = 0; i < 50; i++) {
-        const struct cz_resp *r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", id), s->svc.token, NULL);
-
-        l = json_array_get(cz_get(r->json, "links"), 0);
-        if (json_integer_value(json_object_get(l, "attempts")) >= 1)
-            break;
-        nap_ms(100);
-    }
+    links = wait_all_tried(s, id, 2, 20);
+    l = json_array_get(links, 0);
+    assert_string_equal(cz_str(l, "link"), "gone");
     assert_string_equal(cz_str(l, "state"), "pending");
-    assert_true(json_integer_value(json_object_get(l, "attempts")) >= 1);
-    assert_non_null(cz_str(l, "last_error"));
+    assert_int_equal(json_integer_value(json_object_get(l, "last_status")), 0);
+    assert_string_equal(cz_str(l, "last_error"), "connect failed");
     assert_non_null(cz_str(l, "next_attempt_at"));
+    assert_string_equal(link_error(links, "metadata"), "refused: address not allowed");
+}
+
+/* Without --webhook-allow-loopback, a link cannot make custos connect to loopback, link-local,
+   unspecified, multicast or broadcast addresses, however the URL spells them; a private-network
+   address is still tried. */
+static void test_webhook_address_policy(void **state)
+{
+    static const char *const refused[][3] = {
+        {"lo", "http://127.0.0.1:", "/erased"},
+        {"lo-other", "http://127.1.2.3:", "/erased"},
+        {"lo-decimal", "http://2130706433:", "/erased"},
+        {"lo-name", "http://localhost:", "/erased"},
+        {"lo6", "http://[::1]:", "/erased"},
+        {"lo-mapped", "http://[::ffff:127.0.0.1]:", "/erased"},
+        {"metadata", "http://169.254.169.254:", "/latest/meta-data/"},
+        {"metadata-mapped", "http://[::ffff:169.254.169.254]:", "/"},
+        {"linklocal6", "http://[fe80::1]:", "/"},
+        {"unspecified", "http://0.0.0.0:", "/erased"},
+        {"unspecified6", "http://[::]:", "/erased"},
+        {"multicast", "http://224.0.0.1:", "/"},
+        {"broadcast", "http://255.255.255.255:", "/"},
+    };
+    struct cz_server *s = *state;
+    struct receiver rv;
+    const char *id;
+    json_t *links;
+    size_t i, n = sizeof(refused) / sizeof(refused[0]);
+
+    receiver_start(&rv, 0);
+    id = cz_create_subject(s, s->svc.token, "{\"name\":\"박지훈\"}");
+    for (i = 0; i < n; i++)
+        cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/%s", id, refused[i][0]), s->svc.token,
+                         cz_fmt(s, "{\"webhook\":\"%s%d%s\"}", refused[i][1], rv.port, refused[i][2])),
+                  200);
+    /* RFC 1918 stays allowed: linked services live on the private network (nothing answers here) */
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/private", id), s->svc.token,
+                     "{\"webhook\":\"http://10.255.255.1:9/erased\"}"),
+              200);
+    cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+    links = wait_all_tried(s, id, n + 1, 30);
+    for (i = 0; i < n; i++) {
+        const char *e = link_error(links, refused[i][0]);
+
+        if (!e || strcmp(e, "refused: address not allowed") != 0)
+            fail_msg("link %s: last_error %s", refused[i][0], e ? e : "(none)");
+    }
+    assert_non_null(link_error(links, "private"));
+    assert_string_not_equal(link_error(links, "private"), "refused: address not allowed");
+    for (i = 0; i < json_array_size(links); i++)
+        assert_string_equal(cz_str(json_array_get(links, i), "state"), "pending");
+    /* nothing reached the receiver */
+    pthread_mutex_lock(&rv.mu);
+    assert_int_equal(rv.requests, 0);
+    pthread_mutex_unlock(&rv.mu);
+    receiver_stop(&rv);
+}
+
+/* A receiver that hangs: it listens, the kernel completes connections, nobody ever answers. */
+static int hanging_start(int *port)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 128), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Review finding: 17 notices to a receiver that hangs held up a fast receiver's notice for
+   160 s (one thread, serial, 10 s each).  Now the fast one goes out within a few seconds. */
+static void test_hanging_receiver_does_not_hold_up_others(void **state)
+{
+    struct cz_server *s = *state;
+    struct receiver fast;
+    const char *slow_ids[17], *id;
+    double t0, took;
+    int hport, hfd = hanging_start(&hport);
+    size_t i;
+
+    receiver_start(&fast, 0);
+    for (i = 0; i < 17; i++) {
+        slow_ids[i] = cz_create_subject(s, s->svc.token, "{\"name\":\"최유진\"}");
+        cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/membership", slow_ids[i]), s->svc.token,
+                         cz_fmt(s, "{\"webhook\":\"http://127.0.0.1:%d/erased\"}", hport)),
+                  200);
+        cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", slow_ids[i]), s->svc.token, NULL), 200);
+    }
+    id = cz_create_subject(s, s->svc.token, "{\"name\":\"정하늘\"}");
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/payments", id), s->svc.token,
+                     cz_fmt(s, "{\"webhook\":\"http://localhost:%d/erased\"}", fast.port)),
+              200);
+    nap_ms(500); /* the slow receiver's notices are in flight by now */
+    t0 = mono_s();
+    cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+    wait_link_state(s, id, s->svc.token, "payments", "delivered", 5);
+    took = mono_s() - t0;
+    if (took > 3.0)
+        fail_msg("the fast receiver's notice took %.1f s", took);
+    pthread_mutex_lock(&fast.mu);
+    assert_int_equal(fast.requests, 1);
+    pthread_mutex_unlock(&fast.mu);
+    /* the hanging receiver's notices are not lost: still pending, to be retried */
+    for (i = 0; i < 17; i++) {
+        const struct cz_resp *r =
+            cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/erasure", slow_ids[i]), s->svc.token, NULL);
+
+        cz_expect(r, 200);
+        assert_string_equal(cz_str(json_array_get(cz_get(r->json, "links"), 0), "state"), "pending");
+    }
+    close(hfd);
+    receiver_stop(&fast);
 }
 
 /* ---- TLS ----------------------------------------------------------------------------------- */
@@ -290,8 +519,11 @@ static void test_tls(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_one_call_erasure_notifies_links, cz_setup_std, cz_teardown),
-        cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_one_call_erasure_notifies_links, setup_loopback, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, setup_loopback, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_address_policy, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_hold_up_others, setup_loopback,
+                                        cz_teardown),
         cmocka_unit_test_setup_teardown(test_tls, tls_setup, cz_teardown),
     };
 

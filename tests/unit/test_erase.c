@@ -591,6 +591,107 @@ static void test_sensitive_patch_shreds_old_value(void **state)
     f->v->ops->release(f->v->store, c);
 }
 
+/* One receiving host gets at most 4 notices per custos_outbox_next, and the scan looks past the
+   rest of its backlog to other hosts (review finding: a slow receiver held up every other). */
+static void test_outbox_shares_between_hosts(void **state)
+{
+    static const char *const slow[] = {"http://slow.example/erased", "https://SLOW.example:8443/a",
+                                       "http://user@slow.example/b?x=1"};
+    struct fx *f = *state;
+    struct custos_delivery d[16];
+    char id[33], fast_id[33], body[128];
+    json_t *out = NULL;
+    size_t n = 0, i, nslow = 0, nfast = 0;
+
+    for (i = 0; i < 17; i++) {
+        create(f, bob, id);
+        snprintf(body, sizeof(body), "{\"webhook\":\"%s\"}", slow[i % 3]);
+        assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", body, strlen(body), &out), CUSTOS_OK);
+        json_decref(out);
+        assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+        json_decref(out);
+        fake_now += 1;
+    }
+    create(f, bob, fast_id);
+    snprintf(body, sizeof(body), "{\"webhook\":\"http://fast.example/erased\"}");
+    assert_int_equal(custos_link_put(f->v, &f->service, fast_id, "payments", body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, fast_id, &out), CUSTOS_OK);
+    json_decref(out);
+    /* even a request for fewer notices than the slow backlog reaches the fast host */
+    assert_int_equal(custos_outbox_next(f->v, d, 16, &n), CUSTOS_OK);
+    for (i = 0; i < n; i++) {
+        nslow += strcmp(d[i].link, "membership") == 0;
+        nfast += strcmp(d[i].link, "payments") == 0 && strstr(d[i].body, fast_id) != NULL;
+    }
+    assert_int_equal(nslow, 4);
+    assert_int_equal(nfast, 1);
+    assert_int_equal(n, 5);
+    /* nothing was written: the same notices are due again until an attempt is recorded */
+    assert_int_equal(custos_outbox_next(f->v, d, 5, &n), CUSTOS_OK);
+    assert_int_equal(n, 5);
+    /* an attempt on one of the slow host's notices lets its next one through */
+    for (i = 0; i < n && strcmp(d[i].link, "membership") != 0; i++)
+        ;
+    assert_true(i < n);
+    assert_int_equal(custos_outbox_done(f->v, &d[i], 0, "timeout"), CUSTOS_OK);
+    assert_int_equal(custos_outbox_next(f->v, d, 16, &n), CUSTOS_OK);
+    assert_int_equal(n, 5);
+}
+
+static const char *link_state(struct fx *f, const char *id, json_int_t *attempts)
+{
+    static char state[16];
+    json_t *out = NULL, *l;
+
+    assert_int_equal(custos_erasure_status(f->v, &f->service, id, &out), CUSTOS_OK);
+    l = json_array_get(json_object_get(out, "links"), 0);
+    snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(l, "state")));
+    *attempts = json_integer_value(json_object_get(l, "attempts"));
+    json_decref(out);
+    return state;
+}
+
+/* Review finding: the give-up counted only the time since the erasure, so after a server outage
+   longer than 7 days one failed attempt failed the notice for good.  Now it also takes 288
+   attempts (about a day of them at the 5-minute cap). */
+static void test_outbox_give_up_needs_attempts(void **state)
+{
+    struct fx *f = *state;
+    struct custos_delivery d[4];
+    char id[33];
+    json_t *out = NULL;
+    json_int_t attempts = 0;
+    size_t n = 0;
+    unsigned i;
+    static const char link[] = "{\"webhook\":\"http://10.0.0.7/erased\"}";
+
+    create(f, bob, id);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", link, strlen(link), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+    json_decref(out);
+    fake_now += 8ULL * 86400000; /* the server was stopped for 8 days */
+    for (i = 1; i < 288; i++) {
+        assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(custos_outbox_done(f->v, &d[0], 0, "connect failed"), CUSTOS_OK);
+        assert_string_equal(link_state(f, id, &attempts), "pending");
+        assert_int_equal(attempts, i);
+        fake_now += 7 * 60 * 1000; /* past the longest backoff with its jitter (375 s) */
+    }
+    /* the 288th failed attempt, more than 7 days on, gives up */
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    /* (the give-up is recorded, and reported as the audited error it is) */
+    assert_int_equal(custos_outbox_done(f->v, &d[0], 503, "http 503"), CUSTOS_ERR_UNAVAILABLE);
+    assert_string_equal(link_state(f, id, &attempts), "failed");
+    assert_int_equal(attempts, 288);
+    fake_now += 60 * 60 * 1000;
+    assert_int_equal(custos_outbox_next(f->v, d, 4, &n), CUSTOS_OK);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +706,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
