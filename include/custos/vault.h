@@ -170,10 +170,12 @@ struct custos_delivery {
     char signature[100];     /* base64 Ed25519 signature of body by the ledger key */
 };
 
-/* Up to max notices due now. */
+/* Up to max notices due now, at most 4 for one destination host (so one slow receiver cannot
+   take every delivery slot). */
 enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n);
 /* Record a delivery attempt: a 2xx status marks it delivered (and is audited); anything else
-   schedules a retry with exponential backoff (1 s doubling, capped at 5 min) for 7 days. */
+   schedules a retry with exponential backoff (1 s doubling, capped at 5 min), given up after
+   7 days and at least 288 attempts. */
 enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_delivery *d, int http_status,
                                    const char *error);
 
