@@ -425,6 +425,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;
+    /* after a restore: the blind index, which backups do not carry, from the records left */
+    if ((rc = custos_blind_rebuild(v, NULL)))
+        goto fail;
     v->opened = 1;
     *out = v;
     return CUSTOS_OK;

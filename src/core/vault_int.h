@@ -240,6 +240,11 @@ json_t *custos_decode_value(char tag, const char *val, size_t len);
 void custos_lock_writes(struct custos_vault *v);
 void custos_unlock_writes(struct custos_vault *v);
 
+/* Rebuild the blind index of a restored data plane (backups carry none) from the records whose
+   subject keys still exist, in groups, resuming after a crash; a no-op unless the store marks a
+   rebuild as due.  *indexed (may be NULL) counts the subjects given entries. */
+enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed);
+
 /* ---- erasure (erase.c) --------------------------------------------------------------------- */
 
 /* Read the values kept under legal retention for an erased subject (purpose legal-retention). */

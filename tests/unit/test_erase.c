@@ -3,6 +3,7 @@
  * retention and its shredding on an injected clock, backups that cannot
  * resurrect, a rolled-back control plane, the outbox's retry schedule.
  */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -283,6 +284,267 @@ static void test_backup_cannot_resurrect(void **state)
     f->v->ops->release(f->v->store, c);
     assert_backup_unreadable(f, bak, aid);
     /* a backup of another vault is refused */
+    unlink(bak);
+}
+
+/* The blind-index entry the vault would store for `value` of top-level field `name`. */
+static void blind_of(struct fx *f, const char *name, const char *value, uint8_t out[32])
+{
+    const struct custos_field *fd = custos_schema_field(f->v->schema, name, strlen(name));
+    char norm[512];
+    size_t nlen = 0;
+    crypto_generichash_state st;
+
+    assert_non_null(fd);
+    assert_int_equal(custos_normalise(fd, value, strlen(value), norm, sizeof(norm), &nlen), CUSTOS_OK);
+    crypto_generichash_init(&st, f->v->sec->blind_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)fd->name, strlen(fd->name) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)norm, nlen);
+    crypto_generichash_final(&st, out, 32);
+}
+
+/* Does the file hold these 32 bytes anywhere (any table, any free page)? */
+static int file_holds(const char *path, const uint8_t needle[32])
+{
+    FILE *fp = fopen(path, "rb");
+    uint8_t *buf;
+    long n;
+    int found;
+
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    n = ftell(fp);
+    assert_true(n > 0);
+    rewind(fp);
+    buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    found = memmem(buf, (size_t)n, needle, 32) != NULL;
+    free(buf);
+    return found;
+}
+
+static long count_rows(const char *db, const char *q)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    long n;
+
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, q, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/* Ids found by an email search (service, purpose account), as a JSON array the caller frees. */
+static json_t *search_email(struct fx *f, const char *email)
+{
+    json_t *out = NULL, *ids;
+
+    assert_int_equal(custos_subject_search(f->v, &f->service, "email", email, "account", &out), CUSTOS_OK);
+    ids = json_incref(json_object_get(out, "ids"));
+    json_decref(out);
+    assert_non_null(ids);
+    return ids;
+}
+
+static int ids_hold(json_t *ids, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < json_array_size(ids); i++)
+        if (strcmp(json_string_value(json_array_get(ids, i)), id) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A backup holds no blind-index data, so nobody with the live blind key can test guesses against
+ * an erased subject's email or phone in an old backup (review finding: the erased subject's blind
+ * hashes stayed in every backup).  A restore rebuilds the index from the records whose keys still
+ * exist: the others are found again, the erased one is not.  An email superseded by a PATCH after
+ * the backup is not in it either.
+ */
+static void test_backup_has_no_blind_index(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], bak[300], data[300];
+    uint8_t ha[32], hb[32];
+    uint64_t n = 0;
+    json_t *r = NULL, *ids;
+    static const char carol[] = "{\"name\":\"박지우\",\"email\":\"jiwoo@example.com\"}";
+    char c[33];
+
+    create(f, alice, a);
+    create(f, bob, b);
+    create(f, carol, c);
+    blind_of(f, "email", "minji@example.com", ha);
+    blind_of(f, "email", "seojun@example.com", hb);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    /* the backup: no blind hash of the erased subject, nor of anyone, in any form */
+    assert_false(file_holds(bak, ha));
+    assert_false(file_holds(bak, hb));
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM blind"), 0);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM staged_blind"), 0);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subjects WHERE length(blind) > 0"), 0);
+    /* the records themselves are all there */
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subjects"), 3);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subject_ids"), 3);
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    open_vault(f);
+    ids = search_email(f, "seojun@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    ids = search_email(f, "JIWOO@example.com");
+    assert_true(ids_hold(ids, c));
+    json_decref(ids);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    /* the erased subject's hash is nowhere in the restored data plane, and the rebuild is done */
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_false(file_holds(data, ha));
+    open_vault(f);
+
+    /* a superseded email (PATCH after the backup) is not in the backup either */
+    {
+        static const char patch[] = "{\"email\":\"seojun.lee@example.com\"}";
+        char bak2[310];
+        json_t *out = NULL;
+
+        snprintf(bak2, sizeof(bak2), "%s.bak2", f->dir);
+        unlink(bak2);
+        assert_int_equal(custos_backup(f->dir, bak2), CUSTOS_OK);
+        assert_int_equal(custos_subject_update(f->v, &f->service, b, patch, strlen(patch), &out), CUSTOS_OK);
+        json_decref(out);
+        assert_false(file_holds(bak2, hb));
+        /* restoring it rolls the PATCH back (a restore does): the index follows the restored record */
+        custos_vault_free(f->v);
+        f->v = NULL;
+        assert_int_equal(custos_restore(f->dir, bak2, &n), CUSTOS_OK);
+        open_vault(f);
+        ids = search_email(f, "seojun@example.com");
+        assert_true(ids_hold(ids, b));
+        json_decref(ids);
+        unlink(bak2);
+    }
+    unlink(bak);
+}
+
+/*
+ * A restore stopped after data.db was replaced but before the index was rebuilt (killed in the
+ * open) is finished by the next open: the marker travels inside the restored file.
+ */
+static void test_restore_rebuild_resumes(void **state)
+{
+    struct fx *f = *state;
+    char b[33], bak[300], data[300], origin[256];
+    json_t *ids;
+
+    char last[33], body[128];
+    int i;
+
+    /* more records than one rebuild group holds (REBUILD_GROUP, 256) */
+    for (i = 0; i < 300; i++) {
+        snprintf(body, sizeof(body), "{\"name\":\"n\",\"email\":\"user%d@example.com\"}", i);
+        create(f, body, last);
+    }
+    create(f, bob, b);
+    snprintf(origin, sizeof(origin), "%s", f->v->origin);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    /* the store's part of a restore only, as if the process died before the vault opened */
+    assert_int_equal(custos_store_sqlite.restore(f->dir, bak, origin), CUSTOS_OK);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 0);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 1);
+    open_vault(f);
+    ids = search_email(f, "seojun@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    ids = search_email(f, "user299@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, last));
+    json_decref(ids);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 301);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
+    unlink(bak);
+}
+
+/*
+ * A backup made before backups left the blind index out (it has blind rows, and may lack tables
+ * added since): restoring it drops that blind data, zeroed, and rebuilds the index; the hash of a
+ * subject erased since is nowhere in data.db afterwards.
+ */
+static void test_restore_older_backup_drops_blind_data(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], bak[300], data[300], q[512], hex[65];
+    uint8_t ha[32], aid[16];
+    uint64_t n = 0;
+    json_t *r = NULL, *ids;
+    sqlite3 *h;
+    size_t i;
+
+    create(f, alice, a);
+    create(f, bob, b);
+    blind_of(f, "email", "minji@example.com", ha);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    /* make it look like an older backup: the erased subject's blind row and list, no staged tables */
+    assert_int_equal(custos_id_parse(aid, a), CUSTOS_OK);
+    for (i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ha[i]);
+    assert_int_equal(sqlite3_open(bak, &h), SQLITE_OK);
+    snprintf(q, sizeof(q),
+             "INSERT INTO blind(field, hash, subject) VALUES (1, x'%s', (SELECT id FROM subject_ids WHERE "
+             "hex(id) = upper('%s')));"
+             "UPDATE subjects SET blind = x'00000001%s' WHERE hex(id) = upper('%s');"
+             "DROP TABLE staged_blind; DROP TABLE staged_ids;",
+             hex, a, hex, a);
+    assert_int_equal(sqlite3_exec(h, q, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_true(file_holds(bak, ha));
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    open_vault(f);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    custos_vault_free(f->v); /* folds the log into data.db */
+    f->v = NULL;
+    assert_false(file_holds(data, ha));
+    open_vault(f);
     unlink(bak);
 }
 
@@ -567,6 +829,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_has_no_blind_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_rebuild_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
