@@ -600,6 +600,9 @@ void custos_vault_tick(struct custos_vault *v)
         uint64_t k, n;
 
         custos_retention_expire(v, &k, &n);
+        /* an erasure that answered 503 after its point of no return: finish it now, not at the
+           next start (its record and blind entries are still in the data plane) */
+        custos_erasures_finish(v);
         v->last_expire_ms = now;
         /* token rows are kept a week past expiry (the ledger keeps their story for good) */
         if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {

@@ -57,6 +57,7 @@ struct custos_vault {
     volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
+    volatile int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
     int opened;                 /* open completed (erasures re-applied) */
 };
 
@@ -261,6 +262,11 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
 /* Re-apply erasures recorded in the ledger after the control plane's marker (a rolled-back
    control plane cannot resurrect them while the ledger survives). */
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
+
+/* Finish erasures interrupted after their point of no return (a 503 from DELETE), through the
+   path the next open takes (custos_erasures_reapply), under the write lock; a no-op unless one
+   failed since the last success.  Called by the tick. */
+enum custos_err custos_erasures_finish(struct custos_vault *v);
 
 /* Record that the control plane covers every erasure in the ledger so far (tick). */
 enum custos_err custos_erasure_mark(struct custos_vault *v);

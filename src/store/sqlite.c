@@ -33,7 +33,8 @@
  * commit through this store.
  *
  * Invariant: a row of subject_ids or blind names a subject whose key is in
- * subject_keys (or was shredded by an erasure, which drops its rows too).
+ * subject_keys (or was shredded by an erasure, which drops its rows too; until
+ * an interrupted erasure is finished, blind_find skips its tombstoned subject).
  *
  * Must never: interpret record bytes, hold a connection across threads at
  * the same time, build SQL from caller input (everything is bound), let a
@@ -133,7 +134,10 @@ static const char *const sql[S__COUNT] = {
     [S_BLIND_STAGE] = "INSERT INTO staged_blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_PUT] = "INSERT OR IGNORE INTO blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_DEL] = "DELETE FROM blind WHERE field = ?1 AND hash = ?2 AND subject = ?3",
-    [S_BLIND_FIND] = "SELECT subject FROM blind WHERE field = ?1 AND hash = ?2 LIMIT ?3",
+    /* never a subject with a tombstone: an erasure interrupted after its point of no return
+       (ledger or data plane failing) leaves its entries until it is finished */
+    [S_BLIND_FIND] = "SELECT b.subject FROM blind b WHERE b.field = ?1 AND b.hash = ?2"
+                     " AND NOT EXISTS (SELECT 1 FROM ctl.erasures e WHERE e.id = b.subject) LIMIT ?3",
     /* blind-index rebuild after a restore (data-plane meta: the cursor of the last record done) */
     [S_SUBJ_BLIND_SET] = "UPDATE subjects SET blind = ?2 WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
     [S_REBUILD_GET] = "SELECT v FROM main.meta WHERE k = 'blind_rebuild_after'",

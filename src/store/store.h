@@ -262,7 +262,9 @@ struct custos_store_ops {
     enum custos_err (*subjects_publish)(struct custos_store_conn *c, enum custos_plane p,
                                         enum custos_err (*ready)(void *ctx), void *ctx);
 
-    /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
+    /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found.
+       A subject with an erasure tombstone is never returned, even while its entries remain
+       (an erasure interrupted after its point of no return). */
     enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
                                   uint8_t (*ids)[16], size_t cap, size_t *n);
 

@@ -548,6 +548,118 @@ static void test_restore_older_backup_drops_blind_data(void **state)
     unlink(bak);
 }
 
+static int ledger_fails; /* 1: every ledger write fails (disk full) */
+
+static int ledger_fault(void *ctx, const char *op)
+{
+    (void)ctx;
+    return ledger_fails && strcmp(op, "write") == 0;
+}
+
+/* Is the subject's record still in the data plane (through the store, no key needed)? */
+static int record_present(struct fx *f, const char *idhex)
+{
+    struct custos_store_conn *c;
+    struct custos_buf blob;
+    uint8_t id[16];
+    enum custos_err rc;
+
+    assert_int_equal(custos_id_parse(id, idhex), CUSTOS_OK);
+    custos_buf_init(&blob, 1u << 22);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    rc = f->v->ops->subject_get(c, id, &blob);
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&blob);
+    assert_true(rc == CUSTOS_OK || rc == CUSTOS_ERR_NOTFOUND);
+    return rc == CUSTOS_OK;
+}
+
+/*
+ * An erasure whose ledger write fails after the point of no return answers 503, and its record
+ * and blind entries leave the data plane before it answers, not at the next start (review
+ * finding: they stayed, and searches kept finding the erased id).  The next start writes the
+ * missing ledger entry.
+ */
+static void test_erase_ledger_fails_after_point_of_no_return(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    char a[33], b[33], data[300];
+    json_t *r = NULL, *out = NULL, *ids;
+
+    custos_vault_free(f->v);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    o.ledger_fault = ledger_fault;
+    ledger_fails = 0;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    create(f, alice, a);
+    create(f, bob, b);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    ledger_fails = 1;
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_UNAVAILABLE);
+    assert_null(r);
+    ledger_fails = 0;
+    /* erased: no record, no blind entry; the other subject untouched */
+    assert_false(record_present(f, a));
+    assert_true(record_present(f, b));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 1);
+    custos_vault_free(f->v);
+    open_vault(f); /* the ledger entry (reason "recovered") */
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+}
+
+/*
+ * An erasure whose data-plane step fails after the point of no return (here a trigger makes the
+ * delete fail) answers an error; searches never return the tombstoned id meanwhile, and the
+ * background tick finishes the erasure through the path the next start takes (review finding:
+ * search kept returning the erased id until a restart).
+ */
+static void test_erase_data_plane_fails_tick_finishes(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], data[300];
+    json_t *r = NULL, *ids;
+    sqlite3 *h;
+
+    create(f, alice, a);
+    create(f, bob, b);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
+                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    assert_null(r);
+    /* still in the data plane, yet never found */
+    assert_true(record_present(f, a));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    /* the fault goes away; within one background period the erasure is finished */
+    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    fake_now += 10000;
+    custos_vault_tick(f->v);
+    assert_false(record_present(f, a));
+    assert_true(record_present(f, b));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 1);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_GONE);
+}
+
 /* A backup whose b-tree is damaged is refused, and the live data plane is left as it was (review
    finding: quick_check's rows were never read, so any backup passed). */
 static void test_restore_refuses_corrupt_backup(void **state)
@@ -832,6 +944,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backup_has_no_blind_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_rebuild_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
