@@ -932,6 +932,37 @@ static void test_sensitive_patch_shreds_old_value(void **state)
     f->v->ops->release(f->v->store, c);
 }
 
+static long file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/*
+ * The old key generation a sensitive PATCH deletes leaves control.db's log within seconds, as
+ * after an erasure, not at the once-a-minute flush (review finding: the re-key did not ask for
+ * the early flush).
+ */
+static void test_rekey_flushes_logs_soon(void **state)
+{
+    struct fx *f = *state;
+    char id[33], wal[300];
+    json_t *out = NULL;
+    static const char patch[] = "{\"customs_code\":\"P999999999999\"}";
+
+    create(f, alice, id);
+    snprintf(wal, sizeof(wal), "%s/control.db-wal", f->dir);
+    custos_vault_tick(f->v); /* the periodic flush, so the next one is due a minute from now */
+    assert_int_equal(file_size(wal), 0);
+    assert_int_equal(custos_subject_update(f->v, &f->service, id, patch, strlen(patch), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_true(file_size(wal) > 0); /* the re-key's frames, the old wrapped key among them */
+    fake_now += 5000;
+    custos_vault_tick(f->v);
+    assert_int_equal(file_size(wal), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,6 +982,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_flushes_logs_soon, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
