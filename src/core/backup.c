@@ -1,16 +1,21 @@
 /*
  * backup.c - backups that cannot resurrect an erased subject.
  *
- * A backup is a consistent copy of the data plane only: sealed records,
- * blind index, links.  No key of any kind is in it, so it cannot be read
- * with the master key alone, and once a subject's key is destroyed its
- * sealed values in every backup are noise.  Restore replaces the data plane
- * and then opens the vault, which re-applies every erasure tombstone (and
- * every erasure the ledger records) to the restored data.  See erase.c for
- * why this holds even against an older control plane.
+ * A backup is a consistent copy of the data plane only: sealed records and
+ * links.  No key of any kind is in it, so it cannot be read with the master
+ * key alone, and once a subject's key is destroyed its sealed values in
+ * every backup are noise.  No blind-index hash is in it either: the blind
+ * key survives erasures, so a hash in a backup would let anyone holding the
+ * live keys test guesses against an erased subject's email or phone.
+ * Restore replaces the data plane and then opens the vault, which re-applies
+ * every erasure tombstone (and every erasure the ledger records) to the
+ * restored data and then rebuilds the blind index from the records whose
+ * keys still exist (custos_blind_rebuild; an interrupted rebuild is finished
+ * by the next open).  See erase.c for why this holds even against an older
+ * control plane.
  *
- * Must never: copy keys, restore into a vault that is in use, restore a
- * backup of another vault.
+ * Must never: copy keys or blind-index hashes, restore into a vault that is
+ * in use, restore a backup of another vault.
  */
 #include "core/vault_int.h"
 

@@ -13,6 +13,12 @@
  *   3. the ledger entry (subject.erase), its index stored in the tombstone;
  *   4. the data-plane record, blind-index entries and links deleted;
  *   5. the receipt, signed with the ledger key.
+ * If step 3 fails, step 4 still runs (the erasure is decided; the tombstone
+ * keeps ledger index -1 and the next start writes the entry with reason
+ * `recovered`: a failed ledger stays failed until then); if step 4 fails, the
+ * background tick finishes the erasure through the path the next start takes
+ * (custos_erasures_finish).  Either answers an error (503 for the ledger).
+ * Searches skip a tombstoned subject meanwhile (the store's blind_find).
  * It never waits for linked services: the outbox is delivered later
  * (custos_outbox_next / custos_outbox_done, driven by the server).
  *
@@ -406,9 +412,9 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     uint8_t id[16], *key = custos_scratch();
     uint64_t index = 0;
     int64_t now = (int64_t)custos_now(v);
-    int locked = 0;
+    int locked = 0, data_done = 0;
     size_t i;
-    enum custos_err rc;
+    enum custos_err rc, audit_rc = CUSTOS_OK;
 
     *out = NULL;
     memset(&plan, 0, sizeof(plan));
@@ -470,23 +476,31 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     custos_keycache_drop(v->keys, id);
     custos_auth_invalidate(v); /* the subject's customer tokens were revoked with it */
     plan.nlinks = lc.n;
-    /* 3. the ledger entry; a failure here is finished by the next start (the tombstone says so) */
+    /* 3. the ledger entry; a failure here is finished later (the tombstone says so: index -1) */
     e.result = CUSTOS_RESULT_OK;
     e.count = (int64_t)lc.n;
-    if ((rc = custos_audit_durable(v, &e, &index)))
-        goto out;
-    er.ledger_index = (int64_t)index;
-    /* 4. the ledger index into the tombstone, and the data plane (one transaction) */
+    if ((audit_rc = custos_audit_durable(v, &e, &index)) == CUSTOS_OK)
+        er.ledger_index = (int64_t)index;
+    /* 4. the ledger index into the tombstone, and the data plane (one transaction).  Also when
+       step 3 failed: the erasure is decided, so its record and blind entries go now rather than
+       stay searchable until it is finished */
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
         goto out;
-    if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->subject_delete(conn, id)) ||
-        (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+    if ((er.ledger_index >= 0 && (rc = v->ops->erasure_put(conn, &er))) ||
+        (rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(conn, CUSTOS_PLANE_DATA);
         goto out;
     }
+    data_done = 1;
+    if ((rc = audit_rc))
+        goto out; /* the ledger entry waits for the next start: a failed ledger stays failed */
     /* 5. the receipt */
     rc = receipt(v, id, now, index, &plan, out);
 out:
+    if (audit_rc)
+        rc = audit_rc; /* the ledger failed first: 503 */
+    if (!data_done)
+        v->erasures_unfinished = 1; /* the tick finishes it (custos_erasures_finish) */
     v->compact_soon = 1; /* a tick soon flushes logs whose old pages held the destroyed key */
     custos_unlock_writes(v);
     v->ops->release(v->store, conn);
@@ -1224,6 +1238,29 @@ done:
     custos_buf_release(&mark);
     v->ops->release(v->store, conn);
     custos_err_clear();
+    return rc;
+}
+
+enum custos_err custos_erasures_finish(struct custos_vault *v)
+{
+    uint64_t at_open;
+    enum custos_err rc;
+
+    if (!v->erasures_unfinished)
+        return CUSTOS_OK;
+    /* cleared first: an erasure failing while this runs sets it again */
+    v->erasures_unfinished = 0;
+    /* the write lock: no erasure or re-key is half-way while the tombstones and key generations
+       are re-applied (a re-key's new generation must not be taken for a stale one) */
+    custos_lock_writes(v);
+    at_open = v->reapplied_at_open;
+    rc = custos_erasures_reapply(v, NULL);
+    v->reapplied_at_open = at_open; /* that count is the open's (restore reports it) */
+    custos_unlock_writes(v);
+    if (rc)
+        v->erasures_unfinished = 1; /* the ledger or the store still fails: the next tick retries */
+    else
+        v->compact_soon = 1;
     return rc;
 }
 

@@ -344,6 +344,141 @@ static int leaf_searchable(const struct custos_field *f, const struct custos_fie
     return f == top && f->searchable;
 }
 
+/* ---- blind-index rebuild (after a restore) ------------------------------------------------- */
+
+/*
+ * Backups carry no blind data, so a restored data plane is marked for a rebuild, which every open
+ * finishes (custos_vault_open, after the erasures are re-applied).  The index is computed again
+ * from the records whose keys still exist: an erased subject has no key, so its values cannot be
+ * indexed again by anyone.  A record that cannot be opened (key gone after a re-key newer than
+ * the backup, a damaged value) is left unindexed: no search finds it, as no read opens it.
+ * Records are read in groups of REBUILD_GROUP; each group's entries and the marker's advance
+ * commit together, so memory stays flat and a crash resumes after the last group.
+ */
+#define REBUILD_GROUP 256
+
+struct rebuild_item {
+    uint8_t id[16];
+    size_t nblind;
+    struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
+};
+
+struct rebuild_ctx {
+    struct custos_vault *v;
+    struct custos_store_conn *c;
+    struct rebuild_item *items;
+    size_t n;
+    int64_t after;
+    enum custos_err rc;
+};
+
+static int rebuild_one(void *ctx, int64_t cursor, const uint8_t id[16], const uint8_t *rec, size_t len)
+{
+    struct rebuild_ctx *rb = ctx;
+    struct custos_vault *v = rb->v;
+    struct rebuild_item *it = &rb->items[rb->n];
+    struct custos_record r = {0};
+    uint8_t *key = custos_scratch(), *pt = custos_plain_scratch();
+    enum custos_err rc;
+    size_t i;
+
+    if (!key || !pt) {
+        rb->rc = CUSTOS_ERR_NOMEM;
+        return 1;
+    }
+    memcpy(it->id, id, 16);
+    it->nblind = 0;
+    rb->after = cursor;
+    rb->n++;
+    if (custos_record_parse(rec, len, &r)) {
+        custos_err_clear();
+        return 0; /* unreadable: left unindexed */
+    }
+    rc = key_unwrap(v, rb->c, id, r.gen, key);
+    if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CRYPTO || rc == CUSTOS_ERR_CORRUPT) {
+        custos_err_clear(); /* no key (erased, or re-keyed since the backup): nothing can be indexed */
+        custos_record_release(&r);
+        custos_scratch_wipe();
+        return 0;
+    }
+    if (rc) {
+        custos_record_release(&r);
+        rb->rc = rc;
+        return 1;
+    }
+    for (i = 0; i < r.n && it->nblind < CUSTOS_SCHEMA_MAX_FIELDS; i++) {
+        const struct custos_sealed_leaf *l = &r.leaf[i];
+        const struct custos_field *f, *top;
+        struct custos_path_parts pp;
+        size_t plen = 0;
+        char tag = 0;
+
+        if (custos_path_split(l->path, l->plen, &pp) || !(f = custos_leaf_field(v->schema, &pp, &top)) ||
+            !leaf_searchable(f, top))
+            continue;
+        if (custos_leaf_open(id, key, l, pt, &tag, &plen) == CUSTOS_OK) {
+            it->blind[it->nblind].field = field_no(v, top);
+            if (blind_hash(v, f, (const char *)pt, plen, it->blind[it->nblind].hash) == CUSTOS_OK)
+                it->nblind++;
+            sodium_memzero(pt, plen + 1);
+        }
+        custos_err_clear();
+    }
+    custos_scratch_wipe();
+    custos_record_release(&r);
+    return 0;
+}
+
+enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed)
+{
+    struct rebuild_ctx rb;
+    enum custos_err rc;
+    int pending = 0;
+    size_t i;
+
+    if (indexed)
+        *indexed = 0;
+    memset(&rb, 0, sizeof(rb));
+    rb.v = v;
+    if ((rc = v->ops->acquire(v->store, &rb.c)))
+        return rc;
+    if ((rc = v->ops->blind_rebuild_state(rb.c, &pending, &rb.after)) || !pending)
+        goto done;
+    /* blind hashes, not values: ordinary memory, wiped when done */
+    if (!(rb.items = malloc(REBUILD_GROUP * sizeof(*rb.items)))) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    for (;;) {
+        rb.n = 0;
+        rb.rc = CUSTOS_OK;
+        if ((rc = v->ops->blind_rebuild_scan(rb.c, rb.after, REBUILD_GROUP, rebuild_one, &rb)) || (rc = rb.rc))
+            break;
+        if ((rc = v->ops->begin(rb.c, CUSTOS_PLANE_DATA)))
+            break;
+        for (i = 0; i < rb.n && !rc; i++) {
+            rc = v->ops->blind_set(rb.c, rb.items[i].id, rb.items[i].blind, rb.items[i].nblind);
+            if (!rc && indexed && rb.items[i].nblind)
+                (*indexed)++;
+        }
+        if (!rc)
+            rc = v->ops->blind_rebuild_mark(rb.c, rb.after, rb.n == 0);
+        if (rc || (rc = v->ops->commit(rb.c, CUSTOS_PLANE_DATA))) {
+            v->ops->rollback(rb.c, CUSTOS_PLANE_DATA);
+            break;
+        }
+        if (rb.n == 0)
+            break;
+    }
+done:
+    if (rb.items) {
+        sodium_memzero(rb.items, REBUILD_GROUP * sizeof(*rb.items));
+        free(rb.items);
+    }
+    v->ops->release(v->store, rb.c);
+    return rc;
+}
+
 /* ---- sealing a new record from leaves ------------------------------------------------------- */
 
 static void leaf_bytes(const struct custos_leaf *l, char *num, size_t ncap, const char **val, size_t *len)
@@ -1217,6 +1352,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
             goto done; /* the next start removes the stale generation */
         }
         custos_keycache_drop(v->keys, id); /* a reader may have cached the old generation meanwhile */
+        v->compact_soon = 1; /* old log pages hold the deleted generation: flush within seconds */
     }
     list = json_array();
     for (i = 0; list && i < written.n; i++)

@@ -439,6 +439,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;
+    /* after a restore: the blind index, which backups do not carry, from the records left */
+    if ((rc = custos_blind_rebuild(v, NULL)))
+        goto fail;
     v->opened = 1;
     *out = v;
     return CUSTOS_OK;
@@ -611,6 +614,9 @@ void custos_vault_tick(struct custos_vault *v)
         uint64_t k, n;
 
         custos_retention_expire(v, &k, &n);
+        /* an erasure that answered 503 after its point of no return: finish it now, not at the
+           next start (its record and blind entries are still in the data plane) */
+        custos_erasures_finish(v);
         v->last_expire_ms = now;
         /* token rows are kept a week past expiry (the ledger keeps their story for good) */
         if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {

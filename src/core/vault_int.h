@@ -57,6 +57,7 @@ struct custos_vault {
     volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
+    volatile int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
     int opened;                 /* open completed (erasures re-applied) */
 };
 
@@ -240,6 +241,11 @@ json_t *custos_decode_value(char tag, const char *val, size_t len);
 void custos_lock_writes(struct custos_vault *v);
 void custos_unlock_writes(struct custos_vault *v);
 
+/* Rebuild the blind index of a restored data plane (backups carry none) from the records whose
+   subject keys still exist, in groups, resuming after a crash; a no-op unless the store marks a
+   rebuild as due.  *indexed (may be NULL) counts the subjects given entries. */
+enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed);
+
 /* ---- erasure (erase.c) --------------------------------------------------------------------- */
 
 /* Read the values kept under legal retention for an erased subject (purpose legal-retention). */
@@ -262,6 +268,11 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
    the original disable time.  *applied is 1 when it did. */
 enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,
                                                 const char *id, int64_t when, int *applied);
+
+/* Finish erasures interrupted after their point of no return (a 503 from DELETE), through the
+   path the next open takes (custos_erasures_reapply), under the write lock; a no-op unless one
+   failed since the last success.  Called by the tick. */
+enum custos_err custos_erasures_finish(struct custos_vault *v);
 
 /* Record that the control plane covers every erasure in the ledger so far (tick). */
 enum custos_err custos_erasure_mark(struct custos_vault *v);

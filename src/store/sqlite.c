@@ -24,17 +24,22 @@
  * subjects.blind lists the row's own index entries (4-byte big-endian field
  * number || 32-byte hash each) so the index can be kept in step without a
  * secondary index and without the subject's key.
+ * Backups (sq_backup) copy the data plane without blind, staged_blind and
+ * subjects.blind; a restore marks the restored file for a blind-index rebuild
+ * (meta `blind_rebuild_after`), which the core finishes at open.
  *
  * Request threads may read through snapshots (see "snapshot reads" below):
  * a query-only twin connection holding one read transaction until the next
  * commit through this store.
  *
  * Invariant: a row of subject_ids or blind names a subject whose key is in
- * subject_keys (or was shredded by an erasure, which drops its rows too).
+ * subject_keys (or was shredded by an erasure, which drops its rows too; until
+ * an interrupted erasure is finished, blind_find skips its tombstoned subject).
  *
  * Must never: interpret record bytes, hold a connection across threads at
  * the same time, build SQL from caller input (everything is bound), let a
- * snapshot read miss a commit made before it began.
+ * snapshot read miss a commit made before it began, write a blind hash into
+ * a backup file.
  */
 #include "store/store.h"
 
@@ -64,6 +69,7 @@ enum stmt_id {
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
+    S_SUBJ_BLIND_SET, S_REBUILD_GET, S_REBUILD_PUT, S_REBUILD_DONE, S_REBUILD_SCAN,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
     S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
     S_RK_PUT, S_RK_GET, S_RK_SCAN, S_RET_PUT, S_RET_SUBJ, S_RK_EXPIRE, S_RET_EXPIRE,
@@ -128,7 +134,17 @@ static const char *const sql[S__COUNT] = {
     [S_BLIND_STAGE] = "INSERT INTO staged_blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_PUT] = "INSERT OR IGNORE INTO blind(field, hash, subject) VALUES (?1, ?2, ?3)",
     [S_BLIND_DEL] = "DELETE FROM blind WHERE field = ?1 AND hash = ?2 AND subject = ?3",
-    [S_BLIND_FIND] = "SELECT subject FROM blind WHERE field = ?1 AND hash = ?2 LIMIT ?3",
+    /* never a subject with a tombstone: an erasure interrupted after its point of no return
+       (ledger or data plane failing) leaves its entries until it is finished */
+    [S_BLIND_FIND] = "SELECT b.subject FROM blind b WHERE b.field = ?1 AND b.hash = ?2"
+                     " AND NOT EXISTS (SELECT 1 FROM ctl.erasures e WHERE e.id = b.subject) LIMIT ?3",
+    /* blind-index rebuild after a restore (data-plane meta: the cursor of the last record done) */
+    [S_SUBJ_BLIND_SET] = "UPDATE subjects SET blind = ?2 WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
+    [S_REBUILD_GET] = "SELECT v FROM main.meta WHERE k = 'blind_rebuild_after'",
+    [S_REBUILD_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('blind_rebuild_after', ?1)",
+    [S_REBUILD_DONE] = "DELETE FROM main.meta WHERE k = 'blind_rebuild_after'",
+    [S_REBUILD_SCAN] = "SELECT s.rid, s.id, s.rec FROM subjects s JOIN subject_ids i ON i.id = s.id AND i.rid = s.rid"
+                       " WHERE s.rid > ?1 ORDER BY s.rid LIMIT ?2",
     [S_LINK_PUT] = "INSERT INTO links(subject, name, url, created) VALUES (?1, ?2, ?3, ?4) "
                    "ON CONFLICT(subject, name) DO UPDATE SET url = excluded.url",
     [S_LINK_SCAN] = "SELECT name, url, created FROM links WHERE subject = ?1 ORDER BY name",
@@ -1244,19 +1260,51 @@ static enum custos_err blind_drop(struct custos_store_conn *c, const uint8_t id[
     return rc;
 }
 
+/* The subject row's list of its own entries (subjects.blind): field (u32 BE) || hash each, into
+   stackbuf when it fits (8 entries), else into a new allocation the caller frees. */
+static enum custos_err blind_list(const struct custos_blind *blind, size_t nblind, uint8_t *stackbuf, size_t cap,
+                                  uint8_t **list)
+{
+    size_t i;
+
+    *list = stackbuf;
+    if (nblind > cap / BLIND_ENTRY && !(*list = malloc(nblind * BLIND_ENTRY)))
+        return CUSTOS_ERR_NOMEM;
+    for (i = 0; i < nblind; i++) {
+        put_be32(*list + i * BLIND_ENTRY, blind[i].field);
+        memcpy(*list + i * BLIND_ENTRY + 4, blind[i].hash, CUSTOS_STORE_HASH);
+    }
+    return CUSTOS_OK;
+}
+
+/* Add the subject's entries to the index (its row's list is the caller's). */
+static enum custos_err blind_insert(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
+                                    size_t nblind)
+{
+    enum custos_err rc = CUSTOS_OK;
+    size_t i;
+
+    for (i = 0; i < nblind && !rc; i++) {
+        sqlite3_stmt *s = stmt(c, S_BLIND_PUT);
+
+        if (!s)
+            return db_err(c->db, sqlite3_errcode(c->db), "prepare");
+        sqlite3_bind_int64(s, 1, blind[i].field);
+        sqlite3_bind_blob(s, 2, blind[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(s, 3, id, 16, SQLITE_STATIC);
+        rc = run(c, s, "blind put");
+    }
+    return rc;
+}
+
 static enum custos_err sq_subject_put(struct custos_store_conn *c, const uint8_t id[16], const void *blob, size_t len,
                                       const struct custos_blind *blind, size_t nblind, int64_t now, int insert)
 {
     enum custos_err rc;
-    uint8_t stackbuf[BLIND_ENTRY * 8], *list = stackbuf;
-    size_t i;
+    uint8_t stackbuf[BLIND_ENTRY * 8], *list = NULL;
 
-    if (nblind > sizeof(stackbuf) / BLIND_ENTRY && !(list = malloc(nblind * BLIND_ENTRY)))
-        return CUSTOS_ERR_NOMEM;
-    for (i = 0; i < nblind; i++) {
-        put_be32(list + i * BLIND_ENTRY, blind[i].field);
-        memcpy(list + i * BLIND_ENTRY + 4, blind[i].hash, CUSTOS_STORE_HASH);
-    }
+    if ((rc = blind_list(blind, nblind, stackbuf, sizeof(stackbuf), &list)))
+        return rc;
     if (!insert && (rc = blind_drop(c, id)))
         goto done;
     {
@@ -1289,19 +1337,7 @@ static enum custos_err sq_subject_put(struct custos_store_conn *c, const uint8_t
         if ((rc = run(c, s, "subject put")))
             goto done;
     }
-    for (i = 0; i < nblind; i++) {
-        sqlite3_stmt *s = stmt(c, S_BLIND_PUT);
-
-        if (!s) {
-            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
-            goto done;
-        }
-        sqlite3_bind_int64(s, 1, blind[i].field);
-        sqlite3_bind_blob(s, 2, blind[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
-        sqlite3_bind_blob(s, 3, id, 16, SQLITE_STATIC);
-        if ((rc = run(c, s, "blind put")))
-            goto done;
-    }
+    rc = blind_insert(c, id, blind, nblind);
 done:
     if (list != stackbuf)
         free(list);
@@ -1501,6 +1537,96 @@ static enum custos_err sq_blind_find(struct custos_store_conn *c0, uint32_t fiel
         rc = db_err(c->db, r, "blind find");
     done_stmt(s);
     return rc;
+}
+
+/* ---- blind-index rebuild (after a restore) ---------------------------------------------------- */
+
+/*
+ * Backups carry no blind data (sq_backup); sq_restore leaves the marker `blind_rebuild_after` (the
+ * rid of the last record indexed, 0 at first) in the restored file's meta table, in the same file
+ * that replaces data.db, so a restore interrupted at any point leaves either the old data plane or
+ * the new one with its marker.  The core rebuilds in groups, each group's entries and the marker's
+ * advance in one transaction, and clears the marker in the last: a crash resumes where it stopped.
+ */
+static enum custos_err sq_blind_rebuild_state(struct custos_store_conn *c, int *pending, int64_t *after)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_REBUILD_GET);
+
+    *pending = 0;
+    *after = 0;
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        *pending = 1;
+        *after = sqlite3_column_int64(s, 0);
+    } else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "blind rebuild state");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_blind_rebuild_scan(struct custos_store_conn *c, int64_t after, size_t max,
+                                             int (*fn)(void *ctx, int64_t cursor, const uint8_t id[16],
+                                                       const uint8_t *rec, size_t len),
+                                             void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_REBUILD_SCAN);
+
+    sqlite3_bind_int64(s, 1, after);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        uint8_t id[16];
+
+        if (col_blob(s, 1, id, 16)) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored subject id is corrupt");
+            break;
+        }
+        if (fn(ctx, sqlite3_column_int64(s, 0), id, sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2)))
+            break;
+    }
+    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "blind rebuild scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_blind_set(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
+                                    size_t nblind)
+{
+    enum custos_err rc;
+    uint8_t stackbuf[BLIND_ENTRY * 8], *list = NULL;
+
+    if ((rc = blind_list(blind, nblind, stackbuf, sizeof(stackbuf), &list)))
+        return rc;
+    if (!(rc = blind_drop(c, id))) {
+        sqlite3_stmt *s = stmt(c, S_SUBJ_BLIND_SET);
+
+        if (!s)
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+        else {
+            sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
+            sqlite3_bind_blob(s, 2, list, (int)(nblind * BLIND_ENTRY), SQLITE_STATIC);
+            if (!(rc = run(c, s, "blind set")) && sqlite3_changes(c->db) == 0)
+                rc = CUSTOS_ERR_NOTFOUND;
+        }
+    }
+    if (!rc)
+        rc = blind_insert(c, id, blind, nblind);
+    if (list != stackbuf)
+        free(list);
+    return rc;
+}
+
+static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_t after, int done)
+{
+    PREP(s, done ? S_REBUILD_DONE : S_REBUILD_PUT);
+
+    if (!done)
+        sqlite3_bind_int64(s, 1, after);
+    return run(c, s, "blind rebuild mark");
 }
 
 /* ---- links, outbox, retention -------------------------------------------------------------- */
@@ -1737,45 +1863,117 @@ static enum custos_err sq_retention_expire(struct custos_store_conn *c, uint32_t
 
 /* ---- backup and restore -------------------------------------------------------------------- */
 
+/* `path` as a read-only SQLite URI (file:...?mode=ro), each byte outside [A-Za-z0-9/._-] escaped;
+   -1 when it does not fit. */
+static int ro_uri(char *out, size_t cap, const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF", tail[] = "?mode=ro";
+    const unsigned char *p = (const unsigned char *)path;
+    size_t o = (size_t)snprintf(out, cap, "%s", *p == '/' ? "file://" : "file:");
+
+    for (; *p; p++) {
+        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    *p == '/' || *p == '.' || *p == '_' || *p == '-';
+
+        if (o + 4 >= cap)
+            return -1;
+        if (plain)
+            out[o++] = (char)*p;
+        else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    if (o + sizeof(tail) > cap)
+        return -1;
+    memcpy(out + o, tail, sizeof(tail));
+    return 0;
+}
+
+/*
+ * The backup is built table by table from one read snapshot of data.db, never as a copy of the
+ * file: the blind index (`blind`, `staged_blind`) and each record's list of its entries
+ * (`subjects.blind`) are left out, so no blind hash is ever written to the backup file, even
+ * for a moment (security.md "Backups and restore": with the live blind key, a hash is a test
+ * for a guessed value, which would outlive the subject's erasure).  A restore rebuilds the index
+ * from the records whose keys still exist.  Every other data-plane table is copied whole; a
+ * table this code does not know stops the backup rather than be left out silently.
+ */
+static const char backup_known_tables[] =
+    "SELECT name FROM src.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+    " AND name NOT IN ('meta', 'subjects', 'subject_ids', 'staged_ids', 'staged_blind', 'blind', 'links')";
+static const char backup_copy_sql[] =
+    "INSERT INTO main.meta(k, v) SELECT k, v FROM src.meta"
+    " WHERE k NOT IN ('backup_origin', 'backup_time');"
+    "INSERT INTO main.subjects(rid, id, created, updated, rec, blind)"
+    " SELECT rid, id, created, updated, rec, x'' FROM src.subjects ORDER BY rid;"
+    "INSERT INTO main.subject_ids(id, rid) SELECT id, rid FROM src.subject_ids ORDER BY id;"
+    "INSERT INTO main.staged_ids(id, rid) SELECT id, rid FROM src.staged_ids ORDER BY rowid;"
+    "INSERT INTO main.links(subject, name, url, created) SELECT subject, name, url, created FROM src.links"
+    " ORDER BY subject, name;";
+
 static enum custos_err sq_backup(const char *dir, const char *out, const char *origin, int64_t now)
 {
-    char path[PATH_MAX];
-    sqlite3 *db = NULL, *copy = NULL;
+    char path[PATH_MAX], uri[3 * PATH_MAX + 32];
+    sqlite3 *copy = NULL;
     sqlite3_stmt *st = NULL;
-    enum custos_err rc;
-    int r, fd;
+    enum custos_err rc = CUSTOS_OK;
+    int r, fd, in_txn = 0;
 
     snprintf(path, sizeof(path), "%s/data.db", dir);
+    if (ro_uri(uri, sizeof(uri), path) != 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "data directory path is too long");
     /* the backup file is created 0600 before SQLite writes it, and must not exist */
     fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
                               strerror(errno));
-    close(fd); /* VACUUM INTO accepts an existing empty file: this one, created 0600 */
-    r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    close(fd);
+    /* the new, empty file is `main`; data.db is attached read-only as `src` */
+    r = sqlite3_open_v2(out, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
     if (r != SQLITE_OK) {
-        rc = db_err(db, r, "open data.db");
+        rc = db_err(copy, r, "open backup file");
         goto done;
     }
-    sqlite3_busy_timeout(db, 10000);
-    /* VACUUM INTO reads one consistent snapshot (a read transaction), so it works while the
-       server writes, and leaves no free pages behind */
-    r = sqlite3_prepare_v2(db, "VACUUM main INTO ?1", -1, &st, NULL);
+    sqlite3_busy_timeout(copy, BUSY_MS);
+    if ((rc = exec(copy, "PRAGMA main.page_size=16384; PRAGMA main.journal_mode=DELETE;"
+                         "PRAGMA main.synchronous=FULL; PRAGMA trusted_schema=OFF;", "backup")) ||
+        (rc = exec(copy, data_schema, "backup schema")))
+        goto done;
+    r = sqlite3_prepare_v2(copy, "ATTACH DATABASE ?1 AS src", -1, &st, NULL);
     if (r == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, out, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
         r = sqlite3_step(st);
         r = r == SQLITE_DONE ? SQLITE_OK : r;
     }
     sqlite3_finalize(st);
     st = NULL;
     if (r != SQLITE_OK) {
-        rc = db_err(db, r, "backup");
+        rc = db_err(copy, r, "open data.db");
         goto done;
     }
-    r = sqlite3_open_v2(out, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (r == SQLITE_OK)
-        r = sqlite3_prepare_v2(copy, "INSERT OR REPLACE INTO meta(k, v) VALUES ('backup_origin', ?1), "
-                               "('backup_time', ?2)", -1, &st, NULL);
+    /* one transaction: the copy reads one consistent snapshot of data.db (so it works while the
+       server writes), and the file is labelled only if everything is in it */
+    if ((rc = exec(copy, "BEGIN", "backup")))
+        goto done;
+    in_txn = 1;
+    r = sqlite3_prepare_v2(copy, backup_known_tables, -1, &st, NULL);
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = custos_err_set(CUSTOS_ERR_INTERNAL, "backup: data.db has a table this version does not know (%.64s)",
+                            (const char *)sqlite3_column_text(st, 0));
+        goto done;
+    }
+    if (r != SQLITE_DONE && r != SQLITE_OK) {
+        rc = db_err(copy, r, "backup");
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((rc = exec(copy, backup_copy_sql, "backup")))
+        goto done;
+    r = sqlite3_prepare_v2(copy, "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('backup_origin', ?1), "
+                           "('backup_time', ?2)", -1, &st, NULL);
     if (r == SQLITE_OK) {
         sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, now);
@@ -1783,12 +1981,19 @@ static enum custos_err sq_backup(const char *dir, const char *out, const char *o
         r = r == SQLITE_DONE ? SQLITE_OK : r;
     }
     sqlite3_finalize(st);
-    if (r == SQLITE_OK)
-        r = sqlite3_exec(copy, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
-    rc = r == SQLITE_OK ? CUSTOS_OK : db_err(copy, r, "label backup");
+    st = NULL;
+    if (r != SQLITE_OK) {
+        rc = db_err(copy, r, "label backup");
+        goto done;
+    }
+    if ((rc = exec(copy, "COMMIT", "backup")))
+        goto done;
+    in_txn = 0;
 done:
+    sqlite3_finalize(st);
+    if (in_txn)
+        sqlite3_exec(copy, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(copy);
-    sqlite3_close(db);
     if (rc)
         unlink(out);
     return rc;
@@ -1845,9 +2050,19 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         r = sqlite3_backup_finish(bk) == SQLITE_OK && r == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     } else if (r == SQLITE_OK)
         r = sqlite3_errcode(dst);
+    /* no blind data comes in with a backup (an older backup's is dropped, zeroed): the vault's
+       open rebuilds the index from the records whose keys still exist, resuming after a crash
+       (the marker travels with the file that replaces data.db).  A backup older than some
+       data-plane table gets it empty first (the open migrates the rest). */
     if (r == SQLITE_OK)
-        r = sqlite3_exec(dst, "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time');"
-                              "PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE;", NULL, NULL, NULL);
+        r = sqlite3_exec(dst, data_schema, NULL, NULL, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; BEGIN;"
+                              "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time');"
+                              "DELETE FROM blind; DELETE FROM staged_blind;"
+                              "UPDATE subjects SET blind = x'' WHERE length(blind) > 0;"
+                              "INSERT OR REPLACE INTO meta(k, v) VALUES ('blind_rebuild_after', 0);"
+                              "COMMIT; PRAGMA synchronous=FULL; PRAGMA journal_mode=DELETE;", NULL, NULL, NULL);
     sqlite3_close(dst);
     dst = NULL;
     if (r != SQLITE_OK) {
@@ -1926,6 +2141,10 @@ const struct custos_store_ops custos_store_sqlite = {
     .subject_get = sq_subject_get,
     .subject_delete = sq_subject_delete,
     .blind_find = sq_blind_find,
+    .blind_rebuild_state = sq_blind_rebuild_state,
+    .blind_rebuild_scan = sq_blind_rebuild_scan,
+    .blind_set = sq_blind_set,
+    .blind_rebuild_mark = sq_blind_rebuild_mark,
     .key_stage = sq_key_stage,
     .subject_stage = sq_subject_stage,
     .subjects_publish = sq_subjects_publish,

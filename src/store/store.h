@@ -11,8 +11,11 @@
  *    retention keys), erasure tombstones, principals and tokens.  Never
  *    rolled back by a data restore, so a restored backup cannot bring back
  *    a shredded key, a disabled principal or a revoked token.
- *  - data plane: sealed subject records, blind index, links, outbox.  This
- *    is what `custos backup` copies.
+ *  - data plane: sealed subject records, blind index, links.  This is what
+ *    `custos backup` copies, without the blind index: a backup holds no
+ *    blind hash (with the live blind key one is a test for guessed values,
+ *    which would outlive an erasure), and a restore leaves the index to be
+ *    rebuilt from the records whose keys still exist.
  *
  * Connections: a store hands out connections; one thread uses a connection
  * at a time (acquire/release).  Transactions are per plane.
@@ -116,8 +119,10 @@ struct custos_store_ops {
     const char *name;
 
     /* Data-plane backup: a consistent online copy into a new file `out`, labelled with the
-       vault's origin and the time.  Restore: replace the data plane with such a copy (no
-       connection may be open; the caller holds the vault's lock).  Neither touches keys. */
+       vault's origin and the time, holding no blind-index data at all (no entry, no record's
+       list of its entries).  Restore: replace the data plane with such a copy (no connection
+       may be open; the caller holds the vault's lock), its blind index empty and marked for a
+       rebuild (blind_rebuild_state) in the same file.  Neither touches keys. */
     enum custos_err (*backup)(const char *dir, const char *out, const char *origin, int64_t now);
     enum custos_err (*restore)(const char *dir, const char *in, const char *origin);
 
@@ -257,9 +262,27 @@ struct custos_store_ops {
     enum custos_err (*subjects_publish)(struct custos_store_conn *c, enum custos_plane p,
                                         enum custos_err (*ready)(void *ctx), void *ctx);
 
-    /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found. */
+    /* Subjects whose blind entry (field, hash) matches, up to cap; *n gets the count found.
+       A subject with an erasure tombstone is never returned, even while its entries remain
+       (an erasure interrupted after its point of no return). */
     enum custos_err (*blind_find)(struct custos_store_conn *c, uint32_t field, const uint8_t hash[CUSTOS_STORE_HASH],
                                   uint8_t (*ids)[16], size_t cap, size_t *n);
+
+    /* Blind-index rebuild after a restore (data plane).  blind_rebuild_state: *pending 1 while a
+       rebuild is due, with *after the cursor of the last record done (0 at first), else 0.
+       blind_rebuild_scan: up to `max` visible records after cursor `after`, in cursor order:
+       fn(ctx, cursor, id, rec, len), rec valid during the call only (non-zero from fn stops).
+       blind_set: replace a subject's blind entries, its record unchanged (NOTFOUND without a
+       record).  blind_rebuild_mark: in the caller's data-plane transaction, the cursor of the
+       last record done, or (done) the end of the rebuild. */
+    enum custos_err (*blind_rebuild_state)(struct custos_store_conn *c, int *pending, int64_t *after);
+    enum custos_err (*blind_rebuild_scan)(struct custos_store_conn *c, int64_t after, size_t max,
+                                          int (*fn)(void *ctx, int64_t cursor, const uint8_t id[16],
+                                                    const uint8_t *rec, size_t len),
+                                          void *ctx);
+    enum custos_err (*blind_set)(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
+                                 size_t nblind);
+    enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after, int done);
 };
 
 extern const struct custos_store_ops custos_store_sqlite;

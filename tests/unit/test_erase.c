@@ -3,6 +3,7 @@
  * retention and its shredding on an injected clock, backups that cannot
  * resurrect, a rolled-back control plane, the outbox's retry schedule.
  */
+#define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -303,6 +304,379 @@ static void test_backup_cannot_resurrect(void **state)
     assert_backup_unreadable(f, bak, aid);
     /* a backup of another vault is refused */
     unlink(bak);
+}
+
+/* The blind-index entry the vault would store for `value` of top-level field `name`. */
+static void blind_of(struct fx *f, const char *name, const char *value, uint8_t out[32])
+{
+    const struct custos_field *fd = custos_schema_field(f->v->schema, name, strlen(name));
+    char norm[512];
+    size_t nlen = 0;
+    crypto_generichash_state st;
+
+    assert_non_null(fd);
+    assert_int_equal(custos_normalise(fd, value, strlen(value), norm, sizeof(norm), &nlen), CUSTOS_OK);
+    crypto_generichash_init(&st, f->v->sec->blind_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)fd->name, strlen(fd->name) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)norm, nlen);
+    crypto_generichash_final(&st, out, 32);
+}
+
+/* Does the file hold these 32 bytes anywhere (any table, any free page)? */
+static int file_holds(const char *path, const uint8_t needle[32])
+{
+    FILE *fp = fopen(path, "rb");
+    uint8_t *buf;
+    long n;
+    int found;
+
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    n = ftell(fp);
+    assert_true(n > 0);
+    rewind(fp);
+    buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    found = memmem(buf, (size_t)n, needle, 32) != NULL;
+    free(buf);
+    return found;
+}
+
+static long count_rows(const char *db, const char *q)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    long n;
+
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, q, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/* Ids found by an email search (service, purpose account), as a JSON array the caller frees. */
+static json_t *search_email(struct fx *f, const char *email)
+{
+    json_t *out = NULL, *ids;
+
+    assert_int_equal(custos_subject_search(f->v, &f->service, "email", email, "account", &out), CUSTOS_OK);
+    ids = json_incref(json_object_get(out, "ids"));
+    json_decref(out);
+    assert_non_null(ids);
+    return ids;
+}
+
+static int ids_hold(json_t *ids, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < json_array_size(ids); i++)
+        if (strcmp(json_string_value(json_array_get(ids, i)), id) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * A backup holds no blind-index data, so nobody with the live blind key can test guesses against
+ * an erased subject's email or phone in an old backup (review finding: the erased subject's blind
+ * hashes stayed in every backup).  A restore rebuilds the index from the records whose keys still
+ * exist: the others are found again, the erased one is not.  An email superseded by a PATCH after
+ * the backup is not in it either.
+ */
+static void test_backup_has_no_blind_index(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], bak[300], data[300];
+    uint8_t ha[32], hb[32];
+    uint64_t n = 0;
+    json_t *r = NULL, *ids;
+    static const char carol[] = "{\"name\":\"박지우\",\"email\":\"jiwoo@example.com\"}";
+    char c[33];
+
+    create(f, alice, a);
+    create(f, bob, b);
+    create(f, carol, c);
+    blind_of(f, "email", "minji@example.com", ha);
+    blind_of(f, "email", "seojun@example.com", hb);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    /* the backup: no blind hash of the erased subject, nor of anyone, in any form */
+    assert_false(file_holds(bak, ha));
+    assert_false(file_holds(bak, hb));
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM blind"), 0);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM staged_blind"), 0);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subjects WHERE length(blind) > 0"), 0);
+    /* the records themselves are all there */
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subjects"), 3);
+    assert_int_equal(count_rows(bak, "SELECT count(*) FROM subject_ids"), 3);
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    open_vault(f);
+    ids = search_email(f, "seojun@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    ids = search_email(f, "JIWOO@example.com");
+    assert_true(ids_hold(ids, c));
+    json_decref(ids);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    /* the erased subject's hash is nowhere in the restored data plane, and the rebuild is done */
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_false(file_holds(data, ha));
+    open_vault(f);
+
+    /* a superseded email (PATCH after the backup) is not in the backup either */
+    {
+        static const char patch[] = "{\"email\":\"seojun.lee@example.com\"}";
+        char bak2[310];
+        json_t *out = NULL;
+
+        snprintf(bak2, sizeof(bak2), "%s.bak2", f->dir);
+        unlink(bak2);
+        assert_int_equal(custos_backup(f->dir, bak2), CUSTOS_OK);
+        assert_int_equal(custos_subject_update(f->v, &f->service, b, patch, strlen(patch), &out), CUSTOS_OK);
+        json_decref(out);
+        assert_false(file_holds(bak2, hb));
+        /* restoring it rolls the PATCH back (a restore does): the index follows the restored record */
+        custos_vault_free(f->v);
+        f->v = NULL;
+        assert_int_equal(custos_restore(f->dir, bak2, &n), CUSTOS_OK);
+        open_vault(f);
+        ids = search_email(f, "seojun@example.com");
+        assert_true(ids_hold(ids, b));
+        json_decref(ids);
+        unlink(bak2);
+    }
+    unlink(bak);
+}
+
+/*
+ * A restore stopped after data.db was replaced but before the index was rebuilt (killed in the
+ * open) is finished by the next open: the marker travels inside the restored file.
+ */
+static void test_restore_rebuild_resumes(void **state)
+{
+    struct fx *f = *state;
+    char b[33], bak[300], data[300], origin[256];
+    json_t *ids;
+
+    char last[33], body[128];
+    int i;
+
+    /* more records than one rebuild group holds (REBUILD_GROUP, 256) */
+    for (i = 0; i < 300; i++) {
+        snprintf(body, sizeof(body), "{\"name\":\"n\",\"email\":\"user%d@example.com\"}", i);
+        create(f, body, last);
+    }
+    create(f, bob, b);
+    snprintf(origin, sizeof(origin), "%s", f->v->origin);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    /* the store's part of a restore only, as if the process died before the vault opened */
+    assert_int_equal(custos_store_sqlite.restore(f->dir, bak, origin), CUSTOS_OK);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 0);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 1);
+    open_vault(f);
+    ids = search_email(f, "seojun@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    ids = search_email(f, "user299@example.com");
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, last));
+    json_decref(ids);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 301);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
+    unlink(bak);
+}
+
+/*
+ * A backup made before backups left the blind index out (it has blind rows, and may lack tables
+ * added since): restoring it drops that blind data, zeroed, and rebuilds the index; the hash of a
+ * subject erased since is nowhere in data.db afterwards.
+ */
+static void test_restore_older_backup_drops_blind_data(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], bak[300], data[300], q[512], hex[65];
+    uint8_t ha[32], aid[16];
+    uint64_t n = 0;
+    json_t *r = NULL, *ids;
+    sqlite3 *h;
+    size_t i;
+
+    create(f, alice, a);
+    create(f, bob, b);
+    blind_of(f, "email", "minji@example.com", ha);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    /* make it look like an older backup: the erased subject's blind row and list, no staged tables */
+    assert_int_equal(custos_id_parse(aid, a), CUSTOS_OK);
+    for (i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", ha[i]);
+    assert_int_equal(sqlite3_open(bak, &h), SQLITE_OK);
+    snprintf(q, sizeof(q),
+             "INSERT INTO blind(field, hash, subject) VALUES (1, x'%s', (SELECT id FROM subject_ids WHERE "
+             "hex(id) = upper('%s')));"
+             "UPDATE subjects SET blind = x'00000001%s' WHERE hex(id) = upper('%s');"
+             "DROP TABLE staged_blind; DROP TABLE staged_ids;",
+             hex, a, hex, a);
+    assert_int_equal(sqlite3_exec(h, q, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    assert_true(file_holds(bak, ha));
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    open_vault(f);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    custos_vault_free(f->v); /* folds the log into data.db */
+    f->v = NULL;
+    assert_false(file_holds(data, ha));
+    open_vault(f);
+    unlink(bak);
+}
+
+static int ledger_fails; /* 1: every ledger write fails (disk full) */
+
+static int ledger_fault(void *ctx, const char *op)
+{
+    (void)ctx;
+    return ledger_fails && strcmp(op, "write") == 0;
+}
+
+/* Is the subject's record still in the data plane (through the store, no key needed)? */
+static int record_present(struct fx *f, const char *idhex)
+{
+    struct custos_store_conn *c;
+    struct custos_buf blob;
+    uint8_t id[16];
+    enum custos_err rc;
+
+    assert_int_equal(custos_id_parse(id, idhex), CUSTOS_OK);
+    custos_buf_init(&blob, 1u << 22);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    rc = f->v->ops->subject_get(c, id, &blob);
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&blob);
+    assert_true(rc == CUSTOS_OK || rc == CUSTOS_ERR_NOTFOUND);
+    return rc == CUSTOS_OK;
+}
+
+/*
+ * An erasure whose ledger write fails after the point of no return answers 503, and its record
+ * and blind entries leave the data plane before it answers, not at the next start (review
+ * finding: they stayed, and searches kept finding the erased id).  The next start writes the
+ * missing ledger entry.
+ */
+static void test_erase_ledger_fails_after_point_of_no_return(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    char a[33], b[33], data[300];
+    json_t *r = NULL, *out = NULL, *ids;
+
+    custos_vault_free(f->v);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    o.ledger_fault = ledger_fault;
+    ledger_fails = 0;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    create(f, alice, a);
+    create(f, bob, b);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    ledger_fails = 1;
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_UNAVAILABLE);
+    assert_null(r);
+    ledger_fails = 0;
+    /* erased: no record, no blind entry; the other subject untouched */
+    assert_false(record_present(f, a));
+    assert_true(record_present(f, b));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 1);
+    custos_vault_free(f->v);
+    open_vault(f); /* the ledger entry (reason "recovered") */
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+}
+
+/*
+ * An erasure whose data-plane step fails after the point of no return (here a trigger makes the
+ * delete fail) answers an error; searches never return the tombstoned id meanwhile, and the
+ * background tick finishes the erasure through the path the next start takes (review finding:
+ * search kept returning the erased id until a restart).
+ */
+static void test_erase_data_plane_fails_tick_finishes(void **state)
+{
+    struct fx *f = *state;
+    char a[33], b[33], data[300];
+    json_t *r = NULL, *ids;
+    sqlite3 *h;
+
+    create(f, alice, a);
+    create(f, bob, b);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
+                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    assert_null(r);
+    /* still in the data plane, yet never found */
+    assert_true(record_present(f, a));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 2);
+    ids = search_email(f, "minji@example.com");
+    assert_int_equal(json_array_size(ids), 0);
+    json_decref(ids);
+    ids = search_email(f, "seojun@example.com");
+    assert_true(ids_hold(ids, b));
+    json_decref(ids);
+    /* the fault goes away; within one background period the erasure is finished */
+    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    fake_now += 10000;
+    custos_vault_tick(f->v);
+    assert_false(record_present(f, a));
+    assert_true(record_present(f, b));
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 1);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_GONE);
 }
 
 /* A backup whose b-tree is damaged is refused, and the live data plane is left as it was (review
@@ -692,6 +1066,37 @@ static void test_outbox_give_up_needs_attempts(void **state)
     assert_int_equal(n, 0);
 }
 
+static long file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/*
+ * The old key generation a sensitive PATCH deletes leaves control.db's log within seconds, as
+ * after an erasure, not at the once-a-minute flush (review finding: the re-key did not ask for
+ * the early flush).
+ */
+static void test_rekey_flushes_logs_soon(void **state)
+{
+    struct fx *f = *state;
+    char id[33], wal[300];
+    json_t *out = NULL;
+    static const char patch[] = "{\"customs_code\":\"P999999999999\"}";
+
+    create(f, alice, id);
+    snprintf(wal, sizeof(wal), "%s/control.db-wal", f->dir);
+    custos_vault_tick(f->v); /* the periodic flush, so the next one is due a minute from now */
+    assert_int_equal(file_size(wal), 0);
+    assert_int_equal(custos_subject_update(f->v, &f->service, id, patch, strlen(patch), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_true(file_size(wal) > 0); /* the re-key's frames, the old wrapped key among them */
+    fake_now += 5000;
+    custos_vault_tick(f->v);
+    assert_int_equal(file_size(wal), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,6 +1106,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_has_no_blind_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_rebuild_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
@@ -708,6 +1118,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_flushes_logs_soon, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
