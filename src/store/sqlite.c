@@ -737,8 +737,16 @@ static enum custos_err sq_begin(struct custos_store_conn *c, enum custos_plane p
 
 static enum custos_err sq_commit(struct custos_store_conn *c, enum custos_plane p)
 {
+    enum custos_err rc;
     PREP(s, p == CUSTOS_PLANE_CONTROL ? S_COMMIT_CTL : S_COMMIT_DATA);
-    return run(c, s, "commit");
+
+    rc = run(c, s, "commit");
+    /* this thread's snapshot is older than what it just committed: the next read starts a new
+       one anyway, and ending it now lets a log flush waiting for old snapshots go on at once
+       (instead of when the thread's next turn comes: a flush could time out meanwhile) */
+    if (!rc)
+        snapshot_end(c->twin);
+    return rc;
 }
 
 static void sq_rollback(struct custos_store_conn *c, enum custos_plane p)

@@ -1726,6 +1726,32 @@ static void test_snapshot_vs_flush(void **state)
     custos_vault_thread_serving(v, 0);
 }
 
+/* A thread's own commit ends its read snapshot: a flush that starts after the commit, while the
+   thread is busy elsewhere (here: joining the flush), does not wait for its next turn.  This was
+   test_snapshot_vs_flush's occasional failure on a loaded machine: when the flush thread started
+   only after the write, it waited out its 10 s for the stale snapshot and gave up. */
+static void test_commit_ends_own_snapshot(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    char a[CUSTOS_ID_HEX + 1];
+    struct flush_op o = {f, CUSTOS_OK};
+    pthread_t t;
+    json_t *out = NULL;
+
+    create(v, &f->sys, alice, a);
+    custos_vault_thread_serving(v, 1);
+    expect_rc(read_rc(v, &f->sys, a, "account"), CUSTOS_OK, "read (this thread now holds a snapshot)");
+    must(custos_subject_update(v, &f->sys, a, "{\"phone\":\"010-1111-2222\"}", strlen("{\"phone\":\"010-1111-2222\"}"),
+                               &out),
+         "write");
+    json_decref(out);
+    assert_int_equal(pthread_create(&t, NULL, flush_thread, &o), 0);
+    pthread_join(t, NULL);
+    must(o.rc, "the flush after the write");
+    custos_vault_thread_serving(v, 0);
+}
+
 static void test_import_rejects(void **state)
 {
     struct fx *f = *state;
@@ -1786,6 +1812,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_text_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_vs_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_ends_own_snapshot, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
