@@ -70,6 +70,9 @@ enum custos_err custos_vault_init(const char *dir, const char *schema_text, size
 /* Open a vault for use; takes the data directory's exclusive lock (CUSTOS_ERR_LOCKED). */
 enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct custos_vault **out);
 void custos_vault_free(struct custos_vault *v);
+/* 1 when opening found the ledger not closed cleanly (recovered, and recorded as a ledger.recover
+   event); *torn_bytes (may be NULL) gets the bytes of an unacknowledged torn tail it dropped. */
+int custos_vault_ledger_recovered(const struct custos_vault *v, uint64_t *torn_bytes);
 
 /* The ledger of an open vault (for checkpoints, proofs, entries). */
 struct custos_ledger *custos_vault_ledger(struct custos_vault *v);

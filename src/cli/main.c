@@ -100,9 +100,23 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
 {
     struct custos_vault_opts o;
 
+    uint64_t torn = 0;
+    enum custos_err rc;
+
     memset(&o, 0, sizeof(o));
     o.dir = dir;
-    return custos_vault_open(&o, v);
+    if ((rc = custos_vault_open(&o, v)))
+        return rc;
+    if (custos_vault_ledger_recovered(*v, &torn)) {
+        if (torn)
+            fprintf(stderr, "custos: the ledger was not closed cleanly: recovered, %llu bytes of a torn, "
+                            "never acknowledged tail dropped (recorded as a ledger.recover event)\n",
+                    (unsigned long long)torn);
+        else
+            fprintf(stderr, "custos: the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
+                            "ledger.recover event)\n");
+    }
+    return CUSTOS_OK;
 }
 
 int main(int argc, char **argv)

@@ -308,6 +308,13 @@ static enum custos_err load_optional(const char *dir, const char *name, char **t
     return rc;
 }
 
+int custos_vault_ledger_recovered(const struct custos_vault *v, uint64_t *torn_bytes)
+{
+    if (torn_bytes)
+        *torn_bytes = v->ledger_recovery.truncated_bytes;
+    return v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0;
+}
+
 void custos_vault_free(struct custos_vault *v)
 {
     if (!v)
@@ -340,7 +347,6 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     char path[PATH_MAX], *text = NULL;
     size_t len = 0;
     uint8_t pk[32];
-    struct custos_ledger_recovery lrec;
     enum custos_err rc;
 
     *out = NULL;
@@ -421,9 +427,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     lc.now_ctx = o->now_ctx;
     lc.fault = o->ledger_fault;
     lc.fault_ctx = o->ledger_fault_ctx;
-    if ((rc = custos_ledger_open(&lc, &v->ledger, &lrec)))
+    if ((rc = custos_ledger_open(&lc, &v->ledger, &v->ledger_recovery)))
         goto fail;
-    if (lrec.truncated_bytes > 0 || lrec.rebuilt > 0) {
+    if (v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0) {
         /* The ledger was not closed cleanly: recovery recomputed derived files and perhaps
            dropped a torn, never acknowledged tail.  Say so where auditors look, in the ledger
            itself (the core never prints; count = bytes of the torn tail dropped). */
@@ -432,7 +438,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
 
         custos_caller_system(&sys);
         custos_event_init(&ev, "ledger.recover", &sys);
-        ev.count = (int64_t)lrec.truncated_bytes;
+        ev.count = (int64_t)v->ledger_recovery.truncated_bytes;
         if ((rc = custos_audit_durable(v, &ev, NULL)))
             goto fail;
     }

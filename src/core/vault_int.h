@@ -41,6 +41,7 @@ struct custos_vault {
     const struct custos_store_ops *ops;
     struct custos_store *store;
     struct custos_ledger *ledger;
+    struct custos_ledger_recovery ledger_recovery; /* what opening the ledger had to repair */
     struct custos_schema *schema;
     struct custos_policy *policy;
     struct custos_secrets *sec;

@@ -154,6 +154,8 @@ run_rc=0
 "$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || run_rc=$?
 [ "$run_rc" -eq 1 ] && grep -q 'torn tail' "$T/verify.out" || fail "verify before recovery: $(cat "$T/verify.out")"
 start_server "$D"
+grep -q 'not closed cleanly: recovered, 100 bytes of a torn' "$SERVER_LOG" ||
+  fail "the server did not say what recovery dropped: $(cat "$SERVER_LOG")"
 stop_server
 "$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || fail "verify after the torn tail: $(cat "$T/verify.out")"
 "$CUSTOS" ledger export --data "$D" >"$T/export.jsonl" || fail "ledger export failed"
