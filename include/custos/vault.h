@@ -242,6 +242,12 @@ enum custos_err custos_audit_reject(struct custos_vault *v, const struct custos_
 enum custos_err custos_ledger_entries_json(struct custos_vault *v, const struct custos_caller *c, const char *start,
                                            const char *count, json_t **out);
 
+/* Parse a proof route's JSON answer (what a witness fetches from a server it does not trust):
+   an object whose "hashes" member is an array of at most CUSTOS_PROOF_MAX base64 strings of 32
+   bytes each; other members are ignored.  Bounded like every outside JSON (64 KiB, depth 8).
+   *n gets the number of hashes written to proof.  CUSTOS_ERR_INVALID otherwise. */
+enum custos_err custos_proof_json_parse(const char *body, size_t len, uint8_t proof[][32], size_t *n);
+
 /* Strict decimal parse of an unsigned 64-bit value ("0".."18446744073709551615", no sign, no
    spaces, no leading zeros except "0"); CUSTOS_ERR_INVALID naming `what` otherwise. */
 enum custos_err custos_parse_u64(const char *s, const char *what, uint64_t *out);

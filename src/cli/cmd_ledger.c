@@ -360,32 +360,6 @@ static int lock_state(const char *path)
     return fd;
 }
 
-static int parse_proof(const char *body, uint8_t (*proof)[CUSTOS_HASH_BYTES], size_t *n)
-{
-    json_t *j = json_loads(body, 0, NULL), *h = json_object_get(j, "hashes");
-    size_t i;
-
-    *n = 0;
-    if (!json_is_array(h) || json_array_size(h) > CUSTOS_PROOF_MAX) {
-        json_decref(j);
-        return -1;
-    }
-    for (i = 0; i < json_array_size(h); i++) {
-        const char *s = json_string_value(json_array_get(h, i));
-        size_t bl = 0;
-
-        if (!s || sodium_base642bin(proof[i], CUSTOS_HASH_BYTES, s, strlen(s), NULL, &bl, NULL,
-                                    sodium_base64_VARIANT_ORIGINAL) != 0 ||
-            bl != CUSTOS_HASH_BYTES) {
-            json_decref(j);
-            return -1;
-        }
-    }
-    *n = json_array_size(h);
-    json_decref(j);
-    return 0;
-}
-
 static int do_witness(const struct args *a)
 {
     struct custos_note_verifier v;
@@ -474,7 +448,7 @@ static int do_witness(const struct args *a)
                     ret = EXIT_FETCH; /* not reached at all: like the checkpoint fetch */
                 goto done;
             }
-            if (parse_proof(pf.p, proof, &n) ||
+            if (custos_proof_json_parse(pf.p, pf.n, proof, &n) ||
                 custos_merkle_verify_consistency(old.size, now.size, old.root, now.root,
                                                  (const uint8_t(*)[CUSTOS_HASH_BYTES])proof, n)) {
                 printf("FORK: checkpoint %llu is not an extension of the recorded checkpoint %llu\n",

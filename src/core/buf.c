@@ -234,6 +234,26 @@ size_t custos_utf8_decode(const unsigned char *s, size_t len, unsigned long *cp)
     return n;
 }
 
+int custos_base64_decode(uint8_t *out, size_t cap, size_t *outlen, const char *s, size_t len)
+{
+    const char *end = NULL;
+    size_t i, got = 0;
+
+    if (len == 0)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+              c == '='))
+            return 0;
+    }
+    if (sodium_base642bin(out, cap, s, len, NULL, &got, &end, sodium_base64_VARIANT_ORIGINAL) != 0 || end != s + len)
+        return 0;
+    *outlen = got;
+    return 1;
+}
+
 /* Replace every byte that does not start a valid UTF-8 sequence with '?', in place. */
 void custos_utf8_scrub(char *s)
 {

@@ -41,6 +41,10 @@ size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n);
 /* Decode one UTF-8 sequence at s[0..len); returns its length (0 when invalid) and the code
    point in *cp.  Rejects overlongs, surrogates, > U+10FFFF. */
 size_t custos_utf8_decode(const unsigned char *s, size_t len, unsigned long *cp);
+/* Strict standard base64 (RFC 4648 alphabet, padding required, nothing else) of at most cap
+   bytes: 1 and *outlen on success, 0 otherwise.  libsodium 1.0.18's decoder alone would also
+   take bytes >= 0x80 as alphabet characters: every outside base64 goes through this instead. */
+int custos_base64_decode(uint8_t *out, size_t cap, size_t *outlen, const char *s, size_t len);
 /* Reserve n more bytes; the caller writes them at p + len and then bumps len. */
 enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
 

@@ -562,9 +562,7 @@ enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t 
         rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: retained must be an array");
         goto done;
     }
-    if (sodium_base642bin(sig, sizeof(sig), sig64, strlen(sig64), NULL, &siglen, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
-        siglen != sizeof(sig)) {
+    if (!custos_base64_decode(sig, sizeof(sig), &siglen, sig64, strlen(sig64)) || siglen != sizeof(sig)) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: signature is not base64 of 64 bytes");
         goto done;
     }

@@ -2,10 +2,13 @@
  * ledgerview.c - reading the ledger through the vault: entries with their
  * decoded events for auditors, under policy and audited like any read.
  *
+ * Also the parser of a proof route's answer, for witnesses (custos_proof_json_parse).
+ *
  * Must never: return entries to a caller without ledger.read, allocate in
  * proportion to anything but the capped count.
  */
 #include "core/vault_int.h"
+#include "core/json.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -94,4 +97,32 @@ done:
     free(b64);
     json_decref(arr);
     return custos_audit_finish(v, &e, rc, out);
+}
+
+enum custos_err custos_proof_json_parse(const char *body, size_t len, uint8_t proof[][32], size_t *n)
+{
+    json_t *j = NULL, *h;
+    enum custos_err rc;
+    size_t i;
+
+    *n = 0;
+    if ((rc = custos_json_parse(body, len, 65536, 0, &j)))
+        return rc;
+    h = json_object_get(j, "hashes");
+    if (!json_is_array(h) || json_array_size(h) > CUSTOS_PROOF_MAX) {
+        json_decref(j);
+        return custos_err_set(CUSTOS_ERR_INVALID, "proof: hashes must be an array of at most %d", CUSTOS_PROOF_MAX);
+    }
+    for (i = 0; i < json_array_size(h); i++) {
+        const char *s = json_string_value(json_array_get(h, i));
+        size_t bl = 0;
+
+        if (!s || !custos_base64_decode(proof[i], 32, &bl, s, strlen(s)) || bl != 32) {
+            json_decref(j);
+            return custos_err_set(CUSTOS_ERR_INVALID, "proof: hashes[%zu] is not the base64 of 32 bytes", i);
+        }
+    }
+    *n = json_array_size(h);
+    json_decref(j);
+    return CUSTOS_OK;
 }

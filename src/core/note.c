@@ -90,22 +90,6 @@ static int name_ok(const char *s, size_t len)
     return 1;
 }
 
-/* Strict standard base64 (padding required, no whitespace) of at most cap bytes. */
-static int b64_decode(uint8_t *out, size_t cap, size_t *outlen, const char *s, size_t len)
-{
-    const char *end = NULL;
-    size_t got = 0;
-
-    if (len == 0)
-        return 0;
-    if (sodium_base642bin(out, cap, s, len, NULL, &got, &end, sodium_base64_VARIANT_ORIGINAL) != 0)
-        return 0;
-    if (end != s + len)
-        return 0;
-    *outlen = got;
-    return 1;
-}
-
 void custos_note_key_id(uint8_t out[4], const char *name, const uint8_t pubkey[32])
 {
     crypto_hash_sha256_state st;
@@ -164,7 +148,7 @@ enum custos_err custos_note_vkey_parse(struct custos_note_verifier *v, const cha
         return custos_err_set(CUSTOS_ERR_INVALID, "vkey: invalid key name");
     if (sodium_hex2bin(id, sizeof(id), p1 + 1, 8, NULL, &idlen, NULL) != 0 || idlen != 4)
         return custos_err_set(CUSTOS_ERR_INVALID, "vkey: malformed key id");
-    if (!b64_decode(key, sizeof(key), &klen, p2 + 1, len - (size_t)(p2 + 1 - vkey)))
+    if (!custos_base64_decode(key, sizeof(key), &klen, p2 + 1, len - (size_t)(p2 + 1 - vkey)))
         return custos_err_set(CUSTOS_ERR_INVALID, "vkey: malformed key");
     if (klen != 33 || key[0] != ED25519_TYPE)
         return custos_err_set(CUSTOS_ERR_INVALID, "vkey: not an ed25519 key");
@@ -279,7 +263,7 @@ static enum custos_err note_scan(const char *note, size_t len, const struct cust
         b64len = (size_t)(nl - b64);
         if (!name_ok(line, nlen))
             return custos_err_set(CUSTOS_ERR_INVALID, "note: invalid key name in signature line");
-        if (!b64_decode(raw, sizeof(raw), &rawlen, b64, b64len) || rawlen < 5)
+        if (!custos_base64_decode(raw, sizeof(raw), &rawlen, b64, b64len) || rawlen < 5)
             return custos_err_set(CUSTOS_ERR_INVALID, "note: malformed signature");
         if (v == NULL || nlen != vnlen || memcmp(line, v->name, nlen) != 0 || memcmp(raw, v->key_id, 4) != 0)
             continue; /* not from v: ignored */
@@ -383,7 +367,7 @@ enum custos_err custos_checkpoint_parse(struct custos_checkpoint *cp, const char
     if (p == end)
         return custos_err_set(CUSTOS_ERR_INVALID, "checkpoint: missing root line");
     nl = memchr(p, '\n', (size_t)(end - p));
-    if (!b64_decode(root, sizeof(root), &rlen, p, (size_t)(nl - p)) || rlen != CUSTOS_HASH_BYTES)
+    if (!custos_base64_decode(root, sizeof(root), &rlen, p, (size_t)(nl - p)) || rlen != CUSTOS_HASH_BYTES)
         return custos_err_set(CUSTOS_ERR_INVALID, "checkpoint: bad root line");
     p = nl + 1;
 

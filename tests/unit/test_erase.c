@@ -155,6 +155,15 @@ static void test_erase_receipt(void **state)
         assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
         free(text);
     }
+    /* an explanation never carries a control character from the receipt: the CLI prints it as one
+       line (found by fuzz_receipt: an unknown member named "a\nvalid: ..." printed a line of its
+       own) */
+    {
+        static const char forged[] = "{\"subject\":\"00112233445566778899aabbccddeeff\",\"x\\nvalid: all good\":1}";
+
+        assert_int_not_equal(custos_receipt_verify(f->dir, forged, strlen(forged), what, sizeof(what)), CUSTOS_OK);
+        assert_null(strchr(what, '\n'));
+    }
     /* a receipt edited to name another subject does not verify */
     json_object_set_new(r, "subject", json_string("00112233445566778899aabbccddeeff"));
     text = json_dumps(r, JSON_COMPACT);

@@ -37,6 +37,7 @@
 #include "custos/ledger.h"
 #include "custos/merkle.h"
 #include "custos/note.h"
+#include "custos/vault.h"
 #include "custos/banned.h"
 
 #define H CUSTOS_HASH_BYTES
@@ -1979,6 +1980,38 @@ static void test_tamper_checkpoint(void **state)
     tdir_free(&t);
 }
 
+/* A witness parses a proof from a server it does not trust: one spelling per hash.  libsodium
+   1.0.18 alone decoded base64 with bytes >= 0x80 in it (found by fuzz_proof). */
+static void test_proof_json_parse(void **state)
+{
+    static uint8_t proof[CUSTOS_PROOF_MAX][32];
+    static const char good[] = "{\"leaf_index\":1,\"tree_size\":2,\"hashes\":[\"h8Vo4Del+lCxvJEejuGad8TdPCK86ZMvhv3Yohav4Wg=\"]}";
+    static const char high[] = "{\"hashes\":[\"SPssQV88RKCdyC0CsGWB\xcc\xb0" "DGlHjJ/Sz4+Qk2WQGaFoc=\"]}";
+    static const char *const bad[] = {
+        "{\"hashes\":[\"h8Vo4Del+lCxvJEejuGad8TdPCK86ZMvhv3Yohav4W=\"]}", /* 31 bytes */
+        "{\"hashes\":\"h8Vo4Del+lCxvJEejuGad8TdPCK86ZMvhv3Yohav4Wg=\"}",   /* not an array */
+        "{\"hashes\":[1]}",
+        "{\"hashes\":[\"h8Vo4Del+lCxvJEejuGad8TdPCK86ZMvhv3Yohav4Wg\"]}", /* no padding */
+        "{\"hashes\":[\" h8Vo4Del+lCxvJEejuGad8TdPCK86ZMvhv3Yohav4Wg=\"]}",
+        "[]",
+        "{\"hashes\":[]} x",
+    };
+    size_t n = 9, i;
+
+    (void)state;
+    assert_int_equal(custos_proof_json_parse(good, strlen(good), proof, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(proof[0][0], 0x87);
+    assert_int_not_equal(custos_proof_json_parse(high, strlen(high), proof, &n), CUSTOS_OK);
+    assert_int_equal(n, 0);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = 9;
+        if (custos_proof_json_parse(bad[i], strlen(bad[i]), proof, &n) == CUSTOS_OK)
+            fail_msg("accepted: %s", bad[i]);
+        assert_int_equal(n, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2013,6 +2046,7 @@ int main(void)
         cmocka_unit_test(test_tamper_reordered),
         cmocka_unit_test(test_tamper_truncated_tail),
         cmocka_unit_test(test_tamper_checkpoint),
+        cmocka_unit_test(test_proof_json_parse),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
