@@ -335,38 +335,48 @@ static enum custos_err receipt_text(struct custos_buf *t, const char *origin, co
     return CUSTOS_OK;
 }
 
-static enum custos_err receipt(struct custos_vault *v, const uint8_t id[16], int64_t erased_at, uint64_t index,
-                               const struct erase_plan *plan, json_t **out)
+/* A signed receipt {"subject","erased_at","ledger_index","signature"[,"retained"]}; retained (borrowed,
+   may be NULL) lists {"field","until","legal_basis"} and is left out when empty. */
+static enum custos_err receipt_sign(struct custos_vault *v, const char *hex, const char *when, uint64_t index,
+                                    json_t *retained, json_t **out)
 {
-    char hex[CUSTOS_ID_HEX + 1], when[32], sig64[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
+    char sig64[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
     struct custos_buf t;
-    json_t *retained = NULL;
     uint8_t sig[64];
     enum custos_err rc;
-    size_t i;
 
     custos_buf_init(&t, 65536);
-    custos_id_hex(hex, id);
-    custos_time_format(when, erased_at);
-    if (plan->nretained) {
-        retained = json_array();
-        for (i = 0; retained && i < plan->nretained; i++)
-            json_array_append_new(retained, json_pack("{s:s, s:s, s:s}", "field", plan->retained[i].field, "until",
-                                                      plan->retained[i].until, "legal_basis",
-                                                      plan->retained[i].basis));
-    }
     if ((rc = receipt_text(&t, v->origin, hex, when, index, retained)) ||
         (rc = custos_ledger_sign(v->ledger, t.p, t.len, sig)))
         goto done;
     sodium_bin2base64(sig64, sizeof(sig64), sig, sizeof(sig), sodium_base64_VARIANT_ORIGINAL);
     *out = json_pack("{s:s, s:s, s:I, s:s}", "subject", hex, "erased_at", when, "ledger_index", (json_int_t)index,
                      "signature", sig64);
-    if (*out && retained)
+    if (*out && json_array_size(retained))
         json_object_set(*out, "retained", retained);
     rc = *out ? CUSTOS_OK : CUSTOS_ERR_NOMEM;
 done:
-    json_decref(retained);
     custos_buf_release(&t);
+    return rc;
+}
+
+static enum custos_err receipt(struct custos_vault *v, const uint8_t id[16], int64_t erased_at, uint64_t index,
+                               const struct erase_plan *plan, json_t **out)
+{
+    char hex[CUSTOS_ID_HEX + 1], when[32];
+    json_t *retained = json_array();
+    enum custos_err rc;
+    size_t i;
+
+    if (!retained)
+        return CUSTOS_ERR_NOMEM;
+    custos_id_hex(hex, id);
+    custos_time_format(when, erased_at);
+    for (i = 0; i < plan->nretained; i++)
+        json_array_append_new(retained, json_pack("{s:s, s:s, s:s}", "field", plan->retained[i].field, "until",
+                                                  plan->retained[i].until, "legal_basis", plan->retained[i].basis));
+    rc = receipt_sign(v, hex, when, index, retained, out);
+    json_decref(retained);
     return rc;
 }
 
@@ -779,6 +789,14 @@ enum custos_err custos_erasure_status(struct custos_vault *v, const struct custo
         if (!rc)
             *out = json_pack("{s:s, s:s, s:s, s:I, s:O, s:O}", "subject", idhex, "state", "erased", "erased_at", when,
                              "ledger_index", (json_int_t)er.ledger_index, "links", links, "retained", retained);
+        /* the receipt again, signed now over the same facts (and what is still retained): for a
+           customer whose DELETE answered 503 after the point of no return, or who lost it */
+        if (!rc && *out && er.ledger_index >= 0) {
+            json_t *rcpt = NULL;
+
+            if (!(rc = receipt_sign(v, idhex, when, (uint64_t)er.ledger_index, retained, &rcpt)))
+                json_object_set_new(*out, "receipt", rcpt);
+        }
     } else if (rc == CUSTOS_ERR_NOTFOUND) {
         rc = v->ops->subject_get(conn, id, &blob);
         if (rc == CUSTOS_ERR_NOTFOUND)

@@ -136,6 +136,23 @@ static void test_erase_receipt(void **state)
     text = json_dumps(r, JSON_COMPACT);
     assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
     free(text);
+    /* the erasure status hands the receipt out again (a DELETE that answered 503 after the point
+       of no return, a lost receipt): the same facts, and it verifies */
+    {
+        json_t *st = NULL, *again;
+
+        assert_int_equal(custos_erasure_status(f->v, &f->service, id, &st), CUSTOS_OK);
+        again = json_object_get(st, "receipt");
+        assert_non_null(again);
+        assert_true(json_equal(json_object_get(again, "subject"), json_object_get(r, "subject")));
+        assert_true(json_equal(json_object_get(again, "erased_at"), json_object_get(r, "erased_at")));
+        assert_true(json_equal(json_object_get(again, "ledger_index"), json_object_get(r, "ledger_index")));
+        assert_true(json_equal(json_object_get(again, "retained"), json_object_get(r, "retained")));
+        text = json_dumps(again, JSON_COMPACT);
+        assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+        free(text);
+        json_decref(st);
+    }
     /* words moved between a retained entry's parts give the same line of the old canonical text
        ("retained orders 2025-12-24 e-commerce act art. 6"): they must not verify (review finding) */
     {
@@ -643,6 +660,17 @@ static void test_erase_ledger_fails_after_point_of_no_return(void **state)
     ids = search_email(f, "seojun@example.com");
     assert_true(ids_hold(ids, b));
     json_decref(ids);
+    /* the 503 gave no receipt; once the entry is written the erasure status has it (review
+       finding: no route ever handed that receipt out) */
+    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
+    {
+        char *text = json_dumps(json_object_get(out, "receipt"), JSON_COMPACT), what[256];
+
+        assert_non_null(text);
+        assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+        free(text);
+    }
+    json_decref(out);
 }
 
 /*
