@@ -161,6 +161,10 @@ enum custos_err custos_erasure_status(struct custos_vault *v, const struct custo
                                       json_t **out);
 
 /* One subject.erased notice due for delivery. */
+/* Notices handed out for one receiving host by one custos_outbox_next, and the most a deliverer
+   should have in flight to one host. */
+#define CUSTOS_OUTBOX_PER_HOST 4
+
 struct custos_delivery {
     int64_t id;
     uint32_t attempts;
@@ -168,13 +172,14 @@ struct custos_delivery {
     uint8_t subject[16];
     char link[65];
     char url[2049];
+    char host[256];          /* the URL's host, lowercased, no user or port: the per-host key */
     char body[512];          /* {"event":"subject.erased","subject","link","erased_at"} */
     size_t body_len;
     char signature[100];     /* base64 Ed25519 signature of body by the ledger key */
 };
 
-/* Up to max notices due now, at most 4 for one destination host (so one slow receiver cannot
-   take every delivery slot). */
+/* Up to max notices due now, at most CUSTOS_OUTBOX_PER_HOST for one destination host (so one
+   slow receiver cannot take every delivery slot). */
 enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n);
 /* Record a delivery attempt: a 2xx status marks it delivered (and is audited); anything else
    schedules a retry with exponential backoff (1 s doubling, capped at 5 min), given up after

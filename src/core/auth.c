@@ -487,7 +487,6 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     return CUSTOS_OK;
 }
 
-/* Register a new token; tok receives its text. */
 /* Check, inside the mint's transaction, that the subject is not erased and that the token the
    minter called with is still live. */
 static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_conn *c, const uint8_t scope[16],
@@ -510,6 +509,7 @@ static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_
     return rc;
 }
 
+/* Register a new token; tok receives its text. */
 static enum custos_err token_register(struct custos_vault *v, const char *principal, enum custos_kind kind,
                                       const uint8_t *scope, const uint8_t *minted_with, const char *issued_by,
                                       const char *source, char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,

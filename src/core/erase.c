@@ -59,7 +59,6 @@
 #define OUTBOX_GIVE_UP_MS (7LL * DAY_MS)
 #define OUTBOX_GIVE_UP_ATTEMPTS 288u
 #define OUTBOX_MAX_DELAY_MS (5LL * 60 * 1000)
-#define OUTBOX_PER_HOST 4  /* notices of one receiving host handed out by one custos_outbox_next */
 #define OUTBOX_SCAN 4096   /* due rows one custos_outbox_next looks at, at most */
 
 static uint32_t day_of(int64_t ms)
@@ -817,7 +816,7 @@ done:
 /* ---- the outbox ---------------------------------------------------------------------------- */
 
 /*
- * Sharing between receivers: one call hands out at most OUTBOX_PER_HOST notices per receiving
+ * Sharing between receivers: one call hands out at most CUSTOS_OUTBOX_PER_HOST notices per receiving
  * host (the URL's host name, lowercased, without user or port), the earliest due first, and
  * looks past the rest of that host's due notices (up to OUTBOX_SCAN rows) to other hosts'.
  * Nothing is written: a notice handed out stays due until custos_outbox_done records its
@@ -859,17 +858,15 @@ static void url_host(const char *url, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* 1 when the host of url has had its share of this call; counts the notice otherwise. */
-static int host_full(struct due_ctx *d, const char *url)
+/* 1 when host `name` has had its share of this call; counts the notice otherwise. */
+static int host_full(struct due_ctx *d, const char name[256])
 {
-    char name[256];
     size_t i;
 
-    url_host(url, name, sizeof(name));
     for (i = 0; i < d->nhosts; i++)
         if (strcmp(d->hosts[i].name, name) == 0)
-            return d->hosts[i].n >= OUTBOX_PER_HOST ? 1 : (d->hosts[i].n++, 0);
-    memcpy(d->hosts[d->nhosts].name, name, sizeof(name));
+            return d->hosts[i].n >= CUSTOS_OUTBOX_PER_HOST ? 1 : (d->hosts[i].n++, 0);
+    memcpy(d->hosts[d->nhosts].name, name, 256);
     d->hosts[d->nhosts++].n = 1;
     return 0;
 }
@@ -878,12 +875,13 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
 {
     struct due_ctx *d = ctx;
     struct custos_delivery *x = &d->out[d->n];
-    char hex[CUSTOS_ID_HEX + 1], when[32];
+    char hex[CUSTOS_ID_HEX + 1], when[32], host[256];
     uint8_t sig[64];
     json_t *body;
     char *s;
 
-    if (host_full(d, o->url))
+    url_host(o->url, host, sizeof(host));
+    if (host_full(d, host))
         return 0;
     custos_id_hex(hex, o->subject);
     custos_time_format(when, o->erased_at);
@@ -900,6 +898,7 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     x->attempts = o->attempts;
     x->created = o->created;
     snprintf(x->url, sizeof(x->url), "%s", o->url);
+    memcpy(x->host, host, sizeof(x->host));
     snprintf(x->link, sizeof(x->link), "%s", o->link);
     memcpy(x->subject, o->subject, 16);
     x->body_len = strlen(s);

@@ -172,7 +172,7 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
                                   "schema: field '%s': retention needs days (1..36600), legal_basis and role",
                                   name);
         for (const char *q = json_string_value(b); *q; q++)
-            if ((unsigned char)*q < 0x20)
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) /* one line a receipt can carry (erase.c) */
                 return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': legal_basis must be one line", name);
         f->retention_days = (uint32_t)json_integer_value(d);
         snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));

@@ -3,13 +3,14 @@
  * outbox to linked services (libcurl), while the server runs.
  *
  * One thread, many transfers (a libcurl multi handle): take the notices due
- * (custos_outbox_next, which hands out at most 4 per receiving host), POST
- * each as JSON with a Custos-Signature header (Ed25519 by the ledger key,
- * base64), and report each answer as it comes (custos_outbox_done), which
- * marks a 2xx delivered and schedules anything else for a retry with
- * backoff.  At most INFLIGHT transfers at once, at most PER_HOST to one host
- * (the URL's host name), so a receiver that hangs holds PER_HOST slots for
- * one timeout and nothing else: the others' notices go out meanwhile.  The
+ * (custos_outbox_next, which hands out at most CUSTOS_OUTBOX_PER_HOST per
+ * receiving host, and names each notice's host), POST each as JSON with a
+ * Custos-Signature header (Ed25519 by the ledger key, base64), and report
+ * each answer as it comes (custos_outbox_done), which marks a 2xx delivered
+ * and schedules anything else for a retry with backoff.  At most INFLIGHT
+ * transfers at once, at most CUSTOS_OUTBOX_PER_HOST to one host, so a
+ * receiver that hangs holds that many slots for one timeout and nothing
+ * else: the others' notices go out meanwhile.  The
  * outbox is polled every POLL_MS and as soon as a transfer ends.  No
  * redirects, no proxy, 3 s to connect and 10 s in all, the receiver's body
  * discarded.
@@ -35,8 +36,10 @@
  * What an attempt reports (custos_outbox_done, shown by GET .../erasure) is
  * a fixed class, never libcurl's text: "refused: address not allowed",
  * "name not resolved", "connect failed", "timeout", "tls failed",
- * "transfer failed", or "http NNN" for a non-2xx answer.  So the status
- * route is no port scanner, and no address or error detail leaks.
+ * "transfer failed", or "http NNN" for a non-2xx answer: no address or error
+ * detail leaks.  The classes still tell "something answered" from "nothing
+ * did", so whoever may register links can probe the private networks the
+ * policy allows (docs/security.md says so).
  *
  * Must never: block an erasure (it only reads the outbox), follow a
  * redirect, connect to a refused address, put anything but the notice in
@@ -59,7 +62,6 @@
 #include "custos/banned.h"
 
 #define INFLIGHT 16 /* transfers at once */
-#define PER_HOST 4  /* transfers at once to one host (as custos_outbox_next hands them out) */
 #define FETCH 64    /* notices asked of the outbox per poll */
 #define POLL_MS 250
 
@@ -103,20 +105,24 @@ static int v4_refused(const uint8_t a[4], int allow_loopback)
         return !allow_loopback;
     return a[0] == 0 ||                   /* "this network", 0.0.0.0 */
            (a[0] == 169 && a[1] == 254) || /* link-local, cloud metadata */
+           (a[0] == 100 && a[1] == 100 && a[2] == 100 && a[3] == 200) || /* a cloud's metadata in 100.64/10 */
            a[0] >= 224;                   /* multicast 224/4, reserved 240/4, broadcast */
 }
 
 static int v6_refused(const uint8_t a[16], int allow_loopback)
 {
     static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
-                                   nat64[12] = {0, 0x64, 0xff, 0x9b};
+                                   nat64[12] = {0, 0x64, 0xff, 0x9b},
+                                   /* fd00:ec2::254, a cloud's metadata service in the ULA range */
+                                   ec2[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
 
     if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
         return a[15] == 0 || !allow_loopback; /* ::, ::1 */
     if (memcmp(a, mapped, 12) == 0 || memcmp(a, zero, 12) == 0 || memcmp(a, nat64, 12) == 0)
         return v4_refused(a + 12, allow_loopback); /* ::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d */
     return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
-           a[0] == 0xff;                              /* ff00::/8 multicast */
+           a[0] == 0xff ||                            /* ff00::/8 multicast */
+           memcmp(a, ec2, 16) == 0;
 }
 
 /* libcurl's open-socket callback: the one place every connection starts, resolved address in hand. */
@@ -161,34 +167,13 @@ static const char *failure_class(CURLcode cc, const struct attempt *at)
     }
 }
 
-/* The host of an http(s) URL, lowercased ("" when it has none): the key of the per-host bound. */
-static void url_host(const char *url, char *out, size_t cap)
-{
-    const char *p = strstr(url, "://"), *end, *q;
-    size_t n = 0;
-
-    p = p ? p + 3 : url;
-    end = p + strcspn(p, "/?#");
-    for (q = p; q < end; q++)
-        if (*q == '@')
-            p = q + 1;
-    if (*p == '[') {
-        q = memchr(p, ']', (size_t)(end - p));
-        end = q ? q + 1 : end;
-    } else if ((q = memchr(p, ':', (size_t)(end - p))))
-        end = q;
-    for (; p < end && n + 1 < cap; p++)
-        out[n++] = (char)((*p >= 'A' && *p <= 'Z') ? *p - 'A' + 'a' : *p);
-    out[n] = '\0';
-}
-
 struct pool {
     CURLM *m;
     struct slot slot[INFLIGHT];
     unsigned used;
 };
 
-/* 1 when the notice is already in flight or its host has PER_HOST transfers going. */
+/* 1 when the notice is already in flight or its host has CUSTOS_OUTBOX_PER_HOST transfers going. */
 static int busy(const struct pool *p, const struct custos_delivery *d, const char *host)
 {
     unsigned i, same = 0;
@@ -200,7 +185,7 @@ static int busy(const struct pool *p, const struct custos_delivery *d, const cha
             return 1;
         same += strcmp(p->slot[i].host, host) == 0;
     }
-    return same >= PER_HOST;
+    return same >= CUSTOS_OUTBOX_PER_HOST;
 }
 
 /* Start one transfer in a free slot (the caller checked there is one). */
@@ -281,16 +266,13 @@ static void finish(struct webhook *w, struct pool *p, struct slot *s, CURLcode c
 static void fill(struct webhook *w, struct pool *p)
 {
     static struct custos_delivery batch[FETCH];
-    char host[256];
     size_t n = 0, i;
 
     if (custos_outbox_next(w->v, batch, FETCH, &n) != CUSTOS_OK)
         return;
-    for (i = 0; i < n && p->used < INFLIGHT; i++) {
-        url_host(batch[i].url, host, sizeof(host));
-        if (!busy(p, &batch[i], host))
-            start(w, p, &batch[i], host);
-    }
+    for (i = 0; i < n && p->used < INFLIGHT; i++)
+        if (!busy(p, &batch[i], batch[i].host))
+            start(w, p, &batch[i], batch[i].host);
 }
 
 static int64_t mono_ms(void)

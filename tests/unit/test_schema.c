@@ -314,6 +314,14 @@ static void test_custom_schema_invalid(void **state)
                       "\"legal_basis\": \"x\", \"role\": \"auditor\", \"why\": 1}}}}",
                       "retention");
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": 30}}}", "retention");
+    /* a legal basis is one line a receipt can carry: no control character, DEL included (review
+       finding: DEL passed here and then failed every erasure's receipt, after the erasure) */
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"act\\n6\", \"role\": \"auditor\"}}}}",
+                      "one line");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"act\\u007f 6\", \"role\": \"auditor\"}}}}",
+                      "one line");
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {\"b\": {\"type\": \"string\", "
                       "\"retention\": {\"days\": 30, \"legal_basis\": \"x\", \"role\": \"auditor\"}}}}}}",
                       "retention");
