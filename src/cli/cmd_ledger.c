@@ -96,18 +96,30 @@ static int do_key(const struct args *a)
     return 0;
 }
 
-static int do_verify(const struct args *a)
+/* The vault's ledger directory and verifier (verify, rebuild): 0, or the exit code of the failure. */
+static int ledger_of(const struct args *a, struct custos_note_verifier *v, char ldir[4096])
 {
-    struct custos_ledger_verify_report rep;
-    struct custos_note_verifier v;
-    char vkey[512], ldir[4096];
+    char vkey[512];
     enum custos_err rc;
 
     if (!a->dir)
         return cli_usage("ledger", "--data DIR is required");
-    if ((rc = identity(a->dir, &v, vkey, sizeof(vkey))))
+    if ((rc = identity(a->dir, v, vkey, sizeof(vkey))))
         return cli_fail(rc);
-    snprintf(ldir, sizeof(ldir), "%s/ledger", a->dir);
+    snprintf(ldir, 4096, "%s/ledger", a->dir);
+    return 0;
+}
+
+static int do_verify(const struct args *a)
+{
+    struct custos_ledger_verify_report rep;
+    struct custos_note_verifier v;
+    char ldir[4096];
+    enum custos_err rc;
+    int ret;
+
+    if ((ret = ledger_of(a, &v, ldir)))
+        return ret;
     memset(&rep, 0, sizeof(rep));
     if ((rc = custos_ledger_verify(ldir, &v, &rep)))
         return cli_fail(rc);
@@ -136,14 +148,12 @@ static int do_rebuild(const struct args *a)
 {
     struct custos_ledger_recovery rec;
     struct custos_note_verifier v;
-    char vkey[512], ldir[4096];
+    char ldir[4096];
     enum custos_err rc;
+    int ret;
 
-    if (!a->dir)
-        return cli_usage("ledger", "--data DIR is required");
-    if ((rc = identity(a->dir, &v, vkey, sizeof(vkey))))
-        return cli_fail(rc);
-    snprintf(ldir, sizeof(ldir), "%s/ledger", a->dir);
+    if ((ret = ledger_of(a, &v, ldir)))
+        return ret;
     if ((rc = custos_ledger_rebuild(ldir, &v, &rec)))
         return cli_fail(rc);
     if (rec.truncated_bytes > 0)

@@ -115,6 +115,17 @@ static const char alice[] = "{\"name\":\"김민지\",\"email\":\"minji@example.c
                             "\"orders\":[{\"order_id\":\"A-1\",\"total\":15000},{\"order_id\":\"A-2\",\"total\":99000}]}";
 static const char bob[] = "{\"name\":\"이서준\",\"email\":\"seojun@example.com\"}";
 
+/* Restore bak into the fixture's vault (closed first) and open it again. */
+static void restore_from(struct fx *f, const char *bak)
+{
+    uint64_t n = 0;
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
+    open_vault(f);
+}
+
 static void test_erase_receipt(void **state)
 {
     struct fx *f = *state;
@@ -481,10 +492,7 @@ static void test_backup_has_no_blind_index(void **state)
         json_decref(out);
         assert_false(file_holds(bak2, hb));
         /* restoring it rolls the PATCH back (a restore does): the index follows the restored record */
-        custos_vault_free(f->v);
-        f->v = NULL;
-        assert_int_equal(custos_restore(f->dir, bak2, &n), CUSTOS_OK);
-        open_vault(f);
+        restore_from(f, bak2);
         ids = search_email(f, "seojun@example.com");
         assert_true(ids_hold(ids, b));
         json_decref(ids);
@@ -547,7 +555,6 @@ static void test_restore_older_backup_drops_blind_data(void **state)
     struct fx *f = *state;
     char a[33], b[33], bak[300], data[300], q[512], hex[65];
     uint8_t ha[32], aid[16];
-    uint64_t n = 0;
     json_t *r = NULL, *ids;
     sqlite3 *h;
     size_t i;
@@ -576,10 +583,7 @@ static void test_restore_older_backup_drops_blind_data(void **state)
     sqlite3_close(h);
     assert_true(file_holds(bak, ha));
 
-    custos_vault_free(f->v);
-    f->v = NULL;
-    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
-    open_vault(f);
+    restore_from(f, bak);
     ids = search_email(f, "minji@example.com");
     assert_int_equal(json_array_size(ids), 0);
     json_decref(ids);
@@ -749,16 +753,6 @@ static void test_restore_refuses_corrupt_backup(void **state)
 }
 
 /* Stop the vault, restore `bak` into it, start it again. */
-static void restore_from(struct fx *f, const char *bak)
-{
-    uint64_t n = 0;
-
-    custos_vault_free(f->v);
-    f->v = NULL;
-    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
-    open_vault(f);
-}
-
 /*
  * A restore can leave a subject's key with no record (created after the backup) or its record
  * with no key (re-keyed after it).  Neither may stop it from leaving, nor keep a key a later
