@@ -309,12 +309,29 @@ void cz_server_start(struct cz_server *s)
             dup2(lfd, 1);
             dup2(lfd, 2);
         }
-        if (s->tls_cert[0])
-            execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
-                  s->port_file, "--tls-cert", s->tls_cert, "--tls-key", s->tls_key, (char *)NULL);
-        else
-            execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
-                  s->port_file, (char *)NULL);
+        {
+            const char *argv[16];
+            int n = 0;
+
+            argv[n++] = CUSTOS_BIN;
+            argv[n++] = "serve";
+            argv[n++] = "--data";
+            argv[n++] = s->data;
+            argv[n++] = "--listen";
+            argv[n++] = "127.0.0.1:0";
+            argv[n++] = "--port-file";
+            argv[n++] = s->port_file;
+            if (s->tls_cert[0]) {
+                argv[n++] = "--tls-cert";
+                argv[n++] = s->tls_cert;
+                argv[n++] = "--tls-key";
+                argv[n++] = s->tls_key;
+            }
+            if (s->serve_flag)
+                argv[n++] = s->serve_flag;
+            argv[n] = NULL;
+            execv(CUSTOS_BIN, (char *const *)argv);
+        }
         _exit(127);
     }
     while ((s->port = read_port(s->port_file)) == 0) {

@@ -68,6 +68,7 @@ struct cz_server {
     char base[64];       /* "http://127.0.0.1:PORT" (https with TLS) */
     char tls_cert[320];  /* when set (PEM paths), cz_server_start serves HTTPS and requests trust this cert */
     char tls_key[320];
+    const char *serve_flag;  /* when set, one more argument to `custos serve` (e.g. "--webhook-allow-loopback") */
     CURL *curl;
     struct cz_resp *resps;
     struct cz_keep *kept;

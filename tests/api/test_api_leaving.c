@@ -124,49 +124,6 @@ static void nap_ms(long ms)
 
 /* ---- a server allowed to deliver to loopback ------------------------------------------------ */
 
-/* Like cz_server_start, with --webhook-allow-loopback. */
-static void serve_allowing_loopback(struct cz_server *s)
-{
-    int i, status;
-
-    assert_int_equal(s->pid, 0);
-    unlink(s->port_file);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        int lfd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-        if (lfd >= 0) {
-            dup2(lfd, 1);
-            dup2(lfd, 2);
-        }
-        execl(CUSTOS_BIN, CUSTOS_BIN, "serve", "--data", s->data, "--listen", "127.0.0.1:0", "--port-file",
-              s->port_file, "--webhook-allow-loopback", (char *)NULL);
-        _exit(127);
-    }
-    for (i = 0, s->port = 0; !s->port && i < 6000; i++) {
-        FILE *f = fopen(s->port_file, "r");
-        char buf[32] = "";
-
-        if (f) {
-            if (fgets(buf, sizeof(buf), f) && strchr(buf, '\n'))
-                s->port = (int)strtol(buf, NULL, 10);
-            fclose(f);
-        }
-        if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            fail_msg("custos serve --webhook-allow-loopback exited before listening (see %s)", s->log);
-        }
-        if (!s->port)
-            nap_ms(10);
-    }
-    assert_true(s->port > 0);
-    snprintf(s->base, sizeof(s->base), "http://127.0.0.1:%d", s->port);
-    for (i = 0; i < 6000 && cz_req(s, "GET", "/v1/health", NULL, NULL)->status != 200; i++)
-        nap_ms(10);
-    cz_expect(cz_req(s, "GET", "/v1/health", NULL, NULL), 200);
-}
-
 /* The standard fixture, restarted with --webhook-allow-loopback (tokens survive a restart). */
 static int setup_loopback(void **state)
 {
@@ -175,7 +132,8 @@ static int setup_loopback(void **state)
     if (rc)
         return rc;
     cz_server_stop(*state);
-    serve_allowing_loopback(*state);
+    ((struct cz_server *)*state)->serve_flag = "--webhook-allow-loopback";
+    cz_server_start(*state);
     return 0;
 }
 
