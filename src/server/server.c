@@ -319,8 +319,9 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
  * The request head, checked before anything reads the body.  libmicrohttpd 0.9.75 takes the first of
  * two Content-Length headers and accepts Transfer-Encoding with Content-Length, so a proxy in front
  * and this server could disagree on where a request ends (request smuggling, RFC 9112 6.1, 6.3):
- * both are refused and the connection closed.  A body longer than the cap is refused before it is
- * read (no 100 Continue for it).  Authorization repeated fails authentication rather than picking
+ * both are refused and the connection closed.  A body announced longer than the cap is refused
+ * before it is read (no 100 Continue for it), through dispatch, so that refusal is authenticated and
+ * recorded like any other.  Authorization repeated fails authentication rather than picking
  * one of the values.  (A NUL byte ends a header value inside libmicrohttpd: what follows it on the
  * line is never seen, so a token followed by a NUL is that token, as its holder sent it.)
  */
@@ -363,7 +364,7 @@ static int head_check(struct req *r)
     else if (h.transfer_encoding > 1 || (h.transfer_encoding && !h.chunked_only))
         custos_reply_error_msg(r, 501, "not_implemented", "only Transfer-Encoding: chunked is supported");
     else if (h.content_length && h.length > CUSTOS_BODY_MAX)
-        custos_reply_error_msg(r, 413, "too_large", "request body is larger than 64 KiB");
+        r->body_too_big = 1; /* answered by dispatch, without reading it: route, caller and record */
     else
         return r->close = 0;
     return -1;
@@ -486,8 +487,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->url = url;
         client_address(c, r->source, sizeof(r->source));
         *con_cls = r;
-        if (head_check(r))
+        if (head_check(r)) {
+            if (r->body_too_big) {
+                /* refused like any oversize body (authenticated, recorded), but now, unread: the
+                   refusal leaks nothing, so it need not wait for its event to be durable */
+                uint64_t ignored;
+
+                custos_err_clear();
+                custos_defer_begin();
+                dispatch(r);
+                custos_defer_end(&ignored);
+            }
             return queue(c, r); /* before the body: libmicrohttpd closes after this answer */
+        }
         return MHD_YES;
     }
     if (*upload_size) {

@@ -643,13 +643,31 @@ static void test_request_framing(void **state)
     assert_non_null(strstr(buf, "HTTP/1.1 501"));
     assert_non_null(strstr(buf, "\"code\":\"not_implemented\""));
     assert_true(closed);
-    /* too large, announced: refused before the body, no 100 Continue */
+    /* too large, announced: refused before the body, no 100 Continue, and still authenticated and
+       recorded like any refused request */
     n = snprintf(req, sizeof(req),
-                 "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n");
+                 "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n"
+                 "Authorization: Bearer %s\r\n\r\n",
+                 s->svc.token);
     raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
     assert_null(strstr(buf, "100 Continue"));
     assert_non_null(strstr(buf, "HTTP/1.1 413"));
     assert_non_null(strstr(buf, "\"code\":\"too_large\""));
+    {
+        json_t *ev = NULL;
+
+        /* the refusal went out without waiting for its event: give the ledger a moment */
+        for (int tries = 0; tries < 100 && !ev; tries++) {
+            ev = cz_find_event(cz_ledger_entries(s), "action", "subject.create", "actor", "svc", "result", "error",
+                               "reason", "too_large", NULL);
+            if (!ev)
+                usleep(20 * 1000);
+        }
+        assert_non_null(ev);
+    }
+    n = snprintf(req, sizeof(req), "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 401")); /* who asks comes first */
     /* Authorization twice: refused whichever comes first */
     hdr[0] = cz_fmt(s, "Authorization: Bearer %s", s->svc.token);
     hdr[1] = "Authorization: Bearer cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
