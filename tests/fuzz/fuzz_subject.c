@@ -97,9 +97,19 @@ static int longer_first(const void *a, const void *b)
     return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
-/* Blank out of msg every key of j (whole, and cut at 64 bytes as "%.64s" echoes it), longest
-   first: a short key ("phone") must not blank the start of a longer one ("phone...") and leave
-   the rest of it looking like a quoted value. */
+/* t as an error detail spells it: invalid UTF-8 (a character cut at a byte cap included) and
+   control characters replaced by '?' (custos_err_set). */
+static void as_echoed(char *t)
+{
+    custos_utf8_scrub(t);
+    for (; *t; t++)
+        if ((unsigned char)*t < 0x20 || *t == 0x7f)
+            *t = '?';
+}
+
+/* Blank out of msg every key of j (whole, and cut at 64 bytes as "%.64s" echoes it, each as the
+   detail spells it), longest first: a short key ("phone") must not blank the start of a longer
+   one ("phone...") and leave the rest of it looking like a quoted value. */
 static void strip_keys(json_t *j, char *msg)
 {
     static const char *keys[4096];
@@ -112,11 +122,15 @@ static void strip_keys(json_t *j, char *msg)
         size_t kl = strlen(k), cut;
 
         for (cut = 0; cut < 2; cut++) {
+            static char e[CUSTOS_BODY_MAX + 1];
             size_t n = cut && kl > 64 ? 64 : kl;
             char *q = msg;
 
+            memcpy(e, k, n);
+            e[n] = '\0';
+            as_echoed(e);
             while (n && *q) {
-                if (strncmp(q, k, n) == 0) {
+                if (strncmp(q, e, n) == 0) {
                     memset(q, 1, n);
                     q += n;
                 } else
