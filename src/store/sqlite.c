@@ -1923,7 +1923,7 @@ static const char backup_copy_sql[] =
 
 static enum custos_err sq_backup(const char *dir, const char *out, const char *origin, int64_t now)
 {
-    char path[PATH_MAX], uri[3 * PATH_MAX + 32];
+    char path[PATH_MAX], uri[3 * PATH_MAX + 32], outname[PATH_MAX + 3];
     sqlite3 *copy = NULL;
     sqlite3_stmt *st = NULL;
     enum custos_err rc = CUSTOS_OK;
@@ -1938,8 +1938,11 @@ static enum custos_err sq_backup(const char *dir, const char *out, const char *o
         return custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
                               strerror(errno));
     close(fd);
-    /* the new, empty file is `main`; data.db is attached read-only as `src` */
-    r = sqlite3_open_v2(out, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+    /* the new, empty file is `main`; data.db is attached read-only as `src` (a URI, so this
+       connection takes URIs: a name given as "file:..." is made a plain path, so that SQLite
+       writes the very file just created 0600) */
+    snprintf(outname, sizeof(outname), "%s%s", strncmp(out, "file:", 5) == 0 ? "./" : "", out);
+    r = sqlite3_open_v2(outname, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
     if (r != SQLITE_OK) {
         rc = db_err(copy, r, "open backup file");
         goto done;

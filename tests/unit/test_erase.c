@@ -425,6 +425,29 @@ static int ids_hold(json_t *ids, const char *id)
  * exist: the others are found again, the erased one is not.  An email superseded by a PATCH after
  * the backup is not in it either.
  */
+/* A backup named "file:..." is written to that very file (created 0600), not to whatever SQLite
+   would make of it as a URI (the backup connection takes URIs for its read-only source). */
+static void test_backup_name_is_a_path(void **state)
+{
+    struct fx *f = *state;
+    char a[33], cwd[512], bak[300];
+    struct stat st;
+    json_t *out = NULL;
+
+    create(f, alice, a);
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(f->dir), 0);
+    assert_int_equal(custos_backup(f->dir, "file:b.db?mode=memory"), CUSTOS_OK);
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(bak, sizeof(bak), "%s/file:b.db?mode=memory", f->dir);
+    assert_int_equal(stat(bak, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_true(st.st_size > 0);
+    restore_from(f, bak);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+    json_decref(out);
+}
+
 static void test_backup_has_no_blind_index(void **state)
 {
     struct fx *f = *state;
@@ -1137,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_name_is_a_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_has_no_blind_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_rebuild_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
