@@ -870,18 +870,16 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
 }
 
 enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,
-                                                const char *id, int64_t when, int *applied)
+                                                const char *id, int64_t when)
 {
     struct custos_principal_row p;
     uint64_t n = 0;
     enum custos_err rc = v->ops->principal_get(conn, id, &p);
 
-    *applied = 0;
     if (rc == CUSTOS_ERR_NOTFOUND || (rc == CUSTOS_OK && p.disabled))
         return CUSTOS_OK; /* never created in this copy, or still disabled */
     if (rc || (rc = principal_disable_tx(v, conn, id, when, &n)))
         return rc;
-    *applied = 1;
     custos_auth_invalidate(v);
     return CUSTOS_OK;
 }

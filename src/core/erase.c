@@ -1212,12 +1212,10 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             break;
         if (len >= sizeof(disable) && memmem(buf, len, disable, sizeof(disable) - 1)) {
             const char *who;
-            int again = 0;
 
             ev = json_loadb((const char *)buf, len, 0, NULL);
             if ((who = json_string_value(json_object_get(ev, "target"))))
-                rc = custos_principal_disable_replay(v, conn, who, json_integer_value(json_object_get(ev, "time")),
-                                                     &again);
+                rc = custos_principal_disable_replay(v, conn, who, json_integer_value(json_object_get(ev, "time")));
             json_decref(ev);
             continue;
         }

@@ -266,9 +266,9 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
 
 /* Disable principal `id` again if this control plane has it enabled (a rolled-back copy); when is
-   the original disable time.  *applied is 1 when it did. */
+   the original disable time. */
 enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,
-                                                const char *id, int64_t when, int *applied);
+                                                const char *id, int64_t when);
 
 /* Finish erasures interrupted after their point of no return (a 503 from DELETE), through the
    path the next open takes (custos_erasures_reapply), under the write lock; a no-op unless one
