@@ -383,6 +383,33 @@ static enum custos_err auth_fail(struct custos_vault *v, const char *reason, con
     return custos_err_set(CUSTOS_ERR_UNAUTH, "%s", msg);
 }
 
+/* A registered token refused (integrity, revoked, expired, disabled owner): the event names the
+   token's holder as a request with it would, so a customer token's failure reads
+   "customer:<subject>" with its minter beside it, never as the minting service's own failure. */
+static enum custos_err token_fail(struct custos_vault *v, const char *reason, const char *token_id, const char *source,
+                                  const struct custos_token_row *t, const char *msg)
+{
+    struct custos_caller who;
+    struct custos_event e;
+    char hex[CUSTOS_ID_HEX + 1];
+
+    if (strcmp(t->kind, "customer") != 0 || !t->has_scope)
+        return auth_fail(v, reason, token_id, source, t->principal, msg);
+    memset(&who, 0, sizeof(who));
+    custos_id_hex(hex, t->scope);
+    snprintf(who.principal, sizeof(who.principal), "customer:%s", hex);
+    snprintf(who.minter, sizeof(who.minter), "%s", t->principal);
+    custos_strcopy(who.token_id, sizeof(who.token_id), token_id, strlen(token_id));
+    who.has_token = 1;
+    custos_strcopy(who.source, sizeof(who.source), source, strlen(source));
+    custos_event_init(&e, "auth.fail", &who);
+    e.result = CUSTOS_RESULT_DENIED;
+    e.reason = reason;
+    if (custos_audit(v, &e, NULL))
+        return CUSTOS_ERR_UNAVAILABLE;
+    return custos_err_set(CUSTOS_ERR_UNAUTH, "%s", msg);
+}
+
 /* The store failed while a token was being checked: the attempt is recorded all the same (result
    error), and the request fails with the store's error. */
 static enum custos_err auth_error(struct custos_vault *v, enum custos_err rc, const char *token_id, const char *source)
@@ -451,18 +478,18 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         return auth_error(v, rc, tid, out->source);
     token_mac(v, &t, mac);
     if (!mac_ok(mac, t.mac))
-        return auth_fail(v, "token_integrity", tid, out->source, t.principal, "token is not valid");
+        return token_fail(v, "token_integrity", tid, out->source, &t, "token is not valid");
     if (t.revoked)
-        return auth_fail(v, "revoked_token", tid, out->source, t.principal, "token was revoked");
+        return token_fail(v, "revoked_token", tid, out->source, &t, "token was revoked");
     if (t.expires <= now)
-        return auth_fail(v, "expired_token", tid, out->source, t.principal, "token has expired");
+        return token_fail(v, "expired_token", tid, out->source, &t, "token has expired");
     if (!t.owner_found)
-        return auth_fail(v, "disabled_principal", tid, out->source, t.principal, "principal is disabled");
+        return token_fail(v, "disabled_principal", tid, out->source, &t, "principal is disabled");
     principal_mac(v, &t.owner, mac);
     if (!mac_ok(mac, t.owner.mac))
-        return auth_fail(v, "principal_integrity", tid, out->source, t.principal, "principal is not valid");
+        return token_fail(v, "principal_integrity", tid, out->source, &t, "principal is not valid");
     if (t.owner.disabled)
-        return auth_fail(v, "disabled_principal", tid, out->source, t.principal, "principal is disabled");
+        return token_fail(v, "disabled_principal", tid, out->source, &t, "principal is disabled");
     snprintf(out->principal, sizeof(out->principal), "%s", t.principal);
     out->kind = kind_of(t.kind);
     if (out->kind == CUSTOS_KIND_CUSTOMER) {
@@ -477,7 +504,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         out->scoped = t.has_scope;
         memcpy(out->scope, t.scope, 16);
         if (!t.has_scope)
-            return auth_fail(v, "token_integrity", tid, out->source, t.principal, "token is not valid");
+            return token_fail(v, "token_integrity", tid, out->source, &t, "token is not valid");
     } else
         out->roles = custos_roles_mask(v, t.owner.roles);
     memcpy(out->token_hash, hash, 32);

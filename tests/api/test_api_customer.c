@@ -162,6 +162,42 @@ static void test_disable_minter_kills_customer_tokens(void **state)
     /* tokens minted by another minter are unaffected */
     cz_expect(get(s, tc, "/v1/subjects/%s?purpose=account", a), 200);
     cz_expect(get(s, s->svc.token, "/v1/subjects/%s?purpose=account", a), 200);
+
+    /* the refused customer token is recorded as the customer's, with its minter beside it: never
+       as a failed request of the minting service itself (which made none) */
+    {
+        json_t *e = cz_ledger_entries(s), *ev;
+        const char *cust = cz_fmt(s, "customer:%s", a);
+
+        ev = cz_find_event(e, "action", "auth.fail", "actor", cust, NULL);
+        assert_non_null(ev);
+        assert_true(strcmp(cz_str(ev, "reason"), "revoked_token") == 0 ||
+                    strcmp(cz_str(ev, "reason"), "disabled_principal") == 0);
+        assert_string_equal(cz_str(ev, "minter"), "mint");
+        assert_string_equal(cz_str(ev, "result"), "denied");
+        assert_int_equal(strlen(cz_str(ev, "token")), 16);
+        assert_null(cz_find_event(e, "action", "auth.fail", "actor", "mint", "token", cz_str(ev, "token"), NULL));
+    }
+}
+
+/* A revoked customer token (its minter's token revoked, which revokes what it minted) is
+   attributed the same way. */
+static void test_customer_auth_fail_attribution(void **state)
+{
+    struct cz_server *s = *state;
+    const char *a = cz_create_subject(s, s->svc.token, ALICE);
+    const char *ta = mint(s, s->mint.token, a);
+    const char *body = cz_fmt(s, "{\"token\":\"%s\"}", s->mint.token);
+    json_t *e, *ev;
+
+    cz_expect(cz_req(s, "POST", "/v1/auth/revoke", s->mint.token, body), 200);
+    cz_expect_error(get(s, ta, "/v1/subjects/%s?purpose=account", a), 401, "unauthenticated");
+    e = cz_ledger_entries(s);
+    ev = cz_find_event(e, "action", "auth.fail", "reason", "revoked_token", "actor", cz_fmt(s, "customer:%s", a),
+                       NULL);
+    assert_non_null(ev);
+    assert_string_equal(cz_str(ev, "minter"), "mint");
+    assert_null(cz_find_event(e, "action", "auth.fail", "reason", "revoked_token", "actor", "mint", NULL));
 }
 
 int main(void)
@@ -170,6 +206,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_customer_token_scope, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_mint_rules, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_disable_minter_kills_customer_tokens, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_customer_auth_fail_attribution, cz_setup_std, cz_teardown),
     };
 
     return cmocka_run_group_tests_name("api customer tokens", tests, NULL, NULL);
