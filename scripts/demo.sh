@@ -13,7 +13,7 @@ port=${listen##*:}
 
 if [ ! -f "$data/vault.json" ]; then
   echo "== creating a vault in $data"
-  "$custos" init --data "$data" --origin custos.demo/ledger | sed '$d'   # the token comes next
+  "$custos" init --data "$data" --origin custos.demo/ledger | head -n -2   # a fresh admin token is printed below
   echo "== loading data/customers-2k.jsonl (synthetic customers)"
   "$custos" import --data "$data" data/customers-2k.jsonl
   "$custos" principal add --data "$data" --id demo-shop --kind service --roles service,minter >/dev/null
