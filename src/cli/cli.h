@@ -7,6 +7,8 @@
 #ifndef CUSTOS_CLI_H
 #define CUSTOS_CLI_H
 
+#include <unistd.h> /* optind */
+
 #include "custos/err.h"
 #include "custos/vault.h"
 
@@ -33,17 +35,31 @@ int cmd_receipt(int argc, char **argv);
 int cli_fail(enum custos_err rc);
 /* Print "custos: <msg>" and return EXIT_USAGE (with a hint to --help). */
 int cli_usage(const char *cmd, const char *msg);
-/* One --NAME VALUE option and where its value goes. */
+/* Print "custos: <formatted message>" and return ret.  Every stderr line of the CLI goes through
+   it or the two above: the line is made valid UTF-8 without control characters (messages echo
+   arguments) and cut to one line of at most 640 bytes; cap echoed arguments ("%.200s") so that
+   the end of the message survives. */
+int cli_error(int ret, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when s is at most max (at most CLI_TEXT_MAX) bytes of valid UTF-8 without control
+   characters, else 0. */
+#define CLI_TEXT_MAX 4096
+int cli_text_ok(const char *s, size_t max);
+
+#define CLI_OPTS_MAX 15
+
+/* One option of a subcommand: --NAME VALUE (value set) or the flag --NAME (flag set). */
 struct cli_opt {
     const char *name;
     const char **value;
+    int *flag;
 };
 
 /*
  * Parse the options of a subcommand (argv[0] is the subcommand): each --NAME VALUE of opts
- * (NULL-terminated table) sets *value; --help prints `help` and exits 0.  Values not given are
- * left NULL.  Returns 0, or EXIT_USAGE after a one-line message; optind is then the first
- * argument that is not an option.
+ * (NULL-terminated table, at most CLI_OPTS_MAX) sets *value, each flag --NAME sets *flag to 1;
+ * --help prints `help` and exits 0.  Values not given are left NULL (flags 0).  Usage errors (exit
+ * EXIT_USAGE, one line): an option not in opts, one without its value, one given twice, an empty
+ * value.  Returns 0 or EXIT_USAGE; optind is then the first argument that is not an option.
  */
 int cli_options(int argc, char **argv, const char *cmd, const char *help, const struct cli_opt *opts);
 

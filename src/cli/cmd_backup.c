@@ -1,10 +1,11 @@
 /*
  * cmd_backup.c - custos backup, custos restore, custos receipt verify.
  */
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -31,17 +32,39 @@ static const char receipt_help[] =
     "Exit 0 when valid, 1 otherwise.\n";
 
 struct args {
-    const char *dir, *out, *in;
+    const char *dir, *file;
 };
 
-static int parse(int argc, char **argv, const char *cmd, const char *help, struct args *a)
+/* --data DIR and, when `fileopt` is not NULL, --FILEOPT FILE: any other option is refused. */
+static int parse(int argc, char **argv, const char *cmd, const char *help, const char *fileopt, struct args *a)
 {
-    const struct cli_opt opts[] = {{"data", &a->dir}, {"out", &a->out}, {"in", &a->in}, {NULL, NULL}};
-    int r = cli_options(argc, argv, cmd, help, opts);
+    const struct cli_opt opts[] = {{"data", &a->dir, NULL}, {fileopt, &a->file, NULL}, {NULL, NULL, NULL}};
+    int r;
 
+    a->file = NULL;
+    r = cli_options(argc, argv, cmd, help, opts);
     if (!r && !a->dir)
         return cli_usage(cmd, "--data DIR is required");
     return r;
+}
+
+/* Open FILE for reading, refusing a directory (fopen takes one; reading it then fails).  NULL after
+   a message. */
+static FILE *open_input(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+
+    if (!f) {
+        cli_error(1, "cannot read %.200s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        cli_error(1, "cannot read %.200s: %s", path, strerror(EISDIR));
+        return NULL;
+    }
+    return f;
 }
 
 int cmd_backup(int argc, char **argv)
@@ -50,13 +73,15 @@ int cmd_backup(int argc, char **argv)
     enum custos_err rc;
     int r;
 
-    if ((r = parse(argc, argv, "backup", backup_help, &a)))
+    if ((r = parse(argc, argv, "backup", backup_help, "out", &a)))
         return r;
-    if (!a.out || optind < argc)
+    if (!a.file)
         return cli_usage("backup", "--out FILE is required");
-    if ((rc = custos_backup(a.dir, a.out)))
+    if (optind < argc)
+        return cli_usage("backup", "unexpected argument");
+    if ((rc = custos_backup(a.dir, a.file)))
         return cli_fail(rc);
-    printf("backup written to %s (data plane only; no keys)\n", a.out);
+    printf("backup written to %s (data plane only; no keys)\n", a.file);
     return 0;
 }
 
@@ -65,15 +90,22 @@ int cmd_restore(int argc, char **argv)
     struct args a;
     uint64_t n = 0;
     enum custos_err rc;
+    FILE *f;
     int r;
 
-    if ((r = parse(argc, argv, "restore", restore_help, &a)))
+    if ((r = parse(argc, argv, "restore", restore_help, "in", &a)))
         return r;
-    if (!a.in || optind < argc)
+    if (!a.file)
         return cli_usage("restore", "--in FILE is required");
-    if ((rc = custos_restore(a.dir, a.in, &n)))
+    if (optind < argc)
+        return cli_usage("restore", "unexpected argument");
+    /* "is not a custos backup" would hide that FILE is missing or unreadable */
+    if (!(f = open_input(a.file)))
+        return 1;
+    fclose(f);
+    if ((rc = custos_restore(a.dir, a.file, &n)))
         return cli_fail(rc);
-    printf("restored %s into %s; %llu erasure(s) made since the backup re-applied\n", a.in, a.dir,
+    printf("restored %s into %s; %llu erasure(s) made since the backup re-applied\n", a.file, a.dir,
            (unsigned long long)n);
     return 0;
 }
@@ -85,7 +117,7 @@ int cmd_receipt(int argc, char **argv)
     size_t len;
     FILE *f;
     enum custos_err rc;
-    int r;
+    int r, err;
 
     if (argc < 2 || cli_wants_help(argc, argv)) {
         fputs(receipt_help, argc < 2 ? stderr : stdout);
@@ -93,30 +125,30 @@ int cmd_receipt(int argc, char **argv)
     }
     if (strcmp(argv[1], "verify") != 0)
         return cli_usage("receipt", "expected 'verify'");
-    if ((r = parse(argc - 1, argv + 1, "receipt", receipt_help, &a)))
+    if ((r = parse(argc - 1, argv + 1, "receipt", receipt_help, NULL, &a)))
         return r;
     if (optind != argc - 2)
         return cli_usage("receipt", "give exactly one receipt file");
-    f = fopen(argv[optind + 1], "rb");
-    if (!f) {
-        fprintf(stderr, "custos: cannot read %s\n", argv[optind + 1]);
+    if (!(f = open_input(argv[optind + 1])))
         return 1;
-    }
     text = malloc(65537);
     len = text ? fread(text, 1, 65537, f) : 0;
+    err = ferror(f) ? errno : 0;
     fclose(f);
-    if (!text || len > 65536) {
+    if (!text || err || len > 65536) {
         free(text);
-        fprintf(stderr, "custos: receipt file is too large\n");
-        return 1;
+        return !text ? cli_error(1, "out of memory")
+               : err ? cli_error(1, "cannot read %.200s: %s", argv[optind + 1], strerror(err))
+                     : cli_error(1, "receipt file is too large");
     }
     rc = custos_receipt_verify(a.dir, text, len, what, sizeof(what));
     free(text);
-    if (rc) {
+    if (rc == CUSTOS_ERR_INVALID || rc == CUSTOS_ERR_TOOBIG || rc == CUSTOS_ERR_CRYPTO) {
         printf("INVALID: %s\n", what);
-        fprintf(stderr, "custos: receipt is not valid\n");
-        return 1;
+        return cli_error(1, "receipt is not valid");
     }
+    if (rc) /* the vault or its ledger could not be read: nothing is known about the receipt */
+        return cli_error(1, "cannot check the receipt: %s", custos_err_msg(rc));
     printf("%s\n", what);
     return 0;
 }

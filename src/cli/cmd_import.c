@@ -5,8 +5,8 @@
  * number and reason (never content).  Exit 0 when every line was imported,
  * 1 when some were rejected or the import failed.
  */
+#include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,38 +73,29 @@ static void bad(void *ctx, uint64_t line, const char *reason)
 
 int cmd_import(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    const char *dir, *file, *nthreads;
+    const struct cli_opt opts[] = {{"data", &dir, NULL}, {"threads", &nthreads, NULL}, {NULL, NULL, NULL}};
     struct custos_import_stats st;
     struct custos_caller sys;
     struct custos_vault *v = NULL;
     struct ui u;
     struct stat sb;
-    const char *dir = NULL, *file;
     unsigned threads = 0;
     enum custos_err rc;
-    int c, fd;
+    int fd, r;
     long nproc;
 
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 't': {
-            char *end;
-            long t = strtol(optarg, &end, 10);
+    if ((r = cli_options(argc, argv, "import", help, opts)))
+        return r;
+    if (nthreads) {
+        char *end;
+        long t;
 
-            if (*end || t < 1 || t > 16)
-                return cli_usage("import", "--threads must be 1..16");
-            threads = (unsigned)t;
-            break;
-        }
-        case 'h': fputs(help, stdout); return 0;
-        default: return cli_bad_option("import", argv);
-        }
+        errno = 0;
+        t = strtol(nthreads, &end, 10);
+        if (errno || *end || end == nthreads || t < 1 || t > 16)
+            return cli_usage("import", "--threads must be 1..16");
+        threads = (unsigned)t;
     }
     if (!dir)
         return cli_usage("import", "--data DIR is required");
@@ -112,9 +103,15 @@ int cmd_import(int argc, char **argv)
         return cli_usage("import", "give exactly one input file");
     file = argv[optind];
     fd = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "custos: cannot open %s\n", file);
-        return 1;
+    if (fd < 0)
+        return cli_error(1, "cannot open %.200s: %s", file, strerror(errno));
+    /* found before the vault is opened: nothing to read is not worth a ledger entry */
+    if (fstat(fd, &sb) != 0)
+        memset(&sb, 0, sizeof(sb));
+    if (S_ISDIR(sb.st_mode)) {
+        if (fd)
+            close(fd);
+        return cli_error(1, "cannot read %.200s: %s", file, strerror(EISDIR));
     }
     if (!threads) {
         nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -122,7 +119,7 @@ int cmd_import(int argc, char **argv)
     }
     memset(&u, 0, sizeof(u));
     u.tty = isatty(2);
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+    if (S_ISREG(sb.st_mode))
         u.total = (uint64_t)sb.st_size;
     clock_gettime(CLOCK_MONOTONIC, &u.t0);
     if ((rc = cli_open(dir, &v))) {

@@ -4,10 +4,11 @@
  * Prints what it created, the admin secret (once), and the admin token alone
  * on the last line of stdout, so scripts can take it with `tail -n1`.
  */
-#include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sodium.h>
 
@@ -27,66 +28,60 @@ static const char help[] =
     "  --policy FILE   roles and purposes (docs/policy.md), added to the built-in ones\n"
     "  --origin NAME   ledger origin / checkpoint key name; default custos.local/<random>\n";
 
-static enum custos_err slurp(const char *path, char **out, size_t *len)
+/* The whole of a --schema or --policy file (at most 1 MiB), NUL-terminated; 1 after a message. */
+static int slurp(const char *opt, const char *path, char **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
+    struct stat sb;
     char *b;
     size_t n;
+    int err;
 
     *out = NULL;
     if (!f)
-        return custos_err_set(CUSTOS_ERR_IO, "cannot read %s", path);
+        return cli_error(1, "cannot read %s %.200s: %s", opt, path, strerror(errno));
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return cli_error(1, "cannot read %s %.200s: %s", opt, path, strerror(EISDIR));
+    }
     b = malloc((1 << 20) + 1);
     if (!b) {
         fclose(f);
-        return CUSTOS_ERR_NOMEM;
+        return cli_error(1, "out of memory");
     }
     n = fread(b, 1, (1 << 20) + 1, f);
+    err = ferror(f) ? errno : 0;
     fclose(f);
-    if (n > (1 << 20)) {
+    if (err || n > (1 << 20)) {
         free(b);
-        return custos_err_set(CUSTOS_ERR_TOOBIG, "%s is larger than 1 MiB", path);
+        return err ? cli_error(1, "cannot read %s %.200s: %s", opt, path, strerror(err))
+                   : cli_error(1, "%s %.200s is larger than 1 MiB", opt, path);
     }
     b[n] = '\0';
     *out = b;
     *len = n;
-    return CUSTOS_OK;
+    return 0;
 }
 
 int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"schema", required_argument, NULL, 's'},
-                                         {"policy", required_argument, NULL, 'p'},
-                                         {"origin", required_argument, NULL, 'o'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
-    const char *dir = NULL, *schema = NULL, *policy = NULL, *origin = NULL;
+    const char *dir, *schema, *policy, *origin;
+    const struct cli_opt opts[] = {{"data", &dir, NULL},     {"schema", &schema, NULL}, {"policy", &policy, NULL},
+                                   {"origin", &origin, NULL}, {NULL, NULL, NULL}};
     char *stext = NULL, *ptext = NULL, secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
     size_t slen = 0, plen = 0;
     enum custos_err rc;
-    int c, ret = 1;
+    int ret = 1;
 
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 's': schema = optarg; break;
-        case 'p': policy = optarg; break;
-        case 'o': origin = optarg; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return cli_bad_option("init", argv);
-        }
-    }
+    if ((ret = cli_options(argc, argv, "init", help, opts)))
+        return ret;
+    ret = 1;
     if (!dir)
         return cli_usage("init", "--data DIR is required");
     if (optind < argc)
         return cli_usage("init", "unexpected argument");
-    if ((schema && (rc = slurp(schema, &stext, &slen))) || (policy && (rc = slurp(policy, &ptext, &plen)))) {
-        ret = cli_fail(rc);
+    if ((schema && slurp("--schema", schema, &stext, &slen)) || (policy && slurp("--policy", policy, &ptext, &plen)))
         goto done;
-    }
     rc = custos_vault_init(dir, stext, slen, ptext, plen, origin, secret, token);
     if (rc) {
         ret = cli_fail(rc);

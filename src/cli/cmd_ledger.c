@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -57,13 +59,29 @@ struct args {
     const char *dir, *url, *vkey, *state, *start, *count;
 };
 
-static int parse(int argc, char **argv, struct args *a)
-{
-    const struct cli_opt opts[] = {{"data", &a->dir},   {"url", &a->url},     {"vkey", &a->vkey},
-                                   {"state", &a->state}, {"start", &a->start}, {"count", &a->count},
-                                   {NULL, NULL}};
-    int r = cli_options(argc, argv, "ledger", help, opts);
+/* the options of an action */
+#define OPT_DATA 1u
+#define OPT_URL 2u
+#define OPT_VKEY 4u
+#define OPT_STATE 8u
+#define OPT_START 16u
+#define OPT_COUNT 32u
 
+/* Parse the options `which` allows (any other is refused, not ignored); no argument may be left. */
+static int parse(int argc, char **argv, unsigned which, struct args *a)
+{
+    const struct cli_opt all[] = {{"data", &a->dir, NULL},   {"url", &a->url, NULL},     {"vkey", &a->vkey, NULL},
+                                  {"state", &a->state, NULL}, {"start", &a->start, NULL}, {"count", &a->count, NULL}};
+    struct cli_opt opts[7];
+    size_t i, n = 0;
+    int r;
+
+    memset(a, 0, sizeof(*a));
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (which & (1u << i))
+            opts[n++] = all[i];
+    opts[n] = (struct cli_opt){NULL, NULL, NULL};
+    r = cli_options(argc, argv, "ledger", help, opts);
     if (!r && optind < argc)
         return cli_usage("ledger", "unexpected argument");
     return r;
@@ -135,8 +153,8 @@ static int do_verify(const struct args *a)
         /* the log is sound, but what the server builds proofs from is not */
         printf("ledger entries intact (%llu entries, %llu checkpoints verified), derived files NOT: %s\n",
                (unsigned long long)rep.size, (unsigned long long)rep.checkpoints, rep.derived_what);
-        fprintf(stderr, "custos: ledger derived files damaged; 'custos ledger rebuild --data %s' recomputes "
-                        "them from the entries\n", a->dir);
+        cli_error(0, "ledger derived files damaged; 'custos ledger rebuild --data %.200s' recomputes them from "
+                     "the entries", a->dir);
         return EXIT_TAMPERED;
     }
     printf("ledger intact: %llu entries, %llu checkpoints verified\n", (unsigned long long)rep.size,
@@ -263,7 +281,7 @@ static int http_get(const char *url, struct fetch *f, long *status)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_easy_cleanup(c);
     if (cc != CURLE_OK) {
-        fprintf(stderr, "custos: cannot fetch %s: %s\n", url, curl_easy_strerror(cc));
+        cli_error(0, "cannot fetch %.400s: %s", url, curl_easy_strerror(cc));
         return -1;
     }
     f->p[f->n] = '\0';
@@ -387,6 +405,11 @@ static int do_witness(const struct args *a)
         return cli_usage("ledger", "witness needs --url, --vkey and --state");
     if (custos_note_vkey_parse(&v, a->vkey))
         return cli_usage("ledger", "--vkey is not a valid Ed25519 verifier key");
+    /* a longer URL would be cut (base[] below) and another one fetched; anything but http(s) is
+       refused by curl anyway, and an unreachable server means exit 3, not a typo */
+    if ((strncasecmp(a->url, "http://", 7) != 0 && strncasecmp(a->url, "https://", 8) != 0) ||
+        !cli_text_ok(a->url, 2000) || strchr(a->url, ' '))
+        return cli_usage("ledger", "--url must be an http:// or https:// URL of at most 2000 bytes");
     snprintf(base, sizeof(base), "%s", a->url);
     blen = strlen(base);
     while (blen && base[blen - 1] == '/')
@@ -401,28 +424,37 @@ static int do_witness(const struct args *a)
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if ((lockfd = lock_state(a->state)) < 0) {
-        fprintf(stderr, "custos: cannot lock %s.lock: %s\n", a->state, strerror(errno));
+        cli_error(0, "cannot lock %.200s.lock: %s", a->state, strerror(errno));
         goto done;
     }
     /* the state first: an unreadable state must not silently reset the witness */
     sf = fopen(a->state, "rb");
     if (sf) {
+        struct stat sb;
+        int err = fstat(fileno(sf), &sb) == 0 && S_ISDIR(sb.st_mode) ? EISDIR : 0;
+
         state = calloc(1, CUSTOS_NOTE_MAX + 1);
-        n = state ? fread(state, 1, CUSTOS_NOTE_MAX, sf) : 0;
+        n = state && !err ? fread(state, 1, CUSTOS_NOTE_MAX, sf) : 0;
+        if (!err && ferror(sf))
+            err = errno;
         fclose(sf);
+        if (err) {
+            cli_error(0, "cannot read %.200s: %s", a->state, strerror(err));
+            goto done;
+        }
         if (!state || (rc = open_checkpoint(state, n, &v, &old))) {
-            fprintf(stderr, "custos: witness state %s does not hold a checkpoint signed by this key\n", a->state);
+            cli_error(0, "witness state %.200s does not hold a checkpoint signed by this key", a->state);
             goto done;
         }
         have_old = 1;
     } else if (errno != ENOENT) {
-        fprintf(stderr, "custos: cannot read %s: %s\n", a->state, strerror(errno));
+        cli_error(0, "cannot read %.200s: %s", a->state, strerror(errno));
         goto done;
     }
     snprintf(url, sizeof(url), "%s/v1/ledger/checkpoint", base);
     if (http_get(url, &f, &status) || status != 200) {
         if (status && status != 200)
-            fprintf(stderr, "custos: %s answered HTTP %ld\n", url, status);
+            cli_error(0, "%.400s answered HTTP %ld", url, status);
         ret = EXIT_FETCH;
         goto done;
     }
@@ -487,24 +519,30 @@ done:
 
 int cmd_ledger(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        int (*fn)(const struct args *);
+        unsigned opts;
+    } actions[] = {
+        {"verify", do_verify, OPT_DATA},
+        {"rebuild", do_rebuild, OPT_DATA},
+        {"export", do_export, OPT_DATA | OPT_START | OPT_COUNT},
+        {"key", do_key, OPT_DATA},
+        {"witness", do_witness, OPT_URL | OPT_VKEY | OPT_STATE},
+    };
     struct args a;
+    size_t i;
     int r;
 
     if (argc < 2 || cli_wants_help(2, argv)) {
         fputs(help, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
-    if ((r = parse(argc - 1, argv + 1, &a)))
-        return r;
-    if (strcmp(argv[1], "verify") == 0)
-        return do_verify(&a);
-    if (strcmp(argv[1], "rebuild") == 0)
-        return do_rebuild(&a);
-    if (strcmp(argv[1], "export") == 0)
-        return do_export(&a);
-    if (strcmp(argv[1], "key") == 0)
-        return do_key(&a);
-    if (strcmp(argv[1], "witness") == 0)
-        return do_witness(&a);
+    for (i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        if (strcmp(argv[1], actions[i].name) == 0) {
+            if ((r = parse(argc - 1, argv + 1, actions[i].opts, &a)))
+                return r;
+            return actions[i].fn(&a);
+        }
     return cli_usage("ledger", "expected verify, rebuild, export, key or witness");
 }

@@ -39,16 +39,52 @@ struct args {
     const char *dir, *id, *kind, *roles, *principal;
 };
 
-static int parse(int argc, char **argv, const char *cmd, const char *help, struct args *a)
-{
-    const struct cli_opt opts[] = {{"data", &a->dir},   {"id", &a->id},
-                                   {"kind", &a->kind},  {"roles", &a->roles},
-                                   {"principal", &a->principal}, {NULL, NULL}};
-    int r = cli_options(argc, argv, cmd, help, opts);
+/* the options an action takes besides --data */
+#define OPT_ID 1u
+#define OPT_KIND 2u
+#define OPT_ROLES 4u
+#define OPT_PRINCIPAL 8u
 
-    if (!r && !a->dir)
+/*
+ * The options of one action: --data always, and those of `which` (an option the action does not
+ * use is refused rather than ignored); then no argument may be left but `operands` of them.
+ */
+static int parse(int argc, char **argv, const char *cmd, const char *help, unsigned which, int operands,
+                 struct args *a)
+{
+    const struct cli_opt all[] = {{"data", &a->dir, NULL},   {"id", &a->id, NULL},
+                                  {"kind", &a->kind, NULL},  {"roles", &a->roles, NULL},
+                                  {"principal", &a->principal, NULL}};
+    struct cli_opt opts[6];
+    size_t i, n = 0;
+    int r;
+
+    memset(a, 0, sizeof(*a));
+    for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (i == 0 || (which & (1u << (i - 1))))
+            opts[n++] = all[i];
+    opts[n] = (struct cli_opt){NULL, NULL, NULL};
+    if ((r = cli_options(argc, argv, cmd, help, opts)))
+        return r;
+    if (!a->dir)
         return cli_usage(cmd, "--data DIR is required");
-    return r;
+    if (argc - optind > operands)
+        return cli_usage(cmd, "unexpected argument");
+    return 0;
+}
+
+/* A principal id as the core accepts them, [a-z][a-z0-9._-]{0,63}. */
+static int principal_id_ok(const char *s)
+{
+    size_t i, n = strlen(s);
+
+    if (n < 1 || n > 64 || s[0] < 'a' || s[0] > 'z')
+        return 0;
+    for (i = 1; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' ||
+              s[i] == '-'))
+            return 0;
+    return 1;
 }
 
 int cmd_principal(int argc, char **argv)
@@ -66,10 +102,14 @@ int cmd_principal(int argc, char **argv)
     add = strcmp(argv[1], "add") == 0;
     if (!add && strcmp(argv[1], "disable") != 0)
         return cli_usage("principal", "expected 'add' or 'disable'");
-    if ((r = parse(argc - 1, argv + 1, "principal", principal_help, &a)))
+    r = parse(argc - 1, argv + 1, "principal", principal_help, add ? OPT_ID | OPT_KIND | OPT_ROLES : OPT_ID, 0, &a);
+    if (r)
         return r;
     if (!a.id || (add && (!a.kind || !a.roles)))
         return cli_usage("principal", add ? "--id, --kind and --roles are required" : "--id is required");
+    /* what is not text cannot go into the JSON request at all */
+    if (add && (!cli_text_ok(a.id, 256) || !cli_text_ok(a.kind, 256) || !cli_text_ok(a.roles, 4096)))
+        return cli_error(1, "--id, --kind and --roles must be text (UTF-8, no control characters)");
     if ((rc = cli_open(a.dir, &v)))
         return cli_fail(rc);
     custos_caller_system(&sys);
@@ -117,10 +157,16 @@ int cmd_token(int argc, char **argv)
     issue = strcmp(argv[1], "issue") == 0;
     if (!issue && strcmp(argv[1], "revoke") != 0)
         return cli_usage("token", "expected 'issue' or 'revoke'");
-    if ((r = parse(argc - 1, argv + 1, "token", token_help, &a)))
+    if ((r = parse(argc - 1, argv + 1, "token", token_help, issue ? OPT_PRINCIPAL : 0, issue ? 0 : 1, &a)))
         return r;
     if (issue ? !a.principal : optind != argc - 2)
         return cli_usage("token", issue ? "--principal ID is required" : "give the token to revoke");
+    /* refused here: the core would record any string as the event's target, even one that is not
+       UTF-8 (a ledger entry that is not JSON) or too long to record at all */
+    if (issue && !principal_id_ok(a.principal))
+        return cli_error(1, "malformed principal id");
+    if (!issue && !cli_text_ok(argv[optind + 1], 256))
+        return cli_error(1, "malformed token");
     if ((rc = cli_open(a.dir, &v)))
         return cli_fail(rc);
     custos_caller_system(&sys);
@@ -166,7 +212,7 @@ int cmd_keys(int argc, char **argv)
     }
     if (strcmp(argv[1], "rotate") != 0)
         return cli_usage("keys", "expected 'rotate'");
-    if ((r = parse(argc - 1, argv + 1, "keys", keys_help, &a)))
+    if ((r = parse(argc - 1, argv + 1, "keys", keys_help, 0, 0, &a)))
         return r;
     if ((rc = cli_open(a.dir, &v)))
         return cli_fail(rc);

@@ -5,13 +5,15 @@
  * Stops cleanly on SIGTERM or SIGINT: stops accepting, finishes requests in
  * flight, signs a final ledger checkpoint, wipes keys.
  */
-#include <getopt.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "server/server.h"
@@ -39,54 +41,54 @@ static void on_signal(int sig)
 
 int cmd_serve(int argc, char **argv)
 {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"listen", required_argument, NULL, 'l'},
-                                         {"tls-cert", required_argument, NULL, 'c'},
-                                         {"tls-key", required_argument, NULL, 'k'},
-                                         {"insecure", no_argument, NULL, 'i'},
-                                         {"port-file", required_argument, NULL, 'p'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"webhook-allow-loopback", no_argument, NULL, 'W'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
     struct custos_server_opts so;
     struct custos_webhook_opts wo;
+    const char *dir, *threads;
+    const struct cli_opt opts[] = {{"data", &dir, NULL},
+                                   {"listen", &so.listen, NULL},
+                                   {"tls-cert", &so.tls_cert, NULL},
+                                   {"tls-key", &so.tls_key, NULL},
+                                   {"insecure", NULL, &so.insecure},
+                                   {"port-file", &so.port_file, NULL},
+                                   {"threads", &threads, NULL},
+                                   {"webhook-allow-loopback", NULL, &wo.allow_loopback},
+                                   {NULL, NULL, NULL}};
     struct custos_vault *v = NULL;
     struct sigaction sa;
-    const char *dir = NULL;
     enum custos_err rc;
-    int c;
+    int r, made_port_file = 0;
 
     memset(&so, 0, sizeof(so));
     memset(&wo, 0, sizeof(wo));
-    optind = 1;
-    opterr = 0; /* one line of our own instead of getopt's */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': dir = optarg; break;
-        case 'l': so.listen = optarg; break;
-        case 'c': so.tls_cert = optarg; break;
-        case 'k': so.tls_key = optarg; break;
-        case 'i': so.insecure = 1; break;
-        case 'p': so.port_file = optarg; break;
-        case 't': {
-            char *end;
-            long t = strtol(optarg, &end, 10);
+    if ((r = cli_options(argc, argv, "serve", help, opts)))
+        return r;
+    if (threads) {
+        char *end;
+        long t;
 
-            if (*end || end == optarg || t < 1 || t > 64)
-                return cli_usage("serve", "--threads must be 1..64");
-            so.threads = (unsigned)t;
-            break;
-        }
-        case 'W': wo.allow_loopback = 1; break;
-        case 'h': fputs(help, stdout); return 0;
-        default: return cli_bad_option("serve", argv);
-        }
+        errno = 0;
+        t = strtol(threads, &end, 10);
+        if (errno || *end || end == threads || t < 1 || t > 64)
+            return cli_usage("serve", "--threads must be 1..64");
+        so.threads = (unsigned)t;
     }
     if (!dir)
         return cli_usage("serve", "--data DIR is required");
     if (optind < argc)
         return cli_usage("serve", "unexpected argument");
+    if (so.port_file) {
+        /* the server writes it once it listens, and cannot report a failure then: a script
+           waiting for the file would wait forever.  Create it now, and fail before starting. */
+        int fd = open(so.port_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+        if (fd >= 0)
+            made_port_file = 1; /* removed again if the server does not start */
+        else if (errno == EEXIST)
+            fd = open(so.port_file, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return cli_error(1, "cannot write --port-file %.200s: %s", so.port_file, strerror(errno));
+        close(fd);
+    }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
@@ -99,13 +101,17 @@ int cmd_serve(int argc, char **argv)
         setrlimit(RLIMIT_CORE, &none);
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    if ((rc = cli_open(dir, &v)))
-        return cli_fail(rc);
-    custos_webhook_configure(&wo);
-    rc = custos_server_run(v, &so, &stop_flag);
-    custos_vault_free(v);
-    if (rc)
-        return cli_fail(rc);
+    if (!(rc = cli_open(dir, &v))) {
+        custos_webhook_configure(&wo);
+        rc = custos_server_run(v, &so, &stop_flag);
+        custos_vault_free(v);
+    }
+    if (rc) {
+        r = cli_fail(rc);
+        if (made_port_file)
+            unlink(so.port_file);
+        return r;
+    }
     fprintf(stderr, "custos: stopped\n");
     return 0;
 }

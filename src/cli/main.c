@@ -2,6 +2,7 @@
  * main.c - the custos binary: subcommand table and dispatch.
  */
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,16 +37,45 @@ static void usage(FILE *f)
     fprintf(f, "\n'custos <command> --help' describes a command; docs/cli.md has them all.\n");
 }
 
+/*
+ * Every message line the CLI writes to stderr goes through here: it echoes arguments and file
+ * names, so it is made valid UTF-8 without control characters (an argument holding "\n" must
+ * not print a line of its own) and is cut to fit one line.
+ */
+static void say(const char *msg)
+{
+    char line[640];
+    char *p;
+
+    snprintf(line, sizeof(line), "%s", msg);
+    custos_utf8_scrub(line);
+    for (p = line; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "custos: %s\n", line);
+}
+
+int cli_error(int ret, const char *fmt, ...)
+{
+    char msg[640];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    say(msg);
+    return ret;
+}
+
 int cli_fail(enum custos_err rc)
 {
-    fprintf(stderr, "custos: %s\n", custos_err_msg(rc));
+    say(custos_err_msg(rc));
     return 1;
 }
 
 int cli_usage(const char *cmd, const char *msg)
 {
-    fprintf(stderr, "custos: %s (see 'custos %s --help')\n", msg, cmd);
-    return EXIT_USAGE;
+    return cli_error(EXIT_USAGE, "%s (see 'custos %s --help')", msg, cmd);
 }
 
 int cli_bad_option(const char *cmd, char **argv)
@@ -60,28 +90,65 @@ int cli_bad_option(const char *cmd, char **argv)
     return cli_usage(cmd, msg);
 }
 
+int cli_text_ok(const char *s, size_t max)
+{
+    char copy[CLI_TEXT_MAX + 1];
+    size_t len = strlen(s), i;
+
+    if (len > max || len > CLI_TEXT_MAX)
+        return 0;
+    for (i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    memcpy(copy, s, len + 1);
+    custos_utf8_scrub(copy); /* it replaces what is not UTF-8: a copy that changed was not */
+    return memcmp(copy, s, len) == 0;
+}
+
 int cli_options(int argc, char **argv, const char *cmd, const char *help, const struct cli_opt *opts)
 {
-    struct option lo[17];
+    struct option lo[CLI_OPTS_MAX + 2];
+    unsigned char seen[CLI_OPTS_MAX];
     size_t n = 0, i;
     int c;
 
-    for (i = 0; opts[i].name && n < 15; i++) {
-        *opts[i].value = NULL;
-        lo[n++] = (struct option){opts[i].name, required_argument, NULL, 256 + (int)i};
+    for (i = 0; opts[i].name && n < CLI_OPTS_MAX; i++) {
+        if (opts[i].value)
+            *opts[i].value = NULL;
+        if (opts[i].flag)
+            *opts[i].flag = 0;
+        lo[n++] = (struct option){opts[i].name, opts[i].value ? required_argument : no_argument, NULL, 256 + (int)i};
     }
     lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
     lo[n] = (struct option){NULL, 0, NULL, 0};
+    memset(seen, 0, sizeof(seen));
     optind = 1;
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        char msg[160];
+
         if (c == 'h') {
             fputs(help, stdout);
             exit(0);
         }
         if (c < 256)
             return cli_bad_option(cmd, argv);
-        *opts[c - 256].value = optarg;
+        i = (size_t)(c - 256);
+        /* the second of two values would silently win: --data A --data B is a mistake to point out */
+        if (seen[i]++) {
+            snprintf(msg, sizeof(msg), "option '--%s' is given twice", opts[i].name);
+            return cli_usage(cmd, msg);
+        }
+        if (opts[i].flag) {
+            *opts[i].flag = 1;
+            continue;
+        }
+        /* no option of custos means anything empty ("--data ''" would name the current directory) */
+        if (!*optarg) {
+            snprintf(msg, sizeof(msg), "option '--%s' needs a value, not an empty string", opts[i].name);
+            return cli_usage(cmd, msg);
+        }
+        *opts[i].value = optarg;
     }
     return 0;
 }
@@ -109,12 +176,12 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
         return rc;
     if (custos_vault_ledger_recovered(*v, &torn)) {
         if (torn)
-            fprintf(stderr, "custos: the ledger was not closed cleanly: recovered, %llu bytes of a torn, "
-                            "never acknowledged tail dropped (recorded as a ledger.recover event)\n",
-                    (unsigned long long)torn);
+            cli_error(0, "the ledger was not closed cleanly: recovered, %llu bytes of a torn, never "
+                         "acknowledged tail dropped (recorded as a ledger.recover event)",
+                      (unsigned long long)torn);
         else
-            fprintf(stderr, "custos: the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
-                            "ledger.recover event)\n");
+            cli_error(0, "the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
+                         "ledger.recover event)");
     }
     return CUSTOS_OK;
 }
@@ -139,6 +206,5 @@ int main(int argc, char **argv)
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "custos: unknown command '%.40s' (see 'custos --help')\n", argv[1]);
-    return EXIT_USAGE;
+    return cli_error(EXIT_USAGE, "unknown command '%.40s' (see 'custos --help')", argv[1]);
 }

@@ -436,8 +436,11 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         return CUSTOS_ERR_NOMEM;
     r = sqlite3_open_v2(s->data_path, &c->db, flags, NULL);
     if (r != SQLITE_OK) {
-        rc = r == SQLITE_CANTOPEN ? custos_err_set(CUSTOS_ERR_NOTFOUND, "no vault database (run custos init)")
-                                  : db_err(c->db, r, "open data.db");
+        /* only a missing file means "no vault": one that cannot be opened (its mode, the directory's)
+           must not send the operator to custos init */
+        rc = r == SQLITE_CANTOPEN && access(s->data_path, F_OK) != 0 && errno == ENOENT
+                 ? custos_err_set(CUSTOS_ERR_NOTFOUND, "no vault database (run custos init)")
+                 : db_err(c->db, r, "open data.db");
         goto fail;
     }
     sqlite3_busy_timeout(c->db, 10000);

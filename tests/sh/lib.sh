@@ -6,7 +6,8 @@
 # port through --port-file; every server a test starts is stopped at exit, by its own pid only.
 #
 # Tools: bash, coreutils, curl, perl (core modules only: JSON::PP, Digest::SHA, MIME::Base64),
-# all present wherever custos builds (perl comes with build-essential).
+# all present wherever custos builds (perl comes with build-essential); test_cli_badinput also
+# reads the databases with sqlite3 (scripts/deps.sh test installs it).
 
 set -euo pipefail
 
