@@ -7,7 +7,8 @@
  *   v, time, action, result, reason, actor, minter, token, source, subject,
  *   purpose, fields, masked, target, count
  * Integers in decimal, strings escaped per RFC 8259 (", \, and control
- * characters only; everything else literal).  Same event, same bytes.
+ * characters only; everything else literal), always valid UTF-8 (a byte
+ * that starts no valid sequence is written as '?').  Same event, same bytes.
  *
  * Must never: put a personal field value in an event (only ids, field
  * paths, principal ids, addresses), return success for an event that is
@@ -16,6 +17,7 @@
 #include "core/vault_int.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "custos/banned.h"
@@ -43,6 +45,32 @@ static enum custos_err add_key(struct custos_buf *b, const char *name)
     return custos_buf_add(b, "\":", 2);
 }
 
+/* A JSON string that is valid UTF-8 whatever the caller passed: members come from validated
+   names almost always, but an entry must stay JSON (docs/format.md) even when a caller let an
+   unchecked byte through, so every byte that does not start a valid sequence becomes '?'
+   (custos_utf8_scrub's rule), and the event is still recorded. */
+static enum custos_err add_text(struct custos_buf *b, const char *s)
+{
+    size_t n = strlen(s), i = 0, k;
+    unsigned long cp;
+    char *copy;
+    enum custos_err rc;
+
+    while (i < n && (unsigned char)s[i] < 0x80)
+        i++;
+    while (i < n && (k = custos_utf8_decode((const unsigned char *)s + i, n - i, &cp)) != 0)
+        i += k;
+    if (i == n)
+        return custos_buf_add_json_str(b, s, n);
+    if (!(copy = malloc(n + 1)))
+        return CUSTOS_ERR_NOMEM;
+    memcpy(copy, s, n + 1);
+    custos_utf8_scrub(copy);
+    rc = custos_buf_add_json_str(b, copy, n);
+    free(copy);
+    return rc;
+}
+
 static enum custos_err add_str_member(struct custos_buf *b, const char *name, const char *val)
 {
     enum custos_err rc;
@@ -51,7 +79,7 @@ static enum custos_err add_str_member(struct custos_buf *b, const char *name, co
         return CUSTOS_OK;
     if ((rc = add_key(b, name)))
         return rc;
-    return custos_buf_add_json_str(b, val, strlen(val));
+    return add_text(b, val);
 }
 
 static enum custos_err add_list(struct custos_buf *b, const char *name, const char *const *v, size_t n)
@@ -64,7 +92,7 @@ static enum custos_err add_list(struct custos_buf *b, const char *name, const ch
     if ((rc = add_key(b, name)) || (rc = custos_buf_addc(b, '[')))
         return rc;
     for (i = 0; i < n; i++) {
-        if ((i && (rc = custos_buf_addc(b, ','))) || (rc = custos_buf_add_json_str(b, v[i], strlen(v[i]))))
+        if ((i && (rc = custos_buf_addc(b, ','))) || (rc = add_text(b, v[i])))
             return rc;
     }
     return custos_buf_addc(b, ']');

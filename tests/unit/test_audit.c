@@ -191,6 +191,29 @@ static void test_escaping(void **state)
                     "\"target\":\"line1\\nline2\\ttab \\\"q\\\" \\\\ / 전성준 \x7f\"}");
 }
 
+/* An unchecked byte that is not UTF-8 never makes an entry that is not JSON: it is written as '?'
+   (a character cut in the middle too), valid multi-byte characters stay as they are, and the
+   event is recorded all the same. */
+static void test_invalid_utf8_scrubbed(void **state)
+{
+    struct custos_event e;
+    static const char *const fields[] = {"ok", "bad\xff", "\xea\xb5"};
+
+    (void)state;
+    custos_event_init(&e, "token.issue", NULL);
+    e.result = CUSTOS_RESULT_DENIED;
+    e.reason = "unknown_principal";
+    e.actor = "adm\xc0\xafin";
+    e.source = "local";
+    e.target = "전\xed\xa0\x80성준";
+    e.fields = fields;
+    e.nfields = 3;
+    expect_encoding(&e, 9,
+                    "{\"v\":1,\"time\":9,\"action\":\"token.issue\",\"result\":\"denied\","
+                    "\"reason\":\"unknown_principal\",\"actor\":\"adm??in\",\"source\":\"local\","
+                    "\"fields\":[\"ok\",\"bad?\",\"??\"],\"target\":\"전???성준\"}");
+}
+
 static void test_cap(void **state)
 {
     struct custos_event e;
@@ -447,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_every_member_in_order),
         cmocka_unit_test(test_ipv4_text),
         cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_invalid_utf8_scrubbed),
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_vault_entries),
         cmocka_unit_test(test_wide_read_names_every_path),
