@@ -14,9 +14,10 @@
 static const char backup_help[] =
     "usage: custos backup --data DIR --out FILE\n"
     "\n"
-    "Write a consistent copy of the vault's data plane (sealed records, blind index, links) to a\n"
-    "new FILE, while the server runs or not.  It holds no key: it is readable only together with\n"
-    "the vault's keys, and an erased subject's values in it stay unreadable forever.\n";
+    "Write a consistent copy of the vault's data plane (sealed records and links) to a new FILE,\n"
+    "while the server runs or not.  It holds no key and no blind index (restore rebuilds it): it\n"
+    "is readable only together with the vault's keys, and an erased subject's values in it stay\n"
+    "unreadable forever.\n";
 
 static const char restore_help[] =
     "usage: custos restore --data DIR --in FILE\n"

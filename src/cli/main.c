@@ -21,7 +21,7 @@ static const struct cli_cmd commands[] = {
     {"principal", cmd_principal, "add or disable principals (add, disable)"},
     {"token", cmd_token, "issue or revoke tokens (issue, revoke)"},
     {"keys", cmd_keys, "master key management (rotate)"},
-    {"ledger", cmd_ledger, "the access ledger (verify, export, key, witness)"},
+    {"ledger", cmd_ledger, "the access ledger (verify, export, key, witness, rebuild)"},
     {"backup", cmd_backup, "consistent online copy of the data plane (no keys)"},
     {"restore", cmd_restore, "restore a backup; erasures made since stay applied"},
     {"receipt", cmd_receipt, "verify an erasure receipt (verify)"},
