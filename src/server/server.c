@@ -656,6 +656,12 @@ static void log_line(const char *what, const char *arg)
     fprintf(stderr, "%s custos: %s%s\n", when, what, arg);
 }
 
+/* While the daemons start (one thread, before any worker runs), libmicrohttpd's complaints are
+   kept, not printed: a refused TLS certificate or key then ends serve with one line that says
+   why, instead of the library's lines and a meaningless strerror. */
+static int mhd_starting;
+static char mhd_start_msg[256];
+
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
@@ -663,6 +669,11 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
     (void)cls;
     vsnprintf(buf, sizeof(buf), fmt, ap);
     buf[strcspn(buf, "\n")] = '\0';
+    if (mhd_starting) {
+        if (!mhd_start_msg[0])
+            snprintf(mhd_start_msg, sizeof(mhd_start_msg), "%s", buf);
+        return;
+    }
     log_line("http: ", buf);
 }
 
@@ -857,6 +868,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
         goto done;
     }
+    mhd_starting = 1;
+    mhd_start_msg[0] = '\0';
     for (s.nw = 0; s.nw < nw; s.nw++) {
         struct worker *w = &s.w[s.nw];
 
@@ -871,25 +884,40 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
             tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
-        if (!w->mhd || (w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+        if (!w->mhd) {
+            mhd_starting = 0;
+            custos_utf8_scrub(mhd_start_msg);
+            if (tls)
+                rc = custos_err_set(CUSTOS_ERR_INVALID, "cannot start the HTTP server: the TLS certificate or key "
+                                    "was refused%s%s", mhd_start_msg[0] ? ": " : "", mhd_start_msg);
+            else
+                rc = custos_err_set(CUSTOS_ERR_IO, "cannot start the HTTP server%s%s",
+                                    mhd_start_msg[0] ? ": " : "", mhd_start_msg);
+            goto done;
+        }
+        if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+            mhd_starting = 0;
             rc = custos_err_set(CUSTOS_ERR_IO, "cannot start the HTTP server: %s", strerror(errno));
-            if (w->mhd)
-                s.nw++; /* cleaned up below */
+            s.nw++; /* cleaned up below */
             goto done;
         }
     }
+    mhd_starting = 0;
     port = bound_port(lfd);
     snprintf(where, sizeof(where), "%s port %u%s, %u workers", ss.ss_family == AF_INET6 ? "ipv6" : "ipv4", port,
              tls ? " (tls)" : "", nw);
-    log_line("listening on ", where);
     if (o->port_file) {
         FILE *pf = fopen(o->port_file, "w");
+        int bad = !pf || fprintf(pf, "%u\n", port) < 0;
 
-        if (pf) {
-            fprintf(pf, "%u\n", port);
-            fclose(pf);
+        if (pf && fclose(pf) != 0)
+            bad = 1;
+        if (bad) { /* a script waiting for the port would wait forever */
+            rc = custos_err_set(CUSTOS_ERR_IO, "cannot write --port-file %s: %s", o->port_file, strerror(errno));
+            goto done;
         }
     }
+    log_line("listening on ", where);
     custos_vault_on_durable(v, on_durable, &s);
     hooked = 1;
     for (unsigned i = 0; i < s.nw; i++) {

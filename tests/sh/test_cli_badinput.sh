@@ -556,6 +556,16 @@ refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-key "$T/file"
 refused 1 serve --data "$V" --listen 0.0.0.0:0 --tls-cert "$T/file"
 refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-cert "$T/nowhere.pem" --tls-key "$T/nowhere.pem"
 refused 1 serve --data "$V" --listen 127.0.0.1:0 --port-file "$T/nowhere/port"
+# a certificate and key that are not PEM: one line that says the TLS files were refused, and why
+# (libmicrohttpd's own complaint), not the library's lines and a meaningless strerror
+printf 'not a certificate\n' >"$T/notpem"
+refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-cert "$T/notpem" --tls-key "$T/notpem"
+says "the TLS certificate or key was refused"
+# a port file that cannot be written once the port is known: serve does not run without it
+if [ -w /dev/full ]; then
+  refused 1 serve --data "$V" --listen 127.0.0.1:0 --port-file /dev/full
+  says "cannot write --port-file"
+fi
 refused 1 serve --data "$V" --listen 127.0.0.1:0 --port-file "$T/empty"
 unchanged "serve refusals"
 # a port in use: the other vault's server holds it
