@@ -156,6 +156,25 @@ void custos_credential_format(char out[48], const char *prefix, const uint8_t ra
 /* Keyed hashes. */
 void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32]);
 
+/*
+ * The request bodies of the /v1/principals and /v1/auth routes, parsed and validated without
+ * the store or the ledger (outside input: tests/fuzz/fuzz_request.c).  CUSTOS_ERR_INVALID or
+ * CUSTOS_ERR_TOOBIG with the detail the API answers.  *j (set whatever the outcome; the caller
+ * json_decref's it) owns the strings handed back.
+ */
+/* POST /v1/auth/token {"principal","secret"}: a well-formed principal id and a string of at most
+   64 bytes as secret (not decoded: the caller does it with the same work whatever it holds). */
+enum custos_err custos_token_issue_parse(const char *body, size_t len, json_t **j, const char **id,
+                                         const char **secret);
+/* POST /v1/auth/revoke {"token"}: the token's 32 bytes into raw (wiped on failure). */
+enum custos_err custos_token_revoke_parse(const char *body, size_t len, uint8_t raw[32]);
+/* POST /v1/principals {"id","kind","roles"}: *id once it is well-formed (so the audit event can
+   name it even when kind or roles are refused), *kind "staff" or "service", roles of the policy
+   (1 to 8, never "customer") joined by commas into roles (cap bytes). */
+enum custos_err custos_principal_create_parse(const struct custos_policy *pol, const char *body, size_t len,
+                                              json_t **j, const char **id, const char **kind, char *roles,
+                                              size_t cap);
+
 /* ---- the subject key cache (keycache.c) ---------------------------------------------------- */
 
 struct custos_keycache *custos_keycache_new(void);
