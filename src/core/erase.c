@@ -635,10 +635,26 @@ static int valid_url(const char *u)
     return 1;
 }
 
+enum custos_err custos_link_body_parse(const char *body, size_t len, json_t **j, const char **url)
+{
+    static const char *const keys[] = {"webhook", NULL};
+    enum custos_err rc;
+
+    *j = NULL;
+    *url = NULL;
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, j)) || (rc = custos_json_only(*j, keys, "link")) ||
+        (rc = custos_json_str(*j, "webhook", 1, 2048, url)))
+        return rc;
+    if (!valid_url(*url)) {
+        *url = NULL;
+        return custos_err_set(CUSTOS_ERR_INVALID, "webhook must be an http:// or https:// URL of at most 2048 bytes");
+    }
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_link_put(struct custos_vault *v, const struct custos_caller *c, const char *idhex,
                                 const char *name, const char *body, size_t len, json_t **out)
 {
-    static const char *const keys[] = {"webhook", NULL};
     struct custos_store_conn *conn = NULL;
     struct custos_buf blob;
     struct custos_link_row l;
@@ -664,13 +680,8 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "registering links needs the subject.link operation");
         goto done;
     }
-    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "link")) ||
-        (rc = custos_json_str(j, "webhook", 1, 2048, &url)))
+    if ((rc = custos_link_body_parse(body, len, &j, &url)))
         goto done;
-    if (!valid_url(url)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "webhook must be an http:// or https:// URL of at most 2048 bytes");
-        goto done;
-    }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
     custos_lock_writes(v);

@@ -301,6 +301,12 @@ enum custos_err custos_erasure_mark(struct custos_vault *v);
    (startup, restore).  *applied (may be NULL) counts records removed. */
 enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied);
 
+/* The body of PUT /v1/subjects/{id}/links/{name}, {"webhook": URL}, parsed and checked without
+   the store (outside input: tests/fuzz/fuzz_request.c): *url an http:// or https:// URL of 8 to
+   2048 bytes, printable ASCII without spaces.  *j (set whatever the outcome; the caller
+   json_decref's it) owns *url.  CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the API's detail. */
+enum custos_err custos_link_body_parse(const char *body, size_t len, json_t **j, const char **url);
+
 /* Mint a customer token (auth.c). */
 enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
                                            const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
