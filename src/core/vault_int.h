@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/buf.h"
 #include "core/crypto.h"
@@ -265,6 +266,44 @@ void custos_unlock_writes(struct custos_vault *v);
    subject keys still exist, in groups, resuming after a crash; a no-op unless the store marks a
    rebuild as due.  *indexed (may be NULL) counts the subjects given entries. */
 enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed);
+
+/* ---- the line reader of custos import (import.c) ------------------------------------------- */
+
+/*
+ * How custos_import cuts its input into lines (outside input: tests/fuzz/fuzz_import.c).  The
+ * input is read through `read` (pieces of any size) into a buffer of chunk + max_line bytes and
+ * handed on in jobs of whole lines, in order.  When the buffer holds max_line bytes or more of
+ * one line and no newline, that line is not held: `too_long` gets its number and the reader
+ * skips to its end.  Longer lines that came whole are handed on: the caller checks lengths.
+ */
+struct custos_import_split {
+    /* read(2)'s contract: bytes read (at most n, n > 0), 0 at the end, -1 with errno (EINTR: again) */
+    ssize_t (*read)(void *ctx, void *buf, size_t n);
+    /* lines first .. first + nlines - 1 in text[0..len), each ending in '\n' except the input's last
+       (nlines <= job_lines); text is the reader's buffer, wiped afterwards.  Non-zero stops the
+       reading, and custos_import_split returns it. */
+    enum custos_err (*lines)(void *ctx, const char *text, size_t len, uint64_t first, uint64_t nlines);
+    void (*too_long)(void *ctx, uint64_t line);
+    int (*stopped)(void *ctx);                  /* may be NULL: non-zero ends the reading */
+    void (*progress)(void *ctx, uint64_t bytes); /* may be NULL: after each read that was cut */
+    void *ctx;
+    size_t chunk, max_line, job_lines;          /* all > 0: custos_import uses 1 MiB, 65,536, 256 */
+};
+
+/* Read the whole input (or until `stopped`); *bytes counts what was read.  CUSTOS_ERR_IO on a
+   read error, CUSTOS_ERR_NOMEM, or what `lines` returned. */
+enum custos_err custos_import_split(const struct custos_import_split *sp, uint64_t *bytes);
+
+/* The line at text[*off..len) of a job: returns where it starts (NULL when none is left), its
+   length without the '\n' that ends it and one '\r' before that in *n, and moves *off past it. */
+const char *custos_import_line(const char *text, size_t len, size_t *off, size_t *n);
+
+/* Parse and validate one non-blank line against the schema: a JSON object of at most 65,536
+   bytes that flattens into at least one leaf.  *obj (set whatever the outcome; the caller
+   json_decref's it) and *leaves (the caller releases them) as custos_schema_flatten gives them.
+   CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the reason a rejected line is reported with. */
+enum custos_err custos_import_parse(const struct custos_schema *schema, const char *p, size_t n, json_t **obj,
+                                    struct custos_leaves *leaves);
 
 /* ---- erasure (erase.c) --------------------------------------------------------------------- */
 
