@@ -51,6 +51,9 @@
 #define QUEUE_DEPTH 8
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
+/* the reason a line over the cap is rejected with, whether the reader skipped it or held it */
+#define LINE_TOO_LONG "line exceeds 65536 bytes"
+_Static_assert(LINE_MAX_BYTES == 65536, "LINE_TOO_LONG names the cap");
 #define COMMIT_EVERY 8192
 /* Staged subjects are published (made visible, indexed in key order) once PUBLISH_MIN of them
    are staged, and after that once as many are staged as this import has published already.  A
@@ -663,6 +666,8 @@ enum custos_err custos_import_parse(const struct custos_schema *schema, const ch
     enum custos_err rc;
 
     *obj = NULL;
+    if (n > LINE_MAX_BYTES)
+        return custos_err_set(CUSTOS_ERR_TOOBIG, LINE_TOO_LONG);
     rc = custos_json_parse(p, n, LINE_MAX_BYTES, 0, obj);
     if (!rc)
         rc = custos_schema_flatten(schema, *obj, 0, leaves, &removed);
@@ -673,9 +678,11 @@ enum custos_err custos_import_parse(const struct custos_schema *schema, const ch
 
 enum custos_err custos_import_split(const struct custos_import_split *sp, uint64_t *bytes)
 {
-    size_t cap = sp->chunk + sp->max_line, have = 0, lines_in_buf = 0;
+    /* room for a line at the cap, a '\r' and a chunk more: a line is only found too long once
+       it is longer than the cap without its '\r', and a read is never asked for nothing */
+    size_t cap = sp->chunk + sp->max_line + 1, have = 0, lines_in_buf = 0;
     uint64_t next_line = 1;
-    char *buf = malloc(cap + 1);
+    char *buf = malloc(cap);
     int eof = 0;
     enum custos_err rc = CUSTOS_OK;
 
@@ -701,8 +708,9 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
         if (!eof) {
             while (cut && buf[cut - 1] != '\n')
                 cut--;
-            if (cut == 0 && have >= sp->max_line) {
-                /* a line longer than the cap: reject it and skip to its end */
+            if (cut == 0 && have - (buf[have - 1] == '\r') > sp->max_line) {
+                /* a line longer than the cap, even if a '\n' comes next: reject it and skip to
+                   its end (the same reason as a long line held whole gets, custos_import_parse) */
                 sp->too_long(sp->ctx, next_line);
                 lines_in_buf = 0;
                 for (;;) {
@@ -745,7 +753,7 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
             sp->progress(sp->ctx, *bytes);
     }
 done:
-    sodium_memzero(buf, cap + 1);
+    sodium_memzero(buf, cap);
     free(buf);
     return rc;
 }
@@ -783,7 +791,7 @@ static void too_long(void *ctx, uint64_t line)
 {
     struct reading *rd = ctx;
 
-    reject(rd->im, line, "line exceeds 65536 bytes");
+    reject(rd->im, line, LINE_TOO_LONG);
     atomic_fetch_add(&rd->im->lines, 1);
 }
 

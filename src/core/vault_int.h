@@ -271,10 +271,12 @@ enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed);
 
 /*
  * How custos_import cuts its input into lines (outside input: tests/fuzz/fuzz_import.c).  The
- * input is read through `read` (pieces of any size) into a buffer of chunk + max_line bytes and
- * handed on in jobs of whole lines, in order.  When the buffer holds max_line bytes or more of
- * one line and no newline, that line is not held: `too_long` gets its number and the reader
- * skips to its end.  Longer lines that came whole are handed on: the caller checks lengths.
+ * input is read through `read` (pieces of any size) into a buffer of chunk + max_line + 1 bytes
+ * and handed on in jobs of whole lines, in order.  A line's length does not count its '\n' nor
+ * one '\r' before it.  When the buffer holds more than max_line bytes of one line and no newline,
+ * that line is not held: `too_long` gets its number and the reader skips to its end.  Longer
+ * lines that came whole are handed on (how read(2) cuts the input decides which): the caller
+ * rejects them the same way.  Nothing else depends on how the input was cut.
  */
 struct custos_import_split {
     /* read(2)'s contract: bytes read (at most n, n > 0), 0 at the end, -1 with errno (EINTR: again) */
@@ -301,7 +303,8 @@ const char *custos_import_line(const char *text, size_t len, size_t *off, size_t
 /* Parse and validate one non-blank line against the schema: a JSON object of at most 65,536
    bytes that flattens into at least one leaf.  *obj (set whatever the outcome; the caller
    json_decref's it) and *leaves (the caller releases them) as custos_schema_flatten gives them.
-   CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the reason a rejected line is reported with. */
+   CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the reason a rejected line is reported with (a
+   line over the cap: "line exceeds 65536 bytes", as for one the reader skipped). */
 enum custos_err custos_import_parse(const struct custos_schema *schema, const char *p, size_t n, json_t **obj,
                                     struct custos_leaves *leaves);
 

@@ -37,6 +37,7 @@ struct feed {
     uint64_t jobs, next; /* jobs handed on; the line number the next one must start at */
     size_t job_lines;
     int fail_lines;      /* `lines` returns CUSTOS_ERR_NOMEM */
+    int lengths;         /* write down "N:=length" instead of the text */
 };
 
 static ssize_t feed_read(void *ctx, void *buf, size_t n)
@@ -101,7 +102,10 @@ static enum custos_err feed_lines(void *ctx, const char *text, size_t len, uint6
     assert_true(nlines >= 1 && nlines <= f->job_lines);
     while ((p = custos_import_line(text, len, &off, &n)) != NULL) {
         say(f, "%llu:", (unsigned long long)line++);
-        put(f, p, n);
+        if (f->lengths)
+            say(f, "=%zu", n);
+        else
+            put(f, p, n);
         say(f, "\n");
     }
     assert_int_equal(line - first, nlines);
@@ -124,7 +128,7 @@ static enum custos_err split(struct feed *f, const char *in, size_t len, size_t 
                              size_t nsizes, size_t job_lines, uint64_t *bytes)
 {
     struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, f, 8, max_line, job_lines};
-    int fail_lines = f->fail_lines, err = f->err;
+    int fail_lines = f->fail_lines, err = f->err, lengths = f->lengths;
 
     memset(f, 0, sizeof(*f));
     f->in = in;
@@ -136,6 +140,7 @@ static enum custos_err split(struct feed *f, const char *in, size_t len, size_t 
     f->next = 1;
     f->fail_lines = fail_lines;
     f->err = err;
+    f->lengths = lengths;
     return custos_import_split(&sp, bytes);
 }
 
@@ -186,7 +191,7 @@ static void test_split_long_lines(void **state)
     uint64_t bytes;
 
     (void)state;
-    /* cap 4, buffer 8 + 4: a line the buffer holds without its newline is reported, not held */
+    /* cap 4, buffer 8 + 4 + 1: a line the buffer holds without its newline is reported, not held */
     assert_int_equal(split(&f, IN("ab\n0123456789abcdef\ncd\n"), 4, ones, 1, 256, &bytes), CUSTOS_OK);
     assert_string_equal(f.out, "1:ab\n2:too long\n3:cd\n");
     assert_int_equal(bytes, 23);
@@ -196,6 +201,50 @@ static void test_split_long_lines(void **state)
     /* one that came whole with its newline is handed on as it is: the caller checks its length */
     assert_int_equal(split(&f, IN("ab\n012345\ncd\n"), 4, all, 1, 256, &bytes), CUSTOS_OK);
     assert_string_equal(f.out, "1:ab\n2:012345\n3:cd\n");
+}
+
+/* A line at the cap is a line, whatever pieces read(2) hands it in: it was reported too long when
+   the buffer held exactly the cap (a pipe hands 64 KiB at a time) or the cap and its '\r'. */
+static void test_split_line_at_the_cap(void **state)
+{
+    static const int pipe_sized[] = {65536};
+    static char big[65536 + 5];
+    struct feed f = {0};
+    struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, &f, 1u << 20, 65536, 256};
+    uint64_t bytes;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 4; i++) {
+        const int *sizes = i == 0 ? ones : i == 1 ? threes : i == 2 ? mixed : all;
+        size_t nsizes = i == 3 ? 1 : i == 2 ? 4 : 1;
+
+        assert_int_equal(split(&f, IN("0123\n0123\r\n012\r\r\n0123"), 4, sizes, nsizes, 256, &bytes), CUSTOS_OK);
+        assert_string_equal(f.out, "1:0123\n2:0123\n3:012\\x0d\n4:0123\n");
+    }
+    /* one byte more, read in pieces: reported */
+    assert_int_equal(split(&f, IN("01234\n"), 4, ones, 1, 256, &bytes), CUSTOS_OK);
+    assert_string_equal(f.out, "1:too long\n");
+    assert_int_equal(split(&f, IN("0123\r\r\n"), 4, ones, 1, 256, &bytes), CUSTOS_OK);
+    assert_string_equal(f.out, "1:too long\n");
+
+    /* custos import's sizes, a pipe's reads: 65,536 bytes and then the '\n' */
+    memset(big, 'a', 65536);
+    memcpy(big + 65536, "\nb\r\n", 5);
+    f.lengths = 1;
+    assert_int_equal(split(&f, big, sizeof(big) - 1, 65536, pipe_sized, 1, 256, &bytes), CUSTOS_OK);
+    assert_string_equal(f.out, "1:=65536\n2:=1\n");
+    memset(&f, 0, sizeof(f));
+    f.sizes = pipe_sized;
+    f.nsizes = 1;
+    f.in = big;
+    f.len = sizeof(big) - 1;
+    f.next = 1;
+    f.job_lines = 256;
+    f.lengths = 1;
+    assert_int_equal(custos_import_split(&sp, &bytes), CUSTOS_OK);
+    assert_string_equal(f.out, "1:=65536\n2:=1\n");
+    f.lengths = 0;
 }
 
 static void test_split_errors(void **state)
@@ -282,8 +331,8 @@ static void test_import_parse(void **state)
     big[65535] = '}';
     big[65536] = '\0'; /* 65,536 bytes: at the cap */
     expect_parse(s, big, CUSTOS_ERR_INVALID, "a subject needs at least one field", 0);
-    big[65536] = ' '; /* 65,537 */
-    expect_parse(s, big, CUSTOS_ERR_TOOBIG, NULL, 0);
+    big[65536] = ' '; /* 65,537: the reason the reader gives a line it skips */
+    expect_parse(s, big, CUSTOS_ERR_TOOBIG, "line exceeds 65536 bytes", 0);
     custos_schema_free(s);
 }
 
@@ -292,6 +341,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_lines),
         cmocka_unit_test(test_split_long_lines),
+        cmocka_unit_test(test_split_line_at_the_cap),
         cmocka_unit_test(test_split_errors),
         cmocka_unit_test(test_import_line),
         cmocka_unit_test(test_import_parse),
