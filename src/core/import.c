@@ -717,7 +717,13 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
                     ssize_t s = sp->read(sp->ctx, buf, sp->chunk);
                     char *nl;
 
-                    if (s <= 0) {
+                    if (s < 0 && errno == EINTR)
+                        continue;
+                    if (s < 0) { /* not the end of the input: the rest was never read */
+                        rc = custos_err_set(CUSTOS_ERR_IO, "read error: %s", strerror(errno));
+                        goto done;
+                    }
+                    if (s == 0) {
                         eof = 1;
                         have = 0;
                         break;

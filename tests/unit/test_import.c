@@ -249,7 +249,7 @@ static void test_split_line_at_the_cap(void **state)
 
 static void test_split_errors(void **state)
 {
-    static const int fail_third[] = {2, 2, -1};
+    static const int fail_third[] = {2, 2, -1}, fail_in_skip[] = {2, 6, -1};
     struct feed f = {0};
     uint64_t bytes;
 
@@ -264,6 +264,16 @@ static void test_split_errors(void **state)
     f.err = EINTR;
     assert_int_equal(split(&f, IN("a\nb\nc\nd\n"), 64, fail_third, 3, 256, &bytes), CUSTOS_OK);
     assert_string_equal(f.out, "1:a\n2:b\n3:c\n4:d\n");
+    /* ... also while skipping a line over the cap: it was taken for the end of the input, and
+       the import reported success without the lines after it */
+    f.err = EIO;
+    assert_int_equal(split(&f, IN("a\n0123456789\nb\n"), 4, fail_in_skip, 3, 256, &bytes), CUSTOS_ERR_IO);
+    assert_string_equal(custos_err_msg(CUSTOS_ERR_IO), "read error: Input/output error");
+    assert_string_equal(f.out, "1:a\n2:too long\n");
+    f.err = EINTR;
+    assert_int_equal(split(&f, IN("a\n0123456789\nb\n"), 4, fail_in_skip, 3, 256, &bytes), CUSTOS_OK);
+    assert_string_equal(f.out, "1:a\n2:too long\n3:b\n");
+    assert_int_equal(bytes, 15);
     /* what `lines` returns ends the reading */
     f.fail_lines = 1;
     assert_int_equal(split(&f, IN("a\nb\n"), 64, all, 1, 256, &bytes), CUSTOS_ERR_NOMEM);
