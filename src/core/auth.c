@@ -604,10 +604,97 @@ static json_t *token_json(const char *tok, int64_t expires)
     return json_pack("{s:s, s:s}", "token", tok, "expires_at", when);
 }
 
+/* ---- request bodies: parsing and validation only, no store, no audit ----------------------- */
+
+enum custos_err custos_token_issue_parse(const char *body, size_t len, json_t **j, const char **id,
+                                         const char **secret)
+{
+    static const char *const keys[] = {"principal", "secret", NULL};
+    enum custos_err rc;
+
+    *j = NULL;
+    *id = *secret = NULL;
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, j)) || (rc = custos_json_only(*j, keys, "request")) ||
+        (rc = custos_json_str(*j, "principal", 1, CUSTOS_PRINCIPAL_ID_MAX, id)) ||
+        (rc = custos_json_str(*j, "secret", 1, 64, secret)))
+        return rc;
+    if (!custos_valid_name(*id, CUSTOS_PRINCIPAL_ID_MAX))
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_token_revoke_parse(const char *body, size_t len, uint8_t raw[32])
+{
+    static const char *const keys[] = {"token", NULL};
+    json_t *j = NULL;
+    const char *tok = NULL;
+    enum custos_err rc;
+
+    if (!(rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) && !(rc = custos_json_only(j, keys, "request")) &&
+        !(rc = custos_json_str(j, "token", 1, 64, &tok)) && custos_credential_parse(tok, "cus_", raw) != CUSTOS_OK)
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed token");
+    if (rc)
+        sodium_memzero(raw, 32);
+    json_decref(j);
+    return rc;
+}
+
+/* Validate kind and roles; builds the comma-separated role list. */
+static enum custos_err check_kind_roles(const struct custos_policy *pol, const char *kind, json_t *roles, char *out,
+                                        size_t cap)
+{
+    size_t i, o = 0;
+
+    if (strcmp(kind, "customer") == 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "customers act through tokens minted for their own subject "
+                              "(POST /v1/subjects/{id}/token), not through principals");
+    if (strcmp(kind, "staff") != 0 && strcmp(kind, "service") != 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "kind must be staff or service");
+    if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 8)
+        return custos_err_set(CUSTOS_ERR_INVALID, "roles must be an array of 1 to 8 role names");
+    out[0] = '\0';
+    for (i = 0; i < json_array_size(roles); i++) {
+        json_t *r = json_array_get(roles, i);
+        const char *name = json_is_string(r) ? json_string_value(r) : NULL;
+        int n;
+
+        if (!name || custos_policy_role(pol, name) < 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "roles[%zu] is not a role of the policy", i);
+        if (strcmp(name, "customer") == 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "the customer role is only for minted customer tokens");
+        n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", name);
+        if (n < 0 || (size_t)n >= cap - o)
+            return custos_err_set(CUSTOS_ERR_INVALID, "roles list too long");
+        o += (size_t)n;
+    }
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_principal_create_parse(const struct custos_policy *pol, const char *body, size_t len,
+                                              json_t **j, const char **id, const char **kind, char *roles,
+                                              size_t cap)
+{
+    static const char *const keys[] = {"id", "kind", "roles", NULL};
+    const char *pid = NULL;
+    enum custos_err rc;
+
+    *j = NULL;
+    *id = *kind = NULL;
+    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, j)) || (rc = custos_json_only(*j, keys, "principal")) ||
+        (rc = custos_json_str(*j, "id", 1, CUSTOS_PRINCIPAL_ID_MAX, &pid)) ||
+        (rc = custos_json_str(*j, "kind", 1, 16, kind)))
+        return rc;
+    if (!custos_valid_name(pid, CUSTOS_PRINCIPAL_ID_MAX))
+        return custos_err_set(CUSTOS_ERR_INVALID, "principal id must match [a-z][a-z0-9._-]{0,63}");
+    *id = pid;
+    return check_kind_roles(pol, *kind, json_object_get(*j, "roles"), roles, cap);
+}
+
+/* ---- token issue and revocation ------------------------------------------------------------ */
+
 enum custos_err custos_token_issue(struct custos_vault *v, const char *body, size_t len, const char *source,
                                    json_t **out)
 {
-    static const char *const keys[] = {"principal", "secret", NULL};
     struct custos_store_conn *c = NULL;
     struct custos_principal_row p;
     struct custos_caller who;
@@ -623,14 +710,8 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     *out = NULL;
     custos_event_init(&e, "token.issue", NULL);
     e.source = source;
-    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "request")) ||
-        (rc = custos_json_str(j, "principal", 1, CUSTOS_PRINCIPAL_ID_MAX, &id)) ||
-        (rc = custos_json_str(j, "secret", 1, 64, &secret)))
+    if ((rc = custos_token_issue_parse(body, len, &j, &id, &secret)))
         goto done;
-    if (!custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
-        goto done;
-    }
     e.actor = id;
     if ((rc = v->ops->acquire(v->store, &c)))
         goto done;
@@ -714,25 +795,17 @@ done:
 enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_caller *c, const char *body,
                                     size_t len)
 {
-    static const char *const keys[] = {"token", NULL};
     struct custos_store_conn *conn = NULL;
     struct custos_token_row t;
     struct custos_event e;
-    json_t *j = NULL;
-    const char *tok = NULL;
     uint8_t raw[32], hash[32];
     char tid[17] = "";
     uint64_t n = 0;
     enum custos_err rc;
 
     custos_event_init(&e, "token.revoke", c);
-    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "request")) ||
-        (rc = custos_json_str(j, "token", 1, 64, &tok)))
+    if ((rc = custos_token_revoke_parse(body, len, raw)))
         goto done;
-    if (custos_credential_parse(tok, "cus_", raw) != CUSTOS_OK) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed token");
-        goto done;
-    }
     custos_token_hash(v, hash, raw);
     sodium_memzero(raw, sizeof(raw));
     token_id_hex(tid, hash);
@@ -753,7 +826,6 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);
 done:
-    json_decref(j);
     return custos_audit_outcome(v, &e, rc);
 }
 
@@ -789,36 +861,6 @@ static enum custos_err principal_insert(struct custos_vault *v, const char *id, 
     return rc;
 }
 
-/* Validate kind and roles; builds the comma-separated role list. */
-static enum custos_err check_kind_roles(struct custos_vault *v, const char *kind, json_t *roles, char *out, size_t cap)
-{
-    size_t i, o = 0;
-
-    if (strcmp(kind, "customer") == 0)
-        return custos_err_set(CUSTOS_ERR_INVALID, "customers act through tokens minted for their own subject "
-                              "(POST /v1/subjects/{id}/token), not through principals");
-    if (strcmp(kind, "staff") != 0 && strcmp(kind, "service") != 0)
-        return custos_err_set(CUSTOS_ERR_INVALID, "kind must be staff or service");
-    if (!json_is_array(roles) || json_array_size(roles) == 0 || json_array_size(roles) > 8)
-        return custos_err_set(CUSTOS_ERR_INVALID, "roles must be an array of 1 to 8 role names");
-    out[0] = '\0';
-    for (i = 0; i < json_array_size(roles); i++) {
-        json_t *r = json_array_get(roles, i);
-        const char *name = json_is_string(r) ? json_string_value(r) : NULL;
-        int n;
-
-        if (!name || custos_policy_role(v->policy, name) < 0)
-            return custos_err_set(CUSTOS_ERR_INVALID, "roles[%zu] is not a role of the policy", i);
-        if (strcmp(name, "customer") == 0)
-            return custos_err_set(CUSTOS_ERR_INVALID, "the customer role is only for minted customer tokens");
-        n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", name);
-        if (n < 0 || (size_t)n >= cap - o)
-            return custos_err_set(CUSTOS_ERR_INVALID, "roles list too long");
-        o += (size_t)n;
-    }
-    return CUSTOS_OK;
-}
-
 enum custos_err custos_principal_create_local(struct custos_vault *v, const char *id, const char *kind,
                                               const char *roles, char secret[CUSTOS_SECRET_LEN + 1])
 {
@@ -836,7 +878,6 @@ enum custos_err custos_principal_create_local(struct custos_vault *v, const char
 enum custos_err custos_principal_create(struct custos_vault *v, const struct custos_caller *c, const char *body,
                                         size_t len, json_t **out)
 {
-    static const char *const keys[] = {"id", "kind", "roles", NULL};
     struct custos_event e;
     json_t *j = NULL;
     const char *id = NULL, *kind = NULL;
@@ -849,16 +890,9 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
         goto done;
     }
-    if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) || (rc = custos_json_only(j, keys, "principal")) ||
-        (rc = custos_json_str(j, "id", 1, CUSTOS_PRINCIPAL_ID_MAX, &id)) ||
-        (rc = custos_json_str(j, "kind", 1, 16, &kind)))
-        goto done;
-    if (!custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "principal id must match [a-z][a-z0-9._-]{0,63}");
-        goto done;
-    }
-    e.target = id;
-    if ((rc = check_kind_roles(v, kind, json_object_get(j, "roles"), roles, sizeof(roles))))
+    rc = custos_principal_create_parse(v->policy, body, len, &j, &id, &kind, roles, sizeof(roles));
+    e.target = id; /* set once the id is well-formed, also when kind or roles are refused */
+    if (rc)
         goto done;
     if ((rc = principal_insert(v, id, kind, roles, c->principal, secret)))
         goto done;

@@ -23,6 +23,12 @@
  * A bad line is rejected (reported with its number and reason, never its
  * content) and the import goes on.
  *
+ * Lines (custos_import_split, custos_import_line): the input is cut at each
+ * '\n', and one '\r' before it is dropped (CRLF files); a last line without
+ * '\n' is a line; an empty line is counted and skipped, not rejected; a NUL
+ * byte is a byte of its line (which JSON then refuses).  A line is numbered
+ * from 1 in the input, whatever read(2) and the jobs cut it into.
+ *
  * Must never: hold plaintext after sealing a line (buffers are wiped), store
  * a record before its key or publish it before its key, report success for
  * a batch not committed.
@@ -45,6 +51,9 @@
 #define QUEUE_DEPTH 8
 #define READ_CHUNK (1u << 20)
 #define LINE_MAX_BYTES CUSTOS_BODY_MAX
+/* the reason a line over the cap is rejected with, whether the reader skipped it or held it */
+#define LINE_TOO_LONG "line exceeds 65536 bytes"
+_Static_assert(LINE_MAX_BYTES == 65536, "LINE_TOO_LONG names the cap");
 #define COMMIT_EVERY 8192
 /* Staged subjects are published (made visible, indexed in key order) once PUBLISH_MIN of them
    are staged, and after that once as many are staged as this import has published already.  A
@@ -303,8 +312,9 @@ static void *worker(void *arg)
 
     while ((j = q_pop(&im->jobs)) != NULL) {
         struct batch *b = batch_get(im);
-        size_t off = 0;
+        size_t off = 0, n;
         uint64_t line = j->first_line;
+        const char *p;
 
         if (!b || !rec) {
             fail(im, CUSTOS_ERR_NOMEM);
@@ -312,28 +322,17 @@ static void *worker(void *arg)
             job_put(im, j);
             continue;
         }
-        while (off < j->len) {
-            char *nl = memchr(j->text + off, '\n', j->len - off);
-            size_t n = nl ? (size_t)(nl - (j->text + off)) : j->len - off;
-            const char *p = j->text + off;
+        while ((p = custos_import_line(j->text, j->len, &off, &n)) != NULL) {
             struct custos_leaves leaves = {0};
             json_t *obj = NULL;
-            uint64_t removed;
             enum custos_err rc;
 
-            off += n + (nl ? 1 : 0);
             atomic_fetch_add(&im->lines, 1);
-            if (n && p[n - 1] == '\r')
-                n--;
             if (n == 0 || atomic_load(&im->failed)) {
                 line++;
                 continue;
             }
-            rc = custos_json_parse(p, n, LINE_MAX_BYTES, 0, &obj);
-            if (!rc)
-                rc = custos_schema_flatten(v->schema, obj, 0, &leaves, &removed);
-            if (!rc && leaves.n == 0)
-                rc = custos_err_set(CUSTOS_ERR_INVALID, "a subject needs at least one field");
+            rc = custos_import_parse(v->schema, p, n, &obj, &leaves);
             if (!rc) {
                 struct sealed *s = &b->item[b->n];
 
@@ -643,18 +642,195 @@ static void snapshot(struct import *im, struct custos_import_stats *s, uint64_t 
     s->bytes_read = bytes;
 }
 
+/* ---- reading: the input cut into jobs of whole lines ----------------------------------------- */
+
+const char *custos_import_line(const char *text, size_t len, size_t *off, size_t *n)
+{
+    const char *p, *nl;
+
+    if (*off >= len)
+        return NULL;
+    p = text + *off;
+    nl = memchr(p, '\n', len - *off);
+    *n = nl ? (size_t)(nl - p) : len - *off;
+    *off += *n + (nl ? 1 : 0);
+    if (*n && p[*n - 1] == '\r')
+        (*n)--;
+    return p;
+}
+
+enum custos_err custos_import_parse(const struct custos_schema *schema, const char *p, size_t n, json_t **obj,
+                                    struct custos_leaves *leaves)
+{
+    uint64_t removed;
+    enum custos_err rc;
+
+    *obj = NULL;
+    if (n > LINE_MAX_BYTES)
+        return custos_err_set(CUSTOS_ERR_TOOBIG, LINE_TOO_LONG);
+    rc = custos_json_parse(p, n, LINE_MAX_BYTES, 0, obj);
+    if (!rc)
+        rc = custos_schema_flatten(schema, *obj, 0, leaves, &removed);
+    if (!rc && leaves->n == 0)
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "a subject needs at least one field");
+    return rc;
+}
+
+enum custos_err custos_import_split(const struct custos_import_split *sp, uint64_t *bytes)
+{
+    /* room for a line at the cap, a '\r' and a chunk more: a line is only found too long once
+       it is longer than the cap without its '\r', and a read is never asked for nothing */
+    size_t cap = sp->chunk + sp->max_line + 1, have = 0, lines_in_buf = 0;
+    uint64_t next_line = 1;
+    char *buf = malloc(cap);
+    int eof = 0;
+    enum custos_err rc = CUSTOS_OK;
+
+    *bytes = 0;
+    if (!buf)
+        return CUSTOS_ERR_NOMEM;
+    while (!eof && !(sp->stopped && sp->stopped(sp->ctx))) {
+        ssize_t r = sp->read(sp->ctx, buf + have, cap - have);
+        size_t cut, start = 0, k;
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "read error: %s", strerror(errno));
+            break;
+        }
+        if (r == 0)
+            eof = 1;
+        *bytes += (uint64_t)r;
+        have += (size_t)r;
+        /* cut after the last newline (or everything at EOF) into jobs of job_lines lines */
+        cut = have;
+        if (!eof) {
+            while (cut && buf[cut - 1] != '\n')
+                cut--;
+            if (cut == 0 && have - (buf[have - 1] == '\r') > sp->max_line) {
+                /* a line longer than the cap, even if a '\n' comes next: reject it and skip to
+                   its end (the same reason as a long line held whole gets, custos_import_parse) */
+                sp->too_long(sp->ctx, next_line);
+                lines_in_buf = 0;
+                for (;;) {
+                    ssize_t s = sp->read(sp->ctx, buf, sp->chunk);
+                    char *nl;
+
+                    if (s < 0 && errno == EINTR)
+                        continue;
+                    if (s < 0) { /* not the end of the input: the rest was never read */
+                        rc = custos_err_set(CUSTOS_ERR_IO, "read error: %s", strerror(errno));
+                        goto done;
+                    }
+                    if (s == 0) {
+                        eof = 1;
+                        have = 0;
+                        break;
+                    }
+                    *bytes += (uint64_t)s;
+                    nl = memchr(buf, '\n', (size_t)s);
+                    if (nl) {
+                        have = (size_t)s - (size_t)(nl + 1 - buf);
+                        memmove(buf, nl + 1, have);
+                        break;
+                    }
+                }
+                next_line++;
+                continue;
+            }
+        }
+        for (k = 0; k < cut; k++) {
+            if (buf[k] == '\n' || k + 1 == cut) {
+                lines_in_buf++;
+                if (lines_in_buf == sp->job_lines || k + 1 == cut) {
+                    if ((rc = sp->lines(sp->ctx, buf + start, k + 1 - start, next_line, lines_in_buf)))
+                        goto done;
+                    next_line += lines_in_buf;
+                    lines_in_buf = 0;
+                    start = k + 1;
+                }
+            }
+        }
+        sodium_memzero(buf, cut);
+        memmove(buf, buf + cut, have - cut);
+        have -= cut;
+        if (sp->progress)
+            sp->progress(sp->ctx, *bytes);
+    }
+done:
+    sodium_memzero(buf, cap);
+    free(buf);
+    return rc;
+}
+
+/* custos_import's side of the reading: the file, and the jobs handed to the workers. */
+struct reading {
+    struct import *im;
+    int fd;
+    void (*progress)(void *ctx, const struct custos_import_stats *s);
+    void *ctx;
+    uint64_t last_progress;
+};
+
+static ssize_t read_fd(void *ctx, void *buf, size_t n)
+{
+    return read(((struct reading *)ctx)->fd, buf, n);
+}
+
+static enum custos_err take_lines(void *ctx, const char *text, size_t len, uint64_t first, uint64_t nlines)
+{
+    struct reading *rd = ctx;
+    struct job *j = job_get(rd->im, len);
+
+    (void)nlines;
+    if (!j)
+        return CUSTOS_ERR_NOMEM;
+    memcpy(j->text, text, len);
+    j->len = len;
+    j->first_line = first;
+    q_push(&rd->im->jobs, j);
+    return CUSTOS_OK;
+}
+
+static void too_long(void *ctx, uint64_t line)
+{
+    struct reading *rd = ctx;
+
+    reject(rd->im, line, LINE_TOO_LONG);
+    atomic_fetch_add(&rd->im->lines, 1);
+}
+
+static int stopped(void *ctx)
+{
+    return atomic_load(&((struct reading *)ctx)->im->failed);
+}
+
+static void reading_progress(void *ctx, uint64_t bytes)
+{
+    struct reading *rd = ctx;
+    struct custos_import_stats s;
+
+    if (rd->progress && custos_clock_ms() - rd->last_progress >= 200) {
+        snapshot(rd->im, &s, bytes);
+        rd->progress(rd->ctx, &s);
+        rd->last_progress = custos_clock_ms();
+    }
+}
+
 enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
                               void (*progress)(void *ctx, const struct custos_import_stats *s),
                               void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
                               struct custos_import_stats *out)
 {
     struct import im;
+    struct reading rd = {&im, fd, progress, ctx, 0};
+    struct custos_import_split split = {read_fd, take_lines, too_long, stopped, reading_progress, &rd,
+                                        READ_CHUNK, LINE_MAX_BYTES, JOB_LINES};
     pthread_t wk[16], wr, wr2;
     unsigned nw = threads ? threads : 2, i, started = 0;
-    char *buf = NULL;
-    size_t have = 0, lines_in_buf = 0;
-    uint64_t next_line = 1, bytes = 0, last_progress = 0;
-    int writer_up = 0, writer2_up = 0, eof = 0;
+    uint64_t bytes = 0;
+    int writer_up = 0, writer2_up = 0;
     enum custos_err rc = CUSTOS_OK;
 
     memset(out, 0, sizeof(*out));
@@ -674,11 +850,6 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     pthread_mutex_init(&im.pool_mu, NULL);
     pthread_mutex_init(&im.pub_mu, NULL);
     pthread_cond_init(&im.pub_cv, NULL);
-    buf = malloc(READ_CHUNK + LINE_MAX_BYTES + 1);
-    if (!buf) {
-        rc = CUSTOS_ERR_NOMEM;
-        goto done;
-    }
     for (i = 0; i < nw; i++, started++)
         if (pthread_create(&wk[i], NULL, worker, &im) != 0) {
             rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
@@ -696,83 +867,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
         goto stop;
     }
     writer_up = 1;
-    while (!eof && !atomic_load(&im.failed)) {
-        ssize_t r = read(fd, buf + have, READ_CHUNK + LINE_MAX_BYTES - have);
-        size_t cut, start = 0, k;
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = custos_err_set(CUSTOS_ERR_IO, "read error: %s", strerror(errno));
-            break;
-        }
-        if (r == 0)
-            eof = 1;
-        bytes += (uint64_t)r;
-        have += (size_t)r;
-        /* cut after the last newline (or everything at EOF) into jobs of JOB_LINES lines */
-        cut = have;
-        if (!eof) {
-            while (cut && buf[cut - 1] != '\n')
-                cut--;
-            if (cut == 0 && have >= LINE_MAX_BYTES) {
-                /* a line longer than the cap: reject it and skip to its end */
-                reject(&im, next_line, "line exceeds 65536 bytes");
-                lines_in_buf = 0;
-                for (;;) {
-                    ssize_t s = read(fd, buf, READ_CHUNK);
-                    char *nl;
-
-                    if (s <= 0) {
-                        eof = 1;
-                        have = 0;
-                        break;
-                    }
-                    bytes += (uint64_t)s;
-                    nl = memchr(buf, '\n', (size_t)s);
-                    if (nl) {
-                        have = (size_t)s - (size_t)(nl + 1 - buf);
-                        memmove(buf, nl + 1, have);
-                        break;
-                    }
-                }
-                next_line++;
-                atomic_fetch_add(&im.lines, 1);
-                continue;
-            }
-        }
-        for (k = 0; k < cut; k++) {
-            if (buf[k] == '\n' || k + 1 == cut) {
-                lines_in_buf++;
-                if (lines_in_buf == JOB_LINES || k + 1 == cut) {
-                    size_t n = k + 1 - start;
-                    struct job *j = job_get(&im, n);
-
-                    if (!j) {
-                        rc = CUSTOS_ERR_NOMEM;
-                        goto stop;
-                    }
-                    memcpy(j->text, buf + start, n);
-                    j->len = n;
-                    j->first_line = next_line;
-                    next_line += lines_in_buf;
-                    lines_in_buf = 0;
-                    start = k + 1;
-                    q_push(&im.jobs, j);
-                }
-            }
-        }
-        sodium_memzero(buf, cut);
-        memmove(buf, buf + cut, have - cut);
-        have -= cut;
-        if (progress && custos_clock_ms() - last_progress >= 200) {
-            struct custos_import_stats s;
-
-            snapshot(&im, &s, bytes);
-            progress(ctx, &s);
-            last_progress = custos_clock_ms();
-        }
-    }
+    rc = custos_import_split(&split, &bytes);
 stop:
     q_close(&im.jobs);
     for (i = 0; i < started; i++)
@@ -784,16 +879,11 @@ stop:
         q_close(&im.groups);
     if (writer2_up)
         pthread_join(wr2, NULL);
-done:
     snapshot(&im, out, bytes);
     if (progress && !rc)
         progress(ctx, out);
     if (!rc && atomic_load(&im.failed))
         rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
-    if (buf) {
-        sodium_memzero(buf, READ_CHUNK + LINE_MAX_BYTES + 1);
-        free(buf);
-    }
     while (im.npool)
         batch_free(im.pool[--im.npool]);
     while (im.njpool)

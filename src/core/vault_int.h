@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "core/buf.h"
 #include "core/crypto.h"
@@ -156,6 +157,25 @@ void custos_credential_format(char out[48], const char *prefix, const uint8_t ra
 /* Keyed hashes. */
 void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32]);
 
+/*
+ * The request bodies of the /v1/principals and /v1/auth routes, parsed and validated without
+ * the store or the ledger (outside input: tests/fuzz/fuzz_request.c).  CUSTOS_ERR_INVALID or
+ * CUSTOS_ERR_TOOBIG with the detail the API answers.  *j (set whatever the outcome; the caller
+ * json_decref's it) owns the strings handed back.
+ */
+/* POST /v1/auth/token {"principal","secret"}: a well-formed principal id and a string of at most
+   64 bytes as secret (not decoded: the caller does it with the same work whatever it holds). */
+enum custos_err custos_token_issue_parse(const char *body, size_t len, json_t **j, const char **id,
+                                         const char **secret);
+/* POST /v1/auth/revoke {"token"}: the token's 32 bytes into raw (wiped on failure). */
+enum custos_err custos_token_revoke_parse(const char *body, size_t len, uint8_t raw[32]);
+/* POST /v1/principals {"id","kind","roles"}: *id once it is well-formed (so the audit event can
+   name it even when kind or roles are refused), *kind "staff" or "service", roles of the policy
+   (1 to 8, never "customer") joined by commas into roles (cap bytes). */
+enum custos_err custos_principal_create_parse(const struct custos_policy *pol, const char *body, size_t len,
+                                              json_t **j, const char **id, const char **kind, char *roles,
+                                              size_t cap);
+
 /* ---- the subject key cache (keycache.c) ---------------------------------------------------- */
 
 struct custos_keycache *custos_keycache_new(void);
@@ -247,6 +267,47 @@ void custos_unlock_writes(struct custos_vault *v);
    rebuild as due.  *indexed (may be NULL) counts the subjects given entries. */
 enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed);
 
+/* ---- the line reader of custos import (import.c) ------------------------------------------- */
+
+/*
+ * How custos_import cuts its input into lines (outside input: tests/fuzz/fuzz_import.c).  The
+ * input is read through `read` (pieces of any size) into a buffer of chunk + max_line + 1 bytes
+ * and handed on in jobs of whole lines, in order.  A line's length does not count its '\n' nor
+ * one '\r' before it.  When the buffer holds more than max_line bytes of one line and no newline,
+ * that line is not held: `too_long` gets its number and the reader skips to its end.  Longer
+ * lines that came whole are handed on (how read(2) cuts the input decides which): the caller
+ * rejects them the same way.  Nothing else depends on how the input was cut.
+ */
+struct custos_import_split {
+    /* read(2)'s contract: bytes read (at most n, n > 0), 0 at the end, -1 with errno (EINTR: again) */
+    ssize_t (*read)(void *ctx, void *buf, size_t n);
+    /* lines first .. first + nlines - 1 in text[0..len), each ending in '\n' except the input's last
+       (nlines <= job_lines); text is the reader's buffer, wiped afterwards.  Non-zero stops the
+       reading, and custos_import_split returns it. */
+    enum custos_err (*lines)(void *ctx, const char *text, size_t len, uint64_t first, uint64_t nlines);
+    void (*too_long)(void *ctx, uint64_t line);
+    int (*stopped)(void *ctx);                  /* may be NULL: non-zero ends the reading */
+    void (*progress)(void *ctx, uint64_t bytes); /* may be NULL: after each read that was cut */
+    void *ctx;
+    size_t chunk, max_line, job_lines;          /* all > 0: custos_import uses 1 MiB, 65,536, 256 */
+};
+
+/* Read the whole input (or until `stopped`); *bytes counts what was read.  CUSTOS_ERR_IO on a
+   read error, CUSTOS_ERR_NOMEM, or what `lines` returned. */
+enum custos_err custos_import_split(const struct custos_import_split *sp, uint64_t *bytes);
+
+/* The line at text[*off..len) of a job: returns where it starts (NULL when none is left), its
+   length without the '\n' that ends it and one '\r' before that in *n, and moves *off past it. */
+const char *custos_import_line(const char *text, size_t len, size_t *off, size_t *n);
+
+/* Parse and validate one non-blank line against the schema: a JSON object of at most 65,536
+   bytes that flattens into at least one leaf.  *obj (set whatever the outcome; the caller
+   json_decref's it) and *leaves (the caller releases them) as custos_schema_flatten gives them.
+   CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the reason a rejected line is reported with (a
+   line over the cap: "line exceeds 65536 bytes", as for one the reader skipped). */
+enum custos_err custos_import_parse(const struct custos_schema *schema, const char *p, size_t n, json_t **obj,
+                                    struct custos_leaves *leaves);
+
 /* ---- erasure (erase.c) --------------------------------------------------------------------- */
 
 /* Read the values kept under legal retention for an erased subject (purpose legal-retention). */
@@ -281,6 +342,12 @@ enum custos_err custos_erasure_mark(struct custos_vault *v);
 /* Re-apply erasure tombstones to the data plane and finish interrupted erasures and re-keys
    (startup, restore).  *applied (may be NULL) counts records removed. */
 enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied);
+
+/* The body of PUT /v1/subjects/{id}/links/{name}, {"webhook": URL}, parsed and checked without
+   the store (outside input: tests/fuzz/fuzz_request.c): *url an http:// or https:// URL of 8 to
+   2048 bytes, printable ASCII without spaces.  *j (set whatever the outcome; the caller
+   json_decref's it) owns *url.  CUSTOS_ERR_INVALID / CUSTOS_ERR_TOOBIG with the API's detail. */
+enum custos_err custos_link_body_parse(const char *body, size_t len, json_t **j, const char **url);
 
 /* Mint a customer token (auth.c). */
 enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,

@@ -324,18 +324,10 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
  * recorded like any other.  Authorization repeated fails authentication rather than picking
  * one of the values.  (A NUL byte ends a header value inside libmicrohttpd: what follows it on the
  * line is never seen, so a token followed by a NUL is that token, as its holder sent it.)
+ * The decision is custos_head_add / custos_head_verdict, over the header values alone.
  */
-struct head {
-    unsigned content_length, transfer_encoding, authorization;
-    int chunked_only;
-    unsigned long long length;
-};
-
-static enum MHD_Result head_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+void custos_head_add(struct custos_head *h, const char *key, const char *value)
 {
-    struct head *h = cls;
-
-    (void)kind;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
         h->content_length++;
         h->length = strtoull(value, NULL, 10); /* its syntax is checked by libmicrohttpd */
@@ -345,28 +337,53 @@ static enum MHD_Result head_header(void *cls, enum MHD_ValueKind kind, const cha
     } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
         h->authorization++;
     }
+}
+
+enum custos_head_verdict custos_head_verdict(const struct custos_head *h)
+{
+    if (h->content_length > 1)
+        return CUSTOS_HEAD_LENGTH_REPEATED;
+    if (h->transfer_encoding && h->content_length)
+        return CUSTOS_HEAD_LENGTH_AND_ENCODING;
+    if (h->transfer_encoding > 1 || (h->transfer_encoding && !h->chunked_only))
+        return CUSTOS_HEAD_ENCODING_UNSUPPORTED;
+    if (h->content_length && h->length > CUSTOS_BODY_MAX)
+        return CUSTOS_HEAD_TOO_BIG;
+    return CUSTOS_HEAD_OK;
+}
+
+static enum MHD_Result head_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    custos_head_add(cls, key, value);
     return MHD_YES;
 }
 
 /* 0 when the head may be served; else the error is set and the connection will close. */
 static int head_check(struct req *r)
 {
-    struct head h;
+    struct custos_head h;
 
     memset(&h, 0, sizeof(h));
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_header, &h);
     r->bad_auth = h.authorization > 1;
     r->close = 1;
-    if (h.content_length > 1)
+    switch (custos_head_verdict(&h)) {
+    case CUSTOS_HEAD_LENGTH_REPEATED:
         custos_reply_error_msg(r, 400, "bad_request", "Content-Length is repeated");
-    else if (h.transfer_encoding && h.content_length)
+        break;
+    case CUSTOS_HEAD_LENGTH_AND_ENCODING:
         custos_reply_error_msg(r, 400, "bad_request", "Transfer-Encoding and Content-Length together");
-    else if (h.transfer_encoding > 1 || (h.transfer_encoding && !h.chunked_only))
+        break;
+    case CUSTOS_HEAD_ENCODING_UNSUPPORTED:
         custos_reply_error_msg(r, 501, "not_implemented", "only Transfer-Encoding: chunked is supported");
-    else if (h.content_length && h.length > CUSTOS_BODY_MAX)
+        break;
+    case CUSTOS_HEAD_TOO_BIG:
         r->body_too_big = 1; /* answered by dispatch, without reading it: route, caller and record */
-    else
+        break;
+    case CUSTOS_HEAD_OK:
         return r->close = 0;
+    }
     return -1;
 }
 

@@ -144,6 +144,30 @@ void custos_webhook_configure(const struct custos_webhook_opts *o);
 enum custos_err custos_webhook_start(struct custos_vault *v, volatile sig_atomic_t *stop);
 void custos_webhook_stop(void);
 
+/*
+ * The request head's framing, decided from its header values alone (server.c's head_check feeds
+ * it libmicrohttpd's headers; tests/fuzz/fuzz_request.c feeds it anything).  Start from a zeroed
+ * struct, add every header (name compared without case), then ask for the verdict.
+ */
+struct custos_head {
+    unsigned content_length, transfer_encoding, authorization; /* how often each header came */
+    int chunked_only;          /* the (last) Transfer-Encoding is "chunked" */
+    unsigned long long length; /* the (last) Content-Length, strtoull: libmicrohttpd checked its syntax */
+};
+
+enum custos_head_verdict {
+    CUSTOS_HEAD_OK,
+    CUSTOS_HEAD_LENGTH_REPEATED,      /* 400: Content-Length twice */
+    CUSTOS_HEAD_LENGTH_AND_ENCODING,  /* 400: Transfer-Encoding with Content-Length */
+    CUSTOS_HEAD_ENCODING_UNSUPPORTED, /* 501: Transfer-Encoding other than one "chunked" */
+    CUSTOS_HEAD_TOO_BIG               /* 413 (through dispatch): a body announced over CUSTOS_BODY_MAX */
+};
+
+void custos_head_add(struct custos_head *h, const char *key, const char *value);
+/* In this order of precedence; Authorization repeated is the caller's (h->authorization > 1: a
+   failed authentication, not a framing error). */
+enum custos_head_verdict custos_head_verdict(const struct custos_head *h);
+
 /* Parse "HOST:PORT" / "[V6]:PORT"; sets *loopback.  CUSTOS_ERR_INVALID with a detail. */
 enum custos_err custos_parse_listen(const char *s, void *sockaddr_storage, unsigned *len, int *loopback);
 

@@ -2,7 +2,8 @@
  * fuzz_common.h - helpers shared by the libFuzzer targets in tests/fuzz/.
  *
  * Owns: the invariant checks that more than one target applies (UTF-8
- * validity, flattened leaves, normalisation and masking of a leaf).  A
+ * validity, flattened leaves, normalisation and masking of a leaf, the
+ * detail of a refusal).  A
  * failed check prints one line naming the invariant and aborts, so
  * libFuzzer saves the input as crash-<sha1>.
  *
@@ -81,6 +82,24 @@ static inline size_t fuzz_u8count(const char *s, size_t n)
     for (i = 0; i < n; i++)
         k += ((unsigned char)s[i] & 0xc0) != 0x80;
     return k;
+}
+
+/*
+ * The detail of a refusal (custos_err_msg): a one-line, non-empty message within the detail
+ * buffer, valid UTF-8 and without control characters, since the API puts it in a JSON body and
+ * the CLI prints it as a line of its own.
+ */
+static inline void fuzz_check_detail(enum custos_err rc)
+{
+    const char *m = custos_err_msg(rc);
+    size_t n, i;
+
+    FUZZ_CHECK(m != NULL);
+    n = strlen(m);
+    FUZZ_CHECK(n > 0 && n < 256);
+    FUZZ_CHECK(fuzz_utf8_valid(m, n));
+    for (i = 0; i < n; i++)
+        FUZZ_CHECK((unsigned char)m[i] >= 0x20 && m[i] != 0x7f);
 }
 
 /*

@@ -1,0 +1,82 @@
+/*
+ * test_server.c - the parts of the HTTP front end (src/server) that decide on outside input
+ * alone, without libmicrohttpd or a vault: the request head's framing (custos_head_add and
+ * custos_head_verdict, behind server.c's head_check).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "server/server.h"
+
+#include "custos/banned.h"
+
+/* The verdict for a head given as NULL-terminated name, value pairs; *auth gets the number of
+   Authorization headers. */
+static enum custos_head_verdict verdict(unsigned *auth, ...)
+{
+    struct custos_head h;
+    const char *k, *v;
+    va_list ap;
+
+    memset(&h, 0, sizeof(h));
+    va_start(ap, auth);
+    while ((k = va_arg(ap, const char *)) != NULL) {
+        v = va_arg(ap, const char *);
+        custos_head_add(&h, k, v);
+    }
+    va_end(ap);
+    *auth = h.authorization;
+    return custos_head_verdict(&h);
+}
+
+static void test_head_verdict(void **state)
+{
+    unsigned a;
+
+    (void)state;
+    assert_int_equal(verdict(&a, NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "Host", "x", "Content-Length", "12", "Authorization", "Bearer t", NULL),
+                     CUSTOS_HEAD_OK);
+    assert_int_equal(a, 1);
+    /* names without case, values as libmicrohttpd hands them */
+    assert_int_equal(verdict(&a, "content-LENGTH", "65536", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "Content-Length", "65537", NULL), CUSTOS_HEAD_TOO_BIG);
+    assert_int_equal(verdict(&a, "Content-Length", "18446744073709551616", NULL), CUSTOS_HEAD_TOO_BIG);
+    assert_int_equal(verdict(&a, "Content-Length", "0", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "Content-Length", "1", "content-length", "1", NULL), CUSTOS_HEAD_LENGTH_REPEATED);
+    assert_int_equal(verdict(&a, "Content-Length", "1", "Content-Length", "99999999", NULL),
+                     CUSTOS_HEAD_LENGTH_REPEATED);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "chunked", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "transfer-encoding", "CHUNKED", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "chunked", "Content-Length", "5", NULL),
+                     CUSTOS_HEAD_LENGTH_AND_ENCODING);
+    assert_int_equal(verdict(&a, "Content-Length", "5", "Transfer-Encoding", "gzip", NULL),
+                     CUSTOS_HEAD_LENGTH_AND_ENCODING);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "gzip", NULL), CUSTOS_HEAD_ENCODING_UNSUPPORTED);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "gzip, chunked", NULL), CUSTOS_HEAD_ENCODING_UNSUPPORTED);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "chunked", "Transfer-Encoding", "chunked", NULL),
+                     CUSTOS_HEAD_ENCODING_UNSUPPORTED);
+    assert_int_equal(verdict(&a, "Transfer-Encoding", "", NULL), CUSTOS_HEAD_ENCODING_UNSUPPORTED);
+    /* precedence: a repeated length first */
+    assert_int_equal(verdict(&a, "Content-Length", "1", "Content-Length", "1", "Transfer-Encoding", "gzip", NULL),
+                     CUSTOS_HEAD_LENGTH_REPEATED);
+    /* Authorization repeated is counted for the caller, not a framing error */
+    assert_int_equal(verdict(&a, "Authorization", "Bearer a", "authorization", "Bearer b", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(a, 2);
+    assert_int_equal(verdict(&a, "Authorizations", "x", "Content-Lengths", "9999999", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(a, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_head_verdict),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
