@@ -770,11 +770,16 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
     char tid[17];
 
     custos_event_init(&e, "token.issue", c);
-    e.target = principal;
     if (!c->system) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "only the local operator may issue tokens without a secret");
         goto done;
     }
+    /* checked here, not only by the CLI: an id that names no principal goes into no event */
+    if (!principal || !custos_valid_name(principal, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    e.target = principal;
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
     rc = v->ops->principal_get(conn, principal, &p);

@@ -764,6 +764,12 @@ static void test_callers_and_policy(void **state)
         expect_rc(custos_token_issue_local(v, &admin, "svc", tok, &exp), CUSTOS_ERR_FORBIDDEN, "remote local issue");
         expect_rc(custos_token_issue_local(v, &f->sys, "nobody", tok, &exp), CUSTOS_ERR_NOTFOUND,
                   "local issue for nobody");
+        /* an id that cannot name a principal is refused before it reaches the event */
+        expect_rc(custos_token_issue_local(v, &f->sys, "bad\xff", tok, &exp), CUSTOS_ERR_INVALID,
+                  "local issue for a non-UTF-8 id");
+        expect_rc(custos_token_issue_local(v, &f->sys, "Upper", tok, &exp), CUSTOS_ERR_INVALID,
+                  "local issue for a malformed id");
+        expect_rc(custos_token_issue_local(v, &f->sys, NULL, tok, &exp), CUSTOS_ERR_INVALID, "local issue for NULL");
         must(custos_token_issue_local(v, &f->sys, "svc", tok, &exp), "local issue");
         authn(f, tok, &other);
         assert_string_equal(other.principal, "svc");
