@@ -1,6 +1,6 @@
 /*
- * cli.h - the custos command line: one file per subcommand, registered in
- * the table in main.c.  Commands print results to stdout, one-line errors to
+ * cli.h - the custos command line: one function per subcommand (cmd_*.c;
+ * related ones share a file), registered in the table in main.c.  Commands print results to stdout, one-line errors to
  * stderr ("custos: <message>"), and exit 0 on success, 1 when the operation
  * failed, 2 on a usage error.
  */
@@ -62,6 +62,10 @@ struct cli_opt {
  * value.  Returns 0 or EXIT_USAGE; optind is then the first argument that is not an option.
  */
 int cli_options(int argc, char **argv, const char *cmd, const char *help, const struct cli_opt *opts);
+
+/* Parse the value of --NAME as a decimal count in lo..hi into *out: 0, or a usage error of cmd
+   ("--NAME must be lo..hi", exit EXIT_USAGE) for anything else. */
+int cli_count(const char *cmd, const char *name, const char *val, long lo, long hi, unsigned *out);
 
 /* Usage error for the option getopt_long just refused (unknown, or missing its argument). */
 int cli_bad_option(const char *cmd, char **argv);

@@ -87,16 +87,8 @@ int cmd_import(int argc, char **argv)
 
     if ((r = cli_options(argc, argv, "import", help, opts)))
         return r;
-    if (nthreads) {
-        char *end;
-        long t;
-
-        errno = 0;
-        t = strtol(nthreads, &end, 10);
-        if (errno || *end || end == nthreads || t < 1 || t > 16)
-            return cli_usage("import", "--threads must be 1..16");
-        threads = (unsigned)t;
-    }
+    if (nthreads && (r = cli_count("import", "threads", nthreads, 1, 16, &threads)))
+        return r;
     if (!dir)
         return cli_usage("import", "--data DIR is required");
     if (optind != argc - 1)

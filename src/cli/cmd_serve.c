@@ -62,16 +62,8 @@ int cmd_serve(int argc, char **argv)
     memset(&wo, 0, sizeof(wo));
     if ((r = cli_options(argc, argv, "serve", help, opts)))
         return r;
-    if (threads) {
-        char *end;
-        long t;
-
-        errno = 0;
-        t = strtol(threads, &end, 10);
-        if (errno || *end || end == threads || t < 1 || t > 64)
-            return cli_usage("serve", "--threads must be 1..64");
-        so.threads = (unsigned)t;
-    }
+    if (threads && (r = cli_count("serve", "threads", threads, 1, 64, &so.threads)))
+        return r;
     if (!dir)
         return cli_usage("serve", "--data DIR is required");
     if (optind < argc)

@@ -1,6 +1,7 @@
 /*
  * main.c - the custos binary: subcommand table and dispatch.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +72,21 @@ int cli_fail(enum custos_err rc)
 {
     say(custos_err_msg(rc));
     return 1;
+}
+
+int cli_count(const char *cmd, const char *name, const char *val, long lo, long hi, unsigned *out)
+{
+    char *end, msg[96];
+    long t;
+
+    errno = 0;
+    t = strtol(val, &end, 10);
+    if (errno || *end || end == val || t < lo || t > hi) {
+        snprintf(msg, sizeof(msg), "--%s must be %ld..%ld", name, lo, hi);
+        return cli_usage(cmd, msg);
+    }
+    *out = (unsigned)t;
+    return 0;
 }
 
 int cli_usage(const char *cmd, const char *msg)

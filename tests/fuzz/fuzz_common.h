@@ -34,6 +34,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
         }                                                                                  \
     } while (0)
 
+/* Heap copy of exactly n bytes plus a NUL, cut at the first NUL: ASan sees any read past the
+   string (the fuzzer's buffer would hide it). */
+static inline char *fuzz_cstr(const uint8_t *p, size_t n)
+{
+    const uint8_t *z = memchr(p, '\0', n);
+    char *s;
+
+    if (z)
+        n = (size_t)(z - p);
+    s = malloc(n + 1);
+    FUZZ_CHECK(s != NULL);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 /* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. */
 static inline int fuzz_utf8_valid(const char *s, size_t n)
 {

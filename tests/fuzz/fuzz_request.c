@@ -87,21 +87,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Heap copy of exactly n bytes plus a NUL (ASan sees reads past it), cut at the first NUL. */
-static char *cstr(const uint8_t *p, size_t n)
-{
-    const uint8_t *z = memchr(p, '\0', n);
-    char *s;
-
-    if (z)
-        n = (size_t)(z - p);
-    s = malloc(n + 1);
-    FUZZ_CHECK(s != NULL);
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
 /* Heap copy of exactly n bytes (a body is not a C string). */
 static char *bytes(const uint8_t *p, size_t n)
 {
@@ -137,7 +122,7 @@ static int name_ok(const char *s, size_t max)
 
 static void fuzz_fields(const uint8_t *data, size_t size)
 {
-    char *s = cstr(data, size), back[CUSTOS_SCHEMA_MAX_FIELDS * (CUSTOS_FIELD_NAME_MAX + 1) + 1];
+    char *s = fuzz_cstr(data, size), back[CUSTOS_SCHEMA_MAX_FIELDS * (CUSTOS_FIELD_NAME_MAX + 1) + 1];
     uint64_t mask = 12345, want = 0, again;
     const char *p = s;
     size_t i, o = 0;
@@ -279,7 +264,7 @@ static void fuzz_link(const uint8_t *data, size_t size)
 {
     const uint8_t *nl = memchr(data, '\n', size);
     size_t nlen = nl ? (size_t)(nl - data) : size, i, o;
-    char *name = cstr(data, nlen), *body;
+    char *name = fuzz_cstr(data, nlen), *body;
     const uint8_t *u = nl ? nl + 1 : data + size;
     size_t ulen = nl ? size - nlen - 1 : 0;
 
@@ -427,8 +412,8 @@ static void fuzz_head(const uint8_t *data, size_t size)
         size_t len = e ? (size_t)(e - p) : size - off;
 
         colon = memchr(p, ':', len);
-        h[n].name = cstr(p, colon ? (size_t)(colon - p) : len);
-        h[n].value = colon ? cstr(colon + 1, len - (size_t)(colon + 1 - p)) : cstr(p, 0);
+        h[n].name = fuzz_cstr(p, colon ? (size_t)(colon - p) : len);
+        h[n].value = colon ? fuzz_cstr(colon + 1, len - (size_t)(colon + 1 - p)) : fuzz_cstr(p, 0);
         n++;
         off += len + 1;
     }

@@ -41,21 +41,6 @@ static int param_char(char c)
            c == '-';
 }
 
-/* Heap copy of exactly n bytes plus a NUL, so ASan sees any read past the string. */
-static char *cstr(const uint8_t *p, size_t n)
-{
-    const uint8_t *z = memchr(p, '\0', n);
-    char *s;
-
-    if (z)
-        n = (size_t)(z - p);
-    s = malloc(n + 1);
-    FUZZ_CHECK(s != NULL);
-    memcpy(s, p, n);
-    s[n] = '\0';
-    return s;
-}
-
 static void check_match(const struct route *rt, const char *method, const char *path,
                         char params[ROUTE_PARAM_MAX][ROUTE_PARAM_LEN])
 {
@@ -136,14 +121,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     if (data[0] < NMETHODS) {
-        method = cstr((const uint8_t *)methods[data[0]], strlen(methods[data[0]]));
-        path = cstr(data + 1, size - 1);
+        method = fuzz_cstr((const uint8_t *)methods[data[0]], strlen(methods[data[0]]));
+        path = fuzz_cstr(data + 1, size - 1);
     } else {
         const uint8_t *nl = memchr(data + 1, '\n', size - 1);
         size_t ml = nl ? (size_t)(nl - data - 1) : size - 1;
 
-        method = cstr(data + 1, ml);
-        path = nl ? cstr(nl + 1, size - 2 - ml) : cstr((const uint8_t *)"", 0);
+        method = fuzz_cstr(data + 1, ml);
+        path = nl ? fuzz_cstr(nl + 1, size - 2 - ml) : fuzz_cstr((const uint8_t *)"", 0);
     }
 
     memset(params, 0xa5, sizeof(params)); /* not NUL: an unterminated parameter shows */
