@@ -126,6 +126,23 @@ static void restore_from(struct fx *f, const char *bak)
     open_vault(f);
 }
 
+/* A backup of the fixture's vault, made afresh, in bak (f->dir + ".bak"). */
+static void backup_fresh(struct fx *f, char bak[300])
+{
+    snprintf(bak, 300, "%s.bak", f->dir);
+    unlink(bak);
+    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+}
+
+/* Erase a subject as the service principal, which must succeed (the receipt is dropped). */
+static void erase_ok(struct fx *f, const char *id)
+{
+    json_t *r = NULL;
+
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &r), CUSTOS_OK);
+    json_decref(r);
+}
+
 static void test_erase_receipt(void **state)
 {
     struct fx *f = *state;
@@ -313,16 +330,13 @@ static void test_backup_cannot_resurrect(void **state)
     uint8_t w[128];
     size_t wlen;
     uint64_t n = 0;
-    json_t *r = NULL, *out = NULL;
+    json_t *out = NULL;
     struct custos_store_conn *c;
 
     create(f, alice, a);
     create(f, bob, b);
-    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
-    unlink(bak);
-    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    json_decref(r);
+    backup_fresh(f, bak);
+    erase_ok(f, a);
     /* a restore needs the vault stopped */
     assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_ERR_LOCKED);
     custos_vault_free(f->v);
@@ -454,7 +468,7 @@ static void test_backup_has_no_blind_index(void **state)
     char a[33], b[33], bak[300], data[300];
     uint8_t ha[32], hb[32];
     uint64_t n = 0;
-    json_t *r = NULL, *ids;
+    json_t *ids;
     static const char carol[] = "{\"name\":\"박지우\",\"email\":\"jiwoo@example.com\"}";
     char c[33];
 
@@ -464,11 +478,8 @@ static void test_backup_has_no_blind_index(void **state)
     blind_of(f, "email", "minji@example.com", ha);
     blind_of(f, "email", "seojun@example.com", hb);
     snprintf(data, sizeof(data), "%s/data.db", f->dir);
-    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
-    unlink(bak);
-    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    json_decref(r);
+    backup_fresh(f, bak);
+    erase_ok(f, a);
     /* the backup: no blind hash of the erased subject, nor of anyone, in any form */
     assert_false(file_holds(bak, ha));
     assert_false(file_holds(bak, hb));
@@ -545,9 +556,7 @@ static void test_restore_rebuild_resumes(void **state)
     create(f, bob, b);
     snprintf(origin, sizeof(origin), "%s", f->v->origin);
     snprintf(data, sizeof(data), "%s/data.db", f->dir);
-    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
-    unlink(bak);
-    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    backup_fresh(f, bak);
     custos_vault_free(f->v);
     f->v = NULL;
     /* the store's part of a restore only, as if the process died before the vault opened */
@@ -578,7 +587,7 @@ static void test_restore_older_backup_drops_blind_data(void **state)
     struct fx *f = *state;
     char a[33], b[33], bak[300], data[300], q[512], hex[65];
     uint8_t ha[32], aid[16];
-    json_t *r = NULL, *ids;
+    json_t *ids;
     sqlite3 *h;
     size_t i;
 
@@ -586,11 +595,8 @@ static void test_restore_older_backup_drops_blind_data(void **state)
     create(f, bob, b);
     blind_of(f, "email", "minji@example.com", ha);
     snprintf(data, sizeof(data), "%s/data.db", f->dir);
-    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
-    unlink(bak);
-    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    json_decref(r);
+    backup_fresh(f, bak);
+    erase_ok(f, a);
     /* make it look like an older backup: the erased subject's blind row and list, no staged tables */
     assert_int_equal(custos_id_parse(aid, a), CUSTOS_OK);
     for (i = 0; i < 32; i++)
@@ -755,9 +761,7 @@ static void test_restore_refuses_corrupt_backup(void **state)
     FILE *fp;
 
     create(f, alice, a);
-    snprintf(bak, sizeof(bak), "%s.bak", f->dir);
-    unlink(bak);
-    assert_int_equal(custos_backup(f->dir, bak), CUSTOS_OK);
+    backup_fresh(f, bak);
     /* the header's count of free pages (offset 36) made wrong: the pragma reports it as a row,
        and every statement still works */
     fp = fopen(bak, "r+b");
@@ -839,7 +843,7 @@ static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
     char a[33], ctl[300], old[300], side[320];
-    json_t *r = NULL, *out = NULL;
+    json_t *out = NULL;
 
     create(f, alice, a);
     {
@@ -854,8 +858,7 @@ static void test_rolled_back_control_plane(void **state)
     snprintf(old, sizeof(old), "%s/control.old", f->dir);
     assert_int_equal(copy_file(ctl, old), 0);
     open_vault(f);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    json_decref(r);
+    erase_ok(f, a);
     assert_int_equal(custos_principal_disable(f->v, &f->sys, "leaver"), CUSTOS_OK);
     custos_vault_free(f->v);
     assert_int_equal(rename(old, ctl), 0);
