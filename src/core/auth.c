@@ -36,6 +36,8 @@ void custos_credential_format(char out[48], const char *prefix, const uint8_t ra
     sodium_bin2base64(out + 4, 44, raw, 32, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+/* On failure raw is wiped: a value refused only for its last bits (base64url's 2 spare bits set)
+   has been decoded into it in full by then, and callers keep raw on the stack. */
 enum custos_err custos_credential_parse(const char *text, const char *prefix, uint8_t raw[32])
 {
     size_t binlen = 0;
@@ -43,6 +45,7 @@ enum custos_err custos_credential_parse(const char *text, const char *prefix, ui
 
     size_t i;
 
+    sodium_memzero(raw, 32);
     if (!text || strlen(text) != 47 || memcmp(text, prefix, 4) != 0)
         return CUSTOS_ERR_INVALID;
     /* one spelling per credential: libsodium 1.0.18 would also take bytes >= 0x80 as '_' */
@@ -53,8 +56,10 @@ enum custos_err custos_credential_parse(const char *text, const char *prefix, ui
             return CUSTOS_ERR_INVALID;
     }
     if (sodium_base642bin(raw, 32, text + 4, 43, NULL, &binlen, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        binlen != 32 || *end != '\0')
+        binlen != 32 || *end != '\0') {
+        sodium_memzero(raw, 32);
         return CUSTOS_ERR_INVALID;
+    }
     return CUSTOS_OK;
 }
 

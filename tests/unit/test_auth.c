@@ -99,6 +99,35 @@ static void test_token_revoke_parse(void **state)
                "invalid JSON at line 1 column 9");
 }
 
+/*
+ * A credential that fails to parse leaves nothing of itself in the caller's buffer.  The last
+ * character of a 43-character base64url value carries 2 bits that must be zero; with them set,
+ * every byte decodes (the real token but for its last 2 bits: a mistyped or tampered token) and
+ * only then is the value refused.  custos_authenticate's buffer is on the stack and returned
+ * from without a wipe, so the parser itself must wipe what it wrote.
+ */
+static void test_credential_parse_wipes_on_failure(void **state)
+{
+    static const char noncanon[] = "cus_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9"; /* TOKEN, last bits 01 */
+    uint8_t raw[32], want[32];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 32; i++)
+        want[i] = (uint8_t)i;
+    assert_int_equal(custos_credential_parse(TOKEN, "cus_", raw), CUSTOS_OK);
+    assert_memory_equal(raw, want, 32);
+    memset(raw, 0xa5, sizeof(raw));
+    assert_int_equal(custos_credential_parse(noncanon, "cus_", raw), CUSTOS_ERR_INVALID);
+    assert_memory_equal(raw, (uint8_t[32]){0}, 32);
+    memset(raw, 0xa5, sizeof(raw));
+    assert_int_equal(custos_credential_parse(TOKEN, "cps_", raw), CUSTOS_ERR_INVALID);
+    assert_memory_equal(raw, (uint8_t[32]){0}, 32);
+    memset(raw, 0xa5, sizeof(raw));
+    assert_int_equal(custos_credential_parse(NULL, "cus_", raw), CUSTOS_ERR_INVALID);
+    assert_memory_equal(raw, (uint8_t[32]){0}, 32);
+}
+
 static enum custos_err create(const struct custos_policy *pol, const char *body, const char **id, char *roles)
 {
     json_t *j = NULL;
@@ -185,6 +214,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_issue_parse),
         cmocka_unit_test(test_token_revoke_parse),
+        cmocka_unit_test(test_credential_parse_wipes_on_failure),
         cmocka_unit_test(test_principal_create_parse),
     };
 
