@@ -1416,6 +1416,14 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
                    : custos_err_set(CUSTOS_ERR_INVALID, "search needs one searchable field (e.g. email or phone)");
         goto done;
     }
+    /* a search is an equality test on the field: a field the purpose hides from the caller is not
+       one it may test values of (it would map them to ids), so only plain and masked ones */
+    if (!c->system &&
+        custos_policy_vis(v->policy, c->roles, CUSTOS_OP_SUBJECT_SEARCH, purpose, f->ppath) == CUSTOS_VIS_HIDDEN) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "field '%s' is hidden for purpose '%s': it cannot be searched",
+                            f->name, purpose);
+        goto done;
+    }
     if (!value || strlen(value) > f->max_length) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "search value is missing or too long");
         goto done;
