@@ -569,6 +569,7 @@ enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_stor
         return CUSTOS_ERR_NOMEM;
     if ((rc = custos_subject_seal_new(v, leaves, id, wrapped, &kv, b, blind, &nblind)))
         goto done;
+    e->subject = id; /* only now has it one: a failure before names no subject */
     /* key first: a crash before the record lands leaves an orphan key, never a keyless record */
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
         goto done;
@@ -944,7 +945,7 @@ enum custos_err custos_subject_create(struct custos_vault *v, const struct custo
     }
     if ((rc = leaves_policy_paths(&leaves, &written)) || (rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    e.subject = id; /* filled in by the insert, before its event is written */
+    /* e.subject: set by the insert once the id exists, before its event is written */
     e.fields = written.ptr;
     e.nfields = written.n;
     rc = custos_subject_insert(v, conn, &leaves, id, &e, &audited);
