@@ -299,6 +299,10 @@ void custos_utf8_scrub(char *s);
    NULL when out of memory. */
 char *custos_json_dump(const json_t *j, size_t *len);
 
+/* The origin of an http(s) URL, "scheme://host[:port]", into out (cap > 0): no user info, path,
+   query or fragment, any of which may hold a credential of the URL's owner.  "" without "://". */
+void custos_url_origin(const char *url, char *out, size_t cap);
+
 /* The dotted-quad text of an IPv4 address (network byte order), as inet_ntop writes it but
    without the sprintf it costs per request. */
 void custos_ipv4_text(char out[16], const uint8_t a[4]);

@@ -306,6 +306,22 @@ struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit)
     return &b[slot];
 }
 
+void custos_url_origin(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://"), *end, *h, *q;
+
+    if (!p) {
+        snprintf(out, cap, "%s", "");
+        return;
+    }
+    p += 3;
+    end = p + strcspn(p, "/?#");
+    for (h = q = p; q < end; q++)
+        if (*q == '@')
+            h = q + 1; /* user info */
+    snprintf(out, cap, "%.*s%.*s", (int)(p - url), url, (int)(end - h), h);
+}
+
 void custos_ipv4_text(char out[16], const uint8_t a[4])
 {
     char *p = out;

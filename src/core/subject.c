@@ -1132,12 +1132,15 @@ enum custos_err custos_subject_read(struct custos_vault *v, const struct custos_
 
 /* ---- export (the subject's own copy of everything held) ------------------------------------ */
 
+/* A link as its subject sees it: which service, where its notices go (the webhook's origin only:
+   the rest of the URL may hold the service's credential for its receiver), since when. */
 static int export_link(void *ctx, const struct custos_link_row *l)
 {
-    char when[32];
+    char when[32], origin[sizeof(l->url)];
 
     custos_time_format(when, l->created);
-    return json_array_append_new(ctx, json_pack("{s:s, s:s, s:s}", "name", l->name, "webhook", l->url,
+    custos_url_origin(l->url, origin, sizeof(origin));
+    return json_array_append_new(ctx, json_pack("{s:s, s:s, s:s}", "name", l->name, "webhook", origin,
                                                 "registered_at", when)) != 0;
 }
 

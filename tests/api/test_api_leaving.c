@@ -384,6 +384,31 @@ static double mono_s(void)
 
 /* Review finding: 17 notices to a receiver that hangs held up a fast receiver's notice for
    160 s (one thread, serial, 10 s each).  Now the fast one goes out within a few seconds. */
+/* The export shows a link's name and where its notices go, but only the webhook's origin: the
+   user info, path and query may hold the service's credential for its own receiver, which the
+   customer must not get (the service that registered it gets the whole URL back). */
+static void test_export_shows_webhook_origin_only(void **state)
+{
+    struct cz_server *s = *state;
+    const char *id = cz_create_subject(s, s->svc.token, "{\"name\":\"김민지\"}");
+    const char *url = "https://svc:s3cret@hooks.example.com:8443/k/T0KEN?sig=abc#x";
+    const struct cz_resp *r;
+    json_t *l;
+
+    r = cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/membership", id), s->svc.token,
+               cz_fmt(s, "{\"webhook\":\"%s\"}", url));
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "webhook"), url);
+    r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/export", id), cz_mint(s, id), NULL);
+    cz_expect(r, 200);
+    assert_int_equal(json_array_size(cz_get(r->json, "links")), 1);
+    l = json_array_get(cz_get(r->json, "links"), 0);
+    assert_string_equal(cz_str(l, "name"), "membership");
+    assert_string_equal(cz_str(l, "webhook"), "https://hooks.example.com:8443");
+    assert_null(strstr(r->body, "s3cret"));
+    assert_null(strstr(r->body, "T0KEN"));
+}
+
 static void test_hanging_receiver_does_not_hold_up_others(void **state)
 {
     struct cz_server *s = *state;
@@ -480,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_call_erasure_notifies_links, setup_loopback, cz_teardown),
         cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, setup_loopback, cz_teardown),
         cmocka_unit_test_setup_teardown(test_webhook_address_policy, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_export_shows_webhook_origin_only, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_hold_up_others, setup_loopback,
                                         cz_teardown),
         cmocka_unit_test_setup_teardown(test_tls, tls_setup, cz_teardown),
