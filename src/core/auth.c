@@ -926,14 +926,23 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
 {
     struct custos_principal_row p;
     uint8_t mac[32];
+    int64_t disabled;
     enum custos_err rc;
 
     *n = 0;
     if ((rc = v->ops->principal_get(conn, id, &p)) || (rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
-    p.disabled = p.disabled ? p.disabled : when;
+    disabled = p.disabled ? p.disabled : when;
+    /* A row that fails its MAC was changed outside the vault: disable it, but keep its MAC as
+       found.  Signing it anew would launder the change (new roles, a new secret hash) into a
+       valid row; as it is, it stays refused and the damage stays visible. */
     principal_mac(v, &p, mac);
-    if ((rc = v->ops->principal_disable(conn, id, p.disabled, mac)) ||
+    if (mac_ok(mac, p.mac)) {
+        p.disabled = disabled;
+        principal_mac(v, &p, mac);
+    } else
+        memcpy(mac, p.mac, sizeof(mac));
+    if ((rc = v->ops->principal_disable(conn, id, disabled, mac)) ||
         (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), n)) ||
         (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);

@@ -1,7 +1,8 @@
 /*
  * test_subject.c - subject operations (src/core/subject.c) on a real vault in a temporary
  * directory, for what the HTTP tests cannot make happen on cue: failures inside an operation
- * and the audit event they leave.  The vault's private header is used to cause them.
+ * and the audit event they leave.  The vault's private header is used to cause them.  Also the
+ * principal rows' integrity (auth.c) against a database edited behind the vault's back.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "core/vault_int.h"
 #include "custos/err.h"
@@ -29,6 +31,7 @@ struct fx {
     char dir[600];
     struct custos_vault *v;
     struct custos_caller sys;
+    char admin_token[CUSTOS_TOKEN_LEN + 1];
 };
 
 static int setup(void **state)
@@ -46,6 +49,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/data", f->root);
     if (custos_vault_init(f->dir, NULL, 0, NULL, 0, "test.example/subject", secret, token))
         return -1;
+    snprintf(f->admin_token, sizeof(f->admin_token), "%s", token);
     memset(&o, 0, sizeof(o));
     o.dir = f->dir;
     if (custos_vault_open(&o, &f->v))
@@ -114,10 +118,111 @@ static void test_create_failure_names_no_subject(void **state)
     json_decref(out);
 }
 
+/* Run one SQL statement on the control database, as someone with the file but not the keys. */
+static void edit_control_db(const struct fx *f, const char *sql)
+{
+    char path[700];
+    sqlite3 *db = NULL;
+
+    snprintf(path, sizeof(path), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+}
+
+/* A new service principal and a token for it. */
+static void principal_with_token(struct fx *f, const struct custos_caller *admin, const char *id,
+                                 char tok[CUSTOS_TOKEN_LEN + 1])
+{
+    char body[256];
+    json_t *out = NULL;
+
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"kind\":\"service\",\"roles\":[\"service\"]}", id);
+    assert_int_equal(custos_principal_create(f->v, admin, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(body, sizeof(body), "{\"principal\":\"%s\",\"secret\":\"%s\"}", id,
+             json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    assert_int_equal(custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out), CUSTOS_OK);
+    snprintf(tok, CUSTOS_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+}
+
+/* The stored MAC and disabled time of principal `id`. */
+static void principal_row(const struct fx *f, const char *id, uint8_t mac[32], int64_t *disabled)
+{
+    char path[700];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    snprintf(path, sizeof(path), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT mac, disabled FROM principals WHERE id = ?1", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_bytes(st, 0), 32);
+    memcpy(mac, sqlite3_column_blob(st, 0), 32);
+    *disabled = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static const char *last_reason(struct custos_vault *v, char out[64])
+{
+    json_t *ev = last_event(v);
+    const char *r = json_string_value(json_object_get(ev, "reason"));
+
+    snprintf(out, 64, "%s", r ? r : "");
+    json_decref(ev);
+    return out;
+}
+
+/*
+ * A principal row changed in the database file (here its roles raised to admin) fails its MAC:
+ * its tokens are refused as "principal_integrity".  Disabling it revokes its tokens and marks it
+ * disabled, but must not sign the changed row anew: that laundered the change into a valid,
+ * merely disabled row, and the evidence was gone.  An intact principal is signed with the change.
+ */
+static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin, c;
+    char tok[CUSTOS_TOKEN_LEN + 1], tok2[CUSTOS_TOKEN_LEN + 1], why[64];
+    uint8_t mac[32], mac2[32];
+    int64_t disabled;
+
+    assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
+    principal_with_token(f, &admin, "ops", tok);
+    principal_with_token(f, &admin, "ops2", tok2);
+    edit_control_db(f, "UPDATE principals SET roles = 'admin' WHERE id = 'ops'");
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    assert_string_equal(last_reason(f->v, why), "principal_integrity");
+
+    principal_row(f, "ops", mac, &disabled);
+    assert_int_equal(custos_principal_disable(f->v, &admin, "ops"), CUSTOS_OK);
+    principal_row(f, "ops", mac2, &disabled);
+    assert_true(disabled > 0);
+    assert_memory_equal(mac, mac2, 32); /* not signed anew */
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+
+    /* the intact one: disabled, its row signed with the change */
+    assert_int_equal(custos_authenticate(f->v, tok2, "127.0.0.1", &c), CUSTOS_OK);
+    principal_row(f, "ops2", mac, &disabled);
+    assert_int_equal(custos_principal_disable(f->v, &admin, "ops2"), CUSTOS_OK);
+    principal_row(f, "ops2", mac2, &disabled);
+    assert_true(disabled > 0);
+    assert_memory_not_equal(mac, mac2, 32);
+    assert_int_equal(custos_authenticate(f->v, tok2, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    assert_string_equal(last_reason(f->v, why), "revoked_token");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
     };
 
     if (sodium_init() < 0)
