@@ -16,8 +16,9 @@
  * If step 3 fails, step 4 still runs (the erasure is decided; the tombstone
  * keeps ledger index -1 and the next start writes the entry with reason
  * `recovered`: a failed ledger stays failed until then); if step 4 fails, the
- * background tick finishes the erasure through the path the next start takes
- * (custos_erasures_finish).  Either answers an error (503 for the ledger).
+ * entry's index goes into the tombstone on its own (so the entry is not
+ * written twice) and the background tick finishes the erasure through the
+ * path the next start takes (custos_erasures_finish).  Either answers an error (503 for the ledger).
  * Searches skip a tombstoned subject meanwhile (the store's blind_find).
  * It never waits for linked services: the outbox is delivered later
  * (custos_outbox_next / custos_outbox_done, driven by the server).
@@ -500,6 +501,13 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     if ((er.ledger_index >= 0 && (rc = v->ops->erasure_put(conn, &er))) ||
         (rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(conn, CUSTOS_PLANE_DATA);
+        /* the entry exists: the tombstone must say where, or finishing the erasure would take it
+           for lost and write a second one ("recovered") */
+        if (er.ledger_index >= 0 && v->ops->begin(conn, CUSTOS_PLANE_CONTROL) == CUSTOS_OK) {
+            if (v->ops->erasure_put(conn, &er) != CUSTOS_OK ||
+                v->ops->commit(conn, CUSTOS_PLANE_CONTROL) != CUSTOS_OK)
+                v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        }
         goto out;
     }
     data_done = 1;

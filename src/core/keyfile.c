@@ -134,7 +134,7 @@ done:
     return rc;
 }
 
-enum custos_err custos_keyfile_destroy(const char *path)
+enum custos_err custos_keyfile_shred(const char *path)
 {
     uint8_t zeros[128] = {0};
     struct stat st;
@@ -152,6 +152,44 @@ enum custos_err custos_keyfile_destroy(const char *path)
     if (unlink(path) != 0)
         return custos_err_set(CUSTOS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     return parent_sync(path);
+}
+
+/* The file is first renamed aside (<path>.destroy, durable), then shredded: a crash part-way
+   never leaves a zeroed or half-zeroed file under a key file's name (the vault refused to open
+   with one), and a file left aside is shredded by the next open (custos_vault_open). */
+enum custos_err custos_keyfile_destroy(const char *path)
+{
+    char aside[PATH_MAX];
+    enum custos_err rc;
+
+    if ((size_t)snprintf(aside, sizeof(aside), "%s" CUSTOS_KEYFILE_ASIDE, path) >= sizeof(aside))
+        return custos_err_set(CUSTOS_ERR_INVALID, "path too long");
+    if (rename(path, aside) != 0) {
+        if (errno != ENOENT)
+            return custos_err_set(CUSTOS_ERR_IO, "cannot rename %s: %s", path, strerror(errno));
+        return CUSTOS_OK; /* gone already */
+    }
+    if ((rc = parent_sync(path)))
+        return rc;
+    return custos_keyfile_shred(aside);
+}
+
+int custos_keyfile_zeroed(const char *path)
+{
+    uint8_t buf[129];
+    ssize_t n, i;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n <= 0 || (size_t)n == sizeof(buf))
+        return 0;
+    for (i = 0; i < n; i++)
+        if (buf[i])
+            return 0;
+    return 1;
 }
 
 enum custos_err custos_file_replace(const char *path, const void *data, size_t len, int mode)

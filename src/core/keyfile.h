@@ -5,7 +5,8 @@
  *   "custos <label> v1\n" <64 lowercase hex digits> "\n"
  * Mode 0600 in a 0700 directory; created with O_EXCL (never overwritten),
  * written, fsync'ed, then the directory fsync'ed.  Destroying a key file
- * overwrites it with zeros, fsyncs, unlinks and fsyncs the directory.
+ * renames it aside (<name>.destroy) and fsyncs the directory, then overwrites
+ * it with zeros, fsyncs, unlinks and fsyncs the directory.
  */
 #ifndef CUSTOS_KEYFILE_H
 #define CUSTOS_KEYFILE_H
@@ -18,7 +19,16 @@
 enum custos_err custos_keyfile_write(const char *path, const char *label, const uint8_t key[32]);
 /* key must point to secure memory. */
 enum custos_err custos_keyfile_read(const char *path, const char *label, uint8_t key[32]);
+/* Destroy a key file (see above); CUSTOS_OK when it does not exist. */
 enum custos_err custos_keyfile_destroy(const char *path);
+/* The name a key file is destroyed under, after its own. */
+#define CUSTOS_KEYFILE_ASIDE ".destroy"
+/* Overwrite path with zeros, fsync, unlink, fsync the directory (a file set aside by
+   custos_keyfile_destroy); CUSTOS_OK when it does not exist. */
+enum custos_err custos_keyfile_shred(const char *path);
+/* 1 when path holds nothing but zero bytes (at most 128): a key file overwritten by a destroy
+   that was interrupted before its unlink (releases before the rename aside). */
+int custos_keyfile_zeroed(const char *path);
 
 /* fsync a directory (after creating, renaming or unlinking in it). */
 enum custos_err custos_fsync_dir(const char *dir);

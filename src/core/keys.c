@@ -7,11 +7,12 @@
  *      re-wrapped under N+1 (new subject keys use N+1 from here on);
  *   3. re-wrap every subject key still under an older version, in batches,
  *      one transaction per batch;
- *   4. when none is left, destroy every older master key file (overwrite,
- *      fsync, unlink, fsync directory) and flush the database logs.
+ *   4. when none is left, destroy every older master key file (rename aside,
+ *      overwrite, fsync, unlink, fsync directory) and flush the database logs.
  * Interrupted after 1: the newest file is taken as the target.  After 2 or
- * during 3: the scan continues with what is left.  Never destroys a version
- * that still wraps something.
+ * during 3: the scan continues with what is left.  During 4: the next open
+ * finishes the destroy (custos_keyfile_destroy, load_masters in vault.c).
+ * Never destroys a version that still wraps something.
  *
  * Must never: run while a server uses the vault (the data-directory lock
  * ensures it), leave an unwrapped key outside secure memory.

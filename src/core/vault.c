@@ -165,7 +165,10 @@ static void derive_subkeys(struct custos_secrets *s)
  * Load every DIR/keys/master-N.key into the secrets block.  A file of a version above `current`
  * (the version the control plane uses) has never wrapped anything: if it is malformed (a
  * rotation torn while writing it, before key files were written under a temporary name), it is
- * destroyed so the rotation can start over.  A malformed file of a version in use is an error.
+ * destroyed so the rotation can start over.  A destroy interrupted by a crash is finished: a
+ * file set aside for it (master-N.key.destroy), and an all-zero file of a version below
+ * `current` (left by older releases, which overwrote in place before unlinking).  Any other
+ * malformed file of a version in use is an error.
  */
 static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
 {
@@ -184,6 +187,14 @@ static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
 
         if (sscanf(de->d_name, "master-%lu.key", &kv) != 1 || kv == 0 || kv > 0xffffffffUL)
             continue;
+        snprintf(want, sizeof(want), "master-%lu.key" CUSTOS_KEYFILE_ASIDE, kv);
+        if (strcmp(want, de->d_name) == 0) {
+            /* set aside by a destroy that was interrupted: nothing uses it, finish the job */
+            snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
+            if ((rc = custos_keyfile_shred(path)))
+                break;
+            continue;
+        }
         snprintf(want, sizeof(want), "master-%lu.key", kv);
         if (strcmp(want, de->d_name) != 0)
             continue; /* master-2.key.tmp and the like */
@@ -194,6 +205,15 @@ static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
         }
         snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
         rc = custos_keyfile_read(path, "master key", v->sec->master[slot]);
+        /* all zeros, a version below the one in use: a rotation's destroy of a version nothing
+           used any more, interrupted between its overwrite and its unlink by an older release
+           (it did not set the file aside first); it holds no key, finish the job */
+        if (rc == CUSTOS_ERR_CORRUPT && kv < current && custos_keyfile_zeroed(path)) {
+            custos_err_clear();
+            if ((rc = custos_keyfile_shred(path)))
+                break;
+            continue;
+        }
         if (rc == CUSTOS_ERR_CORRUPT && kv > current) {
             custos_err_clear();
             if ((rc = custos_keyfile_destroy(path)))

@@ -749,6 +749,71 @@ static void test_erase_data_plane_fails_tick_finishes(void **state)
     assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_GONE);
 }
 
+/* The subject.erase entries the ledger holds for subject `hex` (result ok). */
+static int erase_entries(struct fx *f, const char *hex, uint64_t *last)
+{
+    struct custos_ledger *l = custos_vault_ledger(f->v);
+    uint64_t i, size = custos_ledger_size(l);
+    uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    int n = 0;
+
+    assert_non_null(buf);
+    for (i = 0; i < size; i++) {
+        size_t len = 0;
+        json_t *ev;
+
+        assert_int_equal(custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), CUSTOS_OK);
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        if (ev && strcmp(json_string_value(json_object_get(ev, "action")), "subject.erase") == 0 &&
+            json_string_value(json_object_get(ev, "subject")) &&
+            strcmp(json_string_value(json_object_get(ev, "subject")), hex) == 0 &&
+            strcmp(json_string_value(json_object_get(ev, "result")), "ok") == 0) {
+            n++;
+            *last = i;
+        }
+        json_decref(ev);
+    }
+    free(buf);
+    return n;
+}
+
+/*
+ * An erasure whose ledger entry was written (step 3) but whose data-plane step failed (step 4)
+ * is on the ledger once: finishing it (the tick, or the next start) must not write a second
+ * subject.erase entry with reason "recovered", as if the first had been lost, nor move the
+ * erasure's ledger index (its receipt) to that second entry.
+ */
+static void test_erase_data_plane_fails_one_ledger_entry(void **state)
+{
+    struct fx *f = *state;
+    char a[33], data[300];
+    json_t *r = NULL, *out = NULL;
+    uint64_t first = 0, last = 0;
+    sqlite3 *h;
+
+    create(f, alice, a);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
+                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    assert_int_equal(erase_entries(f, a, &first), 1);
+    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    fake_now += 10000;
+    custos_vault_tick(f->v);
+    assert_false(record_present(f, a));
+    custos_vault_free(f->v);
+    open_vault(f);
+    assert_int_equal(erase_entries(f, a, &last), 1);
+    assert_int_equal(last, first);
+    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
+    json_decref(out);
+}
+
 /* A backup whose b-tree is damaged is refused, and the live data plane is left as it was (review
    finding: quick_check's rows were never read, so any backup passed). */
 static void test_restore_refuses_corrupt_backup(void **state)
@@ -1241,6 +1306,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_one_ledger_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),

@@ -1200,6 +1200,59 @@ static void test_rotation_torn_keyfile(void **state)
     check_alice(f, a);
 }
 
+/*
+ * A rotation killed in step 4, while it destroys an old master key file that nothing uses any
+ * more.  Destroying overwrites the file with zeros, fsyncs, then unlinks it: killed between the
+ * two, keys/master-1.key is left all zeros, a version below the current one, and the vault
+ * refused to open ("key file ... is malformed") although nothing needs that key.  Killed after
+ * the file was set aside for destruction (master-1.key.destroy), the next open must finish the
+ * destruction rather than leave the old key's bytes in keys/ for good.
+ */
+static void test_rotation_killed_while_destroying(void **state)
+{
+    struct fx *f = *state;
+    struct custos_rotate_stats st;
+    char a[CUSTOS_ID_HEX + 1], path[700], aside[720];
+    uint8_t zeros[86] = {0};
+    enum custos_err rc;
+    struct custos_vault_opts o;
+    int fd;
+
+    create(f->v, &f->sys, alice, a);
+    rotate(f, &st); /* 1 -> 2 */
+    assert_int_equal(st.destroyed_versions, 1);
+    fx_close(f);
+
+    /* killed after the overwrite, before the unlink */
+    keypath(f, 1, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+    close(fd);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    rc = custos_vault_open(&o, &f->v);
+    if (rc)
+        fail_msg("a rotation killed while destroying an unused key file left a vault that does not open: %s",
+                 custos_err_msg(rc));
+    assert_false(exists(path));
+    check_alice(f, a);
+    fx_close(f);
+
+    /* killed after the file was set aside, before its overwrite: the key's bytes must not stay */
+    snprintf(aside, sizeof(aside), "%s.destroy", path);
+    write_keyfile(aside);
+    fx_open(f);
+    assert_false(exists(aside));
+    check_alice(f, a);
+    rotate(f, &st); /* 2 -> 3 still works */
+    assert_int_equal(st.to_version, 3);
+    fx_reopen(f);
+    check_alice(f, a);
+}
+
 /* ---- re-keying on a sensitive update ------------------------------------------------------- */
 
 static enum custos_err key_gen(struct fx *f, const char *hex, uint32_t gen)
@@ -1814,6 +1867,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_torn_keyfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_killed_while_destroying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
