@@ -1300,7 +1300,9 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             er.erased_at = json_integer_value(json_object_get(ev, "time"));
             er.ledger_index = (int64_t)i;
             if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+                /* as the erasure did: the key goes, and the subject's customer tokens with it */
                 if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->key_delete(conn, id, 0)) ||
+                    (rc = v->ops->token_revoke_scope(conn, id, (int64_t)custos_now(v))) ||
                     (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
                     v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
             }
@@ -1309,6 +1311,8 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
         }
         json_decref(ev);
     }
+    if (*applied)
+        custos_auth_invalidate(v); /* revoked tokens leave the cache */
     if (!rc) {
         put_be64(mb, size);
         rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));

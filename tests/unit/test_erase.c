@@ -907,7 +907,8 @@ static int copy_file(const char *from, const char *to)
 static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
-    char a[33], ctl[300], old[300], side[320];
+    char a[33], ctl[300], old[300], side[320], cust[CUSTOS_TOKEN_LEN + 1];
+    struct custos_caller minter, c;
     json_t *out = NULL;
 
     create(f, alice, a);
@@ -916,6 +917,12 @@ static void test_rolled_back_control_plane(void **state)
 
         assert_int_equal(custos_principal_create_local(f->v, "leaver", "staff", "service", secret), CUSTOS_OK);
     }
+    /* the customer's own token, alive in the old copy */
+    caller_for(f, "mint", "minter", &minter);
+    assert_int_equal(custos_subject_token(f->v, &minter, a, &out), CUSTOS_OK);
+    snprintf(cust, sizeof(cust), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    out = NULL;
     /* an old copy of the control plane, taken while the subject's key still existed and the
        principal was enabled */
     custos_vault_free(f->v);
@@ -941,6 +948,9 @@ static void test_rolled_back_control_plane(void **state)
 
         assert_int_equal(custos_token_issue_local(f->v, &f->sys, "leaver", tok, &exp), CUSTOS_ERR_FORBIDDEN);
     }
+    /* and the subject's customer tokens died with it again (review finding: the re-applied
+       erasure left them valid, up to 30 minutes, where the erasure itself revokes them) */
+    assert_int_equal(custos_authenticate(f->v, cust, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
 }
 
 /* A customer token minted while an erasure is under way (tombstone committed, record not yet
