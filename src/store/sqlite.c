@@ -2013,6 +2013,42 @@ done:
     return rc;
 }
 
+/*
+ * Fold data.db's write-ahead log into data.db (a checkpoint that empties the log).  A server that
+ * was killed leaves its last commits in the log alone; restore removes the log before it renames
+ * the restored file over data.db (the old log must not be replayed into the new file), so without
+ * this a restore that stopped in between, or whose rename failed, lost those commits.  A data.db
+ * that is no database at all (what a restore may be recovering from) has nothing to keep; any
+ * other failure stops the restore with nothing changed.
+ */
+static enum custos_err fold_wal(const char *path)
+{
+    char wal[PATH_MAX];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int r, busy = 0;
+
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    if (access(wal, F_OK) != 0)
+        return CUSTOS_OK;
+    r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (r == SQLITE_OK)
+        r = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
+    if (r == SQLITE_OK) {
+        r = sqlite3_step(st);
+        busy = r == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+        r = r == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (r == SQLITE_CORRUPT || r == SQLITE_NOTADB)
+        return CUSTOS_OK;
+    if (r != SQLITE_OK || busy)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot fold data.db's write-ahead log into it (%s): nothing was "
+                              "restored", busy ? "the database is in use" : sqlite3_errstr(r));
+    return CUSTOS_OK;
+}
+
 static enum custos_err sq_restore(const char *dir, const char *in, const char *origin)
 {
     char path[PATH_MAX], tmp[PATH_MAX], side[PATH_MAX];
@@ -2093,6 +2129,10 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         goto done;
     }
     close(fd);
+    if ((rc = fold_wal(path))) {
+        unlink(tmp);
+        goto done;
+    }
     /* the old WAL belongs to the old file: it must not be replayed into the restored one */
     snprintf(side, sizeof(side), "%s-wal", path);
     unlink(side);

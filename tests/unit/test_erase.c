@@ -2,8 +2,11 @@
  * test_erase.c - leaving (issue 4) at the core: erasure receipts, legal
  * retention and its shredding on an injected clock, backups that cannot
  * resurrect, a rolled-back control plane, the outbox's retry schedule.
+ *
+ * Linked with -Wl,--wrap=rename (tests/CMakeLists.txt): fail_rename makes rename fail on cue.
  */
 #define _GNU_SOURCE /* memmem */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +25,19 @@
 #include "custos/vault.h"
 
 static uint64_t fake_now = 1764000000000ULL; /* 2025-11-24 */
+
+static int fail_rename; /* rename fails with EIO while set */
+
+int __real_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to)
+{
+    if (fail_rename) {
+        errno = EIO;
+        return -1;
+    }
+    return __real_rename(from, to);
+}
 
 static uint64_t clock_fn(void *ctx)
 {
@@ -904,6 +920,69 @@ static int copy_file(const char *from, const char *to)
     return system(cmd);
 }
 
+/* The value of meta key k in data.db, read directly ("" when absent). */
+static void data_meta(struct fx *f, const char *k, char out[32])
+{
+    char path[300];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    snprintf(path, sizeof(path), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = ?1", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, k, -1, SQLITE_STATIC);
+    snprintf(out, 32, "%s", sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/*
+ * A server killed leaves its last commits in data.db's write-ahead log alone.  A restore that
+ * then fails at its last step (the rename of the restored file over data.db) must leave data.db
+ * as it was, those commits included: restore removed the log first, and they were lost (review
+ * finding).  Now it folds the log into data.db before removing it.
+ */
+static void test_failed_restore_keeps_the_last_commits(void **state)
+{
+    struct fx *f = *state;
+    char a[33], bak[300], path[300], v[32];
+    sqlite3 *db = NULL;
+    json_t *out = NULL;
+    uint64_t n = 0;
+
+    create(f, alice, a);
+    backup_fresh(f, bak);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    /* a commit that only the log holds, as a killed server leaves it */
+    snprintf(path, sizeof(path), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA wal_autocheckpoint=0; INSERT INTO meta(k, v) VALUES ('probe', 'last')",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    snprintf(path, sizeof(path), "%s/data.db-wal", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+
+    fail_rename = 1;
+    assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_ERR_IO);
+    fail_rename = 0;
+    data_meta(f, "probe", v);
+    assert_string_equal(v, "last");
+    open_vault(f);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+    json_decref(out);
+    out = NULL;
+
+    /* and the restore itself still works */
+    restore_from(f, bak);
+    data_meta(f, "probe", v);
+    assert_string_equal(v, "");
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+    json_decref(out);
+}
+
 static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
@@ -1318,6 +1397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_one_ledger_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_restore_keeps_the_last_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
