@@ -351,16 +351,15 @@ fail:
  * its last non-zero byte, or `from` when [from, eof) is all zeros (the space
  * the writer fills ahead, LEDGER_LOG_AHEAD).  Reads backwards, `cap` bytes
  * at a time.  0; 1 when the file ends in more zeros than the writer ever
- * leaves (the space ahead after a torn batch: TAIL_ZEROS_MAX), which is
+ * leaves (the space ahead after a torn batch: LEDGER_TAIL_ZEROS_MAX), which is
  * damage, not a crash; -1 on a read error.
  */
-#define TAIL_ZEROS_MAX ((uint64_t)LEDGER_LOG_AHEAD + LEDGER_BATCH_HDR + LEDGER_BATCH_BYTES_MAX)
 static int data_end(int fd, uint64_t from, uint64_t eof, uint8_t *scratch, size_t cap, uint64_t *end)
 {
     uint64_t hi = eof;
 
     while (hi > from) {
-        if (eof - hi > TAIL_ZEROS_MAX)
+        if (eof - hi > LEDGER_TAIL_ZEROS_MAX)
             return 1;
         size_t n = hi - from < cap ? (size_t)(hi - from) : cap;
         uint64_t lo = hi - n;
@@ -379,12 +378,18 @@ static int data_end(int fd, uint64_t from, uint64_t eof, uint8_t *scratch, size_
         while (n > 0 && scratch[n - 1] == 0)
             n--;
         if (n > 0) {
-            *end = lo + n;
-            return 0;
+            hi = lo + n;
+            break;
         }
         hi = lo;
     }
-    *end = from;
+    if (hi < from)
+        hi = from;
+    /* The check above only stops reading early: the zeros found may still run past the bound
+       (up to one more read's worth), and that is damage too. */
+    if (eof - hi > LEDGER_TAIL_ZEROS_MAX)
+        return 1;
+    *end = hi;
     return 0;
 }
 

@@ -45,6 +45,9 @@
    after the last durable batch is still at most that long. */
 #define LEDGER_LOG_AHEAD (1u << 20)
 #define LEDGER_LOG_AHEAD_BATCH_MAX (64u << 10) /* larger batches are written without zeros */
+/* The most zeros the writer can leave after the last intact batch: the space ahead, then a
+   maximal batch lost in a crash.  A file whose data ends in more zeros than this is damage. */
+#define LEDGER_TAIL_ZEROS_MAX ((uint64_t)LEDGER_LOG_AHEAD + LEDGER_BATCH_HDR + LEDGER_BATCH_BYTES_MAX)
 
 /* checkpoints: 16-byte file header, then records:
    magic u32 | len u32 | size u64 | note[len] | check[8] = SHA-256(header || note)[:8] */

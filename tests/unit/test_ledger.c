@@ -1345,6 +1345,56 @@ static void test_too_many_zeros(void **state)
     tdir_free(&t);
 }
 
+/* Where the data of a file ends: just past its last non-zero byte. */
+static uint64_t data_end_of(const char *path)
+{
+    size_t len = 0;
+    uint8_t *b = slurp(path, &len);
+
+    while (len > 0 && b[len - 1] == 0)
+        len--;
+    free(b);
+    return (uint64_t)len;
+}
+
+/*
+ * The bound on zeros after the last batch is exact: a tail of zeros one byte longer than the
+ * writer can leave (LEDGER_TAIL_ZEROS_MAX) is damage, whether it is read in one chunk or two
+ * (review finding: the bound was checked before each 4 MiB read only, so up to one more read's
+ * worth of zeros, batches zeroed in place, passed open and verify as space written ahead).
+ */
+static void test_zeros_bound_is_exact(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l = NULL;
+    struct tdir t;
+    char p[512];
+    uint64_t end;
+
+    (void)state;
+    tdir_make(&t);
+    crash_child(&t);
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    end = data_end_of(p);
+    cfg_init(&c, &t);
+    assert_int_equal(truncate(p, (off_t)(end + LEDGER_TAIL_ZEROS_MAX + 1)), 0);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    verify_expect(&t, 0, 25, "zero bytes");
+    /* the same just past one read's worth of zeros */
+    assert_int_equal(truncate(p, (off_t)(end + LEDGER_TAIL_ZEROS_MAX + LEDGER_BATCH_HDR + LEDGER_BATCH_BYTES_MAX)), 0);
+    assert_int_equal(custos_ledger_open(&c, &l, NULL), CUSTOS_ERR_CORRUPT);
+    assert_null(l);
+    verify_expect(&t, 0, 25, "zero bytes");
+    /* as many zeros as the writer can leave: space ahead */
+    assert_int_equal(truncate(p, (off_t)(end + LEDGER_TAIL_ZEROS_MAX)), 0);
+    verify_expect(&t, 1, 0, NULL);
+    l = open_ok(&c, NULL);
+    assert_int_equal(custos_ledger_size(l), 25);
+    custos_ledger_free(l);
+    tdir_free(&t);
+}
+
 static void test_crash_rebuilds_derived(void **state)
 {
     struct custos_ledger_config c;
@@ -2034,6 +2084,7 @@ int main(void)
         cmocka_unit_test(test_torn_half_header),
         cmocka_unit_test(test_crash_rebuilds_derived),
         cmocka_unit_test(test_too_many_zeros),
+        cmocka_unit_test(test_zeros_bound_is_exact),
         cmocka_unit_test(test_middle_damage_is_corruption),
         cmocka_unit_test(test_older_log_refused),
         cmocka_unit_test(test_marker_stays_at_checkpoint),
