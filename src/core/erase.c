@@ -44,10 +44,12 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/json.h"
 
@@ -594,13 +596,18 @@ enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t 
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s", what);
         goto done;
     }
-    /* the ledger, when present, must hold the erasure at that index */
+    /* the ledger, when present, must hold the erasure at that index; one that is there but
+       cannot be opened (damaged, unreadable) fails the check rather than skipping it */
     snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
     memset(&lc, 0, sizeof(lc));
     lc.dir = ldir;
     lc.origin = origin;
     lc.read_only = 1;
-    if (custos_ledger_open(&lc, &l, NULL) == CUSTOS_OK) {
+    if (access(ldir, F_OK) == 0 || errno != ENOENT) {
+        if ((rc = custos_ledger_open(&lc, &l, NULL))) {
+            snprintf(what, cap, "the ledger cannot be read to cross-check the receipt");
+            goto done; /* the ledger's own error says why */
+        }
         buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
         if (!buf) {
             rc = CUSTOS_ERR_NOMEM;
@@ -616,7 +623,7 @@ enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t 
         }
         snprintf(what, cap, "valid: signature verifies and ledger entry %lld records the erasure", (long long)index);
     } else
-        snprintf(what, cap, "valid: signature verifies (ledger not available to cross-check)");
+        snprintf(what, cap, "valid: signature verifies (no ledger in %s to cross-check)", dir);
     rc = CUSTOS_OK;
 done:
     if (rc && strcmp(what, "receipt is malformed") == 0)

@@ -983,6 +983,43 @@ static void test_failed_restore_keeps_the_last_commits(void **state)
     json_decref(out);
 }
 
+/*
+ * A receipt is not declared valid on its signature alone when the ledger that should hold its
+ * erasure is there but damaged (review finding: any failure to open the ledger read as "not
+ * available to cross-check", and the receipt passed).  Without a ledger directory at all, the
+ * signature is all there is to check.
+ */
+static void test_receipt_with_damaged_ledger(void **state)
+{
+    struct fx *f = *state;
+    char id[33], what[256], path[300], moved[300], *text;
+    json_t *r = NULL;
+    FILE *fp;
+
+    create(f, alice, id);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &r), CUSTOS_OK);
+    text = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    custos_vault_free(f->v);
+    f->v = NULL;
+
+    snprintf(path, sizeof(path), "%s/ledger/entries", f->dir);
+    fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fwrite("garbage!garbage!", 1, 16, fp), 16); /* the file's header */
+    fclose(fp);
+    what[0] = '\0';
+    assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_ERR_CORRUPT);
+    assert_null(strstr(what, "valid"));
+
+    snprintf(path, sizeof(path), "%s/ledger", f->dir);
+    snprintf(moved, sizeof(moved), "%s/ledger.gone", f->dir);
+    assert_int_equal(rename(path, moved), 0);
+    assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+    assert_non_null(strstr(what, "no ledger in"));
+    free(text);
+}
+
 static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
@@ -1396,6 +1433,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_one_ledger_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receipt_with_damaged_ledger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_restore_keeps_the_last_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
