@@ -39,6 +39,8 @@ struct fx {
     enum custos_err served;
     atomic_int fail_fsync; /* every ledger fsync fails from now on */
     atomic_int fsyncs;
+    atomic_int slow_fsync; /* the next ledger fsync blocks until this is 0 again */
+    atomic_int in_fsync;   /* a ledger fsync is blocked on slow_fsync */
     unsigned port;
 };
 
@@ -49,6 +51,14 @@ static int fault(void *ctx, const char *op)
     if (strcmp(op, "fsync") != 0)
         return 0;
     atomic_fetch_add(&f->fsyncs, 1);
+    if (atomic_load(&f->slow_fsync)) {
+        struct timespec nap = {0, 1000 * 1000};
+
+        atomic_store(&f->in_fsync, 1);
+        while (atomic_load(&f->slow_fsync))
+            nanosleep(&nap, NULL);
+        atomic_store(&f->in_fsync, 0);
+    }
     return atomic_load(&f->fail_fsync);
 }
 
@@ -177,10 +187,49 @@ static void test_held_until_durable_then_503(void **state)
     assert_int_equal(custos_ledger_size(custos_vault_ledger(f->v)), after);
 }
 
+struct bg_get {
+    struct fx *f;
+    long status;
+    char body[4096];
+};
+
+static void *bg_get_main(void *arg)
+{
+    struct bg_get *g = arg;
+
+    g->status = get(g->f, "/v1/subjects/00000000000000000000000000000000?purpose=account", never_issued, g->body);
+    return NULL;
+}
+
+/* SIGTERM while a response is held: the server stops accepting, and the held response still goes
+   out, whole, once its event is durable (within the 20 s grace), not a closed connection. */
+static void test_stop_sends_held_response(void **state)
+{
+    struct fx *f = *state;
+    struct timespec nap = {0, 1000 * 1000}, settle = {0, 400 * 1000 * 1000};
+    struct bg_get g;
+    pthread_t t;
+
+    memset(&g, 0, sizeof(g));
+    g.f = f;
+    atomic_store(&f->slow_fsync, 1);
+    assert_int_equal(pthread_create(&t, NULL, bg_get_main, &g), 0);
+    for (int i = 0; i < 10000 && !atomic_load(&f->in_fsync); i++)
+        nanosleep(&nap, NULL);
+    assert_true(atomic_load(&f->in_fsync)); /* the request's event is being synced: its 401 is held */
+    f->stop = 1;                             /* SIGTERM */
+    nanosleep(&settle, NULL);                /* the server notices (within 200 ms) and stops accepting */
+    atomic_store(&f->slow_fsync, 0);         /* durable now */
+    pthread_join(t, NULL);
+    assert_int_equal(g.status, 401);
+    assert_non_null(strstr(g.body, "\"code\":\"unauthenticated\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_held_until_durable_then_503, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_sends_held_response, setup, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
