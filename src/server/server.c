@@ -488,6 +488,35 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
     return ret;
 }
 
+/*
+ * Room for `need` bytes at r->body.  It grows by copy, never by realloc: the body may hold a
+ * secret, a token or personal values, and realloc could leave its earlier bytes in freed memory,
+ * which nothing wipes.  Doubling from 1 KiB, at most CUSTOS_BODY_MAX + 1.  0, or -1 when out of
+ * memory (the body as it was stays).
+ */
+static int body_reserve(struct req *r, size_t need)
+{
+    size_t cap = r->body_cap ? r->body_cap : 1024;
+    char *nb;
+
+    if (need <= r->body_cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if (cap > (size_t)CUSTOS_BODY_MAX + 1)
+        cap = (size_t)CUSTOS_BODY_MAX + 1 > need ? (size_t)CUSTOS_BODY_MAX + 1 : need;
+    if (!(nb = malloc(cap)))
+        return -1;
+    if (r->body) {
+        memcpy(nb, r->body, r->body_len + 1);
+        sodium_memzero(r->body, r->body_cap);
+        free(r->body);
+    }
+    r->body = nb;
+    r->body_cap = cap;
+    return 0;
+}
+
 /* The request's context when on_uri could not allocate one: the request is dropped. */
 static struct req no_memory;
 
@@ -550,11 +579,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (*upload_size) {
         if (!r->body_too_big && r->body_len + *upload_size <= CUSTOS_BODY_MAX) {
-            char *nb = realloc(r->body, r->body_len + *upload_size + 1);
-
-            if (!nb)
+            if (body_reserve(r, r->body_len + *upload_size + 1))
                 return MHD_NO;
-            r->body = nb;
             memcpy(r->body + r->body_len, upload, *upload_size);
             r->body_len += *upload_size;
             r->body[r->body_len] = '\0';
@@ -591,7 +617,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
         return;
     }
     if (r->body) {
-        sodium_memzero(r->body, r->body_len);
+        sodium_memzero(r->body, r->body_cap);
         free(r->body);
     }
     custos_free_wiped(r->resp);

@@ -69,6 +69,7 @@ struct req {
     /* body, capped at CUSTOS_BODY_MAX */
     char *body;
     size_t body_len;
+    size_t body_cap;              /* bytes allocated at body */
     int body_too_big;
     /* response */
     int status;
