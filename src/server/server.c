@@ -1,7 +1,8 @@
 /*
  * server.c - libmicrohttpd daemon, request lifecycle, responses.
  *
- * Lifecycle of a request: first callback allocates a struct req; upload
+ * Lifecycle of a request: the URI log callback allocates a struct req (and
+ * notes an encoded slash in the path as sent); the first callback fills it; upload
  * callbacks append the body up to CUSTOS_BODY_MAX (the rest is discarded
  * and the request answered 413); the final callback routes it,
  * authenticates when the route needs it (the core audits failures), checks
@@ -405,7 +406,8 @@ static void dispatch(struct req *r)
     char msg[160];
     enum custos_err rc;
 
-    r->route = custos_route_match(r->method, r->url, r->params, &known);
+    /* an encoded slash is part of its segment, not a separator the router may split at */
+    r->route = r->slash_encoded ? NULL : custos_route_match(r->method, r->url, r->params, &known);
     if (!r->route) {
         if (known) {
             custos_route_allowed(r->url, r->allow, sizeof(r->allow));
@@ -486,6 +488,58 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct req *r)
     return ret;
 }
 
+/*
+ * Room for `need` bytes at r->body.  It grows by copy, never by realloc: the body may hold a
+ * secret, a token or personal values, and realloc could leave its earlier bytes in freed memory,
+ * which nothing wipes.  Doubling from 1 KiB, at most CUSTOS_BODY_MAX + 1.  0, or -1 when out of
+ * memory (the body as it was stays).
+ */
+static int body_reserve(struct req *r, size_t need)
+{
+    size_t cap = r->body_cap ? r->body_cap : 1024;
+    char *nb;
+
+    if (need <= r->body_cap)
+        return 0;
+    while (cap < need)
+        cap *= 2;
+    if (cap > (size_t)CUSTOS_BODY_MAX + 1)
+        cap = (size_t)CUSTOS_BODY_MAX + 1 > need ? (size_t)CUSTOS_BODY_MAX + 1 : need;
+    if (!(nb = malloc(cap)))
+        return -1;
+    if (r->body) {
+        memcpy(nb, r->body, r->body_len + 1);
+        sodium_memzero(r->body, r->body_cap);
+        free(r->body);
+    }
+    r->body = nb;
+    r->body_cap = cap;
+    return 0;
+}
+
+/* The request's context when on_uri could not allocate one: the request is dropped. */
+static struct req no_memory;
+
+/*
+ * libmicrohttpd's URI log callback: called once per request with the request target as sent,
+ * before it is percent-decoded (the path on_request gets is decoded, "%2F" made a "/").  It makes
+ * the request's context, which on_request fills on its first call and on_completed frees.
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    size_t n = strcspn(uri, "?");
+
+    (void)cls;
+    (void)c;
+    if (!r)
+        return &no_memory;
+    for (size_t i = 0; i + 2 < n; i++)
+        if (uri[i] == '%' && uri[i + 1] == '2' && (uri[i + 2] == 'f' || uri[i + 2] == 'F'))
+            r->slash_encoded = 1;
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -494,10 +548,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     int held;
 
     (void)version;
-    if (!r) {
-        r = calloc(1, sizeof(*r));
-        if (!r)
+    if (r == &no_memory)
+        return MHD_NO;
+    if (!r) { /* on_uri runs first: not expected */
+        if (!(r = calloc(1, sizeof(*r))))
             return MHD_NO;
+        *con_cls = r;
+    }
+    if (!r->conn) { /* the first call: the head is in, the body not read yet */
         r->vault = w->s->vault;
         r->conn = c;
         r->method = method;
@@ -521,11 +579,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (*upload_size) {
         if (!r->body_too_big && r->body_len + *upload_size <= CUSTOS_BODY_MAX) {
-            char *nb = realloc(r->body, r->body_len + *upload_size + 1);
-
-            if (!nb)
+            if (body_reserve(r, r->body_len + *upload_size + 1))
                 return MHD_NO;
-            r->body = nb;
             memcpy(r->body + r->body_len, upload, *upload_size);
             r->body_len += *upload_size;
             r->body[r->body_len] = '\0';
@@ -557,10 +612,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     (void)cls;
     (void)c;
     (void)toe;
-    if (!r)
+    if (!r || r == &no_memory) {
+        *con_cls = NULL;
         return;
+    }
     if (r->body) {
-        sodium_memzero(r->body, r->body_len);
+        sodium_memzero(r->body, r->body_cap);
         free(r->body);
     }
     custos_free_wiped(r->resp);
@@ -573,6 +630,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
  * Percent-decoding for paths and query strings, in place.  Unlike the default, "%00" is left
  * as it is: a decoded NUL would cut the C string the router sees ("/v1/subjects/ID%00/export"
  * read as "/v1/subjects/ID"), while a literal "%00" matches no route and fails every check.
+ * "%2F" is decoded (a query value may hold a slash), but a path that holds it matches no route
+ * (on_uri saw it before decoding).
  */
 static unsigned hexval(char h)
 {
@@ -897,7 +956,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         w->mhd = MHD_start_daemon(
             flags, 0, NULL, NULL, on_request, w, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+            MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
             MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
             tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);

@@ -69,6 +69,7 @@ struct req {
     /* body, capped at CUSTOS_BODY_MAX */
     char *body;
     size_t body_len;
+    size_t body_cap;              /* bytes allocated at body */
     int body_too_big;
     /* response */
     int status;
@@ -78,6 +79,7 @@ struct req {
     char allow[64];               /* Allow header of a 405 */
     int close;                    /* answer with Connection: close (a framing error) */
     int bad_auth;                 /* Authorization repeated: a failed authentication */
+    int slash_encoded;            /* the path as sent holds "%2F": it matches no route */
     /* holding: the response is ready but waits for audit entry audit_index to be durable */
     int holding;
     uint64_t audit_index;
