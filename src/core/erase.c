@@ -1028,8 +1028,9 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
     else if (now - d->created > OUTBOX_GIVE_UP_MS && o.attempts >= OUTBOX_GIVE_UP_ATTEMPTS)
         o.failed_at = now;
     else {
-        /* 1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so receivers are not stampeded */
-        delay = o.attempts < 20 ? 1000LL << (o.attempts - 1) : OUTBOX_MAX_DELAY_MS;
+        /* 1 s, 2 s, 4 s ... capped at 5 minutes, with jitter so receivers are not stampeded (a count
+           that wrapped to 0, from a row edited in control.db, takes the cap, not a shift by -1) */
+        delay = o.attempts >= 1 && o.attempts < 20 ? 1000LL << (o.attempts - 1) : OUTBOX_MAX_DELAY_MS;
         if (delay > OUTBOX_MAX_DELAY_MS)
             delay = OUTBOX_MAX_DELAY_MS;
         o.next_at = now + delay + (int64_t)randombytes_uniform((uint32_t)(delay / 4 + 1));
