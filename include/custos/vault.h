@@ -73,6 +73,9 @@ void custos_vault_free(struct custos_vault *v);
 /* 1 when opening found the ledger not closed cleanly (recovered, and recorded as a ledger.recover
    event); *torn_bytes (may be NULL) gets the bytes of an unacknowledged torn tail it dropped. */
 int custos_vault_ledger_recovered(const struct custos_vault *v, uint64_t *torn_bytes);
+/* How many entries shorter the ledger is than when this vault last opened it (0 normally): a
+   ledger rolled back or replaced by an older copy.  Recorded as a ledger.rollback event. */
+uint64_t custos_vault_ledger_missing(const struct custos_vault *v);
 
 /* The ledger of an open vault (for checkpoints, proofs, entries). */
 struct custos_ledger *custos_vault_ledger(struct custos_vault *v);

@@ -199,6 +199,10 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
             cli_error(0, "the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
                          "ledger.recover event)");
     }
+    if (custos_vault_ledger_missing(*v))
+        cli_error(0, "the ledger holds %llu entries fewer than when this vault last opened it: rolled back "
+                     "or replaced by an older copy (recorded as a ledger.rollback event)",
+                  (unsigned long long)custos_vault_ledger_missing(*v));
     return CUSTOS_OK;
 }
 

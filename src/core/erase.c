@@ -1269,8 +1269,23 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
         rc = CUSTOS_OK;
     if (rc)
         goto done;
-    if (from > size)
-        from = 0; /* a ledger shorter than the marker: rescan it all (the witness reports the rollback) */
+    if (from > size) {
+        /* The ledger is shorter than when the control plane last read it: rolled back or replaced
+           by an older copy.  Say so in the ledger itself (witnesses holding a later checkpoint
+           report it too), and rescan it all. */
+        struct custos_caller sys;
+        struct custos_event ev;
+
+        custos_caller_system(&sys);
+        custos_event_init(&ev, "ledger.rollback", &sys);
+        ev.result = CUSTOS_RESULT_ERROR;
+        ev.reason = "ledger_shorter";
+        ev.count = (int64_t)(from - size);
+        v->ledger_missing = from - size;
+        if ((rc = custos_audit_durable(v, &ev, NULL)))
+            goto done;
+        from = 0;
+    }
     buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
     if (!buf) {
         rc = CUSTOS_ERR_NOMEM;

@@ -328,6 +328,11 @@ static enum custos_err load_optional(const char *dir, const char *name, char **t
     return rc;
 }
 
+uint64_t custos_vault_ledger_missing(const struct custos_vault *v)
+{
+    return v->ledger_missing;
+}
+
 int custos_vault_ledger_recovered(const struct custos_vault *v, uint64_t *torn_bytes)
 {
     if (torn_bytes)

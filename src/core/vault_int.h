@@ -43,6 +43,7 @@ struct custos_vault {
     struct custos_store *store;
     struct custos_ledger *ledger;
     struct custos_ledger_recovery ledger_recovery; /* what opening the ledger had to repair */
+    uint64_t ledger_missing; /* entries the vault had seen that its ledger no longer holds */
     struct custos_schema *schema;
     struct custos_policy *policy;
     struct custos_secrets *sec;

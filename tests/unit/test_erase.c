@@ -22,6 +22,7 @@
 
 #include "core/keyfile.h"
 #include "core/vault_int.h"
+#include "custos/ledger.h"
 #include "custos/vault.h"
 
 static uint64_t fake_now = 1764000000000ULL; /* 2025-11-24 */
@@ -1020,6 +1021,51 @@ static void test_receipt_with_damaged_ledger(void **state)
     free(text);
 }
 
+/*
+ * The ledger replaced by an older copy of itself (consistent, so it opens): the control plane
+ * saw it longer, and the open says so in the ledger, as a ledger.rollback event counting the
+ * entries missing, instead of only rescanning it (review suggestion).
+ */
+static void test_ledger_rollback_recorded(void **state)
+{
+    static uint8_t buf[CUSTOS_LEDGER_ENTRY_MAX];
+    struct fx *f = *state;
+    char a[33], b[33], cmd[1000];
+    struct custos_ledger *l;
+    uint64_t before, size;
+    size_t len = 0;
+    json_t *ev;
+
+    create(f, alice, a);
+    custos_vault_free(f->v);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s/ledger' '%s/ledger.old'", f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    open_vault(f);
+    before = custos_ledger_size(custos_vault_ledger(f->v));
+    assert_int_equal(custos_vault_ledger_missing(f->v), 0);
+    create(f, bob, b);
+    erase_ok(f, b);
+    size = custos_ledger_size(custos_vault_ledger(f->v));
+    custos_vault_free(f->v);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/ledger' && mv '%s/ledger.old' '%s/ledger'", f->dir, f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    open_vault(f);
+    assert_true(custos_vault_ledger_missing(f->v) > 0);
+    assert_true(custos_vault_ledger_missing(f->v) <= size - before + 1);
+    l = custos_vault_ledger(f->v);
+    assert_int_equal(custos_ledger_read(l, custos_ledger_size(l) - 1, buf, sizeof(buf), &len), CUSTOS_OK);
+    ev = json_loadb((const char *)buf, len, 0, NULL);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "ledger.rollback");
+    assert_string_equal(json_string_value(json_object_get(ev, "result")), "error");
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), (json_int_t)custos_vault_ledger_missing(f->v));
+    json_decref(ev);
+    /* said once: the next open finds the ledger as long as it last saw it */
+    custos_vault_free(f->v);
+    open_vault(f);
+    assert_int_equal(custos_vault_ledger_missing(f->v), 0);
+}
+
 static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
@@ -1464,6 +1510,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_one_ledger_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_with_damaged_ledger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_rollback_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_restore_keeps_the_last_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
