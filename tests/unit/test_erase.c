@@ -160,6 +160,22 @@ static void erase_ok(struct fx *f, const char *id)
     json_decref(r);
 }
 
+/* data.db opened beside the vault, with a trigger that makes every delete of a record fail (the
+   data-plane step of an erasure); DROP TRIGGER fail_delete ends it. */
+static sqlite3 *fail_record_deletes(struct fx *f)
+{
+    char data[300];
+    sqlite3 *h = NULL;
+
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
+                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
+                     SQLITE_OK);
+    return h;
+}
+
 static void test_erase_receipt(void **state)
 {
     struct fx *f = *state;
@@ -738,12 +754,7 @@ static void test_erase_data_plane_fails_tick_finishes(void **state)
 
     create(f, alice, a);
     create(f, bob, b);
-    snprintf(data, sizeof(data), "%s/data.db", f->dir);
-    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 5000);
-    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
-                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
-                     SQLITE_OK);
+    h = fail_record_deletes(f);
     assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
     assert_null(r);
     /* still in the data plane, yet never found */
@@ -803,18 +814,13 @@ static int erase_entries(struct fx *f, const char *hex, uint64_t *last)
 static void test_erase_data_plane_fails_one_ledger_entry(void **state)
 {
     struct fx *f = *state;
-    char a[33], data[300];
+    char a[33];
     json_t *r = NULL, *out = NULL;
     uint64_t first = 0, last = 0;
     sqlite3 *h;
 
     create(f, alice, a);
-    snprintf(data, sizeof(data), "%s/data.db", f->dir);
-    assert_int_equal(sqlite3_open(data, &h), SQLITE_OK);
-    sqlite3_busy_timeout(h, 5000);
-    assert_int_equal(sqlite3_exec(h, "CREATE TRIGGER fail_delete BEFORE DELETE ON subjects"
-                                     " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;", NULL, NULL, NULL),
-                     SQLITE_OK);
+    h = fail_record_deletes(f);
     assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
     assert_int_equal(erase_entries(f, a, &first), 1);
     assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
