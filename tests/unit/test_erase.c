@@ -755,6 +755,7 @@ static void test_erase_data_plane_fails_tick_finishes(void **state)
     create(f, alice, a);
     create(f, bob, b);
     h = fail_record_deletes(f);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
     assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
     assert_null(r);
     /* still in the data plane, yet never found */
