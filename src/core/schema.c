@@ -639,7 +639,7 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
 {
     enum custos_err rc;
     size_t n, i, digits, seen, first_keep, a, b;
-    const char *at, *sp1, *sp2;
+    const char *at;
 
     switch (m) {
     case CUSTOS_MASK_FULL:
@@ -729,18 +729,28 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
         if ((rc = custos_buf_add(out, val, a)) || (rc = custos_buf_adds(out, "****")))
             return rc;
         return custos_buf_add(out, at, len - (size_t)(at - val));
-    case CUSTOS_MASK_ADDRESS:
-        sp1 = memchr(val, ' ', len);
-        sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - val)) : NULL;
-        if (sp2)
-            rc = custos_buf_add(out, val, (size_t)(sp2 - val));
-        else if (sp1)
-            rc = custos_buf_add(out, val, (size_t)(sp1 - val));
-        else
-            rc = CUSTOS_OK;
-        if (rc)
+    case CUSTOS_MASK_ADDRESS: {
+        /* Words are runs of anything but ASCII white space (tabs and line breaks separate words
+           as spaces do; white space around the value is no word).  Three words or more: keep
+           the first two, as written; two: the first; one: nothing. */
+        size_t ws[3], we[3], nw = 0;
+
+        for (i = 0; i < len && nw < 3;) {
+            while (i < len && isspace((unsigned char)val[i]))
+                i++;
+            if (i == len)
+                break;
+            ws[nw] = i;
+            while (i < len && !isspace((unsigned char)val[i]))
+                i++;
+            we[nw++] = i;
+        }
+        if (nw < 2)
+            return custos_buf_adds(out, "****");
+        if ((rc = custos_buf_add(out, val + ws[0], (nw >= 3 ? we[1] : we[0]) - ws[0])))
             return rc;
-        return custos_buf_adds(out, out->len ? " ****" : "****");
+        return custos_buf_adds(out, " ****");
+    }
     case CUSTOS_MASK_EDGES:
         n = u8count(val, len);
         if (n <= 3)

@@ -912,6 +912,27 @@ static void test_mask_address(void **state)
     expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시", "****");
 }
 
+/*
+ * The address style keeps at most the first two words, whatever white space separates them or
+ * surrounds the value.  (Regression: only the byte ' ' separated words, so a one-word address
+ * with a trailing space, "Seoul ", came out whole as "Seoul ****", a two-word one with a trailing
+ * space whole as well, and a tab let a third word through.)
+ */
+static void test_mask_address_whitespace(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_ADDRESS, "Seoul ", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, " Seoul", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "   ", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구 ", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구  \t", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, " 서울특별시 강남구", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시\t강남구 역삼로 1", "서울특별시\t강남구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시\n강남구\n역삼로 1", "서울특별시\n강남구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시  마포구   월드컵북로 396", "서울특별시  마포구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "  서울특별시 마포구 월드컵북로 396", "서울특별시 마포구 ****");
+}
+
 static void test_mask_edges(void **state)
 {
     struct custos_buf b;
@@ -1065,6 +1086,7 @@ int main(void)
         cmocka_unit_test(test_mask_utf8),
         cmocka_unit_test(test_mask_never_plain),
         cmocka_unit_test(test_mask_cap),
+        cmocka_unit_test(test_mask_address_whitespace),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
