@@ -721,11 +721,15 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
         }
         return CUSTOS_OK;
     case CUSTOS_MASK_EMAIL:
-        at = memchr(val, '@', len);
+        /* The domain follows the last '@' (a quoted local part may hold one).  At most two
+           characters of the local part stay, and never all of it: "ab" keeps "a", "a" nothing. */
+        for (at = NULL, i = len; i > 0 && !at; i--)
+            if (val[i - 1] == '@')
+                at = val + i - 1;
         if (!at)
             return custos_buf_adds(out, "****");
         n = u8count(val, (size_t)(at - val));
-        a = u8offset(val, (size_t)(at - val), n >= 2 ? 2 : n > 0 ? 1 : 0);
+        a = u8offset(val, (size_t)(at - val), n >= 3 ? 2 : n == 2 ? 1 : 0);
         if ((rc = custos_buf_add(out, val, a)) || (rc = custos_buf_adds(out, "****")))
             return rc;
         return custos_buf_add(out, at, len - (size_t)(at - val));

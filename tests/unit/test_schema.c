@@ -895,10 +895,29 @@ static void test_mask_email(void **state)
     (void)state;
     expect_mask(CUSTOS_MASK_EMAIL, "abcdef@gmail.com", "ab****@gmail.com");
     expect_mask(CUSTOS_MASK_EMAIL, "americo.brekke47797@naver.com", "am****@naver.com");
-    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "ab****@gmail.com");
-    expect_mask(CUSTOS_MASK_EMAIL, "a@gmail.com", "a****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "a****@gmail.com"); /* never the whole local part */
+    expect_mask(CUSTOS_MASK_EMAIL, "a@gmail.com", "****@gmail.com");
     expect_mask(CUSTOS_MASK_EMAIL, "홍길동@example.kr", "홍길****@example.kr");
     expect_mask(CUSTOS_MASK_EMAIL, "not-an-email", "****");
+}
+
+/*
+ * The email style never shows a whole address: a local part of one or two characters keeps one
+ * character fewer than it has, and the domain is what follows the last '@' (a quoted local part
+ * may hold '@').  (Regression: "ab@gmail.com" came out as "ab****@gmail.com" and "a@x.org" as
+ * "a****@x.org", the whole address; "\"jo@hn\"@x.org" showed "hn\"" of its local part.)
+ */
+static void test_mask_email_never_whole(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "a****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "a@example.org", "****@example.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "abc@x.org", "ab****@x.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "홍길@example.kr", "홍****@example.kr");
+    expect_mask(CUSTOS_MASK_EMAIL, "홍@example.kr", "****@example.kr");
+    expect_mask(CUSTOS_MASK_EMAIL, "@example.org", "****@example.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "\"jo@hn\"@x.org", "\"j****@x.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "a@b@c.com", "a@****@c.com");
 }
 
 static void test_mask_address(void **state)
@@ -1087,6 +1106,7 @@ int main(void)
         cmocka_unit_test(test_mask_never_plain),
         cmocka_unit_test(test_mask_cap),
         cmocka_unit_test(test_mask_address_whitespace),
+        cmocka_unit_test(test_mask_email_never_whole),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
