@@ -635,6 +635,45 @@ static enum custos_err stars(struct custos_buf *out, size_t k)
     return rc;
 }
 
+/*
+ * The grouped phone rule (docs/schema.md, mask styles): the '+' country code group (when
+ * keep_first is 2) is kept, at most 3 leading digits of the first national group, the last 4
+ * digits of the last group; every other digit is hidden.  Appends to out unless it is NULL (a
+ * dry run, *rc untouched); returns how many digits are hidden.
+ */
+static size_t phone_grouped(const char *val, size_t len, size_t groups, size_t keep_first, struct custos_buf *out,
+                            enum custos_err *rc)
+{
+    size_t i, g = 0, lead = 0, last_len = 0, last_seen = 0, hidden = 0;
+    int in = 0;
+
+    /* digits in the last group, so only its final four stay */
+    for (i = len; i > 0 && !isdigit((unsigned char)val[i - 1]); i--)
+        ;
+    for (; i > 0 && isdigit((unsigned char)val[i - 1]); i--)
+        last_len++;
+    for (i = 0; i < len; i++) {
+        int d = isdigit((unsigned char)val[i]) != 0, hide;
+
+        g += d && !in;
+        in = d;
+        if (!d)
+            hide = 0;
+        else if (g == 1 && keep_first == 2)
+            hide = 0; /* the country code, at most 3 digits (the caller checked) */
+        else if (g <= keep_first)
+            hide = lead++ >= 3; /* leading groups: at most three digits */
+        else if (g < groups)
+            hide = 1;
+        else
+            hide = last_seen++ + 4 < last_len;
+        hidden += (size_t)hide;
+        if (out && (*rc = custos_buf_addc(out, hide ? '*' : val[i])))
+            return hidden;
+    }
+    return hidden;
+}
+
 enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t len, struct custos_buf *out)
 {
     enum custos_err rc;
@@ -664,48 +703,30 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
             return custos_buf_adds(out, "****");
         {
             /* Grouped numbers keep their first group (two with a +country code) and their last,
-               and hide the groups between: 010-****-6960, +82 10-****-6960. */
-            size_t groups = 0, keep_first = val[0] == '+' ? 2 : 1, g = 0;
+               and hide the groups between: 010-****-6960, +82 10-****-6960.  A '+' group of more
+               than 3 digits is no country code: the number has just one leading group then. */
+            size_t groups = 0, keep_first = 1, first_len = 0;
             int in = 0;
 
             for (i = 0; i < len; i++) {
                 int d = isdigit((unsigned char)val[i]) != 0;
 
                 groups += d && !in;
+                first_len += d && groups == 1;
                 in = d;
             }
-            if (groups >= keep_first + 2) {
-                size_t lead = 0, last_len = 0, last_seen = 0;
-
-                /* digits in the last group, so only its final four stay */
-                for (i = len; i > 0 && !isdigit((unsigned char)val[i - 1]); i--)
-                    ;
-                for (; i > 0 && isdigit((unsigned char)val[i - 1]); i--)
-                    last_len++;
-                for (in = 0, i = 0; i < len; i++) {
-                    int d = isdigit((unsigned char)val[i]) != 0, hide;
-
-                    g += d && !in;
-                    in = d;
-                    if (!d)
-                        hide = 0;
-                    else if (g == 1 && keep_first == 2)
-                        hide = 0; /* the country code */
-                    else if (g <= keep_first)
-                        hide = lead++ >= 3; /* leading groups: at most three digits */
-                    else if (g < groups)
-                        hide = 1;
-                    else
-                        hide = last_seen++ + 4 < last_len;
-                    rc = custos_buf_addc(out, hide ? '*' : val[i]);
-                    if (rc)
-                        return rc;
-                }
-                return CUSTOS_OK;
+            if (val[0] == '+' && first_len <= 3)
+                keep_first = 2;
+            /* only when that hides 3 digits or more ("01-0-1234" would show 6 of its 7) */
+            if (groups >= keep_first + 2 && phone_grouped(val, len, groups, keep_first, NULL, &rc) >= 3) {
+                rc = CUSTOS_OK;
+                phone_grouped(val, len, groups, keep_first, out, &rc);
+                return rc;
             }
         }
-        /* ungrouped: keep the first 3 and last 4 digits when there are enough, else the last 2 */
-        first_keep = digits >= 9 ? 3 : 0;
+        /* ungrouped: keep the first 3 and last 4 digits when there are 10 or more, the first 2
+           and last 4 with 9, else the last 2: at least 3 digits are always hidden */
+        first_keep = digits >= 10 ? 3 : digits == 9 ? 2 : 0;
         for (seen = 0, i = 0; i < len; i++) {
             char c = val[i];
 

@@ -969,6 +969,59 @@ static void test_mask_edges(void **state)
     expect_mask(CUSTOS_MASK_EDGES, "가나다라마", "가**라마");
 }
 
+/* Digits of a masked phone number that are still shown. */
+static size_t shown_digits(const char *in, size_t *total)
+{
+    struct custos_buf b;
+    size_t i, k = 0;
+    enum custos_err rc;
+
+    custos_buf_init(&b, 1000);
+    rc = custos_mask_value(CUSTOS_MASK_PHONE, in, strlen(in), &b);
+    for (i = 0; i < b.len; i++)
+        k += b.p[i] >= '0' && b.p[i] <= '9';
+    custos_buf_release(&b);
+    assert_int_equal(rc, CUSTOS_OK);
+    for (*total = 0, i = 0; in[i]; i++)
+        *total += in[i] >= '0' && in[i] <= '9';
+    return k;
+}
+
+/*
+ * The phone style hides at least 3 digits of any number it shows at all, and a '+' group longer
+ * than a country code (3 digits) is not kept whole.  (Regression: "+82101234567 8 9 0", a valid
+ * phone value, came out as "+82101234567 8 * 0", 13 of its 14 digits; "01-0-1234" as
+ * "01-*-1234"; "021234567" as "021**4567".)
+ */
+static void test_mask_phone_hides_enough(void **state)
+{
+    static const char *const odd[] = {"+82101234567 8 9 0", "+8210-1234-56-78", "01-0-1234", "1-2-3-4567",
+                                      "+1 234 5 6789", "021234567", "02-123-4567", "+82 2-123-4567",
+                                      "010-1234-5678", "+82 10-1234-5678", "0101234 5 678", "1234567",
+                                      "+82 1028416960", "0 1 2 3 4 5 6 7 8", NULL};
+    size_t i, total, shown;
+
+    (void)state;
+    for (i = 0; odd[i]; i++) {
+        shown = shown_digits(odd[i], &total);
+        if (shown + 3 > total)
+            fail_msg("phone mask of '%s' shows %zu of its %zu digits", odd[i], shown, total);
+    }
+    expect_mask(CUSTOS_MASK_PHONE, "+82101234567 8 9 0", "+821******** * * 0");
+    expect_mask(CUSTOS_MASK_PHONE, "+8210-1234-56-78", "+821*-****-**-78");
+    expect_mask(CUSTOS_MASK_PHONE, "01-0-1234", "**-*-**34");
+    expect_mask(CUSTOS_MASK_PHONE, "021234567", "02***4567");
+    expect_mask(CUSTOS_MASK_PHONE, "0212345678", "021***5678");
+    /* the documented forms are unchanged */
+    expect_mask(CUSTOS_MASK_PHONE, "02-123-4567", "02-***-4567");
+    expect_mask(CUSTOS_MASK_PHONE, "+82 2-123-4567", "+82 2-***-4567");
+    expect_mask(CUSTOS_MASK_PHONE, "+1 415 555 0100", "+1 415 *** 0100");
+    expect_mask(CUSTOS_MASK_PHONE, "0101-2841-6960", "010*-****-6960");
+    expect_mask(CUSTOS_MASK_PHONE, "010 2841 69601", "010 **** *9601");
+    expect_mask(CUSTOS_MASK_PHONE, "1234-5678", "****-**78");
+    expect_mask(CUSTOS_MASK_PHONE, "+82 1028416960", "+82 1*****6960");
+}
+
 static void test_mask_full_and_date(void **state)
 {
     (void)state;
@@ -1107,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_mask_cap),
         cmocka_unit_test(test_mask_address_whitespace),
         cmocka_unit_test(test_mask_email_never_whole),
+        cmocka_unit_test(test_mask_phone_hides_enough),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
