@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "json.h"
 #include "policy.h"
 
@@ -567,18 +569,43 @@ enum custos_err custos_normalise(const struct custos_field *f, const char *val, 
     while (len && isspace((unsigned char)val[len - 1]))
         len--;
     if (f->format == CUSTOS_FMT_PHONE) {
-        if (len && val[0] == '+') {
-            /* +82 10-1234-5678 -> 01012345678 (Korean country code); other codes keep their digits */
-            if (len >= 3 && val[1] == '8' && val[2] == '2') {
-                val += 3;
-                len -= 3;
-                if (o + 1 < cap)
-                    out[o++] = '0';
+        /* Digits only.  An international number ('+' first, maybe inside a parenthesis) keeps its
+           '+', so it never equals a national number with the same digits ("+1 588 1234" is not
+           "1588-1234"); a Korean one (+82) is written nationally: "0", then the national
+           number without its trunk 0 if it was written with one ("+82 010-…", "+82 (0)10-…"). */
+        size_t d = 0, skip = 0;
+        int intl = 0, kr = 0;
+
+        for (i = 0; i < len && (val[i] == '(' || val[i] == ' '); i++)
+            ;
+        intl = i < len && val[i] == '+';
+        if (intl) {
+            for (; i < len && !isdigit((unsigned char)val[i]); i++)
+                ;
+            kr = i + 1 < len && val[i] == '8' && val[i + 1] == '2';
+            if (kr) {
+                skip = 2; /* the 82 */
+                for (i += 2; i < len && !isdigit((unsigned char)val[i]); i++)
+                    ;
+                skip += i < len && val[i] == '0'; /* a trunk 0 after the country code */
             }
         }
-        for (i = 0; i < len; i++)
-            if (isdigit((unsigned char)val[i]) && o + 1 < cap)
-                out[o++] = val[i];
+        if (intl) {
+            if (cap < 2)
+                goto too_long;
+            out[o++] = kr ? '0' : '+';
+        }
+        for (i = 0; i < len; i++) {
+            if (!isdigit((unsigned char)val[i]))
+                continue;
+            if (d++ < skip)
+                continue;
+            if (o + 1 >= cap)
+                goto too_long;
+            out[o++] = val[i];
+        }
+        if (d == 0)
+            o = 0; /* "+", "()": nothing */
     } else {
         for (i = 0; i < len && o + 1 < cap; i++) {
             char c = val[i];
@@ -588,13 +615,16 @@ enum custos_err custos_normalise(const struct custos_field *f, const char *val, 
             out[o++] = c;
         }
         if (i < len)
-            return custos_err_set(CUSTOS_ERR_INVALID, "search value is too long");
+            goto too_long;
     }
     out[o] = '\0';
     *outlen = o;
     if (o == 0)
         return custos_err_set(CUSTOS_ERR_INVALID, "search value is empty after normalisation");
     return CUSTOS_OK;
+too_long:
+    sodium_memzero(out, cap); /* no part of the value is left behind */
+    return custos_err_set(CUSTOS_ERR_INVALID, "search value is too long");
 }
 
 /* ---- masking ------------------------------------------------------------------------------- */

@@ -844,7 +844,7 @@ static void test_normalise(void **state)
     expect_norm(phone, "+821000028558", "01000028558");
     expect_norm(phone, "(010) 0002-8558", "01000028558");
     /* other country codes keep their digits */
-    expect_norm(phone, "+1 555 123 4567", "15551234567");
+    expect_norm(phone, "+1 555 123 4567", "+15551234567");
     /* no format: trimmed, case kept */
     expect_norm(name, "  홍길동 ", "홍길동");
     expect_norm(name, "Hong", "Hong");
@@ -855,6 +855,35 @@ static void test_normalise(void **state)
     assert_int_equal(custos_normalise(phone, "---", 3, out, sizeof(out), &n), CUSTOS_ERR_INVALID);
     /* too long for the output: INVALID, never an overflow */
     assert_int_equal(custos_normalise(email, "abcdefgh@x.com", 14, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
+    custos_schema_free(s);
+}
+
+/*
+ * Phone forms a Korean user writes for one number match, and different numbers do not.
+ * (Regression: "+82 010-…" and "+82 (0)10-…", the national trunk 0 kept after the country
+ * code, normalised to "0010…" and "(+82) 10-…" to "8210…", so none found "010-…"; and the '+'
+ * was dropped, so "+1 588 1234" and the Korean "1588-1234" had the same index entry; and a value
+ * with more digits than the output holds was cut short silently instead of refused.)
+ */
+static void test_normalise_phone_forms(void **state)
+{
+    struct custos_schema *s = default_schema();
+    const struct custos_field *phone = custos_schema_field(s, "phone", 5);
+    char small[8];
+    size_t n;
+
+    (void)state;
+    expect_norm(phone, "+82 010-1234-5678", "01012345678");
+    expect_norm(phone, "+82 (0)10-1234-5678", "01012345678");
+    expect_norm(phone, "+82-010-1234-5678", "01012345678");
+    expect_norm(phone, "(+82) 10-1234-5678", "01012345678");
+    expect_norm(phone, "+82 2-123-4567", "021234567");
+    expect_norm(phone, "1588-1234", "15881234");
+    expect_norm(phone, "+1 588 1234", "+15881234");
+    expect_norm(phone, "+44 20 7946 0958", "+442079460958");
+    expect_norm(phone, "442079460958", "442079460958");
+    assert_int_equal(custos_normalise(phone, "010-1234-5678", 13, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_normalise(phone, "+", 1, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
     custos_schema_free(s);
 }
 
@@ -1161,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_mask_address_whitespace),
         cmocka_unit_test(test_mask_email_never_whole),
         cmocka_unit_test(test_mask_phone_hides_enough),
+        cmocka_unit_test(test_normalise_phone_forms),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
