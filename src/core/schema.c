@@ -344,6 +344,18 @@ static int valid_date(const char *s, size_t n)
     return d <= mdays[m - 1] + (m == 2 && is_leap(y));
 }
 
+/*
+ * Code points outside ASCII that an email address must not hold: C1 controls, Unicode white space
+ * and the invisible format characters (zero-width, joiners, bidirectional controls, BOM).  Each
+ * makes an address that looks like another one, and that a search for what is seen never finds.
+ */
+static int invisible(unsigned long cp)
+{
+    return (cp >= 0x80 && cp <= 0xa0) || cp == 0xad || cp == 0x1680 || cp == 0x180e ||
+           (cp >= 0x2000 && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202f) || (cp >= 0x205f && cp <= 0x206f) ||
+           cp == 0x3000 || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
 static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
 {
     size_t i, at = n, digits = 0;
@@ -355,6 +367,15 @@ static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
         for (i = 0; i < n; i++) {
             unsigned char c = (unsigned char)s[i];
 
+            if (c >= 0x80) {
+                unsigned long cp;
+                size_t k = custos_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+
+                if (k == 0 || invisible(cp))
+                    return 0;
+                i += k - 1;
+                continue;
+            }
             if (c <= ' ' || c == 0x7f)
                 return 0;
             if (c == '@') {

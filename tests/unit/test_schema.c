@@ -623,6 +623,37 @@ static void test_flatten_formats(void **state)
     custos_schema_free(s);
 }
 
+/*
+ * An email address holds no space or control character of any script: a no-break space, an
+ * ideographic space, a line separator, a C1 control, a zero-width or bidirectional mark would make
+ * an address that looks like another one and that a search for what the user sees never finds.
+ * Unicode letters stay allowed.  (Regression: only ASCII spaces and controls were refused.)
+ */
+static void test_flatten_email_invisible(void **state)
+{
+    struct custos_schema *s = default_schema();
+    static const char *const bad[] = {
+        "{\"email\": \"kim\\u00a0@naver.com\"}",  /* no-break space */
+        "{\"email\": \"kim@naver.com\\u3000\"}",  /* ideographic space */
+        "{\"email\": \"kim@naver.com\\u2028\"}",  /* line separator */
+        "{\"email\": \"ki\\u0085m@naver.com\"}",  /* C1 control (NEL) */
+        "{\"email\": \"kim\\u200b@naver.com\"}",  /* zero-width space */
+        "{\"email\": \"\\ufeffkim@naver.com\"}",  /* zero-width no-break space (BOM) */
+        "{\"email\": \"kim@naver\\u202e.com\"}",  /* right-to-left override */
+        "{\"email\": \"kim\\u2009@naver.com\"}",  /* thin space */
+        "{\"email\": \"ki\\u00adm@naver.com\"}",  /* soft hyphen */
+        NULL,
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; bad[i]; i++)
+        expect_flatten(s, bad[i], 0, CUSTOS_ERR_INVALID, "must be an email address");
+    expect_flatten(s, "{\"email\": \"홍길동@example.kr\"}", 0, CUSTOS_OK, NULL);
+    expect_flatten(s, "{\"email\": \"josé@bücher.de\"}", 0, CUSTOS_OK, NULL);
+    custos_schema_free(s);
+}
+
 static void test_flatten_unknown_fields(void **state)
 {
     struct custos_schema *s = default_schema();
@@ -1191,6 +1222,7 @@ int main(void)
         cmocka_unit_test(test_mask_email_never_whole),
         cmocka_unit_test(test_mask_phone_hides_enough),
         cmocka_unit_test(test_normalise_phone_forms),
+        cmocka_unit_test(test_flatten_email_invisible),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
