@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "json.h"
 #include "policy.h"
 
@@ -342,6 +344,18 @@ static int valid_date(const char *s, size_t n)
     return d <= mdays[m - 1] + (m == 2 && is_leap(y));
 }
 
+/*
+ * Code points outside ASCII that an email address must not hold: C1 controls, Unicode white space
+ * and the invisible format characters (zero-width, joiners, bidirectional controls, BOM).  Each
+ * makes an address that looks like another one, and that a search for what is seen never finds.
+ */
+static int invisible(unsigned long cp)
+{
+    return (cp >= 0x80 && cp <= 0xa0) || cp == 0xad || cp == 0x1680 || cp == 0x180e ||
+           (cp >= 0x2000 && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202f) || (cp >= 0x205f && cp <= 0x206f) ||
+           cp == 0x3000 || cp == 0xfeff || (cp >= 0xfff9 && cp <= 0xfffb);
+}
+
 static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
 {
     size_t i, at = n, digits = 0;
@@ -353,6 +367,15 @@ static int valid_format(enum custos_fformat fmt, const char *s, size_t n)
         for (i = 0; i < n; i++) {
             unsigned char c = (unsigned char)s[i];
 
+            if (c >= 0x80) {
+                unsigned long cp;
+                size_t k = custos_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+
+                if (k == 0 || invisible(cp))
+                    return 0;
+                i += k - 1;
+                continue;
+            }
             if (c <= ' ' || c == 0x7f)
                 return 0;
             if (c == '@') {
@@ -567,18 +590,43 @@ enum custos_err custos_normalise(const struct custos_field *f, const char *val, 
     while (len && isspace((unsigned char)val[len - 1]))
         len--;
     if (f->format == CUSTOS_FMT_PHONE) {
-        if (len && val[0] == '+') {
-            /* +82 10-1234-5678 -> 01012345678 (Korean country code); other codes keep their digits */
-            if (len >= 3 && val[1] == '8' && val[2] == '2') {
-                val += 3;
-                len -= 3;
-                if (o + 1 < cap)
-                    out[o++] = '0';
+        /* Digits only.  An international number ('+' first, maybe inside a parenthesis) keeps its
+           '+', so it never equals a national number with the same digits ("+1 588 1234" is not
+           "1588-1234"); a Korean one (+82) is written nationally: "0", then the national
+           number without its trunk 0 if it was written with one ("+82 010-…", "+82 (0)10-…"). */
+        size_t d = 0, skip = 0;
+        int intl = 0, kr = 0;
+
+        for (i = 0; i < len && (val[i] == '(' || val[i] == ' '); i++)
+            ;
+        intl = i < len && val[i] == '+';
+        if (intl) {
+            for (; i < len && !isdigit((unsigned char)val[i]); i++)
+                ;
+            kr = i + 1 < len && val[i] == '8' && val[i + 1] == '2';
+            if (kr) {
+                skip = 2; /* the 82 */
+                for (i += 2; i < len && !isdigit((unsigned char)val[i]); i++)
+                    ;
+                skip += i < len && val[i] == '0'; /* a trunk 0 after the country code */
             }
         }
-        for (i = 0; i < len; i++)
-            if (isdigit((unsigned char)val[i]) && o + 1 < cap)
-                out[o++] = val[i];
+        if (intl) {
+            if (cap < 2)
+                goto too_long;
+            out[o++] = kr ? '0' : '+';
+        }
+        for (i = 0; i < len; i++) {
+            if (!isdigit((unsigned char)val[i]))
+                continue;
+            if (d++ < skip)
+                continue;
+            if (o + 1 >= cap)
+                goto too_long;
+            out[o++] = val[i];
+        }
+        if (d == 0)
+            o = 0; /* "+", "()": nothing */
     } else {
         for (i = 0; i < len && o + 1 < cap; i++) {
             char c = val[i];
@@ -588,13 +636,16 @@ enum custos_err custos_normalise(const struct custos_field *f, const char *val, 
             out[o++] = c;
         }
         if (i < len)
-            return custos_err_set(CUSTOS_ERR_INVALID, "search value is too long");
+            goto too_long;
     }
     out[o] = '\0';
     *outlen = o;
     if (o == 0)
         return custos_err_set(CUSTOS_ERR_INVALID, "search value is empty after normalisation");
     return CUSTOS_OK;
+too_long:
+    sodium_memzero(out, cap); /* no part of the value is left behind */
+    return custos_err_set(CUSTOS_ERR_INVALID, "search value is too long");
 }
 
 /* ---- masking ------------------------------------------------------------------------------- */
@@ -635,11 +686,50 @@ static enum custos_err stars(struct custos_buf *out, size_t k)
     return rc;
 }
 
+/*
+ * The grouped phone rule (docs/schema.md, mask styles): the '+' country code group (when
+ * keep_first is 2) is kept, at most 3 leading digits of the first national group, the last 4
+ * digits of the last group; every other digit is hidden.  Appends to out unless it is NULL (a
+ * dry run, *rc untouched); returns how many digits are hidden.
+ */
+static size_t phone_grouped(const char *val, size_t len, size_t groups, size_t keep_first, struct custos_buf *out,
+                            enum custos_err *rc)
+{
+    size_t i, g = 0, lead = 0, last_len = 0, last_seen = 0, hidden = 0;
+    int in = 0;
+
+    /* digits in the last group, so only its final four stay */
+    for (i = len; i > 0 && !isdigit((unsigned char)val[i - 1]); i--)
+        ;
+    for (; i > 0 && isdigit((unsigned char)val[i - 1]); i--)
+        last_len++;
+    for (i = 0; i < len; i++) {
+        int d = isdigit((unsigned char)val[i]) != 0, hide;
+
+        g += d && !in;
+        in = d;
+        if (!d)
+            hide = 0;
+        else if (g == 1 && keep_first == 2)
+            hide = 0; /* the country code, at most 3 digits (the caller checked) */
+        else if (g <= keep_first)
+            hide = lead++ >= 3; /* leading groups: at most three digits */
+        else if (g < groups)
+            hide = 1;
+        else
+            hide = last_seen++ + 4 < last_len;
+        hidden += (size_t)hide;
+        if (out && (*rc = custos_buf_addc(out, hide ? '*' : val[i])))
+            return hidden;
+    }
+    return hidden;
+}
+
 enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t len, struct custos_buf *out)
 {
     enum custos_err rc;
     size_t n, i, digits, seen, first_keep, a, b;
-    const char *at, *sp1, *sp2;
+    const char *at;
 
     switch (m) {
     case CUSTOS_MASK_FULL:
@@ -664,48 +754,30 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
             return custos_buf_adds(out, "****");
         {
             /* Grouped numbers keep their first group (two with a +country code) and their last,
-               and hide the groups between: 010-****-6960, +82 10-****-6960. */
-            size_t groups = 0, keep_first = val[0] == '+' ? 2 : 1, g = 0;
+               and hide the groups between: 010-****-6960, +82 10-****-6960.  A '+' group of more
+               than 3 digits is no country code: the number has just one leading group then. */
+            size_t groups = 0, keep_first = 1, first_len = 0;
             int in = 0;
 
             for (i = 0; i < len; i++) {
                 int d = isdigit((unsigned char)val[i]) != 0;
 
                 groups += d && !in;
+                first_len += d && groups == 1;
                 in = d;
             }
-            if (groups >= keep_first + 2) {
-                size_t lead = 0, last_len = 0, last_seen = 0;
-
-                /* digits in the last group, so only its final four stay */
-                for (i = len; i > 0 && !isdigit((unsigned char)val[i - 1]); i--)
-                    ;
-                for (; i > 0 && isdigit((unsigned char)val[i - 1]); i--)
-                    last_len++;
-                for (in = 0, i = 0; i < len; i++) {
-                    int d = isdigit((unsigned char)val[i]) != 0, hide;
-
-                    g += d && !in;
-                    in = d;
-                    if (!d)
-                        hide = 0;
-                    else if (g == 1 && keep_first == 2)
-                        hide = 0; /* the country code */
-                    else if (g <= keep_first)
-                        hide = lead++ >= 3; /* leading groups: at most three digits */
-                    else if (g < groups)
-                        hide = 1;
-                    else
-                        hide = last_seen++ + 4 < last_len;
-                    rc = custos_buf_addc(out, hide ? '*' : val[i]);
-                    if (rc)
-                        return rc;
-                }
-                return CUSTOS_OK;
+            if (val[0] == '+' && first_len <= 3)
+                keep_first = 2;
+            /* only when that hides 3 digits or more ("01-0-1234" would show 6 of its 7) */
+            if (groups >= keep_first + 2 && phone_grouped(val, len, groups, keep_first, NULL, &rc) >= 3) {
+                rc = CUSTOS_OK;
+                phone_grouped(val, len, groups, keep_first, out, &rc);
+                return rc;
             }
         }
-        /* ungrouped: keep the first 3 and last 4 digits when there are enough, else the last 2 */
-        first_keep = digits >= 9 ? 3 : 0;
+        /* ungrouped: keep the first 3 and last 4 digits when there are 10 or more, the first 2
+           and last 4 with 9, else the last 2: at least 3 digits are always hidden */
+        first_keep = digits >= 10 ? 3 : digits == 9 ? 2 : 0;
         for (seen = 0, i = 0; i < len; i++) {
             char c = val[i];
 
@@ -721,26 +793,40 @@ enum custos_err custos_mask_value(enum custos_mask m, const char *val, size_t le
         }
         return CUSTOS_OK;
     case CUSTOS_MASK_EMAIL:
-        at = memchr(val, '@', len);
+        /* The domain follows the last '@' (a quoted local part may hold one).  At most two
+           characters of the local part stay, and never all of it: "ab" keeps "a", "a" nothing. */
+        for (at = NULL, i = len; i > 0 && !at; i--)
+            if (val[i - 1] == '@')
+                at = val + i - 1;
         if (!at)
             return custos_buf_adds(out, "****");
         n = u8count(val, (size_t)(at - val));
-        a = u8offset(val, (size_t)(at - val), n >= 2 ? 2 : n > 0 ? 1 : 0);
+        a = u8offset(val, (size_t)(at - val), n >= 3 ? 2 : n == 2 ? 1 : 0);
         if ((rc = custos_buf_add(out, val, a)) || (rc = custos_buf_adds(out, "****")))
             return rc;
         return custos_buf_add(out, at, len - (size_t)(at - val));
-    case CUSTOS_MASK_ADDRESS:
-        sp1 = memchr(val, ' ', len);
-        sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - val)) : NULL;
-        if (sp2)
-            rc = custos_buf_add(out, val, (size_t)(sp2 - val));
-        else if (sp1)
-            rc = custos_buf_add(out, val, (size_t)(sp1 - val));
-        else
-            rc = CUSTOS_OK;
-        if (rc)
+    case CUSTOS_MASK_ADDRESS: {
+        /* Words are runs of anything but ASCII white space (tabs and line breaks separate words
+           as spaces do; white space around the value is no word).  Three words or more: keep
+           the first two, as written; two: the first; one: nothing. */
+        size_t ws[3], we[3], nw = 0;
+
+        for (i = 0; i < len && nw < 3;) {
+            while (i < len && isspace((unsigned char)val[i]))
+                i++;
+            if (i == len)
+                break;
+            ws[nw] = i;
+            while (i < len && !isspace((unsigned char)val[i]))
+                i++;
+            we[nw++] = i;
+        }
+        if (nw < 2)
+            return custos_buf_adds(out, "****");
+        if ((rc = custos_buf_add(out, val + ws[0], (nw >= 3 ? we[1] : we[0]) - ws[0])))
             return rc;
-        return custos_buf_adds(out, out->len ? " ****" : "****");
+        return custos_buf_adds(out, " ****");
+    }
     case CUSTOS_MASK_EDGES:
         n = u8count(val, len);
         if (n <= 3)

@@ -623,6 +623,37 @@ static void test_flatten_formats(void **state)
     custos_schema_free(s);
 }
 
+/*
+ * An email address holds no space or control character of any script: a no-break space, an
+ * ideographic space, a line separator, a C1 control, a zero-width or bidirectional mark would make
+ * an address that looks like another one and that a search for what the user sees never finds.
+ * Unicode letters stay allowed.  (Regression: only ASCII spaces and controls were refused.)
+ */
+static void test_flatten_email_invisible(void **state)
+{
+    struct custos_schema *s = default_schema();
+    static const char *const bad[] = {
+        "{\"email\": \"kim\\u00a0@naver.com\"}",  /* no-break space */
+        "{\"email\": \"kim@naver.com\\u3000\"}",  /* ideographic space */
+        "{\"email\": \"kim@naver.com\\u2028\"}",  /* line separator */
+        "{\"email\": \"ki\\u0085m@naver.com\"}",  /* C1 control (NEL) */
+        "{\"email\": \"kim\\u200b@naver.com\"}",  /* zero-width space */
+        "{\"email\": \"\\ufeffkim@naver.com\"}",  /* zero-width no-break space (BOM) */
+        "{\"email\": \"kim@naver\\u202e.com\"}",  /* right-to-left override */
+        "{\"email\": \"kim\\u2009@naver.com\"}",  /* thin space */
+        "{\"email\": \"ki\\u00adm@naver.com\"}",  /* soft hyphen */
+        NULL,
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; bad[i]; i++)
+        expect_flatten(s, bad[i], 0, CUSTOS_ERR_INVALID, "must be an email address");
+    expect_flatten(s, "{\"email\": \"홍길동@example.kr\"}", 0, CUSTOS_OK, NULL);
+    expect_flatten(s, "{\"email\": \"josé@bücher.de\"}", 0, CUSTOS_OK, NULL);
+    custos_schema_free(s);
+}
+
 static void test_flatten_unknown_fields(void **state)
 {
     struct custos_schema *s = default_schema();
@@ -844,7 +875,7 @@ static void test_normalise(void **state)
     expect_norm(phone, "+821000028558", "01000028558");
     expect_norm(phone, "(010) 0002-8558", "01000028558");
     /* other country codes keep their digits */
-    expect_norm(phone, "+1 555 123 4567", "15551234567");
+    expect_norm(phone, "+1 555 123 4567", "+15551234567");
     /* no format: trimmed, case kept */
     expect_norm(name, "  홍길동 ", "홍길동");
     expect_norm(name, "Hong", "Hong");
@@ -855,6 +886,35 @@ static void test_normalise(void **state)
     assert_int_equal(custos_normalise(phone, "---", 3, out, sizeof(out), &n), CUSTOS_ERR_INVALID);
     /* too long for the output: INVALID, never an overflow */
     assert_int_equal(custos_normalise(email, "abcdefgh@x.com", 14, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
+    custos_schema_free(s);
+}
+
+/*
+ * Phone forms a Korean user writes for one number match, and different numbers do not.
+ * (Regression: "+82 010-…" and "+82 (0)10-…", the national trunk 0 kept after the country
+ * code, normalised to "0010…" and "(+82) 10-…" to "8210…", so none found "010-…"; and the '+'
+ * was dropped, so "+1 588 1234" and the Korean "1588-1234" had the same index entry; and a value
+ * with more digits than the output holds was cut short silently instead of refused.)
+ */
+static void test_normalise_phone_forms(void **state)
+{
+    struct custos_schema *s = default_schema();
+    const struct custos_field *phone = custos_schema_field(s, "phone", 5);
+    char small[8];
+    size_t n;
+
+    (void)state;
+    expect_norm(phone, "+82 010-1234-5678", "01012345678");
+    expect_norm(phone, "+82 (0)10-1234-5678", "01012345678");
+    expect_norm(phone, "+82-010-1234-5678", "01012345678");
+    expect_norm(phone, "(+82) 10-1234-5678", "01012345678");
+    expect_norm(phone, "+82 2-123-4567", "021234567");
+    expect_norm(phone, "1588-1234", "15881234");
+    expect_norm(phone, "+1 588 1234", "+15881234");
+    expect_norm(phone, "+44 20 7946 0958", "+442079460958");
+    expect_norm(phone, "442079460958", "442079460958");
+    assert_int_equal(custos_normalise(phone, "010-1234-5678", 13, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
+    assert_int_equal(custos_normalise(phone, "+", 1, small, sizeof(small), &n), CUSTOS_ERR_INVALID);
     custos_schema_free(s);
 }
 
@@ -895,10 +955,29 @@ static void test_mask_email(void **state)
     (void)state;
     expect_mask(CUSTOS_MASK_EMAIL, "abcdef@gmail.com", "ab****@gmail.com");
     expect_mask(CUSTOS_MASK_EMAIL, "americo.brekke47797@naver.com", "am****@naver.com");
-    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "ab****@gmail.com");
-    expect_mask(CUSTOS_MASK_EMAIL, "a@gmail.com", "a****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "a****@gmail.com"); /* never the whole local part */
+    expect_mask(CUSTOS_MASK_EMAIL, "a@gmail.com", "****@gmail.com");
     expect_mask(CUSTOS_MASK_EMAIL, "홍길동@example.kr", "홍길****@example.kr");
     expect_mask(CUSTOS_MASK_EMAIL, "not-an-email", "****");
+}
+
+/*
+ * The email style never shows a whole address: a local part of one or two characters keeps one
+ * character fewer than it has, and the domain is what follows the last '@' (a quoted local part
+ * may hold '@').  (Regression: "ab@gmail.com" came out as "ab****@gmail.com" and "a@x.org" as
+ * "a****@x.org", the whole address; "\"jo@hn\"@x.org" showed "hn\"" of its local part.)
+ */
+static void test_mask_email_never_whole(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_EMAIL, "ab@gmail.com", "a****@gmail.com");
+    expect_mask(CUSTOS_MASK_EMAIL, "a@example.org", "****@example.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "abc@x.org", "ab****@x.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "홍길@example.kr", "홍****@example.kr");
+    expect_mask(CUSTOS_MASK_EMAIL, "홍@example.kr", "****@example.kr");
+    expect_mask(CUSTOS_MASK_EMAIL, "@example.org", "****@example.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "\"jo@hn\"@x.org", "\"j****@x.org");
+    expect_mask(CUSTOS_MASK_EMAIL, "a@b@c.com", "a@****@c.com");
 }
 
 static void test_mask_address(void **state)
@@ -910,6 +989,27 @@ static void test_mask_address(void **state)
     /* two words: only the first is kept (a full address never leaves masked) */
     expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구", "서울특별시 ****");
     expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시", "****");
+}
+
+/*
+ * The address style keeps at most the first two words, whatever white space separates them or
+ * surrounds the value.  (Regression: only the byte ' ' separated words, so a one-word address
+ * with a trailing space, "Seoul ", came out whole as "Seoul ****", a two-word one with a trailing
+ * space whole as well, and a tab let a third word through.)
+ */
+static void test_mask_address_whitespace(void **state)
+{
+    (void)state;
+    expect_mask(CUSTOS_MASK_ADDRESS, "Seoul ", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, " Seoul", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "   ", "****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구 ", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시 강남구  \t", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, " 서울특별시 강남구", "서울특별시 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시\t강남구 역삼로 1", "서울특별시\t강남구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시\n강남구\n역삼로 1", "서울특별시\n강남구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "서울특별시  마포구   월드컵북로 396", "서울특별시  마포구 ****");
+    expect_mask(CUSTOS_MASK_ADDRESS, "  서울특별시 마포구 월드컵북로 396", "서울특별시 마포구 ****");
 }
 
 static void test_mask_edges(void **state)
@@ -927,6 +1027,59 @@ static void test_mask_edges(void **state)
     expect_mask(CUSTOS_MASK_EDGES, "abcd", "a*cd");
     expect_mask(CUSTOS_MASK_EDGES, "abc", "****");
     expect_mask(CUSTOS_MASK_EDGES, "가나다라마", "가**라마");
+}
+
+/* Digits of a masked phone number that are still shown. */
+static size_t shown_digits(const char *in, size_t *total)
+{
+    struct custos_buf b;
+    size_t i, k = 0;
+    enum custos_err rc;
+
+    custos_buf_init(&b, 1000);
+    rc = custos_mask_value(CUSTOS_MASK_PHONE, in, strlen(in), &b);
+    for (i = 0; i < b.len; i++)
+        k += b.p[i] >= '0' && b.p[i] <= '9';
+    custos_buf_release(&b);
+    assert_int_equal(rc, CUSTOS_OK);
+    for (*total = 0, i = 0; in[i]; i++)
+        *total += in[i] >= '0' && in[i] <= '9';
+    return k;
+}
+
+/*
+ * The phone style hides at least 3 digits of any number it shows at all, and a '+' group longer
+ * than a country code (3 digits) is not kept whole.  (Regression: "+82101234567 8 9 0", a valid
+ * phone value, came out as "+82101234567 8 * 0", 13 of its 14 digits; "01-0-1234" as
+ * "01-*-1234"; "021234567" as "021**4567".)
+ */
+static void test_mask_phone_hides_enough(void **state)
+{
+    static const char *const odd[] = {"+82101234567 8 9 0", "+8210-1234-56-78", "01-0-1234", "1-2-3-4567",
+                                      "+1 234 5 6789", "021234567", "02-123-4567", "+82 2-123-4567",
+                                      "010-1234-5678", "+82 10-1234-5678", "0101234 5 678", "1234567",
+                                      "+82 1028416960", "0 1 2 3 4 5 6 7 8", NULL};
+    size_t i, total, shown;
+
+    (void)state;
+    for (i = 0; odd[i]; i++) {
+        shown = shown_digits(odd[i], &total);
+        if (shown + 3 > total)
+            fail_msg("phone mask of '%s' shows %zu of its %zu digits", odd[i], shown, total);
+    }
+    expect_mask(CUSTOS_MASK_PHONE, "+82101234567 8 9 0", "+821******** * * 0");
+    expect_mask(CUSTOS_MASK_PHONE, "+8210-1234-56-78", "+821*-****-**-78");
+    expect_mask(CUSTOS_MASK_PHONE, "01-0-1234", "**-*-**34");
+    expect_mask(CUSTOS_MASK_PHONE, "021234567", "02***4567");
+    expect_mask(CUSTOS_MASK_PHONE, "0212345678", "021***5678");
+    /* the documented forms are unchanged */
+    expect_mask(CUSTOS_MASK_PHONE, "02-123-4567", "02-***-4567");
+    expect_mask(CUSTOS_MASK_PHONE, "+82 2-123-4567", "+82 2-***-4567");
+    expect_mask(CUSTOS_MASK_PHONE, "+1 415 555 0100", "+1 415 *** 0100");
+    expect_mask(CUSTOS_MASK_PHONE, "0101-2841-6960", "010*-****-6960");
+    expect_mask(CUSTOS_MASK_PHONE, "010 2841 69601", "010 **** *9601");
+    expect_mask(CUSTOS_MASK_PHONE, "1234-5678", "****-**78");
+    expect_mask(CUSTOS_MASK_PHONE, "+82 1028416960", "+82 1*****6960");
 }
 
 static void test_mask_full_and_date(void **state)
@@ -1065,6 +1218,11 @@ int main(void)
         cmocka_unit_test(test_mask_utf8),
         cmocka_unit_test(test_mask_never_plain),
         cmocka_unit_test(test_mask_cap),
+        cmocka_unit_test(test_mask_address_whitespace),
+        cmocka_unit_test(test_mask_email_never_whole),
+        cmocka_unit_test(test_mask_phone_hides_enough),
+        cmocka_unit_test(test_normalise_phone_forms),
+        cmocka_unit_test(test_flatten_email_invisible),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
