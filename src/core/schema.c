@@ -148,8 +148,9 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
     }
     f->max_length = 256;
     if ((v = json_object_get(def, "max_length"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 4096)
-            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': max_length must be 1..4096", name);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > CUSTOS_SCHEMA_MAX_LENGTH)
+            return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': max_length must be 1..%d", name,
+                                  CUSTOS_SCHEMA_MAX_LENGTH);
         f->max_length = (size_t)json_integer_value(v);
     }
     if ((v = json_object_get(def, "retention"))) {

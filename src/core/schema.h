@@ -101,8 +101,16 @@ enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj
                                       struct custos_leaves *out, uint64_t *removed);
 
 
-/* Normalise a searchable value for the blind index (trim; email lowercased; phone digits,
-   +82 -> 0).  Writes into out (NUL-terminated).  CUSTOS_ERR_INVALID when nothing is left. */
+/* The longest max_length a schema may give a string field, in bytes. */
+#define CUSTOS_SCHEMA_MAX_LENGTH 4096
+
+/* Normalise a searchable value for the blind index (trim; email and pccc lowercased; phone
+   digits, a Korean +82 number in national form, another international one with its '+').
+   Writes into out (NUL-terminated; cap > CUSTOS_SCHEMA_MAX_LENGTH + 1 holds any stored value).
+   CUSTOS_ERR_INVALID when nothing is left or it does not fit (out wiped).
+   CUSTOS_BLIND_VERSION names this normalisation: change it whenever the output for some input
+   changes, and every vault rebuilds its blind index at its next open (vault.c). */
+#define CUSTOS_BLIND_VERSION 2
 enum custos_err custos_normalise(const struct custos_field *f, const char *val, size_t len, char *out,
                                  size_t cap, size_t *outlen);
 

@@ -319,7 +319,7 @@ enum custos_err custos_record_load(struct custos_vault *v, struct custos_store_c
 static enum custos_err blind_hash(struct custos_vault *v, const struct custos_field *f, const char *val, size_t len,
                                   uint8_t out[32])
 {
-    char norm[512];
+    char norm[CUSTOS_SCHEMA_MAX_LENGTH + 2]; /* any stored value; a longer search value is refused */
     size_t nlen;
     crypto_generichash_state st;
     enum custos_err rc;

@@ -328,6 +328,39 @@ static enum custos_err load_optional(const char *dir, const char *name, char **t
     return rc;
 }
 
+/*
+ * The blind index holds keyed hashes of values as normalised when they were indexed
+ * (custos_schema_normalise).  When that normalisation changes (CUSTOS_BLIND_VERSION), entries
+ * made by the old one would no longer match a search for the same value: the first open by the
+ * new version starts a rebuild of the whole index (resumable, as after a restore), then records
+ * the version in the control plane.  A crash in between only starts the rebuild again.
+ */
+static enum custos_err blind_version_check(struct custos_vault *v)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    uint8_t want = CUSTOS_BLIND_VERSION;
+    enum custos_err rc;
+
+    custos_buf_init(&b, 16);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->meta_get(c, "blind_version", &b);
+    if (rc == CUSTOS_OK && b.len == 1 && b.p[0] == want)
+        goto done;
+    if (rc && rc != CUSTOS_ERR_NOTFOUND)
+        goto done;
+    if (!(rc = v->ops->begin(c, CUSTOS_PLANE_DATA)) &&
+        ((rc = v->ops->blind_rebuild_mark(c, 0, 0)) || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))))
+        v->ops->rollback(c, CUSTOS_PLANE_DATA);
+    if (!rc)
+        rc = v->ops->meta_put(c, "blind_version", &want, 1);
+done:
+    v->ops->release(v->store, c);
+    custos_buf_release(&b);
+    return rc;
+}
+
 uint64_t custos_vault_ledger_missing(const struct custos_vault *v)
 {
     return v->ledger_missing;
@@ -470,8 +503,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;
-    /* after a restore: the blind index, which backups do not carry, from the records left */
-    if ((rc = custos_blind_rebuild(v, NULL)))
+    /* after a restore: the blind index, which backups do not carry, from the records left; after
+       an upgrade that changed the normalisation, the index made by the old one */
+    if ((rc = blind_version_check(v)) || (rc = custos_blind_rebuild(v, NULL)))
         goto fail;
     v->opened = 1;
     *out = v;

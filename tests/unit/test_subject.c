@@ -218,11 +218,106 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_string_equal(last_reason(f->v, why), "revoked_token");
 }
 
+/* Run one SQL statement on data.db, as someone with the file but not the keys. */
+static void edit_data_db(const struct fx *f, const char *sql)
+{
+    char path[700];
+    sqlite3 *db = NULL;
+
+    snprintf(path, sizeof(path), "%s/data.db", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* The ids a system search for field = value finds (as a JSON text, for comparing). */
+static int search_finds(struct fx *f, const char *field, const char *value, const char *id)
+{
+    json_t *out = NULL, *ids;
+    size_t i;
+    int found = 0;
+
+    assert_int_equal(custos_subject_search(f->v, &f->sys, field, value, "account", &out), CUSTOS_OK);
+    ids = json_object_get(out, "ids");
+    for (i = 0; i < json_array_size(ids); i++)
+        found |= strcmp(json_string_value(json_array_get(ids, i)), id) == 0;
+    json_decref(out);
+    return found;
+}
+
+/*
+ * A vault whose blind index was made by an older normalisation (here: a vault from before the
+ * index had a version, its entries gone stale) rebuilds the index at its next open, so that a
+ * search finds what a write of the same value indexes today (phone forms such as "+82 010-..."
+ * changed in CUSTOS_BLIND_VERSION 2).
+ */
+static void test_blind_index_rebuilt_for_a_new_normalisation(void **state)
+{
+    static const char body[] = "{\"name\":\"전성준\",\"phone\":\"+82 010-2841-6960\"}";
+    struct fx *f = *state;
+    json_t *out = NULL;
+    char id[CUSTOS_ID_HEX + 1];
+    struct custos_vault_opts o;
+
+    assert_int_equal(custos_subject_create(f->v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_true(search_finds(f, "phone", "010-2841-6960", id));
+    custos_vault_free(f->v);
+    f->v = NULL;
+    edit_data_db(f, "UPDATE blind SET hash = zeroblob(32)"); /* what the old normalisation made */
+    edit_control_db(f, "DELETE FROM meta WHERE k = 'blind_version'");
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    assert_true(search_finds(f, "phone", "010-2841-6960", id));
+    assert_true(search_finds(f, "phone", "+82 10 2841 6960", id));
+}
+
+/* A searchable field may hold up to 4096 bytes (max_length): a value longer than 511 bytes was
+   refused as "search value is too long" on create (review finding). */
+static void test_long_searchable_value(void **state)
+{
+    static const char schema[] = "{\"fields\": {\"ref\": {\"type\": \"string\", \"searchable\": true, "
+                                 "\"max_length\": 4096}}}";
+    struct fx *f = *state;
+    char root[600], dir[700], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+    char value[4097], *body;
+    struct custos_vault_opts o;
+    struct custos_vault *v = NULL;
+    json_t *out = NULL, *ids;
+
+    snprintf(root, sizeof(root), "%s", f->root);
+    snprintf(dir, sizeof(dir), "%s/long", root);
+    assert_int_equal(custos_vault_init(dir, schema, strlen(schema), NULL, 0, "test.example/long", secret, token),
+                     CUSTOS_OK);
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    memset(value, 'k', 4096);
+    value[4096] = '\0';
+    body = malloc(4200);
+    assert_non_null(body);
+    snprintf(body, 4200, "{\"ref\":\"%s\"}", value);
+    assert_int_equal(custos_subject_create(v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    out = NULL;
+    assert_int_equal(custos_subject_search(v, &f->sys, "ref", value, "account", &out), CUSTOS_OK);
+    ids = json_object_get(out, "ids");
+    assert_int_equal(json_array_size(ids), 1);
+    json_decref(out);
+    free(body);
+    custos_vault_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
     };
 
     if (sodium_init() < 0)
