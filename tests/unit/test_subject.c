@@ -118,17 +118,18 @@ static void test_create_failure_names_no_subject(void **state)
     json_decref(out);
 }
 
-/* Run one SQL statement on the control database, as someone with the file but not the keys. */
-static void edit_control_db(const struct fx *f, const char *sql)
+/* Run one SQL statement that changes something in DIR/file (control.db, data.db), as someone
+   with the file but not the keys. */
+static void edit_db(const struct fx *f, const char *file, const char *sql)
 {
     char path[700];
     sqlite3 *db = NULL;
 
-    snprintf(path, sizeof(path), "%s/control.db", f->dir);
+    snprintf(path, sizeof(path), "%s/%s", f->dir, file);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_changes(db), 1);
+    assert_true(sqlite3_changes(db) >= 1);
     sqlite3_close(db);
 }
 
@@ -196,7 +197,7 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
     principal_with_token(f, &admin, "ops", tok);
     principal_with_token(f, &admin, "ops2", tok2);
-    edit_control_db(f, "UPDATE principals SET roles = 'admin' WHERE id = 'ops'");
+    edit_db(f, "control.db", "UPDATE principals SET roles = 'admin' WHERE id = 'ops'");
     assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
     assert_string_equal(last_reason(f->v, why), "principal_integrity");
 
@@ -218,20 +219,7 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_string_equal(last_reason(f->v, why), "revoked_token");
 }
 
-/* Run one SQL statement on data.db, as someone with the file but not the keys. */
-static void edit_data_db(const struct fx *f, const char *sql)
-{
-    char path[700];
-    sqlite3 *db = NULL;
-
-    snprintf(path, sizeof(path), "%s/data.db", f->dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
-/* The ids a system search for field = value finds (as a JSON text, for comparing). */
+/* 1 when a system search for field = value (purpose account) finds id. */
 static int search_finds(struct fx *f, const char *field, const char *value, const char *id)
 {
     json_t *out = NULL, *ids;
@@ -266,8 +254,8 @@ static void test_blind_index_rebuilt_for_a_new_normalisation(void **state)
     assert_true(search_finds(f, "phone", "010-2841-6960", id));
     custos_vault_free(f->v);
     f->v = NULL;
-    edit_data_db(f, "UPDATE blind SET hash = zeroblob(32)"); /* what the old normalisation made */
-    edit_control_db(f, "DELETE FROM meta WHERE k = 'blind_version'");
+    edit_db(f, "data.db", "UPDATE blind SET hash = zeroblob(32)"); /* what the old normalisation made */
+    edit_db(f, "control.db", "DELETE FROM meta WHERE k = 'blind_version'");
     memset(&o, 0, sizeof(o));
     o.dir = f->dir;
     assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
