@@ -161,16 +161,42 @@ static void derive_subkeys(struct custos_secrets *s)
     crypto_kdf_derive_from_key(s->mac_key, 32, 4, "custos01", s->root);
 }
 
+static int retention_below(void *ctx, uint32_t day, uint32_t kv, const uint8_t *w, size_t wlen)
+{
+    uint32_t *cur = ctx;
+
+    (void)day;
+    (void)w;
+    (void)wlen;
+    if (kv < cur[0])
+        cur[1] = 1;
+    return cur[1];
+}
+
+/* 1 when no subject or retention key is wrapped under a version below `current`. */
+static int older_versions_unused(struct custos_vault *v, struct custos_store_conn *c, uint32_t current)
+{
+    uint64_t n = 1;
+    uint32_t ctx[2] = {current, 0};
+
+    if (v->ops->key_count_below(c, current, &n) || n ||
+        v->ops->retention_key_scan(c, retention_below, ctx))
+        return 0;
+    return !ctx[1];
+}
+
 /*
  * Load every DIR/keys/master-N.key into the secrets block.  A file of a version above `current`
  * (the version the control plane uses) has never wrapped anything: if it is malformed (a
  * rotation torn while writing it, before key files were written under a temporary name), it is
  * destroyed so the rotation can start over.  A destroy interrupted by a crash is finished: a
  * file set aside for it (master-N.key.destroy), and an all-zero file of a version below
- * `current` (left by older releases, which overwrote in place before unlinking).  Any other
- * malformed file of a version in use is an error.
+ * `current` when nothing is wrapped under an older version any more (what a rotation checks
+ * before its destroy; older releases overwrote in place before unlinking).  Any other malformed
+ * file of a version in use is an error: a zeroed key that still wraps something is damage to
+ * report, not a file to remove.
  */
-static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
+static enum custos_err load_masters(struct custos_vault *v, struct custos_store_conn *c, uint32_t current)
 {
     char kdir[PATH_MAX], path[PATH_MAX + 64], want[64];
     DIR *d;
@@ -205,10 +231,11 @@ static enum custos_err load_masters(struct custos_vault *v, uint32_t current)
         }
         snprintf(path, sizeof(path), "%s/%s", kdir, de->d_name);
         rc = custos_keyfile_read(path, "master key", v->sec->master[slot]);
-        /* all zeros, a version below the one in use: a rotation's destroy of a version nothing
-           used any more, interrupted between its overwrite and its unlink by an older release
+        /* all zeros, a version below the one in use, nothing under it: a rotation's destroy of a
+           version nothing used any more, interrupted between its overwrite and its unlink by an older release
            (it did not set the file aside first); it holds no key, finish the job */
-        if (rc == CUSTOS_ERR_CORRUPT && kv < current && custos_keyfile_zeroed(path)) {
+        if (rc == CUSTOS_ERR_CORRUPT && kv < current && custos_keyfile_zeroed(path) &&
+            older_versions_unused(v, c, current)) {
             custos_err_clear();
             if ((rc = custos_keyfile_shred(path)))
                 break;
@@ -330,7 +357,7 @@ static enum custos_err load_optional(const char *dir, const char *name, char **t
 
 /*
  * The blind index holds keyed hashes of values as normalised when they were indexed
- * (custos_schema_normalise).  When that normalisation changes (CUSTOS_BLIND_VERSION), entries
+ * (custos_normalise).  When that normalisation changes (CUSTOS_BLIND_VERSION), entries
  * made by the old one would no longer match a search for the same value: the first open by the
  * new version starts a rebuild of the whole index (resumable, as after a restore), then records
  * the version in the control plane.  A crash in between only starts the rebuild again.
@@ -456,7 +483,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     if ((rc = v->ops->acquire(v->store, &c)))
         goto fail;
-    if (!(rc = load_current_kv(v, c)) && !(rc = load_masters(v, v->current_kv)))
+    if (!(rc = load_current_kv(v, c)) && !(rc = load_masters(v, c, v->current_kv)))
         rc = load_system(v, c);
     v->ops->release(v->store, c);
     if (rc)

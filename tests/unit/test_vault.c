@@ -30,6 +30,7 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "core/vault_int.h"
 #include "custos/err.h"
@@ -1235,6 +1236,50 @@ static void test_rotation_killed_while_destroying(void **state)
     check_alice(f, a);
 }
 
+/*
+ * A zeroed key file of a version below the one in use is finished off at open only when nothing
+ * is wrapped under an older version any more (as after a rotation's destroy).  Here a rotation
+ * stopped after switching to version 2 and before re-wrapping: alice's key is still under 1, so
+ * a zeroed master-1.key is damage.  The open must refuse, and leave the file for the operator to
+ * replace from a copy, not remove it.
+ */
+static void test_zeroed_key_in_use_is_not_removed(void **state)
+{
+    struct fx *f = *state;
+    char a[CUSTOS_ID_HEX + 1], path[700], ctl[700];
+    uint8_t zeros[86] = {0}, kv2[4] = {0, 0, 0, 2};
+    struct custos_vault_opts o;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int fd;
+
+    create(f->v, &f->sys, alice, a);
+    fx_close(f);
+    keypath(f, 2, path, sizeof(path));
+    write_keyfile(path);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "UPDATE meta SET v = ?1 WHERE k = 'master_kv'", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, kv2, 4, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    keypath(f, 1, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zeros, sizeof(zeros)), (ssize_t)sizeof(zeros));
+    close(fd);
+
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    assert_int_not_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    f->v = NULL;
+    assert_true(exists(path));
+}
+
 /* ---- re-keying on a sensitive update ------------------------------------------------------- */
 
 static enum custos_err key_gen(struct fx *f, const char *hex, uint32_t gen)
@@ -1850,6 +1895,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_torn_keyfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_killed_while_destroying, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zeroed_key_in_use_is_not_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
