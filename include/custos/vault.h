@@ -302,6 +302,10 @@ void custos_utf8_scrub(char *s);
    NULL when out of memory. */
 char *custos_json_dump(const json_t *j, size_t *len);
 
+/* The longest value of a query parameter (the HTTP front end refuses longer ones), so also the
+   longest value a searchable field may hold: a longer one could be stored but never searched. */
+#define CUSTOS_QUERY_VALUE_MAX 512
+
 /* The origin of an http(s) URL, "scheme://host[:port]", into out (cap > 0): no user info, path,
    query or fragment, any of which may hold a credential of the URL's owner.  "" without "://". */
 void custos_url_origin(const char *url, char *out, size_t cap);

@@ -18,6 +18,7 @@
 
 #include "json.h"
 #include "policy.h"
+#include "custos/vault.h"
 
 #include "custos/banned.h"
 
@@ -443,6 +444,9 @@ static enum custos_err check_scalar(const struct custos_field *f, json_t *v, con
             return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be a date YYYY-MM-DD", path);
         if (n > f->max_length)
             return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is longer than %zu bytes", path, f->max_length);
+        if (f->searchable && n > CUSTOS_QUERY_VALUE_MAX) /* a search could never send it */
+            return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' is searchable and longer than %d bytes", path,
+                                  CUSTOS_QUERY_VALUE_MAX);
         if (!valid_format(f->format, s, n))
             return custos_err_set(CUSTOS_ERR_INVALID, "field '%s' must be %s", path, format_name(f->format));
         leaf->tag = 's';

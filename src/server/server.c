@@ -161,7 +161,7 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
         q->no_value = 1;
         return MHD_NO;
     }
-    if (strlen(value) > 512) {
+    if (strlen(value) > CUSTOS_QUERY_VALUE_MAX) {
         q->bad = key;
         q->too_long = 1;
         return MHD_NO;
@@ -203,7 +203,7 @@ static int query_ok(struct req *r, char *msg, size_t cap)
         return -1;
     }
     if (q.too_long) {
-        snprintf(msg, cap, "query parameter '%.40s' is longer than 512 bytes", q.bad);
+        snprintf(msg, cap, "query parameter '%.40s' is longer than %d bytes", q.bad, CUSTOS_QUERY_VALUE_MAX);
         return -1;
     }
     if (q.bad) {
