@@ -209,8 +209,8 @@ static inline void fuzz_normalise(const struct custos_field *f, const char *val,
         FUZZ_CHECK(outlen > 0 && outlen < cap);
         FUZZ_CHECK(out[outlen] == '\0' && strlen(out) == outlen);
         for (i = 0; i < outlen; i++) {
-            if (f->format == CUSTOS_FMT_PHONE)
-                FUZZ_CHECK(out[i] >= '0' && out[i] <= '9');
+            if (f->format == CUSTOS_FMT_PHONE) /* digits, after a '+' for a non-Korean international number */
+                FUZZ_CHECK((out[i] >= '0' && out[i] <= '9') || (i == 0 && out[i] == '+' && outlen > 1));
             if (f->format == CUSTOS_FMT_EMAIL || f->format == CUSTOS_FMT_PCCC)
                 FUZZ_CHECK(!(out[i] >= 'A' && out[i] <= 'Z'));
         }
