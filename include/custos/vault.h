@@ -306,6 +306,8 @@ char *custos_json_dump(const json_t *j, size_t *len);
    longest value a searchable field may hold: a longer one could be stored but never searched. */
 #define CUSTOS_QUERY_VALUE_MAX 512
 
+/* The host[:port] of an http(s) URL, after any user info: a pointer into url and its length. */
+const char *custos_url_authority(const char *url, size_t *len);
 /* The origin of an http(s) URL, "scheme://host[:port]", into out (cap > 0): no user info, path,
    query or fragment, any of which may hold a credential of the URL's owner.  "" without "://". */
 void custos_url_origin(const char *url, char *out, size_t cap);

@@ -306,20 +306,30 @@ struct custos_buf *custos_buf_thread(enum custos_buf_slot slot, size_t limit)
     return &b[slot];
 }
 
-void custos_url_origin(const char *url, char *out, size_t cap)
+const char *custos_url_authority(const char *url, size_t *len)
 {
     const char *p = strstr(url, "://"), *end, *h, *q;
 
-    if (!p) {
-        snprintf(out, cap, "%s", "");
-        return;
-    }
-    p += 3;
+    p = p ? p + 3 : url;
     end = p + strcspn(p, "/?#");
     for (h = q = p; q < end; q++)
         if (*q == '@')
             h = q + 1; /* user info */
-    snprintf(out, cap, "%.*s%.*s", (int)(p - url), url, (int)(end - h), h);
+    *len = (size_t)(end - h);
+    return h;
+}
+
+void custos_url_origin(const char *url, char *out, size_t cap)
+{
+    const char *scheme_end = strstr(url, "://"), *h;
+    size_t n;
+
+    if (!scheme_end) {
+        snprintf(out, cap, "%s", "");
+        return;
+    }
+    h = custos_url_authority(url, &n);
+    snprintf(out, cap, "%.*s%.*s", (int)(scheme_end + 3 - url), url, (int)n, h);
 }
 
 void custos_ipv4_text(char out[16], const uint8_t a[4])

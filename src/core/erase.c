@@ -914,18 +914,13 @@ struct due_ctx {
 /* The host of an http(s) URL, lowercased, into out (cap > 0); "" when it has none. */
 static void url_host(const char *url, char *out, size_t cap)
 {
-    const char *p = strstr(url, "://"), *end, *q;
-    size_t n = 0;
+    size_t len, n = 0;
+    const char *p = custos_url_authority(url, &len), *end = p + len, *q;
 
-    p = p ? p + 3 : url;
-    end = p + strcspn(p, "/?#");
-    for (q = p; q < end; q++)
-        if (*q == '@')
-            p = q + 1; /* user info */
     if (*p == '[') {
-        q = memchr(p, ']', (size_t)(end - p));
+        q = memchr(p, ']', len);
         end = q ? q + 1 : end;
-    } else if ((q = memchr(p, ':', (size_t)(end - p))))
+    } else if ((q = memchr(p, ':', len)))
         end = q;
     for (; p < end && n + 1 < cap; p++)
         out[n++] = (char)tolower((unsigned char)*p);
