@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +56,77 @@ static unsigned default_threads(void)
 /* libmicrohttpd's per-connection pool (request line, headers, read buffer), cleared per request:
    16 KiB holds any sane request head; bodies stream through it to on_request. */
 #define CONN_POOL_BYTES (16 * 1024)
+
+/* ---- TLS files ----------------------------------------------------------------------------- */
+
+/* What a TLS handshake may negotiate (GnuTLS priority string): TLS 1.3 and 1.2 only, AEAD ciphers
+   only, and in 1.2 only ephemeral ECDH key exchange (forward secrecy); the server's order wins.
+   Nothing older: the clients of a vault are its own services and staff, not old browsers. */
+#define TLS_PRIORITIES                                                                                 \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"           \
+    "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+#define TLS_FILE_MAX (1 << 20)
+
+/* read_tls_file: the PEM file at path, NUL-terminated, into *out (malloc'd; for the private key,
+   sodium_malloc'd, locked and guarded, so the caller frees it with sodium_free).  A private key
+   must be a regular file that only its owner can read: owned by the user running custos with no
+   group or other permission, or owned by root and at most group-readable (0640, as in Debian's
+   ssl-cert group); otherwise serve refuses it, as OpenSSH and PostgreSQL do, instead of serving
+   with a key anyone on the machine may have copied. */
+static enum custos_err read_tls_file(const char *path, int secret, char **out)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    enum custos_err rc = CUSTOS_OK;
+
+    if (fd < 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > TLS_FILE_MAX) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s: not a regular file of 1 byte to 1 MiB", path);
+        goto done;
+    }
+    if (secret && !(st.st_uid == geteuid() && !(st.st_mode & 077)) && !(st.st_uid == 0 && !(st.st_mode & 037))) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "refusing the TLS key %s: %s (mode %04o); it must be readable by its owner "
+                            "only (chmod 600), or owned by root and at most group-readable (0640)",
+                            path, st.st_uid == geteuid() || st.st_uid == 0 ? "others may read it"
+                                                                            : "it belongs to another user",
+                            (unsigned)(st.st_mode & 07777));
+        goto done;
+    }
+    buf = secret ? sodium_malloc((size_t)st.st_size + 1) : malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+            goto done;
+        }
+        got += (size_t)n;
+    }
+    if (got != (size_t)st.st_size) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s: it changed while being read", path);
+        goto done;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    buf = NULL;
+done:
+    if (buf) {
+        if (secret)
+            sodium_free(buf);
+        else
+            free(buf);
+    }
+    close(fd);
+    return rc;
+}
 
 /* ---- responses ----------------------------------------------------------------------------- */
 
@@ -894,9 +967,6 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         goto done;
     }
     if (tls) {
-        FILE *f;
-        long n;
-
         if (!o->tls_cert || !o->tls_key) {
             rc = custos_err_set(CUSTOS_ERR_INVALID, "TLS needs both --tls-cert and --tls-key");
             goto done;
@@ -905,26 +975,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             rc = custos_err_set(CUSTOS_ERR_INVALID, "this libmicrohttpd has no TLS support");
             goto done;
         }
-        for (int i = 0; i < 2; i++) {
-            const char *path = i ? o->tls_key : o->tls_cert;
-            char **dst = i ? &key : &cert;
-
-            f = fopen(path, "rb");
-            if (!f) {
-                rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s: %s", path, strerror(errno));
-                goto done;
-            }
-            fseek(f, 0, SEEK_END);
-            n = ftell(f);
-            rewind(f);
-            if (n <= 0 || n > 1 << 20 || !(*dst = calloc(1, (size_t)n + 1)) ||
-                fread(*dst, 1, (size_t)n, f) != (size_t)n) {
-                fclose(f);
-                rc = custos_err_set(CUSTOS_ERR_IO, "cannot read %s", path);
-                goto done;
-            }
-            fclose(f);
-        }
+        if ((rc = read_tls_file(o->tls_cert, 0, &cert)) || (rc = read_tls_file(o->tls_key, 1, &key)))
+            goto done;
         flags |= MHD_USE_TLS;
     }
     if (ss.ss_family == AF_INET6)
@@ -960,7 +1012,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
             MHD_OPTION_CONNECTION_LIMIT, limit ? limit : 1u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_POOL_BYTES,
-            tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+            tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
+            MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES, MHD_OPTION_END);
         if (!w->mhd) {
             mhd_starting = 0;
             custos_utf8_scrub(mhd_start_msg);
@@ -1034,10 +1087,7 @@ done:
     free(s.w);
     if (lfd >= 0)
         close(lfd);
-    if (key) {
-        sodium_memzero(key, strlen(key));
-        free(key);
-    }
+    sodium_free(key); /* sodium_free wipes */
     free(cert);
     return rc;
 }

@@ -135,6 +135,39 @@ http GET /v1/health "" ""
 expect_status 200 "health on the --insecure server"
 stop_server
 
+step "serve: TLS 1.2+ with AEAD ciphers only; a private key others can read is refused"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -keyout "$T/tls.key" -out "$T/tls.crt" >/dev/null 2>&1 || fail "openssl could not make a test certificate"
+chmod 644 "$T/tls.key"
+run timeout 20 "$CUSTOS" serve --data "$D" --listen 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key"
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] || fail "serve with a world-readable TLS key: exit $RC (must refuse at once)"
+grep -q 'others may read it (mode 0644)' "$T/err" || fail "world-readable key: the message does not say why: $(cat "$T/err")"
+chmod 600 "$T/tls.key"
+pf="$T/port.tls"
+"$CUSTOS" serve --data "$D" --listen 127.0.0.1:0 --tls-cert "$T/tls.crt" --tls-key "$T/tls.key" \
+  --port-file "$pf" 2>"$T/tls.log" &
+SERVER_PID=$!
+SERVER_PIDS+=("$SERVER_PID")
+SERVER_LOG="$T/tls.log"
+for i in $(seq 200); do [ -s "$pf" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$SERVER_PID" 2>/dev/null || fail "serve with TLS did not start: $(cat "$T/tls.log")"
+tls_port=$(tr -dc 0-9 <"$pf")
+# handshake ARGS...: the protocol and cipher negotiated, or "refused"; @SECLEVEL=0 so that the
+# client would offer the old protocols and ciphers: a refusal is then the server's
+handshake() {
+  local out
+  out=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$tls_port" "$@" 2>&1 </dev/null) || true
+  printf '%s\n' "$out" | sed -n 's/^New, \(TLSv[0-9.]*\), Cipher is \(.*\)$/\1 \2/p' | grep . || echo refused
+}
+for i in $(seq 100); do curl -fsS -k -o /dev/null "https://127.0.0.1:$tls_port/v1/health" 2>/dev/null && break; sleep 0.05; done
+h=$(handshake -tls1_3); case $h in TLSv1.3*) ;; *) fail "TLS 1.3 handshake: $h" ;; esac
+h=$(handshake -tls1_2 -cipher 'ECDHE-ECDSA-AES128-GCM-SHA256'); [ "$h" = "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256" ] ||
+  fail "TLS 1.2 with an AEAD cipher: $h"
+h=$(handshake -tls1_2 -cipher 'ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.2 with a CBC cipher was accepted: $h"
+h=$(handshake -tls1_1 -cipher 'ALL:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.1 was accepted: $h"
+h=$(handshake -tls1 -cipher 'ALL:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.0 was accepted: $h"
+stop_server
+
 step "serve: SIGTERM stops it cleanly; one server per vault"
 start_server "$D"
 http GET /v1/health "" ""
