@@ -79,7 +79,7 @@ static enum custos_err read_tls_file(const char *path, int secret, char **out)
     char *buf = NULL;
     size_t got = 0;
     ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* a FIFO must not block the open */
     enum custos_err rc = CUSTOS_OK;
 
     if (fd < 0)

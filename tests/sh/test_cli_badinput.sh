@@ -559,8 +559,15 @@ refused 1 serve --data "$V" --listen 127.0.0.1:0 --port-file "$T/nowhere/port"
 # a certificate and key that are not PEM: one line that says the TLS files were refused, and why
 # (libmicrohttpd's own complaint), not the library's lines and a meaningless strerror
 printf 'not a certificate\n' >"$T/notpem"
+chmod 600 "$T/notpem"
 refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-cert "$T/notpem" --tls-key "$T/notpem"
 says "the TLS certificate or key was refused"
+# a key that is not a regular file (a directory, a FIFO): refused before anything reads it
+mkfifo -m 600 "$T/keyfifo"
+refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-cert "$T/notpem" --tls-key "$T"
+says "not a regular file"
+refused 1 serve --data "$V" --listen 127.0.0.1:0 --tls-cert "$T/notpem" --tls-key "$T/keyfifo"
+says "not a regular file"
 # a port file that cannot be written once the port is known: serve does not run without it
 if [ -w /dev/full ]; then
   refused 1 serve --data "$V" --listen 127.0.0.1:0 --port-file /dev/full
