@@ -201,9 +201,17 @@ enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t 
    Works while a server runs. */
 enum custos_err custos_backup(const char *dir, const char *out);
 
+/* What a restore found and did besides replacing the data plane (what an operator must be told). */
+struct custos_restore_report {
+    uint64_t reapplied;      /* subjects erased since the backup, erased again */
+    int ledger_recovered;    /* the ledger had not been closed cleanly: recovered at the open */
+    uint64_t torn_bytes;     /* ... dropping this many bytes of a torn, never acknowledged tail */
+    uint64_t ledger_missing; /* entries fewer than the vault last saw: rolled back (ledger.rollback) */
+};
+
 /* Replace the data plane with a backup, then re-apply every erasure made since (the vault must
-   not be in use).  *reapplied (may be NULL) counts subjects erased again. */
-enum custos_err custos_restore(const char *dir, const char *in, uint64_t *reapplied);
+   not be in use).  *rep (may be NULL) is filled when the restore succeeds. */
+enum custos_err custos_restore(const char *dir, const char *in, struct custos_restore_report *rep);
 
 /* ---- bulk load ----------------------------------------------------------------------------- */
 

@@ -69,8 +69,11 @@ int cli_count(const char *cmd, const char *name, const char *val, long lo, long 
 
 /* Usage error for the option getopt_long just refused (unknown, or missing its argument). */
 int cli_bad_option(const char *cmd, char **argv);
-/* Open the vault in dir as the local operator. */
+/* Open the vault in dir as the local operator; print the ledger notices below. */
 enum custos_err cli_open(const char *dir, struct custos_vault **v);
+/* Tell the operator (stderr, one line each) that opening the vault recovered the ledger after an
+   unclean stop (torn: bytes of a never-acknowledged tail dropped) or found it rolled back. */
+void cli_ledger_notices(int recovered, uint64_t torn, uint64_t missing);
 /* Is argv asking for help? */
 int cli_wants_help(int argc, char **argv);
 

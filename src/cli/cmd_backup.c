@@ -89,7 +89,7 @@ int cmd_backup(int argc, char **argv)
 int cmd_restore(int argc, char **argv)
 {
     struct args a;
-    uint64_t n = 0;
+    struct custos_restore_report rep;
     enum custos_err rc;
     FILE *f;
     int r;
@@ -104,10 +104,11 @@ int cmd_restore(int argc, char **argv)
     if (!(f = open_input(a.file)))
         return 1;
     fclose(f);
-    if ((rc = custos_restore(a.dir, a.file, &n)))
+    if ((rc = custos_restore(a.dir, a.file, &rep)))
         return cli_fail(rc);
+    cli_ledger_notices(rep.ledger_recovered, rep.torn_bytes, rep.ledger_missing);
     printf("restored %s into %s; %llu erasure(s) made since the backup re-applied\n", a.file, a.dir,
-           (unsigned long long)n);
+           (unsigned long long)rep.reapplied);
     return 0;
 }
 

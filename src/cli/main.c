@@ -179,6 +179,23 @@ int cli_wants_help(int argc, char **argv)
     return 0;
 }
 
+void cli_ledger_notices(int recovered, uint64_t torn, uint64_t missing)
+{
+    if (recovered) {
+        if (torn)
+            cli_error(0, "the ledger was not closed cleanly: recovered, %llu bytes of a torn, never "
+                         "acknowledged tail dropped (recorded as a ledger.recover event)",
+                      (unsigned long long)torn);
+        else
+            cli_error(0, "the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
+                         "ledger.recover event)");
+    }
+    if (missing)
+        cli_error(0, "the ledger holds at least %llu entries fewer than this vault last recorded: rolled "
+                     "back or replaced by an older copy (recorded as a ledger.rollback event)",
+                  (unsigned long long)missing);
+}
+
 enum custos_err cli_open(const char *dir, struct custos_vault **v)
 {
     struct custos_vault_opts o;
@@ -190,19 +207,7 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
     o.dir = dir;
     if ((rc = custos_vault_open(&o, v)))
         return rc;
-    if (custos_vault_ledger_recovered(*v, &torn)) {
-        if (torn)
-            cli_error(0, "the ledger was not closed cleanly: recovered, %llu bytes of a torn, never "
-                         "acknowledged tail dropped (recorded as a ledger.recover event)",
-                      (unsigned long long)torn);
-        else
-            cli_error(0, "the ledger was not closed cleanly: recovered, nothing lost (recorded as a "
-                         "ledger.recover event)");
-    }
-    if (custos_vault_ledger_missing(*v))
-        cli_error(0, "the ledger holds %llu entries fewer than when this vault last opened it: rolled back "
-                     "or replaced by an older copy (recorded as a ledger.rollback event)",
-                  (unsigned long long)custos_vault_ledger_missing(*v));
+    cli_ledger_notices(custos_vault_ledger_recovered(*v, &torn), torn, custos_vault_ledger_missing(*v));
     return CUSTOS_OK;
 }
 

@@ -47,7 +47,7 @@ enum custos_err custos_backup(const char *dir, const char *out)
     return custos_store_sqlite.backup(dir, out, origin, (int64_t)custos_clock_ms());
 }
 
-enum custos_err custos_restore(const char *dir, const char *in, uint64_t *reapplied)
+enum custos_err custos_restore(const char *dir, const char *in, struct custos_restore_report *rep)
 {
     struct custos_vault_opts o;
     struct custos_vault *v = NULL;
@@ -57,8 +57,8 @@ enum custos_err custos_restore(const char *dir, const char *in, uint64_t *reappl
     enum custos_err rc;
     int fd;
 
-    if (reapplied)
-        *reapplied = 0;
+    if (rep)
+        memset(rep, 0, sizeof(*rep));
     if ((rc = origin_of(dir, origin, sizeof(origin))))
         return rc;
     snprintf(path, sizeof(path), "%s/lock", dir);
@@ -77,8 +77,11 @@ enum custos_err custos_restore(const char *dir, const char *in, uint64_t *reappl
     o.dir = dir;
     if ((rc = custos_vault_open(&o, &v)))
         return rc;
-    if (reapplied)
-        *reapplied = v->reapplied_at_open;
+    if (rep) {
+        rep->reapplied = v->reapplied_at_open;
+        rep->ledger_recovered = custos_vault_ledger_recovered(v, &rep->torn_bytes);
+        rep->ledger_missing = custos_vault_ledger_missing(v);
+    }
     custos_caller_system(&sys);
     custos_event_init(&e, "backup.restore", &sys);
     e.count = (int64_t)v->reapplied_at_open;

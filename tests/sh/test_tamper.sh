@@ -340,6 +340,18 @@ stop_server
 rm -rf "$D/ledger"
 mv "$T/ledger.new" "$D/ledger"
 
+# a restore that opens such a vault tells the operator too (it records the rollback as serve does)
+cp -a "$D" "$T/rs"
+"$CUSTOS" backup --data "$T/rs" --out "$T/rs.backup" >"$T/rs.out" 2>&1 || fail "backup: $(cat "$T/rs.out")"
+rm -rf "$T/rs/ledger"
+cp -a "$T/old/ledger" "$T/rs/ledger"
+"$CUSTOS" restore --data "$T/rs" --in "$T/rs.backup" >"$T/rs.out" 2>"$T/rs.err" ||
+  fail "restore over a rolled-back ledger: $(cat "$T/rs.err")"
+grep -q "holds at least [0-9]* entries fewer .*rolled back" "$T/rs.err" ||
+  fail "restore does not say the ledger was rolled back: $(cat "$T/rs.out" "$T/rs.err")"
+rm -rf "$T/rs" "$T/rs.backup"
+step "restore over the older ledger copy: $(head -n1 "$T/rs.err")"
+
 step "rollback: only the entries log replaced by the older copy's"
 # the older file is longer than the newer marker (zeros written ahead): only the record just
 # below the marker shows the hole, and the server must refuse to open rather than sign over it

@@ -135,7 +135,7 @@ static const char bob[] = "{\"name\":\"이서준\",\"email\":\"seojun@example.co
 /* Restore bak into the fixture's vault (closed first) and open it again. */
 static void restore_from(struct fx *f, const char *bak)
 {
-    uint64_t n = 0;
+    struct custos_restore_report n;
 
     custos_vault_free(f->v);
     f->v = NULL;
@@ -362,7 +362,7 @@ static void test_backup_cannot_resurrect(void **state)
     uint32_t kv;
     uint8_t w[128];
     size_t wlen;
-    uint64_t n = 0;
+    struct custos_restore_report n;
     json_t *out = NULL;
     struct custos_store_conn *c;
 
@@ -375,7 +375,7 @@ static void test_backup_cannot_resurrect(void **state)
     custos_vault_free(f->v);
     f->v = NULL;
     assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
-    assert_int_equal(n, 1);
+    assert_int_equal(n.reapplied, 1);
     open_vault(f);
     assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
     assert_int_equal(read_subject(f, &f->service, b, "account", &out), CUSTOS_OK);
@@ -500,7 +500,7 @@ static void test_backup_has_no_blind_index(void **state)
     struct fx *f = *state;
     char a[33], b[33], bak[300], data[300];
     uint8_t ha[32], hb[32];
-    uint64_t n = 0;
+    struct custos_restore_report n;
     json_t *ids;
     static const char carol[] = "{\"name\":\"박지우\",\"email\":\"jiwoo@example.com\"}";
     char c[33];
@@ -526,7 +526,7 @@ static void test_backup_has_no_blind_index(void **state)
     custos_vault_free(f->v);
     f->v = NULL;
     assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
-    assert_int_equal(n, 1);
+    assert_int_equal(n.reapplied, 1);
     open_vault(f);
     ids = search_email(f, "seojun@example.com");
     assert_int_equal(json_array_size(ids), 1);
@@ -845,7 +845,7 @@ static void test_restore_refuses_corrupt_backup(void **state)
     struct fx *f = *state;
     char a[33], bak[300];
     static const uint8_t lie[4] = {0, 0, 0, 7};
-    uint64_t n = 0;
+    struct custos_restore_report n;
     json_t *out = NULL;
     FILE *fp;
 
@@ -956,7 +956,7 @@ static void test_failed_restore_keeps_the_last_commits(void **state)
     char a[33], bak[300], path[300], v[32];
     sqlite3 *db = NULL;
     json_t *out = NULL;
-    uint64_t n = 0;
+    struct custos_restore_report n;
 
     create(f, alice, a);
     backup_fresh(f, bak);
