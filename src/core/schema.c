@@ -90,6 +90,34 @@ static int pick(const char *v, const char *const *names, int *out)
 
 static enum custos_err parse_fields(json_t *obj, int nested, struct custos_field **out, size_t *nout);
 
+/*
+ * one_line: is s (n bytes of valid UTF-8) a single line whose every character shows what it is?
+ * No C0 or C1 control, no DEL, no line or paragraph separator (U+2028, U+2029) and no
+ * bidirectional control (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), which could split a
+ * receipt's line or make it display as something else than it says.
+ */
+static int one_line(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        unsigned long cp;
+        size_t k;
+
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return 0;
+            continue;
+        }
+        if ((k = custos_utf8_decode((const unsigned char *)s + i, n - i, &cp)) == 0)
+            return 0;
+        if (cp <= 0x9f || cp == 0x200e || cp == 0x200f || cp == 0x2028 || cp == 0x2029 ||
+            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+            return 0;
+        i += k - 1;
+    }
+    return 1;
+}
+
 static enum custos_err parse_field(const char *name, json_t *def, int nested, struct custos_field *f)
 {
     static const char *const keys[] = {"type", "class", "mask", "format", "searchable", "max_length",
@@ -175,9 +203,9 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
             return custos_err_set(CUSTOS_ERR_INVALID,
                                   "schema: field '%s': retention needs days (1..36600), legal_basis and role",
                                   name);
-        for (const char *q = json_string_value(b); *q; q++)
-            if ((unsigned char)*q < 0x20 || *q == 0x7f) /* one line a receipt can carry (erase.c) */
-                return custos_err_set(CUSTOS_ERR_INVALID, "schema: field '%s': legal_basis must be one line", name);
+        if (!one_line(json_string_value(b), json_string_length(b)))
+            return custos_err_set(CUSTOS_ERR_INVALID,
+                                  "schema: field '%s': legal_basis must be one line of visible text", name);
         f->retention_days = (uint32_t)json_integer_value(d);
         snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));
         snprintf(f->retention_role, sizeof(f->retention_role), "%s", json_string_value(r));

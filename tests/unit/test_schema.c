@@ -215,7 +215,7 @@ static void test_custom_schema_valid(void **state)
         "  \"vip\": {\"type\": \"boolean\"},"
         "  \"nickname\": {\"type\": \"string\", \"searchable\": true, \"mask\": \"name\", \"max_length\": 10},"
         "  \"passport\": {\"type\": \"string\", \"class\": \"sensitive\", \"mask\": \"edges\","
-        "               \"retention\": {\"days\": 365, \"legal_basis\": \"customs act\", \"role\": \"auditor\"}},"
+        "               \"retention\": {\"days\": 365, \"legal_basis\": \"관세법 (customs act)\", \"role\": \"auditor\"}},"
         "  \"joined\": {\"type\": \"date\"},"
         "  \"cards\": {\"type\": \"array\", \"max_items\": 2, \"items\": {"
         "      \"last4\": {\"type\": \"string\", \"class\": \"sensitive\", \"format\": \"none\", \"max_length\": 4},"
@@ -240,7 +240,7 @@ static void test_custom_schema_valid(void **state)
     f = custos_schema_field(s, "passport", 8);
     assert_int_equal(f->cls, CUSTOS_FC_SENSITIVE);
     assert_int_equal(f->retention_days, 365);
-    assert_string_equal(f->legal_basis, "customs act");
+    assert_string_equal(f->legal_basis, "관세법 (customs act)"); /* any visible text, one line */
     assert_string_equal(f->retention_role, "auditor");
     f = custos_schema_field(s, "joined", 6);
     assert_int_equal(f->mask, CUSTOS_MASK_DATE); /* dates mask as dates by default */
@@ -322,6 +322,18 @@ static void test_custom_schema_invalid(void **state)
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
                       "\"legal_basis\": \"act\\u007f 6\", \"role\": \"auditor\"}}}}",
                       "one line");
+    /* ... nor a Unicode line break or C1 control (NEL), nor a bidirectional control that would
+       make the line display as something else than it says */
+    for (i = 0; i < 5; i++) {
+        static const char *const bad[] = {"\\u2028", "\\u2029", "\\u0085", "\\u202e", "\\u2066"};
+        char sch[256];
+
+        snprintf(sch, sizeof(sch),
+                 "{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                 "\"legal_basis\": \"act%s 6\", \"role\": \"auditor\"}}}}",
+                 bad[i]);
+        expect_bad_schema(sch, "one line");
+    }
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"array\", \"items\": {\"b\": {\"type\": \"string\", "
                       "\"retention\": {\"days\": 30, \"legal_basis\": \"x\", \"role\": \"auditor\"}}}}}}",
                       "retention");
