@@ -202,12 +202,14 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
 
     uint64_t torn = 0;
     enum custos_err rc;
+    int recovered;
 
     memset(&o, 0, sizeof(o));
     o.dir = dir;
     if ((rc = custos_vault_open(&o, v)))
         return rc;
-    cli_ledger_notices(custos_vault_ledger_recovered(*v, &torn), torn, custos_vault_ledger_missing(*v));
+    recovered = custos_vault_ledger_recovered(*v, &torn); /* sets torn: not in the call's arguments */
+    cli_ledger_notices(recovered, torn, custos_vault_ledger_missing(*v));
     return CUSTOS_OK;
 }
 
