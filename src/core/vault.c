@@ -357,23 +357,50 @@ static enum custos_err load_optional(const char *dir, const char *name, char **t
 
 /*
  * The blind index holds keyed hashes of values as normalised when they were indexed
- * (custos_normalise).  When that normalisation changes (CUSTOS_BLIND_VERSION), entries
- * made by the old one would no longer match a search for the same value: the first open by the
- * new version starts a rebuild of the whole index (resumable, as after a restore), then records
- * the version in the control plane.  A crash in between only starts the rebuild again.
+ * (custos_normalise), each under its field's position in the schema.  When the normalisation
+ * changes (CUSTOS_BLIND_VERSION) or the schema's searchable fields do (a field inserted before
+ * one, fields reordered, one renamed, made searchable or given another format), entries made
+ * before would no longer match a search for the same value.  The control plane keeps a
+ * fingerprint of both (meta row blind_layout); the first open that computes another one starts a
+ * rebuild of the whole index (resumable, as after a restore), then records the new fingerprint.
+ * A crash in between only starts the rebuild again.
  */
-static enum custos_err blind_version_check(struct custos_vault *v)
+static void blind_layout(const struct custos_schema *s, uint8_t out[32])
+{
+    static const char domain[] = "custos/blind-layout/v1";
+    crypto_generichash_state st;
+    uint8_t b[6];
+
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, (const uint8_t *)domain, sizeof(domain));
+    b[0] = CUSTOS_BLIND_VERSION;
+    crypto_generichash_update(&st, b, 1);
+    for (size_t i = 0; i < s->nfields; i++) {
+        const struct custos_field *f = &s->fields[i];
+
+        if (!f->searchable)
+            continue;
+        b[0] = (uint8_t)(i >> 24), b[1] = (uint8_t)(i >> 16), b[2] = (uint8_t)(i >> 8), b[3] = (uint8_t)i;
+        b[4] = (uint8_t)f->type, b[5] = (uint8_t)f->format;
+        crypto_generichash_update(&st, b, sizeof(b));
+        crypto_generichash_update(&st, (const uint8_t *)f->name, strlen(f->name) + 1);
+    }
+    crypto_generichash_final(&st, out, 32);
+}
+
+static enum custos_err blind_layout_check(struct custos_vault *v)
 {
     struct custos_store_conn *c = NULL;
     struct custos_buf b;
-    uint8_t want = CUSTOS_BLIND_VERSION;
+    uint8_t want[32];
     enum custos_err rc;
 
-    custos_buf_init(&b, 16);
+    blind_layout(v->schema, want);
+    custos_buf_init(&b, 64);
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
-    rc = v->ops->meta_get(c, "blind_version", &b);
-    if (rc == CUSTOS_OK && b.len == 1 && b.p[0] == want)
+    rc = v->ops->meta_get(c, "blind_layout", &b);
+    if (rc == CUSTOS_OK && b.len == sizeof(want) && memcmp(b.p, want, sizeof(want)) == 0)
         goto done;
     if (rc && rc != CUSTOS_ERR_NOTFOUND)
         goto done;
@@ -381,7 +408,7 @@ static enum custos_err blind_version_check(struct custos_vault *v)
         ((rc = v->ops->blind_rebuild_mark(c, 0, 0)) || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))))
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
     if (!rc)
-        rc = v->ops->meta_put(c, "blind_version", &want, 1);
+        rc = v->ops->meta_put(c, "blind_layout", want, sizeof(want));
 done:
     v->ops->release(v->store, c);
     custos_buf_release(&b);
@@ -531,8 +558,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     if ((rc = custos_erasures_reapply(v, NULL)))
         goto fail;
     /* after a restore: the blind index, which backups do not carry, from the records left; after
-       an upgrade that changed the normalisation, the index made by the old one */
-    if ((rc = blind_version_check(v)) || (rc = custos_blind_rebuild(v, NULL)))
+       an upgrade that changed the normalisation or a schema edit that moved a searchable field,
+       the index made before */
+    if ((rc = blind_layout_check(v)) || (rc = custos_blind_rebuild(v, NULL)))
         goto fail;
     v->opened = 1;
     *out = v;

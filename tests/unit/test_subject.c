@@ -255,7 +255,7 @@ static void test_blind_index_rebuilt_for_a_new_normalisation(void **state)
     custos_vault_free(f->v);
     f->v = NULL;
     edit_db(f, "data.db", "UPDATE blind SET hash = zeroblob(32)"); /* what the old normalisation made */
-    edit_db(f, "control.db", "DELETE FROM meta WHERE k = 'blind_version'");
+    edit_db(f, "control.db", "DELETE FROM meta WHERE k = 'blind_layout'");
     memset(&o, 0, sizeof(o));
     o.dir = f->dir;
     assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
@@ -304,6 +304,71 @@ static void test_long_searchable_value(void **state)
     custos_vault_free(v);
 }
 
+/* search_count: how many ids a search of field = value finds in vault v (-1 when the search fails) */
+static int search_count(struct fx *f, struct custos_vault *v, const char *field, const char *value)
+{
+    json_t *out = NULL;
+    int n;
+
+    if (custos_subject_search(v, &f->sys, field, value, "account", &out) != CUSTOS_OK)
+        return -1;
+    n = (int)json_array_size(json_object_get(out, "ids"));
+    json_decref(out);
+    return n;
+}
+
+/*
+ * Blind-index entries are kept under a field's position in the schema.  An edit to schema.json
+ * that moves a searchable field (a field inserted before it, fields reordered) or changes what a
+ * search of it means (another format) used to break search for every existing record (documented
+ * as "add new fields at the end"); the next open now rebuilds the index for the new layout.
+ */
+static void test_schema_edit_keeps_search_working(void **state)
+{
+    static const char before[] = "{\"fields\": {\"email\": {\"type\": \"string\", \"searchable\": true, "
+                                 "\"format\": \"email\"}, \"code\": {\"type\": \"string\", \"searchable\": true}}}";
+    static const char after[] = "{\"fields\": {\"nick\": {\"type\": \"string\", \"searchable\": true}, "
+                                "\"code\": {\"type\": \"string\", \"searchable\": true}, "
+                                "\"email\": {\"type\": \"string\", \"searchable\": true, \"format\": \"email\"}}}";
+    static const char body[] = "{\"email\":\"Jeon@Example.org\",\"code\":\"K-77\"}";
+    struct fx *f = *state;
+    char dir[700], path[800], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+    struct custos_vault_opts o;
+    struct custos_vault *v = NULL;
+    json_t *out = NULL;
+    FILE *fp;
+
+    snprintf(dir, sizeof(dir), "%s/edit", f->root);
+    assert_int_equal(custos_vault_init(dir, before, strlen(before), NULL, 0, "test.example/edit", secret, token),
+                     CUSTOS_OK);
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(search_count(f, v, "email", "jeon@example.org"), 1);
+    assert_int_equal(search_count(f, v, "code", "K-77"), 1);
+    custos_vault_free(v);
+    v = NULL;
+
+    /* the operator inserts a searchable field first and swaps the other two */
+    snprintf(path, sizeof(path), "%s/schema.json", dir);
+    assert_non_null(fp = fopen(path, "w"));
+    assert_int_equal(fputs(after, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    assert_int_equal(search_count(f, v, "email", "jeon@example.org"), 1);
+    assert_int_equal(search_count(f, v, "code", "K-77"), 1);
+    assert_int_equal(search_count(f, v, "nick", "K-77"), 0); /* nothing indexed under the new field */
+    custos_vault_free(v);
+    v = NULL;
+
+    /* the same layout again: no rebuild pending, search still right */
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    assert_int_equal(search_count(f, v, "email", "JEON@example.org"), 1);
+    custos_vault_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +376,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_edit_keeps_search_working, setup, teardown),
     };
 
     if (sodium_init() < 0)
