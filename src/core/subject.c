@@ -599,6 +599,27 @@ struct pathset {
     size_t n;
 };
 
+/* Policy paths of values stored under fields the schema no longer has (export only): the
+   strings live here until the next export on this thread, the pathset points at them. */
+static _Thread_local char retired_paths[CUSTOS_SCHEMA_MAX_PATHS][2 * CUSTOS_FIELD_NAME_MAX + 2];
+static _Thread_local size_t nretired_paths;
+
+static enum custos_err pathset_add_retired(struct pathset *s, const struct custos_path_parts *pp)
+{
+    char p[sizeof(retired_paths[0])];
+    size_t i;
+
+    snprintf(p, sizeof(p), "%s%s%s", pp->top, pp->item[0] ? "." : "", pp->item);
+    for (i = 0; i < s->n; i++)
+        if (strcmp(s->ptr[i], p) == 0)
+            return CUSTOS_OK;
+    if (s->n == CUSTOS_SCHEMA_MAX_PATHS || nretired_paths == CUSTOS_SCHEMA_MAX_PATHS)
+        return custos_err_set(CUSTOS_ERR_INTERNAL, "more field paths than an export can name");
+    memcpy(retired_paths[nretired_paths], p, sizeof(p));
+    s->ptr[s->n++] = retired_paths[nretired_paths++];
+    return CUSTOS_OK;
+}
+
 static enum custos_err pathset_add(struct pathset *s, const struct custos_field *f)
 {
     size_t i;
@@ -820,10 +841,12 @@ static enum custos_err text_close(struct textout *t)
 }
 
 /* Build {"fields":...} from a record for the caller's view, as a tree (fields, masked) or as
-   text (t).  vis_op = op for policy lookups (0: everything plain, for export). */
+   text (t).  vis_op = op for policy lookups (0: everything plain, for export).  Values stored
+   under fields the current schema no longer has are never shown, except to the subject's own
+   export: with `retired`, they go there, shaped as `fields` would be. */
 static enum custos_err render(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
                               const uint8_t *key, const struct custos_record *r, uint32_t vis_op, const char *purpose,
-                              uint64_t want, json_t *fields, json_t *masked, struct textout *t,
+                              uint64_t want, json_t *fields, json_t *masked, json_t *retired, struct textout *t,
                               struct pathset *plain_set, struct pathset *masked_set)
 {
     struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
@@ -847,8 +870,20 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
             break;
         }
         f = custos_leaf_field(v->schema, &pp, &top);
+        if (!f && retired) {
+            if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
+                break;
+            if (!(val = custos_decode_value(tag, (const char *)pt, len)))
+                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
+            sodium_memzero(pt, len + 1);
+            if (!rc && !(rc = pathset_add_retired(plain_set, &pp)))
+                rc = custos_place(retired, &pp, val);
+            else
+                json_decref(val);
+            continue;
+        }
         if (!f)
-            continue; /* a field the current schema no longer has: never shown */
+            continue; /* a field the current schema no longer has: not for anyone but the subject */
         if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
             continue;
         custos_strcopy(path, sizeof(path), l->path, l->plen);
@@ -977,7 +1012,7 @@ done:
  */
 static enum custos_err view(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
                             uint32_t vis_op, const char *purpose, uint64_t want, json_t **fields, json_t **masked,
-                            struct textout *t, struct custos_event *e)
+                            json_t *retired, struct textout *t, struct custos_event *e)
 {
     static _Thread_local struct pathset plain_set, masked_set;
     struct custos_store_conn *conn = NULL;
@@ -988,6 +1023,7 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
     int tree = 1;
 
     plain_set.n = masked_set.n = 0;
+    nretired_paths = 0;
     *fields = *masked = NULL;
     if (!blob || !key)
         return CUSTOS_ERR_NOMEM;
@@ -1000,7 +1036,7 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
 
         tree = 0;
         t->start = out0;
-        rc = render(v, c, id, key, &r, vis_op, purpose, want, NULL, NULL, t, &plain_set, &masked_set);
+        rc = render(v, c, id, key, &r, vis_op, purpose, want, NULL, NULL, NULL, t, &plain_set, &masked_set);
         if (!rc && t->broken) { /* not grouped as records are written: the tree does it */
             sodium_memzero(t->out->p + out0, t->out->len - out0);
             t->out->len = out0;
@@ -1012,8 +1048,8 @@ static enum custos_err view(struct custos_vault *v, const struct custos_caller *
     if (!rc && tree) {
         *fields = json_object();
         *masked = json_array();
-        rc = *fields && *masked ? render(v, c, id, key, &r, vis_op, purpose, want, *fields, *masked, NULL,
-                                         &plain_set, &masked_set)
+        rc = *fields && *masked ? render(v, c, id, key, &r, vis_op, purpose, want, *fields, *masked, retired,
+                                         NULL, &plain_set, &masked_set)
                                 : CUSTOS_ERR_NOMEM;
     }
     custos_scratch_wipe();
@@ -1085,7 +1121,7 @@ enum custos_err custos_subject_read_text(struct custos_vault *v, const struct cu
     if ((rc = custos_buf_reserve(&out, 2047)) || (rc = custos_buf_adds(&out, "{\"id\":")) ||
         (rc = custos_buf_add_json_str(&out, idhex, strlen(idhex))) || (rc = custos_buf_adds(&out, ",\"fields\":{")))
         goto done;
-    if ((rc = view(v, c, id, CUSTOS_OP_SUBJECT_READ, purpose, want, &fields, &masked, &t, &e)))
+    if ((rc = view(v, c, id, CUSTOS_OP_SUBJECT_READ, purpose, want, &fields, &masked, NULL, &t, &e)))
         goto done;
     if (fields) { /* rendered as a tree */
         if (!(tree = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "masked", masked)))
@@ -1149,7 +1185,7 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
 {
     struct custos_store_conn *conn = NULL;
     struct custos_event e;
-    json_t *fields = NULL, *masked = NULL, *links = NULL;
+    json_t *fields = NULL, *masked = NULL, *links = NULL, *retired = NULL;
     uint8_t id[16];
     enum custos_err rc;
 
@@ -1164,18 +1200,26 @@ enum custos_err custos_subject_export(struct custos_vault *v, const struct custo
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "this principal may not export subjects");
         goto done;
     }
-    if ((rc = view(v, c, id, 0, NULL, 0, &fields, &masked, NULL, &e)))
+    if (!(retired = json_object())) {
+        rc = CUSTOS_ERR_NOMEM;
         goto done;
+    }
+    if ((rc = view(v, c, id, 0, NULL, 0, &fields, &masked, retired, NULL, &e))) {
+        json_decref(retired);
+        goto done;
+    }
     json_decref(masked); /* nothing is masked in an export */
     if (!(links = json_array()) || (rc = v->ops->acquire(v->store, &conn))) {
         rc = rc ? rc : CUSTOS_ERR_NOMEM;
         json_decref(fields);
+        json_decref(retired);
         json_decref(links);
         goto done;
     }
     rc = v->ops->link_scan(conn, id, export_link, links);
     v->ops->release(v->store, conn);
-    if (!(*out = json_pack("{s:s, s:o, s:o}", "id", idhex, "fields", fields, "links", links)))
+    if (!(*out = json_pack("{s:s, s:o, s:o, s:o}", "id", idhex, "fields", fields, "retired_fields", retired, "links",
+                           links)))
         rc = CUSTOS_ERR_NOMEM;
 done:
     return custos_audit_finish(v, &e, rc, out);

@@ -369,6 +369,97 @@ static void test_schema_edit_keeps_search_working(void **state)
     custos_vault_free(v);
 }
 
+/*
+ * A schema edit that drops a field leaves its stored values sealed in the records.  Nobody's read
+ * shows them any more, but the subject's own export does (everything the vault holds about them),
+ * under "retired_fields", shaped as "fields"; the export's ledger entry names their paths.
+ */
+static void test_export_shows_values_of_removed_fields(void **state)
+{
+    static const char before[] = "{\"fields\": {\"name\": {\"type\": \"string\"}, \"nick\": {\"type\": \"string\"}, "
+                                 "\"book\": {\"type\": \"array\", \"items\": {\"to\": {\"type\": \"string\"}, "
+                                 "\"door\": {\"type\": \"string\", \"class\": \"sensitive\"}}}}}";
+    static const char after[] = "{\"fields\": {\"name\": {\"type\": \"string\"}, "
+                                "\"book\": {\"type\": \"array\", \"items\": {\"to\": {\"type\": \"string\"}}}}}";
+    static const char body[] = "{\"name\":\"전성준\",\"nick\":\"sj\",\"book\":[{\"to\":\"집\",\"door\":\"#1234\"},"
+                               "{\"to\":\"회사\"}]}";
+    struct fx *f = *state;
+    char dir[700], path[800], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1], id[CUSTOS_ID_HEX + 1];
+    char entry[4096];
+    struct custos_vault_opts o;
+    struct custos_vault *v = NULL;
+    json_t *out = NULL, *ev;
+    size_t len = 0;
+    FILE *fp;
+
+    snprintf(dir, sizeof(dir), "%s/retired", f->root);
+    assert_int_equal(custos_vault_init(dir, before, strlen(before), NULL, 0, "test.example/retired", secret, token),
+                     CUSTOS_OK);
+    memset(&o, 0, sizeof(o));
+    o.dir = dir;
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    out = NULL;
+    /* with every field still in the schema, nothing is retired */
+    assert_int_equal(custos_subject_export(v, &f->sys, id, &out), CUSTOS_OK);
+    assert_int_equal(json_object_size(json_object_get(out, "retired_fields")), 0);
+    json_decref(out);
+    out = NULL;
+    custos_vault_free(v);
+    v = NULL;
+
+    snprintf(path, sizeof(path), "%s/schema.json", dir);
+    assert_non_null(fp = fopen(path, "w"));
+    assert_int_equal(fputs(after, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+
+    /* a read shows what the schema has, nothing else */
+    assert_int_equal(custos_subject_read(v, &f->sys, id, "account", NULL, &out), CUSTOS_OK);
+    assert_null(json_object_get(json_object_get(out, "fields"), "nick"));
+    assert_null(json_object_get(json_array_get(json_object_get(json_object_get(out, "fields"), "book"), 0), "door"));
+    json_decref(out);
+    out = NULL;
+
+    /* the export shows the rest */
+    assert_int_equal(custos_subject_export(v, &f->sys, id, &out), CUSTOS_OK);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "fields"), "name")), "전성준");
+    assert_null(json_object_get(json_object_get(out, "fields"), "nick"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "retired_fields"), "nick")), "sj");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_object_get(out, "retired_fields"), "book"), 0), "door")),
+                        "#1234");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(json_object_get(out, "fields"), "book"), 1), "to")),
+                        "회사");
+    json_decref(out);
+    out = NULL;
+    /* ... and its ledger entry names every path it showed, the retired ones included */
+    assert_int_equal(custos_ledger_read(custos_vault_ledger(v), custos_ledger_size(custos_vault_ledger(v)) - 1, (uint8_t *)entry,
+                                        sizeof(entry) - 1, &len),
+                     CUSTOS_OK);
+    entry[len] = '\0';
+    assert_non_null(ev = json_loads(entry, 0, NULL));
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "subject.export");
+    {
+        json_t *paths = json_object_get(ev, "fields");
+        int nick = 0, door = 0, name = 0;
+
+        for (size_t i = 0; i < json_array_size(paths); i++) {
+            const char *p = json_string_value(json_array_get(paths, i));
+
+            nick |= strcmp(p, "nick") == 0;
+            door |= strcmp(p, "book.door") == 0;
+            name |= strcmp(p, "name") == 0;
+        }
+        assert_true(nick && door && name);
+    }
+    json_decref(ev);
+    custos_vault_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +468,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_edit_keeps_search_working, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_shows_values_of_removed_fields, setup, teardown),
     };
 
     if (sodium_init() < 0)
