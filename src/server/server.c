@@ -56,6 +56,9 @@ static unsigned default_threads(void)
 /* libmicrohttpd's per-connection pool (request line, headers, read buffer), cleared per request:
    16 KiB holds any sane request head; bodies stream through it to on_request. */
 #define CONN_POOL_BYTES (16 * 1024)
+/* An oversize body is read and dropped to its end, so that its client gets the 413; past this many
+   dropped bytes the connection is closed instead (a body without a length can be endless). */
+#define BODY_DISCARD_MAX (1024 * 1024)
 
 /* ---- TLS files ----------------------------------------------------------------------------- */
 
@@ -657,8 +660,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             memcpy(r->body + r->body_len, upload, *upload_size);
             r->body_len += *upload_size;
             r->body[r->body_len] = '\0';
-        } else
+        } else {
             r->body_too_big = 1;
+            r->body_discarded += *upload_size;
+            if (r->body_discarded > BODY_DISCARD_MAX) {
+                /* a body without a length that goes on and on (chunked): its 413 would wait for
+                   an end that may never come, and libmicrohttpd takes no answer in mid-body.
+                   Record the refusal as at the end of an oversize body, and close. */
+                uint64_t ignored;
+
+                custos_err_clear();
+                custos_defer_begin();
+                dispatch(r);
+                custos_defer_end(&ignored);
+                return MHD_NO;
+            }
+        }
         *upload_size = 0;
         return MHD_YES;
     }

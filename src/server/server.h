@@ -71,6 +71,7 @@ struct req {
     size_t body_len;
     size_t body_cap;              /* bytes allocated at body */
     int body_too_big;
+    size_t body_discarded;        /* bytes past the cap, read and dropped */
     /* response */
     int status;
     char *resp;

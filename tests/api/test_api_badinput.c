@@ -740,10 +740,60 @@ static void test_one_address_cannot_take_every_connection(void **state)
         close(fds[i]);
 }
 
+/*
+ * An oversize body without a length (chunked) is read to its end so that its client gets the
+ * 413; one that never ends used to hold its connection (and a share of the address's) for as long
+ * as the client kept sending.  Past 1 MiB dropped the server now records the refusal and closes.
+ */
+static void test_endless_chunked_body_is_cut(void **state)
+{
+    struct cz_server *s = *state;
+    static char chunk[65536 + 16];
+    char head[512];
+    size_t sent = 0, clen = 65536;
+    int fd, n, closed = 0;
+    json_t *ev = NULL;
+
+    n = snprintf(head, sizeof(head),
+                 "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer %s\r\n"
+                 "Content-Type: application/json\r\n\r\n",
+                 s->svc.token);
+    n = snprintf(chunk, sizeof(chunk), "%zx\r\n", clen);
+    memset(chunk + n, 'x', clen);
+    memcpy(chunk + n + clen, "\r\n", 2);
+    clen += (size_t)n + 2;
+    fd = raw_connect(s, NULL);
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    /* send until the server closes (send fails) or 64 MiB went out: a server that reads on and on */
+    while (sent < ((size_t)64 << 20)) {
+        ssize_t w = send(fd, chunk, clen, MSG_NOSIGNAL);
+
+        if (w < 0) {
+            closed = 1;
+            break;
+        }
+        sent += (size_t)w;
+    }
+    close(fd);
+    assert_true(closed);
+    /* it stopped reading soon after the cap (what socket buffers hold is the slack) */
+    assert_true(sent < ((size_t)16 << 20));
+    /* and the refusal is on the record like any oversize body */
+    for (int tries = 0; tries < 100 && !ev; tries++) {
+        ev = cz_find_event(cz_ledger_entries(s), "action", "subject.create", "actor", "svc", "result", "error",
+                           "reason", "too_large", NULL);
+        if (!ev)
+            usleep(20 * 1000);
+    }
+    assert_non_null(ev);
+    still_works(s, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_body_too_large, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_endless_chunked_body_is_cut, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_json_depth, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_fields, cz_setup_std, cz_teardown),
