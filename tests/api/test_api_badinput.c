@@ -564,6 +564,21 @@ static void test_error_echo_utf8(void **state)
     still_works(s, id);
 }
 
+/* svc's refused oversize subject.create is in the ledger (a refusal that goes out, or a connection
+   closed, without waiting for its event: the ledger gets a moment). */
+static void expect_too_large_event(struct cz_server *s)
+{
+    json_t *ev = NULL;
+
+    for (int tries = 0; tries < 100 && !ev; tries++) {
+        ev = cz_find_event(cz_ledger_entries(s), "action", "subject.create", "actor", "svc", "result", "error",
+                           "reason", "too_large", NULL);
+        if (!ev)
+            usleep(20 * 1000);
+    }
+    assert_non_null(ev);
+}
+
 /* A TCP connection to the server from local address `from` (127.0.0.1 when NULL). */
 static int raw_connect(struct cz_server *s, const char *from)
 {
@@ -677,18 +692,8 @@ static void test_request_framing(void **state)
     assert_null(strstr(buf, "100 Continue"));
     assert_non_null(strstr(buf, "HTTP/1.1 413"));
     assert_non_null(strstr(buf, "\"code\":\"too_large\""));
-    {
-        json_t *ev = NULL;
-
-        /* the refusal went out without waiting for its event: give the ledger a moment */
-        for (int tries = 0; tries < 100 && !ev; tries++) {
-            ev = cz_find_event(cz_ledger_entries(s), "action", "subject.create", "actor", "svc", "result", "error",
-                               "reason", "too_large", NULL);
-            if (!ev)
-                usleep(20 * 1000);
-        }
-        assert_non_null(ev);
-    }
+    /* the refusal went out without waiting for its event */
+    expect_too_large_event(s);
     n = snprintf(req, sizeof(req), "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
     raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
     assert_non_null(strstr(buf, "HTTP/1.1 401")); /* who asks comes first */
@@ -752,7 +757,6 @@ static void test_endless_chunked_body_is_cut(void **state)
     char head[512];
     size_t sent = 0, clen = 65536;
     int fd, n, closed = 0;
-    json_t *ev = NULL;
 
     n = snprintf(head, sizeof(head),
                  "POST /v1/subjects HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer %s\r\n"
@@ -779,13 +783,7 @@ static void test_endless_chunked_body_is_cut(void **state)
     /* it stopped reading soon after the cap (what socket buffers hold is the slack) */
     assert_true(sent < ((size_t)16 << 20));
     /* and the refusal is on the record like any oversize body */
-    for (int tries = 0; tries < 100 && !ev; tries++) {
-        ev = cz_find_event(cz_ledger_entries(s), "action", "subject.create", "actor", "svc", "result", "error",
-                           "reason", "too_large", NULL);
-        if (!ev)
-            usleep(20 * 1000);
-    }
-    assert_non_null(ev);
+    expect_too_large_event(s);
     still_works(s, NULL);
 }
 

@@ -317,6 +317,32 @@ static int search_count(struct fx *f, struct custos_vault *v, const char *field,
     return n;
 }
 
+/* A new vault in f->root/name with `schema`, opened into *v (o->dir points at dir). */
+static void custom_vault(struct fx *f, const char *name, const char *schema, char *dir, size_t dcap,
+                         struct custos_vault_opts *o, struct custos_vault **v)
+{
+    char secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1], origin[64];
+
+    snprintf(dir, dcap, "%s/%s", f->root, name);
+    snprintf(origin, sizeof(origin), "test.example/%s", name);
+    assert_int_equal(custos_vault_init(dir, schema, strlen(schema), NULL, 0, origin, secret, token), CUSTOS_OK);
+    memset(o, 0, sizeof(*o));
+    o->dir = dir;
+    assert_int_equal(custos_vault_open(o, v), CUSTOS_OK);
+}
+
+/* What an operator's edit does: DIR/schema.json replaced by `text` (the vault closed). */
+static void edit_schema(const char *dir, const char *text)
+{
+    char path[800];
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/schema.json", dir);
+    assert_non_null(fp = fopen(path, "w"));
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
 /*
  * Blind-index entries are kept under a field's position in the schema.  An edit to schema.json
  * that moves a searchable field (a field inserted before it, fields reordered) or changes what a
@@ -332,18 +358,12 @@ static void test_schema_edit_keeps_search_working(void **state)
                                 "\"email\": {\"type\": \"string\", \"searchable\": true, \"format\": \"email\"}}}";
     static const char body[] = "{\"email\":\"Jeon@Example.org\",\"code\":\"K-77\"}";
     struct fx *f = *state;
-    char dir[700], path[800], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1];
+    char dir[700];
     struct custos_vault_opts o;
     struct custos_vault *v = NULL;
     json_t *out = NULL;
-    FILE *fp;
 
-    snprintf(dir, sizeof(dir), "%s/edit", f->root);
-    assert_int_equal(custos_vault_init(dir, before, strlen(before), NULL, 0, "test.example/edit", secret, token),
-                     CUSTOS_OK);
-    memset(&o, 0, sizeof(o));
-    o.dir = dir;
-    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    custom_vault(f, "edit", before, dir, sizeof(dir), &o, &v);
     assert_int_equal(custos_subject_create(v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
     json_decref(out);
     assert_int_equal(search_count(f, v, "email", "jeon@example.org"), 1);
@@ -352,10 +372,7 @@ static void test_schema_edit_keeps_search_working(void **state)
     v = NULL;
 
     /* the operator inserts a searchable field first and swaps the other two */
-    snprintf(path, sizeof(path), "%s/schema.json", dir);
-    assert_non_null(fp = fopen(path, "w"));
-    assert_int_equal(fputs(after, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
+    edit_schema(dir, after);
     assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
     assert_int_equal(search_count(f, v, "email", "jeon@example.org"), 1);
     assert_int_equal(search_count(f, v, "code", "K-77"), 1);
@@ -384,20 +401,13 @@ static void test_export_shows_values_of_removed_fields(void **state)
     static const char body[] = "{\"name\":\"전성준\",\"nick\":\"sj\",\"book\":[{\"to\":\"집\",\"door\":\"#1234\"},"
                                "{\"to\":\"회사\"}]}";
     struct fx *f = *state;
-    char dir[700], path[800], secret[CUSTOS_SECRET_LEN + 1], token[CUSTOS_TOKEN_LEN + 1], id[CUSTOS_ID_HEX + 1];
-    char entry[4096];
+    char dir[700], id[CUSTOS_ID_HEX + 1], entry[4096];
     struct custos_vault_opts o;
     struct custos_vault *v = NULL;
     json_t *out = NULL, *ev;
     size_t len = 0;
-    FILE *fp;
 
-    snprintf(dir, sizeof(dir), "%s/retired", f->root);
-    assert_int_equal(custos_vault_init(dir, before, strlen(before), NULL, 0, "test.example/retired", secret, token),
-                     CUSTOS_OK);
-    memset(&o, 0, sizeof(o));
-    o.dir = dir;
-    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
+    custom_vault(f, "retired", before, dir, sizeof(dir), &o, &v);
     assert_int_equal(custos_subject_create(v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
     snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(out, "id")));
     json_decref(out);
@@ -410,10 +420,7 @@ static void test_export_shows_values_of_removed_fields(void **state)
     custos_vault_free(v);
     v = NULL;
 
-    snprintf(path, sizeof(path), "%s/schema.json", dir);
-    assert_non_null(fp = fopen(path, "w"));
-    assert_int_equal(fputs(after, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
+    edit_schema(dir, after);
     assert_int_equal(custos_vault_open(&o, &v), CUSTOS_OK);
 
     /* a read shows what the schema has, nothing else */
