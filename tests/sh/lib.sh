@@ -78,10 +78,38 @@ add_principal_token() {
 
 # ---- servers -----------------------------------------------------------------------------------
 
+# How long a starting server may take to write its port and to answer /v1/health, in seconds of
+# wall time (not loop turns: under load each turn of a polling loop takes longer, and a vault's
+# open, which fsyncs after a crash, can take seconds when the disk is busy).  Only a server that
+# never comes up waits this long; a server that exits at start fails at once.
+SERVER_START_S=${SERVER_START_S:-60}
+
+# wait_port PORTFILE PID WHAT: wait until the server PID has written its port (a whole line) to
+# PORTFILE; sets PORT.  Fails when it exits first or SERVER_START_S pass.
+wait_port() {
+  local pf=$1 pid=$2 what=$3 log=${SERVER_LOG:-/dev/null} end=$((SECONDS + SERVER_START_S))
+  until [ -s "$pf" ] && [ "$(tail -c1 "$pf" | od -An -c | tr -d ' ')" = '\n' ]; do
+    kill -0 "$pid" 2>/dev/null || fail "$what exited at start: $(tail -n3 "$log")"
+    [ "$SECONDS" -lt "$end" ] || fail "$what wrote no port in ${SERVER_START_S}s: $(tail -n3 "$log")"
+    sleep 0.05
+  done
+  PORT=$(tr -dc 0-9 <"$pf")
+  [ -n "$PORT" ] || fail "$what wrote no port"
+}
+
+# wait_health URL WHAT: wait until URL/v1/health answers 200, at most SERVER_START_S
+wait_health() {
+  local url=$1 what=$2 end=$((SECONDS + SERVER_START_S))
+  until curl -fsS -m 10 -o /dev/null "$url/v1/health" 2>/dev/null; do
+    [ "$SECONDS" -lt "$end" ] || fail "$what does not answer /v1/health in ${SERVER_START_S}s"
+    sleep 0.05
+  done
+}
+
 # start_server DIR [serve options...]: start custos serve on 127.0.0.1:0; sets SERVER_PID, PORT,
 # URL; its stderr goes to $T/server.<n>.log (SERVER_LOG)
 start_server() {
-  local dir=$1 pf i
+  local dir=$1 pf
   shift
   pf="$T/port.$$.${#SERVER_PIDS[@]}"
   SERVER_LOG="$T/server.${#SERVER_PIDS[@]}.log"
@@ -89,19 +117,9 @@ start_server() {
   "$CUSTOS" serve --data "$dir" --listen 127.0.0.1:0 --port-file "$pf" "$@" 2>"$SERVER_LOG" &
   SERVER_PID=$!
   SERVER_PIDS+=("$SERVER_PID")
-  for i in $(seq 200); do
-    if [ -s "$pf" ] && [ "$(tail -c1 "$pf" | od -An -c | tr -d ' ')" = '\n' ]; then break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "server on $dir exited at start: $(tail -n3 "$SERVER_LOG")"
-    sleep 0.05
-  done
-  PORT=$(tr -dc 0-9 <"$pf")
-  [ -n "$PORT" ] || fail "server on $dir wrote no port"
+  wait_port "$pf" "$SERVER_PID" "server on $dir"
   URL="http://127.0.0.1:$PORT"
-  for i in $(seq 200); do
-    curl -fsS -o /dev/null "$URL/v1/health" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  fail "server on $dir does not answer /v1/health"
+  wait_health "$URL" "server on $dir"
 }
 
 # stop_server [PID]: SIGTERM, wait; the server must exit 0

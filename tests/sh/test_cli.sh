@@ -127,10 +127,9 @@ pf="$T/port.insecure"
 SERVER_PID=$!
 SERVER_PIDS+=("$SERVER_PID")
 SERVER_LOG="$T/insecure.log"
-for i in $(seq 200); do [ -s "$pf" ] && break; kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$SERVER_PID" 2>/dev/null || fail "serve --insecure on 0.0.0.0 did not start: $(cat "$T/insecure.log")"
-URL="http://127.0.0.1:$(tr -dc 0-9 <"$pf")"
-for i in $(seq 100); do curl -fsS -o /dev/null "$URL/v1/health" 2>/dev/null && break; sleep 0.05; done
+wait_port "$pf" "$SERVER_PID" "serve --insecure on 0.0.0.0"
+URL="http://127.0.0.1:$PORT"
+wait_health "$URL" "serve --insecure on 0.0.0.0"
 http GET /v1/health "" ""
 expect_status 200 "health on the --insecure server"
 stop_server

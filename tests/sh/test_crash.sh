@@ -147,12 +147,22 @@ step "ok: $acked acknowledged requests, $size ledger entries, verify passes"
 # recovery says what it did, in the ledger itself: one ledger.recover event per unclean stop, and
 # a torn tail (100 bytes of junk where the next batch would go) truncated and counted
 step "a torn tail: the next open truncates it and records ledger.recover with the bytes dropped"
-perl -e 'open my $f, "+<:raw", $ARGV[0] or die; local $/; my $b = <$f>; my $e = length $b;
-  $e-- while $e > 16 && substr($b, $e - 1, 1) eq "\0"; seek $f, $e, 0; print $f "\xab" x 100; close $f or die' \
-  "$D/ledger/entries"
+# The log ends where its last batch ends, found by walking the batch headers (docs/format.md:
+# 16-byte file header; batch header magic "BTCH" u32 LE, count u32, bytes u32, ...; then `bytes` of
+# records).  Not by stripping the zeros written ahead from the end: a record ends in 8 bytes of its
+# leaf hash, the last of which is 0x00 once in 256 ledgers, and the junk then overwrote a durable
+# record (verify rightly reported damage, not a torn tail, and the test failed at random).
+perl -e 'open my $f, "+<:raw", $ARGV[0] or die; local $/; my $b = <$f>; my $e = 16;
+  while ($e + 32 <= length $b && unpack("V", substr($b, $e, 4)) == 0x48435442) { $e += 32 + unpack("V", substr($b, $e + 8, 4)) }
+  die "no batch in the entries log\n" if $e == 16;
+  die "the last batch runs past the end of the entries log\n" if $e > length $b;
+  die "data after the last batch\n" if substr($b, $e) =~ /[^\0]/;
+  seek $f, $e, 0; print $f "\xab" x 100; close $f or die; print $e' \
+  "$D/ledger/entries" >"$T/torn.at" || fail "cannot find the end of the entries log"
 run_rc=0
 "$CUSTOS" ledger verify --data "$D" >"$T/verify.out" 2>&1 || run_rc=$?
-[ "$run_rc" -eq 1 ] && grep -q 'torn tail' "$T/verify.out" || fail "verify before recovery: $(cat "$T/verify.out")"
+[ "$run_rc" -eq 1 ] && grep -q "torn tail at offset $(cat "$T/torn.at") " "$T/verify.out" ||
+  fail "verify before recovery (junk written at offset $(cat "$T/torn.at")): $(cat "$T/verify.out")"
 start_server "$D"
 grep -q 'not closed cleanly: recovered, 100 bytes of a torn' "$SERVER_LOG" ||
   fail "the server did not say what recovery dropped: $(cat "$SERVER_LOG")"
