@@ -143,7 +143,9 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
                                      json_t **out);
 
 /* Everything the vault holds about a subject, all fields plain, and its links (subject.export;
-   by default only a customer's own token).  *out = {"id","fields":{...},"links":[...]}. */
+   by default only a customer's own token).  *out = {"id","fields":{...},"retired_fields":{...},
+   "links":[...]}: retired_fields, shaped as fields, holds values stored under fields the schema
+   no longer has. */
 enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                       json_t **out);
 

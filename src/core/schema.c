@@ -93,8 +93,9 @@ static enum custos_err parse_fields(json_t *obj, int nested, struct custos_field
 /*
  * one_line: is s (n bytes of valid UTF-8) a single line whose every character shows what it is?
  * No C0 or C1 control, no DEL, no line or paragraph separator (U+2028, U+2029) and no
- * bidirectional control (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069), which could split a
- * receipt's line or make it display as something else than it says.
+ * bidirectional control (Unicode's Bidi_Control: U+061C, U+200E, U+200F, U+202A..U+202E,
+ * U+2066..U+2069), which could split a receipt's line or make it display as something else than
+ * it says.
  */
 static int one_line(const char *s, size_t n)
 {
@@ -110,7 +111,7 @@ static int one_line(const char *s, size_t n)
         }
         if ((k = custos_utf8_decode((const unsigned char *)s + i, n - i, &cp)) == 0)
             return 0;
-        if (cp <= 0x9f || cp == 0x200e || cp == 0x200f || cp == 0x2028 || cp == 0x2029 ||
+        if (cp <= 0x9f || cp == 0x061c || cp == 0x200e || cp == 0x200f || cp == 0x2028 || cp == 0x2029 ||
             (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
             return 0;
         i += k - 1;

@@ -63,11 +63,14 @@ static unsigned default_threads(void)
 /* ---- TLS files ----------------------------------------------------------------------------- */
 
 /* What a TLS handshake may negotiate (GnuTLS priority string): TLS 1.3 and 1.2 only, AEAD ciphers
-   only, and in 1.2 only ephemeral ECDH key exchange (forward secrecy); the server's order wins.
-   Nothing older: the clients of a vault are its own services and staff, not old browsers. */
+   only, in 1.2 only ephemeral ECDH key exchange (forward secrecy) and no SHA-1 handshake signature
+   (RFC 9155; NORMAL still has RSA-SHA1 and ECDSA-SHA1, which a client offering only those got);
+   the server's order wins.  Nothing older: the clients of a vault are its own services and staff,
+   not old browsers. */
 #define TLS_PRIORITIES                                                                                 \
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-256-GCM:"           \
-    "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
+    "+AES-128-GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:"      \
+    "%SERVER_PRECEDENCE"
 #define TLS_FILE_MAX (1 << 20)
 
 /* read_tls_file: the PEM file at path, NUL-terminated, into *out (malloc'd; for the private key,

@@ -163,6 +163,9 @@ h=$(handshake -tls1_3); case $h in TLSv1.3*) ;; *) fail "TLS 1.3 handshake: $h" 
 h=$(handshake -tls1_2 -cipher 'ECDHE-ECDSA-AES128-GCM-SHA256'); [ "$h" = "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256" ] ||
   fail "TLS 1.2 with an AEAD cipher: $h"
 h=$(handshake -tls1_2 -cipher 'ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.2 with a CBC cipher was accepted: $h"
+# a TLS 1.2 client that offers only SHA-1 handshake signatures (RFC 9155: must not be used)
+h=$(handshake -tls1_2 -sigalgs 'ECDSA+SHA1' -cipher 'ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0')
+[ "$h" = refused ] || fail "TLS 1.2 with a SHA-1 handshake signature was accepted: $h"
 h=$(handshake -tls1_1 -cipher 'ALL:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.1 was accepted: $h"
 h=$(handshake -tls1 -cipher 'ALL:@SECLEVEL=0'); [ "$h" = refused ] || fail "TLS 1.0 was accepted: $h"
 stop_server

@@ -324,8 +324,8 @@ static void test_custom_schema_invalid(void **state)
                       "one line");
     /* ... nor a Unicode line break or C1 control (NEL), nor a bidirectional control that would
        make the line display as something else than it says */
-    for (i = 0; i < 5; i++) {
-        static const char *const bad[] = {"\\u2028", "\\u2029", "\\u0085", "\\u202e", "\\u2066"};
+    for (i = 0; i < 6; i++) {
+        static const char *const bad[] = {"\\u2028", "\\u2029", "\\u0085", "\\u202e", "\\u2066", "\\u061c"};
         char sch[256];
 
         snprintf(sch, sizeof(sch),
