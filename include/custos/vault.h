@@ -144,8 +144,8 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
 
 /* Everything the vault holds about a subject, all fields plain, and its links (subject.export;
    by default only a customer's own token).  *out = {"id","fields":{...},"retired_fields":{...},
-   "links":[...]}: retired_fields, shaped as fields, holds values stored under fields the schema
-   no longer has. */
+   "links":[...]}: retired_fields holds values stored under fields the schema no longer has, each
+   under its stored path ("nick", "address_book[0].door"). */
 enum custos_err custos_subject_export(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                       json_t **out);
 

@@ -842,8 +842,9 @@ static enum custos_err text_close(struct textout *t)
 
 /* Build {"fields":...} from a record for the caller's view, as a tree (fields, masked) or as
    text (t).  vis_op = op for policy lookups (0: everything plain, for export).  Values stored
-   under fields the current schema no longer has are never shown, except to the subject's own
-   export: with `retired`, they go there, shaped as `fields` would be. */
+   under fields the current schema no longer has are never read, only exported: with `retired`,
+   they go there, each under its stored path ("address_book[1].door"; flat, since two schema
+   edits apart the same name may have held a value and an array). */
 static enum custos_err render(struct custos_vault *v, const struct custos_caller *c, const uint8_t id[16],
                               const uint8_t *key, const struct custos_record *r, uint32_t vis_op, const char *purpose,
                               uint64_t want, json_t *fields, json_t *masked, json_t *retired, struct textout *t,
@@ -876,14 +877,15 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
             if (!(val = custos_decode_value(tag, (const char *)pt, len)))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
             sodium_memzero(pt, len + 1);
-            if (!rc && !(rc = pathset_add_retired(plain_set, &pp)))
-                rc = custos_place(retired, &pp, val);
-            else
+            custos_strcopy(path, sizeof(path), l->path, l->plen);
+            if (!rc && !(rc = pathset_add_retired(plain_set, &pp)) && json_object_set_new(retired, path, val))
+                rc = CUSTOS_ERR_NOMEM;
+            else if (rc)
                 json_decref(val);
             continue;
         }
         if (!f)
-            continue; /* a field the current schema no longer has: not for anyone but the subject */
+            continue; /* a field the current schema no longer has: exported, never read */
         if (want && !(want & ((uint64_t)1 << (top - v->schema->fields))))
             continue;
         custos_strcopy(path, sizeof(path), l->path, l->plen);

@@ -73,12 +73,13 @@ static unsigned default_threads(void)
     "%SERVER_PRECEDENCE"
 #define TLS_FILE_MAX (1 << 20)
 
-/* read_tls_file: the PEM file at path, NUL-terminated, into *out (malloc'd; for the private key,
-   sodium_malloc'd, locked and guarded, so the caller frees it with sodium_free).  A private key
-   must be a regular file that only its owner can read: owned by the user running custos with no
-   group or other permission, or owned by root and at most group-readable (0640, as in Debian's
-   ssl-cert group); otherwise serve refuses it, as OpenSSH and PostgreSQL do, instead of serving
-   with a key anyone on the machine may have copied. */
+/* read_tls_file: the PEM file at path, NUL-terminated, into *out, in sodium_malloc'd memory
+   (locked, guarded; the caller frees it with sodium_free, which wipes it), the certificate too:
+   a combined PEM holds the key as well.  The private key (secret) must be a regular file that
+   only its owner can read: owned by the user running custos with no group or other permission,
+   or owned by root and at most group-readable (0640, as in Debian's ssl-cert group); otherwise
+   serve refuses it, as OpenSSH and PostgreSQL do, instead of serving with a key anyone on the
+   machine may have copied. */
 static enum custos_err read_tls_file(const char *path, int secret, char **out)
 {
     struct stat st;
@@ -102,7 +103,7 @@ static enum custos_err read_tls_file(const char *path, int secret, char **out)
                             (unsigned)(st.st_mode & 07777));
         goto done;
     }
-    buf = secret ? sodium_malloc((size_t)st.st_size + 1) : malloc((size_t)st.st_size + 1);
+    buf = sodium_malloc((size_t)st.st_size + 1);
     if (!buf) {
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
         goto done;
@@ -124,12 +125,7 @@ static enum custos_err read_tls_file(const char *path, int secret, char **out)
     *out = buf;
     buf = NULL;
 done:
-    if (buf) {
-        if (secret)
-            sodium_free(buf);
-        else
-            free(buf);
-    }
+    sodium_free(buf);
     close(fd);
     return rc;
 }
@@ -1108,6 +1104,6 @@ done:
     if (lfd >= 0)
         close(lfd);
     sodium_free(key); /* sodium_free wipes */
-    free(cert);
+    sodium_free(cert);
     return rc;
 }
