@@ -415,6 +415,41 @@ done:
     return rc;
 }
 
+/*
+ * The open marker (control plane meta row `open_since`, 8 bytes: the time of the open, 0 when
+ * closed) tells the next open whether the last one ended cleanly.  set: 1 records an open, 0 a
+ * clean close, -1 nothing; *was_open (may be NULL) gets whether the row says open.
+ */
+static enum custos_err open_marker(struct custos_vault *v, int set, int *was_open)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    uint64_t now = set == 1 ? custos_now(v) : 0;
+    uint8_t mb[8];
+    enum custos_err rc;
+
+    custos_buf_init(&b, 16);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    if (was_open) {
+        *was_open = 0;
+        rc = v->ops->meta_get(c, "open_since", &b);
+        if (rc == CUSTOS_OK)
+            for (size_t i = 0; i < b.len; i++)
+                *was_open |= b.p[i] != 0;
+        else if (rc == CUSTOS_ERR_NOTFOUND)
+            rc = CUSTOS_OK;
+    }
+    if (!rc && set >= 0) {
+        for (int i = 0; i < 8; i++)
+            mb[i] = (uint8_t)(now >> (56 - 8 * i));
+        rc = v->ops->meta_put(c, "open_since", mb, sizeof(mb));
+    }
+    v->ops->release(v->store, c);
+    custos_buf_release(&b);
+    return rc;
+}
+
 uint64_t custos_vault_ledger_missing(const struct custos_vault *v)
 {
     return v->ledger_missing;
@@ -424,16 +459,18 @@ int custos_vault_ledger_recovered(const struct custos_vault *v, uint64_t *torn_b
 {
     if (torn_bytes)
         *torn_bytes = v->ledger_recovery.truncated_bytes;
-    return v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0;
+    return v->unclean_stop || v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0;
 }
 
 void custos_vault_free(struct custos_vault *v)
 {
     if (!v)
         return;
-    /* the next open need not rescan the ledger this process covered */
-    if (v->opened)
+    /* the next open need not rescan the ledger this process covered; and this was a clean close */
+    if (v->opened) {
         custos_erasure_mark(v);
+        open_marker(v, 0, NULL);
+    }
     custos_ledger_free(v->ledger);
     if (v->store)
         v->ops->close(v->store);
@@ -541,10 +578,14 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     lc.fault_ctx = o->ledger_fault_ctx;
     if ((rc = custos_ledger_open(&lc, &v->ledger, &v->ledger_recovery)))
         goto fail;
-    if (v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0) {
-        /* The ledger was not closed cleanly: recovery recomputed derived files and perhaps
-           dropped a torn, never acknowledged tail.  Say so where auditors look, in the ledger
-           itself (the core never prints; count = bytes of the torn tail dropped). */
+    if ((rc = open_marker(v, -1, &v->unclean_stop)))
+        goto fail;
+    if (v->unclean_stop || v->ledger_recovery.truncated_bytes > 0 || v->ledger_recovery.rebuilt > 0) {
+        /* The vault was not closed cleanly (its open marker is still set), or the ledger was not:
+           recovery recomputed derived files and perhaps dropped a torn, never acknowledged tail.
+           Say so where auditors look, in the ledger itself (the core never prints; count = bytes
+           of the torn tail dropped).  One event per unclean stop, even one that left nothing to
+           recover (a crash just after a checkpoint covered everything). */
         struct custos_caller sys;
         struct custos_event ev;
 
@@ -561,6 +602,9 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
        an upgrade that changed the normalisation or a schema edit that moved a searchable field,
        the index made before */
     if ((rc = blind_layout_check(v)) || (rc = custos_blind_rebuild(v, NULL)))
+        goto fail;
+    /* open from here on: a process that ends without custos_vault_free leaves this set */
+    if ((rc = open_marker(v, 1, NULL)))
         goto fail;
     v->opened = 1;
     *out = v;
