@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -42,7 +43,7 @@ static const char help[] =
     "       custos ledger rebuild --data DIR\n"
     "       custos ledger export --data DIR [--start S] [--count C]\n"
     "       custos ledger key --data DIR\n"
-    "       custos ledger witness --url URL --vkey VKEY --state FILE\n"
+    "       custos ledger witness --url URL --vkey VKEY --state FILE [--max-age SECONDS]\n"
     "\n"
     "verify   recompute the Merkle tree from every entry, check every stored checkpoint's\n"
     "         signature and root, and that the derived files (tree, index) agree; exit 0\n"
@@ -53,10 +54,11 @@ static const char help[] =
     "key      print the ledger's verifier key (vkey), alone on the last line\n"
     "witness  fetch URL/v1/ledger/checkpoint, check its signature with VKEY and that it is\n"
     "         consistent with the checkpoint recorded in FILE (then record it); exit 1 on a\n"
-    "         bad signature, a rollback or a fork, 3 when the server cannot be reached\n";
+    "         bad signature, a rollback or a fork, 3 when the server cannot be reached;\n"
+    "         with --max-age, also 1 when the ledger has not grown for longer than that\n";
 
 struct args {
-    const char *dir, *url, *vkey, *state, *start, *count;
+    const char *dir, *url, *vkey, *state, *start, *count, *max_age;
 };
 
 /* the options of an action */
@@ -66,13 +68,15 @@ struct args {
 #define OPT_STATE 8u
 #define OPT_START 16u
 #define OPT_COUNT 32u
+#define OPT_MAX_AGE 64u
 
 /* Parse the options `which` allows (any other is refused, not ignored); no argument may be left. */
 static int parse(int argc, char **argv, unsigned which, struct args *a)
 {
     const struct cli_opt all[] = {{"data", &a->dir, NULL},   {"url", &a->url, NULL},     {"vkey", &a->vkey, NULL},
-                                  {"state", &a->state, NULL}, {"start", &a->start, NULL}, {"count", &a->count, NULL}};
-    struct cli_opt opts[7];
+                                  {"state", &a->state, NULL}, {"start", &a->start, NULL}, {"count", &a->count, NULL},
+                                  {"max-age", &a->max_age, NULL}};
+    struct cli_opt opts[8];
     size_t i, n = 0;
     int r;
 
@@ -397,12 +401,16 @@ static int do_witness(const struct args *a)
     uint8_t proof[CUSTOS_PROOF_MAX][CUSTOS_HASH_BYTES];
     size_t n, blen;
     long status = 0;
-    int ret = EXIT_TAMPERED, have_old = 0, lockfd = -1;
+    int ret = EXIT_TAMPERED, have_old = 0, lockfd = -1, r;
+    unsigned max_age = 0;
+    time_t grown = 0; /* when the recorded checkpoint was recorded: the state file's mtime */
     enum custos_err rc;
     FILE *sf;
 
     if (!a->url || !a->vkey || !a->state)
         return cli_usage("ledger", "witness needs --url, --vkey and --state");
+    if (a->max_age && (r = cli_count("ledger", "max-age", a->max_age, 1, 10L * 366 * 86400, &max_age)))
+        return r;
     if (custos_note_vkey_parse(&v, a->vkey))
         return cli_usage("ledger", "--vkey is not a valid Ed25519 verifier key");
     /* a longer URL would be cut (base[] below) and another one fetched; anything but http(s) is
@@ -433,6 +441,7 @@ static int do_witness(const struct args *a)
         struct stat sb;
         int err = fstat(fileno(sf), &sb) == 0 && S_ISDIR(sb.st_mode) ? EISDIR : 0;
 
+        grown = sb.st_mtime;
         state = calloc(1, CUSTOS_NOTE_MAX + 1);
         n = state && !err ? fread(state, 1, CUSTOS_NOTE_MAX, sf) : 0;
         if (!err && ferror(sf))
@@ -471,11 +480,24 @@ static int do_witness(const struct args *a)
             goto done;
         }
         if (now.size == old.size) {
+            time_t t = time(NULL);
+
             if (sodium_memcmp(now.root, old.root, CUSTOS_HASH_BYTES) != 0) {
                 printf("FORK: two different roots signed for size %llu\n", (unsigned long long)now.size);
                 fprintf(stderr, "custos: witness: fork detected\n");
                 goto done;
             }
+            /* the same tree: the state is left as it is, so its mtime stays the time it grew */
+            if (max_age && t - grown > (time_t)max_age) {
+                printf("STALE: the ledger has not grown past %llu entries for %lld s (--max-age %u)\n",
+                       (unsigned long long)now.size, (long long)(t - grown), max_age);
+                fprintf(stderr, "custos: witness: stale ledger\n");
+                goto done;
+            }
+            printf("ok: %s size %llu (consistent with the recorded checkpoint: unchanged for %lld s)\n", now.origin,
+                   (unsigned long long)now.size, (long long)(t > grown ? t - grown : 0));
+            ret = 0;
+            goto done;
         } else if (old.size > 0) {
             snprintf(url, sizeof(url), "%s/v1/ledger/proof/consistency?from=%llu&to=%llu", base,
                      (unsigned long long)old.size, (unsigned long long)now.size);
@@ -528,7 +550,7 @@ int cmd_ledger(int argc, char **argv)
         {"rebuild", do_rebuild, OPT_DATA},
         {"export", do_export, OPT_DATA | OPT_START | OPT_COUNT},
         {"key", do_key, OPT_DATA},
-        {"witness", do_witness, OPT_URL | OPT_VKEY | OPT_STATE},
+        {"witness", do_witness, OPT_URL | OPT_VKEY | OPT_STATE | OPT_MAX_AGE},
     };
     struct args a;
     size_t i;

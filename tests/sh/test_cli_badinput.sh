@@ -227,6 +227,10 @@ refused 2 token revoke --data "$V" "$ADMIN_TOKEN" ""
 refused 2 ledger key --data "$V" --url http://127.0.0.1:1
 refused 2 ledger verify --data "$V" --count 1
 refused 2 ledger witness --url http://127.0.0.1:1 --vkey "$VKEY" --state "$T/w.state" --data "$V"
+refused 2 ledger verify --data "$V" --max-age 60
+for n in 0 -1 1x 316224001 ""; do
+  refused 2 ledger witness --url http://127.0.0.1:1 --vkey "$VKEY" --state "$T/w.state" --max-age "$n"
+done
 refused 2 principal disable --data "$V" --id svc --kind service
 refused 2 token issue --data "$V" --principal svc --roles admin
 refused 2 backup --data "$V" --out "$T/b.db" --in "$T/good.backup"

@@ -210,7 +210,10 @@ grep -q 'consistent' "$T/w.out" || fail "second witness run: $(cat "$T/w.out")"
 witness_ok "third witness run (same checkpoint or a later one)"
 
 # the state file is replaced through a file of its own: a symlink planted next to it is not
-# followed, and nothing is left behind (review finding: FILE.tmp was opened with fopen)
+# followed, and nothing is left behind (review finding: FILE.tmp was opened with fopen); the
+# ledger grows first, since an unchanged checkpoint leaves the state file alone
+requests 5 s
+wait_checkpoint $(($(sed -n 2p "$T/witness") + 5))
 echo "not yours" >"$T/victim"
 ln -s "$T/victim" "$T/witness.tmp"
 witness_ok "witness with a planted symlink"
@@ -230,6 +233,27 @@ timeout 1 "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witne
 [ "$WRC" -eq 124 ] || fail "a witness ran while another held the state (exit $WRC): $(cat "$T/w.out")"
 wait "$holder"
 witness_ok "witness after the other run ended"
+
+# a ledger that stops growing: an unchanged checkpoint leaves the state file, and so its mtime
+# (the time the ledger last grew), alone; with --max-age the witness says when that is too long ago
+step "a ledger that stopped growing: STALE past --max-age"
+touch -d '2 hours ago' "$T/witness"
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" --max-age 3600 >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 1 ] && grep -q '^STALE: the ledger has not grown past [0-9]* entries for 72[0-9][0-9] s' "$T/w.out" ||
+  fail "a ledger unchanged for 2 hours, --max-age 3600: exit $WRC: $(cat "$T/w.out")"
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" --max-age 86400 >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 0 ] && grep -q 'unchanged for 72[0-9][0-9] s' "$T/w.out" ||
+  fail "a ledger unchanged for 2 hours, --max-age 86400: exit $WRC: $(cat "$T/w.out")"
+[ "$(($(date +%s) - $(stat -c %Y "$T/witness")))" -ge 7000 ] || fail "an unchanged checkpoint rewrote the state file"
+requests 5 g
+wait_checkpoint $(($(sed -n 2p "$T/witness") + 5))
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" --max-age 3600 >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 0 ] && grep -q 'consistent with the recorded checkpoint$\|consistent with the recorded checkpoint)' "$T/w.out" ||
+  fail "the ledger grew again, --max-age 3600: exit $WRC: $(cat "$T/w.out")"
+[ "$(($(date +%s) - $(stat -c %Y "$T/witness")))" -lt 600 ] || fail "the grown checkpoint was not recorded"
 
 # a server that signs a larger tree and will not prove it extends the recorded one: exit 1
 requests 20 c
