@@ -12,8 +12,9 @@
 . "$(dirname "$0")/lib.sh"
 
 NS=127.0.0.77
-[ "$(id -u)" = 0 ] && command -v unshare >/dev/null && unshare -m true 2>/dev/null || {
-  echo "SKIP: needs root and unshare -m" >&2
+[ "$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -f /etc/resolv.conf ] &&
+  unshare -m sh -c 'mount --bind /etc/resolv.conf /etc/resolv.conf' 2>/dev/null || {
+  echo "SKIP: needs root, unshare -m and a bind mount over /etc/resolv.conf" >&2
   exit 77
 }
 # the DNS server that never answers
