@@ -11,7 +11,7 @@
 # skipped (exit 77) where that is not possible.
 . "$(dirname "$0")/lib.sh"
 
-NS=127.0.0.77
+NS=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 2)).$((RANDOM % 250 + 2)) # one of its own: runs may overlap
 [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -f /etc/resolv.conf ] &&
   unshare -m sh -c 'mount --bind /etc/resolv.conf /etc/resolv.conf' 2>/dev/null || {
   echo "SKIP: needs root, unshare -m and a bind mount over /etc/resolv.conf" >&2
