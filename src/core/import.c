@@ -818,6 +818,71 @@ static void reading_progress(void *ctx, uint64_t bytes)
     }
 }
 
+/* The control-plane row that says an import is under way (1) or none is (0). */
+static enum custos_err unfinished_put(struct custos_vault *v, uint8_t on)
+{
+    struct custos_store_conn *c = NULL;
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->meta_put(c, "import_unfinished", &on, 1);
+    v->ops->release(v->store, c);
+    return rc;
+}
+
+struct not_stored {
+    struct custos_vault *v;
+    uint64_t n, last;
+    enum custos_err rc;
+};
+
+static int not_stored_one(void *ctx, const uint8_t id[16])
+{
+    struct not_stored *ns = ctx;
+    struct custos_caller sys;
+    struct custos_event ev;
+
+    custos_caller_system(&sys);
+    custos_event_init(&ev, "subject.import", &sys);
+    ev.subject = id;
+    ev.result = CUSTOS_RESULT_ERROR;
+    ev.reason = "not_stored";
+    if (!(ns->rc = custos_audit_enqueue(ns->v, &ev, &ns->last)))
+        ns->n++;
+    return ns->rc != CUSTOS_OK;
+}
+
+enum custos_err custos_import_recover(struct custos_vault *v)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    struct not_stored ns = {v, 0, 0, CUSTOS_OK};
+    enum custos_err rc;
+
+    custos_buf_init(&b, 8);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->meta_get(c, "import_unfinished", &b);
+    if (rc == CUSTOS_ERR_NOTFOUND || (rc == CUSTOS_OK && (b.len != 1 || b.p[0] == 0))) {
+        rc = CUSTOS_OK;
+        goto done;
+    }
+    if (!rc && !(rc = v->ops->keys_without_record(c, not_stored_one, &ns)))
+        rc = ns.rc;
+    if (!rc && ns.n)
+        rc = custos_audit_wait(v, ns.last); /* on the record before the row goes */
+    if (!rc) {
+        uint8_t off = 0;
+
+        rc = v->ops->meta_put(c, "import_unfinished", &off, 1);
+    }
+done:
+    v->ops->release(v->store, c);
+    custos_buf_release(&b);
+    return rc;
+}
+
 enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
                               void (*progress)(void *ctx, const struct custos_import_stats *s),
                               void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
@@ -836,6 +901,9 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     memset(out, 0, sizeof(*out));
     if (!c->system)
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "import runs on the data directory (custos import)");
+    /* until cleared at the end, the next open looks for subjects this import did not store */
+    if ((rc = unfinished_put(v, 1)))
+        return rc;
     if (nw > 16)
         nw = 16;
     memset(&im, 0, sizeof(im));
@@ -884,6 +952,8 @@ stop:
         progress(ctx, out);
     if (!rc && atomic_load(&im.failed))
         rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
+    if (!rc)
+        rc = unfinished_put(v, 0);
     while (im.npool)
         batch_free(im.pool[--im.npool]);
     while (im.njpool)

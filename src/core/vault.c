@@ -596,7 +596,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
             goto fail;
     }
     sodium_mprotect_readonly(v->sec);
-    if ((rc = custos_erasures_reapply(v, NULL)))
+    if ((rc = custos_erasures_reapply(v, NULL)) || (rc = custos_import_recover(v)))
         goto fail;
     /* after a restore: the blind index, which backups do not carry, from the records left; after
        an upgrade that changed the normalisation or a schema edit that moved a searchable field,

@@ -297,6 +297,12 @@ struct custos_import_split {
 /* Read the whole input (or until `stopped`); *bytes counts what was read.  CUSTOS_ERR_IO on a
    read error, CUSTOS_ERR_NOMEM, or what `lines` returned. */
 enum custos_err custos_import_split(const struct custos_import_split *sp, uint64_t *bytes);
+/* At open, after an import that did not finish (killed, or failed: control-plane meta row
+   import_unfinished): a subject.import event (result error, reason not_stored) for each subject
+   whose key committed but whose record never did, so that the ledger does not name them as
+   imported without saying so; then the row is cleared.  Their wrapped keys stay (nothing to
+   open with them). */
+enum custos_err custos_import_recover(struct custos_vault *v);
 
 /* The line at text[*off..len) of a job: returns where it starts (NULL when none is left), its
    length without the '\n' that ends it and one '\r' before that in *n, and moves *off past it. */

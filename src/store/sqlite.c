@@ -1604,6 +1604,34 @@ static enum custos_err sq_blind_rebuild_scan(struct custos_store_conn *c, int64_
     return rc;
 }
 
+static enum custos_err sq_keys_without_record(struct custos_store_conn *c, int (*fn)(void *ctx, const uint8_t id[16]),
+                                              void *ctx)
+{
+    sqlite3_stmt *s = NULL;
+    enum custos_err rc = CUSTOS_OK;
+    int r = sqlite3_prepare_v2(c->db,
+                               "SELECT DISTINCT k.id FROM ctl.subject_keys AS k"
+                               " WHERE NOT EXISTS (SELECT 1 FROM main.subject_ids AS s WHERE s.id = k.id)",
+                               -1, &s, NULL);
+
+    if (r != SQLITE_OK)
+        return db_err(c->db, r, "keys without a record");
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        uint8_t id[16];
+
+        if (col_blob(s, 0, id, 16)) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored subject id is corrupt");
+            break;
+        }
+        if (fn(ctx, id))
+            break;
+    }
+    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "keys without a record");
+    sqlite3_finalize(s);
+    return rc;
+}
+
 static enum custos_err sq_blind_set(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
                                     size_t nblind)
 {
@@ -2197,6 +2225,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .blind_find = sq_blind_find,
     .blind_rebuild_state = sq_blind_rebuild_state,
     .blind_rebuild_scan = sq_blind_rebuild_scan,
+    .keys_without_record = sq_keys_without_record,
     .blind_set = sq_blind_set,
     .blind_rebuild_mark = sq_blind_rebuild_mark,
     .key_stage = sq_key_stage,

@@ -283,6 +283,12 @@ struct custos_store_ops {
     enum custos_err (*blind_set)(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
                                  size_t nblind);
     enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after, int done);
+
+    /* Subjects with a key (control plane) and no published record (data plane), after whatever
+       was staged has been published: left by an import that ended (killed, or failed) between a
+       group's key commit and its records' commit.  fn(ctx, id) for each (non-zero stops). */
+    enum custos_err (*keys_without_record)(struct custos_store_conn *c, int (*fn)(void *ctx, const uint8_t id[16]),
+                                           void *ctx);
 };
 
 extern const struct custos_store_ops custos_store_sqlite;

@@ -467,6 +467,83 @@ static void test_export_shows_values_of_removed_fields(void **state)
     custos_vault_free(v);
 }
 
+/* How many ledger entries from `from` on have action `action`, result `result`, subject `id`
+   (and reason `reason`, when not NULL). */
+static int count_events(struct custos_vault *v, uint64_t from, const char *action, const char *result,
+                        const char *reason, const char *id)
+{
+    static char entry[CUSTOS_LEDGER_ENTRY_MAX + 1];
+    struct custos_ledger *l = custos_vault_ledger(v);
+    int n = 0;
+
+    for (uint64_t i = from; i < custos_ledger_size(l); i++) {
+        size_t len = 0;
+        json_t *ev;
+
+        assert_int_equal(custos_ledger_read(l, i, (uint8_t *)entry, sizeof(entry) - 1, &len), CUSTOS_OK);
+        entry[len] = '\0';
+        assert_non_null(ev = json_loads(entry, 0, NULL));
+        n += strcmp(json_string_value(json_object_get(ev, "action")), action) == 0 &&
+             strcmp(json_string_value(json_object_get(ev, "result")), result) == 0 &&
+             (!reason || (json_is_string(json_object_get(ev, "reason")) &&
+                          strcmp(json_string_value(json_object_get(ev, "reason")), reason) == 0)) &&
+             json_is_string(json_object_get(ev, "subject")) &&
+             strcmp(json_string_value(json_object_get(ev, "subject")), id) == 0;
+        json_decref(ev);
+    }
+    return n;
+}
+
+/*
+ * An import that ends between a group's key commit and its records' commit (killed, or failed)
+ * leaves subject.import events, durable before the records, for subjects never stored.  The
+ * import's control-plane row import_unfinished makes the next open record, for each subject with
+ * a key and no record, a subject.import event with result error and reason not_stored; a finished
+ * import (row cleared) and subjects that are stored get none.
+ */
+static void test_unfinished_import_is_put_on_the_record(void **state)
+{
+    struct fx *f = *state;
+    char kept[CUSTOS_ID_HEX + 1], lost[CUSTOS_ID_HEX + 1], sql[256];
+    struct custos_vault_opts o;
+    json_t *out = NULL;
+    uint64_t size0;
+
+    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"남음\"}", strlen("{\"name\":\"남음\"}"), &out),
+                     CUSTOS_OK);
+    snprintf(kept, sizeof(kept), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"잃음\"}", strlen("{\"name\":\"잃음\"}"), &out),
+                     CUSTOS_OK);
+    snprintf(lost, sizeof(lost), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    custos_vault_free(f->v);
+    f->v = NULL;
+    /* the state an interrupted import leaves: a key whose record never committed */
+    snprintf(sql, sizeof(sql), "DELETE FROM subject_ids WHERE id = x'%s'", lost);
+    edit_db(f, "data.db", sql);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+
+    /* no import under way: nothing is said (an open does not scan every key for nothing) */
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    assert_int_equal(count_events(f->v, 0, "subject.import", "error", "not_stored", lost), 0);
+    size0 = custos_ledger_size(custos_vault_ledger(f->v));
+    custos_vault_free(f->v);
+    f->v = NULL;
+
+    /* after an unfinished import: the lost subject is put on the record, once */
+    edit_db(f, "control.db", "INSERT OR REPLACE INTO meta(k, v) VALUES ('import_unfinished', x'01')");
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    assert_int_equal(count_events(f->v, size0, "subject.import", "error", "not_stored", lost), 1);
+    assert_int_equal(count_events(f->v, size0, "subject.import", "error", NULL, kept), 0);
+    size0 = custos_ledger_size(custos_vault_ledger(f->v));
+    custos_vault_free(f->v);
+    f->v = NULL;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_OK);
+    assert_int_equal(count_events(f->v, size0, "subject.import", "error", "not_stored", lost), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +553,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_edit_keeps_search_working, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_shows_values_of_removed_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfinished_import_is_put_on_the_record, setup, teardown),
     };
 
     if (sodium_init() < 0)
