@@ -38,9 +38,17 @@ set -eu
 mount --bind "$T/resolv.conf" /etc/resolv.conf
 "$CUSTOS" serve --data "$D" --listen 127.0.0.1:0 --port-file "$T/port" 2>"$T/serve.log" &
 pid=$!
-for i in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
+# wall time, as lib.sh's wait_port and wait_health give a starting server (a loaded machine)
+end=$((SECONDS + SERVER_START_S))
+until [ -s "$T/port" ] && [ "$(tail -c1 "$T/port" | od -An -c | tr -d ' ')" = '\n' ]; do
+  kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ] || { echo "serve wrote no port" >&2; exit 1; }
+  sleep 0.05
+done
 U=http://127.0.0.1:$(tr -dc 0-9 <"$T/port")
-for i in $(seq 100); do curl -fsS -o /dev/null "$U/v1/health" 2>/dev/null && break; sleep 0.05; done
+until curl -fsS -m 10 -o /dev/null "$U/v1/health" 2>/dev/null; do
+  [ "$SECONDS" -lt "$end" ] || { echo "serve does not answer /v1/health" >&2; exit 1; }
+  sleep 0.05
+done
 id=$(curl -fsS -H "Authorization: Bearer $TOKEN" --data-binary '{"name":"홍길동"}' "$U/v1/subjects" |
   sed -n 's/.*"id":"\([0-9a-f]\{32\}\)".*/\1/p')
 curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $TOKEN" \
@@ -55,7 +63,7 @@ wait "$pid" || rc=$?
 t1=$(date +%s%N)
 echo "$rc $(((t1 - t0) / 1000000))"
 INSIDE
-out=$(T="$T" D="$D" TOKEN="$TOKEN" CUSTOS="$CUSTOS" timeout 120 unshare -m bash "$T/inside.sh") ||
+out=$(T="$T" D="$D" TOKEN="$TOKEN" CUSTOS="$CUSTOS" SERVER_START_S="$SERVER_START_S" timeout $((SERVER_START_S + 120)) unshare -m bash "$T/inside.sh") ||
   fail "the scenario failed: $out $(cat "$T/serve.log" 2>/dev/null)"
 read -r rc ms <<<"$out"
 [ "$rc" = 0 ] || fail "serve exited $rc on SIGTERM: $(cat "$T/serve.log")"
