@@ -32,7 +32,7 @@ run "$CUSTOS" --help
 mapfile -t cmds < <(sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p' "$T/out")
 [ "${#cmds[@]}" -ge 7 ] || fail "custos --help lists ${#cmds[@]} commands"
 for want in init serve import principal token keys ledger; do
-  printf '%s\n' "${cmds[@]}" | grep -qx "$want" || fail "custos --help does not list '$want'"
+  printf '%s\n' "${cmds[@]}" | grep -x "$want" >/dev/null || fail "custos --help does not list '$want'"
 done
 for c in "${cmds[@]}"; do
   run "$CUSTOS" "$c" --help
