@@ -439,9 +439,9 @@ static int do_witness(const struct args *a)
     sf = fopen(a->state, "rb");
     if (sf) {
         struct stat sb;
-        int err = fstat(fileno(sf), &sb) == 0 && S_ISDIR(sb.st_mode) ? EISDIR : 0;
+        int err = fstat(fileno(sf), &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : 0;
 
-        grown = sb.st_mtime;
+        grown = err ? 0 : sb.st_mtime;
         state = calloc(1, CUSTOS_NOTE_MAX + 1);
         n = state && !err ? fread(state, 1, CUSTOS_NOTE_MAX, sf) : 0;
         if (!err && ferror(sf))
@@ -488,6 +488,16 @@ static int do_witness(const struct args *a)
                 goto done;
             }
             /* the same tree: the state is left as it is, so its mtime stays the time it grew */
+            /* a time in the future (a clock that was ahead, a touched file) says nothing about
+               when the ledger grew: more than max-age ahead, it could hide a frozen ledger for
+               as long as it is ahead, so it is stale too (within it, skew is tolerated) */
+            if (max_age && grown - t > (time_t)max_age) {
+                printf("STALE: the witness state was recorded %lld s in the future (clock skew?); the "
+                       "ledger's growth cannot be timed (--max-age %u)\n",
+                       (long long)(grown - t), max_age);
+                fprintf(stderr, "custos: witness: stale ledger\n");
+                goto done;
+            }
             if (max_age && t - grown > (time_t)max_age) {
                 printf("STALE: the ledger has not grown past %llu entries for %lld s (--max-age %u)\n",
                        (unsigned long long)now.size, (long long)(t - grown), max_age);

@@ -247,6 +247,16 @@ WRC=0
 [ "$WRC" -eq 0 ] && grep -q 'unchanged for 72[0-9][0-9] s' "$T/w.out" ||
   fail "a ledger unchanged for 2 hours, --max-age 86400: exit $WRC: $(cat "$T/w.out")"
 [ "$(($(date +%s) - $(stat -c %Y "$T/witness")))" -ge 7000 ] || fail "an unchanged checkpoint rewrote the state file"
+# a state file whose time is in the future (a clock that was ahead) cannot time the ledger's
+# growth: past --max-age ahead it would hide a frozen ledger for as long as it is ahead
+touch -d '+2 hours' "$T/witness"
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" --max-age 3600 >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 1 ] && grep -q '^STALE: the witness state was recorded 7[0-9][0-9][0-9] s in the future' "$T/w.out" ||
+  fail "a state file 2 hours in the future, --max-age 3600: exit $WRC: $(cat "$T/w.out")"
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" --max-age 86400 >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 0 ] || fail "a state file 2 hours in the future, --max-age 86400: exit $WRC: $(cat "$T/w.out")"
 requests 5 g
 wait_checkpoint $(($(sed -n 2p "$T/witness") + 5))
 WRC=0
