@@ -467,10 +467,10 @@ void custos_vault_free(struct custos_vault *v)
     if (!v)
         return;
     /* the next open need not rescan the ledger this process covered; and this was a clean close */
-    if (v->opened) {
+    if (v->opened)
         custos_erasure_mark(v);
-        open_marker(v, 0, NULL);
-    }
+    if (v->marker_set)
+        open_marker(v, 0, NULL); /* a failure here only makes the next open report a stop too many */
     custos_ledger_free(v->ledger);
     if (v->store)
         v->ops->close(v->store);
@@ -595,6 +595,11 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         if ((rc = custos_audit_durable(v, &ev, NULL)))
             goto fail;
     }
+    /* open from here on (the unclean stop before, if any, is on the record): a process that ends
+       without custos_vault_free, even during the rest of this open, leaves the marker set */
+    if ((rc = open_marker(v, 1, NULL)))
+        goto fail;
+    v->marker_set = 1;
     sodium_mprotect_readonly(v->sec);
     if ((rc = custos_erasures_reapply(v, NULL)) || (rc = custos_import_recover(v)))
         goto fail;
@@ -602,9 +607,6 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
        an upgrade that changed the normalisation or a schema edit that moved a searchable field,
        the index made before */
     if ((rc = blind_layout_check(v)) || (rc = custos_blind_rebuild(v, NULL)))
-        goto fail;
-    /* open from here on: a process that ends without custos_vault_free leaves this set */
-    if ((rc = open_marker(v, 1, NULL)))
         goto fail;
     v->opened = 1;
     *out = v;

@@ -45,6 +45,7 @@ struct custos_vault {
     struct custos_ledger_recovery ledger_recovery; /* what opening the ledger had to repair */
     uint64_t ledger_missing; /* entries the vault had seen that its ledger no longer holds */
     int unclean_stop;        /* the last open of the vault did not end with a clean close */
+    int marker_set;          /* this open set the open marker (custos_vault_free clears it) */
     struct custos_schema *schema;
     struct custos_policy *policy;
     struct custos_secrets *sec;

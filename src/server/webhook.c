@@ -226,7 +226,9 @@ static void start(struct webhook *w, struct pool *p, const struct custos_deliver
     curl_easy_setopt(s->c, CURLOPT_NOSIGNAL, 1L);
     /* a delivery still resolving its host name at shutdown is dropped (it stays due in the
        outbox) without joining the resolver thread, which can take the resolver's whole timeout */
+#if CURL_AT_LEAST_VERSION(7, 87, 0)
     curl_easy_setopt(s->c, CURLOPT_QUICK_EXIT, 1L);
+#endif
     curl_easy_setopt(s->c, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(s->c, CURLOPT_PRIVATE, s);
     if (curl_multi_add_handle(p->m, s->c) != CURLM_OK) {

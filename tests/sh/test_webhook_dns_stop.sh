@@ -17,6 +17,12 @@ NS=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 2)).$((RANDOM % 250 + 2)) # one 
   echo "SKIP: needs root, unshare -m and a bind mount over /etc/resolv.conf" >&2
   exit 77
 }
+# a libcurl that resolves in the calling thread would block the webhook thread in getaddrinfo:
+# what is tested here is the threaded resolver's join
+if command -v curl-config >/dev/null && ! curl-config --features | grep -x AsynchDNS >/dev/null; then
+  echo "SKIP: this libcurl has no threaded resolver" >&2
+  exit 77
+fi
 # the DNS server that never answers
 perl -MIO::Socket::INET -e '
   my $s = IO::Socket::INET->new(LocalAddr => $ARGV[0], LocalPort => 53, Proto => "udp") or exit 3;
