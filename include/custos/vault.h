@@ -218,18 +218,32 @@ enum custos_err custos_restore(const char *dir, const char *in, struct custos_re
 /* ---- bulk load ----------------------------------------------------------------------------- */
 
 struct custos_import_stats {
-    uint64_t lines, imported, rejected;
+    uint64_t lines, imported, rejected; /* lines: of the whole input, the skipped ones included */
     uint64_t bytes_read;
+    uint64_t skipped;        /* --resume: the first lines, imported before, not read again */
+    uint64_t imported_before; /* --resume: subjects the interrupted import had stored */
 };
+
+/* custos_import flags */
+#define CUSTOS_IMPORT_RESUME 1u  /* go on after the last line the interrupted import stored */
+#define CUSTOS_IMPORT_RESTART 2u /* forget an interrupted import and start from the first line */
 
 /*
  * Import JSON lines from fd (one customer object per line) as the local
  * operator.  Invalid lines are rejected (counted, reported through `bad`
  * with their line number and reason) without stopping the import.
  * `progress` (may be NULL) is called about every 0.2 s.  Memory stays flat.
+ *
+ * Lines are stored in order, in commit groups, and each group's commit records
+ * how far the input was stored (its last line and a keyed BLAKE2b-256 digest
+ * of the input through it).  An import that did not end well leaves that mark: a new
+ * import is then refused (CUSTOS_ERR_EXISTS) unless it says RESUME (the same
+ * input again: its first lines are read and checked against the digest, not
+ * stored again; CUSTOS_ERR_INVALID if they differ, CUSTOS_ERR_NOTFOUND if there
+ * is nothing to resume) or RESTART (import this input from its first line).
  */
 enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
-                              void (*progress)(void *ctx, const struct custos_import_stats *s),
+                              unsigned flags, void (*progress)(void *ctx, const struct custos_import_stats *s),
                               void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
                               struct custos_import_stats *out);
 

@@ -1,5 +1,5 @@
 /*
- * cmd_import.c - custos import --data DIR FILE.jsonl [--threads N]
+ * cmd_import.c - custos import --data DIR FILE.jsonl [--threads N] [--resume | --restart]
  *
  * Progress bar on stderr when it is a terminal; rejected lines reported by
  * number and reason (never content).  Exit 0 when every line was imported,
@@ -19,11 +19,17 @@
 #include "custos/banned.h"
 
 static const char help[] =
-    "usage: custos import --data DIR FILE.jsonl [--threads N]\n"
+    "usage: custos import --data DIR FILE.jsonl [--threads N] [--resume | --restart]\n"
     "\n"
     "Bulk-load subjects, one JSON customer object per line ('-' reads stdin).  Invalid lines\n"
     "are reported by line number and skipped.  The server must not be running (the vault's\n"
-    "directory lock); to load through a running server use POST /v1/subjects.\n";
+    "directory lock); to load through a running server use POST /v1/subjects.\n"
+    "\n"
+    "After an import that did not finish (killed, a crash, a full disk), a new one is refused\n"
+    "until you choose:\n"
+    "  --resume   the same input again: the lines already stored are read and checked, not\n"
+    "             stored twice, and the import goes on after them\n"
+    "  --restart  forget the interrupted import and import FILE from its first line\n";
 
 struct ui {
     int tty;
@@ -74,7 +80,9 @@ static void bad(void *ctx, uint64_t line, const char *reason)
 int cmd_import(int argc, char **argv)
 {
     const char *dir, *file, *nthreads;
-    const struct cli_opt opts[] = {{"data", &dir, NULL}, {"threads", &nthreads, NULL}, {NULL, NULL, NULL}};
+    int resume = 0, restart = 0;
+    const struct cli_opt opts[] = {{"data", &dir, NULL},      {"threads", &nthreads, NULL}, {"resume", NULL, &resume},
+                                   {"restart", NULL, &restart}, {NULL, NULL, NULL}};
     struct custos_import_stats st;
     struct custos_caller sys;
     struct custos_vault *v = NULL;
@@ -91,6 +99,8 @@ int cmd_import(int argc, char **argv)
         return r;
     if (!dir)
         return cli_usage("import", "--data DIR is required");
+    if (resume && restart)
+        return cli_usage("import", "--resume and --restart exclude each other");
     if (optind != argc - 1)
         return cli_usage("import", "give exactly one input file");
     file = argv[optind];
@@ -120,14 +130,21 @@ int cmd_import(int argc, char **argv)
         return cli_fail(rc);
     }
     custos_caller_system(&sys);
-    rc = custos_import(v, &sys, fd, threads, progress, bad, &u, &st);
+    rc = custos_import(v, &sys, fd, threads, (resume ? CUSTOS_IMPORT_RESUME : 0) | (restart ? CUSTOS_IMPORT_RESTART : 0),
+                       progress, bad, &u, &st);
     if (fd)
         close(fd);
     custos_vault_free(v);
     if (u.tty)
         fputc('\n', stderr);
+    if (rc == CUSTOS_ERR_EXISTS)
+        return cli_error(1, "%s (custos import --resume FILE, or --restart FILE to import FILE from its "
+                             "first line)", custos_err_msg(rc));
     if (rc)
         return cli_fail(rc);
+    if (resume)
+        printf("resumed after line %llu (%llu subjects imported before): ", (unsigned long long)st.skipped,
+               (unsigned long long)st.imported_before);
     printf("imported %llu subjects (%llu lines, %llu rejected) in %.1f s\n", (unsigned long long)st.imported,
            (unsigned long long)st.lines, (unsigned long long)st.rejected, elapsed(&u));
     return st.rejected ? 1 : 0;

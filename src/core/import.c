@@ -23,6 +23,17 @@
  * A bad line is rejected (reported with its number and reason, never its
  * content) and the import goes on.
  *
+ * Resuming (custos_import's flags): batches reach the key writer in any order
+ * and it forms groups of them in input order (a worker does not start a job
+ * more than ORDER_WINDOW ahead of the next one the key writer needs, so the
+ * reordering is bounded), so a group is a run of whole lines.  The record
+ * writer commits, with each group's records, the import's mark (the group's
+ * last line and a keyed BLAKE2b-256 digest of the input up to the end of
+ * that line: keyed, so that the data plane holds no test for guessed input),
+ * deleted when the import ends well.  A resumed import reads the input again
+ * from its start, hashes the lines up to the mark without handing them on,
+ * and stops before storing anything if the digest differs.
+ *
  * Lines (custos_import_split, custos_import_line): the input is cut at each
  * '\n', and one '\r' before it is dropped (CRLF files); a last line without
  * '\n' is a line; an empty line is counted and skipped, not rejected; a NUL
@@ -62,6 +73,11 @@ _Static_assert(LINE_MAX_BYTES == 65536, "LINE_TOO_LONG names the cap");
    entry is rewritten O(1) times on average, LSM-style).  The sort a publish takes spills to
    temporary files (store: bulk connections), so memory does not grow with the step. */
 #define PUBLISH_MIN (128 * COMMIT_EVERY) /* 1,048,576 */
+/* Jobs a worker may be ahead of the first one the key writer still waits for: more than the
+   jobs that can be queued or in the workers' hands, so it only holds back a runaway. */
+#define ORDER_WINDOW 64
+#define MARK_VERSION 1
+#define MARK_BYTES (1 + 8 + 8 + 8 + 32)
 
 /* Staged subjects that make a publish, given how many this import has published. */
 static uint64_t publish_step(uint64_t published)
@@ -139,10 +155,76 @@ static void q_close(struct queue *q)
 
 /* ---- jobs and sealed batches ---------------------------------------------------------------- */
 
+/* How far an import has stored its input (the data plane's `import_mark`, MARK_BYTES):
+   version, line, bytes, imported, digest; integers big-endian. */
+struct mark {
+    uint64_t line;      /* every line up to this one is stored or was rejected */
+    uint64_t bytes;     /* the input's bytes up to the end of that line */
+    uint64_t imported;  /* subjects stored up to it, over every run of this import */
+    uint8_t digest[32]; /* BLAKE2b-256 of those bytes, keyed with the vault's import_key */
+};
+
+static void put64(uint8_t *p, uint64_t x)
+{
+    for (int i = 7; i >= 0; i--, x >>= 8)
+        p[i] = (uint8_t)x;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t x = 0;
+
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | p[i];
+    return x;
+}
+
+static void mark_encode(const struct mark *m, uint8_t out[MARK_BYTES])
+{
+    out[0] = MARK_VERSION;
+    put64(out + 1, m->line);
+    put64(out + 9, m->bytes);
+    put64(out + 17, m->imported);
+    memcpy(out + 25, m->digest, 32);
+}
+
+static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m)
+{
+    if (len != MARK_BYTES || p[0] != MARK_VERSION)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable");
+    m->line = get64(p + 1);
+    m->bytes = get64(p + 9);
+    m->imported = get64(p + 17);
+    memcpy(m->digest, p + 25, 32);
+    return CUSTOS_OK;
+}
+
+/* Put (m) or delete (NULL) the mark in the data plane, in a transaction of its own when `own`. */
+static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m, int own)
+{
+    uint8_t b[MARK_BYTES];
+    enum custos_err rc;
+
+    if (m)
+        mark_encode(m, b);
+    if (own && (rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
+        return rc;
+    rc = v->ops->import_mark_put(c, m ? b : NULL, sizeof(b));
+    if (own) {
+        if (!rc)
+            rc = v->ops->commit(c, CUSTOS_PLANE_DATA);
+        if (rc)
+            v->ops->rollback(c, CUSTOS_PLANE_DATA);
+    }
+    return rc;
+}
+
 struct job {
     char *text;          /* whole lines, each ending in '\n' (the last may not) */
     size_t len, cap;
     uint64_t first_line; /* 1-based number of the first line */
+    uint64_t seq;        /* 0, 1, ... in input order */
+    struct mark end;     /* the input up to the end of the job's last line */
 };
 
 struct sealed {
@@ -160,6 +242,8 @@ struct batch {
     struct sealed *item;
     size_t n;
     struct custos_buf arena;
+    uint64_t seq;    /* its job's */
+    struct mark end; /* its job's */
 };
 
 struct import {
@@ -176,6 +260,11 @@ struct import {
     void *ctx;
     atomic_ullong lines, imported, rejected;
     atomic_int failed;   /* a storage failure stops the import */
+    /* input order: the key writer takes batches in job order; workers wait within the window */
+    pthread_mutex_t order_mu;
+    pthread_cond_t order_cv;
+    uint64_t next_seq;       /* the job the key writer needs next (under order_mu) */
+    uint64_t imported_base;  /* a resumed import: subjects stored before */
     /* publishing: the key writer publishes the staged keys, the record writer the records up to
        the same group; a records publish commits only once keys_published reaches its last group */
     pthread_mutex_t pub_mu;
@@ -299,6 +388,9 @@ static void fail(struct import *im, enum custos_err rc)
     if (atomic_exchange(&im->failed, 1) == 0) {
         im->fail_rc = rc;
         snprintf(im->fail_msg, sizeof(im->fail_msg), "%s", custos_err_msg(rc));
+        pthread_mutex_lock(&im->order_mu); /* no worker waits for the order any more */
+        pthread_cond_broadcast(&im->order_cv);
+        pthread_mutex_unlock(&im->order_mu);
     }
 }
 
@@ -316,12 +408,18 @@ static void *worker(void *arg)
         uint64_t line = j->first_line;
         const char *p;
 
+        pthread_mutex_lock(&im->order_mu);
+        while (j->seq >= im->next_seq + ORDER_WINDOW && !atomic_load(&im->failed))
+            pthread_cond_wait(&im->order_cv, &im->order_mu);
+        pthread_mutex_unlock(&im->order_mu);
         if (!b || !rec) {
             fail(im, CUSTOS_ERR_NOMEM);
             batch_put(im, b);
             job_put(im, j);
             continue;
         }
+        b->seq = j->seq;
+        b->end = j->end;
         while ((p = custos_import_line(j->text, j->len, &off, &n)) != NULL) {
             struct custos_leaves leaves = {0};
             json_t *obj = NULL;
@@ -371,10 +469,7 @@ static void *worker(void *arg)
         }
         job_put(im, j);
         custos_buf_reset(rec);
-        if (b->n)
-            q_push(&im->batches, b);
-        else
-            batch_put(im, b);
+        q_push(&im->batches, b); /* even without a subject: it moves the mark */
     }
     return NULL;
 }
@@ -397,6 +492,7 @@ struct group {
     size_t n;
     uint64_t last; /* ledger index of the group's last subject.import event */
     uint64_t seq;  /* 1, 2, ... in the order groups are formed (and written) */
+    struct mark end; /* the input up to the end of its last line */
 };
 
 static void group_free(struct import *im, struct group *g)
@@ -453,8 +549,6 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
     int64_t now = (int64_t)custos_now(v);
     size_t i;
 
-    if (!g->n)
-        return CUSTOS_OK;
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
         return rc;
     for (i = 0; i < g->n && !rc; i++) {
@@ -462,8 +556,12 @@ static enum custos_err commit_records(struct import *im, struct custos_store_con
 
         rc = v->ops->subject_stage(c, s->id, g->rows[i].rec, s->len, s->blind, s->nblind, now);
     }
-    /* no audit, no write: the events commit_keys queued must be durable first */
+    /* how far the input is stored, committed with the records that make it true */
+    g->end.imported = im->imported_base + atomic_load(&im->imported) + g->n;
     if (!rc)
+        rc = mark_put(v, c, &g->end, 0);
+    /* no audit, no write: the events commit_keys queued must be durable first */
+    if (!rc && g->n)
         rc = custos_audit_wait(v, g->last);
     if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
@@ -538,64 +636,98 @@ static enum custos_err keys_ready(void *ctx)
     return ok ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_IO, "the keys of staged subjects were not published");
 }
 
-/* Stage 1 thread: group batches, store their keys, pass the group on; publish the keys at each
+/* The key writer's state between batches. */
+struct kw {
+    struct import *im;
+    struct custos_store_conn *c;
+    struct group *g;
+    size_t rows;
+    uint64_t seq, last_ok, staged, published;
+};
+
+/* Store the keys of the group being formed and pass it on; publish the keys at each
    publish_step (the record writer publishes the same groups' records meanwhile). */
+static void kw_close_group(struct kw *k)
+{
+    struct import *im = k->im;
+    struct group *g = k->g;
+    enum custos_err rc;
+
+    g->seq = ++k->seq;
+    g->end = g->bs[g->nb - 1]->end;
+    if (k->c && !atomic_load(&im->failed)) {
+        if ((rc = commit_keys(im, k->c, g)))
+            fail(im, rc);
+        else {
+            k->last_ok = g->seq;
+            k->staged += g->n;
+        }
+    }
+    q_push(&im->groups, g);
+    k->g = NULL;
+    k->rows = 0;
+    if (k->staged >= publish_step(k->published)) {
+        publish_keys(im, k->c, k->last_ok, 0);
+        k->published += k->staged;
+        k->staged = 0;
+    }
+    /* copy the records' log into data.db here, off the record writer's thread */
+    if (k->c && !atomic_load(&im->failed) && (rc = im->v->ops->log_checkpoint(k->c, CUSTOS_PLANE_DATA)))
+        fail(im, rc);
+}
+
+/* The next batch in input order joins the group being formed. */
+static void kw_add(struct kw *k, struct batch *b)
+{
+    if (!k->g && !(k->g = calloc(1, sizeof(*k->g)))) {
+        fail(k->im, CUSTOS_ERR_NOMEM); /* the import stops: its mark stays before this batch */
+        batch_put(k->im, b);
+        return;
+    }
+    k->g->bs[k->g->nb++] = b;
+    k->rows += b->n;
+    if (k->rows >= COMMIT_EVERY || k->g->nb == sizeof(k->g->bs) / sizeof(k->g->bs[0]))
+        kw_close_group(k);
+}
+
+/* Stage 1 thread: take the batches in input order, group them, store their keys. */
 static void *key_writer(void *arg)
 {
     struct import *im = arg;
-    struct custos_store_conn *c = bulk_conn(im);
-    struct group *g = NULL;
-    struct batch *b;
-    size_t rows = 0;
-    uint64_t seq = 0, last_ok = 0, staged = 0, published = 0;
-    enum custos_err rc;
+    struct kw k = {im, bulk_conn(im), NULL, 0, 0, 0, 0, 0};
+    struct batch *ring[ORDER_WINDOW] = {0}, *b;
+    uint64_t next = 0;
 
-    for (;;) {
-        b = q_pop(&im->batches);
-        if (b) {
-            if (!g && !(g = calloc(1, sizeof(*g)))) {
-                fail(im, CUSTOS_ERR_NOMEM);
-                batch_put(im, b);
-                continue;
-            }
-            g->bs[g->nb++] = b;
-            rows += b->n;
+    while ((b = q_pop(&im->batches)) != NULL) {
+        if (atomic_load(&im->failed)) { /* nothing more is stored (and workers no longer wait) */
+            batch_put(im, b);
+            continue;
         }
-        if (g && g->nb && (!b || rows >= COMMIT_EVERY || g->nb == sizeof(g->bs) / sizeof(g->bs[0]))) {
-            g->seq = ++seq;
-            if (c && !atomic_load(&im->failed)) {
-                if ((rc = commit_keys(im, c, g)))
-                    fail(im, rc);
-                else {
-                    last_ok = g->seq;
-                    staged += g->n;
-                }
-            }
-            q_push(&im->groups, g);
-            g = NULL;
-            rows = 0;
-            if (staged >= publish_step(published)) {
-                publish_keys(im, c, last_ok, 0);
-                published += staged;
-                staged = 0;
-            }
-            /* copy the records' log into data.db here, off the record writer's thread */
-            if (c && !atomic_load(&im->failed) && (rc = im->v->ops->log_checkpoint(c, CUSTOS_PLANE_DATA)))
-                fail(im, rc);
+        ring[b->seq % ORDER_WINDOW] = b; /* free: every batch in flight is within the window */
+        while ((b = ring[next % ORDER_WINDOW]) != NULL && b->seq == next) {
+            ring[next % ORDER_WINDOW] = NULL;
+            pthread_mutex_lock(&im->order_mu);
+            im->next_seq = ++next;
+            pthread_cond_broadcast(&im->order_cv);
+            pthread_mutex_unlock(&im->order_mu);
+            kw_add(&k, b);
         }
-        if (!b)
-            break;
     }
+    for (size_t i = 0; i < ORDER_WINDOW; i++)
+        batch_put(im, ring[i]); /* after a failure: never grouped */
+    if (k.g && k.g->nb)
+        kw_close_group(&k);
+    free(k.g);
     q_close(&im->groups);
-    if (staged)
-        publish_keys(im, c, last_ok, 1);
+    if (k.staged)
+        publish_keys(im, k.c, k.last_ok, 1);
     else {
         pthread_mutex_lock(&im->pub_mu);
         im->keys_final = 1;
         pthread_cond_broadcast(&im->pub_cv);
         pthread_mutex_unlock(&im->pub_mu);
     }
-    bulk_done(im, c);
+    bulk_done(im, k.c);
     return NULL;
 }
 
@@ -712,6 +844,8 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
                 /* a line longer than the cap, even if a '\n' comes next: reject it and skip to
                    its end (the same reason as a long line held whole gets, custos_import_parse) */
                 sp->too_long(sp->ctx, next_line);
+                if (sp->skipped)
+                    sp->skipped(sp->ctx, buf, have);
                 lines_in_buf = 0;
                 for (;;) {
                     ssize_t s = sp->read(sp->ctx, buf, sp->chunk);
@@ -730,6 +864,8 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
                     }
                     *bytes += (uint64_t)s;
                     nl = memchr(buf, '\n', (size_t)s);
+                    if (sp->skipped)
+                        sp->skipped(sp->ctx, buf, nl ? (size_t)(nl + 1 - buf) : (size_t)s);
                     if (nl) {
                         have = (size_t)s - (size_t)(nl + 1 - buf);
                         memmove(buf, nl + 1, have);
@@ -764,13 +900,21 @@ done:
     return rc;
 }
 
-/* custos_import's side of the reading: the file, and the jobs handed to the workers. */
+/* custos_import's side of the reading: the file, the digest of what was read, the lines a
+   resumed import skips, and the jobs handed to the workers. */
 struct reading {
     struct import *im;
     int fd;
     void (*progress)(void *ctx, const struct custos_import_stats *s);
     void *ctx;
     uint64_t last_progress;
+    crypto_generichash_state h; /* the input so far (struct mark) */
+    uint64_t bytes;             /* hashed so far */
+    uint64_t seq;               /* the next job's */
+    uint64_t skip;              /* resuming: lines up to this one were stored before */
+    uint8_t want[32];           /* ... and the digest of the input up to its end */
+    int check;                  /* the input is hashed up to the end of line `skip`: compare */
+    int checked;                /* compared (or nothing to compare) */
 };
 
 static ssize_t read_fd(void *ctx, void *buf, size_t n)
@@ -778,17 +922,74 @@ static ssize_t read_fd(void *ctx, void *buf, size_t n)
     return read(((struct reading *)ctx)->fd, buf, n);
 }
 
+static void hash_in(struct reading *rd, const char *p, size_t n)
+{
+    crypto_generichash_update(&rd->h, (const unsigned char *)p, n);
+    rd->bytes += n;
+}
+
+static void hash_now(const struct reading *rd, uint8_t out[32])
+{
+    crypto_generichash_state t = rd->h; /* the running state goes on */
+
+    crypto_generichash_final(&t, out, 32);
+    sodium_memzero(&t, sizeof(t));
+}
+
+/* Resuming, once the input is hashed up to the end of line `skip`. */
+static enum custos_err check_skipped(struct reading *rd)
+{
+    uint8_t d[32];
+    int same;
+
+    rd->check = 0;
+    rd->checked = 1;
+    hash_now(rd, d);
+    same = sodium_memcmp(d, rd->want, 32) == 0;
+    if (!same)
+        return custos_err_set(CUSTOS_ERR_INVALID,
+                              "this input is not the one the interrupted import read: its first %llu lines "
+                              "differ; nothing was imported",
+                              (unsigned long long)rd->skip);
+    return CUSTOS_OK;
+}
+
 static enum custos_err take_lines(void *ctx, const char *text, size_t len, uint64_t first, uint64_t nlines)
 {
     struct reading *rd = ctx;
-    struct job *j = job_get(rd->im, len);
+    uint64_t last = first + nlines - 1;
+    enum custos_err rc;
+    struct job *j;
 
-    (void)nlines;
-    if (!j)
+    if (rd->check && (rc = check_skipped(rd)))
+        return rc;
+    if (first <= rd->skip) {
+        /* resuming: lines stored before are hashed, not handed on */
+        size_t off = 0, n;
+        uint64_t k, upto = last < rd->skip ? last : rd->skip;
+
+        for (k = first; k <= upto; k++)
+            custos_import_line(text, len, &off, &n);
+        hash_in(rd, text, off);
+        atomic_fetch_add(&rd->im->lines, upto - first + 1);
+        if (upto == rd->skip && (rc = check_skipped(rd)))
+            return rc;
+        if (upto == last)
+            return CUSTOS_OK;
+        text += off;
+        len -= off;
+        first = upto + 1;
+    }
+    if (!(j = job_get(rd->im, len)))
         return CUSTOS_ERR_NOMEM;
     memcpy(j->text, text, len);
     j->len = len;
     j->first_line = first;
+    j->seq = rd->seq++;
+    hash_in(rd, text, len);
+    j->end.line = last;
+    j->end.bytes = rd->bytes;
+    hash_now(rd, j->end.digest);
     q_push(&rd->im->jobs, j);
     return CUSTOS_OK;
 }
@@ -797,8 +998,18 @@ static void too_long(void *ctx, uint64_t line)
 {
     struct reading *rd = ctx;
 
-    reject(rd->im, line, LINE_TOO_LONG);
+    if (rd->check && check_skipped(rd))
+        fail(rd->im, CUSTOS_ERR_INVALID); /* the message: custos_err_msg of this thread */
     atomic_fetch_add(&rd->im->lines, 1);
+    if (line > rd->skip)
+        reject(rd->im, line, LINE_TOO_LONG);
+    else if (line == rd->skip)
+        rd->check = 1; /* once its bytes are in */
+}
+
+static void skipped_bytes(void *ctx, const char *p, size_t n)
+{
+    hash_in(ctx, p, n);
 }
 
 static int stopped(void *ctx)
@@ -883,15 +1094,77 @@ done:
     return rc;
 }
 
+/* At the start of an import: the mark of an interrupted one, what to do with it, and this one's
+   first mark.  *m gets the mark to resume from (all zero when starting afresh). */
+static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct mark *m)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    enum custos_err rc;
+    int have;
+
+    memset(m, 0, sizeof(*m));
+    if ((flags & CUSTOS_IMPORT_RESUME) && (flags & CUSTOS_IMPORT_RESTART))
+        return custos_err_set(CUSTOS_ERR_INVALID, "resume or restart, not both");
+    custos_buf_init(&b, MARK_BYTES);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->import_mark_get(c, &b);
+    have = rc == CUSTOS_OK;
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = CUSTOS_OK;
+    if (!rc && have && !(flags & CUSTOS_IMPORT_RESTART)) {
+        struct mark old;
+
+        if ((rc = mark_decode(b.p, b.len, &old)))
+            goto done;
+        if (!(flags & CUSTOS_IMPORT_RESUME)) {
+            rc = custos_err_set(CUSTOS_ERR_EXISTS,
+                                "an import was interrupted after line %llu (%llu subjects stored): resume it "
+                                "with the same input, or restart",
+                                (unsigned long long)old.line, (unsigned long long)old.imported);
+            goto done;
+        }
+        *m = old;
+        goto done; /* resuming: the mark stays until a group moves it on */
+    }
+    if (!rc && !have && (flags & CUSTOS_IMPORT_RESUME)) {
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume");
+        goto done;
+    }
+    if (!rc) { /* this import's first mark: line 0, the digest of nothing */
+        crypto_generichash(m->digest, 32, NULL, 0, v->sec->import_key, 32);
+        rc = mark_put(v, c, m, 1);
+    }
+done:
+    v->ops->release(v->store, c);
+    custos_buf_release(&b);
+    return rc;
+}
+
+/* An import that ended well leaves no mark. */
+static enum custos_err mark_clear(struct custos_vault *v)
+{
+    struct custos_store_conn *c = NULL;
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = mark_put(v, c, NULL, 1);
+    v->ops->release(v->store, c);
+    return rc;
+}
+
 enum custos_err custos_import(struct custos_vault *v, const struct custos_caller *c, int fd, unsigned threads,
-                              void (*progress)(void *ctx, const struct custos_import_stats *s),
+                              unsigned flags, void (*progress)(void *ctx, const struct custos_import_stats *s),
                               void (*bad)(void *ctx, uint64_t line, const char *reason), void *ctx,
                               struct custos_import_stats *out)
 {
     struct import im;
-    struct reading rd = {&im, fd, progress, ctx, 0};
-    struct custos_import_split split = {read_fd, take_lines, too_long, stopped, reading_progress, &rd,
+    struct reading rd;
+    struct custos_import_split split = {read_fd, take_lines, too_long, skipped_bytes, stopped, reading_progress, &rd,
                                         READ_CHUNK, LINE_MAX_BYTES, JOB_LINES};
+    struct mark from;
     pthread_t wk[16], wr, wr2;
     unsigned nw = threads ? threads : 2, i, started = 0;
     uint64_t bytes = 0;
@@ -901,6 +1174,8 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     memset(out, 0, sizeof(*out));
     if (!c->system)
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "import runs on the data directory (custos import)");
+    if ((rc = mark_start(v, flags, &from)))
+        return rc;
     /* until cleared at the end, the next open looks for subjects this import did not store */
     if ((rc = unfinished_put(v, 1)))
         return rc;
@@ -911,6 +1186,16 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     im.caller = c;
     im.bad = bad;
     im.ctx = ctx;
+    im.imported_base = from.imported;
+    memset(&rd, 0, sizeof(rd));
+    rd.im = &im;
+    rd.fd = fd;
+    rd.progress = progress;
+    rd.ctx = ctx;
+    rd.skip = from.line;
+    memcpy(rd.want, from.digest, 32);
+    rd.checked = from.line == 0;
+    crypto_generichash_init(&rd.h, v->sec->import_key, 32, 32);
     q_init(&im.jobs, QUEUE_DEPTH);
     q_init(&im.batches, QUEUE_DEPTH);
     q_init(&im.groups, 1); /* a group is ~12 MiB: one waiting while one is written */
@@ -918,6 +1203,8 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     pthread_mutex_init(&im.pool_mu, NULL);
     pthread_mutex_init(&im.pub_mu, NULL);
     pthread_cond_init(&im.pub_cv, NULL);
+    pthread_mutex_init(&im.order_mu, NULL);
+    pthread_cond_init(&im.order_cv, NULL);
     for (i = 0; i < nw; i++, started++)
         if (pthread_create(&wk[i], NULL, worker, &im) != 0) {
             rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
@@ -936,6 +1223,15 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     }
     writer_up = 1;
     rc = custos_import_split(&split, &bytes);
+    if (!rc && rd.check)
+        rc = check_skipped(&rd);
+    if (!rc && !rd.checked && !atomic_load(&im.failed))
+        rc = custos_err_set(CUSTOS_ERR_INVALID,
+                            "this input is not the one the interrupted import read: it ends before line %llu; "
+                            "nothing was imported",
+                            (unsigned long long)rd.skip);
+    if (rc)
+        fail(&im, rc); /* what the workers still hold is not stored: the mark stays before it */
 stop:
     q_close(&im.jobs);
     for (i = 0; i < started; i++)
@@ -948,12 +1244,17 @@ stop:
     if (writer2_up)
         pthread_join(wr2, NULL);
     snapshot(&im, out, bytes);
+    out->skipped = rd.skip;
+    out->imported_before = from.imported;
     if (progress && !rc)
         progress(ctx, out);
     if (!rc && atomic_load(&im.failed))
         rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
     if (!rc)
+        rc = mark_clear(v);
+    if (!rc)
         rc = unfinished_put(v, 0);
+    sodium_memzero(&rd.h, sizeof(rd.h));
     while (im.npool)
         batch_free(im.pool[--im.npool]);
     while (im.njpool)
@@ -962,6 +1263,8 @@ stop:
     pthread_mutex_destroy(&im.pool_mu);
     pthread_mutex_destroy(&im.pub_mu);
     pthread_cond_destroy(&im.pub_cv);
+    pthread_mutex_destroy(&im.order_mu);
+    pthread_cond_destroy(&im.order_cv);
     q_destroy(&im.jobs);
     q_destroy(&im.batches);
     q_destroy(&im.groups);

@@ -159,6 +159,7 @@ static void derive_subkeys(struct custos_secrets *s)
     crypto_kdf_derive_from_key(s->secret_key, 32, 2, "custos01", s->root);
     crypto_kdf_derive_from_key(s->blind_key, 32, 3, "custos01", s->root);
     crypto_kdf_derive_from_key(s->mac_key, 32, 4, "custos01", s->root);
+    crypto_kdf_derive_from_key(s->import_key, 32, 5, "custos01", s->root);
 }
 
 static int retention_below(void *ctx, uint32_t day, uint32_t kv, const uint8_t *w, size_t wlen)

@@ -29,6 +29,7 @@ struct custos_secrets {
     uint8_t secret_key[CUSTOS_KEY_BYTES];        /* keyed hash of principal secrets */
     uint8_t blind_key[CUSTOS_KEY_BYTES];         /* blind index */
     uint8_t mac_key[CUSTOS_KEY_BYTES];           /* row MACs (tokens) */
+    uint8_t import_key[CUSTOS_KEY_BYTES];        /* keyed digest of an import's input (its mark) */
     uint8_t ledger_sk[64];                       /* Ed25519 ledger signing key */
 };
 
@@ -289,6 +290,9 @@ struct custos_import_split {
        reading, and custos_import_split returns it. */
     enum custos_err (*lines)(void *ctx, const char *text, size_t len, uint64_t first, uint64_t nlines);
     void (*too_long)(void *ctx, uint64_t line);
+    /* may be NULL: the bytes of a line too long to hold, in order, as the reader skips them
+       ('\n' included).  These and the jobs' texts are the input, every byte once, in order. */
+    void (*skipped)(void *ctx, const char *p, size_t n);
     int (*stopped)(void *ctx);                  /* may be NULL: non-zero ends the reading */
     void (*progress)(void *ctx, uint64_t bytes); /* may be NULL: after each read that was cut */
     void *ctx;

@@ -70,6 +70,7 @@ enum stmt_id {
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
     S_SUBJ_BLIND_SET, S_REBUILD_GET, S_REBUILD_PUT, S_REBUILD_DONE, S_REBUILD_SCAN,
+    S_IMARK_GET, S_IMARK_PUT, S_IMARK_DEL,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
     S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
     S_RK_PUT, S_RK_GET, S_RK_SCAN, S_RET_PUT, S_RET_SUBJ, S_RK_EXPIRE, S_RET_EXPIRE,
@@ -143,6 +144,9 @@ static const char *const sql[S__COUNT] = {
     [S_REBUILD_GET] = "SELECT v FROM main.meta WHERE k = 'blind_rebuild_after'",
     [S_REBUILD_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('blind_rebuild_after', ?1)",
     [S_REBUILD_DONE] = "DELETE FROM main.meta WHERE k = 'blind_rebuild_after'",
+    [S_IMARK_GET] = "SELECT v FROM main.meta WHERE k = 'import_mark'",
+    [S_IMARK_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('import_mark', ?1)",
+    [S_IMARK_DEL] = "DELETE FROM main.meta WHERE k = 'import_mark'",
     [S_REBUILD_SCAN] = "SELECT s.rid, s.id, s.rec FROM subjects s JOIN subject_ids i ON i.id = s.id AND i.rid = s.rid"
                        " WHERE s.rid > ?1 ORDER BY s.rid LIMIT ?2",
     [S_LINK_PUT] = "INSERT INTO links(subject, name, url, created) VALUES (?1, ?2, ?3, ?4) "
@@ -1668,6 +1672,30 @@ static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_
     return run(c, s, "blind rebuild mark");
 }
 
+static enum custos_err sq_import_mark_get(struct custos_store_conn *c, struct custos_buf *out)
+{
+    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
+    int r;
+    PREP(s, S_IMARK_GET);
+
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        rc = custos_buf_add(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+    else if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "import mark get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_import_mark_put(struct custos_store_conn *c, const void *v, size_t len)
+{
+    PREP(s, v ? S_IMARK_PUT : S_IMARK_DEL);
+
+    if (v)
+        sqlite3_bind_blob(s, 1, v, (int)len, SQLITE_STATIC);
+    return run(c, s, "import mark");
+}
+
 /* ---- links, outbox, retention -------------------------------------------------------------- */
 
 static enum custos_err sq_link_put(struct custos_store_conn *c, const struct custos_link_row *r)
@@ -2228,6 +2256,8 @@ const struct custos_store_ops custos_store_sqlite = {
     .keys_without_record = sq_keys_without_record,
     .blind_set = sq_blind_set,
     .blind_rebuild_mark = sq_blind_rebuild_mark,
+    .import_mark_get = sq_import_mark_get,
+    .import_mark_put = sq_import_mark_put,
     .key_stage = sq_key_stage,
     .subject_stage = sq_subject_stage,
     .subjects_publish = sq_subjects_publish,

@@ -284,6 +284,12 @@ struct custos_store_ops {
                                  size_t nblind);
     enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after, int done);
 
+    /* The progress of an import (data plane, meta `import_mark`): written in the transaction
+       that commits a group's records, so it never claims a line whose subject is not stored.
+       import_mark_put with v NULL deletes it; import_mark_get: CUSTOS_ERR_NOTFOUND when none. */
+    enum custos_err (*import_mark_get)(struct custos_store_conn *c, struct custos_buf *out);
+    enum custos_err (*import_mark_put)(struct custos_store_conn *c, const void *v, size_t len);
+
     /* Subjects with a key (control plane) and no published record (data plane), after whatever
        was staged has been published: left by an import that ended (killed, or failed) between a
        group's key commit and its records' commit.  fn(ctx, id) for each (non-zero stops). */

@@ -28,6 +28,8 @@
  *    the file, and the outcomes until then are the model's first ones;
  *  - every byte is read once (the byte count is the file's size), read(2)
  *    is never asked for 0 bytes, nor asked again after it gave the end;
+ *  - the jobs' texts and the bytes of the lines skipped as too long are the
+ *    file, every byte once, in order (what a resumed import's digest hashes);
  *  - a job holds at most job-size lines, at most chunk + cap + 1 bytes, starts
  *    at the line after the previous one;
  *  - each line that is handed on is imported or rejected: custos_import_parse
@@ -78,6 +80,7 @@ struct run {
     struct outcome *got;
     size_t ngot, cap;
     uint64_t next;
+    size_t seen; /* bytes handed on in jobs or as skipped, a prefix of the file */
 };
 
 static uint32_t next_rand(struct run *r)
@@ -174,6 +177,8 @@ static enum custos_err fuzz_lines(void *ctx, const char *text, size_t len, uint6
     FUZZ_CHECK(first == r->next);
     FUZZ_CHECK(nlines >= 1 && nlines <= r->job_lines);
     FUZZ_CHECK(len > 0 && len <= r->chunk + r->max_line + 1);
+    FUZZ_CHECK(len <= r->size - r->seen && memcmp(text, r->file + r->seen, len) == 0);
+    r->seen += len;
     while ((p = custos_import_line(text, len, &off, &n)) != NULL) {
         FUZZ_CHECK(p >= text && p + n <= text + len && off <= len);
         /* as the worker: blank lines are skipped, a line over the cap is rejected */
@@ -193,9 +198,17 @@ static void fuzz_too_long(void *ctx, uint64_t line)
     add(r, line, TOO_LONG, NULL, 0);
 }
 
+static void fuzz_skipped(void *ctx, const char *p, size_t n)
+{
+    struct run *r = ctx;
+
+    FUZZ_CHECK(n > 0 && n <= r->size - r->seen && memcmp(p, r->file + r->seen, n) == 0);
+    r->seen += n;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct custos_import_split sp = {fuzz_read, fuzz_lines, fuzz_too_long, NULL, NULL, NULL, 0, 0, 0};
+    struct custos_import_split sp = {fuzz_read, fuzz_lines, fuzz_too_long, fuzz_skipped, NULL, NULL, NULL, 0, 0, 0};
     struct run r;
     uint8_t *file;
     size_t i, start, nmodel = 0, fsize;
@@ -231,6 +244,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         FUZZ_CHECK(rc == CUSTOS_OK);
         FUZZ_CHECK(bytes == fsize && r.pos == fsize && r.at_end);
+        FUZZ_CHECK(r.seen == fsize);
     }
 
     /* the model: the file split at '\n', in one piece */

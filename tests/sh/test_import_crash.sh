@@ -6,7 +6,9 @@
 # (server start) publishes what was staged; every subject that has a subject.import event is
 # either readable (200) or absent (404), never broken (a record without its key would be a 500),
 # and each absent one, none readable, has a later subject.import event that says not_stored;
-# the first committed group is readable; search finds imported subjects; a new import works.
+# the first committed group is readable; search finds imported subjects; a new import is refused
+# until told to resume or restart; resuming with another input is refused; resuming with the same
+# input stores every line exactly once; after that a new import works.
 . "$(dirname "$0")/lib.sh"
 
 D="$T/data"
@@ -83,10 +85,45 @@ perl -MJSON::PP -e '
 ' "$T/ledger2.jsonl" "$T/read.ok" "$T/read.gone" 2>"$T/ns.out" || fail "not_stored events: $(cat "$T/ns.out")"
 step "$(cat "$T/ns.out")"
 
-step "a new import after the crash"
-"$CUSTOS" import --data "$D" "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/import2.out" 2>&1 ||
-  fail "import after the crash: $(tail -n2 "$T/import2.out")"
-grep -q 'imported 2000 subjects' "$T/import2.out" || fail "import after the crash: $(cat "$T/import2.out")"
+step "a new import is refused until told to resume or restart"
+before=$(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids")
+[ "$before" -ge 8192 ] && [ "$before" -lt 100000 ] || fail "$before subjects stored after the kill"
+rc=0
+"$CUSTOS" import --data "$D" "$T/in.jsonl" >"$T/import2.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] || fail "a plain import after the crash: exit $rc: $(cat "$T/import2.out")"
+grep -q "an import was interrupted after line [0-9]* ($before subjects stored).*--resume" "$T/import2.out" ||
+  fail "the refusal: $(cat "$T/import2.out")"
+# another input cannot resume it: its lines differ (here it is shorter), and nothing is stored
+rc=0
+"$CUSTOS" import --data "$D" --resume "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/import3.out" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "not the one the interrupted import read" "$T/import3.out" ||
+  fail "resuming with another input: exit $rc: $(cat "$T/import3.out")"
+[ "$(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids")" = "$before" ] ||
+  fail "a refused resume stored something"
+
+step "resume with the same input: every line stored once"
+"$CUSTOS" import --data "$D" --resume "$T/in.jsonl" >"$T/import4.out" 2>&1 ||
+  fail "resume: $(tail -n2 "$T/import4.out")"
+grep -q "^resumed after line [0-9]* ($before subjects imported before): imported $((100000 - before)) subjects (100000 lines, 0 rejected)" \
+  "$T/import4.out" || fail "resume: $(cat "$T/import4.out")"
+[ "$(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids")" = 100000 ] ||
+  fail "after the resume: $(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids") subjects for 100000 lines"
+[ -z "$(sqlite3 "$D/data.db" "SELECT v FROM meta WHERE k = 'import_mark'")" ] ||
+  fail "a finished import left its mark"
+start_server "$D"
+# the sample is in the input 50 times: each of its people is there exactly 50 times, not 51
+for e in christiana.dietrich688@naver.com americo.brekke47797@naver.com; do
+  http GET "/v1/subjects?email=$e&purpose=account"
+  expect_status 200 "search after the resume"
+  n=$(perl -MJSON::PP -e 'local $/; print scalar @{decode_json(<STDIN>)->{ids}}' <"$T/resp")
+  [ "$n" = 50 ] || fail "$e: $n subjects after the resume, want 50"
+done
+stop_server
+
+step "a new import after that one"
+"$CUSTOS" import --data "$D" "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/import5.out" 2>&1 ||
+  fail "import after the resume: $(tail -n2 "$T/import5.out")"
+grep -q 'imported 2000 subjects' "$T/import5.out" || fail "import after the resume: $(cat "$T/import5.out")"
 # a finished import clears its row: the next open has nothing to look for
 [ "$(sqlite3 "$D/control.db" "SELECT hex(v) FROM meta WHERE k = 'import_unfinished'")" = 00 ] ||
   fail "a finished import left import_unfinished set"

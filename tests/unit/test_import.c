@@ -127,7 +127,7 @@ static void feed_too_long(void *ctx, uint64_t line)
 static enum custos_err split(struct feed *f, const char *in, size_t len, size_t max_line, const int *sizes,
                              size_t nsizes, size_t job_lines, uint64_t *bytes)
 {
-    struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, f, 8, max_line, job_lines};
+    struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, NULL, f, 8, max_line, job_lines};
     int fail_lines = f->fail_lines, err = f->err, lengths = f->lengths;
 
     memset(f, 0, sizeof(*f));
@@ -210,7 +210,7 @@ static void test_split_line_at_the_cap(void **state)
     static const int pipe_sized[] = {65536};
     static char big[65536 + 5];
     struct feed f = {0};
-    struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, &f, 1u << 20, 65536, 256};
+    struct custos_import_split sp = {feed_read, feed_lines, feed_too_long, NULL, NULL, NULL, &f, 1u << 20, 65536, 256};
     uint64_t bytes;
     size_t i;
 

@@ -1000,7 +1000,7 @@ static void import_sample(struct fx *f)
     snprintf(path, sizeof(path), "%s/customers-2k.jsonl", CUSTOS_TEST_DATA);
     fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
-    must(custos_import(f->v, &f->sys, fd, 2, NULL, NULL, NULL, &st), "import");
+    must(custos_import(f->v, &f->sys, fd, 2, 0, NULL, NULL, NULL, &st), "import");
     close(fd);
     assert_int_equal(st.rejected, 0);
     assert_int_equal(st.imported, 2000);
@@ -1867,10 +1867,10 @@ static void test_import_rejects(void **state)
         struct custos_caller admin;
 
         authn(f, f->admin_token, &admin);
-        expect_rc(custos_import(f->v, &admin, fd, 1, NULL, on_bad, &bl, &st), CUSTOS_ERR_FORBIDDEN,
+        expect_rc(custos_import(f->v, &admin, fd, 1, 0, NULL, on_bad, &bl, &st), CUSTOS_ERR_FORBIDDEN,
                   "import through a token");
     }
-    must(custos_import(f->v, &f->sys, fd, 2, NULL, on_bad, &bl, &st), "import");
+    must(custos_import(f->v, &f->sys, fd, 2, 0, NULL, on_bad, &bl, &st), "import");
     close(fd);
     assert_int_equal(st.lines, 5);
     assert_int_equal(st.imported, 2);
@@ -1882,6 +1882,144 @@ static void test_import_rejects(void **state)
     s = search(f->v, &f->sys, "email", "christiana.dietrich688@naver.com", "account");
     assert_int_equal(json_array_size(json_object_get(s, "ids")), 1);
     json_decref(s);
+}
+
+/* An import interrupted after line `upto` of `path`, as its mark records it: the digest is
+   BLAKE2b-256 of the file's bytes up to the end of that line, keyed with the vault's import key
+   (docs/format.md, "import_mark"). */
+static void fake_interrupted(struct fx *f, const char *path, uint64_t upto, uint64_t imported)
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t m[57];
+    size_t n = 0;
+    uint64_t line = 0;
+    FILE *fp = fopen(path, "rb");
+    int ch, i;
+    crypto_generichash_state h;
+
+    assert_non_null(fp);
+    crypto_generichash_init(&h, f->v->sec->import_key, 32, 32);
+    while (line < upto && (ch = fgetc(fp)) != EOF) {
+        unsigned char b = (unsigned char)ch;
+
+        crypto_generichash_update(&h, &b, 1);
+        n++;
+        if (ch == '\n')
+            line++;
+    }
+    fclose(fp);
+    assert_int_equal(line, upto);
+    m[0] = 1;
+    for (i = 0; i < 8; i++) {
+        m[1 + i] = (uint8_t)(upto >> (56 - 8 * i));
+        m[9 + i] = (uint8_t)((uint64_t)n >> (56 - 8 * i));
+        m[17 + i] = (uint8_t)(imported >> (56 - 8 * i));
+    }
+    crypto_generichash_final(&h, m + 25, 32);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->begin(c, CUSTOS_PLANE_DATA), "begin");
+    must(f->v->ops->import_mark_put(c, m, sizeof(m)), "mark");
+    must(f->v->ops->commit(c, CUSTOS_PLANE_DATA), "commit");
+    f->v->ops->release(f->v->store, c);
+}
+
+static size_t found(struct fx *f, const char *email)
+{
+    json_t *s = search(f->v, &f->sys, "email", email, "account");
+    size_t n = json_array_size(json_object_get(s, "ids"));
+
+    json_decref(s);
+    return n;
+}
+
+static int import_file(struct fx *f, const char *path, unsigned flags, struct bad_lines *bl,
+                       struct custos_import_stats *st)
+{
+    int fd = open(path, O_RDONLY);
+    enum custos_err rc;
+
+    assert_true(fd >= 0);
+    rc = custos_import(f->v, &f->sys, fd, 2, flags, NULL, on_bad, bl, st);
+    close(fd);
+    return (int)rc;
+}
+
+/* Resuming an interrupted import: refused without a choice, refused for another input (nothing
+   stored), and with the same input only the lines after the mark are read into the vault; the
+   boundary may fall inside a job or on a line too long to hold (its bytes are hashed as skipped). */
+static void test_import_resume(void **state)
+{
+    static const char carol[] = "{\"name\":\"가다연\",\"email\":\"carol@example.com\",\"phone\":\"010-0180-4956\"}";
+    static const char dave[] = "{\"name\":\"윤예린\",\"email\":\"dave@example.com\",\"phone\":\"010-6595-9118\"}";
+    struct fx *f = *state;
+    char path[700], other[700];
+    struct custos_import_stats st;
+    struct bad_lines bl = {{0}, 0};
+    struct custos_buf b;
+    struct custos_store_conn *c = NULL;
+    FILE *fp;
+    size_t i;
+
+    snprintf(path, sizeof(path), "%s/in.jsonl", f->root);
+    snprintf(other, sizeof(other), "%s/other.jsonl", f->root);
+    for (int k = 0; k < 2; k++) {
+        assert_non_null(fp = fopen(k ? other : path, "w"));
+        fprintf(fp, "%s\n%s\nnot json\n", bob, k ? carol : alice); /* line 2 differs in `other` */
+        for (i = 0; i < (5u << 18); i++) /* line 4: 1.25 MiB, longer than the reader holds */
+            fputc('x', fp);
+        fprintf(fp, "\n%s\n%s\n", carol, dave);
+        fclose(fp);
+    }
+
+    expect_rc(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "nothing to resume");
+    expect_rc(import_file(f, path, CUSTOS_IMPORT_RESUME | CUSTOS_IMPORT_RESTART, &bl, &st), CUSTOS_ERR_INVALID,
+              "both");
+
+    /* interrupted after the long line: `bob` and `alice` are taken as stored (they are not, so
+       finding them later would mean they were read into the vault again) */
+    fake_interrupted(f, path, 4, 2);
+    expect_rc(import_file(f, path, 0, &bl, &st), CUSTOS_ERR_EXISTS, "a plain import");
+    expect_rc(import_file(f, other, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_INVALID, "another input");
+    assert_int_equal(found(f, "carol@example.com"), 0);
+    bl.n = 0;
+    must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume");
+    assert_int_equal(st.skipped, 4);
+    assert_int_equal(st.imported_before, 2);
+    assert_int_equal(st.lines, 6);
+    assert_int_equal(st.imported, 2);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(bl.n, 0);
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 0);
+    assert_int_equal(found(f, "carol@example.com"), 1);
+    assert_int_equal(found(f, "dave@example.com"), 1);
+    /* an import that ended well leaves no mark */
+    custos_buf_init(&b, 64);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    expect_rc(f->v->ops->import_mark_get(c, &b), CUSTOS_ERR_NOTFOUND, "the mark after the end");
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&b);
+    expect_rc(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "resume again");
+
+    /* interrupted after line 3, inside the first job: line 4 is read again (and rejected) */
+    fake_interrupted(f, path, 3, 2);
+    bl.n = 0;
+    must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume after line 3");
+    assert_int_equal(st.skipped, 3);
+    assert_int_equal(st.imported, 2);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(bl.n, 1);
+    assert_int_equal(bl.line[0], 4);
+    assert_int_equal(found(f, "carol@example.com"), 2);
+
+    /* restart: the interrupted import is forgotten and the input read from its first line */
+    fake_interrupted(f, path, 5, 3);
+    bl.n = 0;
+    must(import_file(f, path, CUSTOS_IMPORT_RESTART, &bl, &st), "restart");
+    assert_int_equal(st.skipped, 0);
+    assert_int_equal(st.imported, 4);
+    assert_int_equal(st.rejected, 2);
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 1);
+    assert_int_equal(found(f, "carol@example.com"), 3);
 }
 
 int main(void)
@@ -1900,6 +2038,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_fallback, setup, teardown),
