@@ -811,20 +811,25 @@ static enum custos_err sq_log_checkpoint(struct custos_store_conn *c, enum custo
 
 /* ---- meta, keys, erasures ------------------------------------------------------------------ */
 
-static enum custos_err sq_meta_get(struct custos_store_conn *c, const char *key, struct custos_buf *out)
+/* The one blob a bound statement selects, into out; CUSTOS_ERR_NOTFOUND without a row. */
+static enum custos_err one_blob(struct custos_store_conn *c, sqlite3_stmt *s, struct custos_buf *out, const char *what)
 {
     enum custos_err rc = CUSTOS_ERR_NOTFOUND;
-    int r;
-    PREP(s, S_META_GET);
+    int r = sqlite3_step(s);
 
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    r = sqlite3_step(s);
     if (r == SQLITE_ROW)
         rc = custos_buf_add(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
     else if (r != SQLITE_DONE)
-        rc = db_err(c->db, r, "meta get");
+        rc = db_err(c->db, r, what);
     done_stmt(s);
     return rc;
+}
+
+static enum custos_err sq_meta_get(struct custos_store_conn *c, const char *key, struct custos_buf *out)
+{
+    PREP(s, S_META_GET);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    return one_blob(c, s, out, "meta get");
 }
 
 static enum custos_err sq_meta_put(struct custos_store_conn *c, const char *key, const void *v, size_t len)
@@ -1674,17 +1679,8 @@ static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_
 
 static enum custos_err sq_import_mark_get(struct custos_store_conn *c, struct custos_buf *out)
 {
-    enum custos_err rc = CUSTOS_ERR_NOTFOUND;
-    int r;
     PREP(s, S_IMARK_GET);
-
-    r = sqlite3_step(s);
-    if (r == SQLITE_ROW)
-        rc = custos_buf_add(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
-    else if (r != SQLITE_DONE)
-        rc = db_err(c->db, r, "import mark get");
-    done_stmt(s);
-    return rc;
+    return one_blob(c, s, out, "import mark get");
 }
 
 static enum custos_err sq_import_mark_put(struct custos_store_conn *c, const void *v, size_t len)
