@@ -222,6 +222,7 @@ struct custos_import_stats {
     uint64_t bytes_read;
     uint64_t skipped;        /* --resume: the first lines, imported before, not read again */
     uint64_t imported_before; /* --resume: subjects the interrupted import had stored */
+    int interrupted;          /* refused (CUSTOS_ERR_EXISTS): an interrupted import waits */
 };
 
 /* custos_import flags */

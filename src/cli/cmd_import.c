@@ -92,6 +92,7 @@ int cmd_import(int argc, char **argv)
     enum custos_err rc;
     int fd, r;
     long nproc;
+    char msg[512];
 
     if ((r = cli_options(argc, argv, "import", help, opts)))
         return r;
@@ -132,16 +133,18 @@ int cmd_import(int argc, char **argv)
     custos_caller_system(&sys);
     rc = custos_import(v, &sys, fd, threads, (resume ? CUSTOS_IMPORT_RESUME : 0) | (restart ? CUSTOS_IMPORT_RESTART : 0),
                        progress, bad, &u, &st);
+    if (rc) /* before closing the vault, which may set messages of its own */
+        snprintf(msg, sizeof(msg), "%s", custos_err_msg(rc));
     if (fd)
         close(fd);
     custos_vault_free(v);
     if (u.tty)
         fputc('\n', stderr);
-    if (rc == CUSTOS_ERR_EXISTS)
-        return cli_error(1, "%s (custos import --resume FILE, or --restart FILE to import FILE from its "
-                             "first line)", custos_err_msg(rc));
+    if (rc && st.interrupted)
+        return cli_error(1, "%s (custos import --data DIR --resume FILE, or --restart to import FILE from its "
+                             "first line)", msg);
     if (rc)
-        return cli_fail(rc);
+        return cli_error(1, "%s", msg);
     if (resume)
         printf("resumed after line %llu (%llu subjects imported before): ", (unsigned long long)st.skipped,
                (unsigned long long)st.imported_before);

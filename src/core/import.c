@@ -191,7 +191,8 @@ static void mark_encode(const struct mark *m, uint8_t out[MARK_BYTES])
 static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m)
 {
     if (len != MARK_BYTES || p[0] != MARK_VERSION)
-        return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable");
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable (restart "
+                                                  "forgets it)");
     m->line = get64(p + 1);
     m->bytes = get64(p + 9);
     m->imported = get64(p + 17);
@@ -654,7 +655,6 @@ static void kw_close_group(struct kw *k)
     enum custos_err rc;
 
     g->seq = ++k->seq;
-    g->end = g->bs[g->nb - 1]->end;
     if (k->c && !atomic_load(&im->failed)) {
         if ((rc = commit_keys(im, k->c, g)))
             fail(im, rc);
@@ -681,6 +681,11 @@ static void kw_add(struct kw *k, struct batch *b)
 {
     if (!k->g && !(k->g = calloc(1, sizeof(*k->g)))) {
         fail(k->im, CUSTOS_ERR_NOMEM); /* the import stops: its mark stays before this batch */
+        batch_put(k->im, b);
+        return;
+    }
+    k->g->end = b->end;
+    if (b->n == 0) { /* nothing to store: only its end counts, the batch goes back now */
         batch_put(k->im, b);
         return;
     }
@@ -715,9 +720,8 @@ static void *key_writer(void *arg)
     }
     for (size_t i = 0; i < ORDER_WINDOW; i++)
         batch_put(im, ring[i]); /* after a failure: never grouped */
-    if (k.g && k.g->nb)
+    if (k.g) /* perhaps without a subject: it still moves the mark */
         kw_close_group(&k);
-    free(k.g);
     q_close(&im->groups);
     if (k.staged)
         publish_keys(im, k.c, k.last_ok, 1);
@@ -900,6 +904,19 @@ done:
     return rc;
 }
 
+/* The control-plane row that says an import is under way (1) or none is (0). */
+static enum custos_err unfinished_put(struct custos_vault *v, uint8_t on)
+{
+    struct custos_store_conn *c = NULL;
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = v->ops->meta_put(c, "import_unfinished", &on, 1);
+    v->ops->release(v->store, c);
+    return rc;
+}
+
 /* custos_import's side of the reading: the file, the digest of what was read, the lines a
    resumed import skips, and the jobs handed to the workers. */
 struct reading {
@@ -915,6 +932,7 @@ struct reading {
     uint8_t want[32];           /* ... and the digest of the input up to its end */
     int check;                  /* the input is hashed up to the end of line `skip`: compare */
     int checked;                /* compared (or nothing to compare) */
+    int unfinished;             /* import_unfinished is set */
 };
 
 static ssize_t read_fd(void *ctx, void *buf, size_t n)
@@ -946,6 +964,7 @@ static enum custos_err check_skipped(struct reading *rd)
     rd->checked = 1;
     hash_now(rd, d);
     same = sodium_memcmp(d, rd->want, 32) == 0;
+    sodium_memzero(d, sizeof(d));
     if (!same)
         return custos_err_set(CUSTOS_ERR_INVALID,
                               "this input is not the one the interrupted import read: its first %llu lines "
@@ -980,6 +999,11 @@ static enum custos_err take_lines(void *ctx, const char *text, size_t len, uint6
         len -= off;
         first = upto + 1;
     }
+    /* from the first line handed on, the next open looks for subjects this import did not store
+       (until cleared at the end); a resume refused before it stored nothing */
+    if (!rd->unfinished && (rc = unfinished_put(rd->im->v, 1)))
+        return rc;
+    rd->unfinished = 1;
     if (!(j = job_get(rd->im, len)))
         return CUSTOS_ERR_NOMEM;
     memcpy(j->text, text, len);
@@ -998,8 +1022,10 @@ static void too_long(void *ctx, uint64_t line)
 {
     struct reading *rd = ctx;
 
-    if (rd->check && check_skipped(rd))
+    if (rd->check && check_skipped(rd)) {
         fail(rd->im, CUSTOS_ERR_INVALID); /* the message: custos_err_msg of this thread */
+        return;
+    }
     atomic_fetch_add(&rd->im->lines, 1);
     if (line > rd->skip)
         reject(rd->im, line, LINE_TOO_LONG);
@@ -1027,19 +1053,6 @@ static void reading_progress(void *ctx, uint64_t bytes)
         rd->progress(rd->ctx, &s);
         rd->last_progress = custos_clock_ms();
     }
-}
-
-/* The control-plane row that says an import is under way (1) or none is (0). */
-static enum custos_err unfinished_put(struct custos_vault *v, uint8_t on)
-{
-    struct custos_store_conn *c = NULL;
-    enum custos_err rc;
-
-    if ((rc = v->ops->acquire(v->store, &c)))
-        return rc;
-    rc = v->ops->meta_put(c, "import_unfinished", &on, 1);
-    v->ops->release(v->store, c);
-    return rc;
 }
 
 struct not_stored {
@@ -1096,43 +1109,38 @@ done:
 
 /* At the start of an import: the mark of an interrupted one, what to do with it, and this one's
    first mark.  *m gets the mark to resume from (all zero when starting afresh). */
-static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct mark *m)
+static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct mark *m, int *refused)
 {
     struct custos_store_conn *c = NULL;
     struct custos_buf b;
+    struct mark old;
     enum custos_err rc;
-    int have;
+    int resume = (flags & CUSTOS_IMPORT_RESUME) != 0, interrupted = 0;
 
     memset(m, 0, sizeof(*m));
-    if ((flags & CUSTOS_IMPORT_RESUME) && (flags & CUSTOS_IMPORT_RESTART))
+    if (resume && (flags & CUSTOS_IMPORT_RESTART))
         return custos_err_set(CUSTOS_ERR_INVALID, "resume or restart, not both");
     custos_buf_init(&b, MARK_BYTES);
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
     rc = v->ops->import_mark_get(c, &b);
-    have = rc == CUSTOS_OK;
-    if (rc == CUSTOS_ERR_NOTFOUND)
+    if (rc == CUSTOS_OK && !(flags & CUSTOS_IMPORT_RESTART) && !(rc = mark_decode(b.p, b.len, &old)))
+        interrupted = old.line > 0 || resume; /* a mark at line 0: it stopped before storing anything */
+    else if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_OK)
         rc = CUSTOS_OK;
-    if (!rc && have && !(flags & CUSTOS_IMPORT_RESTART)) {
-        struct mark old;
-
-        if ((rc = mark_decode(b.p, b.len, &old)))
-            goto done;
-        if (!(flags & CUSTOS_IMPORT_RESUME)) {
-            rc = custos_err_set(CUSTOS_ERR_EXISTS,
-                                "an import was interrupted after line %llu (%llu subjects stored): resume it "
-                                "with the same input, or restart",
-                                (unsigned long long)old.line, (unsigned long long)old.imported);
-            goto done;
-        }
-        *m = old;
-        goto done; /* resuming: the mark stays until a group moves it on */
-    }
-    if (!rc && !have && (flags & CUSTOS_IMPORT_RESUME)) {
-        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume");
+    if (rc)
         goto done;
-    }
-    if (!rc) { /* this import's first mark: line 0, the digest of nothing */
+    if (interrupted && !resume) {
+        *refused = 1;
+        rc = custos_err_set(CUSTOS_ERR_EXISTS,
+                            "an import was interrupted after line %llu (%llu subjects stored): resume it with "
+                            "the same input, or restart",
+                            (unsigned long long)old.line, (unsigned long long)old.imported);
+    } else if (interrupted)
+        *m = old; /* resuming: the mark stays until a group moves it on */
+    else if (resume)
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume");
+    else { /* this import's first mark: line 0, the digest of nothing */
         crypto_generichash(m->digest, 32, NULL, 0, v->sec->import_key, 32);
         rc = mark_put(v, c, m, 1);
     }
@@ -1174,10 +1182,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     memset(out, 0, sizeof(*out));
     if (!c->system)
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "import runs on the data directory (custos import)");
-    if ((rc = mark_start(v, flags, &from)))
-        return rc;
-    /* until cleared at the end, the next open looks for subjects this import did not store */
-    if ((rc = unfinished_put(v, 1)))
+    if ((rc = mark_start(v, flags, &from, &out->interrupted)))
         return rc;
     if (nw > 16)
         nw = 16;

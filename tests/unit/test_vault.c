@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -1989,6 +1991,13 @@ static void test_import_resume(void **state)
     expect_rc(import_file(f, path, 0, &bl, &st), CUSTOS_ERR_EXISTS, "a plain import");
     expect_rc(import_file(f, other, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_INVALID, "another input");
     assert_int_equal(found(f, "carol@example.com"), 0);
+    /* a refused resume stored nothing, so the next open has nothing to look for */
+    custos_buf_init(&b, 8);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    if (f->v->ops->meta_get(c, "import_unfinished", &b) == CUSTOS_OK)
+        assert_true(b.len == 1 && b.p[0] == 0);
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&b);
     bl.n = 0;
     must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume");
     expect_run(&st, 4, 2, 0);
@@ -2021,6 +2030,154 @@ static void test_import_resume(void **state)
     expect_run(&st, 0, 4, 2);
     assert_int_equal(found(f, "americo.brekke47797@naver.com"), 1);
     assert_int_equal(found(f, "carol@example.com"), 3);
+
+    /* an import that stopped before storing anything (its mark at line 0) refuses nothing */
+    fake_interrupted(f, path, 0, 0);
+    must(import_file(f, path, 0, &bl, &st), "after a mark at line 0");
+    expect_run(&st, 0, 4, 2);
+    assert_int_equal(found(f, "carol@example.com"), 4);
+}
+
+/* The skip boundary inside a job (test_import_resume's fall where jobs end), on a blank line,
+   with CRLF, and a last line without '\n'. */
+static void test_import_resume_mid_job(void **state)
+{
+    static const char carol[] = "{\"name\":\"가다연\",\"email\":\"carol@example.com\",\"phone\":\"010-0180-4956\"}";
+    static const char dave[] = "{\"name\":\"윤예린\",\"email\":\"dave@example.com\",\"phone\":\"010-6595-9118\"}";
+    struct fx *f = *state;
+    char path[700];
+    struct custos_import_stats st;
+    struct bad_lines bl = {{0}, 0};
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/crlf.jsonl", f->root);
+    assert_non_null(fp = fopen(path, "w"));
+    fprintf(fp, "%s\r\n\r\nnot json\r\n%s\r\n%s", bob, carol, dave); /* 5 lines, one job */
+    fclose(fp);
+
+    fake_interrupted(f, path, 2, 1); /* after the blank line 2: inside the job of lines 1..5 */
+    must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume after line 2");
+    assert_int_equal(st.skipped, 2);
+    assert_int_equal(st.lines, 5);
+    assert_int_equal(st.imported, 2);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(bl.n, 1);
+    assert_int_equal(bl.line[0], 3);
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 0);
+    assert_int_equal(found(f, "carol@example.com"), 1);
+    assert_int_equal(found(f, "dave@example.com"), 1);
+
+    /* after line 4, one before the last (which has no '\n') */
+    fake_interrupted(f, path, 4, 2);
+    bl.n = 0;
+    must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume after line 4");
+    assert_int_equal(st.skipped, 4);
+    assert_int_equal(st.lines, 5);
+    assert_int_equal(st.imported, 1);
+    assert_int_equal(found(f, "carol@example.com"), 1);
+    assert_int_equal(found(f, "dave@example.com"), 2);
+}
+
+/* A real mark (written by an import that read through small, odd socket reads and then
+   failed on a read error), resumed from a regular file (1 MiB reads, 256-line jobs): the
+   boundary falls where the original jobs ended, not where the new ones do. */
+struct feeder {
+    int fd;
+    struct fx *f;
+    char *src, *sent;
+    size_t srclen, nsent;
+    uint64_t mark_line;
+};
+
+static uint64_t mark_line_now(struct fx *f)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    uint64_t line = 0;
+
+    custos_buf_init(&b, 64);
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    if (f->v->ops->import_mark_get(c, &b) == CUSTOS_OK && b.len == 57)
+        for (int i = 0; i < 8; i++)
+            line = line << 8 | b.p[1 + i];
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&b);
+    return line;
+}
+
+static void *feed_socket(void *arg)
+{
+    struct feeder *fd = arg;
+    size_t off = 0;
+
+    while (off < fd->srclen) {
+        size_t n = fd->srclen - off < 4093 ? fd->srclen - off : 4093;
+        ssize_t w = write(fd->fd, fd->src + off, n);
+
+        if (w <= 0)
+            return NULL;
+        memcpy(fd->sent + fd->nsent, fd->src + off, (size_t)w);
+        fd->nsent += (size_t)w;
+        off += (size_t)w;
+    }
+    /* keep the reader waiting (blank lines) until a group is stored, then go quiet: it times out */
+    for (int i = 0; i < 600 && (fd->mark_line = mark_line_now(fd->f)) == 0; i++) {
+        if (write(fd->fd, "\n", 1) == 1)
+            fd->sent[fd->nsent++] = '\n';
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+static void test_import_resume_real_mark(void **state)
+{
+    struct fx *f = *state;
+    char path[700], in[700];
+    struct custos_import_stats st;
+    struct bad_lines bl = {{0}, 0};
+    struct feeder fd = {0};
+    struct timeval tv = {1, 0};
+    pthread_t t;
+    int sv[2];
+    FILE *fp;
+    long sz;
+
+    snprintf(in, sizeof(in), "%s/customers-2k.jsonl", CUSTOS_TEST_DATA);
+    assert_non_null(fp = fopen(in, "rb"));
+    fseek(fp, 0, SEEK_END);
+    sz = ftell(fp);
+    rewind(fp);
+    fd.srclen = 5 * (size_t)sz; /* 10,000 lines: one whole group and a part */
+    assert_non_null(fd.src = malloc(fd.srclen));
+    assert_non_null(fd.sent = malloc(fd.srclen + 1000));
+    for (int k = 0; k < 5; k++) {
+        rewind(fp);
+        assert_int_equal(fread(fd.src + k * sz, 1, (size_t)sz, fp), (size_t)sz);
+    }
+    fclose(fp);
+    fd.f = f;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    fd.fd = sv[1];
+    assert_int_equal(pthread_create(&t, NULL, feed_socket, &fd), 0);
+    expect_rc(custos_import(f->v, &f->sys, sv[0], 2, 0, NULL, on_bad, &bl, &st), CUSTOS_ERR_IO, "timed out");
+    pthread_join(t, NULL);
+    close(sv[0]);
+    close(sv[1]);
+    assert_true(fd.mark_line > 0);
+    fd.mark_line = mark_line_now(f);
+
+    snprintf(path, sizeof(path), "%s/sent.jsonl", f->root);
+    assert_non_null(fp = fopen(path, "wb"));
+    assert_int_equal(fwrite(fd.sent, 1, fd.nsent, fp), fd.nsent);
+    fclose(fp);
+    must(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), "resume from the file");
+    assert_int_equal(st.skipped, fd.mark_line);
+    assert_int_equal(st.imported_before + st.imported, 10000);
+    assert_int_equal(found(f, "christiana.dietrich688@naver.com"), 5);
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 5);
+    free(fd.src);
+    free(fd.sent);
 }
 
 int main(void)
@@ -2040,6 +2197,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_resume_mid_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_resume_real_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_fallback, setup, teardown),
