@@ -42,7 +42,8 @@
  *
  * Must never: hold plaintext after sealing a line (buffers are wiped), store
  * a record before its key or publish it before its key, report success for
- * a batch not committed.
+ * a batch not committed, let the mark claim a line whose group's records are
+ * not committed in the same transaction, or hash the input without the key.
  */
 #include "core/vault_int.h"
 
@@ -158,7 +159,7 @@ static void q_close(struct queue *q)
 /* How far an import has stored its input (the data plane's `import_mark`, MARK_BYTES):
    version, line, bytes, imported, digest; integers big-endian. */
 struct mark {
-    uint64_t line;      /* every line up to this one is stored or was rejected */
+    uint64_t line;      /* every line up to this one is stored, rejected or blank */
     uint64_t bytes;     /* the input's bytes up to the end of that line */
     uint64_t imported;  /* subjects stored up to it, over every run of this import */
     uint8_t digest[32]; /* BLAKE2b-256 of those bytes, keyed with the vault's import_key */
