@@ -1960,15 +1960,17 @@ static int ro_uri(char *out, size_t cap, const char *path)
  * (`subjects.blind`) are left out, so no blind hash is ever written to the backup file, even
  * for a moment (security.md "Backups and restore": with the live blind key, a hash is a test
  * for a guessed value, which would outlive the subject's erasure).  A restore rebuilds the index
- * from the records whose keys still exist.  Every other data-plane table is copied whole; a
- * table this code does not know stops the backup rather than be left out silently.
+ * from the records whose keys still exist.  An import's mark is left out too (and dropped by a
+ * restore): after a restore nothing is resumable, since the lines an import stored after the
+ * backup may be people erased since.  Every other data-plane table is copied whole; a table
+ * this code does not know stops the backup rather than be left out silently.
  */
 static const char backup_known_tables[] =
     "SELECT name FROM src.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
     " AND name NOT IN ('meta', 'subjects', 'subject_ids', 'staged_ids', 'staged_blind', 'blind', 'links')";
 static const char backup_copy_sql[] =
     "INSERT INTO main.meta(k, v) SELECT k, v FROM src.meta"
-    " WHERE k NOT IN ('backup_origin', 'backup_time');"
+    " WHERE k NOT IN ('backup_origin', 'backup_time', 'import_mark');"
     "INSERT INTO main.subjects(rid, id, created, updated, rec, blind)"
     " SELECT rid, id, created, updated, rec, x'' FROM src.subjects ORDER BY rid;"
     "INSERT INTO main.subject_ids(id, rid) SELECT id, rid FROM src.subject_ids ORDER BY id;"
@@ -2160,7 +2162,7 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         r = sqlite3_exec(dst, data_schema, NULL, NULL, NULL);
     if (r == SQLITE_OK)
         r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; BEGIN;"
-                              "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time');"
+                              "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time', 'import_mark');"
                               "DELETE FROM blind; DELETE FROM staged_blind;"
                               "UPDATE subjects SET blind = x'' WHERE length(blind) > 0;"
                               "INSERT OR REPLACE INTO meta(k, v) VALUES ('blind_rebuild_after', 0);"

@@ -176,6 +176,41 @@ static sqlite3 *fail_record_deletes(struct fx *f)
     return h;
 }
 
+/* A backup carries no import mark and a restore drops any: after a restore nothing can be
+   resumed (an import's lines stored after the backup may be people erased since, whom a resume
+   would store again). */
+static void test_backup_no_import_mark(void **state)
+{
+    static const uint8_t mark[57] = {1, 0, 0, 0, 0, 0, 0, 0, 9};
+    struct fx *f = *state;
+    struct custos_store_conn *c = NULL;
+    struct custos_buf b;
+    char bak[300];
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->begin(c, CUSTOS_PLANE_DATA), CUSTOS_OK);
+    assert_int_equal(f->v->ops->import_mark_put(c, mark, sizeof(mark)), CUSTOS_OK);
+    assert_int_equal(f->v->ops->commit(c, CUSTOS_PLANE_DATA), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    backup_fresh(f, bak);
+    /* not in the file; and one put there (an older or edited backup) does not come back */
+    assert_int_equal(sqlite3_open(bak, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT 1 FROM meta WHERE k = 'import_mark'", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(h, "INSERT INTO meta(k, v) VALUES ('import_mark', x'01')", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    restore_from(f, bak);
+    custos_buf_init(&b, 64);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->import_mark_get(c, &b), CUSTOS_ERR_NOTFOUND);
+    f->v->ops->release(f->v->store, c);
+    custos_buf_release(&b);
+}
+
 static void test_erase_receipt(void **state)
 {
     struct fx *f = *state;
@@ -1503,6 +1538,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_erase_receipt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup_no_import_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_read_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_no_oracle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
