@@ -772,6 +772,7 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
     struct custos_principal_row p;
     struct custos_event e;
     enum custos_err rc;
+    uint8_t mac[32];
     char tid[17];
 
     custos_event_init(&e, "token.issue", c);
@@ -793,6 +794,15 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%.64s'", principal);
     if (rc)
         goto done;
+    /* a row changed outside the vault (its MAC fails) is refused here as on every other path:
+       a token for it would be refused anyway, and the ledger must not say one was issued */
+    principal_mac(v, &p, mac);
+    if (!mac_ok(mac, p.mac)) {
+        e.reason = "principal_integrity";
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is not valid (its row was changed outside custos)",
+                            principal);
+        goto done;
+    }
     if (p.disabled) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is disabled", principal);
         goto done;

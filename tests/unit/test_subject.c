@@ -217,6 +217,14 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_memory_not_equal(mac, mac2, 32);
     assert_int_equal(custos_authenticate(f->v, tok2, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
     assert_string_equal(last_reason(f->v, why), "revoked_token");
+
+    /* nor does the local operator get a token for either: the tampered row, nor the disabled one
+       switched back on in the file (custos token issue once did, and ledgered an `ok` issue) */
+    edit_db(f, "control.db", "UPDATE principals SET disabled = 0 WHERE id = 'ops2'");
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "ops", tok, &disabled), CUSTOS_ERR_FORBIDDEN);
+    assert_string_equal(last_reason(f->v, why), "principal_integrity");
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "ops2", tok, &disabled), CUSTOS_ERR_FORBIDDEN);
+    assert_string_equal(last_reason(f->v, why), "principal_integrity");
 }
 
 /* 1 when a system search for field = value (purpose account) finds id. */
