@@ -108,13 +108,16 @@ static void principal_mac(const struct custos_vault *v, const struct custos_prin
     crypto_generichash_final(&st, out, 32);
 }
 
-static void token_mac(const struct custos_vault *v, const struct custos_token_row *t, uint8_t out[32])
+/* A token row's MAC.  Version 2 covers the revoked state (0, or when), so a revocation cannot be
+   undone in the database file; version 1 (rows written before it) did not. */
+static void token_mac_version(const struct custos_vault *v, const struct custos_token_row *t, int version,
+                              uint8_t out[32])
 {
     static const uint8_t zero[16];
     crypto_generichash_state st;
 
     crypto_generichash_init(&st, v->sec->mac_key, 32, 32);
-    mac_add_str(&st, "token/v1");
+    mac_add_str(&st, version == 2 ? "token/v2" : "token/v1");
     crypto_generichash_update(&st, t->hash, 32);
     mac_add_str(&st, t->principal);
     mac_add_str(&st, t->kind);
@@ -123,7 +126,38 @@ static void token_mac(const struct custos_vault *v, const struct custos_token_ro
     mac_add_i64(&st, t->issued);
     mac_add_i64(&st, t->expires);
     mac_add_str(&st, t->issued_by);
+    if (version == 2)
+        mac_add_i64(&st, t->revoked);
     crypto_generichash_final(&st, out, 32);
+}
+
+static void token_mac(const struct custos_vault *v, const struct custos_token_row *t, uint8_t out[32])
+{
+    token_mac_version(v, t, 2, out);
+}
+
+void custos_token_sign(void *vault, struct custos_token_row *t)
+{
+    token_mac(vault, t, t->mac);
+}
+
+static int mac_ok(const uint8_t a[32], const uint8_t b[32]);
+
+/* A stored token row is intact: its version 2 MAC, or a version 1 MAC on a row never revoked (a
+   token issued before version 2, which lives at most an hour; revoking it signs it anew). */
+static int token_row_ok(const struct custos_vault *v, const struct custos_token_row *t)
+{
+    uint8_t mac[32];
+    int ok;
+
+    token_mac_version(v, t, 2, mac);
+    ok = mac_ok(mac, t->mac);
+    if (!ok && t->revoked == 0) {
+        token_mac_version(v, t, 1, mac);
+        ok = mac_ok(mac, t->mac);
+    }
+    sodium_memzero(mac, sizeof(mac));
+    return ok;
 }
 
 static int mac_ok(const uint8_t a[32], const uint8_t b[32])
@@ -481,8 +515,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         return auth_fail(v, "unknown_token", tid, out->source, NULL, "token was never issued");
     if (rc)
         return auth_error(v, rc, tid, out->source);
-    token_mac(v, &t, mac);
-    if (!mac_ok(mac, t.mac))
+    if (!token_row_ok(v, &t))
         return token_fail(v, "token_integrity", tid, out->source, &t, "token is not valid");
     if (t.revoked)
         return token_fail(v, "revoked_token", tid, out->source, &t, "token was revoked");
@@ -533,7 +566,9 @@ static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_
     if (rc != CUSTOS_ERR_NOTFOUND || !minted_with)
         return rc == CUSTOS_ERR_NOTFOUND ? CUSTOS_OK : rc;
     rc = v->ops->token_get(c, minted_with, &m);
-    if (rc == CUSTOS_OK && m.revoked)
+    if (rc == CUSTOS_OK && !token_row_ok(v, &m))
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token is not valid");
+    else if (rc == CUSTOS_OK && m.revoked)
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token was revoked");
     else if (rc == CUSTOS_ERR_NOTFOUND)
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "unknown token");
@@ -841,7 +876,7 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     if (rc == CUSTOS_ERR_NOTFOUND)
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
     if (!rc)
-        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), &n);
+        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), custos_token_sign, v, &n);
     e.count = (int64_t)n; /* the token and the customer tokens minted with it */
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);
@@ -953,7 +988,7 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
     } else
         memcpy(mac, p.mac, sizeof(mac));
     if ((rc = v->ops->principal_disable(conn, id, disabled, mac)) ||
-        (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), n)) ||
+        (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
         (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
     return rc;

@@ -480,7 +480,7 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     if (!rc)
         rc = v->ops->key_delete(conn, id, 0);
     if (!rc)
-        rc = v->ops->token_revoke_scope(conn, id, now); /* its customer tokens die with it */
+        rc = v->ops->token_revoke_scope(conn, id, now, custos_token_sign, v); /* its customer tokens die with it */
     if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
         plan.nretained = 0;
@@ -1320,7 +1320,7 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
                 /* as the erasure did: the key goes, and the subject's customer tokens with it */
                 if ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->key_delete(conn, id, 0)) ||
-                    (rc = v->ops->token_revoke_scope(conn, id, (int64_t)custos_now(v))) ||
+                    (rc = v->ops->token_revoke_scope(conn, id, (int64_t)custos_now(v), custos_token_sign, v)) ||
                     (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
                     v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
             }

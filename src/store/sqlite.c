@@ -65,7 +65,7 @@ enum stmt_id {
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
-    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
+    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_REVOKE_ONE, S_TOK_PURGE,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
@@ -108,17 +108,17 @@ static const char *const sql[S__COUNT] = {
     [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
-    [S_TOK_REVOKE_SCOPE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
+    /* revocation: the rows to revoke (what their MAC covers), then each revoked and re-signed */
+    [S_TOK_REVOKE_SCOPE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
                   "source, mac, minted_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
                   "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
                   "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
-    [S_TOK_REVOKE] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) "
-                     "AND revoked = 0",
-    [S_TOK_REVOKE_PRIN] = "UPDATE ctl.tokens SET revoked = ?2 WHERE (principal = ?1 OR issued_by = ?1) "
-                          "AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) AND revoked = 0",
+    [S_TOK_REVOKE_PRIN] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 AND expires > ?2",
     /* a subject is found through subject_ids only: a row without its entry there is staged */
     [S_SUBJ_INSERT] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
     [S_SUBJ_ID_PUT] = "INSERT INTO subject_ids(id, rid) VALUES (?1, ?2)",
@@ -1115,12 +1115,75 @@ static enum custos_err sq_principal_disable(struct custos_store_conn *c, const c
     return run(c, s, "principal disable");
 }
 
-static enum custos_err sq_token_revoke_scope(struct custos_store_conn *c, const uint8_t id[16], int64_t when)
+/* Revoke the rows a bound S_TOK_REVOKE* statement selects: each gets revoked = when and the MAC
+   sign() computes for it (the core's key; the MAC covers the revoked state), in the caller's
+   transaction.  Selected first, then updated: no update while the select runs. */
+static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s, int64_t when,
+                                   void (*sign)(void *ctx, struct custos_token_row *r), void *ctx, uint64_t *n)
 {
+    struct custos_token_row *rows = NULL, *t;
+    size_t k = 0, cap = 0, i;
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+
+    *n = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (k == cap) {
+            size_t ncap = cap ? 2 * cap : 8;
+            struct custos_token_row *nr = realloc(rows, ncap * sizeof(*rows));
+
+            if (!nr) {
+                rc = CUSTOS_ERR_NOMEM;
+                break;
+            }
+            rows = nr;
+            cap = ncap;
+        }
+        t = &rows[k];
+        memset(t, 0, sizeof(*t));
+        if (col_blob(s, 0, t->hash, CUSTOS_STORE_HASH) ||
+            ((t->has_scope = sqlite3_column_type(s, 3) != SQLITE_NULL) && col_blob(s, 3, t->scope, 16))) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
+            break;
+        }
+        col_text(s, 1, t->principal, sizeof(t->principal));
+        col_text(s, 2, t->kind, sizeof(t->kind));
+        t->issued = sqlite3_column_int64(s, 4);
+        t->expires = sqlite3_column_int64(s, 5);
+        col_text(s, 6, t->issued_by, sizeof(t->issued_by));
+        t->revoked = when;
+        sign(ctx, t);
+        k++;
+    }
+    if (!rc && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "token revoke");
+    done_stmt(s);
+    for (i = 0; i < k && !rc; i++) {
+        sqlite3_stmt *u = stmt(c, S_TOK_REVOKE_ONE);
+
+        if (!u) {
+            rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
+            break;
+        }
+        sqlite3_bind_blob(u, 1, rows[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(u, 2, when);
+        sqlite3_bind_blob(u, 3, rows[i].mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        if (!(rc = run(c, u, "token revoke")))
+            *n += (uint64_t)sqlite3_changes(c->db);
+    }
+    free(rows);
+    return rc;
+}
+
+static enum custos_err sq_token_revoke_scope(struct custos_store_conn *c, const uint8_t id[16], int64_t when,
+                                             void (*sign)(void *ctx, struct custos_token_row *r), void *ctx)
+{
+    uint64_t n;
     PREP(s, S_TOK_REVOKE_SCOPE);
+
     sqlite3_bind_blob(s, 1, id, 16, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, when);
-    return run(c, s, "token revoke");
+    return revoke_rows(c, s, when, sign, ctx, &n);
 }
 
 static enum custos_err sq_token_purge(struct custos_store_conn *c, int64_t before, uint64_t *n)
@@ -1204,29 +1267,23 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
 }
 
 static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
-                                       int64_t when, uint64_t *n)
+                                       int64_t when, void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
+                                       uint64_t *n)
 {
-    enum custos_err rc;
     PREP(s, S_TOK_REVOKE);
-
     sqlite3_bind_blob(s, 1, hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, when);
-    rc = run(c, s, "token revoke");
-    *n = rc ? 0 : (uint64_t)sqlite3_changes(c->db);
-    return rc;
+    return revoke_rows(c, s, when, sign, ctx, n);
 }
 
 static enum custos_err sq_token_revoke_principal(struct custos_store_conn *c, const char *id, int64_t when,
+                                                 void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
                                                  uint64_t *n)
 {
-    enum custos_err rc;
     PREP(s, S_TOK_REVOKE_PRIN);
-
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, when);
-    rc = run(c, s, "token revoke");
-    *n = rc ? 0 : (uint64_t)sqlite3_changes(c->db);
-    return rc;
+    return revoke_rows(c, s, when, sign, ctx, n);
 }
 
 /* ---- subjects and the blind index ---------------------------------------------------------- */

@@ -227,6 +227,120 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_string_equal(last_reason(f->v, why), "principal_integrity");
 }
 
+/* The stored row of a token (by its text). */
+static void token_row(struct fx *f, const char *tok, struct custos_token_row *t)
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t raw[32], hash[32];
+
+    assert_int_equal(custos_credential_parse(tok, "cus_", raw), CUSTOS_OK);
+    custos_token_hash(f->v, hash, raw);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->token_get(c, hash, t), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+}
+
+static void hex_of(const uint8_t *p, size_t n, char *out)
+{
+    sodium_bin2hex(out, 2 * n + 1, p, n);
+}
+
+static void authn_fails(struct fx *f, const char *tok, const char *reason)
+{
+    struct custos_caller c;
+    char why[64];
+
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    assert_string_equal(last_reason(f->v, why), reason);
+}
+
+static void revoke_as(struct fx *f, const struct custos_caller *admin, const char *tok)
+{
+    char body[128];
+
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", tok);
+    assert_int_equal(custos_token_revoke(f->v, admin, body, strlen(body)), CUSTOS_OK);
+}
+
+/*
+ * A revocation cannot be undone in the database file: the token row's MAC covers its revoked
+ * state (`revoked = 0` written back makes the row fail its MAC), for a revoked token, for the
+ * customer tokens minted with it, and for a token signed before the MAC covered that state (it
+ * still works until revoked, and revoking it signs it anew).
+ */
+static void test_revocation_cannot_be_undone_in_the_file(void **state)
+{
+    static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
+    struct fx *f = *state;
+    struct custos_caller admin, shop;
+    struct custos_token_row t;
+    char tok[CUSTOS_TOKEN_LEN + 1], stok[CUSTOS_TOKEN_LEN + 1], ctok[CUSTOS_TOKEN_LEN + 1], sql[512];
+    char hh[65], mh[65], body[256];
+    uint8_t mac[32];
+    json_t *out = NULL;
+    crypto_generichash_state st;
+    uint8_t b8[8];
+
+    assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
+    principal_with_token(f, &admin, "svc1", tok);
+    revoke_as(f, &admin, tok);
+    authn_fails(f, tok, "revoked_token");
+    edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
+    authn_fails(f, tok, "token_integrity");
+
+    /* a customer token minted with a service token: revoking the service token revokes both */
+    assert_int_equal(custos_principal_create(f->v, &admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
+    snprintf(body, sizeof(body), "{\"principal\":\"shop\",\"secret\":\"%s\"}",
+             json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    assert_int_equal(custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out), CUSTOS_OK);
+    snprintf(stok, sizeof(stok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", &shop), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"전성준\"}", strlen("{\"name\":\"전성준\"}"),
+                                           &out), CUSTOS_OK);
+    snprintf(body, sizeof(body), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_int_equal(custos_subject_token(f->v, &shop, body, &out), CUSTOS_OK);
+    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    revoke_as(f, &admin, stok);
+    edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
+    authn_fails(f, stok, "token_integrity");
+    authn_fails(f, ctok, "token_integrity");
+
+    /* a row signed the old way (no revoked state in its MAC): valid while never revoked */
+    principal_with_token(f, &admin, "svc3", tok);
+    token_row(f, tok, &t);
+    crypto_generichash_init(&st, f->v->sec->mac_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"token/v1", 9);
+    crypto_generichash_update(&st, t.hash, 32);
+    crypto_generichash_update(&st, (const uint8_t *)t.principal, strlen(t.principal) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)t.kind, strlen(t.kind) + 1);
+    memset(b8, 0, sizeof(b8));
+    crypto_generichash_update(&st, b8, 8); /* no scope: 16 zero bytes, then has_scope 0 */
+    crypto_generichash_update(&st, b8, 8);
+    crypto_generichash_update(&st, b8, 8);
+    for (int k = 0; k < 2; k++) {
+        int64_t x = k ? t.expires : t.issued;
+
+        for (int i = 0; i < 8; i++)
+            b8[i] = (uint8_t)((uint64_t)x >> (56 - 8 * i));
+        crypto_generichash_update(&st, b8, 8);
+    }
+    crypto_generichash_update(&st, (const uint8_t *)t.issued_by, strlen(t.issued_by) + 1);
+    crypto_generichash_final(&st, mac, 32);
+    hex_of(t.hash, 32, hh);
+    hex_of(mac, 32, mh);
+    snprintf(sql, sizeof(sql), "UPDATE tokens SET mac = x'%s' WHERE hash = x'%s'", mh, hh);
+    edit_db(f, "control.db", sql);
+    custos_auth_invalidate(f->v);
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &shop), CUSTOS_OK);
+    revoke_as(f, &admin, tok);
+    edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
+    authn_fails(f, tok, "token_integrity");
+}
+
 /* 1 when a system search for field = value (purpose account) finds id. */
 static int search_finds(struct fx *f, const char *field, const char *value, const char *id)
 {
@@ -557,6 +671,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocation_cannot_be_undone_in_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_edit_keeps_search_working, setup, teardown),
