@@ -108,8 +108,9 @@ static void principal_mac(const struct custos_vault *v, const struct custos_prin
     crypto_generichash_final(&st, out, 32);
 }
 
-/* A token row's MAC.  Version 2 covers the revoked state (0, or when), so a revocation cannot be
-   undone in the database file; version 1 (rows written before it) did not. */
+/* A token row's MAC.  Version 2 also covers the revoked state (0, or when) and the token a customer
+   token was minted with (whose revocation revokes it), so neither can be changed in the database
+   file; version 1 (rows written before it) covered neither. */
 static void token_mac_version(const struct custos_vault *v, const struct custos_token_row *t, int version,
                               uint8_t out[32])
 {
@@ -126,8 +127,13 @@ static void token_mac_version(const struct custos_vault *v, const struct custos_
     mac_add_i64(&st, t->issued);
     mac_add_i64(&st, t->expires);
     mac_add_str(&st, t->issued_by);
-    if (version == 2)
+    if (version == 2) {
+        static const uint8_t none[32];
+
         mac_add_i64(&st, t->revoked);
+        crypto_generichash_update(&st, t->has_minted_with ? t->minted_with : none, 32);
+        mac_add_i64(&st, t->has_minted_with);
+    }
     crypto_generichash_final(&st, out, 32);
 }
 
@@ -136,12 +142,20 @@ static void token_mac(const struct custos_vault *v, const struct custos_token_ro
     token_mac_version(v, t, 2, out);
 }
 
-void custos_token_sign(void *vault, struct custos_token_row *t)
-{
-    token_mac(vault, t, t->mac);
-}
-
 static int mac_ok(const uint8_t a[32], const uint8_t b[32]);
+static int token_row_ok(const struct custos_vault *v, const struct custos_token_row *t);
+
+void custos_token_sign(void *vault, struct custos_token_row *t, int64_t when)
+{
+    /* A row that fails its MAC was changed outside the vault: revoked, but its MAC kept as found,
+       as for a disabled principal.  Signing it anew would launder the change into a valid row and
+       wipe the evidence (its reason would read revoked_token instead of token_integrity). */
+    int ok = token_row_ok(vault, t);
+
+    t->revoked = when;
+    if (ok)
+        token_mac(vault, t, t->mac);
+}
 
 /* A stored token row is intact: its version 2 MAC, or a version 1 MAC on a row never revoked (a
    token issued before version 2, which lives at most an hour; revoking it signs it anew). */
@@ -513,6 +527,8 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     v->ops->release(v->store, c);
     if (rc == CUSTOS_ERR_NOTFOUND)
         return auth_fail(v, "unknown_token", tid, out->source, NULL, "token was never issued");
+    if (rc == CUSTOS_ERR_CORRUPT) /* a row (its own or its principal's) that does not even parse */
+        return auth_fail(v, "token_integrity", tid, out->source, NULL, "token is not valid");
     if (rc)
         return auth_error(v, rc, tid, out->source);
     if (!token_row_ok(v, &t))
@@ -872,11 +888,18 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = v->ops->token_get(conn, hash, &t);
-    if (rc == CUSTOS_ERR_NOTFOUND)
-        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
-    if (!rc)
-        rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), custos_token_sign, v, &n);
+    /* one transaction: all of it or none, and serialised with mints (token_register) */
+    if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        rc = v->ops->token_get(conn, hash, &t);
+        if (rc == CUSTOS_ERR_NOTFOUND)
+            rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
+        if (!rc)
+            rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), custos_token_sign, v, &n);
+        if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            n = 0;
+        }
+    }
     e.count = (int64_t)n; /* the token and the customer tokens minted with it */
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);

@@ -160,9 +160,9 @@ void custos_credential_format(char out[48], const char *prefix, const uint8_t ra
 
 /* Keyed hashes. */
 void custos_token_hash(const struct custos_vault *v, uint8_t out[32], const uint8_t raw[32]);
-/* The store's revocation callback (ctx: the vault): sets t->mac for the row as it is, revoked
-   state included. */
-void custos_token_sign(void *vault, struct custos_token_row *t);
+/* The store's revocation callback (custos_token_signer; ctx: the vault): t->revoked = when, and
+   t->mac signed anew if the row as stored passes its MAC (else kept as found). */
+void custos_token_sign(void *vault, struct custos_token_row *t, int64_t when);
 
 /*
  * The request bodies of the /v1/principals and /v1/auth routes, parsed and validated without

@@ -109,7 +109,7 @@ static const char *const sql[S__COUNT] = {
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
     /* revocation: the rows to revoke (what their MAC covers), then each revoked and re-signed */
-    [S_TOK_REVOKE_SCOPE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE_SCOPE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
@@ -117,8 +117,8 @@ static const char *const sql[S__COUNT] = {
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
                   "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
                   "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
-    [S_TOK_REVOKE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) AND revoked = 0",
-    [S_TOK_REVOKE_PRIN] = "SELECT hash, principal, kind, scope, issued, expires, issued_by FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) AND revoked = 0",
+    [S_TOK_REVOKE_PRIN] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 AND expires > ?2",
     /* a subject is found through subject_ids only: a row without its entry there is staged */
     [S_SUBJ_INSERT] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
     [S_SUBJ_ID_PUT] = "INSERT INTO subject_ids(id, rid) VALUES (?1, ?2)",
@@ -1055,6 +1055,17 @@ static void col_text(sqlite3_stmt *s, int i, char *out, size_t cap)
     snprintf(out, cap, "%s", t ? (const char *)t : "");
 }
 
+/* An integer column, strictly: anything but an INTEGER (0.5, 'x', NULL) is a corrupt row.  A
+   lenient read would see 0 in "0.5" while SQL's `= 0` does not: a row the core takes as live
+   that no revocation or disable would ever match. */
+static int col_i64(sqlite3_stmt *s, int i, int64_t *out)
+{
+    if (sqlite3_column_type(s, i) != SQLITE_INTEGER)
+        return -1;
+    *out = sqlite3_column_int64(s, i);
+    return 0;
+}
+
 static int col_blob(sqlite3_stmt *s, int i, uint8_t *out, size_t n)
 {
     if ((size_t)sqlite3_column_bytes(s, i) != n)
@@ -1094,10 +1105,9 @@ static enum custos_err sq_principal_get(struct custos_store_conn *c, const char 
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
         else
             rc = CUSTOS_OK;
-        p->created = sqlite3_column_int64(s, 3);
-        p->disabled = sqlite3_column_int64(s, 4);
         col_text(s, 5, p->created_by, sizeof(p->created_by));
-        if (!rc && col_blob(s, 6, p->mac, CUSTOS_STORE_HASH))
+        if (!rc && (col_i64(s, 3, &p->created) || col_i64(s, 4, &p->disabled) ||
+                    col_blob(s, 6, p->mac, CUSTOS_STORE_HASH)))
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
     } else if (r != SQLITE_DONE)
         rc = db_err(c->db, r, "principal get");
@@ -1115,11 +1125,12 @@ static enum custos_err sq_principal_disable(struct custos_store_conn *c, const c
     return run(c, s, "principal disable");
 }
 
-/* Revoke the rows a bound S_TOK_REVOKE* statement selects: each gets revoked = when and the MAC
-   sign() computes for it (the core's key; the MAC covers the revoked state), in the caller's
-   transaction.  Selected first, then updated: no update while the select runs. */
+/* Revoke the rows a bound S_TOK_REVOKE* statement selects: sign(ctx, row as stored, when) sets the
+   row's revoked state and MAC (the core's key; the MAC covers the revoked state), written in the
+   caller's transaction.  Selected first, then updated: no update while the select runs. */
 static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s, int64_t when,
-                                   void (*sign)(void *ctx, struct custos_token_row *r), void *ctx, uint64_t *n)
+                                   custos_token_signer sign, void *ctx,
+                                   uint64_t *n)
 {
     struct custos_token_row *rows = NULL, *t;
     size_t k = 0, cap = 0, i;
@@ -1133,7 +1144,7 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
             struct custos_token_row *nr = realloc(rows, ncap * sizeof(*rows));
 
             if (!nr) {
-                rc = CUSTOS_ERR_NOMEM;
+                rc = custos_err_set(CUSTOS_ERR_NOMEM, "token revoke: out of memory");
                 break;
             }
             rows = nr;
@@ -1142,17 +1153,18 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
         t = &rows[k];
         memset(t, 0, sizeof(*t));
         if (col_blob(s, 0, t->hash, CUSTOS_STORE_HASH) ||
-            ((t->has_scope = sqlite3_column_type(s, 3) != SQLITE_NULL) && col_blob(s, 3, t->scope, 16))) {
+            ((t->has_scope = sqlite3_column_type(s, 3) != SQLITE_NULL) && col_blob(s, 3, t->scope, 16)) ||
+            col_i64(s, 4, &t->issued) || col_i64(s, 5, &t->expires) || col_i64(s, 7, &t->revoked) ||
+            col_blob(s, 8, t->mac, CUSTOS_STORE_HASH) ||
+            ((t->has_minted_with = sqlite3_column_type(s, 9) != SQLITE_NULL) &&
+             col_blob(s, 9, t->minted_with, CUSTOS_STORE_HASH))) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
             break;
         }
         col_text(s, 1, t->principal, sizeof(t->principal));
         col_text(s, 2, t->kind, sizeof(t->kind));
-        t->issued = sqlite3_column_int64(s, 4);
-        t->expires = sqlite3_column_int64(s, 5);
         col_text(s, 6, t->issued_by, sizeof(t->issued_by));
-        t->revoked = when;
-        sign(ctx, t);
+        sign(ctx, t, when);
         k++;
     }
     if (!rc && r != SQLITE_DONE)
@@ -1166,7 +1178,7 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
             break;
         }
         sqlite3_bind_blob(u, 1, rows[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(u, 2, when);
+        sqlite3_bind_int64(u, 2, rows[i].revoked);
         sqlite3_bind_blob(u, 3, rows[i].mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
         if (!(rc = run(c, u, "token revoke")))
             *n += (uint64_t)sqlite3_changes(c->db);
@@ -1176,7 +1188,7 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
 }
 
 static enum custos_err sq_token_revoke_scope(struct custos_store_conn *c, const uint8_t id[16], int64_t when,
-                                             void (*sign)(void *ctx, struct custos_token_row *r), void *ctx)
+                                             custos_token_signer sign, void *ctx)
 {
     uint64_t n;
     PREP(s, S_TOK_REVOKE_SCOPE);
@@ -1237,9 +1249,8 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
         rc = CUSTOS_OK;
         if (t->has_scope && col_blob(s, 2, t->scope, 16))
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-        t->issued = sqlite3_column_int64(s, 3);
-        t->expires = sqlite3_column_int64(s, 4);
-        t->revoked = sqlite3_column_int64(s, 5);
+        if (col_i64(s, 3, &t->issued) || col_i64(s, 4, &t->expires) || col_i64(s, 5, &t->revoked))
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
         col_text(s, 6, t->issued_by, sizeof(t->issued_by));
         col_text(s, 7, t->source, sizeof(t->source));
         if (col_blob(s, 8, t->mac, CUSTOS_STORE_HASH))
@@ -1254,10 +1265,9 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
             col_text(s, 10, p->id, sizeof(p->id));
             col_text(s, 11, p->kind, sizeof(p->kind));
             col_text(s, 12, p->roles, sizeof(p->roles));
-            p->created = sqlite3_column_int64(s, 14);
-            p->disabled = sqlite3_column_int64(s, 15);
             col_text(s, 16, p->created_by, sizeof(p->created_by));
-            if (col_blob(s, 13, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 17, p->mac, CUSTOS_STORE_HASH))
+            if (col_blob(s, 13, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 17, p->mac, CUSTOS_STORE_HASH) ||
+                col_i64(s, 14, &p->created) || col_i64(s, 15, &p->disabled))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
         }
     } else if (r != SQLITE_DONE)
@@ -1267,7 +1277,7 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
 }
 
 static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
-                                       int64_t when, void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
+                                       int64_t when, custos_token_signer sign, void *ctx,
                                        uint64_t *n)
 {
     PREP(s, S_TOK_REVOKE);
@@ -1277,7 +1287,7 @@ static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_
 }
 
 static enum custos_err sq_token_revoke_principal(struct custos_store_conn *c, const char *id, int64_t when,
-                                                 void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
+                                                 custos_token_signer sign, void *ctx,
                                                  uint64_t *n)
 {
     PREP(s, S_TOK_REVOKE_PRIN);

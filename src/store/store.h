@@ -68,6 +68,9 @@ struct custos_token_row {
     struct custos_principal_row owner;
 };
 
+/* Revocation's callback into the core (store ops token_revoke*): sets r->revoked and r->mac. */
+typedef void (*custos_token_signer)(void *ctx, struct custos_token_row *r, int64_t when);
+
 struct custos_blind {
     uint32_t field; /* top-level field number in the schema */
     uint8_t hash[CUSTOS_STORE_HASH];
@@ -192,12 +195,13 @@ struct custos_store_ops {
     /* Set disabled = when and the row's new MAC (the MAC covers the disabled state). */
     enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when,
                                          const uint8_t mac[CUSTOS_STORE_HASH]);
-    /* Revocation (the three below): each row revoked gets revoked = when and the MAC that
-       sign(ctx, row) puts in row->mac, the row filled with what its MAC covers and `revoked` set:
-       the MAC covers the revoked state, so a revocation cannot be undone in the file. */
+    /* Revocation (the three below), in the caller's transaction: for each live row selected,
+       sign(ctx, row as stored, when) sets row->revoked and row->mac (the core signs the row anew
+       with its revoked state, or keeps the MAC of a row that fails it), and the store writes
+       both.  Integer columns are read strictly: a non-integer is a corrupt row. */
     /* Revoke every live customer token scoped to a subject (erasure). */
     enum custos_err (*token_revoke_scope)(struct custos_store_conn *c, const uint8_t id[16], int64_t when,
-                                          void (*sign)(void *ctx, struct custos_token_row *r), void *ctx);
+                                          custos_token_signer sign, void *ctx);
     /* Delete token rows expired before `before` (ms); *n gets the count. */
     enum custos_err (*token_purge)(struct custos_store_conn *c, int64_t before, uint64_t *n);
     enum custos_err (*token_put)(struct custos_store_conn *c, const struct custos_token_row *r);
@@ -205,11 +209,11 @@ struct custos_store_ops {
                                  struct custos_token_row *r);
     /* Revoke a token and every live token minted with it; *n gets the count of both. */
     enum custos_err (*token_revoke)(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
-                                    int64_t when, void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
+                                    int64_t when, custos_token_signer sign, void *ctx,
                                     uint64_t *n);
     /* Revoke every live token owned or minted by a principal; *n gets the count. */
     enum custos_err (*token_revoke_principal)(struct custos_store_conn *c, const char *id, int64_t when,
-                                              void (*sign)(void *ctx, struct custos_token_row *r), void *ctx,
+                                              custos_token_signer sign, void *ctx,
                                               uint64_t *n);
 
     /* data plane: sealed subject records with their blind-index entries (the store keeps the

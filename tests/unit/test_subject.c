@@ -254,6 +254,18 @@ static void authn_fails(struct fx *f, const char *tok, const char *reason)
     assert_string_equal(last_reason(f->v, why), reason);
 }
 
+/* UPDATE tokens SET `set` on tok's row, in the file. */
+static void edit_token(struct fx *f, const char *tok, const char *set)
+{
+    struct custos_token_row t;
+    char hh[65], q[512];
+
+    token_row(f, tok, &t);
+    hex_of(t.hash, 32, hh);
+    snprintf(q, sizeof(q), "UPDATE tokens SET %s WHERE hash = x'%s'", set, hh);
+    edit_db(f, "control.db", q);
+}
+
 static void revoke_as(struct fx *f, const struct custos_caller *admin, const char *tok)
 {
     char body[128];
@@ -266,7 +278,10 @@ static void revoke_as(struct fx *f, const struct custos_caller *admin, const cha
  * A revocation cannot be undone in the database file: the token row's MAC covers its revoked
  * state (`revoked = 0` written back makes the row fail its MAC), for a revoked token, for the
  * customer tokens minted with it, and for a token signed before the MAC covered that state (it
- * still works until revoked, and revoking it signs it anew).
+ * still works until revoked, and revoking it signs it anew).  Nor can it be dodged beforehand:
+ * a non-integer `revoked` (which SQL's `= 0` would skip) is a corrupt row, refused; a customer
+ * token's link to its minting token is under the MAC; a mint checks its minting token's row.
+ * A tampered row that gets revoked keeps its failing MAC (the evidence stays).
  */
 static void test_revocation_cannot_be_undone_in_the_file(void **state)
 {
@@ -288,6 +303,21 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
     edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
     authn_fails(f, tok, "token_integrity");
 
+    /* made unrevocable in advance: revoked = 0.5 reads as no integer at all */
+    principal_with_token(f, &admin, "svc2", tok);
+    edit_token(f, tok, "revoked = 0.5");
+    authn_fails(f, tok, "token_integrity");
+    /* a principal whose disabled = 0.5 is refused a token, and cannot be silently left enabled */
+    edit_db(f, "control.db", "UPDATE principals SET disabled = 0.5 WHERE id = 'svc2'");
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "svc2", tok, &t.issued), CUSTOS_ERR_CORRUPT);
+
+    /* a tampered row (its expiry pushed out) that is then revoked keeps failing its MAC */
+    principal_with_token(f, &admin, "svc4", tok);
+    edit_token(f, tok, "expires = expires + 86400000");
+    revoke_as(f, &admin, tok);
+    edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
+    authn_fails(f, tok, "token_integrity");
+
     /* a customer token minted with a service token: revoking the service token revokes both */
     assert_int_equal(custos_principal_create(f->v, &admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
     snprintf(body, sizeof(body), "{\"principal\":\"shop\",\"secret\":\"%s\"}",
@@ -304,10 +334,24 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
     assert_int_equal(custos_subject_token(f->v, &shop, body, &out), CUSTOS_OK);
     snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
     json_decref(out);
+    /* cutting a customer token's link to its minting token (so a revocation would miss it) */
+    edit_token(f, ctok, "minted_with = NULL");
+    authn_fails(f, ctok, "token_integrity");
+    assert_int_equal(custos_subject_token(f->v, &shop, body, &out), CUSTOS_OK);
+    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
     revoke_as(f, &admin, stok);
     edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
     authn_fails(f, stok, "token_integrity");
     authn_fails(f, ctok, "token_integrity");
+
+    /* a mint checks the row of the token it is made with (a caller authenticated before the
+       row was changed, as a server's cache would hold it) */
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "shop", stok, &t.issued), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", &shop), CUSTOS_OK);
+    edit_token(f, stok, "issued_by = 'someone'");
+    assert_int_equal(custos_subject_token(f->v, &shop, body, &out), CUSTOS_ERR_UNAUTH);
+    assert_null(out);
 
     /* a row signed the old way (no revoked state in its MAC): valid while never revoked */
     principal_with_token(f, &admin, "svc3", tok);
