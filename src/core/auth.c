@@ -998,8 +998,12 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
     enum custos_err rc;
 
     *n = 0;
-    if ((rc = v->ops->principal_get(conn, id, &p)) || (rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
+    if ((rc = v->ops->principal_get(conn, id, &p))) { /* read in the transaction that writes it */
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        return rc;
+    }
     disabled = p.disabled ? p.disabled : when;
     /* A row that fails its MAC was changed outside the vault: disable it, but keep its MAC as
        found.  Signing it anew would launder the change (new roles, a new secret hash) into a
