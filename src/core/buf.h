@@ -48,6 +48,22 @@ int custos_base64_decode(uint8_t *out, size_t cap, size_t *outlen, const char *s
 /* Reserve n more bytes; the caller writes them at p + len and then bumps len. */
 enum custos_err custos_buf_reserve(struct custos_buf *b, size_t n);
 
+/* 64-bit big-endian integers in stored rows (control/data-plane meta values). */
+static inline void custos_put_be64(uint8_t *p, uint64_t x)
+{
+    for (int i = 7; i >= 0; i--, x >>= 8)
+        p[i] = (uint8_t)x;
+}
+
+static inline uint64_t custos_get_be64(const uint8_t *p)
+{
+    uint64_t x = 0;
+
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | p[i];
+    return x;
+}
+
 /*
  * Per-thread scratch buffers, released (wiped and freed) when the thread
  * exits.  Slots keep independent users apart; returned buffers are reset.

@@ -1225,24 +1225,6 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
 
 /* ---- erasures recorded in the ledger ------------------------------------------------------- */
 
-static void put_be64(uint8_t *p, uint64_t x)
-{
-    int i;
-
-    for (i = 0; i < 8; i++)
-        p[i] = (uint8_t)(x >> (56 - 8 * i));
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t x = 0;
-    int i;
-
-    for (i = 0; i < 8; i++)
-        x = x << 8 | p[i];
-    return x;
-}
-
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied)
 {
     static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"",
@@ -1259,7 +1241,7 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
         return rc;
     rc = v->ops->meta_get(conn, "erasures_scanned_through", &mark);
     if (rc == CUSTOS_OK && mark.len == 8)
-        from = get_be64(mark.p);
+        from = custos_get_be64(mark.p);
     else if (rc == CUSTOS_ERR_NOTFOUND)
         rc = CUSTOS_OK;
     if (rc)
@@ -1332,7 +1314,7 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
     if (*applied)
         custos_auth_invalidate(v); /* revoked tokens leave the cache */
     if (!rc) {
-        put_be64(mb, size);
+        custos_put_be64(mb, size);
         rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
     }
 done:
@@ -1374,7 +1356,7 @@ enum custos_err custos_erasure_mark(struct custos_vault *v)
 
     /* every erase entry in the ledger was preceded by its tombstone (erase step 2 before 3),
        so the live control plane covers the whole ledger as it stands */
-    put_be64(mb, custos_ledger_size(v->ledger));
+    custos_put_be64(mb, custos_ledger_size(v->ledger));
     if ((rc = v->ops->acquire(v->store, &conn)))
         return rc;
     rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));

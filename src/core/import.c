@@ -165,27 +165,12 @@ struct mark {
     uint8_t digest[32]; /* BLAKE2b-256 of those bytes, keyed with the vault's import_key */
 };
 
-static void put64(uint8_t *p, uint64_t x)
-{
-    for (int i = 7; i >= 0; i--, x >>= 8)
-        p[i] = (uint8_t)x;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t x = 0;
-
-    for (int i = 0; i < 8; i++)
-        x = x << 8 | p[i];
-    return x;
-}
-
 static void mark_encode(const struct mark *m, uint8_t out[MARK_BYTES])
 {
     out[0] = MARK_VERSION;
-    put64(out + 1, m->line);
-    put64(out + 9, m->bytes);
-    put64(out + 17, m->imported);
+    custos_put_be64(out + 1, m->line);
+    custos_put_be64(out + 9, m->bytes);
+    custos_put_be64(out + 17, m->imported);
     memcpy(out + 25, m->digest, 32);
 }
 
@@ -194,9 +179,9 @@ static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m)
     if (len != MARK_BYTES || p[0] != MARK_VERSION)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable (restart "
                                                   "forgets it)");
-    m->line = get64(p + 1);
-    m->bytes = get64(p + 9);
-    m->imported = get64(p + 17);
+    m->line = custos_get_be64(p + 1);
+    m->bytes = custos_get_be64(p + 9);
+    m->imported = custos_get_be64(p + 17);
     memcpy(m->digest, p + 25, 32);
     return CUSTOS_OK;
 }
