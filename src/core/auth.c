@@ -774,7 +774,8 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     rc = v->ops->principal_get(c, id, &p);
     v->ops->release(v->store, c);
     good = rc == CUSTOS_OK;
-    if (rc && rc != CUSTOS_ERR_NOTFOUND)
+    /* a row that does not parse answers as a wrong secret does (it is refused either way) */
+    if (rc && rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT)
         goto done;
     /* Same work and same answer whether the principal exists or the secret is wrong. */
     if (custos_credential_parse(secret, "cps_", raw) != CUSTOS_OK)
@@ -893,6 +894,10 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
         rc = v->ops->token_get(conn, hash, &t);
         if (rc == CUSTOS_ERR_NOTFOUND)
             rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
+        /* a row that does not parse (its own, or its principal's) is refused anyway, but the
+           customer tokens minted with it are not: they are revoked all the same */
+        if (rc == CUSTOS_ERR_CORRUPT)
+            rc = CUSTOS_OK;
         if (!rc)
             rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), custos_token_sign, v, &n);
         if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
@@ -1000,7 +1005,18 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
     *n = 0;
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
-    if ((rc = v->ops->principal_get(conn, id, &p))) { /* read in the transaction that writes it */
+    rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
+    if (rc == CUSTOS_ERR_CORRUPT) {
+        /* a row that does not parse is refused everywhere already; its tokens are revoked and
+           the row is left as found (the damage stays visible) */
+        if ((rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
+            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            *n = 0;
+        }
+        return rc;
+    }
+    if (rc) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
         return rc;
     }
@@ -1016,8 +1032,10 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
         memcpy(mac, p.mac, sizeof(mac));
     if ((rc = v->ops->principal_disable(conn, id, disabled, mac)) ||
         (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
-        (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        *n = 0;
+    }
     return rc;
 }
 
@@ -1030,7 +1048,7 @@ enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct c
 
     if (rc == CUSTOS_ERR_NOTFOUND || (rc == CUSTOS_OK && p.disabled))
         return CUSTOS_OK; /* never created in this copy, or still disabled */
-    if (rc || (rc = principal_disable_tx(v, conn, id, when, &n)))
+    if ((rc && rc != CUSTOS_ERR_CORRUPT) || (rc = principal_disable_tx(v, conn, id, when, &n)))
         return rc;
     custos_auth_invalidate(v);
     return CUSTOS_OK;

@@ -65,7 +65,7 @@ enum stmt_id {
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
-    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_REVOKE_ONE, S_TOK_PURGE,
+    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW, S_TOK_PURGE,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
@@ -111,6 +111,7 @@ static const char *const sql[S__COUNT] = {
     /* revocation: the rows to revoke (what their MAC covers), then each revoked and re-signed */
     [S_TOK_REVOKE_SCOPE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
+    [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
                   "source, mac, minted_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
@@ -1127,12 +1128,22 @@ static enum custos_err sq_principal_disable(struct custos_store_conn *c, const c
 
 /* Revoke the rows a bound S_TOK_REVOKE* statement selects: sign(ctx, row as stored, when) sets the
    row's revoked state and MAC (the core's key; the MAC covers the revoked state), written in the
-   caller's transaction.  Selected first, then updated: no update while the select runs. */
+   caller's transaction.  Selected first, then updated: no update while the select runs.  A row
+   that does not even parse (a MAC of the wrong length, a non-integer time) is revoked all the
+   same, its MAC left as found: it is refused anyway, and one such row must not stop a revocation,
+   a principal's disable or an erasure (nor the vault's open, which replays them).  Only a
+   database error or running out of memory stops it. */
+struct revoked {
+    uint8_t hash[CUSTOS_STORE_HASH], mac[CUSTOS_STORE_HASH];
+    int64_t revoked;
+    sqlite3_value *raw; /* the key of a row that does not parse (then hash/mac are unused) */
+};
+
 static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s, int64_t when,
-                                   custos_token_signer sign, void *ctx,
-                                   uint64_t *n)
+                                   custos_token_signer sign, void *ctx, uint64_t *n)
 {
-    struct custos_token_row *rows = NULL, *t;
+    struct revoked *rows = NULL;
+    struct custos_token_row t;
     size_t k = 0, cap = 0, i;
     enum custos_err rc = CUSTOS_OK;
     int r;
@@ -1141,7 +1152,7 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
     while ((r = sqlite3_step(s)) == SQLITE_ROW) {
         if (k == cap) {
             size_t ncap = cap ? 2 * cap : 8;
-            struct custos_token_row *nr = realloc(rows, ncap * sizeof(*rows));
+            struct revoked *nr = realloc(rows, ncap * sizeof(*rows));
 
             if (!nr) {
                 rc = custos_err_set(CUSTOS_ERR_NOMEM, "token revoke: out of memory");
@@ -1150,39 +1161,52 @@ static enum custos_err revoke_rows(struct custos_store_conn *c, sqlite3_stmt *s,
             rows = nr;
             cap = ncap;
         }
-        t = &rows[k];
-        memset(t, 0, sizeof(*t));
-        if (col_blob(s, 0, t->hash, CUSTOS_STORE_HASH) ||
-            ((t->has_scope = sqlite3_column_type(s, 3) != SQLITE_NULL) && col_blob(s, 3, t->scope, 16)) ||
-            col_i64(s, 4, &t->issued) || col_i64(s, 5, &t->expires) || col_i64(s, 7, &t->revoked) ||
-            col_blob(s, 8, t->mac, CUSTOS_STORE_HASH) ||
-            ((t->has_minted_with = sqlite3_column_type(s, 9) != SQLITE_NULL) &&
-             col_blob(s, 9, t->minted_with, CUSTOS_STORE_HASH))) {
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-            break;
+        memset(&rows[k], 0, sizeof(rows[k]));
+        memset(&t, 0, sizeof(t));
+        if (col_blob(s, 0, t.hash, CUSTOS_STORE_HASH) ||
+            ((t.has_scope = sqlite3_column_type(s, 3) != SQLITE_NULL) && col_blob(s, 3, t.scope, 16)) ||
+            col_i64(s, 4, &t.issued) || col_i64(s, 5, &t.expires) || col_i64(s, 7, &t.revoked) ||
+            col_blob(s, 8, t.mac, CUSTOS_STORE_HASH) ||
+            ((t.has_minted_with = sqlite3_column_type(s, 9) != SQLITE_NULL) &&
+             col_blob(s, 9, t.minted_with, CUSTOS_STORE_HASH))) {
+            if (!(rows[k].raw = sqlite3_value_dup(sqlite3_column_value(s, 0)))) {
+                rc = custos_err_set(CUSTOS_ERR_NOMEM, "token revoke: out of memory");
+                break;
+            }
+        } else {
+            col_text(s, 1, t.principal, sizeof(t.principal));
+            col_text(s, 2, t.kind, sizeof(t.kind));
+            col_text(s, 6, t.issued_by, sizeof(t.issued_by));
+            sign(ctx, &t, when);
+            memcpy(rows[k].hash, t.hash, CUSTOS_STORE_HASH);
+            memcpy(rows[k].mac, t.mac, CUSTOS_STORE_HASH);
+            rows[k].revoked = t.revoked;
         }
-        col_text(s, 1, t->principal, sizeof(t->principal));
-        col_text(s, 2, t->kind, sizeof(t->kind));
-        col_text(s, 6, t->issued_by, sizeof(t->issued_by));
-        sign(ctx, t, when);
         k++;
     }
     if (!rc && r != SQLITE_DONE)
         rc = db_err(c->db, r, "token revoke");
     done_stmt(s);
     for (i = 0; i < k && !rc; i++) {
-        sqlite3_stmt *u = stmt(c, S_TOK_REVOKE_ONE);
+        sqlite3_stmt *u = stmt(c, rows[i].raw ? S_TOK_REVOKE_RAW : S_TOK_REVOKE_ONE);
 
         if (!u) {
             rc = db_err(c->db, sqlite3_errcode(c->db), "prepare");
             break;
         }
-        sqlite3_bind_blob(u, 1, rows[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(u, 2, rows[i].revoked);
-        sqlite3_bind_blob(u, 3, rows[i].mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        if (rows[i].raw) {
+            sqlite3_bind_value(u, 1, rows[i].raw);
+            sqlite3_bind_int64(u, 2, when);
+        } else {
+            sqlite3_bind_blob(u, 1, rows[i].hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+            sqlite3_bind_int64(u, 2, rows[i].revoked);
+            sqlite3_bind_blob(u, 3, rows[i].mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+        }
         if (!(rc = run(c, u, "token revoke")))
             *n += (uint64_t)sqlite3_changes(c->db);
     }
+    for (i = 0; i < k; i++)
+        sqlite3_value_free(rows[i].raw);
     free(rows);
     return rc;
 }

@@ -385,6 +385,75 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
     authn_fails(f, tok, "token_integrity");
 }
 
+/*
+ * A row that does not even parse (a MAC of the wrong length) stops no revocation: not a token's,
+ * not its mints' (even when the token's own row is the broken one), not a principal's disable,
+ * not an erasure.  Each such row is revoked as found.  A principal row that does not parse
+ * answers as a wrong secret does, and its disable revokes its tokens.
+ */
+static void test_revocation_survives_broken_rows(void **state)
+{
+    static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
+    struct fx *f = *state;
+    struct custos_caller admin, shop;
+    struct custos_token_row t;
+    char stok[CUSTOS_TOKEN_LEN + 1], ctok[CUSTOS_TOKEN_LEN + 1], tok[CUSTOS_TOKEN_LEN + 1], sql[512], hh[65];
+    char subj[40], body[256], secret[80];
+    json_t *out = NULL;
+
+    assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
+    assert_int_equal(custos_principal_create(f->v, &admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
+    snprintf(secret, sizeof(secret), "%s", json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "shop", stok, &t.issued), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", &shop), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"전성준\"}", strlen("{\"name\":\"전성준\"}"),
+                                           &out), CUSTOS_OK);
+    snprintf(subj, sizeof(subj), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_int_equal(custos_subject_token(f->v, &shop, subj, &out), CUSTOS_OK);
+    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+
+    /* junk rows in the way of each revocation: minted with the shop's token, owned by shop,
+       scoped to the subject */
+    token_row(f, stok, &t);
+    hex_of(t.hash, 32, hh);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, source, mac,"
+             " minted_with) VALUES (x'01', 'shop', 'customer', x'%s', 0, 9e15, 0, 'shop', 'x', x'00', x'%s')",
+             subj, hh);
+    edit_db(f, "control.db", sql);
+
+    /* the shop's own row broken: its mint is still revoked through it */
+    edit_token(f, stok, "revoked = 0.5");
+    revoke_as(f, &admin, stok);
+    authn_fails(f, stok, "token_integrity");
+    authn_fails(f, ctok, "revoked_token");
+
+    /* a principal's disable and an erasure go through as well */
+    snprintf(body, sizeof(body), "{\"principal\":\"shop\",\"secret\":\"%s\"}", secret);
+    assert_int_equal(custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out), CUSTOS_OK);
+    snprintf(tok, sizeof(tok), "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    assert_int_equal(custos_principal_disable(f->v, &admin, "shop"), CUSTOS_OK);
+    authn_fails(f, tok, "revoked_token");
+    assert_int_equal(custos_subject_erase(f->v, &f->sys, subj, &out), CUSTOS_OK);
+    json_decref(out);
+
+    /* a principal row that does not parse: refused, a wrong secret's answer for a new token,
+       and its disable revokes its tokens (shown once the row parses again) */
+    principal_with_token(f, &admin, "svc5", tok);
+    edit_db(f, "control.db", "UPDATE principals SET created = 'x' WHERE id = 'svc5'");
+    authn_fails(f, tok, "token_integrity");
+    assert_int_equal(custos_token_issue(f->v, "{\"principal\":\"svc5\",\"secret\":\"cps_x\"}",
+                                        strlen("{\"principal\":\"svc5\",\"secret\":\"cps_x\"}"), "127.0.0.1", &out),
+                     CUSTOS_ERR_UNAUTH);
+    assert_int_equal(custos_principal_disable(f->v, &admin, "svc5"), CUSTOS_OK);
+    edit_db(f, "control.db", "UPDATE principals SET created = 1 WHERE id = 'svc5'");
+    authn_fails(f, tok, "revoked_token");
+}
+
 /* 1 when a system search for field = value (purpose account) finds id. */
 static int search_finds(struct fx *f, const char *field, const char *value, const char *id)
 {
@@ -716,6 +785,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_cannot_be_undone_in_the_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revocation_survives_broken_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_searchable_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_edit_keeps_search_working, setup, teardown),
