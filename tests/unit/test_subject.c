@@ -274,6 +274,32 @@ static void revoke_as(struct fx *f, const struct custos_caller *admin, const cha
     assert_int_equal(custos_token_revoke(f->v, admin, body, strlen(body)), CUSTOS_OK);
 }
 
+/* A minter ("shop", service + minter) with a token (issued with its secret, kept in secret), a
+   new subject, and a customer token minted for it with the shop's token. */
+static void shop_minted(struct fx *f, const struct custos_caller *admin, char secret[80], char stok[CUSTOS_TOKEN_LEN + 1],
+                        struct custos_caller *shop, char subj[40], char ctok[CUSTOS_TOKEN_LEN + 1])
+{
+    static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
+    static const char person[] = "{\"name\":\"전성준\"}";
+    char body[160];
+    json_t *out = NULL;
+
+    assert_int_equal(custos_principal_create(f->v, admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
+    snprintf(secret, 80, "%s", json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    snprintf(body, sizeof(body), "{\"principal\":\"shop\",\"secret\":\"%s\"}", secret);
+    assert_int_equal(custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out), CUSTOS_OK);
+    snprintf(stok, CUSTOS_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", shop), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(f->v, &f->sys, person, strlen(person), &out), CUSTOS_OK);
+    snprintf(subj, 40, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_int_equal(custos_subject_token(f->v, shop, subj, &out), CUSTOS_OK);
+    snprintf(ctok, CUSTOS_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+}
+
 /*
  * A revocation cannot be undone in the database file: the token row's MAC covers its revoked
  * state (`revoked = 0` written back makes the row fail its MAC), for a revoked token, for the
@@ -285,12 +311,11 @@ static void revoke_as(struct fx *f, const struct custos_caller *admin, const cha
  */
 static void test_revocation_cannot_be_undone_in_the_file(void **state)
 {
-    static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
     struct fx *f = *state;
     struct custos_caller admin, shop;
     struct custos_token_row t;
     char tok[CUSTOS_TOKEN_LEN + 1], stok[CUSTOS_TOKEN_LEN + 1], ctok[CUSTOS_TOKEN_LEN + 1], sql[512];
-    char hh[65], mh[65], body[256];
+    char hh[65], mh[65], body[256], secret[80];
     uint8_t mac[32];
     json_t *out = NULL;
     crypto_generichash_state st;
@@ -319,21 +344,7 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
     authn_fails(f, tok, "token_integrity");
 
     /* a customer token minted with a service token: revoking the service token revokes both */
-    assert_int_equal(custos_principal_create(f->v, &admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
-    snprintf(body, sizeof(body), "{\"principal\":\"shop\",\"secret\":\"%s\"}",
-             json_string_value(json_object_get(out, "secret")));
-    json_decref(out);
-    assert_int_equal(custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out), CUSTOS_OK);
-    snprintf(stok, sizeof(stok), "%s", json_string_value(json_object_get(out, "token")));
-    json_decref(out);
-    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", &shop), CUSTOS_OK);
-    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"전성준\"}", strlen("{\"name\":\"전성준\"}"),
-                                           &out), CUSTOS_OK);
-    snprintf(body, sizeof(body), "%s", json_string_value(json_object_get(out, "id")));
-    json_decref(out);
-    assert_int_equal(custos_subject_token(f->v, &shop, body, &out), CUSTOS_OK);
-    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
-    json_decref(out);
+    shop_minted(f, &admin, secret, stok, &shop, body, ctok);
     /* cutting a customer token's link to its minting token (so a revocation would miss it) */
     edit_token(f, ctok, "minted_with = NULL");
     authn_fails(f, ctok, "token_integrity");
@@ -393,7 +404,6 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
  */
 static void test_revocation_survives_broken_rows(void **state)
 {
-    static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
     struct fx *f = *state;
     struct custos_caller admin, shop;
     struct custos_token_row t;
@@ -402,18 +412,7 @@ static void test_revocation_survives_broken_rows(void **state)
     json_t *out = NULL;
 
     assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
-    assert_int_equal(custos_principal_create(f->v, &admin, mint_body, strlen(mint_body), &out), CUSTOS_OK);
-    snprintf(secret, sizeof(secret), "%s", json_string_value(json_object_get(out, "secret")));
-    json_decref(out);
-    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "shop", stok, &t.issued), CUSTOS_OK);
-    assert_int_equal(custos_authenticate(f->v, stok, "127.0.0.1", &shop), CUSTOS_OK);
-    assert_int_equal(custos_subject_create(f->v, &f->sys, "{\"name\":\"전성준\"}", strlen("{\"name\":\"전성준\"}"),
-                                           &out), CUSTOS_OK);
-    snprintf(subj, sizeof(subj), "%s", json_string_value(json_object_get(out, "id")));
-    json_decref(out);
-    assert_int_equal(custos_subject_token(f->v, &shop, subj, &out), CUSTOS_OK);
-    snprintf(ctok, sizeof(ctok), "%s", json_string_value(json_object_get(out, "token")));
-    json_decref(out);
+    shop_minted(f, &admin, secret, stok, &shop, subj, ctok);
 
     /* junk rows in the way of each revocation: minted with the shop's token, owned by shop,
        scoped to the subject */
