@@ -88,7 +88,7 @@ int cmd_import(int argc, char **argv)
     struct custos_vault *v = NULL;
     struct ui u;
     struct stat sb;
-    unsigned threads = 0;
+    unsigned threads = 0, flags;
     enum custos_err rc;
     int fd, r;
     long nproc;
@@ -131,8 +131,8 @@ int cmd_import(int argc, char **argv)
         return cli_fail(rc);
     }
     custos_caller_system(&sys);
-    rc = custos_import(v, &sys, fd, threads, (resume ? CUSTOS_IMPORT_RESUME : 0) | (restart ? CUSTOS_IMPORT_RESTART : 0),
-                       progress, bad, &u, &st);
+    flags = (resume ? CUSTOS_IMPORT_RESUME : 0) | (restart ? CUSTOS_IMPORT_RESTART : 0);
+    rc = custos_import(v, &sys, fd, threads, flags, progress, bad, &u, &st);
     if (rc) /* before closing the vault, which may set messages of its own */
         snprintf(msg, sizeof(msg), "%s", custos_err_msg(rc));
     if (fd)

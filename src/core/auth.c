@@ -142,19 +142,9 @@ static void token_mac(const struct custos_vault *v, const struct custos_token_ro
     token_mac_version(v, t, 2, out);
 }
 
-static int mac_ok(const uint8_t a[32], const uint8_t b[32]);
-static int token_row_ok(const struct custos_vault *v, const struct custos_token_row *t);
-
-void custos_token_sign(void *vault, struct custos_token_row *t, int64_t when)
+static int mac_ok(const uint8_t a[32], const uint8_t b[32])
 {
-    /* A row that fails its MAC was changed outside the vault: revoked, but its MAC kept as found,
-       as for a disabled principal.  Signing it anew would launder the change into a valid row and
-       wipe the evidence (its reason would read revoked_token instead of token_integrity). */
-    int ok = token_row_ok(vault, t);
-
-    t->revoked = when;
-    if (ok)
-        token_mac(vault, t, t->mac);
+    return sodium_memcmp(a, b, 32) == 0;
 }
 
 /* A stored token row is intact: its version 2 MAC, or a version 1 MAC on a row never revoked (a
@@ -174,9 +164,16 @@ static int token_row_ok(const struct custos_vault *v, const struct custos_token_
     return ok;
 }
 
-static int mac_ok(const uint8_t a[32], const uint8_t b[32])
+void custos_token_sign(void *vault, struct custos_token_row *t, int64_t when)
 {
-    return sodium_memcmp(a, b, 32) == 0;
+    /* A row that fails its MAC was changed outside the vault: revoked, but its MAC kept as found,
+       as for a disabled principal.  Signing it anew would launder the change into a valid row and
+       wipe the evidence (its reason would read revoked_token instead of token_integrity). */
+    int ok = token_row_ok(vault, t);
+
+    t->revoked = when;
+    if (ok)
+        token_mac(vault, t, t->mac);
 }
 
 static void token_id_hex(char out[17], const uint8_t hash[32])
@@ -1006,32 +1003,21 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
     rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
-    if (rc == CUSTOS_ERR_CORRUPT) {
-        /* a row that does not parse is refused everywhere already; its tokens are revoked and
-           the row is left as found (the damage stays visible) */
-        if ((rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
-            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
-            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-            *n = 0;
-        }
-        return rc;
-    }
-    if (rc) {
-        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-        return rc;
-    }
-    disabled = p.disabled ? p.disabled : when;
-    /* A row that fails its MAC was changed outside the vault: disable it, but keep its MAC as
-       found.  Signing it anew would launder the change (new roles, a new secret hash) into a
-       valid row; as it is, it stays refused and the damage stays visible. */
-    principal_mac(v, &p, mac);
-    if (mac_ok(mac, p.mac)) {
-        p.disabled = disabled;
+    if (rc == CUSTOS_OK) {
+        disabled = p.disabled ? p.disabled : when;
+        /* A row that fails its MAC was changed outside the vault: disable it, but keep its MAC as
+           found.  Signing it anew would launder the change (new roles, a new secret hash) into a
+           valid row; as it is, it stays refused and the damage stays visible. */
         principal_mac(v, &p, mac);
-    } else
-        memcpy(mac, p.mac, sizeof(mac));
-    if ((rc = v->ops->principal_disable(conn, id, disabled, mac)) ||
-        (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
+        if (mac_ok(mac, p.mac)) {
+            p.disabled = disabled;
+            principal_mac(v, &p, mac);
+        } else
+            memcpy(mac, p.mac, sizeof(mac));
+        rc = v->ops->principal_disable(conn, id, disabled, mac);
+    } else if (rc == CUSTOS_ERR_CORRUPT)
+        rc = CUSTOS_OK; /* a row that does not parse is refused everywhere: left as found */
+    if (rc || (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, n)) ||
         (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
         *n = 0;

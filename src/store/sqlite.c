@@ -65,7 +65,8 @@ enum stmt_id {
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
     S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
-    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW, S_TOK_PURGE,
+    S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
+    S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
@@ -79,6 +80,10 @@ enum stmt_id {
 
 /* A connection spans both files, so a transaction is too: the core runs control-plane and
    data-plane changes as separate transactions, in the order that keeps a crash safe. */
+/* revocation: the rows to revoke, with what their MAC covers (then each is revoked and signed anew) */
+#define TOK_REVOKE_SELECT                                                                                   \
+    "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens "
+
 static const char *const sql[S__COUNT] = {
     [S_BEGIN_CTL] = "BEGIN IMMEDIATE",
     [S_BEGIN_DATA] = "BEGIN IMMEDIATE",
@@ -108,8 +113,7 @@ static const char *const sql[S__COUNT] = {
     [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
-    /* revocation: the rows to revoke (what their MAC covers), then each revoked and re-signed */
-    [S_TOK_REVOKE_SCOPE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE_SCOPE] = TOK_REVOKE_SELECT "WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_PURGE] = "DELETE FROM ctl.tokens WHERE expires < ?1",
@@ -118,8 +122,10 @@ static const char *const sql[S__COUNT] = {
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
                   "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
                   "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
-    [S_TOK_REVOKE] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2)) AND revoked = 0",
-    [S_TOK_REVOKE_PRIN] = "SELECT hash, principal, kind, scope, issued, expires, issued_by, revoked, mac, minted_with FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 AND expires > ?2",
+    [S_TOK_REVOKE] = TOK_REVOKE_SELECT "WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2))"
+                                       " AND revoked = 0",
+    [S_TOK_REVOKE_PRIN] = TOK_REVOKE_SELECT "WHERE (principal = ?1 OR issued_by = ?1)"
+                                            " AND revoked = 0 AND expires > ?2",
     /* a subject is found through subject_ids only: a row without its entry there is staged */
     [S_SUBJ_INSERT] = "INSERT INTO subjects(id, created, updated, rec, blind) VALUES (?1, ?2, ?2, ?3, ?4)",
     [S_SUBJ_ID_PUT] = "INSERT INTO subject_ids(id, rid) VALUES (?1, ?2)",

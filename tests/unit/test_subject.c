@@ -276,8 +276,9 @@ static void revoke_as(struct fx *f, const struct custos_caller *admin, const cha
 
 /* A minter ("shop", service + minter) with a token (issued with its secret, kept in secret), a
    new subject, and a customer token minted for it with the shop's token. */
-static void shop_minted(struct fx *f, const struct custos_caller *admin, char secret[80], char stok[CUSTOS_TOKEN_LEN + 1],
-                        struct custos_caller *shop, char subj[40], char ctok[CUSTOS_TOKEN_LEN + 1])
+static void shop_minted(struct fx *f, const struct custos_caller *admin, char secret[80],
+                        char stok[CUSTOS_TOKEN_LEN + 1], struct custos_caller *shop, char subj[40],
+                        char ctok[CUSTOS_TOKEN_LEN + 1])
 {
     static const char mint_body[] = "{\"id\":\"shop\",\"kind\":\"service\",\"roles\":[\"service\",\"minter\"]}";
     static const char person[] = "{\"name\":\"전성준\"}";
