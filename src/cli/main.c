@@ -46,13 +46,9 @@ static void usage(FILE *f)
 static void say(const char *msg)
 {
     char line[640];
-    char *p;
 
     snprintf(line, sizeof(line), "%s", msg);
-    custos_utf8_scrub(line);
-    for (p = line; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+    custos_text_oneline(line);
     fprintf(stderr, "custos: %s\n", line);
 }
 

@@ -254,6 +254,20 @@ int custos_base64_decode(uint8_t *out, size_t cap, size_t *outlen, const char *s
     return 1;
 }
 
+int custos_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+    unsigned long cp;
+
+    while (i < len) {
+        if ((n = custos_utf8_decode(p + i, len - i, &cp)) == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
 /* Replace every byte that does not start a valid UTF-8 sequence with '?', in place. */
 void custos_utf8_scrub(char *s)
 {
@@ -268,6 +282,14 @@ void custos_utf8_scrub(char *s)
         }
         i += n;
     }
+}
+
+void custos_text_oneline(char *s)
+{
+    custos_utf8_scrub(s);
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
 }
 
 static pthread_key_t tls_key;

@@ -68,13 +68,9 @@ enum custos_err custos_err_set(enum custos_err code, const char *fmt, ...)
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     /* messages echo caller input under byte caps ("%.40s", and this buffer's own): a cut or
-       invalid character must not make the message unencodable (JSON needs UTF-8), ... */
-    custos_utf8_scrub(detail);
-    /* and never a control character: a detail may reach a terminal (the CLI prints it) or a
-       one-line output that scripts parse; an echoed "\n" must not start a line of its own */
-    for (char *p = detail; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+       invalid character must not make the message unencodable (JSON needs UTF-8), and a detail
+       may reach a terminal (the CLI prints it) or a one-line output that scripts parse */
+    custos_text_oneline(detail);
     have_detail = 1;
     return code;
 }

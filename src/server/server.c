@@ -813,12 +813,18 @@ enum custos_err custos_parse_listen(const char *s, void *ss_out, unsigned *len, 
     return CUSTOS_OK;
 }
 
+/* Every line the server writes to its log.  What it echoes (a request path in libmicrohttpd's
+   messages, decoded by unescape(), so any byte a client sent) is made one line of valid UTF-8
+   without control characters: a client must not forge log lines ("%0D" then a timestamp) nor
+   send escape sequences to whoever reads the log. */
 static void log_line(const char *what, const char *arg)
 {
-    char when[32];
+    char when[32], line[640];
 
     custos_time_format(when, (int64_t)time(NULL) * 1000);
-    fprintf(stderr, "%s custos: %s%s\n", when, what, arg);
+    snprintf(line, sizeof(line), "%s%s", what, arg);
+    custos_text_oneline(line);
+    fprintf(stderr, "%s custos: %s\n", when, line);
 }
 
 /* While the daemons start (one thread, before any worker runs), libmicrohttpd's complaints are
@@ -833,7 +839,7 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 
     (void)cls;
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    buf[strcspn(buf, "\n")] = '\0';
+    buf[strcspn(buf, "\n")] = '\0'; /* its messages end with one */
     if (mhd_starting) {
         if (!mhd_start_msg[0])
             snprintf(mhd_start_msg, sizeof(mhd_start_msg), "%s", buf);
