@@ -41,6 +41,8 @@ size_t custos_strcopy(char *dst, size_t cap, const char *s, size_t n);
 /* Decode one UTF-8 sequence at s[0..len); returns its length (0 when invalid) and the code
    point in *cp.  Rejects overlongs, surrogates, > U+10FFFF. */
 size_t custos_utf8_decode(const unsigned char *s, size_t len, unsigned long *cp);
+/* 1 when s[0..len) is valid UTF-8 (custos_utf8_decode's rules throughout), else 0. */
+int custos_utf8_valid(const char *s, size_t len);
 /* Strict standard base64 (RFC 4648 alphabet, padding required, nothing else) of at most cap
    bytes: 1 and *outlen on success, 0 otherwise.  libsodium 1.0.18's decoder alone would also
    take bytes >= 0x80 as alphabet characters: every outside base64 goes through this instead. */

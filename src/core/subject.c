@@ -748,9 +748,11 @@ struct textout {
     struct custos_buf *masked;         /* the members of "masked" */
     uint64_t seen;                     /* top-level fields begun (bit = index in the schema) */
     const struct custos_field *open;   /* the array whose member is open, or NULL */
+    size_t open_no;                    /* its index in the schema */
     size_t items, cur;                 /* items begun; index of the open item */
     char keys[TEXT_ITEM_KEYS][CUSTOS_FIELD_NAME_MAX + 1];
     size_t nkeys;                      /* keys of the open item */
+    const size_t *tails;               /* per top-level field: items the record has (render) */
     int broken;
 };
 
@@ -771,6 +773,22 @@ static enum custos_err text_value(struct custos_buf *b, char tag, const char *va
     return custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
 }
 
+/* Close the open array, if any: its last item, then {} for the record's items after it that had
+   nothing to show (as before the first one shown), so that the array keeps the record's length
+   and its items their indices (the paths in "masked" name them). */
+static enum custos_err text_close(struct textout *t)
+{
+    enum custos_err rc;
+
+    if (!t->open)
+        return CUSTOS_OK;
+    if ((rc = custos_buf_addc(t->out, '}')))
+        return rc;
+    while (!rc && t->items < t->tails[t->open_no])
+        rc = custos_buf_adds(t->out, ",{}"), t->items++;
+    return rc ? rc : custos_buf_addc(t->out, ']');
+}
+
 static enum custos_err text_put(struct textout *t, const struct custos_schema *s, const struct custos_field *top,
                                 const struct custos_path_parts *pp, char tag, const char *val, size_t len,
                                 const char *masked_path)
@@ -789,7 +807,7 @@ static enum custos_err text_put(struct textout *t, const struct custos_schema *s
             t->broken = 1;
             return CUSTOS_OK;
         }
-        if (t->open && (rc = custos_buf_adds(b, "}]")))
+        if ((rc = text_close(t)))
             return rc;
         t->open = NULL;
         t->seen |= bit;
@@ -800,6 +818,7 @@ static enum custos_err text_put(struct textout *t, const struct custos_schema *s
             if ((rc = custos_buf_addc(b, '[')))
                 return rc;
             t->open = top;
+            t->open_no = (size_t)(top - s->fields);
             t->items = 0;
         }
     }
@@ -835,11 +854,6 @@ static enum custos_err text_put(struct textout *t, const struct custos_schema *s
     return CUSTOS_OK;
 }
 
-static enum custos_err text_close(struct textout *t)
-{
-    return t->open ? custos_buf_adds(t->out, "}]") : CUSTOS_OK;
-}
-
 /* Build {"fields":...} from a record for the caller's view, as a tree (fields, masked) or as
    text (t).  vis_op = op for policy lookups (0: everything plain, for export).  Values stored
    under fields the current schema no longer has are never read, only exported: with `retired`,
@@ -852,11 +866,14 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
 {
     struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
     uint8_t *pt = custos_plain_scratch();
+    size_t tails[CUSTOS_SCHEMA_MAX_FIELDS] = {0}; /* per array: the record's items (max index + 1) */
     enum custos_err rc = CUSTOS_OK;
     size_t i;
 
     if (!work || !pt)
         return CUSTOS_ERR_NOMEM;
+    if (t)
+        t->tails = tails;
     for (i = 0; i < r->n && !rc && !(t && t->broken); i++) {
         const struct custos_sealed_leaf *l = &r->leaf[i];
         const struct custos_field *f, *top;
@@ -871,6 +888,11 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
             break;
         }
         f = custos_leaf_field(v->schema, &pp, &top);
+        /* every item counts, shown or not: an array shown keeps the record's length */
+        if (top && pp.indexed && top->type == CUSTOS_FT_ARRAY && pp.index < 10000 &&
+            (!want || (want & ((uint64_t)1 << (top - v->schema->fields)))) &&
+            tails[top - v->schema->fields] <= pp.index)
+            tails[top - v->schema->fields] = pp.index + 1;
         if (!f && retired) {
             if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
                 break;
@@ -926,6 +948,13 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
     }
     if (!rc && t && !t->broken)
         rc = text_close(t);
+    for (i = 0; !rc && !t && i < v->schema->nfields; i++) {
+        json_t *arr = tails[i] ? json_object_get(fields, v->schema->fields[i].name) : NULL;
+
+        while (!rc && json_is_array(arr) && json_array_size(arr) < tails[i])
+            if (json_array_append_new(arr, json_object()))
+                rc = CUSTOS_ERR_NOMEM;
+    }
     custos_buf_reset(work);
     return rc;
 }
@@ -1475,7 +1504,12 @@ enum custos_err custos_subject_search(struct custos_vault *v, const struct custo
         goto done;
     }
     if (!value || strlen(value) > f->max_length) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "search value is missing or too long");
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "search value is missing or longer than %zu bytes", f->max_length);
+        goto done;
+    }
+    /* as a body's values must be (an invalid one could never match: say why instead) */
+    if (!custos_utf8_valid(value, strlen(value))) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "search value is not valid UTF-8");
         goto done;
     }
     if (!c->system &&

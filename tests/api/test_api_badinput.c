@@ -296,6 +296,19 @@ static void test_oversize_values(void **state)
     email[300] = '\0';
     cz_expect_error(cz_req(s, "GET", cz_fmt(s, "/v1/subjects?email=%s&purpose=account", email), s->svc.token, NULL),
                     400, "bad_request");
+    /* the cap is in bytes, and the message says so (twelve full-width digits: 36 bytes) */
+    r = cz_req(s, "GET",
+               "/v1/subjects?phone=%EF%BC%90%EF%BC%91%EF%BC%90%EF%BC%91%EF%BC%92%EF%BC%93"
+               "%EF%BC%94%EF%BC%95%EF%BC%96%EF%BC%97%EF%BC%98%EF%BC%99&purpose=account",
+               s->svc.token, NULL);
+    cz_expect_error(r, 400, "bad_request");
+    assert_non_null(strstr(cz_str(r->json, "error.message"), "longer than 32 bytes"));
+    /* a value that is not UTF-8 once decoded is refused as a body's would be, not searched */
+    r = cz_req(s, "GET", "/v1/subjects?email=%FF%FE&purpose=account", s->svc.token, NULL);
+    cz_expect_error(r, 400, "bad_request");
+    assert_string_equal(cz_str(r->json, "error.message"), "search value is not valid UTF-8");
+    cz_expect_error(cz_req(s, "GET", "/v1/subjects?email=a%C0%AF@example.com&purpose=account", s->svc.token, NULL),
+                    400, "bad_request");
     for (i = 1; i <= 3; i++)
         assert_int_equal(json_array_size(search_ids(s, "email", cz_fmt(s, "big%zu@example.com", i))), 0);
     still_works(s, id);

@@ -1669,6 +1669,70 @@ static void test_read_text_matches_tree(void **state)
 }
 
 /*
+ * An array shown to a caller keeps the record's length, whatever the position of its items that
+ * have nothing to show (support: only an entrance code, which it may not see): each is {}, after
+ * the items shown as well as before them, so the count and the indices in "masked" do not depend
+ * on where such an item sits.  An array with nothing to show at all is left out.  The text the
+ * read route writes and the tree (custos_subject_read) agree.
+ */
+static void test_read_hidden_items_keep_places(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    struct custos_caller admin, sup;
+    char s_sup[48], t_sup[48], id[CUSTOS_ID_HEX + 1];
+    static const char *const cases[][2] = {
+        {"[H,V,H]", "[{},{\"recipient\":\"가*다\"},{}]"},
+        {"[V,H]", "[{\"recipient\":\"가*다\"},{}]"},
+        {"[H,H,V]", "[{},{},{\"recipient\":\"가*다\"}]"},
+        {"[H]", NULL},
+        {"[H,H]", NULL},
+    };
+    size_t i, k;
+
+    authn(f, f->admin_token, &admin);
+    add_principal(f, &admin, "sup", "staff", "\"support\"", s_sup);
+    must(issue(f, "sup", s_sup, t_sup, NULL), "issue sup");
+    authn(f, t_sup, &sup);
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[1024], want[1024], *text = NULL, *dump;
+        size_t o, len = 0, dlen = 0;
+        json_t *tree, *ab;
+
+        o = (size_t)snprintf(body, sizeof(body), "{\"name\":\"x\",\"address_book\":[");
+        for (k = 1; cases[i][0][k] != ']'; k++) {
+            if (cases[i][0][k] == 'H')
+                o += (size_t)snprintf(body + o, sizeof(body) - o, "{\"entrance_code\":\"#%zu\"}", k);
+            else if (cases[i][0][k] == 'V')
+                o += (size_t)snprintf(body + o, sizeof(body) - o, "{\"recipient\":\"가나다\",\"entrance_code\":\"#0\"}");
+            else
+                o += (size_t)snprintf(body + o, sizeof(body) - o, ",");
+        }
+        snprintf(body + o, sizeof(body) - o, "]}");
+        create(v, &f->sys, body, id);
+        tree = read_ok(v, &sup, id, "support", NULL);
+        ab = json_object_get(json_object_get(tree, "fields"), "address_book");
+        must(custos_subject_read_text(v, &sup, id, "support", NULL, &text, &len), "read text");
+        if (!cases[i][1]) {
+            assert_null(ab);
+            assert_null(strstr(text, "address_book"));
+        } else {
+            dump = custos_json_dump(ab, &dlen);
+            assert_non_null(dump);
+            if (strcmp(dump, cases[i][1]) != 0)
+                fail_msg("%s: tree %s, want %s", cases[i][0], dump, cases[i][1]);
+            snprintf(want, sizeof(want), "\"address_book\":%s", cases[i][1]);
+            if (!strstr(text, want))
+                fail_msg("%s: text %s, want %s in it", cases[i][0], text, want);
+            custos_free_wiped(dump);
+        }
+        assert_null(strstr(text, "#")); /* no entrance code, of any item */
+        custos_free_wiped(text);
+        json_decref(tree);
+    }
+}
+
+/*
  * A record whose leaves are not grouped (no writer of custos makes one: an array's items split
  * around other fields) is read through the tree instead: still the same text as export's tree.
  */
@@ -2202,6 +2266,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_matches_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_text_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_hidden_items_keep_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_vs_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_ends_own_snapshot, setup, teardown),
     };
