@@ -2235,6 +2235,20 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
     }
     sqlite3_finalize(st);
     st = NULL;
+    /* A backup is tables and their indexes, nothing else (backup_copy_sql).  A trigger or a view
+       would come along with the pages and run inside the vault at every write: whoever could
+       edit the backup file would decide what an erasure's delete, a create or a rebuild does. */
+    r = sqlite3_prepare_v2(db, "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index')", -1, &st,
+                           NULL);
+    if (r != SQLITE_OK || (r = sqlite3_step(st)) != SQLITE_DONE) {
+        rc = r == SQLITE_ROW ? custos_err_set(CUSTOS_ERR_INVALID, "%s holds a %s (%.64s), which no custos backup has: "
+                                              "nothing was restored", in, (const char *)sqlite3_column_text(st, 0),
+                                              (const char *)sqlite3_column_text(st, 1))
+                             : custos_err_set(CUSTOS_ERR_CORRUPT, "%s cannot be read: nothing was restored", in);
+        goto done;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     /* copy into a new file next to data.db, fsync, then rename over it */
     snprintf(path, sizeof(path), "%s/data.db", dir);
     snprintf(tmp, sizeof(tmp), "%s/data.db.restore", dir);

@@ -21,7 +21,8 @@ rst_burst() {
       socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
       connect($s, pack_sockaddr_in($port, inet_aton("127.0.0.1"))) or die "connect: $!";
       setsockopt($s, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)) or die "linger: $!";
-      my $r = "GET /v1/health%0D2026-01-01T00:00:00.000Z%20custos:%20FORGED%20$i%1B]0;t%07%C3 HTTP/1.1\r\nHost: x\r\n\r\n";
+      my $r = "GET /v1/health%0D2026-01-01T00:00:00.000Z%20custos:%20FORGED%20$i%1B]0;t%07%C3"
+            . " HTTP/1.1\r\nHost: x\r\n\r\n";
       send($s, $r x 20, 0);
       select(undef, undef, undef, 0.001) if $i % 3 == 0;
       close($s);
@@ -40,7 +41,9 @@ perl -ne '
   BEGIN { $bad = 0 }
   chomp;
   if (/[\x00-\x1f\x7f]/) { print STDERR "control character in line $.: $_\n"; $bad = 1 }
-  unless (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z custos: /) { print STDERR "line $. is not the server'"'"'s: $_\n"; $bad = 1 }
+  unless (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z custos: /) {
+    print STDERR "line $. is not the server'"'"'s: $_\n"; $bad = 1
+  }
   utf8::decode(my $copy = $_) or do { print STDERR "line $. is not UTF-8\n"; $bad = 1 };
   END { exit $bad }
 ' "$SERVER_LOG" || fail "a client wrote into the log (see above)"

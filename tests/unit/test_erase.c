@@ -903,6 +903,39 @@ static void test_restore_refuses_corrupt_backup(void **state)
     unlink(bak);
 }
 
+/* A backup file with a trigger (or a view) in it is refused: restored, it would run inside the
+   vault at every write, e.g. keep every erased record, or make an erasure's delete do nothing. */
+static void test_restore_refuses_trigger(void **state)
+{
+    struct fx *f = *state;
+    char a[33], bak[300];
+    static const char *const planted[] = {
+        "CREATE TRIGGER keep BEFORE DELETE ON subjects BEGIN SELECT RAISE(IGNORE); END;",
+        "CREATE VIEW peek AS SELECT rid FROM subjects;",
+    };
+    struct custos_restore_report n;
+    json_t *out = NULL;
+    sqlite3 *h = NULL;
+    size_t i;
+
+    create(f, alice, a);
+    for (i = 0; i < sizeof(planted) / sizeof(planted[0]); i++) {
+        backup_fresh(f, bak);
+        assert_int_equal(sqlite3_open(bak, &h), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(h, planted[i], NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_close(h), SQLITE_OK);
+        custos_vault_free(f->v);
+        f->v = NULL;
+        assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_ERR_INVALID);
+        assert_non_null(
+            strstr(custos_err_msg(CUSTOS_ERR_INVALID), i ? "holds a view (peek)" : "holds a trigger (keep)"));
+        open_vault(f);
+        assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+        json_decref(out);
+        unlink(bak);
+    }
+}
+
 /* Stop the vault, restore `bak` into it, start it again. */
 /*
  * A restore can leave a subject's key with no record (created after the backup) or its record
@@ -1542,6 +1575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_read_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_no_oracle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_trigger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_name_is_a_path, setup, teardown),

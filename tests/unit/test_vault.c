@@ -1704,7 +1704,8 @@ static void test_read_hidden_items_keep_places(void **state)
             if (cases[i][0][k] == 'H')
                 o += (size_t)snprintf(body + o, sizeof(body) - o, "{\"entrance_code\":\"#%zu\"}", k);
             else if (cases[i][0][k] == 'V')
-                o += (size_t)snprintf(body + o, sizeof(body) - o, "{\"recipient\":\"가나다\",\"entrance_code\":\"#0\"}");
+                o += (size_t)snprintf(body + o, sizeof(body) - o,
+                                      "{\"recipient\":\"가나다\",\"entrance_code\":\"#0\"}");
             else
                 o += (size_t)snprintf(body + o, sizeof(body) - o, ",");
         }
