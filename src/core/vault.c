@@ -123,9 +123,10 @@ static enum custos_err read_manifest(const char *dir, char *origin, size_t cap)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "%s/vault.json is malformed", dir);
     }
     if (json_integer_value(fmt) != 1) {
+        long long f = (long long)json_integer_value(fmt); /* fmt belongs to j */
+
         json_decref(j);
-        return custos_err_set(CUSTOS_ERR_INVALID, "vault format %lld is not supported by this version",
-                              (long long)json_integer_value(fmt));
+        return custos_err_set(CUSTOS_ERR_INVALID, "vault format %lld is not supported by this version", f);
     }
     snprintf(origin, cap, "%s", json_string_value(org));
     json_decref(j);

@@ -2182,6 +2182,8 @@ static enum custos_err fold_wal(const char *path)
     snprintf(wal, sizeof(wal), "%s-wal", path);
     if (access(wal, F_OK) != 0)
         return CUSTOS_OK;
+    if (access(path, F_OK) != 0 && errno == ENOENT)
+        return CUSTOS_OK; /* a log without its database (data.db lost): nothing it holds can be kept */
     r = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (r == SQLITE_OK)
         r = sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL);
@@ -2198,6 +2200,87 @@ static enum custos_err fold_wal(const char *path)
         return custos_err_set(CUSTOS_ERR_IO, "cannot fold data.db's write-ahead log into it (%s): nothing was "
                               "restored", busy ? "the database is in use" : sqlite3_errstr(r));
     return CUSTOS_OK;
+}
+
+/* The first column of the first row of query q in db, as text (NULL when none), for restore_shape. */
+static char *first_row(sqlite3 *db, const char *q)
+{
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        out = strdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+    sqlite3_finalize(st);
+    return out;
+}
+
+/*
+ * The copy of a backup (dst, not yet data.db) must be a data plane this version opens and keeps
+ * working on, or it does not replace data.db: the open checks nothing of this, and a restore that
+ * had renamed a file it then cannot open would leave the vault unopenable.  After the one
+ * migration an older backup may need and the tables it may lack, its schema must be exactly
+ * data_schema's (no table, column, constraint or index of anyone else's: a CHECK or an
+ * expression index would fail later writes), its text UTF-8, and its ids consistent the way the
+ * open's publishing step relies on: an id staged once and not also stored, one id per record,
+ * each index entry naming its record's id.
+ */
+static enum custos_err restore_shape(sqlite3 *dst, const char *in)
+{
+    static const char shape[] = "SELECT group_concat(d, char(10)) FROM (SELECT type || ' ' || name || ' ' || "
+                                "tbl_name || ' ' || ifnull(sql, '') AS d FROM main.sqlite_master ORDER BY d)";
+    static const char *const checks[][2] = {
+        {"SELECT 1 FROM main.staged_ids s JOIN main.subject_ids i ON i.id = s.id LIMIT 1",
+         "a subject is both staged and stored"},
+        {"SELECT 1 FROM main.staged_ids GROUP BY id HAVING count(*) > 1 LIMIT 1", "a subject is staged twice"},
+        {"SELECT 1 FROM main.subject_ids GROUP BY rid HAVING count(*) > 1 LIMIT 1", "two ids name one record"},
+        {"SELECT 1 FROM main.subject_ids i LEFT JOIN main.subjects s ON s.rid = i.rid"
+         " WHERE s.rid IS NULL OR s.id IS NOT i.id LIMIT 1",
+         "an id names a record that is not its own"},
+    };
+    sqlite3 *ref = NULL;
+    char *want = NULL, *got = NULL, *enc;
+    enum custos_err rc = CUSTOS_OK;
+    size_t i;
+
+    enc = first_row(dst, "PRAGMA main.encoding");
+    if (!enc || strcmp(enc, "UTF-8") != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup (text encoding %s): nothing was restored",
+                            in, enc ? enc : "unknown");
+        goto done;
+    }
+    if ((rc = migrate_subjects(dst)) || (rc = exec(dst, data_schema, "restore schema")))
+        goto done;
+    if (sqlite3_open_v2(":memory:", &ref, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+        (rc = exec(ref, data_schema, "reference schema"))) {
+        rc = rc ? rc : CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    want = first_row(ref, shape);
+    got = first_row(dst, shape);
+    if (!want || !got) {
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot read the schema of %s: nothing was restored", in);
+        goto done;
+    }
+    if (strcmp(want, got) != 0) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup: its tables or indexes are not this "
+                            "version's: nothing was restored", in);
+        goto done;
+    }
+    for (i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+        char *hit = first_row(dst, checks[i][0]);
+
+        free(hit);
+        if (hit) {
+            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s is damaged (%s): nothing was restored", in, checks[i][1]);
+            goto done;
+        }
+    }
+done:
+    free(enc);
+    free(want);
+    free(got);
+    sqlite3_close(ref);
+    return rc;
 }
 
 static enum custos_err sq_restore(const char *dir, const char *in, const char *origin)
@@ -2269,8 +2352,11 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
        open rebuilds the index from the records whose keys still exist, resuming after a crash
        (the marker travels with the file that replaces data.db).  A backup older than some
        data-plane table gets it empty first (the open migrates the rest). */
-    if (r == SQLITE_OK)
-        r = sqlite3_exec(dst, data_schema, NULL, NULL, NULL);
+    if (r == SQLITE_OK && (rc = restore_shape(dst, in))) {
+        sqlite3_close(dst);
+        unlink(tmp);
+        goto done;
+    }
     if (r == SQLITE_OK)
         r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; BEGIN;"
                               "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time', 'import_mark');"
