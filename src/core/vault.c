@@ -103,7 +103,7 @@ static int valid_origin(const char *o)
 static enum custos_err read_manifest(const char *dir, char *origin, size_t cap)
 {
     char path[PATH_MAX], *text = NULL;
-    json_t *j = NULL, *fmt, *org;
+    json_t *j = NULL, *fmt, *org, *store;
     json_error_t jerr;
     enum custos_err rc;
 
@@ -127,6 +127,14 @@ static enum custos_err read_manifest(const char *dir, char *origin, size_t cap)
 
         json_decref(j);
         return custos_err_set(CUSTOS_ERR_INVALID, "vault format %lld is not supported by this version", f);
+    }
+    /* the back-end the vault was made with: this version has one, and must not open another's
+       directory as if it were its own */
+    store = json_object_get(j, "store");
+    if (store && (!json_is_string(store) || strcmp(json_string_value(store), "sqlite") != 0)) {
+        json_decref(j);
+        return custos_err_set(CUSTOS_ERR_INVALID, "%s/vault.json names a store this version does not have "
+                              "(only \"sqlite\")", dir);
     }
     snprintf(origin, cap, "%s", json_string_value(org));
     json_decref(j);

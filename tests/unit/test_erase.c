@@ -1079,7 +1079,8 @@ static void test_restore_without_data_db(void **state)
 }
 
 /* A manifest of another format is refused by name (review finding: the number was read after
-   the manifest was freed, and the message said "format 0"). */
+   the manifest was freed, and the message said "format 0"), and one naming another store too
+   (it was not read at all). */
 static void test_manifest_format_named(void **state)
 {
     struct fx *f = *state;
@@ -1109,6 +1110,17 @@ static void test_manifest_format_named(void **state)
     assert_null(v);
     assert_string_equal(custos_err_msg(CUSTOS_ERR_INVALID), "vault format 7 is not supported by this version");
     at[strlen("\"format\": ")] = '1';
+    /* a store this version does not have is not opened as its own */
+    at = strstr(text, "\"sqlite\"");
+    assert_non_null(at);
+    memcpy(at + 1, "sqlote", 6);
+    fp = fopen(path, "w");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(custos_vault_open(&o, &v), CUSTOS_ERR_INVALID);
+    assert_non_null(strstr(custos_err_msg(CUSTOS_ERR_INVALID), "names a store this version does not have"));
+    memcpy(at + 1, "sqlite", 6);
     fp = fopen(path, "w");
     assert_non_null(fp);
     assert_int_equal(fwrite(text, 1, n, fp), n);
