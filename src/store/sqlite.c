@@ -461,6 +461,10 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "control database is missing");
         goto fail;
     }
+    /* data.db's schema read on its own first: a damaged data.db is named as such, not as the
+       attach's failure (which would blame control.db) */
+    if (!create && (rc = exec(c->db, "SELECT count(*) FROM main.sqlite_master", "open data.db")))
+        goto fail;
     r = sqlite3_prepare_v2(c->db, "ATTACH DATABASE ?1 AS ctl", -1, &att, NULL);
     if (r == SQLITE_OK) {
         sqlite3_bind_text(att, 1, s->ctl_path, -1, SQLITE_STATIC);

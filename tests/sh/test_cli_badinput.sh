@@ -368,6 +368,12 @@ for how in garbage empty missing; do
   on_copy padd lkey
   cp -p "$V/vault.json" "$T/k/vault.json"
 done
+# a data.db that is no database is named as the damaged file (not as control.db's attach)
+cp -p "$T/k/data.db" "$T/data.db.keep"
+head -c 65536 /dev/urandom >"$T/k/data.db"
+on_copy padd
+says "open data.db"
+cp -p "$T/data.db.keep" "$T/k/data.db"
 if [ "$CAN_DENY" = 1 ]; then
   RUN_AS=("${NOPRIV[@]}")
   chmod 000 "$T/k"
