@@ -319,9 +319,10 @@ void custos_free_wiped(void *p);
 /* Make s valid UTF-8 in place: every byte that does not start a valid sequence (an invalid byte,
    or a character cut by a byte cap such as "%.40s") becomes '?'.  For messages that echo input. */
 void custos_utf8_scrub(char *s);
-/* custos_utf8_scrub, and every control character (C0 and DEL) becomes '?' too: for text that
-   ends up on one line of a terminal, a log or a script's input (an echoed "\r" or "\n" must
-   not start a line of its own, an ESC must not reach a terminal). */
+/* custos_utf8_scrub, and every character that could break or disguise a line becomes one '?'
+   too (C0 and C1 controls, DEL, U+2028/2029, bidirectional controls): for text that ends up on
+   one line of a terminal, a log or a script's input (an echoed "\r" or "\n" must not start a
+   line of its own, an ESC or a CSI must not reach a terminal).  It may shorten s. */
 void custos_text_oneline(char *s);
 
 /* The compact JSON text of j (what json_dumps(j, JSON_COMPACT) writes, up to the case of hex

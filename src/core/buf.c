@@ -284,12 +284,34 @@ void custos_utf8_scrub(char *s)
     }
 }
 
+/* Characters that end a line, move the cursor or reorder text for some reader of a log, a
+   terminal or a script: C0 and C1 controls, DEL, the Unicode line and paragraph separators, the
+   bidirectional embeddings, overrides and isolates. */
+static int unsafe_in_line(unsigned long cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
 void custos_text_oneline(char *s)
 {
-    custos_utf8_scrub(s);
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
+    unsigned char *r = (unsigned char *)s, *w = r;
+    size_t left = strlen(s), n;
+    unsigned long cp;
+
+    while (left) {
+        n = custos_utf8_decode(r, left, &cp);
+        if (n == 0 || unsafe_in_line(cp)) {
+            *w++ = '?'; /* an invalid byte, or the whole character */
+            n = n ? n : 1;
+        } else {
+            memmove(w, r, n);
+            w += n;
+        }
+        r += n;
+        left -= n;
+    }
+    *w = '\0';
 }
 
 static pthread_key_t tls_key;

@@ -34,6 +34,7 @@
 #define RECORD_MAX (4u << 20)
 #define FIELD_AD_TAG "custos/field/v1"
 #define SEARCH_MAX_RESULTS 100
+#define ITEM_INDEX_MAX 10000 /* a stored item index past this is corruption (schemas allow 1,000 items) */
 
 static void put_be16(uint8_t *p, uint16_t x)
 {
@@ -694,7 +695,7 @@ enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp,
             return CUSTOS_ERR_NOMEM;
         }
     }
-    if (pp->index > 10000) {
+    if (pp->index > ITEM_INDEX_MAX) {
         json_decref(val);
         return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
     }
@@ -752,7 +753,7 @@ struct textout {
     size_t items, cur;                 /* items begun; index of the open item */
     char keys[TEXT_ITEM_KEYS][CUSTOS_FIELD_NAME_MAX + 1];
     size_t nkeys;                      /* keys of the open item */
-    const size_t *tails;               /* per top-level field: items the record has (render) */
+    const uint16_t *tails;             /* per top-level field: items the record has (render) */
     int broken;
 };
 
@@ -798,7 +799,7 @@ static enum custos_err text_put(struct textout *t, const struct custos_schema *s
     enum custos_err rc = CUSTOS_OK;
     size_t k;
 
-    if (pp->indexed != (top->type == CUSTOS_FT_ARRAY) || (pp->indexed && pp->index > 10000)) {
+    if (pp->indexed != (top->type == CUSTOS_FT_ARRAY) || (pp->indexed && pp->index > ITEM_INDEX_MAX)) {
         t->broken = 1; /* the tree path judges it */
         return CUSTOS_OK;
     }
@@ -866,7 +867,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
 {
     struct custos_buf *work = custos_buf_thread(CUSTOS_TLS_WORK, 8192);
     uint8_t *pt = custos_plain_scratch();
-    size_t tails[CUSTOS_SCHEMA_MAX_FIELDS] = {0}; /* per array: the record's items (max index + 1) */
+    uint16_t tails[CUSTOS_SCHEMA_MAX_FIELDS] = {0}; /* per array: the record's items (max index + 1) */
     enum custos_err rc = CUSTOS_OK;
     size_t i;
 
@@ -889,10 +890,19 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
         }
         f = custos_leaf_field(v->schema, &pp, &top);
         /* every item counts, shown or not: an array shown keeps the record's length */
-        if (top && pp.indexed && top->type == CUSTOS_FT_ARRAY && pp.index < 10000 &&
-            (!want || (want & ((uint64_t)1 << (top - v->schema->fields)))) &&
-            tails[top - v->schema->fields] <= pp.index)
-            tails[top - v->schema->fields] = pp.index + 1;
+        if (top && pp.indexed && top->type == CUSTOS_FT_ARRAY && pp.index <= ITEM_INDEX_MAX &&
+            (!want || (want & ((uint64_t)1 << (top - v->schema->fields))))) {
+            size_t no = (size_t)(top - v->schema->fields);
+
+            /* an item of an array whose text was already closed (the record's leaves are not
+               grouped): the text could not count it, the tree judges */
+            if (t && (t->seen & ((uint64_t)1 << no)) && t->open != top) {
+                t->broken = 1;
+                break;
+            }
+            if (tails[no] <= pp.index)
+                tails[no] = (uint16_t)(pp.index + 1);
+        }
         if (!f && retired) {
             if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
                 break;

@@ -839,7 +839,8 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 
     (void)cls;
     vsnprintf(buf, sizeof(buf), fmt, ap);
-    buf[strcspn(buf, "\n")] = '\0'; /* its messages end with one */
+    if (buf[0] && buf[strlen(buf) - 1] == '\n')
+        buf[strlen(buf) - 1] = '\0'; /* its messages end with one; any other is log_line's to replace */
     if (mhd_starting) {
         if (!mhd_start_msg[0])
             snprintf(mhd_start_msg, sizeof(mhd_start_msg), "%s", buf);

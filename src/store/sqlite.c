@@ -2206,16 +2206,24 @@ static enum custos_err fold_wal(const char *path)
     return CUSTOS_OK;
 }
 
-/* The first column of the first row of query q in db, as text (NULL when none), for restore_shape. */
-static char *first_row(sqlite3 *db, const char *q)
+/* The first column of the first row of query q in db, for restore_shape: SQLITE_ROW and *out
+   (malloc'ed text), SQLITE_DONE when there is no row (*out NULL), or an error code. */
+static int first_row(sqlite3 *db, const char *q, char **out)
 {
     sqlite3_stmt *st = NULL;
-    char *out = NULL;
+    int r = sqlite3_prepare_v2(db, q, -1, &st, NULL);
 
-    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        out = strdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+    *out = NULL;
+    if (r == SQLITE_OK)
+        r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+
+        if (!(*out = strdup(t ? t : "")))
+            r = SQLITE_NOMEM;
+    }
     sqlite3_finalize(st);
-    return out;
+    return r;
 }
 
 /*
@@ -2224,9 +2232,11 @@ static char *first_row(sqlite3 *db, const char *q)
  * had renamed a file it then cannot open would leave the vault unopenable.  After the one
  * migration an older backup may need and the tables it may lack, its schema must be exactly
  * data_schema's (no table, column, constraint or index of anyone else's: a CHECK or an
- * expression index would fail later writes), its text UTF-8, and its ids consistent the way the
- * open's publishing step relies on: an id staged once and not also stored, one id per record,
- * each index entry naming its record's id.
+ * expression index would fail later writes; SQLite's own statistics tables, which an operator's
+ * ANALYZE may have left in an older backup, are dropped), its text UTF-8, and its ids consistent
+ * the way the open's publishing step relies on: an id staged once and not also stored, one id
+ * per record, each index entry naming its record's id.  dst has secure_delete on: the migration
+ * frees pages that held blind data.
  */
 static enum custos_err restore_shape(sqlite3 *dst, const char *in)
 {
@@ -2242,45 +2252,67 @@ static enum custos_err restore_shape(sqlite3 *dst, const char *in)
          "an id names a record that is not its own"},
     };
     sqlite3 *ref = NULL;
-    char *want = NULL, *got = NULL, *enc;
+    char *want = NULL, *got = NULL, *enc = NULL, *stat = NULL;
     enum custos_err rc = CUSTOS_OK;
     size_t i;
+    int r;
 
-    enc = first_row(dst, "PRAGMA main.encoding");
-    if (!enc || strcmp(enc, "UTF-8") != 0) {
+    if ((r = first_row(dst, "PRAGMA main.encoding", &enc)) != SQLITE_ROW || strcmp(enc, "UTF-8") != 0) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup (text encoding %s): nothing was restored",
                             in, enc ? enc : "unknown");
         goto done;
     }
-    if ((rc = migrate_subjects(dst)) || (rc = exec(dst, data_schema, "restore schema")))
-        goto done;
+    /* ANALYZE's tables (sqlite_stat1, _stat4): no custos version makes them, and they can only
+       be dropped one by one, by name */
+    while ((r = first_row(dst, "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name LIKE "
+                               "'sqlite!_stat%' ESCAPE '!' LIMIT 1", &stat)) == SQLITE_ROW) {
+        char q[128];
+
+        snprintf(q, sizeof(q), "DROP TABLE main.\"%.64s\"", stat);
+        free(stat);
+        stat = NULL;
+        if ((rc = exec(dst, q, "restore schema")))
+            goto refused;
+    }
+    if (r != SQLITE_DONE || (rc = migrate_subjects(dst)) || (rc = exec(dst, data_schema, "restore schema")))
+        goto refused;
     if (sqlite3_open_v2(":memory:", &ref, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
         (rc = exec(ref, data_schema, "reference schema"))) {
         rc = rc ? rc : CUSTOS_ERR_NOMEM;
         goto done;
     }
-    want = first_row(ref, shape);
-    got = first_row(dst, shape);
-    if (!want || !got) {
-        rc = custos_err_set(CUSTOS_ERR_IO, "cannot read the schema of %s: nothing was restored", in);
-        goto done;
-    }
+    if (first_row(ref, shape, &want) != SQLITE_ROW || first_row(dst, shape, &got) != SQLITE_ROW)
+        goto refused;
     if (strcmp(want, got) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup: its tables or indexes are not this "
                             "version's: nothing was restored", in);
         goto done;
     }
     for (i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
-        char *hit = first_row(dst, checks[i][0]);
+        char *hit = NULL;
 
+        r = first_row(dst, checks[i][0], &hit);
         free(hit);
-        if (hit) {
+        if (r == SQLITE_ROW) {
             rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s is damaged (%s): nothing was restored", in, checks[i][1]);
             goto done;
         }
+        if (r != SQLITE_DONE)
+            goto refused;
     }
+    goto done;
+refused: {
+    /* a step that failed on the copy: the file is refused, saying why (copied first: the detail
+       being replaced is the one quoted) */
+    char why[160];
+
+    snprintf(why, sizeof(why), "%s", rc ? custos_err_msg(rc) : sqlite3_errmsg(dst));
+    rc = custos_err_set(rc == CUSTOS_ERR_NOMEM ? rc : CUSTOS_ERR_CORRUPT,
+                        "%s cannot be made this version's data plane (%s): nothing was restored", in, why);
+}
 done:
     free(enc);
+    free(stat);
     free(want);
     free(got);
     sqlite3_close(ref);
@@ -2347,6 +2379,10 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
     }
     close(fd);
     r = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* as every connection of the vault: pages freed by what follows are zeroed (an older backup's
+       blind data), and nothing in the copy's schema may call a function with side effects */
+    if (r == SQLITE_OK)
+        r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; PRAGMA trusted_schema=OFF;", NULL, NULL, NULL);
     if (r == SQLITE_OK && (bk = sqlite3_backup_init(dst, "main", db, "main")) != NULL) {
         r = sqlite3_backup_step(bk, -1);
         r = sqlite3_backup_finish(bk) == SQLITE_OK && r == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
@@ -2354,8 +2390,8 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         r = sqlite3_errcode(dst);
     /* no blind data comes in with a backup (an older backup's is dropped, zeroed): the vault's
        open rebuilds the index from the records whose keys still exist, resuming after a crash
-       (the marker travels with the file that replaces data.db).  A backup older than some
-       data-plane table gets it empty first (the open migrates the rest). */
+       (the marker travels with the file that replaces data.db).  An older backup is migrated
+       here, and gets the data-plane tables it lacks empty (restore_shape). */
     if (r == SQLITE_OK && (rc = restore_shape(dst, in))) {
         sqlite3_close(dst);
         unlink(tmp);

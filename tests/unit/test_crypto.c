@@ -398,6 +398,30 @@ static void test_buf_cap(void **state)
         assert_int_equal(custos_strcopy(d, 0, "abc", 3), 0);
         assert_int_equal(d[0], 'x');
     }
+    /* one line of text: every character that breaks, moves or reorders a line is one '?', invalid
+       bytes one '?' each, the rest (Korean included) kept; and the validity test agrees */
+    {
+        static const char *const cases[][2] = {
+            {"plain 한글 text", "plain 한글 text"},
+            {"a\r\nb\tc\x1b[31md\x7f", "a??b?c?[31md?"},
+            {"nel\xc2\x85" "csi\xc2\x9b" "2J", "nel?csi?2J"},
+            {"ls\xe2\x80\xa8ps\xe2\x80\xa9", "ls?ps?"},
+            {"rlo\xe2\x80\xaegnp.exe lri\xe2\x81\xa6x\xe2\x81\xa9", "rlo?gnp.exe lri?x?"},
+            {"bad\xff\xfe\xc3", "bad???"},
+            {"nbsp\xc2\xa0ok \xe2\x80\x8b", "nbsp\xc2\xa0ok \xe2\x80\x8b"},
+        };
+        char line[64];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            snprintf(line, sizeof(line), "%s", cases[i][0]);
+            custos_text_oneline(line);
+            assert_string_equal(line, cases[i][1]);
+        }
+        assert_true(custos_utf8_valid("한글", strlen("한글")));
+        assert_false(custos_utf8_valid("\xc0\xaf", 2));
+        assert_false(custos_utf8_valid("\xed\xa0\x80", 3)); /* a surrogate */
+        assert_true(custos_utf8_valid("", 0));
+    }
 }
 
 static void expect_json_str(const char *in, size_t n, const char *want)

@@ -1668,12 +1668,58 @@ static void test_read_text_matches_tree(void **state)
     assert_int_equal(n, 60);
 }
 
+/* Rewrite subject id's record with its leaves in another order: first those whose path begins
+   with first[0], then first[1], ... (each group in the record's order), then the rest. */
+static void reorder_leaves(struct custos_vault *v, const char *id, const char *const *first)
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_buf blob, nb;
+    struct custos_record r;
+    uint8_t raw[16];
+    size_t i, g, ngroups = 0, done = 0;
+    unsigned char *taken;
+
+    while (first[ngroups])
+        ngroups++;
+    assert_int_equal(custos_id_parse(raw, id), CUSTOS_OK);
+    custos_buf_init(&blob, 1u << 20);
+    custos_buf_init(&nb, 1u << 20);
+    must(v->ops->acquire(v->store, &c), "acquire");
+    must(v->ops->subject_get(c, raw, &blob), "subject_get");
+    must(custos_record_parse(blob.p, blob.len, &r), "parse");
+    taken = calloc(r.n ? r.n : 1, 1);
+    assert_non_null(taken);
+    must(custos_record_begin(&nb, r.gen), "begin");
+    for (g = 0; g <= ngroups; g++)
+        for (i = 0; i < r.n; i++) {
+            size_t plen = g < ngroups ? strlen(first[g]) : 0;
+
+            if (taken[i] || (g < ngroups && (r.leaf[i].plen < plen || memcmp(r.leaf[i].path, first[g], plen) != 0)))
+                continue;
+            must(custos_record_add_sealed(&nb, r.leaf[i].path, r.leaf[i].plen, r.leaf[i].sealed, r.leaf[i].slen),
+                 "add");
+            taken[i] = 1;
+            done += g < ngroups;
+        }
+    assert_true(done > 0);
+    must(custos_record_finish(&nb, r.n), "finish");
+    must(v->ops->begin(c, CUSTOS_PLANE_DATA), "begin data");
+    must(v->ops->subject_put(c, raw, nb.p, nb.len, NULL, 0, 1800000000000LL, 0), "put");
+    must(v->ops->commit(c, CUSTOS_PLANE_DATA), "commit");
+    v->ops->release(v->store, c);
+    free(taken);
+    custos_record_release(&r);
+    custos_buf_release(&blob);
+    custos_buf_release(&nb);
+}
+
 /*
  * An array shown to a caller keeps the record's length, whatever the position of its items that
  * have nothing to show (support: only an entrance code, which it may not see): each is {}, after
  * the items shown as well as before them, so the count and the indices in "masked" do not depend
- * on where such an item sits.  An array with nothing to show at all is left out.  The text the
- * read route writes and the tree (custos_subject_read) agree.
+ * on where such an item sits.  An array with nothing to show at all is left out.  A record whose
+ * leaves are not grouped is rendered through the tree instead of as text: the same rule holds
+ * there (review finding: the text closed the array before hidden items that came later).
  */
 static void test_read_hidden_items_keep_places(void **state)
 {
@@ -1731,6 +1777,23 @@ static void test_read_hidden_items_keep_places(void **state)
         custos_free_wiped(text);
         json_decref(tree);
     }
+    /* the tree: [V,H,H] stored as address_book[0], name, address_book[1], address_book[2] */
+    {
+        static const char *const split[] = {"address_book[0]", "name", NULL};
+        char *text = NULL;
+        size_t len = 0;
+
+        create(v, &f->sys,
+               "{\"name\":\"x\",\"address_book\":[{\"recipient\":\"가나다\"},{\"entrance_code\":\"#1\"},"
+               "{\"entrance_code\":\"#2\"}]}",
+               id);
+        reorder_leaves(v, id, split);
+        must(custos_subject_read_text(v, &sup, id, "support", NULL, &text, &len), "read text");
+        if (!strstr(text, "\"address_book\":[{\"recipient\":\"가*다\"},{},{}]"))
+            fail_msg("regrouped record: %s", text);
+        assert_null(strstr(text, "#"));
+        custos_free_wiped(text);
+    }
 }
 
 /*
@@ -1741,42 +1804,14 @@ static void test_read_text_fallback(void **state)
 {
     struct fx *f = *state;
     struct custos_vault *v = f->v;
-    struct custos_store_conn *c = NULL;
-    struct custos_buf blob, nb;
-    struct custos_record r;
+    static const char *const second_first[] = {"address_book[1]", NULL};
     char id[CUSTOS_ID_HEX + 1], want[16384], *text = NULL, *dump;
-    uint8_t raw[16];
-    size_t len = 0, dlen = 0, i, moved = 0;
+    size_t len = 0, dlen = 0;
     json_t *exp = NULL;
 
     create(v, &f->sys, alice, id);
-    assert_int_equal(custos_id_parse(raw, id), CUSTOS_OK);
-    custos_buf_init(&blob, 1u << 20);
-    custos_buf_init(&nb, 1u << 20);
-    must(v->ops->acquire(v->store, &c), "acquire");
-    must(v->ops->subject_get(c, raw, &blob), "subject_get");
-    must(custos_record_parse(blob.p, blob.len, &r), "parse");
     /* address_book[1] first, then everything else in its order */
-    must(custos_record_begin(&nb, r.gen), "begin");
-    for (int pass = 0; pass < 2; pass++)
-        for (i = 0; i < r.n; i++) {
-            int second = r.leaf[i].plen > 15 && memcmp(r.leaf[i].path, "address_book[1]", 15) == 0;
-
-            if (second != (pass == 0))
-                continue;
-            must(custos_record_add_sealed(&nb, r.leaf[i].path, r.leaf[i].plen, r.leaf[i].sealed, r.leaf[i].slen),
-                 "add");
-            moved += pass == 0;
-        }
-    assert_true(moved > 0);
-    must(custos_record_finish(&nb, r.n), "finish");
-    must(v->ops->begin(c, CUSTOS_PLANE_DATA), "begin data");
-    must(v->ops->subject_put(c, raw, nb.p, nb.len, NULL, 0, 1800000000000LL, 0), "put");
-    must(v->ops->commit(c, CUSTOS_PLANE_DATA), "commit");
-    v->ops->release(v->store, c);
-    custos_record_release(&r);
-    custos_buf_release(&blob);
-    custos_buf_release(&nb);
+    reorder_leaves(v, id, second_first);
 
     must(custos_subject_read_text(v, &f->sys, id, "account", NULL, &text, &len), "read text");
     must(custos_subject_export(v, &f->sys, id, &exp), "export");
