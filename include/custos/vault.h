@@ -55,6 +55,7 @@ struct custos_vault_opts {
        It can only make the ledger refuse entries (requests then fail with 503), never skip one. */
     int (*ledger_fault)(void *ctx, const char *op);
     void *ledger_fault_ctx;
+    unsigned rebuild_group; /* subjects per commit of a blind-index rebuild; 0 = 8192 (tests: small) */
 };
 
 /*

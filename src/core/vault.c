@@ -576,6 +576,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     free(text);
     if (rc || (rc = check_retention_roles(v->schema, v->policy)))
         goto fail;
+    v->rebuild_group = o->rebuild_group ? o->rebuild_group : 8192;
     memset(&lc, 0, sizeof(lc));
     path_join(path, sizeof(path), v->dir, "ledger");
     lc.dir = path;

@@ -61,6 +61,7 @@ struct custos_vault {
     int write_mu_ready;
     uint64_t last_compact_ms;
     volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
+    unsigned rebuild_group;    /* subjects per commit of a blind-index rebuild */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
     volatile int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
