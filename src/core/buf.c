@@ -286,11 +286,11 @@ void custos_utf8_scrub(char *s)
 
 /* Characters that end a line, move the cursor or reorder text for some reader of a log, a
    terminal or a script: C0 and C1 controls, DEL, the Unicode line and paragraph separators, the
-   bidirectional embeddings, overrides and isolates. */
+   bidirectional marks, embeddings, overrides and isolates. */
 static int unsafe_in_line(unsigned long cp)
 {
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
-           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0x061c ||
+           cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
 void custos_text_oneline(char *s)

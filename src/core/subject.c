@@ -437,7 +437,7 @@ enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed)
     struct rebuild_ctx rb;
     enum custos_err rc;
     int pending = 0;
-    size_t i;
+    size_t i, used = 0;
 
     if (indexed)
         *indexed = 0;
@@ -455,7 +455,9 @@ enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed)
     for (;;) {
         rb.n = 0;
         rb.rc = CUSTOS_OK;
-        if ((rc = v->ops->blind_rebuild_scan(rb.c, rb.after, v->rebuild_group, rebuild_one, &rb)) || (rc = rb.rc))
+        rc = v->ops->blind_rebuild_scan(rb.c, rb.after, v->rebuild_group, rebuild_one, &rb);
+        used = rb.n > used ? rb.n : used;
+        if (rc || (rc = rb.rc))
             break;
         if ((rc = v->ops->begin(rb.c, CUSTOS_PLANE_DATA)))
             break;
@@ -475,7 +477,7 @@ enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed)
     }
 done:
     if (rb.items) {
-        sodium_memzero(rb.items, v->rebuild_group * sizeof(*rb.items));
+        sodium_memzero(rb.items, used * sizeof(*rb.items)); /* what was written; the rest never was */
         free(rb.items);
     }
     v->ops->release(v->store, rb.c);

@@ -2251,37 +2251,46 @@ static enum custos_err restore_shape(sqlite3 *dst, const char *in)
          " WHERE s.rid IS NULL OR s.id IS NOT i.id LIMIT 1",
          "an id names a record that is not its own"},
     };
+    static const char *const stats[] = {"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"};
     sqlite3 *ref = NULL;
-    char *want = NULL, *got = NULL, *enc = NULL, *stat = NULL;
+    char *want = NULL, *got = NULL, *enc = NULL;
     enum custos_err rc = CUSTOS_OK;
     size_t i;
-    int r;
+    int r = SQLITE_OK;
 
     if ((r = first_row(dst, "PRAGMA main.encoding", &enc)) != SQLITE_ROW || strcmp(enc, "UTF-8") != 0) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup (text encoding %s): nothing was restored",
                             in, enc ? enc : "unknown");
         goto done;
     }
-    /* ANALYZE's tables (sqlite_stat1, _stat4): no custos version makes them, and they can only
-       be dropped one by one, by name */
-    while ((r = first_row(dst, "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name LIKE "
-                               "'sqlite!_stat%' ESCAPE '!' LIMIT 1", &stat)) == SQLITE_ROW) {
-        char q[128];
+    /* ANALYZE's tables: no custos version makes them.  Dropped by their own fixed names, never by
+       a name read from the file (the file is not trusted: a name is SQL once spliced into it);
+       any other name fails the schema comparison below. */
+    for (i = 0; i < sizeof(stats) / sizeof(stats[0]); i++) {
+        char q[128], *hit = NULL;
 
-        snprintf(q, sizeof(q), "DROP TABLE main.\"%.64s\"", stat);
-        free(stat);
-        stat = NULL;
-        if ((rc = exec(dst, q, "restore schema")))
+        snprintf(q, sizeof(q), "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = '%s'", stats[i]);
+        if ((r = first_row(dst, q, &hit)) == SQLITE_ROW) {
+            snprintf(q, sizeof(q), "DROP TABLE main.%s", stats[i]);
+            if ((rc = exec(dst, q, "restore schema")))
+                r = sqlite3_errcode(dst);
+        }
+        free(hit);
+        if (r != SQLITE_ROW && r != SQLITE_DONE)
             goto refused;
     }
-    if (r != SQLITE_DONE || (rc = migrate_subjects(dst)) || (rc = exec(dst, data_schema, "restore schema")))
+    if ((rc = migrate_subjects(dst)) || (rc = exec(dst, data_schema, "restore schema")))
         goto refused;
     if (sqlite3_open_v2(":memory:", &ref, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
         (rc = exec(ref, data_schema, "reference schema"))) {
         rc = rc ? rc : CUSTOS_ERR_NOMEM;
         goto done;
     }
-    if (first_row(ref, shape, &want) != SQLITE_ROW || first_row(dst, shape, &got) != SQLITE_ROW)
+    if (first_row(ref, shape, &want) != SQLITE_ROW) {
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot check %s (%s): nothing was restored", in, sqlite3_errmsg(ref));
+        goto done;
+    }
+    if ((r = first_row(dst, shape, &got)) != SQLITE_ROW)
         goto refused;
     if (strcmp(want, got) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s is not a custos backup: its tables or indexes are not this "
@@ -2302,17 +2311,28 @@ static enum custos_err restore_shape(sqlite3 *dst, const char *in)
     }
     goto done;
 refused: {
-    /* a step that failed on the copy: the file is refused, saying why (copied first: the detail
-       being replaced is the one quoted) */
+    /* a step on the copy failed.  What the machine caused (the disk, memory, a lock) keeps its
+       code; anything else is the file's doing, and refuses it.  The detail is copied first: the
+       one being replaced is the one quoted. */
+    int code = sqlite3_errcode(dst) & 0xff;
     char why[160];
 
+    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE)
+        code = r & 0xff;
     snprintf(why, sizeof(why), "%s", rc ? custos_err_msg(rc) : sqlite3_errmsg(dst));
-    rc = custos_err_set(rc == CUSTOS_ERR_NOMEM ? rc : CUSTOS_ERR_CORRUPT,
-                        "%s cannot be made this version's data plane (%s): nothing was restored", in, why);
+    if (rc == CUSTOS_ERR_NOMEM || code == SQLITE_NOMEM)
+        rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot check %s (%s): nothing was restored", in, why);
+    else if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+        rc = custos_err_set(CUSTOS_ERR_LOCKED, "cannot check %s (%s): nothing was restored", in, why);
+    else if (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN || code == SQLITE_READONLY ||
+             code == SQLITE_PERM)
+        rc = custos_err_set(CUSTOS_ERR_IO, "cannot check %s (%s): nothing was restored", in, why);
+    else
+        rc = custos_err_set(CUSTOS_ERR_CORRUPT, "%s cannot be made this version's data plane (%s): nothing was "
+                            "restored", in, why);
 }
 done:
     free(enc);
-    free(stat);
     free(want);
     free(got);
     sqlite3_close(ref);
@@ -2381,8 +2401,12 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
     r = sqlite3_open_v2(tmp, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     /* as every connection of the vault: pages freed by what follows are zeroed (an older backup's
        blind data), and nothing in the copy's schema may call a function with side effects */
-    if (r == SQLITE_OK)
+    if (r == SQLITE_OK) {
+        /* the copy is the file's, not yet the vault's: no other database can be attached to the
+           connection that works on it, whatever runs there */
+        sqlite3_limit(dst, SQLITE_LIMIT_ATTACHED, 0);
         r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; PRAGMA trusted_schema=OFF;", NULL, NULL, NULL);
+    }
     if (r == SQLITE_OK && (bk = sqlite3_backup_init(dst, "main", db, "main")) != NULL) {
         r = sqlite3_backup_step(bk, -1);
         r = sqlite3_backup_finish(bk) == SQLITE_OK && r == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;

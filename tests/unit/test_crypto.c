@@ -407,6 +407,7 @@ static void test_buf_cap(void **state)
             {"nel\xc2\x85" "csi\xc2\x9b" "2J", "nel?csi?2J"},
             {"ls\xe2\x80\xa8ps\xe2\x80\xa9", "ls?ps?"},
             {"rlo\xe2\x80\xaegnp.exe lri\xe2\x81\xa6x\xe2\x81\xa9", "rlo?gnp.exe lri?x?"},
+            {"lrm\xe2\x80\x8e" "rlm\xe2\x80\x8f" "alm\xd8\x9c", "lrm?rlm?alm?"},
             {"bad\xff\xfe\xc3", "bad???"},
             {"nbsp\xc2\xa0ok \xe2\x80\x8b", "nbsp\xc2\xa0ok \xe2\x80\x8b"},
         };

@@ -1035,6 +1035,54 @@ static void test_restore_refuses_foreign_shape(void **state)
     unlink(bak);
 }
 
+/*
+ * A backup an operator ran ANALYZE on restores (its statistics tables are dropped); a table name
+ * in the file is never spliced into SQL (review finding: a name like `sqlite_stat1";ATTACH ...`
+ * ran its own statements on the restore's connection, and deleted the live vault's keys).
+ */
+static void test_restore_stat_tables(void **state)
+{
+    struct fx *f = *state;
+    char a[33], bak[300], data[300], ctl[300], link[64], payload[128], *q, *create_sql;
+    json_t *out = NULL;
+    int n;
+
+    create(f, alice, a);
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    backup_fresh(f, bak);
+    doctor(bak, "ANALYZE;");
+    assert_true(count_rows(bak, "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'") == 1);
+    restore_from(f, bak);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite!_stat%' ESCAPE '!'"),
+                     0);
+    assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_OK);
+    json_decref(out);
+    unlink(bak);
+
+    /* a statistics table, and a table whose name in the schema is SQL that attaches the live
+       control.db (through a short link: the name is at most 64 bytes) and empties its keys */
+    backup_fresh(f, bak);
+    doctor(bak, "ANALYZE;");
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(link, sizeof(link), "/tmp/q%03d", (int)(getpid() % 1000));
+    unlink(link);
+    assert_int_equal(symlink(ctl, link), 0);
+    n = snprintf(payload, sizeof(payload), "sqlite_stat1\";ATTACH'%s'AS c;DELETE FROM c.subject_keys--", link);
+    assert_true(n > 0 && n <= 64);
+    create_sql = sqlite3_mprintf("CREATE TABLE \"%w\"(subject BLOB NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL,"
+                                 " created INTEGER NOT NULL, PRIMARY KEY(subject, name)) WITHOUT ROWID",
+                                 payload);
+    q = sqlite3_mprintf("PRAGMA writable_schema=ON; UPDATE sqlite_master SET name = %Q, tbl_name = %Q, sql = %Q"
+                        " WHERE name = 'links';",
+                        payload, payload, create_sql);
+    doctor(bak, q);
+    sqlite3_free(q);
+    sqlite3_free(create_sql);
+    expect_refused(f, bak, CUSTOS_ERR_INVALID, "not this version's", a);
+    unlink(link);
+    unlink(bak);
+}
+
 /* An erasure made after the backup is re-applied at the open even when the backup's row for the
    subject is too large to be a record (review finding: the open failed on it, and kept failing). */
 static void test_restore_erases_oversize_row(void **state)
@@ -1774,6 +1822,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_refuses_corrupt_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_trigger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_refuses_foreign_shape, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_stat_tables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_erases_oversize_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_without_data_db, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_format_named, setup, teardown),
