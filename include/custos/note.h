@@ -67,6 +67,13 @@ enum custos_err custos_note_open(const char *note, size_t len, const struct cust
  */
 enum custos_err custos_note_text_len(const char *note, size_t len, size_t *text_len);
 
+/*
+ * 1 when the note is well formed and has a signature line with v's key name and key id,
+ * whether or not its signature verifies (for telling a note signed by another key from an
+ * edited one in error messages); 0 otherwise.  Proves nothing: use custos_note_open.
+ */
+int custos_note_names_key(const char *note, size_t len, const struct custos_note_verifier *v);
+
 /* tlog-checkpoint v1.0.0 body: origin line, decimal size, base64 root, each ending in '\n'. */
 struct custos_checkpoint {
     char origin[CUSTOS_NOTE_NAME_MAX + 1];

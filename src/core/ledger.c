@@ -2273,7 +2273,16 @@ static int next_checkpoint(struct vstate *vs)
         return -1;
     }
     if (custos_note_open(vs->note, nlen, vs->v, &tlen) != CUSTOS_OK) {
-        bad(vs, vs->vouched, "checkpoint %llu: signature does not verify", (unsigned long long)vs->rep->checkpoints);
+        /* Say which: a line by this key that fails (an edited checkpoint), or no line by this
+           key at all (a checkpoint by another key spliced in, or the vault's ledger key itself
+           replaced since: every checkpoint then fails, starting with the first). */
+        if (!custos_note_names_key(vs->note, nlen, vs->v))
+            bad(vs, vs->vouched, "checkpoint %llu: not signed by this vault's ledger key %s+%02x%02x%02x%02x "
+                "(signed by another key, or the ledger key was replaced)",
+                (unsigned long long)vs->rep->checkpoints, vs->v->name, vs->v->key_id[0], vs->v->key_id[1],
+                vs->v->key_id[2], vs->v->key_id[3]);
+        else
+            bad(vs, vs->vouched, "checkpoint %llu: signature does not verify", (unsigned long long)vs->rep->checkpoints);
         return -1;
     }
     if (custos_checkpoint_parse(&vs->next, vs->note, tlen) != CUSTOS_OK || vs->next.size != size) {

@@ -215,9 +215,10 @@ enum custos_err custos_note_sign(char *out, size_t outcap, size_t *outlen, const
 /*
  * Shape check shared by custos_note_open and custos_note_text_len: caps,
  * UTF-8, the text/signature split and the framing of every signature line.
- * When `v` is not NULL, also verifies the lines from v; *verified counts them.
+ * When `v` is not NULL, also verifies the lines from v (only finds them when `check` is 0);
+ * *verified counts them.
  */
-static enum custos_err note_scan(const char *note, size_t len, const struct custos_note_verifier *v,
+static enum custos_err note_scan(const char *note, size_t len, const struct custos_note_verifier *v, int check,
                                  size_t *text_len, unsigned *verified)
 {
     const char *sigs, *end, *line, *nl, *sp, *b64;
@@ -267,8 +268,8 @@ static enum custos_err note_scan(const char *note, size_t len, const struct cust
             return custos_err_set(CUSTOS_ERR_INVALID, "note: malformed signature");
         if (v == NULL || nlen != vnlen || memcmp(line, v->name, nlen) != 0 || memcmp(raw, v->key_id, 4) != 0)
             continue; /* not from v: ignored */
-        if (rawlen != 4 + crypto_sign_ed25519_BYTES ||
-            crypto_sign_ed25519_verify_detached(raw + 4, (const unsigned char *)note, tlen, v->pubkey) != 0)
+        if (check && (rawlen != 4 + crypto_sign_ed25519_BYTES ||
+            crypto_sign_ed25519_verify_detached(raw + 4, (const unsigned char *)note, tlen, v->pubkey) != 0))
             return custos_err_set(CUSTOS_ERR_INVALID, "note: signature by %s does not verify", v->name);
         ok++;
     }
@@ -281,7 +282,7 @@ enum custos_err custos_note_text_len(const char *note, size_t len, size_t *text_
 {
     unsigned verified = 0;
 
-    return note_scan(note, len, NULL, text_len, &verified);
+    return note_scan(note, len, NULL, 0, text_len, &verified);
 }
 
 enum custos_err custos_note_open(const char *note, size_t len, const struct custos_note_verifier *v,
@@ -293,13 +294,21 @@ enum custos_err custos_note_open(const char *note, size_t len, const struct cust
 
     if (v == NULL)
         return custos_err_set(CUSTOS_ERR_INVALID, "note: no verifier");
-    e = note_scan(note, len, v, &tlen, &verified);
+    e = note_scan(note, len, v, 1, &tlen, &verified);
     if (e != CUSTOS_OK)
         return e;
     if (verified == 0)
         return custos_err_set(CUSTOS_ERR_INVALID, "note: no signature by %s", v->name);
     *text_len = tlen;
     return CUSTOS_OK;
+}
+
+int custos_note_names_key(const char *note, size_t len, const struct custos_note_verifier *v)
+{
+    unsigned found = 0;
+    size_t tlen;
+
+    return v != NULL && note_scan(note, len, v, 0, &tlen, &found) == CUSTOS_OK && found > 0;
 }
 
 enum custos_err custos_checkpoint_format(char *out, size_t outcap, size_t *outlen,
