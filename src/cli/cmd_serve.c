@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,15 @@ static const char help[] =
     "--webhook-allow-loopback: also deliver erasure notices to 127.0.0.0/8 and ::1 (development,\n"
     "tests); link-local, multicast and unspecified addresses are never allowed.\n";
 
-static volatile sig_atomic_t stop_flag;
+/* read by the server's threads too: an atomic, not a volatile sig_atomic_t (which is for one
+   thread and its handlers only); lock-free, so the handler may store to it */
+static atomic_int stop_flag;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler needs a lock-free atomic int");
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
 }
 
 int cmd_serve(int argc, char **argv)

@@ -521,8 +521,8 @@ out:
     if (audit_rc)
         rc = audit_rc; /* the ledger failed first: 503 */
     if (!data_done)
-        v->erasures_unfinished = 1; /* the tick finishes it (custos_erasures_finish) */
-    v->compact_soon = 1; /* a tick soon flushes logs whose old pages held the destroyed key */
+        atomic_store(&v->erasures_unfinished, 1); /* the tick finishes it (custos_erasures_finish) */
+    atomic_store(&v->compact_soon, 1); /* a tick soon flushes logs whose old pages held the destroyed key */
     custos_unlock_writes(v);
     v->ops->release(v->store, conn);
     custos_record_release(&r);
@@ -1216,7 +1216,7 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
     v->ops->release(v->store, conn);
     if (rc || !*keys)
         return rc;
-    v->compact_soon = 1;
+    atomic_store(&v->compact_soon, 1);
     custos_caller_system(&sys);
     custos_event_init(&e, "retention.expire", &sys);
     e.count = (int64_t)*values;
@@ -1330,10 +1330,9 @@ enum custos_err custos_erasures_finish(struct custos_vault *v)
     uint64_t at_open;
     enum custos_err rc;
 
-    if (!v->erasures_unfinished)
+    /* cleared as it is read: an erasure failing while this runs sets it again */
+    if (!atomic_exchange(&v->erasures_unfinished, 0))
         return CUSTOS_OK;
-    /* cleared first: an erasure failing while this runs sets it again */
-    v->erasures_unfinished = 0;
     /* the write lock: no erasure or re-key is half-way while the tombstones and key generations
        are re-applied (a re-key's new generation must not be taken for a stale one) */
     custos_lock_writes(v);
@@ -1342,9 +1341,9 @@ enum custos_err custos_erasures_finish(struct custos_vault *v)
     v->reapplied_at_open = at_open; /* that count is the open's (restore reports it) */
     custos_unlock_writes(v);
     if (rc)
-        v->erasures_unfinished = 1; /* the ledger or the store still fails: the next tick retries */
+        atomic_store(&v->erasures_unfinished, 1); /* the ledger or the store still fails: the next tick retries */
     else
-        v->compact_soon = 1;
+        atomic_store(&v->compact_soon, 1);
     return rc;
 }
 

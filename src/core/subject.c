@@ -1445,7 +1445,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
             goto done; /* the next start removes the stale generation */
         }
         custos_keycache_drop(v->keys, id); /* a reader may have cached the old generation meanwhile */
-        v->compact_soon = 1; /* old log pages hold the deleted generation: flush within seconds */
+        atomic_store(&v->compact_soon, 1); /* old log pages hold the deleted generation: flush within seconds */
     }
     list = json_array();
     for (i = 0; list && i < written.n; i++)

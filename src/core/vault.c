@@ -785,6 +785,7 @@ void custos_vault_tick(struct custos_vault *v)
 {
     struct custos_store_conn *c = NULL;
     uint64_t now = custos_now(v);
+    int soon;
 
     /* Shred retention keys whose period ended (checked every 10 s). */
     if (now - v->last_expire_ms >= 10000) {
@@ -803,16 +804,20 @@ void custos_vault_tick(struct custos_vault *v)
     }
     /* Flush the databases' logs soon after erasures (old pages may hold destroyed keys), and
        at least once a minute otherwise. */
-    if (now - v->last_compact_ms < (v->compact_soon ? 5000u : 60000u))
+    if (now - v->last_compact_ms < (atomic_load(&v->compact_soon) ? 5000u : 60000u))
         return;
     custos_erasure_mark(v);
+    /* Taken before the flush: an erasure committed while it runs (its old pages perhaps not
+       covered) sets it again, and the next tick flushes once more. */
+    soon = atomic_exchange(&v->compact_soon, 0);
     if (v->ops->acquire(v->store, &c) == CUSTOS_OK) {
-        /* until a flush completes, an erasure's request stands: retried every tick */
-        if (v->ops->compact_logs(c) == CUSTOS_OK) {
+        if (v->ops->compact_logs(c) == CUSTOS_OK)
             v->last_compact_ms = now;
-            v->compact_soon = 0;
-        }
+        else if (soon)
+            atomic_store(&v->compact_soon, 1); /* until a flush completes, the request stands */
         v->ops->release(v->store, c);
+    } else if (soon) {
+        atomic_store(&v->compact_soon, 1);
     }
 }
 

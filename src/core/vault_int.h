@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -60,11 +61,11 @@ struct custos_vault {
     pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
     int write_mu_ready;
     uint64_t last_compact_ms;
-    volatile int compact_soon; /* set by erasures: compact within seconds, not a minute */
+    atomic_int compact_soon;   /* set by erasures (request threads): the tick compacts within seconds */
     unsigned rebuild_group;    /* subjects per commit of a blind-index rebuild */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
-    volatile int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
+    atomic_int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
     int opened;                 /* open completed (erasures re-applied) */
 };
 

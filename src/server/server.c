@@ -967,7 +967,7 @@ static unsigned bound_port(int fd)
 }
 
 enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
-                                  volatile sig_atomic_t *stop)
+                                  atomic_int *stop)
 {
     struct sockaddr_storage ss;
     unsigned sslen = 0, port, limit, per_ip, nw;
@@ -1082,7 +1082,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     if ((rc = custos_webhook_start(v, stop)))
         goto done;
-    while (!*stop) {
+    while (!atomic_load(stop)) {
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
     }

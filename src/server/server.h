@@ -14,6 +14,7 @@
 #define CUSTOS_SERVER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,9 +130,10 @@ struct custos_server_opts {
     unsigned threads;      /* worker threads (one libmicrohttpd daemon each); 0 = default */
 };
 
-/* Serve until *stop becomes non-zero (set from a signal handler).  Logs to stderr. */
+/* Serve until *stop becomes non-zero (set from a signal handler, or another thread: an atomic,
+   lock-free so that a handler may store to it).  Logs to stderr. */
 enum custos_err custos_server_run(struct custos_vault *v, const struct custos_server_opts *o,
-                                  volatile sig_atomic_t *stop);
+                                  atomic_int *stop);
 
 /* Options of the outbox deliverer (webhook.c). */
 struct custos_webhook_opts {
@@ -144,7 +146,7 @@ struct custos_webhook_opts {
 void custos_webhook_configure(const struct custos_webhook_opts *o);
 
 /* The outbox deliverer (webhook.c): runs until *stop. */
-enum custos_err custos_webhook_start(struct custos_vault *v, volatile sig_atomic_t *stop);
+enum custos_err custos_webhook_start(struct custos_vault *v, atomic_int *stop);
 void custos_webhook_stop(void);
 
 /*

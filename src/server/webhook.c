@@ -67,7 +67,7 @@
 
 struct webhook {
     struct custos_vault *v;
-    volatile sig_atomic_t *stop;
+    atomic_int *stop;
     pthread_t th;
     int running;
     int allow_loopback;
@@ -299,7 +299,7 @@ static void *run(void *arg)
     memset(&p, 0, sizeof(p));
     if (!(p.m = curl_multi_init()))
         return NULL;
-    while (!*w->stop) {
+    while (!atomic_load(w->stop)) {
         CURLMsg *msg;
         int left;
 
@@ -333,7 +333,7 @@ void custos_webhook_configure(const struct custos_webhook_opts *o)
     hook.allow_loopback = o && o->allow_loopback;
 }
 
-enum custos_err custos_webhook_start(struct custos_vault *v, volatile sig_atomic_t *stop)
+enum custos_err custos_webhook_start(struct custos_vault *v, atomic_int *stop)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     hook.v = v;

@@ -59,7 +59,7 @@ struct fx {
     char port_file[300];
     struct custos_vault *v;
     pthread_t thread;
-    volatile sig_atomic_t stop;
+    atomic_int stop;
     enum custos_err served;
     atomic_int fail_fsync; /* every ledger fsync fails from now on */
     atomic_int fsyncs;
@@ -140,7 +140,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
 
-    f->stop = 1;
+    atomic_store(&f->stop, 1);
     pthread_join(f->thread, NULL);
     custos_vault_free(f->v);
     rm_rf(f->dir);
@@ -241,7 +241,7 @@ static void test_stop_sends_held_response(void **state)
     for (int i = 0; i < 10000 && !atomic_load(&f->in_fsync); i++)
         nanosleep(&nap, NULL);
     assert_true(atomic_load(&f->in_fsync)); /* the request's event is being synced: its 401 is held */
-    f->stop = 1;                             /* SIGTERM */
+    atomic_store(&f->stop, 1);                             /* SIGTERM */
     nanosleep(&settle, NULL);                /* the server notices (within 200 ms) and stops accepting */
     atomic_store(&f->slow_fsync, 0);         /* durable now */
     pthread_join(t, NULL);

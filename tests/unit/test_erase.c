@@ -25,7 +25,8 @@
 #include "custos/ledger.h"
 #include "custos/vault.h"
 
-static uint64_t fake_now = 1764000000000ULL; /* 2025-11-24 */
+/* atomic: the ledger's writer thread reads the clock too */
+static _Atomic uint64_t fake_now = 1764000000000ULL; /* 2025-11-24 */
 
 static int fail_rename; /* rename fails with EIO while set */
 
