@@ -449,7 +449,7 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto fail;
-    custos_lock_writes(v);
+    custos_lock_writes(v, conn);
     locked = 1;
     if ((rc = custos_record_load(v, conn, id, blob, &r, key)) && (rc = unreadable(v, conn, id, rc, &r)))
         goto fail;
@@ -747,7 +747,7 @@ enum custos_err custos_link_put(struct custos_vault *v, const struct custos_call
         goto done;
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    custos_lock_writes(v);
+    custos_lock_writes(v, conn);
     rc = v->ops->subject_get(conn, id, &blob);
     if (rc == CUSTOS_ERR_NOTFOUND)
         rc = custos_subject_missing(v, conn, id);
@@ -1206,7 +1206,7 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
     *keys = *values = 0;
     if ((rc = v->ops->acquire(v->store, &conn)))
         return rc;
-    custos_lock_writes(v);
+    custos_lock_writes(v, conn);
     if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
         if ((rc = v->ops->retention_expire(conn, day_of((int64_t)custos_now(v)), keys, values)) ||
             (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
@@ -1335,7 +1335,7 @@ enum custos_err custos_erasures_finish(struct custos_vault *v)
         return CUSTOS_OK;
     /* the write lock: no erasure or re-key is half-way while the tombstones and key generations
        are re-applied (a re-key's new generation must not be taken for a stale one) */
-    custos_lock_writes(v);
+    custos_lock_writes(v, NULL);
     at_open = v->reapplied_at_open;
     rc = custos_erasures_reapply(v, NULL);
     v->reapplied_at_open = at_open; /* that count is the open's (restore reports it) */

@@ -973,8 +973,14 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
     return rc;
 }
 
-void custos_lock_writes(struct custos_vault *v)
+void custos_lock_writes(struct custos_vault *v, struct custos_store_conn *c)
 {
+    /* Never wait here holding a read snapshot: a log flush (the tick's compact_logs) waits for
+       old snapshots to end and holds writers back meanwhile, so if the lock's holder is waiting
+       to write, this thread, the holder and the flush would wait for each other until SQLite's
+       busy timeout broke the cycle (10 s, and a 503 for one of them). */
+    if (v->ops->snapshot_leave)
+        v->ops->snapshot_leave(v->store, c);
     pthread_mutex_lock(&v->write_mu);
 }
 
@@ -1410,7 +1416,7 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     rekey = touches_sensitive(v->schema, touched);
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    custos_lock_writes(v);
+    custos_lock_writes(v, conn);
     locked = 1;
     if ((rc = custos_record_load(v, conn, id, blob, &r, key)))
         goto done;

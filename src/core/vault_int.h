@@ -268,7 +268,9 @@ enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp,
    an unknown name or a stray comma. */
 enum custos_err custos_fields_mask(const struct custos_schema *s, const char *fields, uint64_t *mask);
 json_t *custos_decode_value(char tag, const char *val, size_t len);
-void custos_lock_writes(struct custos_vault *v);
+/* The vault's write lock (read-modify-write of records and keys).  c: the connection the caller
+   holds, if any; the caller's read snapshots end before it waits (see custos_lock_writes). */
+void custos_lock_writes(struct custos_vault *v, struct custos_store_conn *c);
 void custos_unlock_writes(struct custos_vault *v);
 
 /* Rebuild the blind index of a restored data plane (backups carry none) from the records whose

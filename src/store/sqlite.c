@@ -691,6 +691,13 @@ static void sq_snapshot_turn(struct custos_store *s)
         snapshot_end(t);
 }
 
+static void sq_snapshot_leave(struct custos_store *s, struct custos_store_conn *c)
+{
+    if (c)
+        snapshot_end(c->twin);
+    snapshot_end(slot.c && slot.gen == s->gen ? slot.c->twin : NULL);
+}
+
 static enum custos_err sq_acquire(struct custos_store *s, struct custos_store_conn **out)
 {
     struct custos_store_conn *c;
@@ -2484,6 +2491,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .compact_logs = sq_compact_logs,
     .snapshot_reads = sq_snapshot_reads,
     .snapshot_turn = sq_snapshot_turn,
+    .snapshot_leave = sq_snapshot_leave,
     .log_checkpoint = sq_log_checkpoint,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,

@@ -151,6 +151,11 @@ struct custos_store_ops {
        outlives SNAPSHOT_MAX_MS or a commit.  Either may be a no-op. */
     void (*snapshot_reads)(struct custos_store *s, int on);
     void (*snapshot_turn)(struct custos_store *s);
+    /* Ends the calling thread's snapshot now, whatever its age (the one of c, a connection it
+       holds, if not NULL, and of the one it keeps between acquires): called before the thread
+       waits for anything a writer may hold (the vault's write lock), since a log flush holds
+       writers back while it waits for old snapshots to end.  May be a no-op. */
+    void (*snapshot_leave)(struct custos_store *s, struct custos_store_conn *c);
     /* Copy what a plane's log holds into its database now, without waiting for or blocking its
        writer (a bulk load runs this on another thread, so its writer's own checkpoints find
        little left to copy). */

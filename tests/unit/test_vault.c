@@ -1944,6 +1944,68 @@ static void test_commit_ends_own_snapshot(void **state)
     custos_vault_thread_serving(v, 0);
 }
 
+/* A thread that holds the write lock and waits for a log flush, while the flush waits for the
+   read snapshot of a thread that waits for the write lock: found under load (a PATCH, an
+   erasure and the tick's flush stalled every request for 10 s, then one got 503 "database is
+   busy").  A thread ends its snapshot before it waits for the write lock, so the flush goes on. */
+struct lock_holder {
+    struct fx *f;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int locked;
+    enum custos_err rc;
+};
+
+static void *hold_lock_and_flush(void *arg)
+{
+    struct lock_holder *h = arg;
+    struct custos_vault *v = h->f->v;
+    struct custos_store_conn *c = NULL;
+    struct timespec pause = {0, 200 * 1000 * 1000};
+
+    custos_lock_writes(v, NULL);
+    pthread_mutex_lock(&h->mu);
+    h->locked = 1;
+    pthread_cond_signal(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    nanosleep(&pause, NULL); /* let the other thread reach the lock (if it has not, the test is weaker) */
+    h->rc = v->ops->acquire(v->store, &c);
+    if (!h->rc)
+        h->rc = v->ops->compact_logs(c); /* waits for every old snapshot */
+    v->ops->release(v->store, c);
+    custos_unlock_writes(v);
+    return NULL;
+}
+
+static void test_snapshot_vs_write_lock(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1];
+    struct lock_holder h = {f, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, CUSTOS_OK};
+    pthread_t t;
+    json_t *out = NULL;
+
+    create(v, &f->sys, alice, a);
+    create(v, &f->sys, bob, b);
+    custos_vault_thread_serving(v, 1);
+    expect_rc(read_rc(v, &f->sys, a, "account"), CUSTOS_OK, "read (this thread now holds a snapshot)");
+    run_other(f, b, 0); /* a commit after it: the flush must wait for the snapshot to go */
+    assert_int_equal(pthread_create(&t, NULL, hold_lock_and_flush, &h), 0);
+    pthread_mutex_lock(&h.mu);
+    while (!h.locked)
+        pthread_cond_wait(&h.cv, &h.mu);
+    pthread_mutex_unlock(&h.mu);
+    /* waits for the write lock, which the other thread holds until its flush is done */
+    must(custos_subject_update(v, &f->sys, a, "{\"phone\":\"010-3333-4444\"}",
+                               strlen("{\"phone\":\"010-3333-4444\"}"), &out),
+         "write after waiting for the lock");
+    json_decref(out);
+    pthread_join(t, NULL);
+    must(h.rc, "the flush while a reader waited for the write lock");
+    custos_vault_thread_serving(v, 0);
+}
+
 static void test_import_rejects(void **state)
 {
     struct fx *f = *state;
@@ -2305,6 +2367,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_hidden_items_keep_places, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_vs_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_ends_own_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_vs_write_lock, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
