@@ -107,7 +107,7 @@ enum custos_err custos_event_encode(const struct custos_event *e, uint64_t time_
     if ((rc = custos_buf_adds(b, "{\"v\":1,\"time\":")) || (rc = custos_buf_add_u64(b, time_ms)) ||
         (rc = add_str_member(b, "action", e->action)) ||
         (rc = add_str_member(b, "result", result_name(e->result))) ||
-        (rc = add_str_member(b, "reason", e->result == CUSTOS_RESULT_OK ? NULL : e->reason)) ||
+        (rc = add_str_member(b, "reason", e->result == CUSTOS_RESULT_OK ? e->ok_reason : e->reason)) ||
         (rc = add_str_member(b, "actor", w ? w->principal : e->actor ? e->actor : "-")) ||
         (rc = add_str_member(b, "minter", w && w->minter[0] ? w->minter : NULL)) ||
         (rc = add_str_member(b, "token", w ? (w->has_token ? w->token_id : NULL) : e->token_id)) ||

@@ -1270,6 +1270,7 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
     }
     for (i = from; i < size && !rc; i++) {
         struct custos_erasure_row er;
+        enum custos_err got;
         const char *hex;
         json_t *ev;
         size_t len = 0;
@@ -1294,7 +1295,8 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             json_decref(ev);
             continue;
         }
-        if (v->ops->erasure_get(conn, id, &er) == CUSTOS_ERR_NOTFOUND) {
+        got = v->ops->erasure_get(conn, id, &er);
+        if (got == CUSTOS_ERR_NOTFOUND) {
             memset(&er, 0, sizeof(er));
             memcpy(er.id, id, 16);
             er.erased_at = json_integer_value(json_object_get(ev, "time"));
@@ -1308,6 +1310,14 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             }
             if (!rc)
                 (*applied)++;
+        } else if (got == CUSTOS_OK && er.ledger_index < 0) {
+            /* The erasure's own entry reached the ledger and the process stopped before the
+               tombstone learned its index (step 4): that entry is the erasure's record, naming
+               who asked; reapply_one must not write a second one as the local operator. */
+            er.ledger_index = (int64_t)i;
+            if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)) &&
+                ((rc = v->ops->erasure_put(conn, &er)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))))
+                v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
         }
         json_decref(ev);
     }
@@ -1353,12 +1363,20 @@ enum custos_err custos_erasure_mark(struct custos_vault *v)
     uint8_t mb[8];
     enum custos_err rc;
 
-    /* every erase entry in the ledger was preceded by its tombstone (erase step 2 before 3),
-       so the live control plane covers the whole ledger as it stands */
-    custos_put_be64(mb, custos_ledger_size(v->ledger));
+    /* Every erase entry in the ledger was preceded by its tombstone (erase step 2 before 3),
+       so the live control plane covers the whole ledger as it stands, but a tombstone may not
+       know its entry yet: between steps 3 and 4 (hence the write lock, which an erasure holds
+       throughout), or after a step 4 that failed (erasures_unfinished, set under that lock).
+       The mark stays where it is until those are finished: the next scan finds their entries
+       (custos_erasures_from_ledger), instead of finishing them with a second entry. */
     if ((rc = v->ops->acquire(v->store, &conn)))
         return rc;
-    rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
+    custos_lock_writes(v, conn);
+    if (!atomic_load(&v->erasures_unfinished)) {
+        custos_put_be64(mb, custos_ledger_size(v->ledger));
+        rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
+    }
+    custos_unlock_writes(v);
     v->ops->release(v->store, conn);
     return rc;
 }

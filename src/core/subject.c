@@ -1647,7 +1647,7 @@ static int reapply_one(void *ctx, const struct custos_erasure_row *er)
         custos_caller_system(&sys);
         custos_event_init(&e, "subject.erase", &sys);
         e.subject = er->id;
-        e.reason = "recovered";
+        e.ok_reason = "recovered";
         if ((rc = custos_audit_durable(v, &e, &index)))
             goto done;
         fixed.ledger_index = (int64_t)index;

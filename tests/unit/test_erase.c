@@ -732,6 +732,34 @@ static int record_present(struct fx *f, const char *idhex)
  * finding: they stayed, and searches kept finding the erased id).  The next start writes the
  * missing ledger entry.
  */
+/* The subject.erase entries the ledger holds for subject `hex` (result ok). */
+static int erase_entries(struct fx *f, const char *hex, uint64_t *last)
+{
+    struct custos_ledger *l = custos_vault_ledger(f->v);
+    uint64_t i, size = custos_ledger_size(l);
+    uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    int n = 0;
+
+    assert_non_null(buf);
+    for (i = 0; i < size; i++) {
+        size_t len = 0;
+        json_t *ev;
+
+        assert_int_equal(custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), CUSTOS_OK);
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        if (ev && strcmp(json_string_value(json_object_get(ev, "action")), "subject.erase") == 0 &&
+            json_string_value(json_object_get(ev, "subject")) &&
+            strcmp(json_string_value(json_object_get(ev, "subject")), hex) == 0 &&
+            strcmp(json_string_value(json_object_get(ev, "result")), "ok") == 0) {
+            n++;
+            *last = i;
+        }
+        json_decref(ev);
+    }
+    free(buf);
+    return n;
+}
+
 static void test_erase_ledger_fails_after_point_of_no_return(void **state)
 {
     struct fx *f = *state;
@@ -760,6 +788,25 @@ static void test_erase_ledger_fails_after_point_of_no_return(void **state)
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 1);
     custos_vault_free(f->v);
     open_vault(f); /* the ledger entry (reason "recovered") */
+    {
+        /* written by the local operator, and saying why (crash-torture finding: the reason was
+           dropped from ok entries, so it read like an erasure the operator had asked for) */
+        uint64_t at = 0;
+        size_t len = 0;
+        uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+        json_t *ev;
+
+        assert_non_null(buf);
+        assert_int_equal(erase_entries(f, a, &at), 1);
+        assert_int_equal(custos_ledger_read(custos_vault_ledger(f->v), at, buf, CUSTOS_LEDGER_ENTRY_MAX, &len),
+                         CUSTOS_OK);
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        assert_non_null(ev);
+        assert_string_equal(json_string_value(json_object_get(ev, "reason")), "recovered");
+        assert_string_equal(json_string_value(json_object_get(ev, "actor")), "@local");
+        json_decref(ev);
+        free(buf);
+    }
     assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
     ids = search_email(f, "minji@example.com");
     assert_int_equal(json_array_size(ids), 0);
@@ -819,34 +866,6 @@ static void test_erase_data_plane_fails_tick_finishes(void **state)
     assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_GONE);
 }
 
-/* The subject.erase entries the ledger holds for subject `hex` (result ok). */
-static int erase_entries(struct fx *f, const char *hex, uint64_t *last)
-{
-    struct custos_ledger *l = custos_vault_ledger(f->v);
-    uint64_t i, size = custos_ledger_size(l);
-    uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
-    int n = 0;
-
-    assert_non_null(buf);
-    for (i = 0; i < size; i++) {
-        size_t len = 0;
-        json_t *ev;
-
-        assert_int_equal(custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), CUSTOS_OK);
-        ev = json_loadb((const char *)buf, len, 0, NULL);
-        if (ev && strcmp(json_string_value(json_object_get(ev, "action")), "subject.erase") == 0 &&
-            json_string_value(json_object_get(ev, "subject")) &&
-            strcmp(json_string_value(json_object_get(ev, "subject")), hex) == 0 &&
-            strcmp(json_string_value(json_object_get(ev, "result")), "ok") == 0) {
-            n++;
-            *last = i;
-        }
-        json_decref(ev);
-    }
-    free(buf);
-    return n;
-}
-
 /*
  * An erasure whose ledger entry was written (step 3) but whose data-plane step failed (step 4)
  * is on the ledger once: finishing it (the tick, or the next start) must not write a second
@@ -872,6 +891,80 @@ static void test_erase_data_plane_fails_one_ledger_entry(void **state)
     assert_false(record_present(f, a));
     custos_vault_free(f->v);
     open_vault(f);
+    assert_int_equal(erase_entries(f, a, &last), 1);
+    assert_int_equal(last, first);
+    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
+    json_decref(out);
+}
+
+/*
+ * The process stops after an erasure's ledger entry is durable (step 3) and before its tombstone
+ * learns the entry's index (step 4): the next start finds that entry in the ledger and records
+ * it in the tombstone, instead of writing a second subject.erase entry as the local operator
+ * ("recovered"), which hid who had asked (crash-torture finding: 9 subjects in 55 kill -9s).
+ */
+static void test_erase_entry_found_after_crash(void **state)
+{
+    struct fx *f = *state;
+    char a[33], ctl[300], q[200];
+    json_t *r = NULL, *out = NULL;
+    uint64_t first = 0, last = 0;
+    sqlite3 *h = NULL;
+
+    create(f, alice, a);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    json_decref(r);
+    assert_int_equal(erase_entries(f, a, &first), 1);
+    custos_vault_free(f->v);
+    /* what the crash leaves: the tombstone without its index, and the scan mark (moved under the
+       write lock only, so never between steps 3 and 4) at most at the entry */
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "UPDATE erasures SET ledger_index = -1", NULL, NULL, NULL), SQLITE_OK);
+    snprintf(q, sizeof(q), "UPDATE meta SET v = x'%016llx' WHERE k = 'erasures_scanned_through'",
+             (unsigned long long)first);
+    assert_int_equal(sqlite3_exec(h, q, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(h), 1);
+    sqlite3_close(h);
+    open_vault(f);
+    assert_int_equal(erase_entries(f, a, &last), 1);
+    assert_int_equal(last, first);
+    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
+    json_decref(out);
+}
+
+/* The scan mark does not pass an erasure whose tombstone lacks its entry's index (a step 4 that
+   failed): closing the vault then, and opening it again, still finds the entry. */
+static void test_erase_mark_waits_for_unfinished(void **state)
+{
+    struct fx *f = *state;
+    char a[33];
+    json_t *r = NULL, *out = NULL;
+    uint64_t first = 0, last = 0;
+    sqlite3 *h;
+
+    create(f, alice, a);
+    h = fail_record_deletes(f);
+    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    assert_int_equal(erase_entries(f, a, &first), 1);
+    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    /* the tombstone's index lost as well (its own repair write failed too) */
+    {
+        char ctl[300];
+        sqlite3 *c = NULL;
+
+        snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+        assert_int_equal(sqlite3_open(ctl, &c), SQLITE_OK);
+        sqlite3_busy_timeout(c, 5000);
+        assert_int_equal(sqlite3_exec(c, "UPDATE erasures SET ledger_index = -1", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(c);
+    }
+    custos_vault_free(f->v); /* a close marks the ledger scanned, but not past this erasure */
+    open_vault(f);
+    assert_false(record_present(f, a));
     assert_int_equal(erase_entries(f, a, &last), 1);
     assert_int_equal(last, first);
     assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
@@ -1836,6 +1929,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_one_ledger_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_entry_found_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erase_mark_waits_for_unfinished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receipt_with_damaged_ledger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_rollback_recorded, setup, teardown),
