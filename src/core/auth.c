@@ -147,8 +147,11 @@ static int mac_ok(const uint8_t a[32], const uint8_t b[32])
     return sodium_memcmp(a, b, 32) == 0;
 }
 
-/* A stored token row is intact: its version 2 MAC, or a version 1 MAC on a row never revoked (a
-   token issued before version 2, which lives at most an hour; revoking it signs it anew). */
+/* A stored token row is intact: its version 2 MAC, or a version 1 MAC (a row written before
+   version 2, by a version that also revoked rows without covering that in the MAC).  Version 1
+   proves nothing about the revoked state, so such a row counts as revoked when it says so and
+   as live otherwise (a token issued before version 2 lives at most an hour); revoking it here
+   signs it anew with version 2. */
 static int token_row_ok(const struct custos_vault *v, const struct custos_token_row *t)
 {
     uint8_t mac[32];
@@ -156,7 +159,7 @@ static int token_row_ok(const struct custos_vault *v, const struct custos_token_
 
     token_mac_version(v, t, 2, mac);
     ok = mac_ok(mac, t->mac);
-    if (!ok && t->revoked == 0) {
+    if (!ok) {
         token_mac_version(v, t, 1, mac);
         ok = mac_ok(mac, t->mac);
     }

@@ -301,6 +301,41 @@ static void shop_minted(struct fx *f, const struct custos_caller *admin, char se
     json_decref(out);
 }
 
+/* Sign a token's row with the version 1 MAC, as versions before the revoked state was covered
+   did, setting its revoked column to `revoked` (which that MAC does not cover). */
+static void sign_v1(struct fx *f, const char *tok, int64_t revoked)
+{
+    struct custos_token_row t;
+    crypto_generichash_state st;
+    uint8_t b8[8], mac[32];
+    char hh[65], mh[65], sql[512];
+
+    token_row(f, tok, &t);
+    crypto_generichash_init(&st, f->v->sec->mac_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"token/v1", 9);
+    crypto_generichash_update(&st, t.hash, 32);
+    crypto_generichash_update(&st, (const uint8_t *)t.principal, strlen(t.principal) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)t.kind, strlen(t.kind) + 1);
+    memset(b8, 0, sizeof(b8));
+    crypto_generichash_update(&st, b8, 8); /* no scope: 16 zero bytes, then has_scope 0 */
+    crypto_generichash_update(&st, b8, 8);
+    crypto_generichash_update(&st, b8, 8);
+    for (int k = 0; k < 2; k++) {
+        int64_t x = k ? t.expires : t.issued;
+
+        for (int i = 0; i < 8; i++)
+            b8[i] = (uint8_t)((uint64_t)x >> (56 - 8 * i));
+        crypto_generichash_update(&st, b8, 8);
+    }
+    crypto_generichash_update(&st, (const uint8_t *)t.issued_by, strlen(t.issued_by) + 1);
+    crypto_generichash_final(&st, mac, 32);
+    hex_of(t.hash, 32, hh);
+    hex_of(mac, 32, mh);
+    snprintf(sql, sizeof(sql), "UPDATE tokens SET mac = x'%s', revoked = %lld WHERE hash = x'%s'", mh,
+             (long long)revoked, hh);
+    edit_db(f, "control.db", sql);
+}
+
 /*
  * A revocation cannot be undone in the database file: the token row's MAC covers its revoked
  * state (`revoked = 0` written back makes the row fail its MAC), for a revoked token, for the
@@ -315,12 +350,9 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
     struct fx *f = *state;
     struct custos_caller admin, shop;
     struct custos_token_row t;
-    char tok[CUSTOS_TOKEN_LEN + 1], stok[CUSTOS_TOKEN_LEN + 1], ctok[CUSTOS_TOKEN_LEN + 1], sql[512];
-    char hh[65], mh[65], body[256], secret[80];
-    uint8_t mac[32];
+    char tok[CUSTOS_TOKEN_LEN + 1], stok[CUSTOS_TOKEN_LEN + 1], ctok[CUSTOS_TOKEN_LEN + 1];
+    char body[256], secret[80];
     json_t *out = NULL;
-    crypto_generichash_state st;
-    uint8_t b8[8];
 
     assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
     principal_with_token(f, &admin, "svc1", tok);
@@ -367,34 +399,19 @@ static void test_revocation_cannot_be_undone_in_the_file(void **state)
 
     /* a row signed the old way (no revoked state in its MAC): valid while never revoked */
     principal_with_token(f, &admin, "svc3", tok);
-    token_row(f, tok, &t);
-    crypto_generichash_init(&st, f->v->sec->mac_key, 32, 32);
-    crypto_generichash_update(&st, (const uint8_t *)"token/v1", 9);
-    crypto_generichash_update(&st, t.hash, 32);
-    crypto_generichash_update(&st, (const uint8_t *)t.principal, strlen(t.principal) + 1);
-    crypto_generichash_update(&st, (const uint8_t *)t.kind, strlen(t.kind) + 1);
-    memset(b8, 0, sizeof(b8));
-    crypto_generichash_update(&st, b8, 8); /* no scope: 16 zero bytes, then has_scope 0 */
-    crypto_generichash_update(&st, b8, 8);
-    crypto_generichash_update(&st, b8, 8);
-    for (int k = 0; k < 2; k++) {
-        int64_t x = k ? t.expires : t.issued;
-
-        for (int i = 0; i < 8; i++)
-            b8[i] = (uint8_t)((uint64_t)x >> (56 - 8 * i));
-        crypto_generichash_update(&st, b8, 8);
-    }
-    crypto_generichash_update(&st, (const uint8_t *)t.issued_by, strlen(t.issued_by) + 1);
-    crypto_generichash_final(&st, mac, 32);
-    hex_of(t.hash, 32, hh);
-    hex_of(mac, 32, mh);
-    snprintf(sql, sizeof(sql), "UPDATE tokens SET mac = x'%s' WHERE hash = x'%s'", mh, hh);
-    edit_db(f, "control.db", sql);
+    sign_v1(f, tok, 0);
     custos_auth_invalidate(f->v);
     assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &shop), CUSTOS_OK);
     revoke_as(f, &admin, tok);
     edit_db(f, "control.db", "UPDATE tokens SET revoked = 0 WHERE revoked != 0");
     authn_fails(f, tok, "token_integrity");
+
+    /* a row an older version revoked and signed the old way: a revoked token, not a changed row
+       (compatibility finding: it read as token_integrity, false evidence of tampering) */
+    principal_with_token(f, &admin, "svc6", tok);
+    sign_v1(f, tok, 1764000000000LL);
+    custos_auth_invalidate(f->v);
+    authn_fails(f, tok, "revoked_token");
 }
 
 /*
