@@ -114,6 +114,28 @@ static void put_be32(uint8_t *p, uint32_t x)
     p[3] = (uint8_t)x;
 }
 
+/* Step 4 on its own, for versions below the one in use: the destroy of each such file. */
+static enum custos_err destroy_below(struct custos_vault *v, uint32_t current, uint64_t *destroyed)
+{
+    char path[PATH_MAX + 64];
+    enum custos_err rc;
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++) {
+        uint32_t kv = v->sec->master_kv[i];
+
+        if (!kv || kv >= current)
+            continue;
+        snprintf(path, sizeof(path), "%s/keys/master-%u.key", v->dir, kv);
+        if ((rc = custos_keyfile_destroy(path)))
+            return rc;
+        sodium_memzero(v->sec->master[i], CUSTOS_KEY_BYTES);
+        v->sec->master_kv[i] = 0;
+        (*destroyed)++;
+    }
+    return CUSTOS_OK;
+}
+
 static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *c, struct custos_rotate_stats *st)
 {
     struct rewrap rw;
@@ -124,7 +146,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
     uint8_t kvb[4];
     uint64_t left = 0;
     enum custos_err rc;
-    int i, slot;
+    int slot;
 
     st->from_version = v->current_kv;
     st->to_version = newest_version(v);
@@ -207,20 +229,48 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
         return custos_err_set(CUSTOS_ERR_INTERNAL, "%llu subject keys are still under an old version",
                               (unsigned long long)left);
     /* 4. destroy what nothing uses any more */
-    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++) {
-        uint32_t kv = v->sec->master_kv[i];
-
-        if (!kv || kv == rw.to)
-            continue;
-        snprintf(path, sizeof(path), "%s/keys/master-%u.key", v->dir, kv);
-        if ((rc = custos_keyfile_destroy(path)))
-            return rc;
-        sodium_memzero(v->sec->master[i], CUSTOS_KEY_BYTES);
-        v->sec->master_kv[i] = 0;
-        st->destroyed_versions++;
-    }
+    if ((rc = destroy_below(v, rw.to, &st->destroyed_versions)))
+        return rc;
     rc = v->ops->compact_logs(c);
     return rc == CUSTOS_ERR_LOCKED ? CUSTOS_OK : rc; /* the server's tick flushes it later */
+}
+
+enum custos_err custos_keys_finish(struct custos_vault *v)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_caller sys;
+    struct custos_event e;
+    uint32_t oldest = 0;
+    uint64_t destroyed = 0;
+    char target[48];
+    enum custos_err rc;
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] && v->sec->master_kv[i] < v->current_kv &&
+            (!oldest || v->sec->master_kv[i] < oldest))
+            oldest = v->sec->master_kv[i];
+    if (!oldest)
+        return CUSTOS_OK;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    if (!custos_older_versions_unused(v, conn, v->current_kv)) {
+        custos_err_clear();
+        v->ops->release(v->store, conn);
+        return CUSTOS_OK; /* a rotation still re-wrapping: `custos keys rotate` resumes it */
+    }
+    custos_caller_system(&sys);
+    custos_event_init(&e, "keys.rotate", &sys);
+    e.ok_reason = "recovered";
+    snprintf(target, sizeof(target), "master-key v%u -> v%u", oldest, v->current_kv);
+    e.target = target;
+    sodium_mprotect_readwrite(v->sec);
+    rc = destroy_below(v, v->current_kv, &destroyed);
+    sodium_mprotect_readonly(v->sec);
+    if (!rc && (rc = v->ops->compact_logs(conn)) == CUSTOS_ERR_LOCKED)
+        rc = CUSTOS_OK;
+    v->ops->release(v->store, conn);
+    return custos_audit_outcome(v, &e, rc);
 }
 
 enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_caller *c,

@@ -184,7 +184,7 @@ static int retention_below(void *ctx, uint32_t day, uint32_t kv, const uint8_t *
 }
 
 /* 1 when no subject or retention key is wrapped under a version below `current`. */
-static int older_versions_unused(struct custos_vault *v, struct custos_store_conn *c, uint32_t current)
+int custos_older_versions_unused(struct custos_vault *v, struct custos_store_conn *c, uint32_t current)
 {
     uint64_t n = 1;
     uint32_t ctx[2] = {current, 0};
@@ -245,7 +245,7 @@ static enum custos_err load_masters(struct custos_vault *v, struct custos_store_
            version nothing used any more, interrupted between its overwrite and its unlink by an older release
            (it did not set the file aside first); it holds no key, finish the job */
         if (rc == CUSTOS_ERR_CORRUPT && kv < current && custos_keyfile_zeroed(path) &&
-            older_versions_unused(v, c, current)) {
+            custos_older_versions_unused(v, c, current)) {
             custos_err_clear();
             if ((rc = custos_keyfile_shred(path)))
                 break;
@@ -612,7 +612,7 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     v->marker_set = 1;
     sodium_mprotect_readonly(v->sec);
-    if ((rc = custos_erasures_reapply(v, NULL)) || (rc = custos_import_recover(v)))
+    if ((rc = custos_erasures_reapply(v, NULL)) || (rc = custos_import_recover(v)) || (rc = custos_keys_finish(v)))
         goto fail;
     /* after a restore: the blind index, which backups do not carry, from the records left; after
        an upgrade that changed the normalisation or a schema edit that moved a searchable field,

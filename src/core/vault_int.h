@@ -269,6 +269,14 @@ enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp,
    an unknown name or a stray comma. */
 enum custos_err custos_fields_mask(const struct custos_schema *s, const char *fields, uint64_t *mask);
 json_t *custos_decode_value(char tag, const char *val, size_t len);
+/* 1 when no subject or retention key is wrapped under a master key version below `current`. */
+int custos_older_versions_unused(struct custos_vault *v, struct custos_store_conn *c, uint32_t current);
+
+/* At open: destroy master key files below the version in use that nothing is wrapped under any
+   more (a rotation stopped between its last re-wrap and its destroy), recorded as a keys.rotate
+   event with reason "recovered".  A no-op otherwise (keys.c). */
+enum custos_err custos_keys_finish(struct custos_vault *v);
+
 /* The vault's write lock (read-modify-write of records and keys).  c: the connection the caller
    holds, if any; the caller's read snapshots end before it waits (see custos_lock_writes). */
 void custos_lock_writes(struct custos_vault *v, struct custos_store_conn *c);

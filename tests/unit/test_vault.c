@@ -1164,6 +1164,41 @@ static void test_rotation(void **state)
         closedir(d);
         assert_int_equal(masters, 1);
     }
+
+    /* stopped after step 3 (every key under version 5) and before step 4: the older file stays
+       on disk until the next open, whatever the command, destroys it and says so in the ledger
+       (crash-torture finding: it stayed until the next rotation) */
+    fx_close(f);
+    keypath(f, 4, path, sizeof(path));
+    write_keyfile(path);
+    fx_open(f);
+    assert_false(exists(path));
+    {
+        struct custos_ledger *l = custos_vault_ledger(f->v);
+        uint64_t i = custos_ledger_size(l);
+        uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+        int found = 0;
+
+        assert_non_null(buf);
+        while (i-- > 0 && !found) {
+            size_t len = 0;
+            json_t *ev;
+
+            must(custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), "ledger read");
+            ev = json_loadb((const char *)buf, len, 0, NULL);
+            assert_non_null(ev);
+            if (strcmp(json_string_value(json_object_get(ev, "action")), "keys.rotate") == 0) {
+                found = 1;
+                assert_string_equal(json_string_value(json_object_get(ev, "result")), "ok");
+                assert_string_equal(json_string_value(json_object_get(ev, "reason")), "recovered");
+                assert_string_equal(json_string_value(json_object_get(ev, "target")), "master-key v4 -> v5");
+            }
+            json_decref(ev);
+        }
+        free(buf);
+        assert_true(found);
+    }
+    check_alice(f, a);
     free(s);
 }
 
