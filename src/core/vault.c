@@ -538,6 +538,14 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
                             "the vault in %s is in use by another process (a running custos serve?)", v->dir);
         goto fail;
     }
+    /* A restore killed between its copy and the rename leaves the copy (the backup's records,
+       erased subjects' among them, sealed under keys since destroyed, and their link rows): no
+       restore runs while this lock is held, so it is a leftover, and it goes now rather than at
+       the next restore. */
+    path_join(path, sizeof(path), v->dir, "data.db.restore");
+    unlink(path);
+    path_join(path, sizeof(path), v->dir, "data.db.restore-journal");
+    unlink(path);
     v->sec = sodium_malloc(sizeof(*v->sec));
     if (!v->sec) {
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot allocate secure memory (check RLIMIT_MEMLOCK)");

@@ -2086,9 +2086,29 @@ static const char backup_copy_sql[] =
     "INSERT INTO main.links(subject, name, url, created) SELECT subject, name, url, created FROM src.links"
     " ORDER BY subject, name;";
 
+/* fsync the directory that holds `file` (its new name durable); best effort. */
+static void sync_parent(const char *file)
+{
+    char d[PATH_MAX];
+    const char *slash = strrchr(file, '/');
+    int fd;
+
+    if (!slash)
+        snprintf(d, sizeof(d), ".");
+    else if (slash == file)
+        snprintf(d, sizeof(d), "/");
+    else
+        snprintf(d, sizeof(d), "%.*s", (int)(slash - file), file);
+    fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 static enum custos_err sq_backup(const char *dir, const char *out, const char *origin, int64_t now)
 {
-    char path[PATH_MAX], uri[3 * PATH_MAX + 32], outname[PATH_MAX + 3];
+    char path[PATH_MAX], uri[3 * PATH_MAX + 32], tmp[PATH_MAX], outname[PATH_MAX + 3];
     sqlite3 *copy = NULL;
     sqlite3_stmt *st = NULL;
     enum custos_err rc = CUSTOS_OK;
@@ -2097,16 +2117,23 @@ static enum custos_err sq_backup(const char *dir, const char *out, const char *o
     snprintf(path, sizeof(path), "%s/data.db", dir);
     if (ro_uri(uri, sizeof(uri), path) != 0)
         return custos_err_set(CUSTOS_ERR_INVALID, "data directory path is too long");
-    /* the backup file is created 0600 before SQLite writes it, and must not exist */
-    fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial-XXXXXX", out) >= sizeof(tmp))
+        return custos_err_set(CUSTOS_ERR_INVALID, "backup file name is too long");
+    /* The backup must not exist already; it is written under a temporary name (created 0600
+       before SQLite writes it) and linked to its name once complete, so a backup that is killed
+       leaves no file under that name that looks like one (only FILE.partial-XXXXXX). */
+    if (access(out, F_OK) == 0)
+        return custos_err_set(CUSTOS_ERR_EXISTS, "cannot create %s: File exists", out);
+    if (errno != ENOENT)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", out, strerror(errno));
+    fd = mkstemp(tmp);
     if (fd < 0)
-        return custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
-                              strerror(errno));
+        return custos_err_set(CUSTOS_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     close(fd);
     /* the new, empty file is `main`; data.db is attached read-only as `src` (a URI, so this
        connection takes URIs: a name given as "file:..." is made a plain path, so that SQLite
        writes the very file just created 0600) */
-    snprintf(outname, sizeof(outname), "%s%s", strncmp(out, "file:", 5) == 0 ? "./" : "", out);
+    snprintf(outname, sizeof(outname), "%s%s", strncmp(tmp, "file:", 5) == 0 ? "./" : "", tmp);
     r = sqlite3_open_v2(outname, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
     if (r != SQLITE_OK) {
         rc = db_err(copy, r, "open backup file");
@@ -2170,8 +2197,19 @@ done:
     if (in_txn)
         sqlite3_exec(copy, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(copy);
-    if (rc)
-        unlink(out);
+    if (!rc) {
+        /* link, not rename: a file that appeared under the name meanwhile is not replaced */
+        if (link(tmp, out) != 0)
+            rc = custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
+                                strerror(errno));
+        else
+            sync_parent(out);
+    }
+    unlink(tmp);
+    if (rc) {
+        snprintf(path, sizeof(path), "%s-journal", tmp);
+        unlink(path);
+    }
     return rc;
 }
 
