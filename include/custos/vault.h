@@ -224,6 +224,8 @@ struct custos_import_stats {
     uint64_t skipped;        /* --resume: the first lines, imported before, not read again */
     uint64_t imported_before; /* --resume: subjects the interrupted import had stored */
     int interrupted;          /* refused (CUSTOS_ERR_EXISTS): an interrupted import waits */
+    int already;              /* refused (CUSTOS_ERR_EXISTS): the last import, which finished, read
+                                 the same first bytes (up to 64 KiB) */
 };
 
 /* custos_import flags */

@@ -140,6 +140,8 @@ int cmd_import(int argc, char **argv)
     custos_vault_free(v);
     if (u.tty)
         fputc('\n', stderr);
+    if (rc && st.already)
+        return cli_error(1, "%s (--restart imports it again, as new subjects)", msg);
     if (rc && st.interrupted)
         return cli_error(1, "%s (custos import --data DIR --resume FILE, or --restart to import FILE from its "
                              "first line)", msg);

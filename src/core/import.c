@@ -79,6 +79,12 @@ _Static_assert(LINE_MAX_BYTES == 65536, "LINE_TOO_LONG names the cap");
 #define ORDER_WINDOW 64
 #define MARK_VERSION 1
 #define MARK_BYTES (1 + 8 + 8 + 8 + 32)
+/* The mark an import leaves when it finished (same size, this version byte): head bytes, lines,
+   imported, digest of the head, so that the same input imported again is refused.  Without it,
+   an import killed after its last commit but before it printed its summary looked like an
+   interrupted one to whoever ran it, and running it again stored every line a second time. */
+#define MARK_DONE 2
+#define HEAD_MAX 65536 /* the head: the input's first bytes, up to this many */
 
 /* Staged subjects that make a publish, given how many this import has published. */
 static uint64_t publish_step(uint64_t published)
@@ -165,20 +171,23 @@ struct mark {
     uint8_t digest[32]; /* BLAKE2b-256 of those bytes, keyed with the vault's import_key */
 };
 
-static void mark_encode(const struct mark *m, uint8_t out[MARK_BYTES])
+static void mark_encode(const struct mark *m, uint8_t version, uint8_t out[MARK_BYTES])
 {
-    out[0] = MARK_VERSION;
+    out[0] = version;
     custos_put_be64(out + 1, m->line);
     custos_put_be64(out + 9, m->bytes);
     custos_put_be64(out + 17, m->imported);
     memcpy(out + 25, m->digest, 32);
 }
 
-static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m)
+/* *done: 1 for a finished import's mark (MARK_DONE: bytes = the head's length, digest = the
+   head's), 0 for an interrupted one's. */
+static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m, int *done)
 {
-    if (len != MARK_BYTES || p[0] != MARK_VERSION)
+    if (len != MARK_BYTES || (p[0] != MARK_VERSION && p[0] != MARK_DONE))
         return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable (restart "
                                                   "forgets it)");
+    *done = p[0] == MARK_DONE;
     m->line = custos_get_be64(p + 1);
     m->bytes = custos_get_be64(p + 9);
     m->imported = custos_get_be64(p + 17);
@@ -187,13 +196,14 @@ static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m)
 }
 
 /* Put (m) or delete (NULL) the mark in the data plane, in a transaction of its own when `own`. */
-static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m, int own)
+static enum custos_err mark_put_version(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m,
+                                        uint8_t version, int own)
 {
     uint8_t b[MARK_BYTES];
     enum custos_err rc;
 
     if (m)
-        mark_encode(m, b);
+        mark_encode(m, version, b);
     if (own && (rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
         return rc;
     rc = v->ops->import_mark_put(c, m ? b : NULL, sizeof(b));
@@ -204,6 +214,11 @@ static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn
             v->ops->rollback(c, CUSTOS_PLANE_DATA);
     }
     return rc;
+}
+
+static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m, int own)
+{
+    return mark_put_version(v, c, m, MARK_VERSION, own);
 }
 
 struct job {
@@ -912,7 +927,10 @@ struct reading {
     void *ctx;
     uint64_t last_progress;
     crypto_generichash_state h; /* the input so far (struct mark) */
+    crypto_generichash_state head; /* its first HEAD_MAX bytes (MARK_DONE) */
     uint64_t bytes;             /* hashed so far */
+    char *pre;                  /* read ahead to compare with a finished import's head */
+    size_t pre_len, pre_off;
     uint64_t seq;               /* the next job's */
     uint64_t skip;              /* resuming: lines up to this one were stored before */
     uint8_t want[32];           /* ... and the digest of the input up to its end */
@@ -923,13 +941,65 @@ struct reading {
 
 static ssize_t read_fd(void *ctx, void *buf, size_t n)
 {
-    return read(((struct reading *)ctx)->fd, buf, n);
+    struct reading *rd = ctx;
+
+    if (rd->pre_off < rd->pre_len) { /* what was read ahead comes first */
+        if (n > rd->pre_len - rd->pre_off)
+            n = rd->pre_len - rd->pre_off;
+        memcpy(buf, rd->pre + rd->pre_off, n);
+        rd->pre_off += n;
+        return (ssize_t)n;
+    }
+    return read(rd->fd, buf, n);
 }
 
 static void hash_in(struct reading *rd, const char *p, size_t n)
 {
     crypto_generichash_update(&rd->h, (const unsigned char *)p, n);
+    if (rd->bytes < HEAD_MAX)
+        crypto_generichash_update(&rd->head, (const unsigned char *)p,
+                                  n < HEAD_MAX - rd->bytes ? n : (size_t)(HEAD_MAX - rd->bytes));
     rd->bytes += n;
+}
+
+/*
+ * A plain import after one that finished: read the head of this input ahead (it is handed to
+ * the import afterwards, so stdin works too) and refuse it when it is the finished import's:
+ * the same first bytes, keyed with the vault's import key, so the mark tells nothing about them.
+ */
+static enum custos_err refuse_same_head(struct custos_vault *v, struct reading *rd, const struct mark *done,
+                                        int *refused)
+{
+    uint8_t d[32];
+    size_t want = done->bytes;
+    int same;
+
+    if (want == 0 || want > HEAD_MAX)
+        return CUSTOS_OK;
+    if (!(rd->pre = malloc(want)))
+        return CUSTOS_ERR_NOMEM;
+    while (rd->pre_len < want) {
+        ssize_t r = read(rd->fd, rd->pre + rd->pre_len, want - rd->pre_len);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return custos_err_set(CUSTOS_ERR_IO, "cannot read the input: %s", strerror(errno));
+        if (r == 0)
+            return CUSTOS_OK; /* shorter: another input */
+        rd->pre_len += (size_t)r;
+    }
+    crypto_generichash(d, 32, (const unsigned char *)rd->pre, want, v->sec->import_key, 32);
+    same = sodium_memcmp(d, done->digest, 32) == 0;
+    sodium_memzero(d, sizeof(d));
+    if (!same)
+        return CUSTOS_OK;
+    *refused = 1;
+    return custos_err_set(CUSTOS_ERR_EXISTS,
+                          "this input was imported already: the last import read the same %llu bytes first and "
+                          "finished (%llu lines, %llu subjects stored); nothing was imported",
+                          (unsigned long long)want, (unsigned long long)done->line,
+                          (unsigned long long)done->imported);
 }
 
 static void hash_now(const struct reading *rd, uint8_t out[32])
@@ -1095,13 +1165,14 @@ done:
 
 /* At the start of an import: the mark of an interrupted one, what to do with it, and this one's
    first mark.  *m gets the mark to resume from (all zero when starting afresh). */
-static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct mark *m, int *refused)
+static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct reading *rd, struct mark *m,
+                                  struct mark *prev_done, int *refused, int *already)
 {
     struct custos_store_conn *c = NULL;
     struct custos_buf b;
     struct mark old;
     enum custos_err rc;
-    int resume = (flags & CUSTOS_IMPORT_RESUME) != 0, interrupted = 0;
+    int resume = (flags & CUSTOS_IMPORT_RESUME) != 0, interrupted = 0, done = 0;
 
     memset(m, 0, sizeof(*m));
     if (resume && (flags & CUSTOS_IMPORT_RESTART))
@@ -1110,8 +1181,9 @@ static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
     rc = v->ops->import_mark_get(c, &b);
-    if (rc == CUSTOS_OK && !(flags & CUSTOS_IMPORT_RESTART) && !(rc = mark_decode(b.p, b.len, &old)))
-        interrupted = old.line > 0 || resume; /* a mark at line 0: it stopped before storing anything */
+    if (rc == CUSTOS_OK && !(flags & CUSTOS_IMPORT_RESTART) && !(rc = mark_decode(b.p, b.len, &old, &done)))
+        /* a mark at line 0: it stopped before storing anything */
+        interrupted = !done && (old.line > 0 || resume);
     else if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_OK)
         rc = CUSTOS_OK;
     if (rc)
@@ -1125,8 +1197,13 @@ static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct
     } else if (interrupted)
         *m = old; /* resuming: the mark stays until a group moves it on */
     else if (resume)
-        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume");
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume%s",
+                            done ? ": the last import finished" : "");
+    else if (done && (rc = refuse_same_head(v, rd, &old, already)))
+        ; /* refused, or the input could not be read */
     else { /* this import's first mark: line 0, the digest of nothing */
+        if (done)
+            *prev_done = old; /* put back if this import stores nothing */
         crypto_generichash(m->digest, 32, NULL, 0, v->sec->import_key, 32);
         rc = mark_put(v, c, m, 1);
     }
@@ -1136,15 +1213,36 @@ done:
     return rc;
 }
 
-/* An import that ended well leaves no mark. */
-static enum custos_err mark_clear(struct custos_vault *v)
+/* An import that stored nothing leaves the mark as it found it: the last finished import's
+   (prev: its line is not 0), or none. */
+static enum custos_err mark_restore(struct custos_vault *v, const struct mark *prev)
 {
     struct custos_store_conn *c = NULL;
     enum custos_err rc;
 
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
-    rc = mark_put(v, c, NULL, 1);
+    rc = mark_put_version(v, c, prev->line ? prev : NULL, MARK_DONE, 1);
+    v->ops->release(v->store, c);
+    return rc;
+}
+
+/* An import that ended well leaves the finished mark: its head's length and keyed digest, its
+   lines and the subjects stored (over every run of it). */
+static enum custos_err mark_done(struct custos_vault *v, struct reading *rd, uint64_t lines, uint64_t imported)
+{
+    struct custos_store_conn *c = NULL;
+    struct mark m;
+    enum custos_err rc;
+
+    memset(&m, 0, sizeof(m));
+    m.line = lines;
+    m.bytes = rd->bytes < HEAD_MAX ? rd->bytes : HEAD_MAX;
+    m.imported = imported;
+    crypto_generichash_final(&rd->head, m.digest, 32);
+    if ((rc = v->ops->acquire(v->store, &c)))
+        return rc;
+    rc = mark_put_version(v, c, &m, MARK_DONE, 1);
     v->ops->release(v->store, c);
     return rc;
 }
@@ -1158,7 +1256,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     struct reading rd;
     struct custos_import_split split = {read_fd, take_lines, too_long, skipped_bytes, stopped, reading_progress, &rd,
                                         READ_CHUNK, LINE_MAX_BYTES, JOB_LINES};
-    struct mark from;
+    struct mark from, prev_done;
     pthread_t wk[16], wr, wr2;
     unsigned nw = threads ? threads : 2, i, started = 0;
     uint64_t bytes = 0;
@@ -1168,25 +1266,31 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     memset(out, 0, sizeof(*out));
     if (!c->system)
         return custos_err_set(CUSTOS_ERR_FORBIDDEN, "import runs on the data directory (custos import)");
-    if ((rc = mark_start(v, flags, &from, &out->interrupted)))
+    memset(&im, 0, sizeof(im));
+    memset(&rd, 0, sizeof(rd));
+    rd.im = &im;
+    rd.fd = fd;
+    memset(&prev_done, 0, sizeof(prev_done));
+    if ((rc = mark_start(v, flags, &rd, &from, &prev_done, &out->interrupted, &out->already))) {
+        if (rd.pre)
+            sodium_memzero(rd.pre, rd.pre_len);
+        free(rd.pre);
         return rc;
+    }
     if (nw > 16)
         nw = 16;
-    memset(&im, 0, sizeof(im));
     im.v = v;
     im.caller = c;
     im.bad = bad;
     im.ctx = ctx;
     im.imported_base = from.imported;
-    memset(&rd, 0, sizeof(rd));
-    rd.im = &im;
-    rd.fd = fd;
     rd.progress = progress;
     rd.ctx = ctx;
     rd.skip = from.line;
     memcpy(rd.want, from.digest, 32);
     rd.checked = from.line == 0;
     crypto_generichash_init(&rd.h, v->sec->import_key, 32, 32);
+    crypto_generichash_init(&rd.head, v->sec->import_key, 32, 32);
     q_init(&im.jobs, QUEUE_DEPTH);
     q_init(&im.batches, QUEUE_DEPTH);
     q_init(&im.groups, 1); /* a group is ~12 MiB: one waiting while one is written */
@@ -1241,11 +1345,18 @@ stop:
         progress(ctx, out);
     if (!rc && atomic_load(&im.failed))
         rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
-    if (!rc)
-        rc = mark_clear(v);
+    if (!rc && out->imported + out->imported_before > 0)
+        rc = mark_done(v, &rd, out->lines, out->imported + out->imported_before);
+    else if (!rc)
+        rc = mark_restore(v, &prev_done); /* nothing stored: nothing to store twice */
     if (!rc)
         rc = unfinished_put(v, 0);
     sodium_memzero(&rd.h, sizeof(rd.h));
+    sodium_memzero(&rd.head, sizeof(rd.head));
+    if (rd.pre) {
+        sodium_memzero(rd.pre, rd.pre_len); /* customers' lines */
+        free(rd.pre);
+    }
     while (im.npool)
         batch_free(im.pool[--im.npool]);
     while (im.njpool)

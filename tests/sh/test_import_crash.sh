@@ -108,8 +108,13 @@ grep -q "^resumed after line [0-9]* ($before subjects imported before): imported
   "$T/import4.out" || fail "resume: $(cat "$T/import4.out")"
 [ "$(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids")" = 100000 ] ||
   fail "after the resume: $(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids") subjects for 100000 lines"
-[ -z "$(sqlite3 "$D/data.db" "SELECT v FROM meta WHERE k = 'import_mark'")" ] ||
-  fail "a finished import left its mark"
+[ "$(sqlite3 "$D/data.db" "SELECT hex(substr(v, 1, 1)) FROM meta WHERE k = 'import_mark'")" = 02 ] ||
+  fail "a finished import did not leave its finished mark"
+
+step "the finished import run again is refused (as after a kill between its end and its summary)"
+"$CUSTOS" import --data "$D" "$T/in.jsonl" >"$T/import5.out" 2>&1 && fail "the same import ran twice"
+grep -q "this input was imported already" "$T/import5.out" || fail "rerun: $(cat "$T/import5.out")"
+[ "$(sqlite3 "$D/data.db" "SELECT count(*) FROM subject_ids")" = 100000 ] || fail "the refused rerun stored subjects"
 start_server "$D"
 # the sample is in the input 50 times: each of its people is there exactly 50 times, not 51
 for e in christiana.dietrich688@naver.com americo.brekke47797@naver.com; do
@@ -121,9 +126,15 @@ done
 stop_server
 
 step "a new import after that one"
-"$CUSTOS" import --data "$D" "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/import5.out" 2>&1 ||
-  fail "import after the resume: $(tail -n2 "$T/import5.out")"
-grep -q 'imported 2000 subjects' "$T/import5.out" || fail "import after the resume: $(cat "$T/import5.out")"
+# the sample begins like the input (its first 64 KiB): the same customers, refused as such
+"$CUSTOS" import --data "$D" "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/import6.out" 2>&1 &&
+  fail "the sample, which begins as the finished input, was imported"
+grep -q "this input was imported already" "$T/import6.out" || fail "the sample: $(cat "$T/import6.out")"
+# another input goes in
+perl -pe 's/"email":"/"email":"new./' "$CUSTOS_SRC/data/customers-2k.jsonl" >"$T/new.jsonl"
+"$CUSTOS" import --data "$D" "$T/new.jsonl" >"$T/import7.out" 2>&1 ||
+  fail "import after the resume: $(tail -n2 "$T/import7.out")"
+grep -q 'imported 2000 subjects' "$T/import7.out" || fail "import after the resume: $(cat "$T/import7.out")"
 # a finished import clears its row: the next open has nothing to look for
 [ "$(sqlite3 "$D/control.db" "SELECT hex(v) FROM meta WHERE k = 'import_unfinished'")" = 00 ] ||
   fail "a finished import left import_unfinished set"

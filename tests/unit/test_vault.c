@@ -2203,10 +2203,11 @@ static void test_import_resume(void **state)
     assert_int_equal(found(f, "americo.brekke47797@naver.com"), 0);
     assert_int_equal(found(f, "carol@example.com"), 1);
     assert_int_equal(found(f, "dave@example.com"), 1);
-    /* an import that ended well leaves no mark */
+    /* an import that ended well leaves a finished mark (version 2), nothing to resume */
     custos_buf_init(&b, 64);
     must(f->v->ops->acquire(f->v->store, &c), "acquire");
-    expect_rc(f->v->ops->import_mark_get(c, &b), CUSTOS_ERR_NOTFOUND, "the mark after the end");
+    must(f->v->ops->import_mark_get(c, &b), "the mark after the end");
+    assert_true(b.len > 0 && b.p[0] == 2);
     f->v->ops->release(f->v->store, c);
     custos_buf_release(&b);
     expect_rc(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "resume again");
@@ -2233,6 +2234,56 @@ static void test_import_resume(void **state)
     must(import_file(f, path, 0, &bl, &st), "after a mark at line 0");
     expect_run(&st, 0, 4, 2);
     assert_int_equal(found(f, "carol@example.com"), 4);
+}
+
+/* An import that finished is not run again by mistake: its mark keeps the keyed digest of the
+   input's head, and a plain import of the same input (a file or a pipe) is refused, so that an
+   import killed after its last commit but before it printed its summary (it looks interrupted)
+   is not stored twice by running it again (crash-torture finding: every line stored a second
+   time).  Another input goes in; --restart imports the same one again on purpose. */
+static void test_import_finished_refuses_same_input(void **state)
+{
+    static const char carol[] = "{\"name\":\"가다연\",\"email\":\"carol@example.com\",\"phone\":\"010-0180-4956\"}";
+    struct fx *f = *state;
+    char a[700], b[700];
+    struct custos_import_stats st;
+    struct bad_lines bl = {{0}, 0};
+    FILE *fp;
+    int p[2];
+
+    snprintf(a, sizeof(a), "%s/a.jsonl", f->root);
+    snprintf(b, sizeof(b), "%s/b.jsonl", f->root);
+    assert_non_null(fp = fopen(a, "w"));
+    fprintf(fp, "%s\n%s\n", bob, alice);
+    fclose(fp);
+    assert_non_null(fp = fopen(b, "w"));
+    fprintf(fp, "%s\n%s\n", bob, carol);
+    fclose(fp);
+
+    must(import_file(f, a, 0, &bl, &st), "first import");
+    expect_rc(import_file(f, a, 0, &bl, &st), CUSTOS_ERR_EXISTS, "the same input again");
+    assert_true(st.already);
+    assert_false(st.interrupted);
+    /* the same bytes through a pipe, as `custos import -` reads them */
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], bob, strlen(bob)), (ssize_t)strlen(bob));
+    assert_int_equal(write(p[1], "\n", 1), 1);
+    assert_int_equal(write(p[1], alice, strlen(alice)), (ssize_t)strlen(alice));
+    assert_int_equal(write(p[1], "\n", 1), 1);
+    close(p[1]);
+    expect_rc(custos_import(f->v, &f->sys, p[0], 2, 0, NULL, on_bad, &bl, &st), CUSTOS_ERR_EXISTS,
+              "the same input through a pipe");
+    close(p[0]);
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 1);
+    /* another input goes in, and becomes the one a rerun is compared with */
+    must(import_file(f, b, 0, &bl, &st), "another input");
+    assert_int_equal(st.imported, 2);
+    assert_int_equal(found(f, "carol@example.com"), 1);
+    expect_rc(import_file(f, b, 0, &bl, &st), CUSTOS_ERR_EXISTS, "that one again");
+    must(import_file(f, a, 0, &bl, &st), "the first input, no longer the last");
+    expect_rc(import_file(f, a, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "nothing to resume");
+    must(import_file(f, a, CUSTOS_IMPORT_RESTART, &bl, &st), "again on purpose");
+    assert_int_equal(found(f, "americo.brekke47797@naver.com"), 4);
 }
 
 /* The skip boundary inside a job (test_import_resume's fall where jobs end), on a blank line,
@@ -2394,6 +2445,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erasure_interrupted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_import_finished_refuses_same_input, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_resume_mid_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_resume_real_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_reads, setup, teardown),
