@@ -866,6 +866,34 @@ static void test_erase_data_plane_fails_tick_finishes(void **state)
     assert_int_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_ERR_GONE);
 }
 
+/* The subject's erasure is on the ledger once, at `first`, and its tombstone says so. */
+static void expect_one_erase_entry(struct fx *f, const char *a, uint64_t first)
+{
+    uint64_t last = 0;
+    json_t *out = NULL;
+
+    assert_int_equal(erase_entries(f, a, &last), 1);
+    assert_int_equal(last, first);
+    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
+    json_decref(out);
+}
+
+/* Erase `a` with its data-plane step failing (after the point of no return and the ledger
+   entry); returns that entry's index. */
+static uint64_t erase_failing_data_plane(struct fx *f, const char *a)
+{
+    json_t *r = NULL;
+    uint64_t first = 0;
+    sqlite3 *h = fail_record_deletes(f);
+
+    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
+    assert_int_equal(erase_entries(f, a, &first), 1);
+    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    return first;
+}
+
 /*
  * An erasure whose ledger entry was written (step 3) but whose data-plane step failed (step 4)
  * is on the ledger once: finishing it (the tick, or the next start) must not write a second
@@ -876,26 +904,16 @@ static void test_erase_data_plane_fails_one_ledger_entry(void **state)
 {
     struct fx *f = *state;
     char a[33];
-    json_t *r = NULL, *out = NULL;
-    uint64_t first = 0, last = 0;
-    sqlite3 *h;
+    uint64_t first;
 
     create(f, alice, a);
-    h = fail_record_deletes(f);
-    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    assert_int_equal(erase_entries(f, a, &first), 1);
-    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(h);
+    first = erase_failing_data_plane(f, a);
     fake_now += 10000;
     custos_vault_tick(f->v);
     assert_false(record_present(f, a));
     custos_vault_free(f->v);
     open_vault(f);
-    assert_int_equal(erase_entries(f, a, &last), 1);
-    assert_int_equal(last, first);
-    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
-    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
-    json_decref(out);
+    expect_one_erase_entry(f, a, first);
 }
 
 /*
@@ -908,8 +926,8 @@ static void test_erase_entry_found_after_crash(void **state)
 {
     struct fx *f = *state;
     char a[33], ctl[300], q[200];
-    json_t *r = NULL, *out = NULL;
-    uint64_t first = 0, last = 0;
+    json_t *r = NULL;
+    uint64_t first = 0;
     sqlite3 *h = NULL;
 
     create(f, alice, a);
@@ -928,11 +946,7 @@ static void test_erase_entry_found_after_crash(void **state)
     assert_int_equal(sqlite3_changes(h), 1);
     sqlite3_close(h);
     open_vault(f);
-    assert_int_equal(erase_entries(f, a, &last), 1);
-    assert_int_equal(last, first);
-    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
-    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
-    json_decref(out);
+    expect_one_erase_entry(f, a, first);
 }
 
 /* The scan mark does not pass an erasure whose tombstone lacks its entry's index (a step 4 that
@@ -941,16 +955,10 @@ static void test_erase_mark_waits_for_unfinished(void **state)
 {
     struct fx *f = *state;
     char a[33];
-    json_t *r = NULL, *out = NULL;
-    uint64_t first = 0, last = 0;
-    sqlite3 *h;
+    uint64_t first;
 
     create(f, alice, a);
-    h = fail_record_deletes(f);
-    assert_int_not_equal(custos_subject_erase(f->v, &f->service, a, &r), CUSTOS_OK);
-    assert_int_equal(erase_entries(f, a, &first), 1);
-    assert_int_equal(sqlite3_exec(h, "DROP TRIGGER fail_delete", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(h);
+    first = erase_failing_data_plane(f, a);
     /* the tombstone's index lost as well (its own repair write failed too) */
     {
         char ctl[300];
@@ -965,11 +973,7 @@ static void test_erase_mark_waits_for_unfinished(void **state)
     custos_vault_free(f->v); /* a close marks the ledger scanned, but not past this erasure */
     open_vault(f);
     assert_false(record_present(f, a));
-    assert_int_equal(erase_entries(f, a, &last), 1);
-    assert_int_equal(last, first);
-    assert_int_equal(custos_erasure_status(f->v, &f->service, a, &out), CUSTOS_OK);
-    assert_int_equal(json_integer_value(json_object_get(out, "ledger_index")), (json_int_t)first);
-    json_decref(out);
+    expect_one_erase_entry(f, a, first);
 }
 
 /* A backup whose b-tree is damaged is refused, and the live data plane is left as it was (review
