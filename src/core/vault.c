@@ -574,6 +574,15 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
         goto fail;
     rc = text ? custos_schema_parse(text, len, &v->schema)
               : custos_schema_parse(custos_default_schema_json, strlen(custos_default_schema_json), &v->schema);
+    if (rc && text) {
+        /* the file init copied: a version with stricter checks than the one that made the
+           vault may refuse it; say which file, and that an edit of it is the way out */
+        char msg[512];
+
+        custos_strcopy(msg, sizeof(msg), custos_err_msg(rc), strlen(custos_err_msg(rc)));
+        rc = custos_err_set(rc, "%s/schema.json: %s (edit that file; docs/schema.md, \"Changing a schema later\")",
+                            v->dir, msg);
+    }
     free(text);
     text = NULL;
     if (rc)

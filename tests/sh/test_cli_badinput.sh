@@ -504,6 +504,16 @@ refused 1 backup --data "$V" --out "$T/file"
 [ "$(cat "$T/file")" = hello ] && [ -z "$(ls -A "$T/empty")" ] || fail "backup wrote over what exists"
 unchanged "restore and backup"
 
+step "a data directory whose schema.json this version refuses"
+# (a vault made by an older version with laxer checks: the message names the file to edit)
+"$CUSTOS" init --data "$T/lax" >/dev/null || fail "init of the lax vault"
+printf '{"fields":{"name":{"type":"string","class":"pii","mask":"name"},"orders":{"type":"string","class":"pii","retention":{"days":10,"legal_basis":"a\xe2\x80\x8fb","role":"auditor"}}}}' \
+  >"$T/lax/schema.json"
+refused 1 principal add --data "$T/lax" --id p --kind service --roles service
+says "$T/lax/schema.json: "
+says "edit that file"
+says "legal_basis must be one line of visible text"
+
 step "receipt verify of garbage"
 remember "$V"
 printf '{"a":1}' >"$T/r.unknown"
