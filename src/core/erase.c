@@ -500,8 +500,11 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
        stay searchable until it is finished */
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
         goto out;
+    /* ... and what the last finished import read first goes too: a keyed digest of its input's
+       head, which this subject's line may be part of (it only guards a rerun of that import) */
     if ((er.ledger_index >= 0 && (rc = v->ops->erasure_put(conn, &er))) ||
-        (rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
+        (rc = v->ops->subject_delete(conn, id)) || (rc = v->ops->import_done_put(conn, NULL, 0)) ||
+        (rc = v->ops->commit(conn, CUSTOS_PLANE_DATA))) {
         v->ops->rollback(conn, CUSTOS_PLANE_DATA);
         /* the entry exists: the tombstone must say where, or finishing the erasure would take it
            for lost and write a second one ("recovered") */

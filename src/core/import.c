@@ -79,10 +79,12 @@ _Static_assert(LINE_MAX_BYTES == 65536, "LINE_TOO_LONG names the cap");
 #define ORDER_WINDOW 64
 #define MARK_VERSION 1
 #define MARK_BYTES (1 + 8 + 8 + 8 + 32)
-/* The mark an import leaves when it finished (same size, this version byte): head bytes, lines,
-   imported, digest of the head, so that the same input imported again is refused.  Without it,
-   an import killed after its last commit but before it printed its summary looked like an
-   interrupted one to whoever ran it, and running it again stored every line a second time. */
+/* What an import leaves when it finished (meta `import_done`, the mark's layout with this
+   version byte): the head's length, lines, imported, the head's keyed digest, so that the same
+   input imported again is refused.  Without it, an import killed after its last commit but
+   before it printed its summary looked like an interrupted one to whoever ran it, and running
+   it again stored every line a second time.  A row of its own: an import that fails or stores
+   nothing leaves it as it was. */
 #define MARK_DONE 2
 #define HEAD_MAX 65536 /* the head: the input's first bytes, up to this many */
 
@@ -180,14 +182,13 @@ static void mark_encode(const struct mark *m, uint8_t version, uint8_t out[MARK_
     memcpy(out + 25, m->digest, 32);
 }
 
-/* *done: 1 for a finished import's mark (MARK_DONE: bytes = the head's length, digest = the
-   head's), 0 for an interrupted one's. */
-static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m, int *done)
+/* version: MARK_VERSION (import_mark) or MARK_DONE (import_done: bytes = the head's length,
+   digest = the head's). */
+static enum custos_err mark_decode(const uint8_t *p, size_t len, uint8_t version, struct mark *m)
 {
-    if (len != MARK_BYTES || (p[0] != MARK_VERSION && p[0] != MARK_DONE))
-        return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of an interrupted import is unreadable (restart "
-                                                  "forgets it)");
-    *done = p[0] == MARK_DONE;
+    if (len != MARK_BYTES || p[0] != version)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "the record of %s import is unreadable (restart forgets it)",
+                              version == MARK_DONE ? "the last finished" : "an interrupted");
     m->line = custos_get_be64(p + 1);
     m->bytes = custos_get_be64(p + 9);
     m->imported = custos_get_be64(p + 17);
@@ -196,14 +197,13 @@ static enum custos_err mark_decode(const uint8_t *p, size_t len, struct mark *m,
 }
 
 /* Put (m) or delete (NULL) the mark in the data plane, in a transaction of its own when `own`. */
-static enum custos_err mark_put_version(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m,
-                                        uint8_t version, int own)
+static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m, int own)
 {
     uint8_t b[MARK_BYTES];
     enum custos_err rc;
 
     if (m)
-        mark_encode(m, version, b);
+        mark_encode(m, MARK_VERSION, b);
     if (own && (rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
         return rc;
     rc = v->ops->import_mark_put(c, m ? b : NULL, sizeof(b));
@@ -214,11 +214,6 @@ static enum custos_err mark_put_version(struct custos_vault *v, struct custos_st
             v->ops->rollback(c, CUSTOS_PLANE_DATA);
     }
     return rc;
-}
-
-static enum custos_err mark_put(struct custos_vault *v, struct custos_store_conn *c, const struct mark *m, int own)
-{
-    return mark_put_version(v, c, m, MARK_VERSION, own);
 }
 
 struct job {
@@ -972,23 +967,28 @@ static enum custos_err refuse_same_head(struct custos_vault *v, struct reading *
 {
     uint8_t d[32];
     size_t want = done->bytes;
+    /* a head shorter than HEAD_MAX was that whole input: one byte more tells a longer input
+       that begins with it (`head -n 10` first, then the whole file), which is another input */
+    size_t ahead = want < HEAD_MAX ? want + 1 : want;
     int same;
 
     if (want == 0 || want > HEAD_MAX)
         return CUSTOS_OK;
-    if (!(rd->pre = malloc(want)))
-        return CUSTOS_ERR_NOMEM;
-    while (rd->pre_len < want) {
-        ssize_t r = read(rd->fd, rd->pre + rd->pre_len, want - rd->pre_len);
+    if (!(rd->pre = malloc(ahead)))
+        return custos_err_set(CUSTOS_ERR_NOMEM, "out of memory");
+    while (rd->pre_len < ahead) {
+        ssize_t r = read(rd->fd, rd->pre + rd->pre_len, ahead - rd->pre_len);
 
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return custos_err_set(CUSTOS_ERR_IO, "cannot read the input: %s", strerror(errno));
         if (r == 0)
-            return CUSTOS_OK; /* shorter: another input */
+            break;
         rd->pre_len += (size_t)r;
     }
+    if (rd->pre_len != want)
+        return CUSTOS_OK; /* shorter or longer: another input */
     crypto_generichash(d, 32, (const unsigned char *)rd->pre, want, v->sec->import_key, 32);
     same = sodium_memcmp(d, done->digest, 32) == 0;
     sodium_memzero(d, sizeof(d));
@@ -1163,16 +1163,36 @@ done:
     return rc;
 }
 
+/* A plain import: refused when its input is the one the last finished import read. */
+static enum custos_err refuse_done(struct custos_vault *v, struct custos_store_conn *c, struct reading *rd,
+                                   int *already)
+{
+    struct custos_buf b;
+    struct mark done;
+    enum custos_err rc;
+
+    custos_buf_init(&b, MARK_BYTES);
+    rc = v->ops->import_done_get(c, &b);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = CUSTOS_OK;
+    else if (!rc && mark_decode(b.p, b.len, MARK_DONE, &done) == CUSTOS_OK)
+        rc = refuse_same_head(v, rd, &done, already);
+    else if (!rc)
+        custos_err_clear(); /* unreadable: it protects nothing, and the import replaces it */
+    custos_buf_release(&b);
+    return rc;
+}
+
 /* At the start of an import: the mark of an interrupted one, what to do with it, and this one's
    first mark.  *m gets the mark to resume from (all zero when starting afresh). */
 static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct reading *rd, struct mark *m,
-                                  struct mark *prev_done, int *refused, int *already)
+                                  int *refused, int *already)
 {
     struct custos_store_conn *c = NULL;
     struct custos_buf b;
     struct mark old;
     enum custos_err rc;
-    int resume = (flags & CUSTOS_IMPORT_RESUME) != 0, interrupted = 0, done = 0;
+    int resume = (flags & CUSTOS_IMPORT_RESUME) != 0, interrupted = 0;
 
     memset(m, 0, sizeof(*m));
     if (resume && (flags & CUSTOS_IMPORT_RESTART))
@@ -1181,9 +1201,8 @@ static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
     rc = v->ops->import_mark_get(c, &b);
-    if (rc == CUSTOS_OK && !(flags & CUSTOS_IMPORT_RESTART) && !(rc = mark_decode(b.p, b.len, &old, &done)))
-        /* a mark at line 0: it stopped before storing anything */
-        interrupted = !done && (old.line > 0 || resume);
+    if (rc == CUSTOS_OK && !(flags & CUSTOS_IMPORT_RESTART) && !(rc = mark_decode(b.p, b.len, MARK_VERSION, &old)))
+        interrupted = old.line > 0 || resume; /* a mark at line 0: it stopped before storing anything */
     else if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_OK)
         rc = CUSTOS_OK;
     if (rc)
@@ -1197,13 +1216,10 @@ static enum custos_err mark_start(struct custos_vault *v, unsigned flags, struct
     } else if (interrupted)
         *m = old; /* resuming: the mark stays until a group moves it on */
     else if (resume)
-        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume%s",
-                            done ? ": the last import finished" : "");
-    else if (done && (rc = refuse_same_head(v, rd, &old, already)))
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "there is no interrupted import to resume");
+    else if (!(flags & CUSTOS_IMPORT_RESTART) && (rc = refuse_done(v, c, rd, already)))
         ; /* refused, or the input could not be read */
     else { /* this import's first mark: line 0, the digest of nothing */
-        if (done)
-            *prev_done = old; /* put back if this import stores nothing */
         crypto_generichash(m->digest, 32, NULL, 0, v->sec->import_key, 32);
         rc = mark_put(v, c, m, 1);
     }
@@ -1213,25 +1229,13 @@ done:
     return rc;
 }
 
-/* An import that stored nothing leaves the mark as it found it: the last finished import's
-   (prev: its line is not 0), or none. */
-static enum custos_err mark_restore(struct custos_vault *v, const struct mark *prev)
+/* An import that ended well leaves no mark, and, having stored subjects, records what it read
+   first (import_done: its head's length and keyed digest, its lines, the subjects stored over
+   every run of it), in one transaction; one that stored nothing leaves import_done as it was. */
+static enum custos_err mark_end(struct custos_vault *v, struct reading *rd, uint64_t lines, uint64_t imported)
 {
     struct custos_store_conn *c = NULL;
-    enum custos_err rc;
-
-    if ((rc = v->ops->acquire(v->store, &c)))
-        return rc;
-    rc = mark_put_version(v, c, prev->line ? prev : NULL, MARK_DONE, 1);
-    v->ops->release(v->store, c);
-    return rc;
-}
-
-/* An import that ended well leaves the finished mark: its head's length and keyed digest, its
-   lines and the subjects stored (over every run of it). */
-static enum custos_err mark_done(struct custos_vault *v, struct reading *rd, uint64_t lines, uint64_t imported)
-{
-    struct custos_store_conn *c = NULL;
+    uint8_t b[MARK_BYTES];
     struct mark m;
     enum custos_err rc;
 
@@ -1240,9 +1244,14 @@ static enum custos_err mark_done(struct custos_vault *v, struct reading *rd, uin
     m.bytes = rd->bytes < HEAD_MAX ? rd->bytes : HEAD_MAX;
     m.imported = imported;
     crypto_generichash_final(&rd->head, m.digest, 32);
+    mark_encode(&m, MARK_DONE, b);
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
-    rc = mark_put_version(v, c, &m, MARK_DONE, 1);
+    if (!(rc = v->ops->begin(c, CUSTOS_PLANE_DATA))) {
+        if ((rc = mark_put(v, c, NULL, 0)) || (imported && (rc = v->ops->import_done_put(c, b, sizeof(b)))) ||
+            (rc = v->ops->commit(c, CUSTOS_PLANE_DATA)))
+            v->ops->rollback(c, CUSTOS_PLANE_DATA);
+    }
     v->ops->release(v->store, c);
     return rc;
 }
@@ -1256,7 +1265,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     struct reading rd;
     struct custos_import_split split = {read_fd, take_lines, too_long, skipped_bytes, stopped, reading_progress, &rd,
                                         READ_CHUNK, LINE_MAX_BYTES, JOB_LINES};
-    struct mark from, prev_done;
+    struct mark from;
     pthread_t wk[16], wr, wr2;
     unsigned nw = threads ? threads : 2, i, started = 0;
     uint64_t bytes = 0;
@@ -1270,8 +1279,7 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     memset(&rd, 0, sizeof(rd));
     rd.im = &im;
     rd.fd = fd;
-    memset(&prev_done, 0, sizeof(prev_done));
-    if ((rc = mark_start(v, flags, &rd, &from, &prev_done, &out->interrupted, &out->already))) {
+    if ((rc = mark_start(v, flags, &rd, &from, &out->interrupted, &out->already))) {
         if (rd.pre)
             sodium_memzero(rd.pre, rd.pre_len);
         free(rd.pre);
@@ -1345,10 +1353,8 @@ stop:
         progress(ctx, out);
     if (!rc && atomic_load(&im.failed))
         rc = custos_err_set(im.fail_rc ? im.fail_rc : CUSTOS_ERR_IO, "%s", im.fail_msg);
-    if (!rc && out->imported + out->imported_before > 0)
-        rc = mark_done(v, &rd, out->lines, out->imported + out->imported_before);
-    else if (!rc)
-        rc = mark_restore(v, &prev_done); /* nothing stored: nothing to store twice */
+    if (!rc)
+        rc = mark_end(v, &rd, out->lines, out->imported + out->imported_before);
     if (!rc)
         rc = unfinished_put(v, 0);
     sodium_memzero(&rd.h, sizeof(rd.h));

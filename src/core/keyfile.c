@@ -31,7 +31,7 @@ enum custos_err custos_fsync_dir(const char *dir)
     return r == 0 ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_IO, "fsync %s: %s", dir, strerror(errno));
 }
 
-static enum custos_err parent_sync(const char *path)
+enum custos_err custos_fsync_parent(const char *path)
 {
     char tmp[PATH_MAX];
 
@@ -87,7 +87,7 @@ enum custos_err custos_keyfile_write(const char *path, const char *label, const 
                             path, strerror(errno));
         goto done;
     }
-    rc = parent_sync(path);
+    rc = custos_fsync_parent(path);
 done:
     if (fd >= 0)
         close(fd);
@@ -151,7 +151,7 @@ enum custos_err custos_keyfile_shred(const char *path)
     close(fd);
     if (unlink(path) != 0)
         return custos_err_set(CUSTOS_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
-    return parent_sync(path);
+    return custos_fsync_parent(path);
 }
 
 /* The file is first renamed aside (<path>.destroy, durable), then shredded: a crash part-way
@@ -169,7 +169,7 @@ enum custos_err custos_keyfile_destroy(const char *path)
             return custos_err_set(CUSTOS_ERR_IO, "cannot rename %s: %s", path, strerror(errno));
         return CUSTOS_OK; /* gone already */
     }
-    if ((rc = parent_sync(path)))
+    if ((rc = custos_fsync_parent(path)))
         return rc;
     return custos_keyfile_shred(aside);
 }
@@ -213,7 +213,7 @@ enum custos_err custos_file_replace(const char *path, const void *data, size_t l
         unlink(tmp);
         return rc;
     }
-    return parent_sync(path);
+    return custos_fsync_parent(path);
 }
 
 enum custos_err custos_file_read(const char *path, size_t cap, char **out, size_t *len)

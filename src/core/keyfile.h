@@ -32,6 +32,8 @@ int custos_keyfile_zeroed(const char *path);
 
 /* fsync a directory (after creating, renaming or unlinking in it). */
 enum custos_err custos_fsync_dir(const char *dir);
+/* fsync the directory that holds `path`. */
+enum custos_err custos_fsync_parent(const char *path);
 /* Write a whole small file atomically: tmp, fsync, rename, fsync dir. */
 enum custos_err custos_file_replace(const char *path, const void *data, size_t len, int mode);
 /* Read a whole small file (cap bytes) into a malloc'd NUL-terminated buffer. */

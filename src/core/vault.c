@@ -542,10 +542,15 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
        erased subjects' among them, sealed under keys since destroyed, and their link rows): no
        restore runs while this lock is held, so it is a leftover, and it goes now rather than at
        the next restore. */
-    path_join(path, sizeof(path), v->dir, "data.db.restore");
-    unlink(path);
-    path_join(path, sizeof(path), v->dir, "data.db.restore-journal");
-    unlink(path);
+    {
+        static const char *const left[] = {"data.db.restore", "data.db.restore-journal", "data.db.restore-wal",
+                                           "data.db.restore-shm"};
+
+        for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+            path_join(path, sizeof(path), v->dir, left[i]);
+            unlink(path);
+        }
+    }
     v->sec = sodium_malloc(sizeof(*v->sec));
     if (!v->sec) {
         rc = custos_err_set(CUSTOS_ERR_NOMEM, "cannot allocate secure memory (check RLIMIT_MEMLOCK)");

@@ -43,6 +43,8 @@
  */
 #include "store/store.h"
 
+#include "core/keyfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -71,7 +73,7 @@ enum stmt_id {
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
     S_SUBJ_BLIND_SET, S_REBUILD_GET, S_REBUILD_PUT, S_REBUILD_DONE, S_REBUILD_SCAN,
-    S_IMARK_GET, S_IMARK_PUT, S_IMARK_DEL,
+    S_IMARK_GET, S_IMARK_PUT, S_IMARK_DEL, S_IDONE_GET, S_IDONE_PUT, S_IDONE_DEL,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
     S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
     S_RK_PUT, S_RK_GET, S_RK_SCAN, S_RET_PUT, S_RET_SUBJ, S_RK_EXPIRE, S_RET_EXPIRE,
@@ -154,6 +156,9 @@ static const char *const sql[S__COUNT] = {
     [S_IMARK_GET] = "SELECT v FROM main.meta WHERE k = 'import_mark'",
     [S_IMARK_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('import_mark', ?1)",
     [S_IMARK_DEL] = "DELETE FROM main.meta WHERE k = 'import_mark'",
+    [S_IDONE_GET] = "SELECT v FROM main.meta WHERE k = 'import_done'",
+    [S_IDONE_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('import_done', ?1)",
+    [S_IDONE_DEL] = "DELETE FROM main.meta WHERE k = 'import_done'",
     [S_REBUILD_SCAN] = "SELECT s.rid, s.id, s.rec FROM subjects s JOIN subject_ids i ON i.id = s.id AND i.rid = s.rid"
                        " WHERE s.rid > ?1 ORDER BY s.rid LIMIT ?2",
     [S_LINK_PUT] = "INSERT INTO links(subject, name, url, created) VALUES (?1, ?2, ?3, ?4) "
@@ -1800,6 +1805,21 @@ static enum custos_err sq_import_mark_put(struct custos_store_conn *c, const voi
     return run(c, s, "import mark");
 }
 
+static enum custos_err sq_import_done_get(struct custos_store_conn *c, struct custos_buf *out)
+{
+    PREP(s, S_IDONE_GET);
+    return one_blob(c, s, out, "import done get");
+}
+
+static enum custos_err sq_import_done_put(struct custos_store_conn *c, const void *v, size_t len)
+{
+    PREP(s, v ? S_IDONE_PUT : S_IDONE_DEL);
+
+    if (v)
+        sqlite3_bind_blob(s, 1, v, (int)len, SQLITE_STATIC);
+    return run(c, s, "import done");
+}
+
 /* ---- links, outbox, retention -------------------------------------------------------------- */
 
 static enum custos_err sq_link_put(struct custos_store_conn *c, const struct custos_link_row *r)
@@ -2078,7 +2098,7 @@ static const char backup_known_tables[] =
     " AND name NOT IN ('meta', 'subjects', 'subject_ids', 'staged_ids', 'staged_blind', 'blind', 'links')";
 static const char backup_copy_sql[] =
     "INSERT INTO main.meta(k, v) SELECT k, v FROM src.meta"
-    " WHERE k NOT IN ('backup_origin', 'backup_time', 'import_mark');"
+    " WHERE k NOT IN ('backup_origin', 'backup_time', 'import_mark', 'import_done');"
     "INSERT INTO main.subjects(rid, id, created, updated, rec, blind)"
     " SELECT rid, id, created, updated, rec, x'' FROM src.subjects ORDER BY rid;"
     "INSERT INTO main.subject_ids(id, rid) SELECT id, rid FROM src.subject_ids ORDER BY id;"
@@ -2086,24 +2106,22 @@ static const char backup_copy_sql[] =
     "INSERT INTO main.links(subject, name, url, created) SELECT subject, name, url, created FROM src.links"
     " ORDER BY subject, name;";
 
-/* fsync the directory that holds `file` (its new name durable); best effort. */
-static void sync_parent(const char *file)
+/* Give the complete file `tmp` the name `out`, which must not exist.  link() refuses an existing
+   name atomically; where the file system has no hard links (vfat, exFAT, many network and FUSE
+   mounts: EPERM and the like), a rename after checking the name is free: what appears under it
+   in between would be replaced, the only case not covered. */
+static enum custos_err put_in_place(const char *tmp, const char *out)
 {
-    char d[PATH_MAX];
-    const char *slash = strrchr(file, '/');
-    int fd;
-
-    if (!slash)
-        snprintf(d, sizeof(d), ".");
-    else if (slash == file)
-        snprintf(d, sizeof(d), "/");
-    else
-        snprintf(d, sizeof(d), "%.*s", (int)(slash - file), file);
-    fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
+    if (link(tmp, out) == 0)
+        return CUSTOS_OK;
+    if (errno == EPERM || errno == ENOTSUP || errno == EOPNOTSUPP || errno == ENOSYS || errno == EMLINK) {
+        if (access(out, F_OK) == 0)
+            return custos_err_set(CUSTOS_ERR_EXISTS, "cannot create %s: File exists", out);
+        if (rename(tmp, out) == 0)
+            return CUSTOS_OK;
     }
+    return custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
+                          strerror(errno));
 }
 
 static enum custos_err sq_backup(const char *dir, const char *out, const char *origin, int64_t now)
@@ -2197,14 +2215,8 @@ done:
     if (in_txn)
         sqlite3_exec(copy, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_close(copy);
-    if (!rc) {
-        /* link, not rename: a file that appeared under the name meanwhile is not replaced */
-        if (link(tmp, out) != 0)
-            rc = custos_err_set(errno == EEXIST ? CUSTOS_ERR_EXISTS : CUSTOS_ERR_IO, "cannot create %s: %s", out,
-                                strerror(errno));
-        else
-            sync_parent(out);
-    }
+    if (!rc && (rc = put_in_place(tmp, out)) == CUSTOS_OK && custos_fsync_parent(out) != CUSTOS_OK)
+        custos_err_clear(); /* the backup is whole: a failed directory sync is not a failed backup */
     unlink(tmp);
     if (rc) {
         snprintf(path, sizeof(path), "%s-journal", tmp);
@@ -2468,7 +2480,7 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
     }
     if (r == SQLITE_OK)
         r = sqlite3_exec(dst, "PRAGMA secure_delete=ON; BEGIN;"
-                              "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time', 'import_mark');"
+                              "DELETE FROM meta WHERE k IN ('backup_origin', 'backup_time', 'import_mark', 'import_done');"
                               "DELETE FROM blind; DELETE FROM staged_blind;"
                               "UPDATE subjects SET blind = x'' WHERE length(blind) > 0;"
                               "INSERT OR REPLACE INTO meta(k, v) VALUES ('blind_rebuild_after', 0);"
@@ -2503,11 +2515,8 @@ static enum custos_err sq_restore(const char *dir, const char *in, const char *o
         rc = custos_err_set(CUSTOS_ERR_IO, "cannot replace data.db: %s", strerror(errno));
         goto done;
     }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    custos_fsync_dir(dir);
+    custos_err_clear(); /* data.db is replaced: a failed directory sync is not a failed restore */
 done:
     sqlite3_finalize(st);
     sqlite3_close(db);
@@ -2563,6 +2572,8 @@ const struct custos_store_ops custos_store_sqlite = {
     .blind_rebuild_mark = sq_blind_rebuild_mark,
     .import_mark_get = sq_import_mark_get,
     .import_mark_put = sq_import_mark_put,
+    .import_done_get = sq_import_done_get,
+    .import_done_put = sq_import_done_put,
     .key_stage = sq_key_stage,
     .subject_stage = sq_subject_stage,
     .subjects_publish = sq_subjects_publish,

@@ -304,6 +304,10 @@ struct custos_store_ops {
        import_mark_put with v NULL deletes it; import_mark_get: CUSTOS_ERR_NOTFOUND when none. */
     enum custos_err (*import_mark_get)(struct custos_store_conn *c, struct custos_buf *out);
     enum custos_err (*import_mark_put)(struct custos_store_conn *c, const void *v, size_t len);
+    /* What the last import that finished read first (data plane, meta `import_done`), so that
+       the same input is not imported twice; an erasure deletes it.  Same conventions. */
+    enum custos_err (*import_done_get)(struct custos_store_conn *c, struct custos_buf *out);
+    enum custos_err (*import_done_put)(struct custos_store_conn *c, const void *v, size_t len);
 
     /* Subjects with a key (control plane) and no published record (data plane), after whatever
        was staged has been published: left by an import that ended (killed, or failed) between a

@@ -2203,11 +2203,12 @@ static void test_import_resume(void **state)
     assert_int_equal(found(f, "americo.brekke47797@naver.com"), 0);
     assert_int_equal(found(f, "carol@example.com"), 1);
     assert_int_equal(found(f, "dave@example.com"), 1);
-    /* an import that ended well leaves a finished mark (version 2), nothing to resume */
+    /* an import that ended well leaves no mark, and a record of what it read first */
     custos_buf_init(&b, 64);
     must(f->v->ops->acquire(f->v->store, &c), "acquire");
-    must(f->v->ops->import_mark_get(c, &b), "the mark after the end");
-    assert_true(b.len > 0 && b.p[0] == 2);
+    expect_rc(f->v->ops->import_mark_get(c, &b), CUSTOS_ERR_NOTFOUND, "the mark after the end");
+    must(f->v->ops->import_done_get(c, &b), "what the finished import read");
+    assert_true(b.len == 57 && b.p[0] == 2);
     f->v->ops->release(f->v->store, c);
     custos_buf_release(&b);
     expect_rc(import_file(f, path, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "resume again");
@@ -2229,7 +2230,11 @@ static void test_import_resume(void **state)
     assert_int_equal(found(f, "americo.brekke47797@naver.com"), 1);
     assert_int_equal(found(f, "carol@example.com"), 3);
 
-    /* an import that stopped before storing anything (its mark at line 0) refuses nothing */
+    /* an import that stopped before storing anything (its mark at line 0) refuses nothing (the
+       record of the finished import of the same input dropped first: it would refuse it) */
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->import_done_put(c, NULL, 0), "drop import_done");
+    f->v->ops->release(f->v->store, c);
     fake_interrupted(f, path, 0, 0);
     must(import_file(f, path, 0, &bl, &st), "after a mark at line 0");
     expect_run(&st, 0, 4, 2);
@@ -2284,6 +2289,31 @@ static void test_import_finished_refuses_same_input(void **state)
     expect_rc(import_file(f, a, CUSTOS_IMPORT_RESUME, &bl, &st), CUSTOS_ERR_NOTFOUND, "nothing to resume");
     must(import_file(f, a, CUSTOS_IMPORT_RESTART, &bl, &st), "again on purpose");
     assert_int_equal(found(f, "americo.brekke47797@naver.com"), 4);
+
+    /* an import that stores nothing, or fails, leaves the record as it was (review finding: it
+       replaced it, so the earlier input could then be imported twice) */
+    assert_non_null(fp = fopen(b, "w"));
+    fclose(fp);
+    must(import_file(f, b, CUSTOS_IMPORT_RESTART, &bl, &st), "an empty input");
+    expect_rc(import_file(f, a, 0, &bl, &st), CUSTOS_ERR_EXISTS, "the last input after an empty one");
+    /* an input that begins with the whole of the last one (shorter than the head) is another */
+    assert_non_null(fp = fopen(b, "w"));
+    fprintf(fp, "%s\n%s\n%s\n", bob, alice, carol);
+    fclose(fp);
+    must(import_file(f, b, 0, &bl, &st), "a longer input that begins as the last one");
+    assert_int_equal(st.imported, 3);
+    /* an erasure drops the record (it is a keyed digest of people's lines) */
+    expect_rc(import_file(f, b, 0, &bl, &st), CUSTOS_ERR_EXISTS, "the same input");
+    {
+        json_t *s2 = search(f->v, &f->sys, "email", "carol@example.com", "account"), *out = NULL;
+        const char *id = json_string_value(json_array_get(json_object_get(s2, "ids"), 0));
+
+        assert_non_null(id);
+        must(custos_subject_erase(f->v, &f->sys, id, &out), "erase");
+        json_decref(out);
+        json_decref(s2);
+    }
+    must(import_file(f, b, 0, &bl, &st), "after an erasure the record is gone");
 }
 
 /* The skip boundary inside a job (test_import_resume's fall where jobs end), on a blank line,
