@@ -1790,34 +1790,45 @@ static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_
     return run(c, s, "blind rebuild mark");
 }
 
+/* The two import rows of the data plane's meta (import_mark, import_done): statements get, put,
+   delete in that order of enum stmt_id. */
+_Static_assert(S_IMARK_PUT == S_IMARK_GET + 1 && S_IMARK_DEL == S_IMARK_GET + 2 && S_IDONE_PUT == S_IDONE_GET + 1 &&
+                   S_IDONE_DEL == S_IDONE_GET + 2,
+               "import row statements: get, put, delete");
+
+static enum custos_err import_row_get(struct custos_store_conn *c, enum stmt_id get, struct custos_buf *out)
+{
+    PREP(s, get);
+    return one_blob(c, s, out, "import row get");
+}
+
+static enum custos_err import_row_put(struct custos_store_conn *c, enum stmt_id get, const void *v, size_t len)
+{
+    PREP(s, v ? get + 1 : get + 2);
+
+    if (v)
+        sqlite3_bind_blob(s, 1, v, (int)len, SQLITE_STATIC);
+    return run(c, s, "import row");
+}
+
 static enum custos_err sq_import_mark_get(struct custos_store_conn *c, struct custos_buf *out)
 {
-    PREP(s, S_IMARK_GET);
-    return one_blob(c, s, out, "import mark get");
+    return import_row_get(c, S_IMARK_GET, out);
 }
 
 static enum custos_err sq_import_mark_put(struct custos_store_conn *c, const void *v, size_t len)
 {
-    PREP(s, v ? S_IMARK_PUT : S_IMARK_DEL);
-
-    if (v)
-        sqlite3_bind_blob(s, 1, v, (int)len, SQLITE_STATIC);
-    return run(c, s, "import mark");
+    return import_row_put(c, S_IMARK_GET, v, len);
 }
 
 static enum custos_err sq_import_done_get(struct custos_store_conn *c, struct custos_buf *out)
 {
-    PREP(s, S_IDONE_GET);
-    return one_blob(c, s, out, "import done get");
+    return import_row_get(c, S_IDONE_GET, out);
 }
 
 static enum custos_err sq_import_done_put(struct custos_store_conn *c, const void *v, size_t len)
 {
-    PREP(s, v ? S_IDONE_PUT : S_IDONE_DEL);
-
-    if (v)
-        sqlite3_bind_blob(s, 1, v, (int)len, SQLITE_STATIC);
-    return run(c, s, "import done");
+    return import_row_put(c, S_IDONE_GET, v, len);
 }
 
 /* ---- links, outbox, retention -------------------------------------------------------------- */
