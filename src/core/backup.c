@@ -70,12 +70,15 @@ enum custos_err custos_restore(const char *dir, const char *in, struct custos_re
         return custos_err_set(CUSTOS_ERR_LOCKED, "the vault in %s is in use: stop the server before a restore", dir);
     }
     rc = custos_store_sqlite.restore(dir, in, origin);
-    close(fd); /* the vault open below takes the lock again */
-    if (rc)
+    if (rc) {
+        close(fd);
         return rc;
+    }
+    /* the open that re-applies erasures and rebuilds the index keeps the lock: no other command
+       may open the vault between the replacement of data.db and that open */
     memset(&o, 0, sizeof(o));
     o.dir = dir;
-    if ((rc = custos_vault_open(&o, &v)))
+    if ((rc = custos_vault_open_locked(&o, fd, &v)))
         return rc;
     if (rep) {
         rep->reapplied = v->reapplied_at_open;

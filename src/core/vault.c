@@ -500,7 +500,12 @@ void custos_vault_free(struct custos_vault *v)
 
 enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct custos_vault **out)
 {
-    struct custos_vault *v;
+    return custos_vault_open_locked(o, -1, out);
+}
+
+enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int lock_fd, struct custos_vault **out)
+{
+    struct custos_vault *v = NULL;
     struct custos_store_conn *c = NULL;
     struct custos_ledger_config lc;
     char path[PATH_MAX], *text = NULL;
@@ -509,12 +514,18 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     enum custos_err rc;
 
     *out = NULL;
-    if (sodium_init() < 0)
-        return custos_err_set(CUSTOS_ERR_CRYPTO, "libsodium failed to initialise");
-    v = calloc(1, sizeof(*v));
-    if (!v)
-        return CUSTOS_ERR_NOMEM;
-    v->lock_fd = -1;
+    if (sodium_init() < 0) {
+        rc = custos_err_set(CUSTOS_ERR_CRYPTO, "libsodium failed to initialise");
+    } else if (!(v = calloc(1, sizeof(*v)))) {
+        rc = CUSTOS_ERR_NOMEM;
+    } else
+        rc = CUSTOS_OK;
+    if (rc) {
+        if (lock_fd >= 0)
+            close(lock_fd);
+        return rc;
+    }
+    v->lock_fd = lock_fd; /* the vault owns it from here on, and closes it on failure */
     pthread_mutex_init(&v->write_mu, NULL);
     v->write_mu_ready = 1;
     v->ops = &custos_store_sqlite;
@@ -528,12 +539,11 @@ enum custos_err custos_vault_open(const struct custos_vault_opts *o, struct cust
     if ((rc = read_manifest(v->dir, v->origin, sizeof(v->origin))))
         goto fail;
     path_join(path, sizeof(path), v->dir, "lock");
-    v->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (v->lock_fd < 0) {
+    if (lock_fd < 0 && (v->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
         rc = custos_err_set(CUSTOS_ERR_IO, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (flock(v->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (lock_fd < 0 && flock(v->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         rc = custos_err_set(CUSTOS_ERR_LOCKED,
                             "the vault in %s is in use by another process (a running custos serve?)", v->dir);
         goto fail;

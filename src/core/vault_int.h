@@ -269,6 +269,11 @@ enum custos_err custos_place(json_t *fields, const struct custos_path_parts *pp,
    an unknown name or a stray comma. */
 enum custos_err custos_fields_mask(const struct custos_schema *s, const char *fields, uint64_t *mask);
 json_t *custos_decode_value(char tag, const char *val, size_t len);
+/* custos_vault_open with the data directory's lock already taken: lock_fd (or -1) is an open
+   descriptor of DIR/lock holding the flock, which the vault owns from the call on (closed on
+   failure too).  For restore, which must not let another process in between. */
+enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int lock_fd, struct custos_vault **out);
+
 /* 1 when no subject or retention key is wrapped under a master key version below `current`. */
 int custos_older_versions_unused(struct custos_vault *v, struct custos_store_conn *c, uint32_t current);
 

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1204,6 +1206,35 @@ static void test_restore_erases_oversize_row(void **state)
 
 /* A vault that lost data.db but kept its (empty) write-ahead log can be restored: there is
    nothing to fold (review finding: "cannot fold data.db's write-ahead log"). */
+/* A restore keeps the data directory's lock through the open that follows its replacement of
+   data.db (review finding: it let go in between, so another command could open the vault
+   first): the open takes over the descriptor that holds the lock. */
+static void test_open_with_lock_held(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    struct custos_vault *v2 = NULL;
+    char path[300];
+    int fd;
+
+    custos_vault_free(f->v);
+    f->v = NULL;
+    snprintf(path, sizeof(path), "%s/lock", f->dir);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    /* anyone else is kept out, this process's other opens included */
+    assert_int_equal(custos_vault_open(&o, &v2), CUSTOS_ERR_LOCKED);
+    assert_int_equal(custos_vault_open_locked(&o, fd, &f->v), CUSTOS_OK);
+    assert_int_equal(custos_vault_open(&o, &v2), CUSTOS_ERR_LOCKED);
+    custos_vault_free(f->v); /* closes fd: the lock is free again */
+    f->v = NULL;
+    open_vault(f);
+}
+
 static void test_restore_without_data_db(void **state)
 {
     struct fx *f = *state;
@@ -1923,6 +1954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restore_stat_tables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_erases_oversize_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_without_data_db, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_with_lock_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_manifest_format_named, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_after_restore, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup_cannot_resurrect, setup, teardown),
