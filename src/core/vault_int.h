@@ -89,7 +89,8 @@ struct custos_event {
     const char *action;                /* "subject.read" */
     enum custos_result result;
     const char *reason;                /* short code when not ok, e.g. "forbidden", "expired_token" */
-    const char *ok_reason;             /* the same member on an ok event: only "recovered" (erasure) */
+    const char *ok_reason;             /* the same member on an ok event: only "recovered" (an erasure or a
+                                          rotation finished at a start) */
     const struct custos_caller *who;   /* may be NULL */
     const char *actor;                 /* when who is NULL: a claimed principal id, else "-" */
     const char *token_id;              /* when who is NULL: hex prefix of a presented token */
