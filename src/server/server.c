@@ -56,9 +56,6 @@ static unsigned default_threads(void)
 /* libmicrohttpd's per-connection pool (request line, headers, read buffer), cleared per request:
    16 KiB holds any sane request head; bodies stream through it to on_request. */
 #define CONN_POOL_BYTES (16 * 1024)
-/* An oversize body is read and dropped to its end, so that its client gets the 413; past this many
-   dropped bytes the connection is closed instead (a body without a length can be endless). */
-#define BODY_DISCARD_MAX (1024 * 1024)
 
 /* ---- TLS files ----------------------------------------------------------------------------- */
 
@@ -396,8 +393,10 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
  * two Content-Length headers and accepts Transfer-Encoding with Content-Length, so a proxy in front
  * and this server could disagree on where a request ends (request smuggling, RFC 9112 6.1, 6.3):
  * both are refused and the connection closed.  A body announced longer than the cap is refused
- * before it is read (no 100 Continue for it), through dispatch, so that refusal is authenticated and
- * recorded like any other.  Authorization repeated fails authentication rather than picking
+ * through dispatch, so that refusal is authenticated and recorded like any other: before it is read
+ * when its client waits for a 100 Continue (none is sent) or when it is over CUSTOS_BODY_DRAIN_MAX,
+ * else once it has been read and dropped.  (Answered early and closed, a client still sending gets
+ * a reset connection, often before it reads the 413: curl's "Failed sending data to the peer".)  Authorization repeated fails authentication rather than picking
  * one of the values.  (A NUL byte ends a header value inside libmicrohttpd: what follows it on the
  * line is never seen, so a token followed by a NUL is that token, as its holder sent it.)
  * The decision is custos_head_add / custos_head_verdict, over the header values alone.
@@ -412,6 +411,8 @@ void custos_head_add(struct custos_head *h, const char *key, const char *value)
         h->chunked_only = strcasecmp(value, "chunked") == 0;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
         h->authorization++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0) {
+        h->expect_continue = strcasecmp(value, "100-continue") == 0;
     }
 }
 
@@ -424,7 +425,8 @@ enum custos_head_verdict custos_head_verdict(const struct custos_head *h)
     if (h->transfer_encoding > 1 || (h->transfer_encoding && !h->chunked_only))
         return CUSTOS_HEAD_ENCODING_UNSUPPORTED;
     if (h->content_length && h->length > CUSTOS_BODY_MAX)
-        return CUSTOS_HEAD_TOO_BIG;
+        return h->expect_continue || h->length > CUSTOS_BODY_DRAIN_MAX ? CUSTOS_HEAD_TOO_BIG
+                                                                        : CUSTOS_HEAD_TOO_BIG_DRAIN;
     return CUSTOS_HEAD_OK;
 }
 
@@ -457,6 +459,9 @@ static int head_check(struct req *r)
     case CUSTOS_HEAD_TOO_BIG:
         r->body_too_big = 1; /* answered by dispatch, without reading it: route, caller and record */
         break;
+    case CUSTOS_HEAD_TOO_BIG_DRAIN:
+        r->body_too_big = 1; /* read and dropped, then answered by dispatch like a chunked one */
+        return r->close = 0;
     case CUSTOS_HEAD_OK:
         return r->close = 0;
     }
@@ -662,7 +667,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         } else {
             r->body_too_big = 1;
             r->body_discarded += *upload_size;
-            if (r->body_discarded > BODY_DISCARD_MAX) {
+            if (r->body_discarded > CUSTOS_BODY_DRAIN_MAX) {
                 /* a body without a length that goes on and on (chunked): its 413 would wait for
                    an end that may never come, and libmicrohttpd takes no answer in mid-body.
                    Record the refusal as at the end of an oversize body, and close. */

@@ -157,6 +157,7 @@ void custos_webhook_stop(void);
 struct custos_head {
     unsigned content_length, transfer_encoding, authorization; /* how often each header came */
     int chunked_only;          /* the (last) Transfer-Encoding is "chunked" */
+    int expect_continue;       /* an Expect: 100-continue came: the client waits before its body */
     unsigned long long length; /* the (last) Content-Length, strtoull: libmicrohttpd checked its syntax */
 };
 
@@ -165,8 +166,17 @@ enum custos_head_verdict {
     CUSTOS_HEAD_LENGTH_REPEATED,      /* 400: Content-Length twice */
     CUSTOS_HEAD_LENGTH_AND_ENCODING,  /* 400: Transfer-Encoding with Content-Length */
     CUSTOS_HEAD_ENCODING_UNSUPPORTED, /* 501: Transfer-Encoding other than one "chunked" */
-    CUSTOS_HEAD_TOO_BIG               /* 413 (through dispatch): a body announced over CUSTOS_BODY_MAX */
+    CUSTOS_HEAD_TOO_BIG,              /* 413 (through dispatch) now, unread: a body announced over
+                                         CUSTOS_BODY_MAX that its client holds back (Expect:
+                                         100-continue) or that is over CUSTOS_BODY_DRAIN_MAX */
+    CUSTOS_HEAD_TOO_BIG_DRAIN         /* 413 (through dispatch) once the body, announced over
+                                         CUSTOS_BODY_MAX but at most CUSTOS_BODY_DRAIN_MAX, has been
+                                         read and dropped */
 };
+
+/* A body over the cap is read and dropped to its end, so that its client, still sending, gets the
+   413 rather than a reset connection; past this many bytes it is not (see custos_head_verdict). */
+#define CUSTOS_BODY_DRAIN_MAX (1024 * 1024)
 
 void custos_head_add(struct custos_head *h, const char *key, const char *value);
 /* In this order of precedence; Authorization repeated is the caller's (h->authorization > 1: a

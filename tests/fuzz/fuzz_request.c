@@ -404,6 +404,7 @@ static void fuzz_head(const uint8_t *data, size_t size)
     struct hdr h[64];
     size_t n = 0, off = 0, i;
     unsigned cl = 0, te = 0, auth = 0, got_auth, got_auth2;
+    int expect = 0;
     const char *cl_value = NULL, *te_value = NULL;
     enum custos_head_verdict v, v2, want;
 
@@ -426,6 +427,8 @@ static void fuzz_head(const uint8_t *data, size_t size)
             te_value = h[i].value;
         } else if (same_name(h[i].name, "authorization"))
             auth++;
+        else if (same_name(h[i].name, "expect"))
+            expect = same_name(h[i].value, "100-continue");
     }
     v = verdict_of(h, n, 0, &got_auth);
     v2 = verdict_of(h, n, 1, &got_auth2);
@@ -453,7 +456,10 @@ static void fuzz_head(const uint8_t *data, size_t size)
         }
         if (len == 0 || k < len)
             goto done; /* never reaches the server */
-        want = over || x > CUSTOS_BODY_MAX ? CUSTOS_HEAD_TOO_BIG : CUSTOS_HEAD_OK;
+        if (!over && x <= CUSTOS_BODY_MAX)
+            want = CUSTOS_HEAD_OK;
+        else
+            want = over || expect || x > CUSTOS_BODY_DRAIN_MAX ? CUSTOS_HEAD_TOO_BIG : CUSTOS_HEAD_TOO_BIG_DRAIN;
     } else
         want = CUSTOS_HEAD_OK;
     FUZZ_CHECK(v == want);

@@ -45,7 +45,13 @@ static void test_head_verdict(void **state)
     assert_int_equal(a, 1);
     /* names without case, values as libmicrohttpd hands them */
     assert_int_equal(verdict(&a, "content-LENGTH", "65536", NULL), CUSTOS_HEAD_OK);
-    assert_int_equal(verdict(&a, "Content-Length", "65537", NULL), CUSTOS_HEAD_TOO_BIG);
+    /* over the cap: read and dropped up to the drain limit, unless its client holds it back */
+    assert_int_equal(verdict(&a, "Content-Length", "65537", NULL), CUSTOS_HEAD_TOO_BIG_DRAIN);
+    assert_int_equal(verdict(&a, "Content-Length", "1048576", NULL), CUSTOS_HEAD_TOO_BIG_DRAIN);
+    assert_int_equal(verdict(&a, "Content-Length", "1048577", NULL), CUSTOS_HEAD_TOO_BIG);
+    assert_int_equal(verdict(&a, "Content-Length", "65537", "expect", "100-Continue", NULL), CUSTOS_HEAD_TOO_BIG);
+    assert_int_equal(verdict(&a, "Expect", "100-continue", "Content-Length", "65536", NULL), CUSTOS_HEAD_OK);
+    assert_int_equal(verdict(&a, "Content-Length", "65537", "Expect", "x", NULL), CUSTOS_HEAD_TOO_BIG_DRAIN);
     assert_int_equal(verdict(&a, "Content-Length", "18446744073709551616", NULL), CUSTOS_HEAD_TOO_BIG);
     assert_int_equal(verdict(&a, "Content-Length", "0", NULL), CUSTOS_HEAD_OK);
     assert_int_equal(verdict(&a, "Content-Length", "1", "content-length", "1", NULL), CUSTOS_HEAD_LENGTH_REPEATED);
