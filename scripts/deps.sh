@@ -7,7 +7,7 @@ want=(build-essential cmake pkg-config libsodium-dev libsqlite3-dev libmicrohttp
       libcurl4-openssl-dev curl ca-certificates)
 case "${1:-build}" in
   build) ;;
-  test)  want+=(libcmocka-dev clang libclang-rt-14-dev procps perl openssl sqlite3) ;;
+  test)  want+=(libcmocka-dev clang libclang-rt-14-dev procps perl openssl sqlite3 python3) ;;
   bench) want+=(libcmocka-dev wrk procps) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac

@@ -7,7 +7,8 @@
 #
 # Tools: bash, coreutils, curl, perl (core modules only: JSON::PP, Digest::SHA, MIME::Base64),
 # all present wherever custos builds (perl comes with build-essential); test_cli_badinput also
-# reads the databases with sqlite3 (scripts/deps.sh test installs it).
+# reads the databases with sqlite3, and test_interop runs its independent verifier with python3
+# (standard library only) and openssl (scripts/deps.sh test installs all three).
 
 set -euo pipefail
 
