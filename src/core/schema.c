@@ -204,9 +204,13 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
             return custos_err_set(CUSTOS_ERR_INVALID,
                                   "schema: field '%s': retention needs days (1..36600), legal_basis and role",
                                   name);
-        if (!one_line(json_string_value(b), json_string_length(b)))
+        /* no space at either end: it ends a receipt's `retained` line, which tools that trim
+           lines would change (regulator-verifier finding: " " was accepted) */
+        if (!one_line(json_string_value(b), json_string_length(b)) || json_string_value(b)[0] == ' ' ||
+            json_string_value(b)[json_string_length(b) - 1] == ' ')
             return custos_err_set(CUSTOS_ERR_INVALID,
-                                  "schema: field '%s': legal_basis must be one line of visible text", name);
+                                  "schema: field '%s': legal_basis must be one line of visible text, without "
+                                  "spaces at either end", name);
         f->retention_days = (uint32_t)json_integer_value(d);
         snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));
         snprintf(f->retention_role, sizeof(f->retention_role), "%s", json_string_value(r));

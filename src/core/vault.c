@@ -705,6 +705,13 @@ enum custos_err custos_vault_init(const char *dir, const char *schema_text, size
         if (!valid_origin(origin))
             return custos_err_set(CUSTOS_ERR_INVALID, "origin must be 1-128 printable characters without "
                                   "spaces or '+'");
+        /* The ledger key refuses to sign any message that begins with the origin's line (it
+           could pass for a checkpoint), so an origin that is the first line of another message
+           it signs would make every such message unsignable: every erasure receipt, after the
+           erasure itself (regulator-verifier finding). */
+        if (strcmp(origin, CUSTOS_RECEIPT_FIRST_LINE) == 0)
+            return custos_err_set(CUSTOS_ERR_INVALID, "origin '%s' is the first line of erasure receipts: choose "
+                                  "another", origin);
         snprintf(org, sizeof(org), "%s", origin);
     } else {
         char hex[17];

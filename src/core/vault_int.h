@@ -20,6 +20,8 @@
 #include "store/store.h"
 
 #define CUSTOS_MAX_KEY_VERSIONS 8
+/* The first line of an erasure receipt's canonical text (docs/format.md); no origin may be it. */
+#define CUSTOS_RECEIPT_FIRST_LINE "custos-erasure-receipt/v1"
 
 /* Everything secret the vault holds, in one sodium_malloc'd block, read-only while serving. */
 struct custos_secrets {

@@ -297,6 +297,11 @@ refused 1 init --data "$T/$LONG"
 refused 1 init --data "$T/new" --origin "a b"
 refused 1 init --data "$T/new" --origin "$NOTUTF8"
 refused 1 init --data "$T/new" --origin "$LONG"
+# the first line of erasure receipts: the ledger key, which signs nothing that begins with the
+# origin's line, could then sign no receipt (regression: accepted, and every DELETE answered 400
+# after erasing, with no receipt ever to be had)
+refused 1 init --data "$T/new" --origin "custos-erasure-receipt/v1"
+says "is the first line of erasure receipts"
 refused 1 init --data "$T/new" --schema "$T/nowhere.json"
 refused 1 init --data "$T/new" --schema "$T/empty"
 says "cannot read --schema $T/empty: Is a directory"

@@ -322,6 +322,17 @@ static void test_custom_schema_invalid(void **state)
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
                       "\"legal_basis\": \"act\\u007f 6\", \"role\": \"auditor\"}}}}",
                       "one line");
+    /* ... nor a space at either end, which tools that trim lines would take off a receipt's
+       `retained` line (regulator-verifier finding: " " and "  two leading" were accepted) */
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \" \", \"role\": \"auditor\"}}}}",
+                      "either end");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"  two leading\", \"role\": \"auditor\"}}}}",
+                      "either end");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"act 6 \", \"role\": \"auditor\"}}}}",
+                      "either end");
     /* ... nor a Unicode line break or C1 control (NEL), nor a bidirectional control that would
        make the line display as something else than it says */
     for (i = 0; i < 6; i++) {
