@@ -4,7 +4,9 @@
  * Owns: the per-thread secure scratch area (a pthread key whose destructor
  * wipes and frees it).
  * Must never: use a nonce twice under one key on purpose (nonces are 192-bit
- * random), or leak plaintext from a failed open.
+ * random, or within a run a fresh random 128-bit prefix and a counter), keep a
+ * run's subkey past its end or the scratch's wipe, or leak plaintext from a
+ * failed open.
  */
 #include "crypto.h"
 
@@ -33,6 +35,90 @@ enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], co
         return CUSTOS_ERR_CRYPTO;
     }
     return CUSTOS_OK;
+}
+
+/* ---- runs ---------------------------------------------------------------------------------- */
+
+#define RUN_SUB_BYTES crypto_core_hchacha20_OUTPUTBYTES /* 32, after the scratch proper */
+#define RUN_PREFIX_BYTES crypto_core_hchacha20_INPUTBYTES /* 16 */
+
+static _Thread_local uint64_t run_count; /* runs begun on this thread */
+static _Thread_local uint64_t run_owner; /* the run whose subkey the slot holds; 0: none */
+
+void custos_run_begin(struct custos_run *r, const uint8_t key[CUSTOS_KEY_BYTES])
+{
+    uint8_t *scratch = custos_scratch();
+
+    r->key = key;
+    r->sub = scratch ? scratch + CUSTOS_SCRATCH_BYTES : NULL;
+    r->next = 0;
+    r->id = ++run_count;
+    custos_random(r->prefix, sizeof(r->prefix));
+}
+
+/* The run's subkey for nonce prefix p, derived when the slot does not hold it; NULL without a
+   slot (the caller then goes through libsodium's XChaCha20 functions). */
+static const uint8_t *run_subkey(struct custos_run *r, const uint8_t *p)
+{
+    if (!r->sub)
+        return NULL;
+    if (run_owner == r->id && memcmp(r->held, p, RUN_PREFIX_BYTES) == 0)
+        return r->sub;
+    memcpy(r->held, p, RUN_PREFIX_BYTES);
+    crypto_core_hchacha20(r->sub, r->held, r->key, NULL);
+    run_owner = r->id;
+    return r->sub;
+}
+
+void custos_run_seal(struct custos_run *r, uint8_t *out, const void *pt, size_t ptlen, const void *ad, size_t adlen)
+{
+    uint8_t nonce[CUSTOS_NONCE_BYTES], inner[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
+    const uint8_t *sub;
+    uint64_t n = r->next++;
+
+    /* always the prefix drawn at begin, whatever the run opened: another record's prefix
+       under this key would repeat that record's nonces */
+    memcpy(nonce, r->prefix, RUN_PREFIX_BYTES);
+    for (int i = 0; i < 8; i++)
+        nonce[RUN_PREFIX_BYTES + i] = (uint8_t)(n >> (56 - 8 * i));
+    if (!(sub = run_subkey(r, nonce))) {
+        custos_seal(out, nonce, r->key, pt, ptlen, ad, adlen);
+        return;
+    }
+    memcpy(out, nonce, CUSTOS_NONCE_BYTES);
+    memcpy(inner + 4, nonce + RUN_PREFIX_BYTES, 8);
+    crypto_aead_chacha20poly1305_ietf_encrypt(out + CUSTOS_NONCE_BYTES, NULL, pt, ptlen, ad, adlen, NULL, inner,
+                                              sub);
+}
+
+enum custos_err custos_run_open(struct custos_run *r, uint8_t *pt, const uint8_t *in, size_t inlen, const void *ad,
+                                size_t adlen)
+{
+    uint8_t inner[crypto_aead_chacha20poly1305_ietf_NPUBBYTES] = {0};
+    const uint8_t *sub;
+
+    if (inlen < CUSTOS_SEAL_OVERHEAD)
+        return CUSTOS_ERR_CRYPTO;
+    if (!(sub = run_subkey(r, in)))
+        return custos_open(pt, r->key, in, inlen, ad, adlen);
+    memcpy(inner + 4, in + RUN_PREFIX_BYTES, 8);
+    if (crypto_aead_chacha20poly1305_ietf_decrypt(pt, NULL, NULL, in + CUSTOS_NONCE_BYTES, inlen - CUSTOS_NONCE_BYTES,
+                                                  ad, adlen, inner, sub) != 0) {
+        sodium_memzero(pt, inlen - CUSTOS_SEAL_OVERHEAD);
+        return CUSTOS_ERR_CRYPTO;
+    }
+    return CUSTOS_OK;
+}
+
+void custos_run_end(struct custos_run *r)
+{
+    if (r->sub && run_owner == r->id) {
+        sodium_memzero(r->sub, RUN_SUB_BYTES);
+        run_owner = 0;
+    }
+    sodium_memzero(r->prefix, sizeof(r->prefix));
+    sodium_memzero(r->held, sizeof(r->held));
+    r->key = NULL;
 }
 
 void custos_wrap(uint8_t out[CUSTOS_WRAPPED_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],
@@ -103,7 +189,7 @@ uint8_t *custos_scratch(void)
     pthread_once(&scratch_once, scratch_setup);
     p = pthread_getspecific(scratch_key);
     if (!p) {
-        p = sodium_malloc(CUSTOS_SCRATCH_BYTES);
+        p = sodium_malloc(CUSTOS_SCRATCH_BYTES + RUN_SUB_BYTES);
         if (!p)
             return NULL;
         if (pthread_setspecific(scratch_key, p) != 0) {
@@ -121,7 +207,8 @@ void custos_scratch_wipe(void)
     pthread_once(&scratch_once, scratch_setup);
     p = pthread_getspecific(scratch_key);
     if (p)
-        sodium_memzero(p, CUSTOS_SCRATCH_BYTES);
+        sodium_memzero(p, CUSTOS_SCRATCH_BYTES + RUN_SUB_BYTES);
+    run_owner = 0;
 }
 
 #define POOL_BYTES 16384

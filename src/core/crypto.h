@@ -3,7 +3,8 @@
  * keyed hashes, identifiers, per-thread secure scratch memory.
  *
  * Algorithms: XChaCha20-Poly1305-IETF (AEAD) for key wrapping and field
- * sealing, random 192-bit nonces; BLAKE2b (crypto_generichash) keyed for
+ * sealing: random 192-bit nonces for keys, and for the values of one record
+ * a random 128-bit prefix and a 64-bit counter (struct custos_run); BLAKE2b (crypto_generichash) keyed for
  * token, secret and blind-index hashes; crypto_kdf for subkeys.
  *
  * Sealed layout: nonce (24) || ciphertext || tag (16).
@@ -38,6 +39,37 @@ void custos_seal(uint8_t *out, const uint8_t nonce[CUSTOS_NONCE_BYTES], const ui
    (pt then wiped). */
 enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], const uint8_t *in, size_t inlen,
                             const void *ad, size_t adlen);
+
+/*
+ * A run: several values sealed or opened under one key, with XChaCha20's HChaCha20 subkey
+ * derived once for all the nonces that share their first 16 bytes.  What is sealed and opened
+ * is exactly custos_seal / custos_open's format: libsodium's XChaCha20-Poly1305-IETF is
+ * ChaCha20-Poly1305-IETF under HChaCha20(key, nonce[0..16]) with nonce 0^4 || nonce[16..24],
+ * and a run calls those two libsodium functions itself.  A run seals with one random 128-bit
+ * prefix drawn at custos_run_begin and the values numbered after it (64-bit big-endian
+ * counter), so its nonces are unique under the key; it opens any nonce, reusing the subkey
+ * while the prefix repeats (records a run sealed) and deriving it anew when it does not.
+ *
+ * The subkey lives in the thread's secure scratch memory, past its first CUSTOS_SCRATCH_BYTES;
+ * custos_run_end and custos_scratch_wipe wipe it.  One run at a time per thread keeps it: a run
+ * begun inside another only makes the outer one derive its subkey again, never use another's.
+ * The key is not copied: it must stay in place until custos_run_end.
+ */
+struct custos_run {
+    const uint8_t *key;
+    uint8_t *sub;        /* the subkey slot; NULL when scratch memory could not be had */
+    uint8_t prefix[16];  /* sealing: this run's, drawn at begin and never changed */
+    uint8_t held[16];    /* the prefix sub was derived for */
+    uint64_t next;       /* sealing: the next value's number */
+    uint64_t id;         /* this run, among the thread's: sub is ours while the thread's owner is id */
+};
+void custos_run_begin(struct custos_run *r, const uint8_t key[CUSTOS_KEY_BYTES]);
+/* As custos_seal, with the run's next nonce. */
+void custos_run_seal(struct custos_run *r, uint8_t *out, const void *pt, size_t ptlen, const void *ad, size_t adlen);
+/* As custos_open. */
+enum custos_err custos_run_open(struct custos_run *r, uint8_t *pt, const uint8_t *in, size_t inlen, const void *ad,
+                                size_t adlen);
+void custos_run_end(struct custos_run *r);
 
 /* Key wrapping = sealing a 32-byte key. */
 void custos_wrap(uint8_t out[CUSTOS_WRAPPED_BYTES], const uint8_t kek[CUSTOS_KEY_BYTES],

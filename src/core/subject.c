@@ -145,10 +145,11 @@ enum custos_err custos_record_add_sealed(struct custos_buf *b, const char *path,
     return custos_buf_add(b, sealed, slen);
 }
 
-/* Seal one value (tag + bytes) under key and append it. */
-enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
-                                        const char *path, char tag, const char *val, size_t len,
-                                        const uint8_t nonce[CUSTOS_NONCE_BYTES])
+/* Seal one value (tag + bytes) under key, or the run's key when run is given (nonce then unused),
+   and append it. */
+static enum custos_err add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key, struct custos_run *run,
+                                 const char *path, char tag, const char *val, size_t len,
+                                 const uint8_t nonce[CUSTOS_NONCE_BYTES])
 {
     uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX], h[4];
     size_t plen = strlen(path), adlen, slen = 1 + len + CUSTOS_SEAL_OVERHEAD;
@@ -168,9 +169,25 @@ enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[1
     pt[0] = (uint8_t)tag;
     memcpy(pt + 1, val, len);
     adlen = custos_field_ad(ad, id, path, plen);
-    custos_seal(b->p + b->len, nonce, key, pt, 1 + len, ad, adlen);
+    if (run)
+        custos_run_seal(run, b->p + b->len, pt, 1 + len, ad, adlen);
+    else
+        custos_seal(b->p + b->len, nonce, key, pt, 1 + len, ad, adlen);
     b->len += slen;
     return CUSTOS_OK;
+}
+
+enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
+                                        const char *path, char tag, const char *val, size_t len,
+                                        const uint8_t nonce[CUSTOS_NONCE_BYTES])
+{
+    return add_value(b, id, key, NULL, path, tag, val, len, nonce);
+}
+
+enum custos_err custos_record_add_value_run(struct custos_buf *b, const uint8_t id[16], struct custos_run *run,
+                                            const char *path, char tag, const char *val, size_t len)
+{
+    return add_value(b, id, NULL, run, path, tag, val, len, NULL);
 }
 
 /* Open one sealed leaf into out (cap >= slen); *tag and value bytes. */
@@ -181,21 +198,33 @@ uint8_t *custos_plain_scratch(void)
     return b && custos_buf_reserve(b, CUSTOS_PLAIN_CAP) == CUSTOS_OK ? b->p : NULL;
 }
 
-enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l, uint8_t *out,
-                                 char *tag, size_t *len)
+static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, struct custos_run *run,
+                                 const struct custos_sealed_leaf *l, uint8_t *out, char *tag, size_t *len)
 {
     uint8_t ad[sizeof(FIELD_AD_TAG) + 16 + CUSTOS_PATH_MAX];
     size_t adlen = custos_field_ad(ad, id, l->path, l->plen);
 
     if (l->slen < CUSTOS_SEAL_OVERHEAD + 1 || l->slen - CUSTOS_SEAL_OVERHEAD + 1 > CUSTOS_PLAIN_CAP)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
-    if (custos_open(out, key, l->sealed, l->slen, ad, adlen))
+    if (run ? custos_run_open(run, out, l->sealed, l->slen, ad, adlen) : custos_open(out, key, l->sealed, l->slen, ad, adlen))
         return custos_err_set(CUSTOS_ERR_CRYPTO, "a stored value failed to open");
     *tag = (char)out[0];
     *len = l->slen - CUSTOS_SEAL_OVERHEAD - 1;
     memmove(out, out + 1, *len);
     out[*len] = 0;
     return CUSTOS_OK;
+}
+
+enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l, uint8_t *out,
+                                 char *tag, size_t *len)
+{
+    return leaf_open(id, key, NULL, l, out, tag, len);
+}
+
+enum custos_err custos_leaf_open_run(const uint8_t id[16], struct custos_run *run, const struct custos_sealed_leaf *l,
+                                     uint8_t *out, char *tag, size_t *len)
+{
+    return leaf_open(id, NULL, run, l, out, tag, len);
 }
 
 /* ---- paths --------------------------------------------------------------------------------- */
@@ -500,20 +529,13 @@ static void leaf_bytes(const struct custos_leaf *l, char *num, size_t ncap, cons
 }
 
 /* Seal leaves into b (already begun); add blind entries for searchable ones. */
-static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16], const uint8_t *key,
+static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16], struct custos_run *run,
                                    const struct custos_leaves *leaves, struct custos_buf *b,
                                    struct custos_blind *blind, size_t *nblind, size_t blind_cap)
 {
-    uint8_t stack[32 * CUSTOS_NONCE_BYTES], *nonces = stack;
     enum custos_err rc = CUSTOS_OK;
     size_t i;
 
-    if (!leaves->n)
-        return CUSTOS_OK;
-    /* one call for all the record's randomness; on the stack for typical records */
-    if (leaves->n > sizeof(stack) / CUSTOS_NONCE_BYTES && !(nonces = malloc(leaves->n * CUSTOS_NONCE_BYTES)))
-        return CUSTOS_ERR_NOMEM;
-    custos_random(nonces, leaves->n * CUSTOS_NONCE_BYTES);
     for (i = 0; i < leaves->n && !rc; i++) {
         const struct custos_leaf *l = &leaves->v[i];
         char num[24];
@@ -521,15 +543,13 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
         size_t len;
 
         leaf_bytes(l, num, sizeof(num), &val, &len);
-        rc = custos_record_add_value(b, id, key, l->path, l->tag, val, len, nonces + i * CUSTOS_NONCE_BYTES);
+        rc = custos_record_add_value_run(b, id, run, l->path, l->tag, val, len);
         if (!rc && leaf_searchable(l->field, l->top) && *nblind < blind_cap) {
             blind[*nblind].field = field_no(v, l->top);
             rc = blind_hash(v, l->field, val, len, blind[*nblind].hash);
             (*nblind)++;
         }
     }
-    if (nonces != stack)
-        free(nonces);
     return rc;
 }
 
@@ -539,6 +559,7 @@ enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct cus
 {
     uint8_t *key = custos_scratch(), ad[64];
     const uint8_t *kek = custos_master(v, v->current_kv);
+    struct custos_run run;
     enum custos_err rc;
 
     *nblind = 0;
@@ -548,13 +569,15 @@ enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct cus
         return CUSTOS_ERR_INTERNAL;
     custos_id_random(id);
     custos_random(key, CUSTOS_KEY_BYTES);
+    custos_run_begin(&run, key);
     if ((rc = custos_record_begin(b, 1)) ||
-        (rc = seal_leaves(v, id, key, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
+        (rc = seal_leaves(v, id, &run, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
         (rc = custos_record_finish(b, leaves->n)))
         goto done;
     *kv = v->current_kv;
     custos_wrap(wrapped, kek, key, ad, custos_ad_subject_key(ad, id, 1, *kv));
 done:
+    custos_run_end(&run);
     custos_scratch_wipe();
     return rc;
 }
@@ -873,10 +896,12 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
     uint8_t *pt = custos_plain_scratch();
     uint16_t tails[CUSTOS_SCHEMA_MAX_FIELDS] = {0}; /* per array: the record's items (max index + 1) */
     enum custos_err rc = CUSTOS_OK;
+    struct custos_run run; /* the record's values share a nonce prefix: one subkey for all */
     size_t i;
 
     if (!work || !pt)
         return CUSTOS_ERR_NOMEM;
+    custos_run_begin(&run, key);
     if (t)
         t->tails = tails;
     for (i = 0; i < r->n && !rc && !(t && t->broken); i++) {
@@ -908,7 +933,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                 tails[no] = (uint16_t)(pp.index + 1);
         }
         if (!f && retired) {
-            if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
+            if ((rc = custos_leaf_open_run(id, &run, l, pt, &tag, &len)))
                 break;
             if (!(val = custos_decode_value(tag, (const char *)pt, len)))
                 rc = custos_err_set(CUSTOS_ERR_CORRUPT, "stored value is corrupt");
@@ -929,7 +954,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                      : CUSTOS_VIS_PLAIN;
         if (vis == CUSTOS_VIS_HIDDEN)
             continue; /* hidden values are not even decrypted */
-        if ((rc = custos_leaf_open(id, key, l, pt, &tag, &len)))
+        if ((rc = custos_leaf_open_run(id, &run, l, pt, &tag, &len)))
             break;
         if (vis == CUSTOS_VIS_MASKED) {
             custos_buf_reset(work);
@@ -970,6 +995,7 @@ static enum custos_err render(struct custos_vault *v, const struct custos_caller
                 rc = CUSTOS_ERR_NOMEM;
     }
     custos_buf_reset(work);
+    custos_run_end(&run);
     return rc;
 }
 
@@ -1304,12 +1330,14 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
                                const struct custos_leaves *add, const uint8_t *oldkey, const uint8_t *newkey,
                                uint32_t gen, struct custos_buf *b, struct custos_blind *blind, size_t *nblind)
 {
-    uint8_t *pt = custos_plain_scratch(), nonce[CUSTOS_NONCE_BYTES];
+    uint8_t *pt = custos_plain_scratch();
+    struct custos_run run; /* sealing under newkey: every value this rebuild seals */
     enum custos_err rc;
     size_t i, count = 0;
 
     if (!pt)
         return CUSTOS_ERR_NOMEM;
+    custos_run_begin(&run, newkey);
     if ((rc = custos_record_begin(b, gen)))
         goto done;
     for (i = 0; i < r->n; i++) {
@@ -1335,8 +1363,7 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
                 goto done;
             if (oldkey != newkey) {
                 snprintf(path, sizeof(path), "%.*s", (int)l->plen, l->path);
-                custos_random(nonce, sizeof(nonce));
-                rc = custos_record_add_value(b, id, newkey, path, tag, (const char *)pt, len, nonce);
+                rc = custos_record_add_value_run(b, id, &run, path, tag, (const char *)pt, len);
             } else
                 rc = custos_record_add_sealed(b, l->path, l->plen, l->sealed, l->slen);
             if (!rc && f && leaf_searchable(f, top) && *nblind < CUSTOS_SCHEMA_MAX_FIELDS) {
@@ -1350,11 +1377,12 @@ static enum custos_err rebuild(struct custos_vault *v, const uint8_t id[16], con
             goto done;
         count++;
     }
-    if ((rc = seal_leaves(v, id, newkey, add, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)))
+    if ((rc = seal_leaves(v, id, &run, add, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)))
         goto done;
     count += add->n;
     rc = custos_record_finish(b, count);
 done:
+    custos_run_end(&run);
     return rc;
 }
 

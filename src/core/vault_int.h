@@ -248,6 +248,10 @@ enum custos_err custos_record_add_sealed(struct custos_buf *b, const char *path,
 enum custos_err custos_record_add_value(struct custos_buf *b, const uint8_t id[16], const uint8_t *key,
                                         const char *path, char tag, const char *val, size_t len,
                                         const uint8_t nonce[CUSTOS_NONCE_BYTES]);
+/* The same under a run's key with its next nonce (crypto.h): the values of one record share the
+   run's prefix, so reading them derives XChaCha20's subkey once. */
+enum custos_err custos_record_add_value_run(struct custos_buf *b, const uint8_t id[16], struct custos_run *run,
+                                            const char *path, char tag, const char *val, size_t len);
 /* An opened leaf: tag byte, a value of at most 4096 bytes, and the NUL custos_leaf_open adds. */
 #define CUSTOS_PLAIN_CAP (1 + 4096 + 1)
 /* This thread's buffer of CUSTOS_PLAIN_CAP bytes for opened leaves (NULL when out of memory).
@@ -257,6 +261,9 @@ uint8_t *custos_plain_scratch(void);
    CUSTOS_ERR_CORRUPT when the stored value is larger than any value the vault seals. */
 enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l,
                                  uint8_t *out, char *tag, size_t *len);
+/* The same under a run's key: the leaves of one record, opened one after the other. */
+enum custos_err custos_leaf_open_run(const uint8_t id[16], struct custos_run *run, const struct custos_sealed_leaf *l,
+                                     uint8_t *out, char *tag, size_t *len);
 int custos_path_split(const char *p, size_t n, struct custos_path_parts *pp);
 const struct custos_field *custos_leaf_field(const struct custos_schema *s, const struct custos_path_parts *pp,
                                              const struct custos_field **top);

@@ -114,6 +114,114 @@ static void test_seal_open_roundtrip(void **state)
     }
 }
 
+/*
+ * Runs (struct custos_run): the values of one record sealed with one random 128-bit prefix and a
+ * counter, opened with XChaCha20's subkey derived once.  What a run seals is plain
+ * XChaCha20-Poly1305-IETF: libsodium opens it directly; what custos_seal sealed (random nonces,
+ * every record written before runs) a run opens; a run that opened another record's values
+ * still seals with its own prefix (a prefix of another record under the same key would repeat
+ * that record's nonces); a run begun inside another leaves the outer one correct; the subkey is
+ * wiped at the run's end and by the scratch wipe.
+ */
+static void test_run_seal_open(void **state)
+{
+    static const char *const vals[] = {"전성준", "010-0002-8558", "seongjun@example.com", "", "서울 강남구 테헤란로 1"};
+    enum { N = sizeof(vals) / sizeof(vals[0]) };
+    uint8_t key[CUSTOS_KEY_BYTES], key2[CUSTOS_KEY_BYTES], ad[128], id[16], sealed[N][64 + CUSTOS_SEAL_OVERHEAD];
+    uint8_t old[64 + CUSTOS_SEAL_OVERHEAD], nonce[CUSTOS_NONCE_BYTES], pt[128], first_prefix[16];
+    size_t adlen, i, len[N];
+    struct custos_run r, r2, inner;
+    uint8_t *slot;
+
+    (void)state;
+    randombytes_buf(key, sizeof(key));
+    randombytes_buf(key2, sizeof(key2));
+    custos_id_random(id);
+    adlen = field_ad(ad, id, "name");
+    custos_run_begin(&r, key);
+    for (i = 0; i < N; i++) {
+        len[i] = strlen(vals[i]) + CUSTOS_SEAL_OVERHEAD;
+        custos_run_seal(&r, sealed[i], vals[i], strlen(vals[i]), ad, adlen);
+        /* one prefix for the run, then the value's number, big-endian */
+        assert_memory_equal(sealed[i], sealed[0], 16);
+        for (int k = 0; k < 7; k++)
+            assert_int_equal(sealed[i][16 + k], 0);
+        assert_int_equal(sealed[i][23], i);
+        /* standard XChaCha20-Poly1305-IETF: libsodium's own function opens it */
+        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(pt, NULL, NULL, sealed[i] + CUSTOS_NONCE_BYTES,
+                                                                    len[i] - CUSTOS_NONCE_BYTES, ad, adlen, sealed[i],
+                                                                    key),
+                         0);
+        assert_memory_equal(pt, vals[i], strlen(vals[i]));
+        assert_int_equal(custos_open(pt, key, sealed[i], len[i], ad, adlen), CUSTOS_OK);
+        assert_memory_equal(pt, vals[i], strlen(vals[i]));
+    }
+    memcpy(first_prefix, sealed[0], 16);
+    custos_run_end(&r);
+
+    /* another run under the same key: another prefix */
+    custos_run_begin(&r2, key);
+    custos_run_seal(&r2, old, vals[0], strlen(vals[0]), ad, adlen);
+    assert_memory_not_equal(old, first_prefix, 16);
+    custos_run_end(&r2);
+
+    /* opening: the run's values, one sealed by custos_seal between them, and bad ones */
+    randombytes_buf(nonce, sizeof(nonce));
+    custos_seal(old, nonce, key, vals[1], strlen(vals[1]), ad, adlen);
+    custos_run_begin(&r, key);
+    for (i = 0; i < N; i++) {
+        memset(pt, 0xaa, sizeof(pt));
+        assert_int_equal(custos_run_open(&r, pt, sealed[i], len[i], ad, adlen), CUSTOS_OK);
+        assert_memory_equal(pt, vals[i], strlen(vals[i]));
+        if (i == 2) {
+            assert_int_equal(custos_run_open(&r, pt, old, strlen(vals[1]) + CUSTOS_SEAL_OVERHEAD, ad, adlen),
+                             CUSTOS_OK);
+            assert_memory_equal(pt, vals[1], strlen(vals[1]));
+        }
+    }
+    sealed[1][30] ^= 1; /* a flipped ciphertext byte: refused, and nothing of it returned */
+    memset(pt, 0xaa, sizeof(pt));
+    assert_int_equal(custos_run_open(&r, pt, sealed[1], len[1], ad, adlen), CUSTOS_ERR_CRYPTO);
+    assert_true(all_zero(pt, len[1] - CUSTOS_SEAL_OVERHEAD));
+    sealed[1][30] ^= 1;
+    assert_int_equal(custos_run_open(&r, pt, sealed[1], len[1], ad, adlen - 1), CUSTOS_ERR_CRYPTO); /* other AD */
+    assert_int_equal(custos_run_open(&r, pt, sealed[1], CUSTOS_SEAL_OVERHEAD - 1, ad, adlen), CUSTOS_ERR_CRYPTO);
+    /* sealing after opening another record's values: this run's own prefix, numbered from 0 */
+    custos_run_seal(&r, old, vals[0], strlen(vals[0]), ad, adlen);
+    assert_memory_not_equal(old, first_prefix, 16);
+    assert_int_equal(old[23], 0);
+    /* a run inside another, under another key, takes the subkey slot: the outer one derives its
+       own again, and never opens with the inner's */
+    custos_run_begin(&inner, key2);
+    {
+        uint8_t x[8 + CUSTOS_SEAL_OVERHEAD];
+
+        custos_run_seal(&inner, x, "inner", 5, ad, adlen);
+        assert_int_equal(custos_run_open(&inner, pt, x, sizeof(x) - 4, ad, adlen), CUSTOS_ERR_CRYPTO);
+        assert_int_equal(custos_run_open(&r, pt, sealed[3], len[3], ad, adlen), CUSTOS_OK);
+        assert_int_equal(custos_run_open(&inner, pt, x, 5 + CUSTOS_SEAL_OVERHEAD, ad, adlen), CUSTOS_OK);
+        assert_memory_equal(pt, "inner", 5);
+    }
+    custos_run_end(&inner);
+    assert_int_equal(custos_run_open(&r, pt, sealed[4], len[4], ad, adlen), CUSTOS_OK);
+    assert_memory_equal(pt, vals[4], strlen(vals[4]));
+    /* the subkey is wiped at the end of the run that holds it, and by the scratch wipe */
+    slot = custos_scratch() + CUSTOS_SCRATCH_BYTES;
+    assert_false(all_zero(slot, 32));
+    custos_run_end(&r);
+    assert_true(all_zero(slot, 32));
+    custos_run_begin(&r, key);
+    assert_int_equal(custos_run_open(&r, pt, sealed[0], len[0], ad, adlen), CUSTOS_OK);
+    assert_false(all_zero(slot, 32));
+    custos_scratch_wipe();
+    assert_true(all_zero(slot, 32));
+    /* ... after which the run derives it again */
+    assert_int_equal(custos_run_open(&r, pt, sealed[2], len[2], ad, adlen), CUSTOS_OK);
+    assert_memory_equal(pt, vals[2], strlen(vals[2]));
+    custos_run_end(&r);
+    sodium_memzero(pt, sizeof(pt));
+}
+
 /* A value sealed for (subject, path) does not open for another subject or another path. */
 static void test_ad_binding(void **state)
 {
@@ -650,8 +758,20 @@ static void test_vault_records_bound(void **state)
     assert_int_equal(read_all(v, a, &out), CUSTOS_OK);
     json_decref(out);
 
-    /* 1. same subject (same key), value moved to another path: must not open */
     rec_get(v, a, ra);
+    /* 0. the record's nonces: one random prefix for the write, then each value's number (a
+       record is sealed as one run); another record's prefix differs */
+    assert_true(ra->n >= 9);
+    for (size_t i = 0; i < ra->n; i++) {
+        assert_memory_equal(ra->leaf[i].sealed, ra->leaf[0].sealed, 16);
+        for (int k = 0; k < 7; k++)
+            assert_int_equal(ra->leaf[i].sealed[16 + k], 0);
+        assert_int_equal(ra->leaf[i].sealed[23], i);
+    }
+    rec_get(v, b, rb);
+    assert_memory_not_equal(rb->leaf[0].sealed, ra->leaf[0].sealed, 16);
+
+    /* 1. same subject (same key), value moved to another path: must not open */
     *keep = *ra;
     {
         struct tleaf *n = rec_leaf(ra, "name"), *cc = rec_leaf(ra, "customs_code");
@@ -802,6 +922,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seal_open_roundtrip),
+        cmocka_unit_test(test_run_seal_open),
         cmocka_unit_test(test_ad_binding),
         cmocka_unit_test(test_tamper),
         cmocka_unit_test(test_wrap_unwrap),
