@@ -697,6 +697,22 @@ static void test_request_framing(void **state)
     assert_int_equal(count_of(buf, "HTTP/1.1 "), 1);
     assert_non_null(strstr(buf, "HTTP/1.1 400"));
     assert_true(closed);
+    /* a space before the colon, and a folded line: libmicrohttpd took neither for Content-Length
+       (the name kept the space, or the continuation), so the body was served as the next request
+       where a lenient proxy in front would have read it as the body (red-team finding) */
+    {
+        const char *heads[] = {"Content-Length : ", "Content-Length:\r\n ", "Content-Length:\r\n\t",
+                               "Transfer-Encoding :chunked\r\nContent-Length: "};
+
+        for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+            n = snprintf(req, sizeof(req), "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\n%s%zu\r\n\r\n%s", heads[i],
+                         strlen(smuggled), smuggled);
+            raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+            assert_int_equal(count_of(buf, "HTTP/1.1 "), 1);
+            assert_non_null(strstr(buf, "HTTP/1.1 400"));
+            assert_true(closed);
+        }
+    }
     /* a Transfer-Encoding other than chunked */
     n = snprintf(req, sizeof(req), "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n");
     raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
