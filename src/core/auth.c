@@ -1060,6 +1060,14 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
         goto done;
     }
     e.target = id;
+    /* Not itself: with no other admin left, the vault would have none to manage principals or
+       revoke tokens until an operator adds one with the CLI (red-team finding: one call, and a
+       stolen admin token could make it).  Another admin, or the CLI (a system caller), can. */
+    if (!c->system && strcmp(c->principal, id) == 0) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "a principal cannot disable itself: another admin can, or "
+                            "custos principal disable");
+        goto done;
+    }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
     rc = principal_disable_tx(v, conn, id, (int64_t)custos_now(v), &n);

@@ -323,6 +323,14 @@ static void test_disable_revokes_all_tokens(void **state)
     cz_expect_error(cz_req(s, "POST", "/v1/principals/ghost/disable", s->admin_token, NULL), 404, "not_found");
     cz_expect_error(cz_req(s, "POST", "/v1/principals/Ghost/disable", s->admin_token, NULL), 400, "bad_request");
     cz_expect_error(cz_req(s, "POST", "/v1/principals/gh%21st/disable", s->admin_token, NULL), 404, "not_found");
+    /* not itself: the only admin would lock every admin out in one call (red-team finding); the
+       refusal is a ledger event, and the admin keeps working */
+    r = cz_req(s, "POST", "/v1/principals/admin/disable", s->admin_token, NULL);
+    cz_expect_error(r, 403, "forbidden");
+    assert_non_null(strstr(cz_str(cz_get(r->json, "error"), "message"), "cannot disable itself"));
+    assert_non_null(cz_find_event(cz_ledger_entries(s), "action", "principal.disable", "actor", "admin", "target",
+                                  "admin", "result", "denied", NULL));
+    cz_expect(cz_req(s, "POST", "/v1/principals/ghost/disable", s->admin_token, NULL), 404);
 }
 
 static void test_cli_principal_and_token(void **state)
