@@ -788,6 +788,11 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
         good = mac_ok(mac, p.mac);
     }
     if (!good) {
+        /* A principal id that names no principal is the caller's text, not an id: anybody could
+           write words into the ledger, which is never erased, through this public route (a name
+           and a phone number fit [a-z0-9._-]).  The entry says who it was not, and from where. */
+        if (rc == CUSTOS_ERR_NOTFOUND)
+            e.actor = "-";
         e.reason = "bad_credentials";
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
         goto done;

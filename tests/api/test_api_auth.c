@@ -333,6 +333,34 @@ static void test_disable_revokes_all_tokens(void **state)
     cz_expect(cz_req(s, "POST", "/v1/principals/ghost/disable", s->admin_token, NULL), 404);
 }
 
+/*
+ * A token request naming no principal is recorded with actor "-": the id is the caller's text,
+ * and the ledger is never erased (red-team finding: "kim.jinan.010.2841.6960" went into it as
+ * the actor, from anybody, unauthenticated).  A wrong secret for a real principal names it.
+ */
+static void test_unknown_principal_not_recorded(void **state)
+{
+    struct cz_server *s = *state;
+    const char *bogus = "cps_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    json_t *e;
+
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "kim.jinan.010.2841.6960", bogus)), 401,
+                    "unauthenticated");
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "svc", bogus)), 401, "unauthenticated");
+    e = cz_ledger_entries(s);
+    assert_non_null(cz_find_event(e, "action", "token.issue", "actor", "-", "result", "denied", "reason",
+                                  "bad_credentials", "source", "127.0.0.1", NULL));
+    assert_non_null(cz_find_event(e, "action", "token.issue", "actor", "svc", "result", "denied", "reason",
+                                  "bad_credentials", NULL));
+    for (size_t i = 0; i < json_array_size(e); i++) {
+        char *text = json_dumps(json_array_get(e, i), JSON_COMPACT);
+
+        assert_non_null(text);
+        assert_null(strstr(text, "kim.jinan"));
+        free(text);
+    }
+}
+
 static void test_cli_principal_and_token(void **state)
 {
     struct cz_server *s = *state;
@@ -474,6 +502,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_principal_duplicate, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_principal_bad_input, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_disable_revokes_all_tokens, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_principal_not_recorded, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_principal_and_token, cz_setup_stopped, cz_teardown),
         cmocka_unit_test_setup_teardown(test_token_lifetimes, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_bearer_scheme_case_insensitive, cz_setup_std, cz_teardown),
