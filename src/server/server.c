@@ -444,6 +444,8 @@ void custos_head_add(struct custos_head *h, const char *key, const char *value)
         h->chunked_only = strcasecmp(value, "chunked") == 0;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
         h->authorization++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        h->host++;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0) {
         h->expect_continue = strcasecmp(value, "100-continue") == 0;
     }
@@ -453,6 +455,8 @@ enum custos_head_verdict custos_head_verdict(const struct custos_head *h)
 {
     if (h->bad_name)
         return CUSTOS_HEAD_BAD_NAME;
+    if (h->host > 1 || (h->http11 && h->host == 0))
+        return CUSTOS_HEAD_HOST;
     if (h->content_length > 1)
         return CUSTOS_HEAD_LENGTH_REPEATED;
     if (h->transfer_encoding && h->content_length)
@@ -473,11 +477,12 @@ static enum MHD_Result head_header(void *cls, enum MHD_ValueKind kind, const cha
 }
 
 /* 0 when the head may be served; else the error is set and the connection will close. */
-static int head_check(struct req *r)
+static int head_check(struct req *r, const char *version)
 {
     struct custos_head h;
 
     memset(&h, 0, sizeof(h));
+    h.http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_header, &h);
     r->bad_auth = h.authorization > 1;
     r->close = 1;
@@ -486,6 +491,10 @@ static int head_check(struct req *r)
         custos_reply_error_msg(r, 400, "bad_request",
                                "malformed header: a name that is not a token (a space before the colon?) or "
                                "a folded line");
+        break;
+    case CUSTOS_HEAD_HOST:
+        custos_reply_error_msg(r, 400, "bad_request", "an HTTP/1.1 request needs one Host header, and no request "
+                               "may have two");
         break;
     case CUSTOS_HEAD_LENGTH_REPEATED:
         custos_reply_error_msg(r, 400, "bad_request", "Content-Length is repeated");
@@ -667,7 +676,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct req *r = *con_cls;
     int held;
 
-    (void)version;
     if (r == &no_memory)
         return MHD_NO;
     if (!r) { /* on_uri runs first: not expected */
@@ -682,7 +690,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->url = url;
         client_address(c, r->source, sizeof(r->source));
         *con_cls = r;
-        if (head_check(r)) {
+        if (head_check(r, version)) {
             if (r->body_too_big) {
                 /* refused like any oversize body (authenticated, recorded), but now, unread: the
                    refusal leaks nothing, so it need not wait for its event to be durable */

@@ -159,6 +159,8 @@ struct custos_head {
     int chunked_only;          /* the (last) Transfer-Encoding is "chunked" */
     int expect_continue;       /* an Expect: 100-continue came: the client waits before its body */
     unsigned bad_name;         /* names that are not a token, or a framing header's name and more */
+    unsigned host;             /* Host headers */
+    int http11;                /* set by the caller: an HTTP/1.1 request (Host required) */
     unsigned long long length; /* the (last) Content-Length, strtoull: libmicrohttpd checked its syntax */
 };
 
@@ -167,6 +169,7 @@ enum custos_head_verdict {
     CUSTOS_HEAD_BAD_NAME,             /* 400: a header name that is not an RFC 9110 token, or that
                                          begins with Content-Length, Transfer-Encoding or
                                          Authorization and goes on (see custos_head_add) */
+    CUSTOS_HEAD_HOST,                 /* 400: Host twice, or none in an HTTP/1.1 request (RFC 9112 3.2) */
     CUSTOS_HEAD_LENGTH_REPEATED,      /* 400: Content-Length twice */
     CUSTOS_HEAD_LENGTH_AND_ENCODING,  /* 400: Transfer-Encoding with Content-Length */
     CUSTOS_HEAD_ENCODING_UNSUPPORTED, /* 501: Transfer-Encoding other than one "chunked" */

@@ -713,6 +713,19 @@ static void test_request_framing(void **state)
             assert_true(closed);
         }
     }
+    /* Host: an HTTP/1.1 request without one, or any with two, is a 400 (RFC 9112 3.2; red-team
+       finding: served); HTTP/1.0 may leave it out */
+    n = snprintf(req, sizeof(req), "GET /v1/health HTTP/1.1\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 400"));
+    assert_non_null(strstr(buf, "needs one Host header"));
+    assert_true(closed);
+    n = snprintf(req, sizeof(req), "GET /v1/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, "HTTP/1.1 400"));
+    n = snprintf(req, sizeof(req), "GET /v1/health HTTP/1.0\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, " 200 "));
     /* a Transfer-Encoding other than chunked */
     n = snprintf(req, sizeof(req), "POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n");
     raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);

@@ -433,7 +433,7 @@ static void fuzz_head(const uint8_t *data, size_t size)
     struct hdr h[64];
     size_t n = 0, off = 0, i;
     unsigned cl = 0, te = 0, auth = 0, got_auth, got_auth2;
-    int expect = 0, bad_name = 0;
+    int expect = 0, bad_name = 0, host = 0;
     const char *cl_value = NULL, *te_value = NULL;
     enum custos_head_verdict v, v2, want;
 
@@ -458,6 +458,8 @@ static void fuzz_head(const uint8_t *data, size_t size)
             auth++;
         else if (same_name(h[i].name, "expect"))
             expect = same_name(h[i].value, "100-continue");
+        else if (same_name(h[i].name, "host"))
+            host++;
         if (!token_name(h[i].name) || begins_and_more(h[i].name, "content-length") ||
             begins_and_more(h[i].name, "transfer-encoding") || begins_and_more(h[i].name, "authorization"))
             bad_name = 1;
@@ -468,6 +470,8 @@ static void fuzz_head(const uint8_t *data, size_t size)
     FUZZ_CHECK(v == v2);
     if (bad_name)
         want = CUSTOS_HEAD_BAD_NAME;
+    else if (host > 1)
+        want = CUSTOS_HEAD_HOST;
     else if (cl > 1)
         want = CUSTOS_HEAD_LENGTH_REPEATED;
     else if (cl && te)

@@ -90,6 +90,21 @@ static void test_head_verdict(void **state)
     /* ... first of all: before a repeated length */
     assert_int_equal(verdict(&a, "Content-Length", "1", "Content-Length", "2", "Content-Length :", "3", NULL),
                      CUSTOS_HEAD_BAD_NAME);
+    /* Host: never two; one in every HTTP/1.1 request (RFC 9112 3.2) */
+    assert_int_equal(verdict(&a, "Host", "x", "host", "y", NULL), CUSTOS_HEAD_HOST);
+    {
+        struct custos_head h;
+
+        memset(&h, 0, sizeof(h));
+        h.http11 = 1;
+        custos_head_add(&h, "Content-Length", "2");
+        assert_int_equal(custos_head_verdict(&h), CUSTOS_HEAD_HOST);
+        custos_head_add(&h, "HOST", "vault.example");
+        assert_int_equal(custos_head_verdict(&h), CUSTOS_HEAD_OK);
+        h.http11 = 0; /* HTTP/1.0: optional */
+        memset(&h, 0, sizeof(h));
+        assert_int_equal(custos_head_verdict(&h), CUSTOS_HEAD_OK);
+    }
     /* every token character is fine, and names that only look alike */
     assert_int_equal(verdict(&a, "X-!#$%&'*+-.^_`|~09az", "1", "Content-Language", "ko", "Content-Location", "/x",
                              "X-Content-Length", "5", "Authorisation", "x", NULL),
