@@ -778,15 +778,37 @@ done:
     return custos_audit_finish(v, &e, rc, out);
 }
 
+/* A link name as JSON can carry it: a byte that does not start a valid UTF-8 sequence becomes
+   '?' (only an edited database or backup holds such a name; the API makes none).  Without it,
+   the listing stopped at that link and left out the rest (red-team finding). */
+static const char *link_shown(const char *name, char out[65])
+{
+    size_t i = 0, o = 0, len = strnlen(name, 64), k;
+    unsigned long cp;
+
+    while (i < len) { /* o <= i: never more bytes than the name */
+        if ((k = custos_utf8_decode((const unsigned char *)name + i, len - i, &cp)) == 0) {
+            out[o++] = '?';
+            i++;
+        } else {
+            memcpy(out + o, name + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static int status_link(void *ctx, const struct custos_outbox_row *o)
 {
     json_t *arr = ctx;
-    char when[32], next[32];
+    char when[32], next[32], shown[65];
     const char *state = o->delivered_at ? "delivered" : o->failed_at ? "failed" : "pending";
     json_t *item;
 
-    item = json_pack("{s:s, s:s, s:i, s:i}", "link", o->link, "state", state, "attempts", (int)o->attempts,
-                     "last_status", o->last_status);
+    item = json_pack("{s:s, s:s, s:i, s:i}", "link", link_shown(o->link, shown), "state", state, "attempts",
+                     (int)o->attempts, "last_status", o->last_status);
     if (!item)
         return 1;
     if (o->last_error[0])
@@ -803,7 +825,10 @@ static int status_link(void *ctx, const struct custos_outbox_row *o)
 
 static int active_link(void *ctx, const struct custos_link_row *l)
 {
-    return json_array_append_new(ctx, json_pack("{s:s, s:s}", "link", l->name, "state", "registered")) != 0;
+    char shown[65];
+
+    return json_array_append_new(ctx, json_pack("{s:s, s:s}", "link", link_shown(l->name, shown), "state",
+                                                "registered")) != 0;
 }
 
 struct status_ctx {
@@ -895,16 +920,24 @@ done:
 /*
  * Sharing between receivers: one call hands out at most CUSTOS_OUTBOX_PER_HOST notices per receiving
  * host (the URL's host name, lowercased, without user or port), the earliest due first, and
- * looks past the rest of that host's due notices (up to OUTBOX_SCAN rows) to other hosts'.
+ * looks past the rest of that host's due notices to other hosts'.  It reads two windows of at
+ * most OUTBOX_SCAN due rows: the head (the earliest due) and, when the head is all hosts that
+ * have had their share, a sweeping window that starts where the last one ended and wraps
+ * around at the end of the due rows.  So a receiver that hangs, with more due notices than one
+ * window holds, delays the others' by a sweep of the due rows (a call per OUTBOX_SCAN rows),
+ * not by the hours its backlog takes at CUSTOS_OUTBOX_PER_HOST per timeout (red-team finding).
  * Nothing is written: a notice handed out stays due until custos_outbox_done records its
  * attempt, so the deliverer sees its notices in flight again on its next call (and skips
- * them), a slow host's backlog cannot hide the notices of the hosts behind it, and a crash
- * mid-delivery loses nothing (at least once).
+ * them), and a crash mid-delivery loses nothing (at least once).  A notice whose body cannot be
+ * made (a link name that is not UTF-8: only an edited database or backup holds one) is given
+ * up at once and said so in the ledger, never left to stop the scan at itself.
  */
 struct due_host {
     char name[256];
     unsigned n;
 };
+
+#define DUE_BAD_MAX 8 /* unsendable notices given up per call */
 
 struct due_ctx {
     struct custos_vault *v;
@@ -912,6 +945,10 @@ struct due_ctx {
     size_t max, n;
     struct due_host *hosts; /* max entries, nhosts used */
     size_t nhosts;
+    size_t seen;            /* rows of the current window */
+    int64_t last_at, last_id; /* the window's last row, in (next_at, id) order */
+    struct custos_outbox_row bad[DUE_BAD_MAX];
+    size_t nbad;
 };
 
 /* The host of an http(s) URL, lowercased, into out (cap > 0); "" when it has none. */
@@ -952,6 +989,16 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     json_t *body;
     char *s;
 
+    d->seen++;
+    d->last_at = o->next_at;
+    d->last_id = o->id;
+    if (!custos_utf8_valid(o->link, strlen(o->link))) {
+        /* no body can be made of it: given up after the scan (a full list waits for the next
+           call); the scan goes on either way */
+        if (d->nbad < DUE_BAD_MAX)
+            d->bad[d->nbad++] = *o;
+        return 0;
+    }
     url_host(o->url, host, sizeof(host));
     if (host_full(d, host))
         return 0;
@@ -963,7 +1010,7 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     json_decref(body);
     if (!s || strlen(s) >= sizeof(x->body)) {
         free(s);
-        return 1;
+        return 0; /* out of memory: the next call */
     }
     memset(x, 0, sizeof(*x));
     x->id = o->id;
@@ -982,22 +1029,81 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     return ++d->n == d->max;
 }
 
+/* (a1, i1) after (a2, i2) in (next_at, id) order */
+static int row_after(int64_t a1, int64_t i1, int64_t a2, int64_t i2)
+{
+    return a1 > a2 || (a1 == a2 && i1 > i2);
+}
+
+/* Give up a notice no body can be made of, and say so in the ledger. */
+static enum custos_err outbox_unsendable(struct custos_vault *v, struct custos_store_conn *conn,
+                                         const struct custos_outbox_row *row)
+{
+    struct custos_outbox_row o = *row;
+    struct custos_caller sys;
+    struct custos_event e;
+    enum custos_err rc;
+
+    o.failed_at = (int64_t)custos_now(v);
+    o.last_status = 0;
+    snprintf(o.last_error, sizeof(o.last_error), "%s", "unsendable: the link name is not valid UTF-8");
+    if ((rc = v->ops->outbox_update(conn, &o)))
+        return rc;
+    custos_caller_system(&sys);
+    snprintf(sys.principal, sizeof(sys.principal), "@outbox");
+    custos_event_init(&e, "link.notify", &sys);
+    e.subject = o.subject;
+    e.target = o.link; /* its invalid bytes are written as '?' */
+    e.count = (int64_t)o.attempts;
+    e.reason = "unsendable";
+    return custos_audit_outcome(v, &e, custos_err_set(CUSTOS_ERR_CORRUPT, "unsendable notice"));
+}
+
 enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_delivery *out, size_t max, size_t *n)
 {
     struct custos_store_conn *conn = NULL;
-    struct due_ctx d = {v, out, max, 0, NULL, 0};
+    struct due_ctx d;
+    int64_t now = (int64_t)custos_now(v), head_at, head_id;
+    size_t window = max > OUTBOX_SCAN ? max : OUTBOX_SCAN, i;
     enum custos_err rc;
 
     *n = 0;
     if (!max)
         return CUSTOS_OK;
+    memset(&d, 0, sizeof(d));
+    d.v = v;
+    d.out = out;
+    d.max = max;
     if (!(d.hosts = calloc(max, sizeof(*d.hosts))))
         return CUSTOS_ERR_NOMEM;
     if ((rc = v->ops->acquire(v->store, &conn))) {
         free(d.hosts);
         return rc;
     }
-    rc = v->ops->outbox_due(conn, (int64_t)custos_now(v), max > OUTBOX_SCAN ? max : OUTBOX_SCAN, due_one, &d);
+    rc = v->ops->outbox_due(conn, now, INT64_MIN, 0, window, due_one, &d);
+    if (!rc && d.n < max && d.seen == window) {
+        /* the head is full of hosts that had their share: the sweeping window, from where the
+           last one ended (or from the head's end, when that is further) */
+        head_at = d.last_at;
+        head_id = d.last_id;
+        if (!v->ob_swept || !row_after(v->ob_at, v->ob_id, head_at, head_id)) {
+            v->ob_at = head_at;
+            v->ob_id = head_id;
+        }
+        d.seen = 0;
+        rc = v->ops->outbox_due(conn, now, v->ob_at, v->ob_id, window, due_one, &d);
+        v->ob_swept = !rc && d.seen == window; /* a short window reached the end: wrap around */
+        if (v->ob_swept) {
+            v->ob_at = d.last_at;
+            v->ob_id = d.last_id;
+        }
+    }
+    for (i = 0; !rc && i < d.nbad; i++) {
+        custos_err_clear();
+        rc = outbox_unsendable(v, conn, &d.bad[i]);
+        if (rc == CUSTOS_ERR_CORRUPT) /* its ledger entry says so: the give-up itself went well */
+            rc = CUSTOS_OK;
+    }
     v->ops->release(v->store, conn);
     free(d.hosts);
     *n = d.n;

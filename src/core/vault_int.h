@@ -69,6 +69,10 @@ struct custos_vault {
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
     atomic_int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */
     int opened;                 /* open completed (erasures re-applied) */
+    /* the outbox's sweeping window (erase.c, custos_outbox_next: its one caller, the deliverer
+       thread): where the last one ended, in (next_at, id) order; swept = 0: start after the head */
+    int64_t ob_at, ob_id;
+    int ob_swept;
 };
 
 uint64_t custos_now(const struct custos_vault *v);

@@ -236,9 +236,10 @@ struct custos_store_ops {
     /* control plane: erasure outbox */
     enum custos_err (*outbox_put)(struct custos_store_conn *c, struct custos_outbox_row *r);
     enum custos_err (*outbox_update)(struct custos_store_conn *c, const struct custos_outbox_row *r);
-    /* Pending entries due at `now` (next_at <= now), oldest first, at most max. */
-    enum custos_err (*outbox_due)(struct custos_store_conn *c, int64_t now, size_t max,
-                                  int (*fn)(void *ctx, const struct custos_outbox_row *r), void *ctx);
+    /* Pending entries due at `now` (next_at <= now) that come after (after_at, after_id) in
+       (next_at, id) order, oldest first, at most max.  INT64_MIN, 0: from the first. */
+    enum custos_err (*outbox_due)(struct custos_store_conn *c, int64_t now, int64_t after_at, int64_t after_id,
+                                  size_t max, int (*fn)(void *ctx, const struct custos_outbox_row *r), void *ctx);
     enum custos_err (*outbox_scan_subject)(struct custos_store_conn *c, const uint8_t id[16],
                                            int (*fn)(void *ctx, const struct custos_outbox_row *r), void *ctx);
 

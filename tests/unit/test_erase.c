@@ -22,6 +22,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "core/buf.h"
 #include "core/keyfile.h"
 #include "core/vault_int.h"
 #include "custos/ledger.h"
@@ -1093,6 +1094,19 @@ static void test_restore_refuses_foreign_shape(void **state)
          CUSTOS_ERR_CORRUPT},
         {"UPDATE subjects SET id = x'00' WHERE rid = (SELECT max(rid) FROM subjects);", "not its own",
          CUSTOS_ERR_CORRUPT},
+        /* links the API could not have made (red-team finding: a name that was not UTF-8 stopped
+           every webhook notice of the vault) */
+        {"INSERT INTO links SELECT id, CAST(x'ff61' AS TEXT), 'http://x.example/', 1 FROM subject_ids LIMIT 1;",
+         "a link the API could not have made", CUSTOS_ERR_CORRUPT},
+        {"INSERT INTO links SELECT id, 'Upper', 'http://x.example/', 1 FROM subject_ids LIMIT 1;",
+         "a link the API could not have made", CUSTOS_ERR_CORRUPT},
+        {"INSERT INTO links SELECT id, 'ok', 'gopher://x.example/', 1 FROM subject_ids LIMIT 1;",
+         "a link the API could not have made", CUSTOS_ERR_CORRUPT},
+        {"INSERT INTO links SELECT id, 'ok', 'http://x.example/' || char(13, 10) || 'X: y', 1 FROM subject_ids"
+         " LIMIT 1;",
+         "a link the API could not have made", CUSTOS_ERR_CORRUPT},
+        {"INSERT INTO links SELECT id, 'ok', x'687474703a2f2f782f', 1 FROM subject_ids LIMIT 1;",
+         "a link the API could not have made", CUSTOS_ERR_CORRUPT},
     };
     size_t i;
 
@@ -1785,6 +1799,133 @@ static void test_outbox_shares_between_hosts(void **state)
     assert_int_equal(n, 5);
 }
 
+/*
+ * A receiver that hangs with more due notices than one scan window (4,096) holds: another host's
+ * notice, due after all of them, still goes out within a few calls (red-team finding: it waited
+ * behind the whole backlog, at 4 notices per timeout: hours).  The hanging host's notices are
+ * never attempted here (in flight, as the deliverer would have them), and nothing is written.
+ */
+static void test_outbox_sweeps_past_a_backlog(void **state)
+{
+    struct fx *f = *state;
+    struct custos_store_conn *c = NULL;
+    struct custos_outbox_row o;
+    struct custos_delivery d[64];
+    char fast_id[33], body[128];
+    json_t *out = NULL;
+    size_t n = 0, i, calls, found = 0;
+
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->begin(c, CUSTOS_PLANE_CONTROL), CUSTOS_OK);
+    for (i = 0; i < 9000; i++) {
+        memset(&o, 0, sizeof(o));
+        o.subject[0] = 0x5a;
+        o.subject[15] = (uint8_t)i;
+        snprintf(o.link, sizeof(o.link), "membership");
+        snprintf(o.url, sizeof(o.url), "http://hangs.example/erased/%zu", i);
+        o.erased_at = o.created = o.next_at = (int64_t)fake_now - 100000 + (int64_t)i;
+        assert_int_equal(f->v->ops->outbox_put(c, &o), CUSTOS_OK);
+    }
+    assert_int_equal(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    create(f, bob, fast_id);
+    snprintf(body, sizeof(body), "{\"webhook\":\"http://fast.example/erased\"}");
+    assert_int_equal(custos_link_put(f->v, &f->service, fast_id, "payments", body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, fast_id, &out), CUSTOS_OK);
+    json_decref(out);
+    for (calls = 1; calls <= 4 && !found; calls++) {
+        size_t hangs = 0;
+
+        assert_int_equal(custos_outbox_next(f->v, d, 64, &n), CUSTOS_OK);
+        for (i = 0; i < n; i++) {
+            found += strcmp(d[i].link, "payments") == 0;
+            hangs += strcmp(d[i].link, "membership") == 0;
+        }
+        assert_int_equal(hangs, 4); /* its share, every call: the earliest four */
+    }
+    assert_int_equal(found, 1);
+    /* and the sweep wraps around: it finds it again later */
+    for (found = 0, calls = 0; calls < 6 && !found; calls++) {
+        assert_int_equal(custos_outbox_next(f->v, d, 64, &n), CUSTOS_OK);
+        for (i = 0; i < n; i++)
+            found += strcmp(d[i].link, "payments") == 0;
+    }
+    assert_int_equal(found, 1);
+}
+
+/*
+ * A notice whose link name is not UTF-8 (only a database or backup edited outside the vault holds
+ * one) is given up, in the ledger too, and the notices after it go out (red-team finding: the
+ * scan stopped at it, and no notice of the vault was ever sent again); the erasure's status
+ * still lists every link, that one with '?' for its bad byte.
+ */
+static void test_outbox_unsendable_notice_given_up(void **state)
+{
+    struct fx *f = *state;
+    struct custos_store_conn *c = NULL;
+    struct custos_link_row l;
+    struct custos_delivery d[16];
+    char bad_id[33], ok_id[33], body[128];
+    uint8_t raw[16];
+    json_t *out = NULL, *links, *ev;
+    size_t n = 0, i, good = 0;
+    struct custos_ledger *lg;
+    uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    size_t len = 0;
+
+    assert_non_null(buf);
+    create(f, bob, bad_id);
+    create(f, bob, ok_id);
+    assert_int_equal(custos_id_parse(raw, bad_id), CUSTOS_OK);
+    memset(&l, 0, sizeof(l));
+    memcpy(l.subject, raw, 16);
+    memcpy(l.name, "\xff" "a", 3);
+    snprintf(l.url, sizeof(l.url), "http://poison.example/x");
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->link_put(c, &l), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    snprintf(body, sizeof(body), "{\"webhook\":\"http://fine.example/erased\"}");
+    assert_int_equal(custos_link_put(f->v, &f->service, bad_id, "zz-after", body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_link_put(f->v, &f->service, ok_id, "payments", body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_subject_erase(f->v, &f->service, bad_id, &out), CUSTOS_OK);
+    json_decref(out);
+    fake_now += 1;
+    assert_int_equal(custos_subject_erase(f->v, &f->service, ok_id, &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_outbox_next(f->v, d, 16, &n), CUSTOS_OK);
+    for (i = 0; i < n; i++) {
+        assert_true(custos_utf8_valid(d[i].link, strlen(d[i].link)));
+        good += strcmp(d[i].link, "payments") == 0 || strcmp(d[i].link, "zz-after") == 0;
+    }
+    assert_int_equal(good, 2);
+    assert_int_equal(n, 2);
+    /* given up, and said so */
+    lg = custos_vault_ledger(f->v);
+    assert_int_equal(custos_ledger_read(lg, custos_ledger_size(lg) - 1, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), CUSTOS_OK);
+    ev = json_loadb((const char *)buf, len, 0, NULL);
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "link.notify");
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), "unsendable");
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "?a");
+    json_decref(ev);
+    free(buf);
+    /* the status lists both links of the subject, the bad one failed */
+    assert_int_equal(custos_erasure_status(f->v, &f->service, bad_id, &out), CUSTOS_OK);
+    links = json_object_get(out, "links");
+    assert_int_equal(json_array_size(links), 2);
+    /* in byte order of the stored names: 0xff after "zz-after" */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(links, 0), "link")), "zz-after");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(links, 1), "link")), "?a");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(links, 1), "state")), "failed");
+    json_decref(out);
+    /* and it is not handed out again */
+    assert_int_equal(custos_outbox_next(f->v, d, 16, &n), CUSTOS_OK);
+    assert_int_equal(n, 2);
+}
+
 static const char *link_state(struct fx *f, const char *id, json_int_t *attempts)
 {
     static char state[16];
@@ -1977,6 +2118,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_attempts_wrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_sweeps_past_a_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_unsendable_notice_given_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_flushes_logs_soon, setup, teardown),
         cmocka_unit_test(test_link_body_parse),
