@@ -886,6 +886,47 @@ static void log_line(const char *what, const char *arg)
 static int mhd_starting;
 static char mhd_start_msg[256];
 
+/*
+ * At most MHD_LOG_PER_S of libmicrohttpd's lines a second, the rest counted and said in one line
+ * when the next is let through: whoever can reach the port can make it write one (a failed TLS
+ * handshake, a malformed request), and the log is the operator's, not theirs to fill (red-team
+ * finding).
+ */
+#define MHD_LOG_PER_S 20
+
+static int mhd_log_allowed(void)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static time_t second;
+    static unsigned used;
+    static unsigned long dropped;
+    time_t now = time(NULL);
+    unsigned long said = 0;
+    int ok;
+
+    pthread_mutex_lock(&mu);
+    if (now != second) {
+        second = now;
+        used = 0;
+    }
+    ok = used < MHD_LOG_PER_S;
+    if (ok) {
+        used++;
+        said = dropped;
+        dropped = 0;
+    } else
+        dropped++;
+    pthread_mutex_unlock(&mu);
+    if (said) {
+        char note[96];
+
+        snprintf(note, sizeof(note), "%lu more of libmicrohttpd's messages were not logged (over %d a second)",
+                 said, MHD_LOG_PER_S);
+        log_line("http: ", note);
+    }
+    return ok;
+}
+
 __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
@@ -899,7 +940,8 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
             snprintf(mhd_start_msg, sizeof(mhd_start_msg), "%s", buf);
         return;
     }
-    log_line("http: ", buf);
+    if (mhd_log_allowed())
+        log_line("http: ", buf);
 }
 
 #define STOP_GRACE_S 20 /* at shutdown, how long held responses may wait for the ledger */

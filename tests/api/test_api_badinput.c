@@ -779,6 +779,43 @@ static void test_request_framing(void **state)
     still_works(s, id);
 }
 
+/* Lines of the server's log that contain `needle`. */
+static int log_lines_with(struct cz_server *s, const char *needle)
+{
+    FILE *f = fopen(s->log, "r");
+    char line[2048];
+    int n = 0;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/*
+ * Whoever reaches the port can make libmicrohttpd write a log line (a malformed request, a failed
+ * TLS handshake): at most 20 a second are written, the rest counted in one line (red-team
+ * finding: one line per attempt, without limit).
+ */
+static void test_library_log_is_limited(void **state)
+{
+    struct cz_server *s = *state;
+    const char *bad = "GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n";
+    char buf[4096];
+    int closed, before = log_lines_with(s, "custos: http: "), i;
+
+    for (i = 0; i < 150; i++)
+        raw_exchange(s, bad, strlen(bad), buf, sizeof(buf), &closed);
+    sleep(2);
+    raw_exchange(s, bad, strlen(bad), buf, sizeof(buf), &closed);
+    for (i = 0; i < 50 && log_lines_with(s, "were not logged (over 20 a second)") == 0; i++)
+        usleep(20 * 1000);
+    assert_true(log_lines_with(s, "were not logged (over 20 a second)") >= 1);
+    /* 302 messages (two a request): fewer lines, whatever the speed of this build */
+    assert_true(log_lines_with(s, "custos: http: ") - before < 290);
+}
+
 /*
  * Regression (review finding: slow clients locked everyone out).  1,100 connections from one
  * address, each holding an unfinished request head, took all 1,024 connection slots, and a
@@ -876,6 +913,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_echo_utf8, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_request_framing, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_one_address_cannot_take_every_connection, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_library_log_is_limited, cz_setup_std, cz_teardown),
     };
 
     return cmocka_run_group_tests_name("api bad input", tests, NULL, NULL);
