@@ -27,7 +27,8 @@
  * that resolves (or re-resolves) to a forbidden address is refused too.
  * Refused always: unspecified (0.0.0.0/8, ::), link-local (169.254/16,
  * fe80::/10: cloud metadata lives there), multicast, 240/4 and broadcast,
- * and those same addresses in IPv4-mapped, IPv4-compatible and NAT64 form.
+ * and those same addresses in IPv4-mapped, IPv4-compatible, SIIT, NAT64 and
+ * 6to4 form, and the local-use NAT64 prefix 64:ff9b:1::/48 whole.
  * Loopback (127/8, ::1) is refused unless the operator allows it
  * (custos_webhook_configure, `custos serve --webhook-allow-loopback`).
  * Private networks (RFC 1918, ULA fc00::/7) are allowed: linked services
@@ -112,14 +113,21 @@ static int v4_refused(const uint8_t a[4], int allow_loopback)
 static int v6_refused(const uint8_t a[16], int allow_loopback)
 {
     static const uint8_t zero[16], mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
-                                   nat64[12] = {0, 0x64, 0xff, 0x9b},
+                                   siit[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0},
+                                   nat64[12] = {0, 0x64, 0xff, 0x9b}, nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1},
                                    /* fd00:ec2::254, a cloud's metadata service in the ULA range */
                                    ec2[16] = {0xfd, 0, 0x0e, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, 0x54};
 
     if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
         return a[15] == 0 || !allow_loopback; /* ::, ::1 */
-    if (memcmp(a, mapped, 12) == 0 || memcmp(a, zero, 12) == 0 || memcmp(a, nat64, 12) == 0)
-        return v4_refused(a + 12, allow_loopback); /* ::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d */
+    /* ::ffff:a.b.c.d, ::a.b.c.d, ::ffff:0:a.b.c.d (SIIT), 64:ff9b::a.b.c.d (NAT64) */
+    if (memcmp(a, mapped, 12) == 0 || memcmp(a, zero, 12) == 0 || memcmp(a, siit, 12) == 0 ||
+        memcmp(a, nat64, 12) == 0)
+        return v4_refused(a + 12, allow_loopback);
+    if (a[0] == 0x20 && a[1] == 0x02) /* 2002:aabb:ccdd::/48, 6to4: a.b.c.d behind a relay */
+        return v4_refused(a + 2, allow_loopback);
+    if (memcmp(a, nat64_local, 6) == 0) /* 64:ff9b:1::/48, local NAT64: where it puts the IPv4 */
+        return 1;                       /* address depends on a prefix length not known here */
     return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
            a[0] == 0xff ||                            /* ff00::/8 multicast */
            memcmp(a, ec2, 16) == 0;

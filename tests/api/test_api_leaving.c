@@ -315,6 +315,10 @@ static void test_webhook_address_policy(void **state)
         {"lo-mapped", "http://[::ffff:127.0.0.1]:", "/erased"},
         {"metadata", "http://169.254.169.254:", "/latest/meta-data/"},
         {"metadata-mapped", "http://[::ffff:169.254.169.254]:", "/"},
+        /* translated forms (red-team finding: passed) */
+        {"metadata-siit", "http://[::ffff:0:169.254.169.254]:", "/"},
+        {"lo-6to4", "http://[2002:7f00:1::]:", "/"},
+        {"nat64-local", "http://[64:ff9b:1::a9fe:a9fe]:", "/"},
         {"linklocal6", "http://[fe80::1]:", "/"},
         {"unspecified", "http://0.0.0.0:", "/erased"},
         {"unspecified6", "http://[::]:", "/erased"},
