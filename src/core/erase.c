@@ -951,11 +951,21 @@ struct due_ctx {
     size_t nbad;
 };
 
-/* The host of an http(s) URL, lowercased, into out (cap > 0); "" when it has none. */
+/*
+ * The host of an http(s) URL, lowercased, into out (cap > 0); "" when it has none.  An address
+ * is written one way whatever the spelling, as libcurl reads it: "127.1", "2130706433",
+ * "0x7f000001", "0177.0.0.1" and "[::ffff:127.0.0.1]" are all 127.0.0.1, "[0:0::1]" is [::1],
+ * and a name's trailing dot goes ("Example.COM." is example.com); so one receiver is not several
+ * hosts for the share (red-team finding: eight spellings took eight shares).  Two names of one
+ * address stay two hosts: nothing is resolved here.
+ */
 static void url_host(const char *url, char *out, size_t cap)
 {
     size_t len, n = 0;
     const char *p = custos_url_authority(url, &len), *end = p + len, *q;
+    struct in_addr a4;
+    struct in6_addr a6;
+    char lit[INET6_ADDRSTRLEN + 2];
 
     if (*p == '[') {
         q = memchr(p, ']', len);
@@ -965,6 +975,22 @@ static void url_host(const char *url, char *out, size_t cap)
     for (; p < end && n + 1 < cap; p++)
         out[n++] = (char)tolower((unsigned char)*p);
     out[n] = '\0';
+    if (n > 2 && out[0] == '[' && out[n - 1] == ']') {
+        memcpy(lit, out + 1, n - 2 < sizeof(lit) ? n - 2 : 0);
+        lit[n - 2 < sizeof(lit) ? n - 2 : 0] = '\0';
+        if (inet_pton(AF_INET6, lit, &a6) != 1)
+            return;
+        if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+            memcpy(&a4, a6.s6_addr + 12, 4);
+            inet_ntop(AF_INET, &a4, out, (socklen_t)cap);
+        } else if (inet_ntop(AF_INET6, &a6, lit, sizeof(lit)))
+            snprintf(out, cap, "[%s]", lit);
+        return;
+    }
+    if (n > 1 && out[n - 1] == '.')
+        out[--n] = '\0';
+    if (n && inet_aton(out, &a4))
+        inet_ntop(AF_INET, &a4, out, (socklen_t)cap);
 }
 
 /* 1 when host `name` has had its share of this call; counts the notice otherwise. */

@@ -1799,6 +1799,42 @@ static void test_outbox_shares_between_hosts(void **state)
     assert_int_equal(n, 5);
 }
 
+/* Spellings of one address are one host for the share (red-team finding: eight spellings of one
+   receiver took eight shares, two thirds of the deliverer's slots). */
+static void test_outbox_host_spellings_share(void **state)
+{
+    static const char *const spell[] = {"http://127.0.0.1/a", "http://127.1/b", "http://2130706433/c",
+                                        "http://0x7f000001/d", "http://0177.0.0.1/e", "http://127.0.0.1./f",
+                                        "http://[::ffff:127.0.0.1]:81/g", "http://user@127.000.000.001/h",
+                                        "http://[0:0::1]/i", "http://[::1]:8080/j", "http://Example.COM./k",
+                                        "http://example.com/l"};
+    struct fx *f = *state;
+    struct custos_delivery d[64];
+    char id[33], body[128];
+    json_t *out = NULL;
+    size_t n = 0, i, v4 = 0, v6 = 0, name = 0;
+
+    for (i = 0; i < sizeof(spell) / sizeof(spell[0]); i++) {
+        create(f, bob, id);
+        snprintf(body, sizeof(body), "{\"webhook\":\"%s\"}", spell[i]);
+        assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", body, strlen(body), &out), CUSTOS_OK);
+        json_decref(out);
+        assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+        json_decref(out);
+        fake_now += 1;
+    }
+    assert_int_equal(custos_outbox_next(f->v, d, 64, &n), CUSTOS_OK);
+    for (i = 0; i < n; i++) {
+        v4 += strcmp(d[i].host, "127.0.0.1") == 0;
+        v6 += strcmp(d[i].host, "[::1]") == 0;
+        name += strcmp(d[i].host, "example.com") == 0;
+    }
+    assert_int_equal(v4, 4); /* eight spellings, one share */
+    assert_int_equal(v6, 2);
+    assert_int_equal(name, 2);
+    assert_int_equal(n, 8);
+}
+
 /*
  * A receiver that hangs with more due notices than one scan window (4,096) holds: another host's
  * notice, due after all of them, still goes out within a few calls (red-team finding: it waited
@@ -2119,6 +2155,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_sweeps_past_a_backlog, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_host_spellings_share, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_unsendable_notice_given_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_flushes_logs_soon, setup, teardown),
