@@ -53,7 +53,7 @@ void custos_run_begin(struct custos_run *r, const uint8_t key[CUSTOS_KEY_BYTES])
     r->sub = scratch ? scratch + CUSTOS_SCRATCH_BYTES : NULL;
     r->next = 0;
     r->id = ++run_count;
-    custos_random(r->prefix, sizeof(r->prefix));
+    r->sealing = 0; /* the prefix is drawn at the first seal: a read draws nothing */
 }
 
 /* The run's subkey for nonce prefix p, derived when the slot does not hold it; NULL without a
@@ -76,8 +76,12 @@ void custos_run_seal(struct custos_run *r, uint8_t *out, const void *pt, size_t 
     const uint8_t *sub;
     uint64_t n = r->next++;
 
-    /* always the prefix drawn at begin, whatever the run opened: another record's prefix
-       under this key would repeat that record's nonces */
+    /* always the prefix drawn at the first seal, whatever the run opened: another record's
+       prefix under this key would repeat that record's nonces */
+    if (!r->sealing) {
+        custos_random(r->prefix, sizeof(r->prefix));
+        r->sealing = 1;
+    }
     memcpy(nonce, r->prefix, RUN_PREFIX_BYTES);
     for (int i = 0; i < 8; i++)
         nonce[RUN_PREFIX_BYTES + i] = (uint8_t)(n >> (56 - 8 * i));

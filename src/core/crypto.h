@@ -46,7 +46,7 @@ enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], co
  * is exactly custos_seal / custos_open's format: libsodium's XChaCha20-Poly1305-IETF is
  * ChaCha20-Poly1305-IETF under HChaCha20(key, nonce[0..16]) with nonce 0^4 || nonce[16..24],
  * and a run calls those two libsodium functions itself.  A run seals with one random 128-bit
- * prefix drawn at custos_run_begin and the values numbered after it (64-bit big-endian
+ * prefix drawn at its first seal and the values numbered after it (64-bit big-endian
  * counter), so its nonces are unique under the key; it opens any nonce, reusing the subkey
  * while the prefix repeats (records a run sealed) and deriving it anew when it does not.
  *
@@ -58,7 +58,8 @@ enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], co
 struct custos_run {
     const uint8_t *key;
     uint8_t *sub;        /* the subkey slot; NULL when scratch memory could not be had */
-    uint8_t prefix[16];  /* sealing: this run's, drawn at begin and never changed */
+    uint8_t prefix[16];  /* sealing: this run's, drawn at its first seal and never changed */
+    int sealing;         /* prefix is drawn */
     uint8_t held[16];    /* the prefix sub was derived for */
     uint64_t next;       /* sealing: the next value's number */
     uint64_t id;         /* this run, among the thread's: sub is ours while the thread's owner is id */

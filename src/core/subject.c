@@ -206,7 +206,8 @@ static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, struc
 
     if (l->slen < CUSTOS_SEAL_OVERHEAD + 1 || l->slen - CUSTOS_SEAL_OVERHEAD + 1 > CUSTOS_PLAIN_CAP)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "stored record is corrupt");
-    if (run ? custos_run_open(run, out, l->sealed, l->slen, ad, adlen) : custos_open(out, key, l->sealed, l->slen, ad, adlen))
+    if (run ? custos_run_open(run, out, l->sealed, l->slen, ad, adlen)
+            : custos_open(out, key, l->sealed, l->slen, ad, adlen))
         return custos_err_set(CUSTOS_ERR_CRYPTO, "a stored value failed to open");
     *tag = (char)out[0];
     *len = l->slen - CUSTOS_SEAL_OVERHEAD - 1;

@@ -388,19 +388,6 @@ static void client_address(struct MHD_Connection *c, char *out, size_t cap)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)cap);
 }
 
-/*
- * The request head, checked before anything reads the body.  libmicrohttpd 0.9.75 takes the first of
- * two Content-Length headers and accepts Transfer-Encoding with Content-Length, so a proxy in front
- * and this server could disagree on where a request ends (request smuggling, RFC 9112 6.1, 6.3):
- * both are refused and the connection closed.  A body announced longer than the cap is refused
- * through dispatch, so that refusal is authenticated and recorded like any other: before it is read
- * when its client waits for a 100 Continue (none is sent) or when it is over CUSTOS_BODY_DRAIN_MAX,
- * else once it has been read and dropped.  (Answered early and closed, a client still sending gets
- * a reset connection, often before it reads the 413: curl's "Failed sending data to the peer".)  Authorization repeated fails authentication rather than picking
- * one of the values.  (A NUL byte ends a header value inside libmicrohttpd: what follows it on the
- * line is never seen, so a token followed by a NUL is that token, as its holder sent it.)
- * The decision is custos_head_add / custos_head_verdict, over the header values alone.
- */
 /* An RFC 9110 token (a header field name): one or more of ! # $ % & ' * + - . ^ _ ` | ~, digits,
    letters. */
 static int is_token(const char *s)
@@ -425,6 +412,20 @@ static int extends(const char *name, const char *framing)
     return strncasecmp(name, framing, n) == 0 && name[n] != '\0';
 }
 
+/*
+ * The request head, checked before anything reads the body.  libmicrohttpd 0.9.75 takes the first of
+ * two Content-Length headers and accepts Transfer-Encoding with Content-Length, so a proxy in front
+ * and this server could disagree on where a request ends (request smuggling, RFC 9112 6.1, 6.3):
+ * both are refused and the connection closed.  A body announced longer than the cap is refused
+ * through dispatch, so that refusal is authenticated and recorded like any other: before it is read
+ * when its client waits for a 100 Continue (none is sent) or when it is over CUSTOS_BODY_DRAIN_MAX,
+ * else once it has been read and dropped.  (Answered early and closed, a client still sending gets
+ * a reset connection, often before it reads the 413: curl's "Failed sending data to the peer".)
+ * Authorization repeated fails authentication rather than picking one of the values.  (A NUL
+ * byte ends a header value inside libmicrohttpd: what follows it on the line is never seen, so a
+ * token followed by a NUL is that token, as its holder sent it.)
+ * The decision is custos_head_add / custos_head_verdict, over the header values alone.
+ */
 void custos_head_add(struct custos_head *h, const char *key, const char *value)
 {
     /* libmicrohttpd 0.9.75 keeps a space before the colon in the name ("Content-Length :") and
