@@ -131,6 +131,8 @@ int cmd_receipt(int argc, char **argv)
         return r;
     if (optind != argc - 2)
         return cli_usage("receipt", "give exactly one receipt file");
+    if (!argv[optind + 1][0])
+        return cli_usage("receipt", "the receipt file name is empty");
     if (!(f = open_input(argv[optind + 1])))
         return 1;
     text = malloc(65537);

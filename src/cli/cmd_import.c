@@ -105,6 +105,8 @@ int cmd_import(int argc, char **argv)
     if (optind != argc - 1)
         return cli_usage("import", "give exactly one input file");
     file = argv[optind];
+    if (!*file) /* like an empty option value: a script's unset variable, not a file name */
+        return cli_usage("import", "the input file name is empty");
     fd = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cli_error(1, "cannot open %.200s: %s", file, strerror(errno));

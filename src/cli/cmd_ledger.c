@@ -54,8 +54,9 @@ static const char help[] =
     "key      print the ledger's verifier key (vkey), alone on the last line\n"
     "witness  fetch URL/v1/ledger/checkpoint, check its signature with VKEY and that it is\n"
     "         consistent with the checkpoint recorded in FILE (then record it); exit 1 on a\n"
-    "         bad signature, a rollback or a fork, 3 when the server cannot be reached;\n"
-    "         with --max-age, also 1 when the ledger has not grown for longer than that\n";
+    "         bad signature, a rollback, a fork, or a consistency proof the server will not\n"
+    "         give (UNPROVEN), 3 when the server cannot be reached or does not answer 200;\n"
+    "         with --max-age, also 1 when the ledger has not grown for longer than that (STALE)\n";
 
 struct args {
     const char *dir, *url, *vkey, *state, *start, *count, *max_age;

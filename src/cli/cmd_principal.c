@@ -32,8 +32,9 @@ static const char token_help[] =
 static const char keys_help[] =
     "usage: custos keys rotate --data DIR\n"
     "\n"
-    "Create a new master key version, re-wrap every subject key and the system key under it,\n"
-    "then destroy the old versions.  Safe to interrupt: running it again finishes the job.\n";
+    "Create a new master key version, re-wrap every subject key, retention key and the system\n"
+    "key under it, then destroy the old versions.  Safe to interrupt: running it again finishes\n"
+    "the job.\n";
 
 struct args {
     const char *dir, *id, *kind, *roles, *principal;

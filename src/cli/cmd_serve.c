@@ -30,7 +30,7 @@ static const char help[] =
     "Port 0 picks a free port; --port-file writes the port chosen.  SIGTERM stops it cleanly.\n"
     "--threads N: HTTP worker threads, 1..64 (default: one per CPU, 2..16).\n"
     "--webhook-allow-loopback: also deliver erasure notices to 127.0.0.0/8 and ::1 (development,\n"
-    "tests); link-local, multicast and unspecified addresses are never allowed.\n";
+    "tests); link-local, multicast, broadcast and unspecified addresses are never allowed.\n";
 
 /* read by the server's threads too: an atomic, not a volatile sig_atomic_t (which is for one
    thread and its handlers only); lock-free, so the handler may store to it */

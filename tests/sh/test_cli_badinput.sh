@@ -243,6 +243,11 @@ refused 2 init
 refused 2 serve --listen 127.0.0.1:0
 refused 2 import "$T/20.jsonl"
 refused 2 import --data "$V"
+# an empty file name, as an unset variable gives it: a usage error, like an empty option value
+refused 2 import --data "$V" ""
+says "the input file name is empty"
+refused 2 receipt verify "" --data "$V"
+says "the receipt file name is empty"
 refused 2 principal add --data "$V" --id p1
 refused 2 principal disable --data "$V"
 refused 2 token issue --data "$V"
@@ -445,7 +450,6 @@ remember "$V"
 refused 1 import --data "$V" "$T/nowhere.jsonl"
 refused 1 import --data "$V" "$T/empty"
 says "cannot read $T/empty: Is a directory"
-refused 1 import --data "$V" ""
 run import --data "$V" "$T/empty.jsonl"
 no_crash "import of an empty file"
 [ "$RC" -eq 0 ] && grep -q '^imported 0 subjects (0 lines, 0 rejected)' "$T/out" ||
