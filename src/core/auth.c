@@ -768,11 +768,16 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     e.source = source;
     if ((rc = custos_token_issue_parse(body, len, &j, &id, &secret)))
         goto done;
-    e.actor = id;
+    /* the id is the caller's text until it names a principal: anybody could otherwise write
+       words into the ledger, which is never erased, through this public route (a name and a
+       phone number fit [a-z0-9._-]); the entry says who it was not, and from where */
+    e.actor = "-";
     if ((rc = v->ops->acquire(v->store, &c)))
         goto done;
     rc = v->ops->principal_get(c, id, &p);
     v->ops->release(v->store, c);
+    if (rc == CUSTOS_OK || rc == CUSTOS_ERR_CORRUPT)
+        e.actor = id;
     good = rc == CUSTOS_OK;
     /* a row that does not parse answers as a wrong secret does (it is refused either way) */
     if (rc && rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT)
@@ -788,11 +793,6 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
         good = mac_ok(mac, p.mac);
     }
     if (!good) {
-        /* A principal id that names no principal is the caller's text, not an id: anybody could
-           write words into the ledger, which is never erased, through this public route (a name
-           and a phone number fit [a-z0-9._-]).  The entry says who it was not, and from where. */
-        if (rc == CUSTOS_ERR_NOTFOUND)
-            e.actor = "-";
         e.reason = "bad_credentials";
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
         goto done;

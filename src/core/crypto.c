@@ -42,15 +42,48 @@ enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], co
 #define RUN_SUB_BYTES crypto_core_hchacha20_OUTPUTBYTES /* 32, after the scratch proper */
 #define RUN_PREFIX_BYTES crypto_core_hchacha20_INPUTBYTES /* 16 */
 
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+    sodium_free(p); /* sodium_free wipes before unmapping */
+}
+
+static void scratch_setup(void)
+{
+    pthread_key_create(&scratch_key, scratch_free);
+}
+
+/* The thread's block: the run subkey slot (RUN_SUB_BYTES), then the scratch proper, whose end
+   is the block's end, next to libsodium's guard page, so that running past the scratch faults. */
+static uint8_t *scratch_block(void)
+{
+    uint8_t *p;
+
+    pthread_once(&scratch_once, scratch_setup);
+    p = pthread_getspecific(scratch_key);
+    if (!p) {
+        p = sodium_malloc(RUN_SUB_BYTES + CUSTOS_SCRATCH_BYTES);
+        if (!p)
+            return NULL;
+        if (pthread_setspecific(scratch_key, p) != 0) {
+            sodium_free(p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
 static _Thread_local uint64_t run_count; /* runs begun on this thread */
 static _Thread_local uint64_t run_owner; /* the run whose subkey the slot holds; 0: none */
 
 void custos_run_begin(struct custos_run *r, const uint8_t key[CUSTOS_KEY_BYTES])
 {
-    uint8_t *scratch = custos_scratch();
+    uint8_t *block = scratch_block();
 
     r->key = key;
-    r->sub = scratch ? scratch + CUSTOS_SCRATCH_BYTES : NULL;
+    r->sub = block; /* the slot before the scratch proper */
     r->next = 0;
     r->id = ++run_count;
     r->sealing = 0; /* the prefix is drawn at the first seal: a read draws nothing */
@@ -173,35 +206,11 @@ size_t custos_ad_system_key(uint8_t ad[64], const char *name, uint32_t kv)
     return n + nl + 4;
 }
 
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p)
-{
-    sodium_free(p); /* sodium_free wipes before unmapping */
-}
-
-static void scratch_setup(void)
-{
-    pthread_key_create(&scratch_key, scratch_free);
-}
-
 uint8_t *custos_scratch(void)
 {
-    uint8_t *p;
+    uint8_t *p = scratch_block();
 
-    pthread_once(&scratch_once, scratch_setup);
-    p = pthread_getspecific(scratch_key);
-    if (!p) {
-        p = sodium_malloc(CUSTOS_SCRATCH_BYTES + RUN_SUB_BYTES);
-        if (!p)
-            return NULL;
-        if (pthread_setspecific(scratch_key, p) != 0) {
-            sodium_free(p);
-            return NULL;
-        }
-    }
-    return p;
+    return p ? p + RUN_SUB_BYTES : NULL;
 }
 
 void custos_scratch_wipe(void)
@@ -211,7 +220,7 @@ void custos_scratch_wipe(void)
     pthread_once(&scratch_once, scratch_setup);
     p = pthread_getspecific(scratch_key);
     if (p)
-        sodium_memzero(p, CUSTOS_SCRATCH_BYTES + RUN_SUB_BYTES);
+        sodium_memzero(p, RUN_SUB_BYTES + CUSTOS_SCRATCH_BYTES);
     run_owner = 0;
 }
 

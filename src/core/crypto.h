@@ -50,7 +50,7 @@ enum custos_err custos_open(uint8_t *pt, const uint8_t key[CUSTOS_KEY_BYTES], co
  * counter), so its nonces are unique under the key; it opens any nonce, reusing the subkey
  * while the prefix repeats (records a run sealed) and deriving it anew when it does not.
  *
- * The subkey lives in the thread's secure scratch memory, past its first CUSTOS_SCRATCH_BYTES;
+ * The subkey lives in the thread's secure scratch memory, in a slot before custos_scratch();
  * custos_run_end and custos_scratch_wipe wipe it.  One run at a time per thread keeps it: a run
  * begun inside another only makes the outer one derive its subkey again, never use another's.
  * The key is not copied: it must stay in place until custos_run_end.

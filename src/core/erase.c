@@ -1018,7 +1018,7 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     d->seen++;
     d->last_at = o->next_at;
     d->last_id = o->id;
-    if (!custos_utf8_valid(o->link, strlen(o->link))) {
+    if (o->damaged || !custos_utf8_valid(o->link, strlen(o->link))) {
         /* no body can be made of it: given up after the scan (a full list waits for the next
            call); the scan goes on either way */
         if (d->nbad < DUE_BAD_MAX)
@@ -1036,7 +1036,7 @@ static int due_one(void *ctx, const struct custos_outbox_row *o)
     json_decref(body);
     if (!s || strlen(s) >= sizeof(x->body)) {
         free(s);
-        return 0; /* out of memory: the next call */
+        return 1; /* out of memory: the next call (host_full counted a host with no notice) */
     }
     memset(x, 0, sizeof(*x));
     x->id = o->id;
@@ -1072,13 +1072,14 @@ static enum custos_err outbox_unsendable(struct custos_vault *v, struct custos_s
 
     o.failed_at = (int64_t)custos_now(v);
     o.last_status = 0;
-    snprintf(o.last_error, sizeof(o.last_error), "%s", "unsendable: the link name is not valid UTF-8");
+    snprintf(o.last_error, sizeof(o.last_error), "%s",
+             o.damaged ? "unsendable: its stored row is damaged" : "unsendable: the link name is not valid UTF-8");
     if ((rc = v->ops->outbox_update(conn, &o)))
         return rc;
     custos_caller_system(&sys);
     snprintf(sys.principal, sizeof(sys.principal), "@outbox");
     custos_event_init(&e, "link.notify", &sys);
-    e.subject = o.subject;
+    e.subject = o.damaged ? NULL : o.subject;
     e.target = o.link; /* its invalid bytes are written as '?' */
     e.count = (int64_t)o.attempts;
     e.reason = "unsendable";
@@ -1118,17 +1119,19 @@ enum custos_err custos_outbox_next(struct custos_vault *v, struct custos_deliver
         }
         d.seen = 0;
         rc = v->ops->outbox_due(conn, now, v->ob_at, v->ob_id, window, due_one, &d);
-        v->ob_swept = !rc && d.seen == window; /* a short window reached the end: wrap around */
+        /* a short window that did not fill the list reached the end: wrap around; else the next
+           sweep goes on after its last row */
+        v->ob_swept = !rc && (d.seen == window || d.n == max);
         if (v->ob_swept) {
             v->ob_at = d.last_at;
             v->ob_id = d.last_id;
         }
     }
+    /* a give-up that fails (the store, the ledger) is tried again at the next call; the notices
+       handed out go out all the same */
     for (i = 0; !rc && i < d.nbad; i++) {
+        (void)outbox_unsendable(v, conn, &d.bad[i]);
         custos_err_clear();
-        rc = outbox_unsendable(v, conn, &d.bad[i]);
-        if (rc == CUSTOS_ERR_CORRUPT) /* its ledger entry says so: the give-up itself went well */
-            rc = CUSTOS_OK;
     }
     v->ops->release(v->store, conn);
     free(d.hosts);

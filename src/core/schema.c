@@ -119,6 +119,31 @@ static int one_line(const char *s, size_t n)
     return 1;
 }
 
+/* 1 when valid UTF-8 s[0..n) begins or ends with white space (ASCII or Unicode: tools that trim
+   a receipt's lines take either off). */
+static int blank_at_an_end(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t last = n;
+    unsigned long cp;
+
+    if (!n)
+        return 0;
+    while (last > 0 && (u[last - 1] & 0xc0) == 0x80)
+        last--;
+    last = last ? last - 1 : 0; /* the last sequence's first byte */
+    for (int end = 0; end < 2; end++) {
+        size_t at = end ? last : 0;
+
+        if (!custos_utf8_decode(u + at, n - at, &cp))
+            return 0;
+        if (cp == ' ' || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x202f ||
+            cp == 0x205f || cp == 0x3000)
+            return 1;
+    }
+    return 0;
+}
+
 static enum custos_err parse_field(const char *name, json_t *def, int nested, struct custos_field *f)
 {
     static const char *const keys[] = {"type", "class", "mask", "format", "searchable", "max_length",
@@ -206,11 +231,11 @@ static enum custos_err parse_field(const char *name, json_t *def, int nested, st
                                   name);
         /* no space at either end: it ends a receipt's `retained` line, which tools that trim
            lines would change (regulator-verifier finding: " " was accepted) */
-        if (!one_line(json_string_value(b), json_string_length(b)) || json_string_value(b)[0] == ' ' ||
-            json_string_value(b)[json_string_length(b) - 1] == ' ')
+        if (!one_line(json_string_value(b), json_string_length(b)) ||
+            blank_at_an_end(json_string_value(b), json_string_length(b)))
             return custos_err_set(CUSTOS_ERR_INVALID,
                                   "schema: field '%s': legal_basis must be one line of visible text, without "
-                                  "spaces at either end", name);
+                                  "white space at either end", name);
         f->retention_days = (uint32_t)json_integer_value(d);
         snprintf(f->legal_basis, sizeof(f->legal_basis), "%s", json_string_value(b));
         snprintf(f->retention_role, sizeof(f->retention_role), "%s", json_string_value(r));

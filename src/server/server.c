@@ -448,7 +448,7 @@ void custos_head_add(struct custos_head *h, const char *key, const char *value)
     } else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
         h->host++;
     } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0) {
-        h->expect_continue = strcasecmp(value, "100-continue") == 0;
+        h->expect_continue |= strcasecmp(value, "100-continue") == 0; /* libmicrohttpd answers the first */
     }
 }
 
@@ -483,7 +483,9 @@ static int head_check(struct req *r, const char *version)
     struct custos_head h;
 
     memset(&h, 0, sizeof(h));
-    h.http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    /* HTTP/1.1 and later 1.x, which libmicrohttpd serves as 1.1 (review finding: HTTP/1.2 went
+       without Host) */
+    h.http11 = version && strncmp(version, "HTTP/1.", 7) == 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, head_header, &h);
     r->bad_auth = h.authorization > 1;
     r->close = 1;

@@ -8,9 +8,11 @@
  * Custos-Signature header (Ed25519 by the ledger key, base64), and report
  * each answer as it comes (custos_outbox_done), which marks a 2xx delivered
  * and schedules anything else for a retry with backoff.  At most INFLIGHT
- * transfers at once, at most CUSTOS_OUTBOX_PER_HOST to one host, so a
- * receiver that hangs holds that many slots for one timeout and nothing
- * else: the others' notices go out meanwhile.  The
+ * transfers at once, at most CUSTOS_OUTBOX_PER_HOST to one host, each free
+ * slot to the host with the fewest going, so a receiver that hangs holds
+ * that many slots for one timeout and nothing else, and receivers that hang
+ * lose their slots to the others as their timeouts free them: the others'
+ * notices go out meanwhile.  The
  * outbox is polled every POLL_MS and as soon as a transfer ends.  No
  * redirects, no proxy, 3 s to connect and 10 s in all, the receiver's body
  * discarded.
@@ -28,7 +30,8 @@
  * Refused always: unspecified (0.0.0.0/8, ::), link-local (169.254/16,
  * fe80::/10: cloud metadata lives there), multicast, 240/4 and broadcast,
  * and those same addresses in IPv4-mapped, IPv4-compatible, SIIT, NAT64 and
- * 6to4 form, and the local-use NAT64 prefix 64:ff9b:1::/48 whole.
+ * 6to4 form, and the local-use NAT64 prefix 64:ff9b:1::/48 and Teredo
+ * (2001::/32) whole.
  * Loopback (127/8, ::1) is refused unless the operator allows it
  * (custos_webhook_configure, `custos serve --webhook-allow-loopback`).
  * Private networks (RFC 1918, ULA fc00::/7) are allowed: linked services
@@ -128,6 +131,8 @@ static int v6_refused(const uint8_t a[16], int allow_loopback)
         return v4_refused(a + 2, allow_loopback);
     if (memcmp(a, nat64_local, 6) == 0) /* 64:ff9b:1::/48, local NAT64: where it puts the IPv4 */
         return 1;                       /* address depends on a prefix length not known here */
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) /* 2001::/32, Teredo: a tunnel to an */
+        return 1;                                               /* IPv4 host, no receiver's address */
     return (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) || /* fe80::/10 link-local */
            a[0] == 0xff ||                            /* ff00::/8 multicast */
            memcmp(a, ec2, 16) == 0;
@@ -181,8 +186,9 @@ struct pool {
     unsigned used;
 };
 
-/* 1 when the notice is already in flight or its host has CUSTOS_OUTBOX_PER_HOST transfers going. */
-static int busy(const struct pool *p, const struct custos_delivery *d, const char *host)
+/* The transfers going to the notice's host, or CUSTOS_OUTBOX_PER_HOST when the notice itself is in
+   flight (it may not start either way). */
+static unsigned host_load(const struct pool *p, const struct custos_delivery *d)
 {
     unsigned i, same = 0;
 
@@ -190,10 +196,10 @@ static int busy(const struct pool *p, const struct custos_delivery *d, const cha
         if (!p->slot[i].used)
             continue;
         if (p->slot[i].d.id == d->id)
-            return 1;
-        same += strcmp(p->slot[i].host, host) == 0;
+            return CUSTOS_OUTBOX_PER_HOST;
+        same += strcmp(p->slot[i].host, d->host) == 0;
     }
-    return same >= CUSTOS_OUTBOX_PER_HOST;
+    return same;
 }
 
 /* Start one transfer in a free slot (the caller checked there is one). */
@@ -275,17 +281,35 @@ static void finish(struct webhook *w, struct pool *p, struct slot *s, CURLcode c
     release(p, s);
 }
 
-/* Take the due notices and start those that may go now. */
+/*
+ * Take the due notices and start those that may go now: each free slot to a notice of the host
+ * with the fewest transfers going (the earliest due among equals).  In due order alone, four
+ * receivers that hang, whose old notices come first, took back every slot their timeouts freed,
+ * and every other receiver waited for their whole backlog (review finding).
+ */
 static void fill(struct webhook *w, struct pool *p)
 {
     static struct custos_delivery batch[FETCH];
-    size_t n = 0, i;
+    static unsigned char taken[FETCH];
+    size_t n = 0, i, best;
+    unsigned load, least;
 
     if (custos_outbox_next(w->v, batch, FETCH, &n) != CUSTOS_OK)
         return;
-    for (i = 0; i < n && p->used < INFLIGHT; i++)
-        if (!busy(p, &batch[i], batch[i].host))
-            start(w, p, &batch[i], batch[i].host);
+    memset(taken, 0, sizeof(taken));
+    while (p->used < INFLIGHT) {
+        best = n;
+        least = CUSTOS_OUTBOX_PER_HOST;
+        for (i = 0; i < n; i++)
+            if (!taken[i] && (load = host_load(p, &batch[i])) < least) {
+                least = load;
+                best = i;
+            }
+        if (best == n)
+            break;
+        taken[best] = 1;
+        start(w, p, &batch[best], batch[best].host);
+    }
 }
 
 static int64_t mono_ms(void)

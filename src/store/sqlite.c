@@ -1908,8 +1908,10 @@ static enum custos_err outbox_rows(struct custos_store_conn *c, sqlite3_stmt *s,
 
         memset(&o, 0, sizeof(o));
         o.id = sqlite3_column_int64(s, 0);
-        if (col_blob(s, 1, o.subject, 16))
-            continue;
+        if (col_blob(s, 1, o.subject, 16)) {
+            memset(o.subject, 0, sizeof(o.subject));
+            o.damaged = 1; /* handed on, so that it can be given up rather than skipped for ever */
+        }
         col_text(s, 2, o.link, sizeof(o.link));
         col_text(s, 3, o.url, sizeof(o.url));
         o.erased_at = sqlite3_column_int64(s, 4);
@@ -2323,10 +2325,12 @@ static enum custos_err restore_shape(sqlite3 *dst, const char *in)
         /* links as PUT .../links/{name} makes them: a name of [a-z][a-z0-9._-]{0,63}, an http(s)
            URL of printable ASCII (red-team finding: a name that was not UTF-8 stopped every
            webhook notice of the vault; the deliverer now gives such a notice up, and a backup
-           holding one is refused here) */
+           holding one is refused here).  Not the URL's whole syntax: versions before 6b0b652
+           took "https://" without a host, and their backups restore (its notices fail and are
+           given up as before) */
         {"SELECT 1 FROM main.links WHERE typeof(name) <> 'text' OR typeof(url) <> 'text' OR length(name) > 64"
          " OR NOT name GLOB '[a-z]*' OR name GLOB '*[^a-z0-9._-]*' OR length(url) > 2048"
-         " OR NOT (url GLOB 'http://?*' OR url GLOB 'https://?*') OR url GLOB '*[^!-~]*' LIMIT 1",
+         " OR NOT (url GLOB 'http://*' OR url GLOB 'https://*') OR url GLOB '*[^!-~]*' LIMIT 1",
          "a link the API could not have made (its name or URL)"},
     };
     static const char *const stats[] = {"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"};

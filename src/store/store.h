@@ -104,6 +104,8 @@ struct custos_outbox_row {
     uint32_t attempts;
     int last_status;       /* HTTP status of the last attempt, 0 = no answer */
     char last_error[128];
+    int damaged;           /* outbox_due: the stored subject is not 16 bytes (a row changed outside the
+                              vault); the other members are as stored */
 };
 
 /* A value kept after erasure under a retention key (control plane). */

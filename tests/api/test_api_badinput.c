@@ -720,6 +720,11 @@ static void test_request_framing(void **state)
     assert_non_null(strstr(buf, "HTTP/1.1 400"));
     assert_non_null(strstr(buf, "needs one Host header"));
     assert_true(closed);
+    /* ... nor in a later HTTP/1.x, which libmicrohttpd serves as 1.1 (review finding) */
+    n = snprintf(req, sizeof(req), "GET /v1/health HTTP/1.2\r\n\r\n");
+    raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
+    assert_non_null(strstr(buf, " 400 "));
+    assert_non_null(strstr(buf, "needs one Host header"));
     n = snprintf(req, sizeof(req), "GET /v1/health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
     raw_exchange(s, req, (size_t)n, buf, sizeof(buf), &closed);
     assert_non_null(strstr(buf, "HTTP/1.1 400"));

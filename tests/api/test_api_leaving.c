@@ -319,6 +319,7 @@ static void test_webhook_address_policy(void **state)
         {"metadata-siit", "http://[::ffff:0:169.254.169.254]:", "/"},
         {"lo-6to4", "http://[2002:7f00:1::]:", "/"},
         {"nat64-local", "http://[64:ff9b:1::a9fe:a9fe]:", "/"},
+        {"teredo", "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]:", "/"},
         {"linklocal6", "http://[fe80::1]:", "/"},
         {"unspecified", "http://0.0.0.0:", "/erased"},
         {"unspecified6", "http://[::]:", "/erased"},
@@ -360,8 +361,9 @@ static void test_webhook_address_policy(void **state)
     receiver_stop(&rv);
 }
 
-/* A receiver that hangs: it listens, the kernel completes connections, nobody ever answers. */
-static int hanging_start(int *port)
+/* A receiver that hangs on 127.0.0.`last`: it listens, the kernel completes connections, nobody
+   ever answers. */
+static int hanging_start_at(int last, int *port)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof(a);
@@ -370,12 +372,17 @@ static int hanging_start(int *port)
     assert_true(fd >= 0);
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + (uint32_t)last);
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(fd, 128), 0);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     *port = ntohs(a.sin_port);
     return fd;
+}
+
+static int hanging_start(int *port)
+{
+    return hanging_start_at(1, port);
 }
 
 static double mono_s(void)
@@ -456,6 +463,49 @@ static void test_hanging_receiver_does_not_hold_up_others(void **state)
     receiver_stop(&fast);
 }
 
+/*
+ * Four receivers that hang, on four hosts, take all 16 delivery slots with 4 notices each and
+ * have more waiting, due before a fast receiver's notice.  When their timeouts free the slots,
+ * the fast receiver gets one (each free slot goes to the host with the fewest deliveries going):
+ * its notice goes out after one timeout (10 s), not after their whole backlog (review finding:
+ * in due order they took back every slot their timeouts freed).
+ */
+static void test_hanging_receivers_yield_freed_slots(void **state)
+{
+    struct cz_server *s = *state;
+    struct receiver fast;
+    const char *id;
+    double t0, took;
+    int hport[4], hfd[4];
+    size_t h, i;
+
+    for (h = 0; h < 4; h++)
+        hfd[h] = hanging_start_at((int)h + 1, &hport[h]);
+    receiver_start(&fast, 0);
+    for (h = 0; h < 4; h++)
+        for (i = 0; i < 9; i++) {
+            id = cz_create_subject(s, s->svc.token, "{\"name\":\"최유진\"}");
+            cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/membership", id), s->svc.token,
+                             cz_fmt(s, "{\"webhook\":\"http://127.0.0.%zu:%d/erased\"}", h + 1, hport[h])),
+                      200);
+            cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+        }
+    id = cz_create_subject(s, s->svc.token, "{\"name\":\"정하늘\"}");
+    cz_expect(cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/payments", id), s->svc.token,
+                     cz_fmt(s, "{\"webhook\":\"http://localhost:%d/erased\"}", fast.port)),
+              200);
+    nap_ms(500); /* the 16 slots are the hanging receivers' by now */
+    t0 = mono_s();
+    cz_expect(cz_req(s, "DELETE", cz_fmt(s, "/v1/subjects/%s", id), s->svc.token, NULL), 200);
+    wait_link_state(s, id, s->svc.token, "payments", "delivered", 16);
+    took = mono_s() - t0;
+    if (took > 15.0) /* one 10 s timeout, then the first slot freed; in due order: 20 s and more */
+        fail_msg("the fast receiver's notice took %.1f s", took);
+    for (h = 0; h < 4; h++)
+        close(hfd[h]);
+    receiver_stop(&fast);
+}
+
 /* ---- TLS ----------------------------------------------------------------------------------- */
 
 static int tls_setup(void **state)
@@ -511,6 +561,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_webhook_address_policy, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_export_shows_webhook_origin_only, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_hold_up_others, setup_loopback,
+                                        cz_teardown),
+        cmocka_unit_test_setup_teardown(test_hanging_receivers_yield_freed_slots, setup_loopback,
                                         cz_teardown),
         cmocka_unit_test_setup_teardown(test_tls, tls_setup, cz_teardown),
     };

@@ -457,7 +457,7 @@ static void fuzz_head(const uint8_t *data, size_t size)
         } else if (same_name(h[i].name, "authorization"))
             auth++;
         else if (same_name(h[i].name, "expect"))
-            expect = same_name(h[i].value, "100-continue");
+            expect |= same_name(h[i].value, "100-continue");
         else if (same_name(h[i].name, "host"))
             host++;
         if (!token_name(h[i].name) || begins_and_more(h[i].name, "content-length") ||

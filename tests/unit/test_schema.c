@@ -333,6 +333,13 @@ static void test_custom_schema_invalid(void **state)
     expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
                       "\"legal_basis\": \"act 6 \", \"role\": \"auditor\"}}}}",
                       "either end");
+    /* Unicode white space too (review finding: NBSP and the ideographic space passed) */
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"\\u00a0act 6\", \"role\": \"auditor\"}}}}",
+                      "either end");
+    expect_bad_schema("{\"fields\": {\"a\": {\"type\": \"string\", \"retention\": {\"days\": 30, "
+                      "\"legal_basis\": \"전자상거래법\\u3000\", \"role\": \"auditor\"}}}}",
+                      "either end");
     /* ... nor a Unicode line break or C1 control (NEL), nor a bidirectional control that would
        make the line display as something else than it says */
     for (i = 0; i < 6; i++) {
