@@ -770,6 +770,50 @@ static void test_vault_records_bound(void **state)
     }
     rec_get(v, b, rb);
     assert_memory_not_equal(rb->leaf[0].sealed, ra->leaf[0].sealed, 16);
+    /* a rectification of a sensitive field re-keys the subject and seals every value again as one
+       run: one new prefix, numbered from 0 (review: the re-key path's nonces were not checked);
+       an update that keeps the key seals what it adds under a prefix of its own */
+    {
+        char c[CUSTOS_ID_HEX + 1];
+        struct custos_caller sys;
+        struct trec *rc1 = calloc(1, sizeof(*rc1)), *rc2 = calloc(1, sizeof(*rc2));
+        const char *cc = "{\"customs_code\":\"P222222222222\"}", *nm = "{\"email\":\"new.mail@example.com\"}";
+        size_t kept = 0, fresh = 0;
+
+        assert_non_null(rc1);
+        assert_non_null(rc2);
+        custos_caller_system(&sys);
+        create(v, "{\"name\":\"윤예린\",\"phone\":\"010-2222-3333\",\"customs_code\":\"P111111111111\"}", c);
+        rec_get(v, c, rc1);
+        assert_int_equal(custos_subject_update(v, &sys, c, cc, strlen(cc), &out), CUSTOS_OK);
+        json_decref(out);
+        rec_get(v, c, rc2);
+        assert_true(rc2->gen > rc1->gen);
+        assert_memory_not_equal(rc2->leaf[0].sealed, rc1->leaf[0].sealed, 16);
+        for (size_t i = 0; i < rc2->n; i++) {
+            assert_memory_equal(rc2->leaf[i].sealed, rc2->leaf[0].sealed, 16);
+            assert_int_equal(rc2->leaf[i].sealed[23], i);
+        }
+        *rc1 = *rc2;
+        assert_int_equal(custos_subject_update(v, &sys, c, nm, strlen(nm), &out), CUSTOS_OK);
+        json_decref(out);
+        rec_get(v, c, rc2);
+        assert_int_equal(rc2->gen, rc1->gen);
+        for (size_t i = 0; i < rc2->n; i++) {
+            if (memcmp(rc2->leaf[i].sealed, rc1->leaf[0].sealed, 16) == 0)
+                kept++;
+            else {
+                assert_memory_not_equal(rc2->leaf[i].sealed, rc1->leaf[0].sealed, 16);
+                assert_int_equal(rc2->leaf[i].sealed[23], 0); /* the one value it added */
+                fresh++;
+            }
+        }
+        assert_int_equal(kept, rc1->n);
+        assert_int_equal(fresh, 1);
+        free(rc1);
+        free(rc2);
+        out = NULL;
+    }
 
     /* 1. same subject (same key), value moved to another path: must not open */
     *keep = *ra;
