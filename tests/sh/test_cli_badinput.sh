@@ -507,6 +507,13 @@ for f in "$T/nowhere.db" "$T/empty" "$T/empty.jsonl" "$T/file" "$T/20.jsonl" "$V
     */empty) says "cannot read $f: Is a directory" ;;
   esac
 done
+# a FIFO with no writer: refused at once, not waited on (red-team finding: the open hung)
+mkfifo "$T/fifo.backup"
+RC=0
+timeout 10 "$CUSTOS" restore --data "$V" --in "$T/fifo.backup" >"$T/out" 2>"$T/err" || RC=$?
+[ "$RC" -eq 1 ] || fail "restore --in FIFO: exit $RC (124: it hung)"
+grep -q "not a regular file" "$T/err" || fail "restore --in FIFO: $(cat "$T/err")"
+rm -f "$T/fifo.backup"
 refused 1 backup --data "$V" --out "$T/nowhere/b.db"
 refused 1 backup --data "$V" --out "$T/empty"
 refused 1 backup --data "$V" --out "$T/file"
