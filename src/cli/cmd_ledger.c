@@ -393,6 +393,56 @@ static int lock_state(const char *path)
     return fd;
 }
 
+/*
+ * Keep a signed checkpoint the witness refused (a rollback, a fork, a larger tree the server
+ * will not prove): appended to FILE.evidence, 0600, after a line with the time and the verdict.
+ * Two conflicting notes signed by one key are what shows a third party that the log was
+ * rewritten; without them, a server that went back to its old view left nothing to show
+ * (red-team finding).  Best effort: the verdict stands whether or not the note could be kept.
+ */
+static void keep_evidence(const char *state, const char *verdict, const char *note, size_t len)
+{
+    char path[4200], head[128];
+    time_t t = time(NULL);
+    struct tm tm;
+    int fd, hl;
+
+    snprintf(path, sizeof(path), "%s.evidence", state);
+    if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+        cli_error(0, "cannot keep the refused checkpoint in %.200s: %s", path, strerror(errno));
+        return;
+    }
+    gmtime_r(&t, &tm);
+    hl = snprintf(head, sizeof(head), "# %04d-%02d-%02dT%02d:%02d:%02dZ %s\n", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, verdict);
+    if (write(fd, head, (size_t)hl) != hl || write(fd, note, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
+        fsync(fd) != 0)
+        cli_error(0, "cannot keep the refused checkpoint in %.200s: %s", path, strerror(errno));
+    else
+        printf("the refused checkpoint, signed by the vault's key, is kept in %s\n", path);
+    close(fd);
+}
+
+/* The checkpoint's root in base64, as its note writes it: printed with every "ok", so that
+   witnesses can compare what they were shown (a server can show each witness a view of its own,
+   each consistent in itself: only witnesses that compare roots for a size catch it). */
+static const char *root_b64(const struct custos_checkpoint *cp, char out[64])
+{
+    return sodium_bin2base64(out, 64, cp->root, CUSTOS_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* 1 when a signed checkpoint of size 0 claims a root other than the empty tree's, SHA-256(""):
+   from it, any tree would pass for an extension without a proof (red-team finding). */
+static int empty_root_wrong(const struct custos_checkpoint *cp)
+{
+    uint8_t h[CUSTOS_HASH_BYTES];
+
+    if (cp->size != 0)
+        return 0;
+    crypto_hash_sha256(h, NULL, 0);
+    return sodium_memcmp(h, cp->root, CUSTOS_HASH_BYTES) != 0;
+}
+
 static int do_witness(const struct args *a)
 {
     struct custos_note_verifier v;
@@ -402,6 +452,7 @@ static int do_witness(const struct args *a)
     uint8_t proof[CUSTOS_PROOF_MAX][CUSTOS_HASH_BYTES];
     size_t n, blen;
     long status = 0;
+    char b64[64];
     int ret = EXIT_TAMPERED, have_old = 0, lockfd = -1, r;
     unsigned max_age = 0;
     time_t grown = 0; /* when the recorded checkpoint was recorded: the state file's mtime */
@@ -432,6 +483,17 @@ static int do_witness(const struct args *a)
         goto done;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    {
+        struct stat lsb;
+
+        /* the lock is per name and the state is replaced by a rename: a second name for one
+           state (a symbolic link) would split it in two, each run holding its own view
+           (red-team finding) */
+        if (lstat(a->state, &lsb) == 0 && S_ISLNK(lsb.st_mode)) {
+            cli_error(0, "witness state %.200s is a symbolic link: give the file itself", a->state);
+            goto done;
+        }
+    }
     if ((lockfd = lock_state(a->state)) < 0) {
         cli_error(0, "cannot lock %.200s.lock: %s", a->state, strerror(errno));
         goto done;
@@ -452,7 +514,7 @@ static int do_witness(const struct args *a)
             cli_error(0, "cannot read %.200s: %s", a->state, strerror(err));
             goto done;
         }
-        if (!state || (rc = open_checkpoint(state, n, &v, &old))) {
+        if (!state || (rc = open_checkpoint(state, n, &v, &old)) || empty_root_wrong(&old)) {
             cli_error(0, "witness state %.200s does not hold a checkpoint signed by this key", a->state);
             goto done;
         }
@@ -473,11 +535,18 @@ static int do_witness(const struct args *a)
         fprintf(stderr, "custos: witness: bad checkpoint signature\n");
         goto done;
     }
+    if (empty_root_wrong(&now)) {
+        printf("BAD CHECKPOINT: size 0 with a root that is not the empty tree's\n");
+        fprintf(stderr, "custos: witness: bad checkpoint\n");
+        keep_evidence(a->state, "BAD CHECKPOINT", f.p, f.n);
+        goto done;
+    }
     if (have_old) {
         if (now.size < old.size) {
             printf("ROLLBACK: the ledger shrank from %llu to %llu entries\n", (unsigned long long)old.size,
                    (unsigned long long)now.size);
             fprintf(stderr, "custos: witness: rollback detected\n");
+            keep_evidence(a->state, "ROLLBACK", f.p, f.n);
             goto done;
         }
         if (now.size == old.size) {
@@ -486,6 +555,7 @@ static int do_witness(const struct args *a)
             if (sodium_memcmp(now.root, old.root, CUSTOS_HASH_BYTES) != 0) {
                 printf("FORK: two different roots signed for size %llu\n", (unsigned long long)now.size);
                 fprintf(stderr, "custos: witness: fork detected\n");
+                keep_evidence(a->state, "FORK", f.p, f.n);
                 goto done;
             }
             /* the same tree: the state is left as it is, so its mtime stays the time it grew */
@@ -505,30 +575,39 @@ static int do_witness(const struct args *a)
                 fprintf(stderr, "custos: witness: stale ledger\n");
                 goto done;
             }
-            printf("ok: %s size %llu (consistent with the recorded checkpoint: unchanged for %lld s)\n", now.origin,
-                   (unsigned long long)now.size, (long long)(t > grown ? t - grown : 0));
+            printf("ok: %s size %llu root %s (consistent with the recorded checkpoint: unchanged for %lld s)\n",
+                   now.origin, (unsigned long long)now.size, root_b64(&now, b64), (long long)(t > grown ? t - grown : 0));
             ret = 0;
             goto done;
         } else if (old.size > 0) {
             snprintf(url, sizeof(url), "%s/v1/ledger/proof/consistency?from=%llu&to=%llu", base,
                      (unsigned long long)old.size, (unsigned long long)now.size);
-            if (http_get(url, &pf, &status) || status != 200) {
-                if (status && status != 200) {
-                    /* it signed a larger tree and will not prove it extends the old one */
-                    printf("UNPROVEN: checkpoint %llu is signed, but the server answered HTTP %ld to the consistency "
-                           "proof from %llu\n",
+            /* The server has just answered and signed a larger tree: whatever keeps the proof
+               from coming (another status, a cut or oversize body, a closed connection, a
+               timeout, a body that is no proof) is its refusal to prove that tree extends the
+               one recorded, not an unreachable server (red-team finding: exit 3, and the
+               signed note dropped) */
+            status = 0;
+            if (http_get(url, &pf, &status) || status != 200 || custos_proof_json_parse(pf.p, pf.n, proof, &n)) {
+                if (status && status != 200)
+                    printf("UNPROVEN: checkpoint %llu is signed, but the server answered HTTP %ld to the "
+                           "consistency proof from %llu\n",
                            (unsigned long long)now.size, status, (unsigned long long)old.size);
-                    fprintf(stderr, "custos: witness: no consistency proof\n");
-                } else
-                    ret = EXIT_FETCH; /* not reached at all: like the checkpoint fetch */
+                else
+                    printf("UNPROVEN: checkpoint %llu is signed, but the server gave no consistency proof from "
+                           "%llu (%s)\n",
+                           (unsigned long long)now.size, (unsigned long long)old.size,
+                           status ? "its answer is not a proof" : "no answer");
+                fprintf(stderr, "custos: witness: no consistency proof\n");
+                keep_evidence(a->state, "UNPROVEN", f.p, f.n);
                 goto done;
             }
-            if (custos_proof_json_parse(pf.p, pf.n, proof, &n) ||
-                custos_merkle_verify_consistency(old.size, now.size, old.root, now.root,
+            if (custos_merkle_verify_consistency(old.size, now.size, old.root, now.root,
                                                  (const uint8_t(*)[CUSTOS_HASH_BYTES])proof, n)) {
                 printf("FORK: checkpoint %llu is not an extension of the recorded checkpoint %llu\n",
                        (unsigned long long)now.size, (unsigned long long)old.size);
                 fprintf(stderr, "custos: witness: inconsistent ledger (fork or rewrite)\n");
+                keep_evidence(a->state, "FORK", f.p, f.n);
                 goto done;
             }
         }
@@ -537,7 +616,7 @@ static int do_witness(const struct args *a)
         ret = cli_fail(rc);
         goto done;
     }
-    printf("ok: %s size %llu%s\n", now.origin, (unsigned long long)now.size,
+    printf("ok: %s size %llu root %s%s\n", now.origin, (unsigned long long)now.size, root_b64(&now, b64),
            have_old ? " (consistent with the recorded checkpoint)" : " (first checkpoint recorded)");
     ret = 0;
 done:

@@ -260,29 +260,85 @@ witness_age 3600 0 'consistent with the recorded checkpoint)$' "the ledger grew 
 requests 20 c
 wait_checkpoint $(($(sed -n 2p "$T/witness") + 20))
 curl -fsS "$URL/v1/ledger/checkpoint" >"$T/larger.cp" || fail "cannot fetch the checkpoint"
-perl -MIO::Socket::INET -e '
-  my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 5, ReuseAddr => 1) or die;
-  open(my $pf, ">", $ARGV[1]) or die; print $pf $s->sockport; close $pf;
-  my $cp = do { open(my $f, "<", $ARGV[0]) or die; local $/; <$f> };
-  while (my $c = $s->accept) {
-    my $line = <$c>; while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
-    if ($line =~ m{^GET /v1/ledger/checkpoint }) {
-      print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . length($cp) . "\r\nConnection: close\r\n\r\n$cp";
-    } else {
-      print $c "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    }
-    close $c;
-  }' "$T/larger.cp" "$T/fake.port" &
-fake=$!
-for i in $(seq 50); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
-WRC=0
-"$CUSTOS" ledger witness --url "http://127.0.0.1:$(cat "$T/fake.port")" --vkey "$VKEY" --state "$T/witness" \
-  >"$T/w.out" 2>&1 || WRC=$?
-kill "$fake" 2>/dev/null || true
-wait "$fake" 2>/dev/null || true
+# fake_witness MODE: the witness against a server that serves $T/larger.cp and answers the
+# proof with MODE: 404, garbage (200, not a proof) or close (no answer at all); WRC its exit
+fake_witness() {
+  rm -f "$T/fake.port"
+  perl -MIO::Socket::INET -e '
+    my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 5, ReuseAddr => 1) or die;
+    open(my $pf, ">", $ARGV[1]) or die; print $pf $s->sockport; close $pf;
+    my $cp = do { open(my $f, "<", $ARGV[0]) or die; local $/; <$f> };
+    while (my $c = $s->accept) {
+      my $line = <$c>; while (my $h = <$c>) { last if $h =~ /^\r?\n$/ }
+      if ($line =~ m{^GET /v1/ledger/checkpoint }) {
+        print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " . length($cp) . "\r\nConnection: close\r\n\r\n$cp";
+      } elsif ($ARGV[2] eq "garbage") {
+        print $c "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nnot json";
+      } elsif ($ARGV[2] eq "404") {
+        print $c "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      }
+      close $c;
+    }' "$T/larger.cp" "$T/fake.port" "$1" &
+  fake=$!
+  for i in $(seq 50); do [ -s "$T/fake.port" ] && break; sleep 0.1; done
+  WRC=0
+  "$CUSTOS" ledger witness --url "http://127.0.0.1:$(cat "$T/fake.port")" --vkey "$VKEY" --state "$T/witness" \
+    >"$T/w.out" 2>&1 || WRC=$?
+  kill "$fake" 2>/dev/null || true
+  wait "$fake" 2>/dev/null || true
+}
+fake_witness 404
 [ "$WRC" -eq 1 ] || fail "a refused consistency proof: witness exit $WRC, want 1: $(cat "$T/w.out")"
 grep -q UNPROVEN "$T/w.out" || fail "a refused consistency proof: $(cat "$T/w.out")"
+# ... and kept as evidence: the signed note, after the verdict's line
+grep -q '^# .* UNPROVEN$' "$T/witness.evidence" && grep -qxF "$(head -n1 "$T/larger.cp")" "$T/witness.evidence" ||
+  fail "the unproven checkpoint was not kept: $(cat "$T/witness.evidence" 2>&1)"
+# a 200 that is no proof, or no answer at all, after a signed larger checkpoint: UNPROVEN too,
+# not "unreachable" (exit 3) nor "fork" (red-team finding)
+for mode in garbage close; do
+  fake_witness $mode
+  [ "$WRC" -eq 1 ] || fail "consistency proof answered '$mode': witness exit $WRC, want 1: $(cat "$T/w.out")"
+  grep -q '^UNPROVEN: .*no consistency proof' "$T/w.out" || fail "consistency proof answered '$mode': $(cat "$T/w.out")"
+done
+[ "$(grep -c '^# .* UNPROVEN$' "$T/witness.evidence")" -eq 3 ] || fail "evidence: $(cat "$T/witness.evidence")"
+# a state file given through a symbolic link is refused: its lock and its replacement would
+# split it in two (red-team finding)
+ln -s "$T/witness" "$T/witness-alias"
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness-alias" >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 1 ] && grep -q "is a symbolic link" "$T/w.out" || fail "a state through a symlink: $WRC $(cat "$T/w.out")"
+rm -f "$T/witness-alias"
+# a signed checkpoint of size 0 whose root is not the empty tree's: from it, any tree would pass
+# for an extension without a proof (red-team finding); signed here with the vault's own key
+python3 - "$D/keys/ledger.key" "$VKEY" "$T/zero.cp" <<'PY' || fail "cannot sign a size-0 checkpoint"
+import base64, hashlib, subprocess, sys, tempfile, os
+seed = bytes.fromhex(open(sys.argv[1]).read().split("\n")[1].strip())
+name = sys.argv[2].split("+")[0]
+pub = base64.b64decode(sys.argv[2].split("+", 2)[2])[1:]
+text = "%s\n0\n%s\n" % (name, base64.b64encode(b"\x42" * 32).decode())
+der = bytes.fromhex("302e020100300506032b657004220420") + seed
+with tempfile.TemporaryDirectory() as d:
+    k, m = os.path.join(d, "k.der"), os.path.join(d, "m")
+    open(k, "wb").write(der)
+    open(m, "wb").write(text.encode())
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-rawin", "-keyform", "DER", "-inkey", k, "-in", m],
+                         check=True, capture_output=True).stdout
+kid = hashlib.sha256(name.encode() + b"\n\x01" + pub).digest()[:4]
+open(sys.argv[3], "w").write(text + "\n\u2014 %s %s\n" % (name, base64.b64encode(kid + sig).decode()))
+PY
+cp "$T/witness" "$T/witness.keep"
+cp "$T/zero.cp" "$T/larger.cp"
+fake_witness 404
+[ "$WRC" -eq 1 ] && grep -q '^BAD CHECKPOINT: size 0' "$T/w.out" || fail "a size-0 checkpoint: $WRC $(cat "$T/w.out")"
+cp "$T/zero.cp" "$T/witness" # as a recorded state: refused, not a free pass
+WRC=0
+"$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness" >"$T/w.out" 2>&1 || WRC=$?
+[ "$WRC" -eq 1 ] && grep -q "does not hold a checkpoint signed by this key" "$T/w.out" ||
+  fail "a size-0 state: $WRC $(cat "$T/w.out")"
+mv "$T/witness.keep" "$T/witness"
 witness_ok "the real server proves it"
+# every ok names the root, so that witnesses can compare what each was shown
+grep -q '^ok: .* size [0-9]* root [A-Za-z0-9+/]*= (consistent' "$T/w.out" || fail "no root in: $(cat "$T/w.out")"
 stop_server
 SIZE=$(ledger_size "$D")
 [ -n "$SIZE" ] || fail "the untouched ledger does not verify"
