@@ -56,7 +56,8 @@ static const char help[] =
     "         consistent with the checkpoint recorded in FILE (then record it); exit 1 on a\n"
     "         bad signature, a rollback, a fork, or a consistency proof the server will not\n"
     "         give (UNPROVEN), 3 when the server cannot be reached or does not answer 200;\n"
-    "         with --max-age, also 1 when the ledger has not grown for longer than that (STALE)\n";
+    "         with --max-age, also 1 when the ledger has not grown for longer than that (STALE);\n"
+    "         a signed checkpoint it refuses is kept in FILE.evidence\n";
 
 struct args {
     const char *dir, *url, *vkey, *state, *start, *count, *max_age;
