@@ -408,7 +408,10 @@ static void keep_evidence(const char *state, const char *verdict, const char *no
     struct tm tm;
     int fd, hl;
 
-    snprintf(path, sizeof(path), "%s.evidence", state);
+    if ((size_t)snprintf(path, sizeof(path), "%s.evidence", state) >= sizeof(path)) {
+        cli_error(0, "cannot keep the refused checkpoint: the state's path is too long");
+        return;
+    }
     if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
         cli_error(0, "cannot keep the refused checkpoint in %.200s: %s", path, strerror(errno));
         return;
