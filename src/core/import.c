@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "core/thread.h"
 
 #include "custos/banned.h"
 
@@ -1309,18 +1310,18 @@ enum custos_err custos_import(struct custos_vault *v, const struct custos_caller
     pthread_mutex_init(&im.order_mu, NULL);
     pthread_cond_init(&im.order_cv, NULL);
     for (i = 0; i < nw; i++, started++)
-        if (pthread_create(&wk[i], NULL, worker, &im) != 0) {
+        if (custos_thread_create(&wk[i], worker, &im) != 0) {
             rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
             goto stop;
         }
     /* the record writer first: a key writer without it would block handing over its first
        group (stop closes `groups` only when the key writer never ran) */
-    if (pthread_create(&wr2, NULL, record_writer, &im) != 0) {
+    if (custos_thread_create(&wr2, record_writer, &im) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
         goto stop;
     }
     writer2_up = 1;
-    if (pthread_create(&wr, NULL, key_writer, &im) != 0) {
+    if (custos_thread_create(&wr, key_writer, &im) != 0) {
         rc = custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start import threads");
         goto stop;
     }

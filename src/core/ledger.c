@@ -70,6 +70,7 @@
 #include <sodium.h>
 
 #include "core/ledger_int.h"
+#include "core/thread.h"
 #include "custos/banned.h"
 
 #define CP_RECORD_MAX (LEDGER_CPREC_HDR + CUSTOS_NOTE_MAX + LEDGER_CHECK_BYTES)
@@ -1700,12 +1701,12 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
     l->handed_size = l->have_cp ? l->cp_size : 0;
     if (!l->read_only && !l->rebuild) {
         l->last_cp_ms = now_ms(l);
-        if (pthread_create(&l->cpthread, NULL, checkpointer_main, l) != 0) {
+        if (custos_thread_create(&l->cpthread, checkpointer_main, l) != 0) {
             e = custos_err_set(CUSTOS_ERR_NOMEM, "ledger: cannot start the checkpointer");
             goto fail;
         }
         l->cp_started = 1;
-        if (pthread_create(&l->writer, NULL, writer_main, l) != 0) {
+        if (custos_thread_create(&l->writer, writer_main, l) != 0) {
             e = custos_err_set(CUSTOS_ERR_NOMEM, "ledger: cannot start the writer");
             goto fail;
         }

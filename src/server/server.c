@@ -18,6 +18,7 @@
  * listen on a non-loopback address without TLS unless told --insecure.
  */
 #include "server/server.h"
+#include "core/thread.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1172,7 +1173,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     custos_vault_on_durable(v, on_durable, &s);
     hooked = 1;
     for (unsigned i = 0; i < s.nw; i++) {
-        if (pthread_create(&s.w[i].thread, NULL, worker_main, &s.w[i]) != 0) {
+        if (custos_thread_create(&s.w[i].thread, worker_main, &s.w[i]) != 0) {
             rc = custos_err_set(CUSTOS_ERR_IO, "cannot start a server thread");
             goto done;
         }

@@ -51,6 +51,7 @@
  * let one receiver take every transfer slot.
  */
 #include "server/server.h"
+#include "core/thread.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -370,7 +371,7 @@ enum custos_err custos_webhook_start(struct custos_vault *v, atomic_int *stop)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     hook.v = v;
     hook.stop = stop;
-    if (pthread_create(&hook.th, NULL, run, &hook) != 0)
+    if (custos_thread_create(&hook.th, run, &hook) != 0)
         return custos_err_set(CUSTOS_ERR_INTERNAL, "cannot start the webhook thread");
     hook.running = 1;
     return CUSTOS_OK;
