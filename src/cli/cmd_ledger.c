@@ -580,7 +580,8 @@ static int do_witness(const struct args *a)
                 goto done;
             }
             printf("ok: %s size %llu root %s (consistent with the recorded checkpoint: unchanged for %lld s)\n",
-                   now.origin, (unsigned long long)now.size, root_b64(&now, b64), (long long)(t > grown ? t - grown : 0));
+                   now.origin, (unsigned long long)now.size, root_b64(&now, b64),
+                   (long long)(t > grown ? t - grown : 0));
             ret = 0;
             goto done;
         } else if (old.size > 0) {

@@ -322,7 +322,8 @@ static enum custos_err receipt_text(struct custos_buf *t, const char *origin, co
     enum custos_err rc;
     size_t i;
 
-    if ((rc = custos_buf_printf(t, CUSTOS_RECEIPT_FIRST_LINE "\norigin %s\nsubject %s\nerased_at %s\nledger_index %llu\n",
+    if ((rc = custos_buf_printf(t,
+                                CUSTOS_RECEIPT_FIRST_LINE "\norigin %s\nsubject %s\nerased_at %s\nledger_index %llu\n",
                                 origin, hex, when, (unsigned long long)index)))
         return rc;
     for (i = 0; retained && i < json_array_size(retained); i++) {

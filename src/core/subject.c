@@ -216,8 +216,8 @@ static enum custos_err leaf_open(const uint8_t id[16], const uint8_t *key, struc
     return CUSTOS_OK;
 }
 
-enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l, uint8_t *out,
-                                 char *tag, size_t *len)
+enum custos_err custos_leaf_open(const uint8_t id[16], const uint8_t *key, const struct custos_sealed_leaf *l,
+                                 uint8_t *out, char *tag, size_t *len)
 {
     return leaf_open(id, key, NULL, l, out, tag, len);
 }
