@@ -568,28 +568,55 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
     return CUSTOS_OK;
 }
 
+/*
+ * Check, inside a control-plane write transaction, that the token a request authenticated with
+ * is still live and its principal still enabled.  Authentication happens before the request's
+ * transaction, so a revoke or disable can commit in between: two admins disabling each other at
+ * the same moment both succeeded and left the vault without an admin, and an admin token being
+ * disabled could still create a principal.  Control-plane writes are serialised (BEGIN
+ * IMMEDIATE), so what this reads holds until the commit.  hash NULL (the local operator) passes.
+ */
+static enum custos_err token_live_tx(struct custos_vault *v, struct custos_store_conn *c, const uint8_t *hash)
+{
+    struct custos_token_row t;
+    uint8_t mac[32];
+    enum custos_err rc;
+
+    if (!hash)
+        return CUSTOS_OK;
+    rc = v->ops->token_get(c, hash, &t);
+    if (rc == CUSTOS_OK && !token_row_ok(v, &t))
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token is not valid");
+    else if (rc == CUSTOS_OK && t.revoked)
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token was revoked");
+    else if (rc == CUSTOS_OK && !t.owner_found)
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
+    else if (rc == CUSTOS_OK) {
+        principal_mac(v, &t.owner, mac);
+        if (!mac_ok(mac, t.owner.mac))
+            rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is not valid");
+        else if (t.owner.disabled)
+            rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
+        sodium_memzero(mac, sizeof(mac));
+    } else if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CORRUPT)
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token is not valid");
+    sodium_memzero(&t, sizeof(t));
+    return rc;
+}
+
 /* Check, inside the mint's transaction, that the subject is not erased and that the token the
    minter called with is still live. */
 static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_conn *c, const uint8_t scope[16],
                                     const uint8_t *minted_with)
 {
     struct custos_erasure_row er;
-    struct custos_token_row m;
     enum custos_err rc = v->ops->erasure_get(c, scope, &er);
 
     if (rc == CUSTOS_OK)
         return custos_err_set(CUSTOS_ERR_GONE, "subject was erased");
-    if (rc != CUSTOS_ERR_NOTFOUND || !minted_with)
-        return rc == CUSTOS_ERR_NOTFOUND ? CUSTOS_OK : rc;
-    rc = v->ops->token_get(c, minted_with, &m);
-    if (rc == CUSTOS_OK && !token_row_ok(v, &m))
-        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token is not valid");
-    else if (rc == CUSTOS_OK && m.revoked)
-        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token was revoked");
-    else if (rc == CUSTOS_ERR_NOTFOUND)
-        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "unknown token");
-    sodium_memzero(&m, sizeof(m));
-    return rc;
+    if (rc != CUSTOS_ERR_NOTFOUND)
+        return rc;
+    return token_live_tx(v, c, minted_with);
 }
 
 /* Register a new token; tok receives its text. */
@@ -920,7 +947,7 @@ done:
 /* ---- principals ---------------------------------------------------------------------------- */
 
 static enum custos_err principal_insert(struct custos_vault *v, const char *id, const char *kind, const char *roles,
-                                        const char *by, char secret[CUSTOS_SECRET_LEN + 1])
+                                        const char *by, const uint8_t *by_token, char secret[CUSTOS_SECRET_LEN + 1])
 {
     struct custos_store_conn *c = NULL;
     struct custos_principal_row p;
@@ -940,7 +967,11 @@ static enum custos_err principal_insert(struct custos_vault *v, const char *id, 
     principal_mac(v, &p, p.mac);
     if ((rc = v->ops->acquire(v->store, &c)))
         return rc;
-    rc = v->ops->principal_put(c, &p);
+    if (!(rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL))) {
+        if ((rc = token_live_tx(v, c, by_token)) || (rc = v->ops->principal_put(c, &p)) ||
+            (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+            v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+    }
     v->ops->release(v->store, c);
     if (rc == CUSTOS_ERR_EXISTS)
         rc = custos_err_set(CUSTOS_ERR_EXISTS, "principal '%s' already exists", id);
@@ -959,7 +990,7 @@ enum custos_err custos_principal_create_local(struct custos_vault *v, const char
     custos_caller_system(&sys);
     custos_event_init(&e, "principal.create", &sys);
     e.target = id;
-    rc = principal_insert(v, id, kind, roles, sys.principal, secret);
+    rc = principal_insert(v, id, kind, roles, sys.principal, NULL, secret);
     return custos_audit_outcome(v, &e, rc);
 }
 
@@ -982,7 +1013,7 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
     e.target = id; /* set once the id is well-formed, also when kind or roles are refused */
     if (rc)
         goto done;
-    if ((rc = principal_insert(v, id, kind, roles, c->principal, secret)))
+    if ((rc = principal_insert(v, id, kind, roles, c->principal, c->has_token ? c->token_hash : NULL, secret)))
         goto done;
     if (!(*out = json_pack("{s:s, s:s}", "id", id, "secret", secret)))
         rc = CUSTOS_ERR_NOMEM;
@@ -998,9 +1029,10 @@ done:
 }
 
 /* Disable principal `id` (keeping an earlier disable time) and revoke every token it owns or minted,
-   in one control-plane transaction; *n gets the count of tokens revoked. */
+   in one control-plane transaction, if the caller's token (by_token; NULL for the operator or a
+   replay) is still live in it; *n gets the count of tokens revoked. */
 static enum custos_err principal_disable_tx(struct custos_vault *v, struct custos_store_conn *conn, const char *id,
-                                            int64_t when, uint64_t *n)
+                                            const uint8_t *by_token, int64_t when, uint64_t *n)
 {
     struct custos_principal_row p;
     uint8_t mac[32];
@@ -1010,6 +1042,10 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
     *n = 0;
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
+    if ((rc = token_live_tx(v, conn, by_token))) {
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        return rc;
+    }
     rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
     if (rc == CUSTOS_OK) {
         disabled = p.disabled ? p.disabled : when;
@@ -1042,7 +1078,7 @@ enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct c
 
     if (rc == CUSTOS_ERR_NOTFOUND || (rc == CUSTOS_OK && p.disabled))
         return CUSTOS_OK; /* never created in this copy, or still disabled */
-    if ((rc && rc != CUSTOS_ERR_CORRUPT) || (rc = principal_disable_tx(v, conn, id, when, &n)))
+    if ((rc && rc != CUSTOS_ERR_CORRUPT) || (rc = principal_disable_tx(v, conn, id, NULL, when, &n)))
         return rc;
     custos_auth_invalidate(v);
     return CUSTOS_OK;
@@ -1075,7 +1111,7 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = principal_disable_tx(v, conn, id, (int64_t)custos_now(v), &n);
+    rc = principal_disable_tx(v, conn, id, c->has_token ? c->token_hash : NULL, (int64_t)custos_now(v), &n);
     v->ops->release(v->store, conn);
     custos_auth_invalidate(v);
     if (rc == CUSTOS_ERR_NOTFOUND)

@@ -858,6 +858,47 @@ static void test_callers_and_policy(void **state)
     authn(f, t_sup, &sup);
 }
 
+/*
+ * A request is authenticated before its transaction begins, so a disable or revoke can commit in
+ * between.  Two admins disabling each other at the same moment both succeeded (no admin left),
+ * and an admin being disabled could still create a principal.  The callers here were
+ * authenticated before the other's change committed, as in that race.
+ */
+static void test_stale_caller_refused_in_transaction(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault *v = f->v;
+    struct custos_caller admin, a1, a2, check;
+    char s1[48], s2[48], t1[48], t2[48], s3[48];
+    json_t *out = NULL;
+    const char *body = "{\"id\":\"late\",\"kind\":\"service\",\"roles\":[\"admin\"]}";
+
+    authn(f, f->admin_token, &admin);
+    add_principal(f, &admin, "a1", "staff", "\"admin\"", s1);
+    add_principal(f, &admin, "a2", "staff", "\"admin\"", s2);
+    must(issue(f, "a1", s1, t1, NULL), "a1 token");
+    must(issue(f, "a2", s2, t2, NULL), "a2 token");
+    authn(f, t1, &a1);
+    authn(f, t2, &a2);
+
+    must(custos_principal_disable(v, &a1, "a2"), "a1 disables a2");
+    /* a2's request was authenticated before that commit: it must not disable a1 now */
+    expect_rc(custos_principal_disable(v, &a2, "a1"), CUSTOS_ERR_UNAUTH, "disabled a2 disables a1");
+    authn(f, t1, &check);
+    assert_string_equal(check.principal, "a1");
+    /* nor create a principal (an admin, say, to keep its access) */
+    expect_rc(custos_principal_create(v, &a2, body, strlen(body), &out), CUSTOS_ERR_UNAUTH, "disabled a2 creates");
+    assert_null(out);
+    add_principal(f, &admin, "late", "service", "\"admin\"", s3); /* the id is still free */
+
+    /* a revoked token alone (its principal enabled) is refused the same way */
+    revoke_tok(f, &a1, t1, CUSTOS_OK);
+    expect_rc(custos_principal_disable(v, &a1, "late"), CUSTOS_ERR_UNAUTH, "revoked token disables");
+    must(custos_principal_disable(v, &admin, "late"), "a live admin still can");
+    /* the operator (no token) is never refused by this check */
+    must(custos_principal_disable(v, &f->sys, "a1"), "operator disables a1");
+}
+
 static void test_rate_limit(void **state)
 {
     struct fx *f = *state;
@@ -2505,6 +2546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads_leave_signals_to_main, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crud_system, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callers_and_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_caller_refused_in_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
