@@ -51,11 +51,10 @@ static int parse(int argc, char **argv, const char *cmd, const char *help, const
     return r;
 }
 
-/* Open FILE for reading, refusing a directory (fopen takes one; reading it then fails).  NULL after
-   a message. */
-/* FILE for reading; a directory is refused, and with regular_only anything but a regular file
-   (a backup: SQLite reads it by offset), which is opened without waiting (a FIFO with no writer
-   would hang the open: red-team finding). */
+/* FILE for reading, or NULL after a message.  A directory is refused (fopen takes one; reading it
+   then fails), and with regular_only anything but a regular file (a backup: SQLite reads it by
+   offset), which is opened without waiting (a FIFO with no writer would hang the open: red-team
+   finding).  Without it a pipe is read like any file (a receipt from /dev/stdin). */
 static FILE *open_input(const char *path, int regular_only)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0));

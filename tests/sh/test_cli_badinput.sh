@@ -544,6 +544,11 @@ for r in "$T/r.big" "$T/empty" "$T/nowhere.json" "$T/big.jsonl"; do
   refused 1 receipt verify "$r" --data "$V"
   [ ! -s "$T/out" ] || fail "receipt verify $r: what cannot be read is not an INVALID receipt: $(cat "$T/out")"
 done
+# a pipe is read to its end like a file (a receipt piped in), and capped alike
+refused 1 receipt verify <(cat "$T/r.unknown") --data "$V"
+grep -q "^INVALID: unknown field 'a'" "$T/out" || fail "receipt verify from a pipe: stdout: $(cat "$T/out")"
+refused 1 receipt verify <(cat "$T/r.big") --data "$V"
+says "receipt file is too large"
 # nothing is known about a receipt when the vault cannot be read
 refused 1 receipt verify "$T/receipt.bad" --data "$T/nowhere"
 says "cannot check the receipt"
