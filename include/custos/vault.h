@@ -94,6 +94,12 @@ void custos_caller_system(struct custos_caller *c);
 enum custos_err custos_authenticate(struct custos_vault *v, const char *token, const char *source,
                                     struct custos_caller *out);
 
+/* A request whose Authorization header holds no one bearer token (repeated, another scheme):
+   audited as custos_authenticate audits a missing token (reason missing_token), answered with
+   `msg`.  Always CUSTOS_ERR_UNAUTH (or CUSTOS_ERR_UNAVAILABLE when the ledger refuses). */
+enum custos_err custos_authenticate_none(struct custos_vault *v, const char *source, const char *msg,
+                                         struct custos_caller *out);
+
 /* Exchange principal id + secret (JSON body {"principal","secret"}) for a token.
    *out = {"token","expires_at"}. */
 enum custos_err custos_token_issue(struct custos_vault *v, const char *body, size_t len, const char *source,

@@ -495,6 +495,15 @@ static const char *kind_name(enum custos_kind k)
     }
 }
 
+enum custos_err custos_authenticate_none(struct custos_vault *v, const char *source, const char *msg,
+                                         struct custos_caller *out)
+{
+    memset(out, 0, sizeof(*out));
+    source = source ? source : "-";
+    custos_strcopy(out->source, sizeof(out->source), source, strlen(source));
+    return auth_fail(v, "missing_token", NULL, out->source, NULL, msg);
+}
+
 enum custos_err custos_authenticate(struct custos_vault *v, const char *token, const char *source,
                                     struct custos_caller *out)
 {

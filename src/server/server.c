@@ -552,15 +552,14 @@ static void dispatch(struct req *r)
     }
     if (r->route->auth == ROUTE_AUTH) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        const char *tok = NULL;
-
-        if (r->bad_auth)
-            tok = ""; /* repeated: no one value to check */
-        else if (h && strncasecmp(h, "Bearer ", 7) == 0) /* the scheme is case-insensitive (RFC 9110) */
-            tok = h + 7;
-        else if (h)
-            tok = ""; /* another scheme: a failed authentication all the same */
-        rc = custos_authenticate(r->vault, tok, r->source, &r->caller);
+        if (r->bad_auth) /* repeated: no one value to check */
+            rc = custos_authenticate_none(r->vault, r->source, "Authorization header given more than once",
+                                          &r->caller);
+        else if (h && strncasecmp(h, "Bearer ", 7) != 0) /* the scheme is case-insensitive (RFC 9110) */
+            rc = custos_authenticate_none(r->vault, r->source, "Authorization must be 'Bearer <token>'",
+                                          &r->caller);
+        else
+            rc = custos_authenticate(r->vault, h ? h + 7 : NULL, r->source, &r->caller);
         if (rc) {
             custos_reply_error(r, rc);
             return;

@@ -54,14 +54,19 @@ static void test_missing_token(void **state)
     const char *basic[] = {"Authorization: Basic c3ZjOnNlY3JldA==", NULL};
     const char *empty[] = {"Authorization: Bearer ", NULL};
     const char *bare[] = {"Authorization;", NULL}; /* curl: an empty header */
+    const struct cz_resp *r;
 
     cz_expect_error(svc_call(s, NULL), 401, "unauthenticated");
     cz_expect_error(cz_req(s, "POST", "/v1/principals", NULL,
                            "{\"id\":\"x\",\"kind\":\"service\",\"roles\":[\"service\"]}"),
                     401, "unauthenticated");
     cz_expect_error(cz_req(s, "GET", "/v1/ledger/entries", NULL, NULL), 401, "unauthenticated");
-    cz_expect_error(cz_req_raw(s, "POST", "/v1/subjects", basic, SUBJECT, strlen(SUBJECT)), 401, "unauthenticated");
-    cz_expect_error(cz_req_raw(s, "POST", "/v1/subjects", empty, SUBJECT, strlen(SUBJECT)), 401, "unauthenticated");
+    r = cz_req_raw(s, "POST", "/v1/subjects", basic, SUBJECT, strlen(SUBJECT));
+    cz_expect_error(r, 401, "unauthenticated");
+    assert_string_equal(cz_str(cz_get(r->json, "error"), "message"), "Authorization must be 'Bearer <token>'");
+    r = cz_req_raw(s, "POST", "/v1/subjects", empty, SUBJECT, strlen(SUBJECT));
+    cz_expect_error(r, 401, "unauthenticated");
+    assert_string_equal(cz_str(cz_get(r->json, "error"), "message"), "missing bearer token");
     cz_expect_error(cz_req_raw(s, "POST", "/v1/subjects", bare, SUBJECT, strlen(SUBJECT)), 401, "unauthenticated");
     /* and the same request with the token works */
     cz_expect(svc_call(s, s->svc.token), 201);

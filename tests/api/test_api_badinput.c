@@ -777,10 +777,12 @@ static void test_request_framing(void **state)
     hdr[2] = NULL;
     r = cz_req_raw(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account", id), hdr, NULL, 0);
     cz_expect_error(r, 401, "unauthenticated");
+    assert_string_equal(cz_str(cz_get(r->json, "error"), "message"), "Authorization header given more than once");
     hdr[0] = "Authorization: Bearer cus_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     hdr[1] = cz_fmt(s, "Authorization: Bearer %s", s->svc.token);
     r = cz_req_raw(s, "GET", cz_fmt(s, "/v1/subjects/%s?purpose=account", id), hdr, NULL, 0);
     cz_expect_error(r, 401, "unauthenticated");
+    assert_string_equal(cz_str(cz_get(r->json, "error"), "message"), "Authorization header given more than once");
     still_works(s, id);
 }
 
