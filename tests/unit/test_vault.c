@@ -286,6 +286,20 @@ static enum custos_err issue(struct fx *f, const char *id, const char *secret, c
     return CUSTOS_OK;
 }
 
+/* A principal made by `admin`, a token for it, and that token authenticated into *c; tok (may
+   be NULL) gets the token text. */
+static void login(struct fx *f, const struct custos_caller *admin, const char *id, const char *kind,
+                  const char *roles, char tok[CUSTOS_TOKEN_LEN + 1], struct custos_caller *c)
+{
+    char secret[CUSTOS_SECRET_LEN + 1], t[CUSTOS_TOKEN_LEN + 1];
+
+    add_principal(f, admin, id, kind, roles, secret);
+    must(issue(f, id, secret, t, NULL), "issue");
+    authn(f, t, c);
+    if (tok)
+        memcpy(tok, t, sizeof(t));
+}
+
 static void revoke_tok(struct fx *f, const struct custos_caller *c, const char *tok, enum custos_err want)
 {
     char body[128];
@@ -869,17 +883,13 @@ static void test_stale_caller_refused_in_transaction(void **state)
     struct fx *f = *state;
     struct custos_vault *v = f->v;
     struct custos_caller admin, a1, a2, check;
-    char s1[48], s2[48], t1[48], t2[48], s3[48];
+    char t1[CUSTOS_TOKEN_LEN + 1], s3[CUSTOS_SECRET_LEN + 1];
     json_t *out = NULL;
     const char *body = "{\"id\":\"late\",\"kind\":\"service\",\"roles\":[\"admin\"]}";
 
     authn(f, f->admin_token, &admin);
-    add_principal(f, &admin, "a1", "staff", "\"admin\"", s1);
-    add_principal(f, &admin, "a2", "staff", "\"admin\"", s2);
-    must(issue(f, "a1", s1, t1, NULL), "a1 token");
-    must(issue(f, "a2", s2, t2, NULL), "a2 token");
-    authn(f, t1, &a1);
-    authn(f, t2, &a2);
+    login(f, &admin, "a1", "staff", "\"admin\"", t1, &a1);
+    login(f, &admin, "a2", "staff", "\"admin\"", NULL, &a2);
 
     must(custos_principal_disable(v, &a1, "a2"), "a1 disables a2");
     /* a2's request was authenticated before that commit: it must not disable a1 now */
@@ -903,17 +913,13 @@ static void test_rate_limit(void **state)
 {
     struct fx *f = *state;
     struct custos_caller admin, sup, sup2;
-    char s_sup[48], s_sup2[48], t_sup[48], t_sup2[48], a[CUSTOS_ID_HEX + 1];
+    char a[CUSTOS_ID_HEX + 1];
     json_t *out = NULL;
     int i;
 
     authn(f, f->admin_token, &admin);
-    add_principal(f, &admin, "sup", "staff", "\"support\"", s_sup);
-    add_principal(f, &admin, "sup2", "staff", "\"support\"", s_sup2);
-    must(issue(f, "sup", s_sup, t_sup, NULL), "issue");
-    must(issue(f, "sup2", s_sup2, t_sup2, NULL), "issue");
-    authn(f, t_sup, &sup);
-    authn(f, t_sup2, &sup2);
+    login(f, &admin, "sup", "staff", "\"support\"", NULL, &sup);
+    login(f, &admin, "sup2", "staff", "\"support\"", NULL, &sup2);
     create(f->v, &f->sys, alice, a);
     /* support: 60 reads of personal data per minute */
     for (i = 0; i < 60; i++)
