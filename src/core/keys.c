@@ -136,6 +136,20 @@ static enum custos_err destroy_below(struct custos_vault *v, uint32_t current, u
     return CUSTOS_OK;
 }
 
+/* Truncate the database logs before old master key files are destroyed.  Busy readers (LOCKED) do
+   not stop the destroy, as before: the control plane's log is flushed first, and only a reader of
+   the control plane, which no other process has while the vault's lock is held, can keep it. */
+static enum custos_err flush_before_destroy(struct custos_vault *v, struct custos_store_conn *c)
+{
+    enum custos_err rc = v->ops->compact_logs(c);
+
+    if (rc == CUSTOS_ERR_LOCKED) {
+        custos_err_clear();
+        rc = CUSTOS_OK;
+    }
+    return rc;
+}
+
 static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *c, struct custos_rotate_stats *st)
 {
     struct rewrap rw;
@@ -228,8 +242,11 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
     if (left)
         return custos_err_set(CUSTOS_ERR_INTERNAL, "%llu subject keys are still under an old version",
                               (unsigned long long)left);
-    /* 4. destroy what nothing uses any more */
-    if ((rc = destroy_below(v, rw.to, &st->destroyed_versions)))
+    /* 4. destroy what nothing uses any more, once the database logs are flushed: until then the
+       old pages of control.db (and its log) still hold every key wrapped under the old versions,
+       and a crash between the destroy and the flush would leave them there with the old key file
+       gone, so that the rotation looks done while an old copy of that key still opens them */
+    if ((rc = flush_before_destroy(v, c)) || (rc = destroy_below(v, rw.to, &st->destroyed_versions)))
         return rc;
     rc = v->ops->compact_logs(c);
     return rc == CUSTOS_ERR_LOCKED ? CUSTOS_OK : rc; /* the server's tick flushes it later */
@@ -265,7 +282,9 @@ enum custos_err custos_keys_finish(struct custos_vault *v)
     snprintf(target, sizeof(target), "master-key v%u -> v%u", oldest, v->current_kv);
     e.target = target;
     sodium_mprotect_readwrite(v->sec);
-    rc = destroy_below(v, v->current_kv, &destroyed);
+    rc = flush_before_destroy(v, conn); /* as in rotate(): no old key file goes before the logs are flushed */
+    if (!rc)
+        rc = destroy_below(v, v->current_kv, &destroyed);
     sodium_mprotect_readonly(v->sec);
     if (!rc && (rc = v->ops->compact_logs(conn)) == CUSTOS_ERR_LOCKED)
         rc = CUSTOS_OK;

@@ -1361,6 +1361,59 @@ static void test_rotation_killed_while_destroying(void **state)
 }
 
 /*
+ * A rotation destroys the old master key files only after it has flushed the database logs.
+ * Until the flush, control.db's old pages (and its log) still hold every subject key and the
+ * system key wrapped under the old version: killed between the destroy and the flush, the data
+ * directory kept them with the old key file gone, so an old copy of that key (the reason to
+ * rotate) still unwrapped everything (forensic red-team finding, custos keys rotate stopped at
+ * keys.c's compact_logs and killed).  The wrapper below records, at each flush, whether the old
+ * key file is still there: the first flush of the rotation must come before its destruction.
+ */
+static char flush_probe_path[700];
+static int flush_calls, flush_saw_old_key;
+static enum custos_err (*flush_real)(struct custos_store_conn *c);
+
+static enum custos_err flush_probe(struct custos_store_conn *c)
+{
+    if (flush_calls++ == 0)
+        flush_saw_old_key = exists(flush_probe_path);
+    return flush_real(c);
+}
+
+static void test_rotation_flushes_logs_before_destroy(void **state)
+{
+    struct fx *f = *state;
+    struct custos_rotate_stats st;
+    struct custos_store_ops probe;
+    const struct custos_store_ops *real = f->v->ops;
+    char a[CUSTOS_ID_HEX + 1], path[700];
+
+    create(f->v, &f->sys, alice, a);
+    keypath(f, 1, flush_probe_path, sizeof(flush_probe_path));
+    probe = *real;
+    flush_real = real->compact_logs;
+    probe.compact_logs = flush_probe;
+    flush_calls = flush_saw_old_key = 0;
+    f->v->ops = &probe;
+    rotate(f, &st); /* 1 -> 2 */
+    f->v->ops = real;
+    assert_int_equal(st.destroyed_versions, 1);
+    assert_true(flush_calls >= 1);
+    assert_true(flush_saw_old_key); /* flushed while master-1.key was still there */
+    assert_false(exists(flush_probe_path));
+    keypath(f, 2, path, sizeof(path));
+    assert_true(exists(path));
+    check_alice(f, a);
+
+    /* the same when the destroy is finished by an open (custos_keys_finish): a stray older file */
+    fx_close(f);
+    write_keyfile(flush_probe_path);
+    fx_open(f);
+    assert_false(exists(flush_probe_path));
+    check_alice(f, a);
+}
+
+/*
  * A zeroed key file of a version below the one in use is finished off at open only when nothing
  * is wrapped under an older version any more (as after a rotation's destroy).  Here a rotation
  * stopped after switching to version 2 and before re-wrapping: alice's key is still under 1, so
@@ -2558,6 +2611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_torn_keyfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_killed_while_destroying, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_flushes_logs_before_destroy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_key_in_use_is_not_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
