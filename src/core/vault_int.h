@@ -63,7 +63,9 @@ struct custos_vault {
     pthread_mutex_t write_mu; /* serialises read-modify-write of subject records and keys */
     int write_mu_ready;
     uint64_t last_compact_ms;
-    atomic_int compact_soon;   /* set by erasures (request threads): the tick compacts within seconds */
+    atomic_int compact_soon;   /* set by erasures and re-keys (request threads): the tick flushes within 5 s */
+    uint64_t compact_retry_at; /* (tick) after failed flushes, none before this time (ms) */
+    unsigned compact_fails;    /* (tick) flushes failed in a row */
     unsigned rebuild_group;    /* subjects per commit of a blind-index rebuild */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */

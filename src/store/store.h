@@ -142,8 +142,9 @@ struct custos_store_ops {
     void (*rollback)(struct custos_store_conn *c, enum custos_plane p);
     /* Bulk mode (import): relaxed per-commit syncing; a final commit with bulk off syncs. */
     void (*set_bulk)(struct custos_store_conn *c, int on);
-    /* Flush logs so deleted content leaves the files (after erasures, rotation).
-       CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
+    /* Flush logs so deleted content leaves the files (after erasures, rotation).  Waits a short,
+       bounded time (a fraction of a second) for readers of old pages, since new writers wait
+       meanwhile; CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
     enum custos_err (*compact_logs)(struct custos_store_conn *c);
     /* Snapshot reads, for request threads: after snapshot_reads(s, 1) the calling thread's
        plain reads (key_get, erasure_get, subject_get, blind_find outside a transaction) may
