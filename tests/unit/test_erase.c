@@ -1752,6 +1752,21 @@ static void test_outbox_attempts_wrap(void **state)
     assert_int_equal(n, 1);
 }
 
+/* Create a subject, register one link to `url` for it, and erase it (its notice is then due). */
+static void erase_linked(struct fx *f, char id[33], const char *name, const char *url)
+{
+    char body[2100];
+    json_t *out = NULL;
+
+    create(f, bob, id);
+    snprintf(body, sizeof(body), "{\"webhook\":\"%s\"}", url);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, name, body, strlen(body), &out), CUSTOS_OK);
+    json_decref(out);
+    out = NULL;
+    assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
+    json_decref(out);
+}
+
 /* One receiving host gets at most 4 notices per custos_outbox_next, and the scan looks past the
    rest of its backlog to other hosts (review finding: a slow receiver held up every other). */
 static void test_outbox_shares_between_hosts(void **state)
@@ -1760,25 +1775,14 @@ static void test_outbox_shares_between_hosts(void **state)
                                        "http://user@slow.example/b?x=1"};
     struct fx *f = *state;
     struct custos_delivery d[16];
-    char id[33], fast_id[33], body[128];
-    json_t *out = NULL;
+    char id[33], fast_id[33];
     size_t n = 0, i, nslow = 0, nfast = 0;
 
     for (i = 0; i < 17; i++) {
-        create(f, bob, id);
-        snprintf(body, sizeof(body), "{\"webhook\":\"%s\"}", slow[i % 3]);
-        assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", body, strlen(body), &out), CUSTOS_OK);
-        json_decref(out);
-        assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
-        json_decref(out);
+        erase_linked(f, id, "membership", slow[i % 3]);
         fake_now += 1;
     }
-    create(f, bob, fast_id);
-    snprintf(body, sizeof(body), "{\"webhook\":\"http://fast.example/erased\"}");
-    assert_int_equal(custos_link_put(f->v, &f->service, fast_id, "payments", body, strlen(body), &out), CUSTOS_OK);
-    json_decref(out);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, fast_id, &out), CUSTOS_OK);
-    json_decref(out);
+    erase_linked(f, fast_id, "payments", "http://fast.example/erased");
     /* even a request for fewer notices than the slow backlog reaches the fast host */
     assert_int_equal(custos_outbox_next(f->v, d, 16, &n), CUSTOS_OK);
     for (i = 0; i < n; i++) {
@@ -1811,17 +1815,11 @@ static void test_outbox_host_spellings_share(void **state)
                                         "http://example.com/l"};
     struct fx *f = *state;
     struct custos_delivery d[64];
-    char id[33], body[128];
-    json_t *out = NULL;
+    char id[33];
     size_t n = 0, i, v4 = 0, v6 = 0, name = 0;
 
     for (i = 0; i < sizeof(spell) / sizeof(spell[0]); i++) {
-        create(f, bob, id);
-        snprintf(body, sizeof(body), "{\"webhook\":\"%s\"}", spell[i]);
-        assert_int_equal(custos_link_put(f->v, &f->service, id, "membership", body, strlen(body), &out), CUSTOS_OK);
-        json_decref(out);
-        assert_int_equal(custos_subject_erase(f->v, &f->service, id, &out), CUSTOS_OK);
-        json_decref(out);
+        erase_linked(f, id, "membership", spell[i]);
         fake_now += 1;
     }
     assert_int_equal(custos_outbox_next(f->v, d, 64, &n), CUSTOS_OK);
@@ -1848,8 +1846,7 @@ static void test_outbox_sweeps_past_a_backlog(void **state)
     struct custos_store_conn *c = NULL;
     struct custos_outbox_row o;
     struct custos_delivery d[64];
-    char fast_id[33], body[128];
-    json_t *out = NULL;
+    char fast_id[33];
     size_t n = 0, i, calls, found = 0;
 
     assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
@@ -1865,12 +1862,7 @@ static void test_outbox_sweeps_past_a_backlog(void **state)
     }
     assert_int_equal(f->v->ops->commit(c, CUSTOS_PLANE_CONTROL), CUSTOS_OK);
     f->v->ops->release(f->v->store, c);
-    create(f, bob, fast_id);
-    snprintf(body, sizeof(body), "{\"webhook\":\"http://fast.example/erased\"}");
-    assert_int_equal(custos_link_put(f->v, &f->service, fast_id, "payments", body, strlen(body), &out), CUSTOS_OK);
-    json_decref(out);
-    assert_int_equal(custos_subject_erase(f->v, &f->service, fast_id, &out), CUSTOS_OK);
-    json_decref(out);
+    erase_linked(f, fast_id, "payments", "http://fast.example/erased");
     for (calls = 1; calls <= 4 && !found; calls++) {
         size_t hangs = 0;
 
