@@ -820,7 +820,7 @@ done:
     return rc;
 }
 
-#define FLUSH_SOON_MS 5000u /* after an erasure or a re-key (measured: 200 ms or 1 s slows every write under erasures) */
+#define FLUSH_SOON_MS 5000u /* the log flush after an erasure or a re-key (why not sooner: below) */
 
 void custos_vault_tick(struct custos_vault *v)
 {
@@ -847,13 +847,13 @@ void custos_vault_tick(struct custos_vault *v)
        the destroyed key until then: a crash in between leaves it in the files until the next
        open), and at least once a minute otherwise.  Sooner costs every write: a truncated log
        grows again frame by frame, and each commit that grows it syncs the file's size as well
-       (DELETE and POST p50 +0.4 ms with a flush at every tick under back-to-back erasures,
-       +0.1 ms with one a second).  A flush that readers keep
-       from completing is tried again after 1, 2, 4 ... 30 s: each try holds new writers back for
-       up to the store's short flush wait, so a long reader (a backup) must not make every tick
-       a stall (red-team finding: with the 10 s lock wait and a retry at every tick, each write
-       waited 10 s while a backup ran). */
-    if (now - v->last_compact_ms < (atomic_load(&v->compact_soon) ? FLUSH_SOON_MS : 60000u) || now < v->compact_retry_at)
+       (DELETE and POST p50 +0.4 ms with a flush at every tick under back-to-back erasures, +0.1
+       ms with one a second).  A flush that readers keep from completing is tried again after 1,
+       2, 4 ... 30 s: each try holds new writers back for up to the store's short flush wait, so
+       a long reader (a backup) must not make every tick a stall (red-team finding: with the 10 s
+       lock wait and a retry at every tick, each write waited 10 s while a backup ran). */
+    if (now - v->last_compact_ms < (atomic_load(&v->compact_soon) ? FLUSH_SOON_MS : 60000u) ||
+        now < v->compact_retry_at)
         return;
     custos_erasure_mark(v);
     /* Taken before the flush: an erasure committed while it runs (its old pages perhaps not
