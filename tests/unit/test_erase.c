@@ -2059,6 +2059,63 @@ static void test_rekey_and_erase_flush_logs_soon(void **state)
     assert_int_equal(atomic_load(&f->v->compact_soon), 0);
 }
 
+/* Does the file at `dir`/`name` (possibly empty or missing) hold these 32 bytes anywhere? */
+static int file_holds_any(const char *dir, const char *name, const uint8_t needle[32])
+{
+    char path[300];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return file_size(path) > 0 && file_holds(path, needle);
+}
+
+/* The first 32 bytes of subject `idhex`'s wrapped key of generation `gen` (random: its nonce). */
+static void wrapped_key(struct fx *f, const char *idhex, uint32_t gen, uint8_t out[32])
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t id[16], w[256];
+    uint32_t kv;
+    size_t wlen = 0;
+
+    assert_int_equal(custos_id_parse(id, idhex), CUSTOS_OK);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    assert_true(wlen >= 32);
+    memcpy(out, w, 32);
+}
+
+/*
+ * What crypto-shredding promises of the files themselves (forensic red-team, run against the
+ * files with the master key): once the flush after a re-key and an erasure has run, neither the
+ * superseded generation's wrapped key nor the erased subject's is anywhere in control.db or its
+ * log, in any page, live or free.  Before the flush they still are: that is the window
+ * docs/security.md states (a crash in it leaves them until the next open).
+ */
+static void test_destroyed_keys_leave_the_files(void **state)
+{
+    struct fx *f = *state;
+    char id[33];
+    uint8_t w1[32], w2[32];
+    json_t *out = NULL;
+    static const char patch[] = "{\"customs_code\":\"P999999999999\"}";
+
+    create(f, alice, id);
+    wrapped_key(f, id, 1, w1);
+    custos_vault_tick(f->v); /* its page is in control.db itself now */
+    assert_true(file_holds_any(f->dir, "control.db", w1));
+    assert_int_equal(custos_subject_update(f->v, &f->service, id, patch, strlen(patch), &out), CUSTOS_OK);
+    json_decref(out);
+    wrapped_key(f, id, 2, w2);
+    erase_ok(f, id);
+    assert_true(file_holds_any(f->dir, "control.db", w1) || file_holds_any(f->dir, "control.db-wal", w1));
+    fake_now += 5000;
+    custos_vault_tick(f->v);
+    assert_false(file_holds_any(f->dir, "control.db", w1));
+    assert_false(file_holds_any(f->dir, "control.db-wal", w1));
+    assert_false(file_holds_any(f->dir, "control.db", w2));
+    assert_false(file_holds_any(f->dir, "control.db-wal", w2));
+}
+
 /*
  * A reader of old pages (here another connection's open read transaction; in production a
  * backup of a large vault) keeps a flush from completing.  The flush gives up after a short
@@ -2218,6 +2275,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_give_up_needs_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_and_erase_flush_logs_soon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_gives_way_to_a_long_reader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destroyed_keys_leave_the_files, setup, teardown),
         cmocka_unit_test(test_link_body_parse),
     };
 
