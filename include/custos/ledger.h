@@ -148,6 +148,10 @@ struct custos_ledger_verify_report {
     uint64_t derived_bad_slot; /* when !derived_intact: the first bad tree slot, UINT64_MAX when
                                   the damage is elsewhere (index, state) */
     char derived_what[160];    /* when !derived_intact: one lowercase line */
+    /* 1 when a writer (a running server) held the ledger: the check covered the entries up to
+       the latest checkpoint stored when it began (`size`), the part the writer no longer
+       changes, and left what was being appended after it. */
+    int live;
 };
 
 /*
@@ -160,8 +164,16 @@ struct custos_ledger_verify_report {
  * (rep->derived_*), that the derived `tree` and `index` below the durable
  * marker equal what the entries give.  Streams: O(log n) memory.  Returns
  * CUSTOS_OK when the check ran (then see rep->intact and rep->derived_intact)
- * or an error when it could not run (CUSTOS_ERR_LOCKED while a writer holds
- * the ledger, CUSTOS_ERR_IO, ...).
+ * or an error when it could not run (CUSTOS_ERR_IO, ...).
+ *
+ * While a writer holds the ledger (a running server), the check is live
+ * (rep->live): it reads `state`, then the checkpoints file's length, then the
+ * log's, and checks everything up to the last checkpoint stored by then.  A
+ * checkpoint is stored only after the entries it covers are durable, and
+ * `state` only after that checkpoint, so that prefix is complete and no
+ * longer written to; a last checkpoint record still being written is not
+ * counted (nor reported as torn).  It assumes the writer is the only other
+ * process at work on the files (rebuild and restore need the server stopped).
  */
 enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
                                      struct custos_ledger_verify_report *rep);

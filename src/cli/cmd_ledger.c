@@ -47,7 +47,8 @@ static const char help[] =
     "\n"
     "verify   recompute the Merkle tree from every entry, check every stored checkpoint's\n"
     "         signature and root, and that the derived files (tree, index) agree; exit 0\n"
-    "         when intact, 1 and the first bad index (or the damaged derived file) otherwise\n"
+    "         when intact, 1 and the first bad index (or the damaged derived file) otherwise;\n"
+    "         while the server runs, up to the latest checkpoint stored when it starts\n"
     "rebuild  recompute the derived files from the entries (after verify reports them\n"
     "         damaged); the server must be stopped\n"
     "export   entries as JSON lines {\"index\",\"data\"(base64 of the exact bytes),\"event\"}\n"
@@ -163,8 +164,9 @@ static int do_verify(const struct args *a)
                      "the entries", a->dir);
         return EXIT_TAMPERED;
     }
-    printf("ledger intact: %llu entries, %llu checkpoints verified\n", (unsigned long long)rep.size,
-           (unsigned long long)rep.checkpoints);
+    printf("ledger intact: %llu entries, %llu checkpoints verified%s\n", (unsigned long long)rep.size,
+           (unsigned long long)rep.checkpoints,
+           rep.live ? " (live: a running server is appending; checked up to its latest checkpoint)" : "");
     return 0;
 }
 

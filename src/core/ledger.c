@@ -2337,7 +2337,7 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
     struct fwd tree = {.fd = -1}, idx = {.fd = -1};
     uint8_t *buf = NULL, *scratch = NULL, (*leaf)[CUSTOS_HASH_BYTES] = NULL;
     uint8_t hdr[LEDGER_LOG_HDR], cph[LEDGER_CP_HDR], stored[CUSTOS_HASH_BYTES], st[LEDGER_STATE_BYTES];
-    int have_state = 0;
+    int have_state = 0, live = 0;
     int dirfd = -1, lockfd = -1, logfd = -1, cpfd = -1, r;
     uint64_t eof, off = LEDGER_LOG_HDR;
     enum custos_err e = CUSTOS_OK;
@@ -2369,9 +2369,11 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
     }
     lockfd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC);
     if (lockfd >= 0 && flock(lockfd, LOCK_SH | LOCK_NB) != 0) {
-        e = errno == EWOULDBLOCK ? custos_err_set(CUSTOS_ERR_LOCKED, "ledger verify: a writer holds the ledger")
-                                 : io_err("locking the ledger");
-        goto done;
+        if (errno != EWOULDBLOCK) {
+            e = io_err("locking the ledger");
+            goto done;
+        }
+        live = rep->live = 1; /* a writer appends: check the prefix its checkpoints vouch for */
     }
     logfd = openat(dirfd, LEDGER_F_ENTRIES, O_RDONLY | O_CLOEXEC);
     cpfd = openat(dirfd, LEDGER_F_CHECKPOINTS, O_RDONLY | O_CLOEXEC);
@@ -2380,13 +2382,6 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
                             : io_err("opening ledger files");
         goto done;
     }
-    /* The derived files are checked, never trusted: may be absent. */
-    tree.fd = openat(dirfd, LEDGER_F_TREE, O_RDONLY | O_CLOEXEC);
-    if (tree.fd >= 0 && file_size(tree.fd, &tree.len) != 0)
-        tree.len = 0;
-    idx.fd = openat(dirfd, LEDGER_F_INDEX, O_RDONLY | O_CLOEXEC);
-    if (idx.fd >= 0 && file_size(idx.fd, &idx.len) != 0)
-        idx.len = 0;
     switch (state_read(dirfd, st)) {
     case CUSTOS_OK:
         have_state = 1;
@@ -2402,7 +2397,17 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         derived_bad(vs, UINT64_MAX, "state file is damaged or unreadable (open refuses the ledger)");
         break;
     }
-    if (file_size(logfd, &eof) != 0 || file_size(cpfd, &vs->cp_eof) != 0) {
+    /* The derived files are checked, never trusted: may be absent.  Measured after state, so
+       that they reach its marker even while a writer runs. */
+    tree.fd = openat(dirfd, LEDGER_F_TREE, O_RDONLY | O_CLOEXEC);
+    if (tree.fd >= 0 && file_size(tree.fd, &tree.len) != 0)
+        tree.len = 0;
+    idx.fd = openat(dirfd, LEDGER_F_INDEX, O_RDONLY | O_CLOEXEC);
+    if (idx.fd >= 0 && file_size(idx.fd, &idx.len) != 0)
+        idx.len = 0;
+    /* state, then the checkpoints, then the log: while a writer runs, each covers what the one
+       read before it says (a checkpoint is stored after its entries are durable, state after it) */
+    if (file_size(cpfd, &vs->cp_eof) != 0 || file_size(logfd, &eof) != 0) {
         e = io_err("stat");
         goto done;
     }
@@ -2443,7 +2448,8 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
     if (r < 0)
         goto done;
 
-    while (off < eof) {
+    /* live: stop at the last checkpoint; what follows it may be half written */
+    while (off < eof && !(live && !vs->have_next)) {
         uint32_t count = 0, bytes = 0, badrec = 0, i;
         enum hdr_kind kind = HDR_GARBAGE;
         const char *why = "batch header is damaged";
@@ -2498,6 +2504,8 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
                     }
                     if (r < 0)
                         goto done;
+                    if (live && !vs->have_next)
+                        break;
                 }
                 off += LEDGER_BATCH_HDR + bytes;
                 continue;
@@ -2567,7 +2575,7 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         bad(vs, vs->vouched, "checkpoints file holds %llu bytes but state says %llu were durable (state is "
             "unkeyed evidence: checkpoints cut)",
             (unsigned long long)vs->cp_eof, (unsigned long long)vs->cp_durable);
-    if (vs->cp_torn)
+    if (vs->cp_torn && !live) /* live: the record being written */
         bad(vs, vs->vouched, "torn checkpoint record at offset %llu; opening the ledger truncates it",
             (unsigned long long)vs->cp_torn);
 done:

@@ -2,12 +2,14 @@
 # test_crash.sh - kill -9 during a write/read burst loses nothing that was acknowledged.
 #
 # Eight concurrent clients create subjects and read them back; the server is killed with SIGKILL
-# in the middle of the burst (twice).  After each restart: every write that got a 201 is readable
-# with its value, a witness that saw a checkpoint before the crash accepts the new one (no
-# rollback, no fork).  At the end (server stopped) `custos ledger verify` passes, the ledger holds
-# at least one entry per acknowledged request, and each acknowledged create and read has its
-# ledger entry.  Every unclean stop is on the record as a ledger.recover event, and a torn tail
-# is truncated at the next start with its size in that event.
+# in the middle of the burst (twice).  During each burst a witness accepts the checkpoint and
+# `custos ledger verify` passes (live, while the server appends).  After each restart: every
+# write that got a 201 is readable with its value, a witness that saw a checkpoint before the
+# crash accepts the new one (no rollback, no fork).  At the end (server stopped) `custos ledger
+# verify` passes, the ledger holds at least one entry per acknowledged request, and each
+# acknowledged create and read has its ledger entry.  Every unclean stop is on the record as a
+# ledger.recover event, and a torn tail is truncated at the next start with its size in that
+# event.
 . "$(dirname "$0")/lib.sh"
 
 D="$T/data"
@@ -65,6 +67,9 @@ burst_and_crash() {
   # a witness looks at the ledger mid-burst
   "$CUSTOS" ledger witness --url "$URL" --vkey "$VKEY" --state "$T/witness.state" >"$T/witness.out" 2>&1 ||
     fail "witness during the burst: $(cat "$T/witness.out")"
+  # and the operator checks the ledger files while the server appends to them
+  "$CUSTOS" ledger verify --data "$D" >"$T/live.out" 2>&1 || fail "live verify during the burst: $(cat "$T/live.out")"
+  grep -q '^ledger intact: [0-9]* entries.*(live: ' "$T/live.out" || fail "live verify: $(cat "$T/live.out")"
   sleep 0.3
   step "kill -9 with $(($(acked_count) - before)) requests acknowledged this round"
   crash_server

@@ -784,7 +784,8 @@ static void test_locking_and_identity(void **state)
     l = open_ok(&c, NULL);
     assert_int_equal(custos_ledger_open(&c, &l2, NULL), CUSTOS_ERR_LOCKED);
     assert_null(l2);
-    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_ERR_LOCKED);
+    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK); /* live: test_verify_live */
+    assert_true(rep.live && rep.intact);
     /* detached signatures for receipts; never something shaped like a checkpoint */
     assert_int_equal(custos_ledger_sign(l, receipt, strlen(receipt), sig), CUSTOS_OK);
     assert_int_equal(crypto_sign_verify_detached(sig, (const uint8_t *)receipt, strlen(receipt), g_pk), 0);
@@ -1837,6 +1838,121 @@ static void test_verify_torn_checkpoint(void **state)
     tdir_free(&t);
 }
 
+/* ---------------------------------------------------------- live verify */
+
+/* XOR one byte of a file in place (the writer keeps it open: no truncation). */
+static void poke(const char *path, uint64_t off, uint8_t x)
+{
+    int fd = open(path, O_RDWR);
+    uint8_t b;
+
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    b ^= x;
+    assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+}
+
+struct live_appender {
+    struct custos_ledger *l;
+    atomic_int stop;
+    uint64_t n;
+};
+
+static void *live_appender_main(void *arg)
+{
+    struct live_appender *a = arg;
+
+    while (!atomic_load(&a->stop)) {
+        append_n(a->l, a->n, 7);
+        a->n += 7;
+    }
+    return NULL;
+}
+
+/* With the writer running, verify checks up to the latest stored checkpoint: what was appended
+   after it, and a checkpoint record half written, are not damage; damage below it still is. */
+static void test_verify_live(void **state)
+{
+    struct custos_ledger_verify_report rep;
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct live_appender a = {0};
+    struct tdir t;
+    pthread_t th;
+    char p[512], cpp[512];
+    uint8_t *log, head[LEDGER_CPREC_HDR];
+    size_t len;
+    uint64_t off, cplen, last = 0;
+    int i, fd;
+
+    (void)state;
+    tdir_make(&t);
+    cfg_init(&c, &t);
+    c.checkpoint_interval_ms = 3600 * 1000;
+    l = open_ok(&c, NULL);
+    append_n(l, 0, 100);
+    assert_int_equal(custos_ledger_checkpoint_now(l), CUSTOS_OK);
+    append_n(l, 100, 30); /* durable, not yet checkpointed */
+    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
+    assert_true(rep.live);
+    assert_true(rep.intact);
+    assert_true(rep.derived_intact);
+    assert_int_equal(rep.size, 100);
+    assert_int_equal(rep.checkpoints, 1);
+
+    /* a checkpoint record being written (its header only, past the durable end) */
+    fpath(cpp, sizeof(cpp), &t, LEDGER_F_CHECKPOINTS);
+    cplen = fsize(cpp);
+    fd = open(cpp, O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, head, sizeof(head), LEDGER_CP_HDR), (ssize_t)sizeof(head));
+    assert_int_equal(pwrite(fd, head, sizeof(head), (off_t)cplen), (ssize_t)sizeof(head));
+    close(fd);
+    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
+    assert_true(rep.live && rep.intact);
+    assert_int_equal(rep.size, 100);
+    assert_int_equal(truncate(cpp, (off_t)cplen), 0);
+
+    /* damage below the checkpoint is caught while the writer runs */
+    fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
+    log = slurp(p, &len);
+    off = record_off(log, len, 37) + 4 + 10;
+    free(log);
+    poke(p, off, 0x01);
+    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
+    assert_true(rep.live);
+    assert_false(rep.intact);
+    assert_int_equal(rep.first_bad_index, 37);
+    poke(p, off, 0x01);
+
+    /* appends and checkpoints all along: every check passes, and the checked prefix grows */
+    custos_ledger_free(l);
+    c.checkpoint_interval_ms = 5;
+    l = open_ok(&c, NULL);
+    a.l = l;
+    a.n = 130;
+    assert_int_equal(pthread_create(&th, NULL, live_appender_main, &a), 0);
+    for (i = 0; i < 40; i++) {
+        assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
+        if (!rep.intact || !rep.derived_intact)
+            fail_msg("live verify %d: %s / %s", i, rep.what, rep.derived_what);
+        assert_true(rep.live);
+        assert_true(rep.size >= last);
+        last = rep.size;
+        sleep_ms(3);
+    }
+    atomic_store(&a.stop, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(last > 130);
+    custos_ledger_free(l);
+    assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_OK);
+    assert_false(rep.live);
+    assert_true(rep.intact && rep.derived_intact);
+    assert_int_equal(rep.size, a.n);
+    tdir_free(&t);
+}
+
 /* -------------------------------------------------------------- tamper */
 
 static void test_tamper_flipped_byte(void **state)
@@ -2074,6 +2190,7 @@ int main(void)
         cmocka_unit_test(test_proofs_random_large),
         cmocka_unit_test(test_concurrent_appenders),
         cmocka_unit_test(test_reopen_keeps_everything),
+        cmocka_unit_test(test_verify_live),
         cmocka_unit_test(test_locking_and_identity),
         cmocka_unit_test(test_read_paths),
         cmocka_unit_test(test_injected_clock),
