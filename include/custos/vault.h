@@ -204,6 +204,12 @@ enum custos_err custos_outbox_done(struct custos_vault *v, const struct custos_d
    CUSTOS_OK when valid; `what` gets a one-line verdict either way. */
 enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t len, char *what, size_t cap);
 
+/* The same signature check under a published verifier key (`custos ledger key`), without the
+   vault: for a customer or a regulator.  The ledger entry is not cross-checked. */
+struct custos_note_verifier;
+enum custos_err custos_receipt_verify_key(const struct custos_note_verifier *v, const char *text, size_t len,
+                                          char *what, size_t cap);
+
 /* ---- backup and restore ------------------------------------------------------------------ */
 
 /* Consistent online copy of the data plane (sealed records only: no key) into `out` (new file).

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "custos/note.h"
 
 #include "custos/banned.h"
 
@@ -29,9 +30,12 @@ static const char restore_help[] =
 
 static const char receipt_help[] =
     "usage: custos receipt verify FILE --data DIR\n"
+    "       custos receipt verify FILE --vkey VKEY\n"
     "\n"
     "Check an erasure receipt (the JSON DELETE /v1/subjects/{id} returned): its Ed25519 signature\n"
     "under the vault's ledger key and that the ledger entry it names records that erasure.\n"
+    "With --vkey (the key `custos ledger key` prints, as published by the vault's operator)\n"
+    "instead of --data, the signature alone, without the vault: for the customer or a regulator.\n"
     "Exit 0 when valid, 1 otherwise.\n";
 
 struct args {
@@ -126,6 +130,8 @@ int cmd_restore(int argc, char **argv)
 
 int cmd_receipt(int argc, char **argv)
 {
+    struct custos_note_verifier v;
+    const char *vkey = NULL;
     struct args a;
     char what[256], *text = NULL;
     size_t len;
@@ -139,8 +145,17 @@ int cmd_receipt(int argc, char **argv)
     }
     if (strcmp(argv[1], "verify") != 0)
         return cli_usage("receipt", "expected 'verify'");
-    if ((r = parse(argc - 1, argv + 1, "receipt", receipt_help, NULL, &a)))
-        return r;
+    {
+        const struct cli_opt opts[] = {{"data", &a.dir, NULL}, {"vkey", &vkey, NULL}, {NULL, NULL, NULL}};
+
+        a.dir = NULL;
+        if ((r = cli_options(argc - 1, argv + 1, "receipt", receipt_help, opts)))
+            return r;
+    }
+    if (!a.dir == !vkey)
+        return cli_usage("receipt", "give either --data DIR or --vkey VKEY");
+    if (vkey && custos_note_vkey_parse(&v, vkey) != CUSTOS_OK)
+        return cli_usage("receipt", "--vkey is not a valid Ed25519 verifier key");
     if (optind != argc - 2)
         return cli_usage("receipt", "give exactly one receipt file");
     if (!argv[optind + 1][0])
@@ -157,7 +172,8 @@ int cmd_receipt(int argc, char **argv)
                : err ? cli_error(1, "cannot read %.200s: %s", argv[optind + 1], strerror(err))
                      : cli_error(1, "receipt file is too large");
     }
-    rc = custos_receipt_verify(a.dir, text, len, what, sizeof(what));
+    rc = vkey ? custos_receipt_verify_key(&v, text, len, what, sizeof(what))
+              : custos_receipt_verify(a.dir, text, len, what, sizeof(what));
     free(text);
     if (rc == CUSTOS_ERR_INVALID || rc == CUSTOS_ERR_TOOBIG || rc == CUSTOS_ERR_CRYPTO) {
         printf("INVALID: %s\n", what);

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "custos/note.h"
 
 #include "custos/banned.h"
 
@@ -555,51 +556,82 @@ static const char *member(json_t *o, const char *k)
     return s ? s : "";
 }
 
-enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t len, char *what, size_t cap)
+/* A receipt's members, parsed and checked for shape (not yet for its signature). */
+struct rcpt {
+    json_t *j; /* owns the strings below */
+    const char *hex, *when;
+    json_int_t index;
+    json_t *retained;
+    uint8_t sig[64];
+};
+
+static enum custos_err receipt_parse(const char *text, size_t len, struct rcpt *r)
 {
     static const char *const keys[] = {"subject", "erased_at", "ledger_index", "signature", "retained", NULL};
-    char origin[256], ldir[4200];
-    uint8_t pk[32], sig[64], id[16], *buf = NULL;
-    struct custos_ledger_config lc;
-    struct custos_ledger *l = NULL;
+    const char *sig64 = NULL;
+    size_t siglen = 0;
+    uint8_t id[16];
+    enum custos_err rc;
+
+    memset(r, 0, sizeof(*r));
+    if ((rc = custos_json_parse(text, len, 65536, 0, &r->j)) || (rc = custos_json_only(r->j, keys, "receipt")) ||
+        (rc = custos_json_str(r->j, "subject", 1, 32, &r->hex)) ||
+        (rc = custos_json_str(r->j, "erased_at", 1, 31, &r->when)) ||
+        (rc = custos_json_str(r->j, "signature", 1, 100, &sig64)))
+        return rc;
+    if ((rc = custos_id_parse(id, r->hex)))
+        return rc;
+    if (!json_is_integer(json_object_get(r->j, "ledger_index")) ||
+        (r->index = json_integer_value(json_object_get(r->j, "ledger_index"))) < 0)
+        return custos_err_set(CUSTOS_ERR_INVALID, "receipt: ledger_index must be a non-negative integer");
+    r->retained = json_object_get(r->j, "retained");
+    if (r->retained && !json_is_array(r->retained))
+        return custos_err_set(CUSTOS_ERR_INVALID, "receipt: retained must be an array");
+    if (!custos_base64_decode(r->sig, sizeof(r->sig), &siglen, sig64, strlen(sig64)) || siglen != sizeof(r->sig))
+        return custos_err_set(CUSTOS_ERR_INVALID, "receipt: signature is not base64 of 64 bytes");
+    return CUSTOS_OK;
+}
+
+/* The receipt's signature under the ledger key (origin, pk); `whose` names that key. */
+static enum custos_err receipt_signed(const struct rcpt *r, const char *origin, const uint8_t pk[32], char *what,
+                                      size_t cap, const char *whose)
+{
     struct custos_buf t;
-    const char *hex = NULL, *when = NULL, *sig64 = NULL;
-    json_t *j = NULL, *ev = NULL, *retained;
-    size_t siglen = 0, elen = 0;
-    json_int_t index;
     enum custos_err rc;
 
     custos_buf_init(&t, 65536);
-    snprintf(what, cap, "receipt is malformed");
-    if ((rc = custos_json_parse(text, len, 65536, 0, &j)) || (rc = custos_json_only(j, keys, "receipt")) ||
-        (rc = custos_json_str(j, "subject", 1, 32, &hex)) || (rc = custos_json_str(j, "erased_at", 1, 31, &when)) ||
-        (rc = custos_json_str(j, "signature", 1, 100, &sig64)))
-        goto done;
-    if ((rc = custos_id_parse(id, hex)))
-        goto done;
-    if (!json_is_integer(json_object_get(j, "ledger_index")) ||
-        (index = json_integer_value(json_object_get(j, "ledger_index"))) < 0) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: ledger_index must be a non-negative integer");
-        goto done;
-    }
-    retained = json_object_get(j, "retained");
-    if (retained && !json_is_array(retained)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: retained must be an array");
-        goto done;
-    }
-    if (!custos_base64_decode(sig, sizeof(sig), &siglen, sig64, strlen(sig64)) || siglen != sizeof(sig)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "receipt: signature is not base64 of 64 bytes");
-        goto done;
-    }
-    if ((rc = custos_vault_ledger_identity(dir, origin, sizeof(origin), pk)))
-        goto done;
-    if ((rc = receipt_text(&t, origin, hex, when, (uint64_t)index, retained)))
-        goto done;
-    if (crypto_sign_verify_detached(sig, t.p, t.len, pk) != 0) {
-        snprintf(what, cap, "signature does not verify under this vault's ledger key");
+    if (!(rc = receipt_text(&t, origin, r->hex, r->when, (uint64_t)r->index, r->retained)) &&
+        crypto_sign_verify_detached(r->sig, t.p, t.len, pk) != 0) {
+        snprintf(what, cap, "signature does not verify under %s", whose);
         rc = custos_err_set(CUSTOS_ERR_INVALID, "%s", what);
-        goto done;
     }
+    custos_buf_release(&t);
+    return rc;
+}
+
+/* what = the error's own message when nothing more specific was said */
+static enum custos_err receipt_verdict(enum custos_err rc, char *what, size_t cap)
+{
+    if (rc && strcmp(what, "receipt is malformed") == 0)
+        snprintf(what, cap, "%s", custos_err_msg(rc));
+    return rc;
+}
+
+enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t len, char *what, size_t cap)
+{
+    char origin[256], ldir[4200];
+    uint8_t pk[32], *buf = NULL;
+    struct custos_ledger_config lc;
+    struct custos_ledger *l = NULL;
+    struct rcpt r;
+    json_t *ev = NULL;
+    size_t elen = 0;
+    enum custos_err rc;
+
+    snprintf(what, cap, "receipt is malformed");
+    if ((rc = receipt_parse(text, len, &r)) || (rc = custos_vault_ledger_identity(dir, origin, sizeof(origin), pk)) ||
+        (rc = receipt_signed(&r, origin, pk, what, cap, "this vault's ledger key")))
+        goto done;
     /* the ledger, when present, must hold the erasure at that index; one that is there but
        cannot be opened (damaged, unreadable) fails the check rather than skipping it */
     snprintf(ldir, sizeof(ldir), "%s/ledger", dir);
@@ -617,26 +649,42 @@ enum custos_err custos_receipt_verify(const char *dir, const char *text, size_t 
             rc = CUSTOS_ERR_NOMEM;
             goto done;
         }
-        rc = custos_ledger_read(l, (uint64_t)index, buf, CUSTOS_LEDGER_ENTRY_MAX, &elen);
+        rc = custos_ledger_read(l, (uint64_t)r.index, buf, CUSTOS_LEDGER_ENTRY_MAX, &elen);
         ev = rc ? NULL : json_loadb((const char *)buf, elen, 0, NULL);
-        if (!ev || strcmp(member(ev, "action"), "subject.erase") != 0 || strcmp(member(ev, "subject"), hex) != 0 ||
+        if (!ev || strcmp(member(ev, "action"), "subject.erase") != 0 || strcmp(member(ev, "subject"), r.hex) != 0 ||
             strcmp(member(ev, "result"), "ok") != 0) {
-            snprintf(what, cap, "the ledger entry at index %lld is not this erasure", (long long)index);
+            snprintf(what, cap, "the ledger entry at index %lld is not this erasure", (long long)r.index);
             rc = custos_err_set(CUSTOS_ERR_INVALID, "%s", what);
             goto done;
         }
-        snprintf(what, cap, "valid: signature verifies and ledger entry %lld records the erasure", (long long)index);
+        snprintf(what, cap, "valid: signature verifies and ledger entry %lld records the erasure",
+                 (long long)r.index);
     } else
         snprintf(what, cap, "valid: signature verifies (no ledger in %s to cross-check)", dir);
     rc = CUSTOS_OK;
 done:
-    if (rc && strcmp(what, "receipt is malformed") == 0)
-        snprintf(what, cap, "%s", custos_err_msg(rc));
+    receipt_verdict(rc, what, cap);
     custos_ledger_free(l);
     free(buf);
     json_decref(ev);
-    json_decref(j);
-    custos_buf_release(&t);
+    json_decref(r.j);
+    return rc;
+}
+
+enum custos_err custos_receipt_verify_key(const struct custos_note_verifier *v, const char *text, size_t len,
+                                          char *what, size_t cap)
+{
+    struct rcpt r;
+    enum custos_err rc;
+
+    snprintf(what, cap, "receipt is malformed");
+    if ((rc = receipt_parse(text, len, &r)) || (rc = receipt_signed(&r, v->name, v->pubkey, what, cap, "the given key")))
+        goto done;
+    snprintf(what, cap, "valid: signature verifies under %s (ledger entry %lld not cross-checked)", v->name,
+             (long long)r.index);
+done:
+    receipt_verdict(rc, what, cap);
+    json_decref(r.j);
     return rc;
 }
 

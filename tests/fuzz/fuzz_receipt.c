@@ -3,10 +3,11 @@
  * verify FILE --data DIR` reads it (the file comes from a customer, or from
  * anyone claiming to be one).
  *
- * Input: the receipt text.  Path: custos_receipt_verify against a vault made
- * once in a temporary directory at start (its own random ledger key):
- * bounded JSON parse, members and types, the subject id, the retained
- * entries and the canonical text they form, the Ed25519 signature.
+ * Input: the receipt text.  Paths: custos_receipt_verify against a vault made
+ * once in a temporary directory at start (its own random ledger key), and
+ * custos_receipt_verify_key under that vault's verifier key (`receipt verify
+ * --vkey`): bounded JSON parse, members and types, the subject id, the
+ * retained entries and the canonical text they form, the Ed25519 signature.
  *
  * Invariants checked beyond "no crash, no leak, no UB":
  *  - nothing verifies: the vault's ledger key is fresh, so no input (the
@@ -22,6 +23,7 @@
 
 #include <sodium.h>
 
+#include "custos/note.h"
 #include "custos/vault.h"
 
 #include "fuzz_common.h"
@@ -29,6 +31,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[256];
+static struct custos_note_verifier vk;
 
 static void cleanup(void)
 {
@@ -57,6 +60,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     atexit(cleanup);
+    {
+        char origin[256], vkey[512];
+        uint8_t pk[32];
+
+        if (custos_vault_ledger_identity(dir, origin, sizeof(origin), pk) != CUSTOS_OK ||
+            custos_note_vkey_format(vkey, sizeof(vkey), origin, pk) != CUSTOS_OK ||
+            custos_note_vkey_parse(&vk, vkey) != CUSTOS_OK) {
+            fprintf(stderr, "fuzz_receipt: no verifier key for %s\n", dir);
+            abort();
+        }
+    }
     return 0;
 }
 
@@ -69,6 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     memset(what, 'x', sizeof(what));
     FUZZ_CHECK(custos_receipt_verify(dir, buf, size, what, sizeof(what)) != CUSTOS_OK);
+    FUZZ_CHECK(memchr(what, '\0', sizeof(what)) != NULL);
+    FUZZ_CHECK(strchr(what, '\n') == NULL);
+    memset(what, 'x', sizeof(what));
+    FUZZ_CHECK(custos_receipt_verify_key(&vk, buf, size, what, sizeof(what)) != CUSTOS_OK);
     FUZZ_CHECK(memchr(what, '\0', sizeof(what)) != NULL);
     FUZZ_CHECK(strchr(what, '\n') == NULL);
     free(buf);

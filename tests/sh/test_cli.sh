@@ -285,7 +285,27 @@ id=$(jget ids.0 "$T/resp") || fail "subject not found after rotation"
 http GET "/v1/subjects/$id?purpose=account"
 expect_status 200 "read after rotation"
 [ "$(jget fields.name "$T/resp")" = "가다연" ] || fail "wrong name after rotation: $RESP"
+
+step "receipt verify, with the vault and with the published vkey alone"
+http DELETE "/v1/subjects/$id"
+expect_status 200 "erasure"
+cp "$T/resp" "$T/receipt.json"
 stop_server
+VKEY=$("$CUSTOS" ledger key --data "$D" | tail -n1)
+run "$CUSTOS" receipt verify "$T/receipt.json" --data "$D"
+[ "$RC" -eq 0 ] && grep -q '^valid: signature verifies and ledger entry [0-9]* records the erasure$' "$T/out" ||
+  fail "receipt verify --data: exit $RC: $(cat "$T/out" "$T/err")"
+run "$CUSTOS" receipt verify "$T/receipt.json" --vkey "$VKEY"
+[ "$RC" -eq 0 ] && grep -q "^valid: signature verifies under ${VKEY%%+*} (ledger entry [0-9]* not cross-checked)$" "$T/out" ||
+  fail "receipt verify --vkey: exit $RC: $(cat "$T/out" "$T/err")"
+sed 's/"ledger_index":\([0-9]*\)/"ledger_index":1\1/' "$T/receipt.json" >"$T/receipt.edited"
+! cmp -s "$T/receipt.json" "$T/receipt.edited" || fail "no ledger_index in the receipt: $(cat "$T/receipt.json")"
+run "$CUSTOS" receipt verify "$T/receipt.edited" --vkey "$VKEY"
+[ "$RC" -eq 1 ] && grep -q '^INVALID: signature does not verify under the given key$' "$T/out" ||
+  fail "an edited receipt under --vkey: exit $RC: $(cat "$T/out" "$T/err")"
+"$CUSTOS" init --data "$T/other" >/dev/null || fail "init of a second vault"
+run "$CUSTOS" receipt verify "$T/receipt.json" --vkey "$("$CUSTOS" ledger key --data "$T/other" | tail -n1)"
+[ "$RC" -eq 1 ] && grep -q '^INVALID: ' "$T/out" || fail "a receipt under another vault's vkey: exit $RC: $(cat "$T/out")"
 run "$CUSTOS" ledger verify --data "$D"
 [ "$RC" -eq 0 ] || fail "ledger verify after all of this: exit $RC: $(cat "$T/out" "$T/err")"
 finish

@@ -27,6 +27,7 @@
 #include "core/keyfile.h"
 #include "core/vault_int.h"
 #include "custos/ledger.h"
+#include "custos/note.h"
 #include "custos/vault.h"
 
 /* atomic: the ledger's writer thread reads the clock too */
@@ -240,6 +241,25 @@ static void test_erase_receipt(void **state)
 
     text = json_dumps(r, JSON_COMPACT);
     assert_int_equal(custos_receipt_verify(f->dir, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+    /* under the published verifier key alone (receipt verify --vkey), and under no other */
+    {
+        struct custos_note_verifier vk;
+        char origin[256], vkey[512];
+        uint8_t pk[32];
+
+        assert_int_equal(custos_vault_ledger_identity(f->dir, origin, sizeof(origin), pk), CUSTOS_OK);
+        assert_int_equal(custos_note_vkey_format(vkey, sizeof(vkey), origin, pk), CUSTOS_OK);
+        assert_int_equal(custos_note_vkey_parse(&vk, vkey), CUSTOS_OK);
+        assert_int_equal(custos_receipt_verify_key(&vk, text, strlen(text), what, sizeof(what)), CUSTOS_OK);
+        assert_non_null(strstr(what, "not cross-checked"));
+        pk[0] ^= 1; /* another key of the same name */
+        assert_int_equal(custos_note_vkey_format(vkey, sizeof(vkey), origin, pk), CUSTOS_OK);
+        assert_int_equal(custos_note_vkey_parse(&vk, vkey), CUSTOS_OK);
+        assert_int_equal(custos_receipt_verify_key(&vk, text, strlen(text), what, sizeof(what)), CUSTOS_ERR_INVALID);
+        assert_string_equal(what, "signature does not verify under the given key");
+        assert_int_equal(custos_receipt_verify_key(&vk, "{}", 2, what, sizeof(what)), CUSTOS_ERR_INVALID);
+        assert_non_null(strstr(what, "missing field"));
+    }
     free(text);
     /* the erasure status hands the receipt out again (a DELETE that answered 503 after the point
        of no return, a lost receipt): the same facts, and it verifies */
