@@ -172,8 +172,12 @@ struct custos_ledger_verify_report {
  * checkpoint is stored only after the entries it covers are durable, and
  * `state` only after that checkpoint, so that prefix is complete and no
  * longer written to; a last checkpoint record still being written is not
- * counted (nor reported as torn).  It assumes the writer is the only other
- * process at work on the files (rebuild and restore need the server stopped).
+ * counted (nor reported as torn).  The lock holder may also be a writer
+ * starting (open recovers past its marker) or custos_ledger_rebuild: both
+ * rewrite the derived files in place before cutting what is past the end, so
+ * they never get shorter than the marker a live check read.  While a writer
+ * is creating the ledger (no `state` yet) the check cannot run:
+ * CUSTOS_ERR_NOTFOUND.
  */
 enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
                                      struct custos_ledger_verify_report *rep);

@@ -133,7 +133,7 @@ int cmd_receipt(int argc, char **argv)
     struct custos_note_verifier v;
     const char *vkey = NULL;
     struct args a;
-    char what[256], *text = NULL;
+    char what[512], *text = NULL; /* a vkey name may be 255 bytes */
     size_t len;
     FILE *f;
     enum custos_err rc;

@@ -149,7 +149,8 @@ static int do_verify(const struct args *a)
     if ((rc = custos_ledger_verify(ldir, &v, &rep)))
         return cli_fail(rc);
     if (!rep.intact) {
-        printf("ledger NOT intact: first bad index %llu: %s\n", (unsigned long long)rep.first_bad_index, rep.what);
+        printf("ledger NOT intact: first bad index %llu: %s%s\n", (unsigned long long)rep.first_bad_index, rep.what,
+               rep.live ? " (live check, the server running)" : "");
         if (!rep.derived_intact)
             printf("and: %s\n", rep.derived_what);
         fprintf(stderr, "custos: ledger verification failed at index %llu\n",
@@ -158,8 +159,9 @@ static int do_verify(const struct args *a)
     }
     if (!rep.derived_intact) {
         /* the log is sound, but what the server builds proofs from is not */
-        printf("ledger entries intact (%llu entries, %llu checkpoints verified), derived files NOT: %s\n",
-               (unsigned long long)rep.size, (unsigned long long)rep.checkpoints, rep.derived_what);
+        printf("ledger entries intact (%llu entries, %llu checkpoints verified%s), derived files NOT: %s\n",
+               (unsigned long long)rep.size, (unsigned long long)rep.checkpoints,
+               rep.live ? "; live check, the server running" : "", rep.derived_what);
         cli_error(0, "ledger derived files damaged; 'custos ledger rebuild --data %.200s' recomputes them from "
                      "the entries", a->dir);
         return EXIT_TAMPERED;

@@ -1419,14 +1419,15 @@ static enum custos_err recover(struct custos_ledger *l, struct custos_ledger_rec
     l->durable = l->st_derived;
     atomic_store(&l->durable_pub, l->durable);
     l->log_end = l->st_derived_log;
-    if (!l->read_only) {
-        /* Past the marker the derived files may hold anything: recompute. */
-        if (truncate_to(l, l->treefd, l->tree_end * CUSTOS_HASH_BYTES) != 0 ||
-            truncate_to(l, l->idxfd, l->idx_end * 8) != 0)
-            return io_err("truncating derived files");
-    }
+    /* Past the marker the derived files may hold anything: recompute, over it in place, and only
+       then cut what is left past the new end.  A live verify (which cannot tell this open, or a
+       rebuild, from the running writer) may be reading them: they never get shorter than the
+       marker it read, nor lose a slot that was right. */
     if ((e = scan_log(l, &torn_at, &torn_end, &rebuilt)) != CUSTOS_OK)
         return e;
+    if (!l->read_only && (truncate_to(l, l->treefd, l->tree_end * CUSTOS_HASH_BYTES) != 0 ||
+                          truncate_to(l, l->idxfd, l->idx_end * 8) != 0))
+        return io_err("truncating derived files");
     if ((e = check_latest_checkpoint(l)) != CUSTOS_OK)
         return e;
 
@@ -2151,18 +2152,30 @@ struct fwd {
 
 #define FWD_BUF (256u * 1024u)
 
-/* n bytes at off into out: 1, or 0 when the file is absent or too short. */
+/* n bytes at off into out: 1, or 0 when the file is absent or too short.  The read-ahead keeps
+   what a short read got: a live verify's length may be older than the file (a starting writer
+   cuts and rewrites past its marker), and only the bytes asked for must be there. */
 static int fwd_get(struct fwd *f, uint64_t off, void *out, size_t n)
 {
     if (f->fd < 0 || off + n > f->len)
         return 0;
     if (off < f->at || off + n > f->at + f->have) {
         uint64_t want = f->len - off < FWD_BUF ? f->len - off : FWD_BUF;
+        size_t got = 0;
 
-        if (pread_full(f->fd, f->buf, (size_t)want, off) != 0)
-            return 0;
+        while (got < want) {
+            ssize_t r = pread(f->fd, f->buf + got, (size_t)want - got, (off_t)(off + got));
+
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
         f->at = off;
-        f->have = (size_t)want;
+        f->have = got;
+        if (got < n)
+            return 0;
     }
     memcpy(out, f->buf + (off - f->at), n);
     return 1;
@@ -2392,6 +2405,11 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
         vs->cp_durable = ledger_get64(st + LEDGER_ST_CP_BYTES);
         break;
     case CUSTOS_ERR_NOTFOUND:
+        if (live) { /* being created (its files' headers not yet written), or state removed */
+            e = custos_err_set(CUSTOS_ERR_NOTFOUND, "ledger verify: a writer holds a ledger without a "
+                                                    "state file (being created?); run it again");
+            goto done;
+        }
         break;
     default:
         derived_bad(vs, UINT64_MAX, "state file is damaged or unreadable (open refuses the ledger)");

@@ -1914,6 +1914,17 @@ static void test_verify_live(void **state)
     assert_int_equal(rep.size, 100);
     assert_int_equal(truncate(cpp, (off_t)cplen), 0);
 
+    /* no state file under a writer (a ledger being created): the check refuses, never "intact" */
+    {
+        char st[512], aside[520];
+
+        fpath(st, sizeof(st), &t, LEDGER_F_STATE);
+        snprintf(aside, sizeof(aside), "%s.aside", st);
+        assert_int_equal(rename(st, aside), 0);
+        assert_int_equal(custos_ledger_verify(t.path, &g_v, &rep), CUSTOS_ERR_NOTFOUND);
+        assert_int_equal(rename(aside, st), 0);
+    }
+
     /* damage below the checkpoint is caught while the writer runs */
     fpath(p, sizeof(p), &t, LEDGER_F_ENTRIES);
     log = slurp(p, &len);
@@ -1950,6 +1961,63 @@ static void test_verify_live(void **state)
     assert_false(rep.live);
     assert_true(rep.intact && rep.derived_intact);
     assert_int_equal(rep.size, a.n);
+    tdir_free(&t);
+}
+
+struct live_rebuilder {
+    const char *dir;
+    atomic_int stop;
+    int runs;
+};
+
+static void *live_rebuilder_main(void *arg)
+{
+    struct live_rebuilder *b = arg;
+    struct custos_ledger_recovery rec;
+
+    while (!atomic_load(&b->stop))
+        if (custos_ledger_rebuild(b->dir, &g_v, &rec) == CUSTOS_OK) /* LOCKED while a verify holds LOCK_SH */
+            b->runs++;
+    return NULL;
+}
+
+/* `custos ledger rebuild` holds the writer's lock, so a verify that starts meanwhile checks
+   live; the rebuild truncates tree and index and writes them again from the first entry, and
+   those files, intact before and after, must not be reported damaged. */
+static void test_verify_live_during_rebuild(void **state)
+{
+    struct custos_ledger_verify_report rep;
+    struct custos_ledger_config c;
+    struct custos_ledger *l;
+    struct live_rebuilder b = {0};
+    struct tdir t;
+    pthread_t th;
+    int i, live = 0;
+
+    (void)state;
+    tdir_make(&t);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    for (i = 0; i < 10; i++)
+        append_n(l, (uint64_t)i * 1000, 1000);
+    custos_ledger_free(l);
+    b.dir = t.path;
+    assert_int_equal(pthread_create(&th, NULL, live_rebuilder_main, &b), 0);
+    for (i = 0; i < 40; i++) {
+        enum custos_err e = custos_ledger_verify(t.path, &g_v, &rep);
+
+        if (e != CUSTOS_OK)
+            continue;
+        live += rep.live;
+        if (!rep.intact || !rep.derived_intact) {
+            atomic_store(&b.stop, 1);
+            pthread_join(th, NULL);
+            fail_msg("verify %d (live %d) during a rebuild: %s / %s", i, rep.live, rep.what, rep.derived_what);
+        }
+    }
+    atomic_store(&b.stop, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    print_message("live verifies: %d, rebuilds: %d\n", live, b.runs);
     tdir_free(&t);
 }
 
@@ -2191,6 +2259,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_appenders),
         cmocka_unit_test(test_reopen_keeps_everything),
         cmocka_unit_test(test_verify_live),
+        cmocka_unit_test(test_verify_live_during_rebuild),
         cmocka_unit_test(test_locking_and_identity),
         cmocka_unit_test(test_read_paths),
         cmocka_unit_test(test_injected_clock),
