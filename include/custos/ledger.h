@@ -166,7 +166,10 @@ struct custos_ledger_verify_report {
  * CUSTOS_OK when the check ran (then see rep->intact and rep->derived_intact)
  * or an error when it could not run (CUSTOS_ERR_IO, ...).
  *
- * While a writer holds the ledger (a running server), the check is live
+ * It holds no lock (a verify never keeps a server from starting).  With no
+ * writer it checks everything; if a writer held the ledger at its end, or
+ * `state` changed meanwhile, it checks again, live.  While a writer holds
+ * the ledger (a running server), the check is live
  * (rep->live): it reads `state`, then the checkpoints file's length, then the
  * log's, and checks everything up to the last checkpoint stored by then.  A
  * checkpoint is stored only after the entries it covers are durable, and

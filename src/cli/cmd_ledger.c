@@ -168,7 +168,7 @@ static int do_verify(const struct args *a)
     }
     printf("ledger intact: %llu entries, %llu checkpoints verified%s\n", (unsigned long long)rep.size,
            (unsigned long long)rep.checkpoints,
-           rep.live ? " (live: a running server is appending; checked up to its latest checkpoint)" : "");
+           rep.live ? " (live: a server was writing; checked up to its latest checkpoint)" : "");
     return 0;
 }
 

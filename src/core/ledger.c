@@ -2342,16 +2342,18 @@ static int match_checkpoints(struct vstate *vs, const struct custos_merkle_range
     return 0;
 }
 
-enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
-                                     struct custos_ledger_verify_report *rep)
+/* One pass of custos_ledger_verify: everything (live 0: no writer was there when it began) or
+   the prefix the latest stored checkpoint vouches for (live 1). */
+static enum custos_err verify_pass(const char *dir, const struct custos_note_verifier *v,
+                                   struct custos_ledger_verify_report *rep, int live)
 {
     struct vstate *vs = NULL;
     struct custos_merkle_range *range = NULL;
     struct fwd tree = {.fd = -1}, idx = {.fd = -1};
     uint8_t *buf = NULL, *scratch = NULL, (*leaf)[CUSTOS_HASH_BYTES] = NULL;
     uint8_t hdr[LEDGER_LOG_HDR], cph[LEDGER_CP_HDR], stored[CUSTOS_HASH_BYTES], st[LEDGER_STATE_BYTES];
-    int have_state = 0, live = 0;
-    int dirfd = -1, lockfd = -1, logfd = -1, cpfd = -1, r;
+    int have_state = 0;
+    int dirfd = -1, logfd = -1, cpfd = -1, r;
     uint64_t eof, off = LEDGER_LOG_HDR;
     enum custos_err e = CUSTOS_OK;
 
@@ -2380,14 +2382,7 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
                             : io_err("opening the ledger directory");
         goto done;
     }
-    lockfd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC);
-    if (lockfd >= 0 && flock(lockfd, LOCK_SH | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK) {
-            e = io_err("locking the ledger");
-            goto done;
-        }
-        live = rep->live = 1; /* a writer appends: check the prefix its checkpoints vouch for */
-    }
+    rep->live = live;
     logfd = openat(dirfd, LEDGER_F_ENTRIES, O_RDONLY | O_CLOEXEC);
     cpfd = openat(dirfd, LEDGER_F_CHECKPOINTS, O_RDONLY | O_CLOEXEC);
     if (logfd < 0 || cpfd < 0) {
@@ -2609,8 +2604,6 @@ done:
         close(cpfd);
     if (logfd >= 0)
         close(logfd);
-    if (lockfd >= 0)
-        close(lockfd);
     if (dirfd >= 0)
         close(dirfd);
     free(tree.buf);
@@ -2621,4 +2614,68 @@ done:
     free(range);
     free(vs);
     return e;
+}
+
+/* 1 when a writer (a server, one starting, a rebuild) holds the ledger's lock, 0 when none does
+   (or there is no lock file), -1 on error.  Probed, never kept: a verify must not keep a server
+   from starting. */
+static int writer_holds(const char *dir)
+{
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, r = 0;
+
+    if (dirfd < 0)
+        return 0; /* the pass says what is wrong with the directory */
+    fd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+            flock(fd, LOCK_UN);
+        else
+            r = errno == EWOULDBLOCK ? 1 : -1;
+        close(fd);
+    }
+    close(dirfd);
+    return r;
+}
+
+/* The state file's bytes (zeros and the error when unreadable): a writer that came and went
+   during a pass changed it (it signs and records a checkpoint whenever it appended). */
+static enum custos_err state_snapshot(const char *dir, uint8_t s[LEDGER_STATE_BYTES])
+{
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    enum custos_err e = CUSTOS_ERR_NOTFOUND;
+
+    memset(s, 0, LEDGER_STATE_BYTES);
+    if (dirfd >= 0) {
+        e = state_read(dirfd, s);
+        close(dirfd);
+    }
+    custos_err_clear();
+    return e;
+}
+
+enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
+                                     struct custos_ledger_verify_report *rep)
+{
+    uint8_t s0[LEDGER_STATE_BYTES], s1[LEDGER_STATE_BYTES];
+    enum custos_err e, r0, r1;
+    int w;
+
+    if (!dir)
+        return verify_pass(dir, v, rep, 0); /* refuses it */
+    w = writer_holds(dir);
+    if (w < 0) {
+        memset(rep, 0, sizeof(*rep));
+        return io_err("probing the ledger's lock");
+    }
+    if (w)
+        return verify_pass(dir, v, rep, 1);
+    /* No writer: check everything, without holding a lock.  A writer that starts meanwhile
+       (recovering a torn tail, appending) may move what lies past the latest checkpoint under
+       the pass; then the pass is done again, live. */
+    r0 = state_snapshot(dir, s0);
+    e = verify_pass(dir, v, rep, 0);
+    r1 = state_snapshot(dir, s1);
+    if (writer_holds(dir) == 0 && r0 == r1 && memcmp(s0, s1, sizeof(s0)) == 0)
+        return e;
+    return verify_pass(dir, v, rep, 1);
 }
