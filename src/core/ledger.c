@@ -1627,6 +1627,10 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
             e = io_err("opening the lock file");
             goto fail;
         }
+        /* a verify probes the lock (LOCK_SH, released at once): a few tries tell its instant
+           from another writer, which holds the lock for as long as it runs */
+        for (int tries = 0; flock(l->lockfd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK && tries < 20; tries++)
+            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
         if (flock(l->lockfd, LOCK_EX | LOCK_NB) != 0) {
             e = errno == EWOULDBLOCK ? custos_err_set(CUSTOS_ERR_LOCKED, "ledger: held by another process")
                                      : io_err("locking the ledger");
@@ -2621,7 +2625,7 @@ done:
    from starting. */
 static int writer_holds(const char *dir)
 {
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, r = 0;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, r = 0, err = 0;
 
     if (dirfd < 0)
         return 0; /* the pass says what is wrong with the directory */
@@ -2629,11 +2633,15 @@ static int writer_holds(const char *dir)
     if (fd >= 0) {
         if (flock(fd, LOCK_SH | LOCK_NB) == 0)
             flock(fd, LOCK_UN);
+        else if ((err = errno) == EWOULDBLOCK)
+            r = 1;
         else
-            r = errno == EWOULDBLOCK ? 1 : -1;
+            r = -1;
         close(fd);
     }
     close(dirfd);
+    if (r < 0)
+        errno = err; /* for the caller's message, whatever close did */
     return r;
 }
 
