@@ -1622,6 +1622,8 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
         goto fail;
     }
     if (!l->read_only) {
+        int locked, tries = 0;
+
         l->lockfd = openat(l->dirfd, LEDGER_F_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (l->lockfd < 0) {
             e = io_err("opening the lock file");
@@ -1629,9 +1631,9 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
         }
         /* a verify probes the lock (LOCK_SH, released at once): a few tries tell its instant
            from another writer, which holds the lock for as long as it runs */
-        for (int tries = 0; flock(l->lockfd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK && tries < 20; tries++)
+        while ((locked = flock(l->lockfd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && tries++ < 20)
             nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
-        if (flock(l->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        if (locked != 0) {
             e = errno == EWOULDBLOCK ? custos_err_set(CUSTOS_ERR_LOCKED, "ledger: held by another process")
                                      : io_err("locking the ledger");
             close(l->lockfd);
