@@ -168,7 +168,8 @@ struct custos_ledger_verify_report {
  *
  * It holds no lock (a verify never keeps a server from starting).  With no
  * writer it checks everything; if a writer held the ledger at its end, or
- * `state` changed meanwhile, it checks again, live.  While a writer holds
+ * one came and went meanwhile (each writer puts a new generation in the
+ * lock file first), it checks again, live.  While a writer holds
  * the ledger (a running server), the check is live
  * (rep->live): it reads `state`, then the checkpoints file's length, then the
  * log's, and checks everything up to the last checkpoint stored by then.  A

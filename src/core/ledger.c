@@ -6,7 +6,8 @@
  * docs/format.md), the exclusive lock on it, the signing key copy (sodium
  * memory), two threads (writer, checkpointer) and a bounded queue.
  *
- *   lock         flock()ed exclusively by the one writing process
+ *   lock         flock()ed exclusively by the one writing process, which
+ *                first writes a fresh 16-byte generation into it
  *   entries      16-byte header, then batches: 32-byte header + records
  *                (len u32 | entry | first 8 bytes of the leaf hash)
  *   tree         32-byte node hashes in post-order (Merkle mountain range):
@@ -1640,6 +1641,18 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
             l->lockfd = -1;
             goto fail;
         }
+        /* A new generation in the lock file before anything else is written: a verify that
+           ran meanwhile without seeing a writer learns from it that one came (and maybe went,
+           even killed before it signed anything: state alone would not say). */
+        {
+            uint8_t gen[LEDGER_LOCK_GEN];
+
+            randombytes_buf(gen, sizeof(gen));
+            if (pwrite(l->lockfd, gen, sizeof(gen), 0) != (ssize_t)sizeof(gen)) {
+                e = io_err("writing the lock file");
+                goto fail;
+            }
+        }
     }
     if (!l->read_only && !l->rebuild) {
         if ((e = key_load(l, cfg->sign_sk)) != CUSTOS_OK)
@@ -2647,31 +2660,32 @@ static int writer_holds(const char *dir)
     return r;
 }
 
-/* The state file's bytes (zeros and the error when unreadable): a writer that came and went
-   during a pass changed it (it signs and records a checkpoint whenever it appended). */
-static enum custos_err state_snapshot(const char *dir, uint8_t s[LEDGER_STATE_BYTES])
+/* The writers' generation in the lock file (zeros when there is none): every writer draws a
+   new one as soon as it holds the lock, before it changes anything. */
+static void lock_generation(const char *dir, uint8_t gen[LEDGER_LOCK_GEN])
 {
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    enum custos_err e = CUSTOS_ERR_NOTFOUND;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
 
-    memset(s, 0, LEDGER_STATE_BYTES);
-    if (dirfd >= 0) {
-        e = state_read(dirfd, s);
+    memset(gen, 0, LEDGER_LOCK_GEN);
+    if (dirfd >= 0 && (fd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC)) >= 0 &&
+        pread_full(fd, gen, LEDGER_LOCK_GEN, 0) != 0)
+        memset(gen, 0, LEDGER_LOCK_GEN);
+    if (fd >= 0)
+        close(fd);
+    if (dirfd >= 0)
         close(dirfd);
-    }
-    custos_err_clear();
-    return e;
 }
 
 enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
                                      struct custos_ledger_verify_report *rep)
 {
-    uint8_t s0[LEDGER_STATE_BYTES], s1[LEDGER_STATE_BYTES];
-    enum custos_err e, r0, r1;
+    uint8_t g0[LEDGER_LOCK_GEN], g1[LEDGER_LOCK_GEN];
+    enum custos_err e;
     int w;
 
     if (!dir)
         return verify_pass(dir, v, rep, 0); /* refuses it */
+    lock_generation(dir, g0); /* before the probe: a writer that locks after it changes it */
     w = writer_holds(dir);
     if (w < 0) {
         memset(rep, 0, sizeof(*rep));
@@ -2680,12 +2694,12 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
     if (w)
         return verify_pass(dir, v, rep, 1);
     /* No writer: check everything, without holding a lock.  A writer that starts meanwhile
-       (recovering a torn tail, appending) may move what lies past the latest checkpoint under
-       the pass; then the pass is done again, live. */
-    r0 = state_snapshot(dir, s0);
+       (recovering a torn tail, appending into the zeros ahead) may move what lies past the
+       latest checkpoint under the pass; if one holds the lock now, or one came (and went: the
+       generation changed), the pass is done again, live. */
     e = verify_pass(dir, v, rep, 0);
-    r1 = state_snapshot(dir, s1);
-    if (writer_holds(dir) == 0 && r0 == r1 && memcmp(s0, s1, sizeof(s0)) == 0)
+    lock_generation(dir, g1);
+    if (writer_holds(dir) == 0 && memcmp(g0, g1, sizeof(g0)) == 0)
         return e;
     return verify_pass(dir, v, rep, 1);
 }

@@ -14,7 +14,8 @@
 #include <sodium.h>
 
 /* File names inside the ledger directory. */
-#define LEDGER_F_LOCK "lock"
+#define LEDGER_F_LOCK "lock" /* flock()ed by the writer, which puts a fresh generation in it */
+#define LEDGER_LOCK_GEN 16   /* bytes of that generation, at offset 0 */
 #define LEDGER_F_ENTRIES "entries"
 #define LEDGER_F_TREE "tree"
 #define LEDGER_F_INDEX "index"
