@@ -77,6 +77,7 @@
 #define CP_RECORD_MAX (LEDGER_CPREC_HDR + CUSTOS_NOTE_MAX + LEDGER_CHECK_BYTES)
 #define TREE_STAGE_SLOTS (2 * LEDGER_BATCH_COUNT_MAX + 64)
 #define WAIT_SLICE_MS 50 /* writer re-reads the (possibly injected) clock at least this often */
+#define LOCK_WAIT_NS (1000u * 1000u * 1000u) /* a writer tries the lock this long (open_ledger) */
 
 /*
  * Group commit under load.  Each batch costs one fdatasync, and in a virtual machine an
@@ -1623,17 +1624,21 @@ static enum custos_err open_ledger(const struct custos_ledger_config *cfg, struc
         goto fail;
     }
     if (!l->read_only) {
-        int locked, tries = 0;
+        uint64_t deadline = mono_ns() + LOCK_WAIT_NS;
+        int locked;
 
         l->lockfd = openat(l->dirfd, LEDGER_F_LOCK, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         if (l->lockfd < 0) {
             e = io_err("opening the lock file");
             goto fail;
         }
-        /* a verify probes the lock (LOCK_SH, released at once): a few tries tell its instant
-           from another writer, which holds the lock for as long as it runs */
-        while ((locked = flock(l->lockfd, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && tries++ < 20)
-            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+        /* a verify probes the lock (LOCK_SH, released at once): tries for LOCK_WAIT_NS tell its
+           instant, even a descheduled one, from another writer, which holds the lock for as long
+           as it runs */
+        while ((locked = flock(l->lockfd, LOCK_EX | LOCK_NB)) != 0 &&
+               (errno == EINTR || (errno == EWOULDBLOCK && mono_ns() < deadline)))
+            if (errno == EWOULDBLOCK)
+                nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
         if (locked != 0) {
             e = errno == EWOULDBLOCK ? custos_err_set(CUSTOS_ERR_LOCKED, "ledger: held by another process")
                                      : io_err("locking the ledger");
@@ -2653,27 +2658,33 @@ static int writer_holds(const char *dir)
         else
             r = -1;
         close(fd);
-    }
+    } else if ((err = errno) != ENOENT)
+        r = -1; /* unreadable: whether a writer runs is unknown */
     close(dirfd);
     if (r < 0)
         errno = err; /* for the caller's message, whatever close did */
     return r;
 }
 
-/* The writers' generation in the lock file (zeros when there is none): every writer draws a
-   new one as soon as it holds the lock, before it changes anything. */
-static void lock_generation(const char *dir, uint8_t gen[LEDGER_LOCK_GEN])
+/* The writers' generation in the lock file (zeros when there is none or it is short): every
+   writer draws a new one as soon as it holds the lock, before it changes anything.  0, or -1
+   when it cannot be read (then a writer's coming cannot be ruled out). */
+static int lock_generation(const char *dir, uint8_t gen[LEDGER_LOCK_GEN])
 {
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1, r = 0;
 
     memset(gen, 0, LEDGER_LOCK_GEN);
-    if (dirfd >= 0 && (fd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC)) >= 0 &&
-        pread_full(fd, gen, LEDGER_LOCK_GEN, 0) != 0)
-        memset(gen, 0, LEDGER_LOCK_GEN);
-    if (fd >= 0)
+    if (dirfd < 0)
+        return 0; /* the pass says what is wrong with the directory */
+    if ((fd = openat(dirfd, LEDGER_F_LOCK, O_RDONLY | O_CLOEXEC)) >= 0) {
+        if ((r = pread_full(fd, gen, LEDGER_LOCK_GEN, 0)) != 0)
+            memset(gen, 0, LEDGER_LOCK_GEN);
+        r = r < 0 ? -1 : 0;
         close(fd);
-    if (dirfd >= 0)
-        close(dirfd);
+    } else if (errno != ENOENT)
+        r = -1;
+    close(dirfd);
+    return r;
 }
 
 enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_verifier *v,
@@ -2685,21 +2696,15 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
 
     if (!dir)
         return verify_pass(dir, v, rep, 0); /* refuses it */
-    lock_generation(dir, g0); /* before the probe: a writer that locks after it changes it */
-    w = writer_holds(dir);
-    if (w < 0) {
-        memset(rep, 0, sizeof(*rep));
-        return io_err("probing the ledger's lock");
-    }
-    if (w)
-        return verify_pass(dir, v, rep, 1);
+    /* the generation before the probe: a writer that locks after the probe changes it */
+    if (lock_generation(dir, g0) != 0 || (w = writer_holds(dir)) != 0)
+        return verify_pass(dir, v, rep, 1); /* a writer, or no telling: live */
     /* No writer: check everything, without holding a lock.  A writer that starts meanwhile
        (recovering a torn tail, appending into the zeros ahead) may move what lies past the
        latest checkpoint under the pass; if one holds the lock now, or one came (and went: the
        generation changed), the pass is done again, live. */
     e = verify_pass(dir, v, rep, 0);
-    lock_generation(dir, g1);
-    if (writer_holds(dir) == 0 && memcmp(g0, g1, sizeof(g0)) == 0)
+    if (lock_generation(dir, g1) == 0 && writer_holds(dir) == 0 && memcmp(g0, g1, sizeof(g0)) == 0)
         return e;
     return verify_pass(dir, v, rep, 1);
 }

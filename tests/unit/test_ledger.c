@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -2023,9 +2024,9 @@ static void test_verify_live_during_rebuild(void **state)
 
 struct verifier_loop {
     const char *dir;
-    atomic_int stop;
-    int runs, live;
-    char bad[400];
+    atomic_int stop, failed, runs;
+    int live;
+    char bad[400]; /* read once the thread is joined */
 };
 
 static void *verifier_loop_main(void *arg)
@@ -2033,14 +2034,17 @@ static void *verifier_loop_main(void *arg)
     struct verifier_loop *w = arg;
     struct custos_ledger_verify_report rep;
 
-    while (!atomic_load(&w->stop) && !w->bad[0]) {
+    while (!atomic_load(&w->stop)) {
         enum custos_err e = custos_ledger_verify(w->dir, &g_v, &rep);
 
-        if (e != CUSTOS_OK || !rep.intact || !rep.derived_intact)
-            snprintf(w->bad, sizeof(w->bad), "verify %d: %s: %s / %s", w->runs, custos_err_msg(e), rep.what,
-                     rep.derived_what);
-        w->runs++;
+        if (e != CUSTOS_OK || !rep.intact || !rep.derived_intact) {
+            snprintf(w->bad, sizeof(w->bad), "verify %d: %s: %s / %s", atomic_load(&w->runs),
+                     e ? custos_err_msg(e) : "ran", rep.what, rep.derived_what);
+            atomic_store(&w->failed, 1);
+            break;
+        }
         w->live += rep.live;
+        atomic_fetch_add(&w->runs, 1);
     }
     return NULL;
 }
@@ -2067,7 +2071,9 @@ static void test_verify_never_blocks_a_writer(void **state)
     custos_ledger_free(l);
     w.dir = t.path;
     assert_int_equal(pthread_create(&th, NULL, verifier_loop_main, &w), 0);
-    for (i = 0; i < 30 && !w.bad[0]; i++) {
+    while (atomic_load(&w.runs) == 0 && !atomic_load(&w.failed))
+        sleep_ms(1);
+    for (i = 0; i < 30 && !atomic_load(&w.failed); i++) {
         l = open_ok(&c, NULL); /* never CUSTOS_ERR_LOCKED */
         append_n(l, n, 5);
         n += 5;
@@ -2076,10 +2082,9 @@ static void test_verify_never_blocks_a_writer(void **state)
     }
     atomic_store(&w.stop, 1);
     assert_int_equal(pthread_join(th, NULL), 0);
-    if (w.bad[0])
+    if (atomic_load(&w.failed))
         fail_msg("%s", w.bad);
-    assert_true(w.runs > 0);
-    print_message("verifies: %d (%d live), writer opens: 30\n", w.runs, w.live);
+    print_message("verifies: %d (%d live), writer opens: 30\n", atomic_load(&w.runs), w.live);
     verify_expect(&t, 1, 0, NULL);
     tdir_free(&t);
 }
@@ -2101,6 +2106,60 @@ static pid_t verify_child(const char *dir, int fd)
         _exit(write(fd, line, (size_t)len) == len ? 0 : 9);
     }
     return pid;
+}
+
+struct sh_holder {
+    const char *path;
+    unsigned ms;
+};
+
+static void *sh_holder_main(void *arg)
+{
+    struct sh_holder *h = arg;
+    int fd = open(h->path, O_RDONLY);
+
+    if (fd >= 0 && flock(fd, LOCK_SH) == 0) {
+        sleep_ms(h->ms);
+        flock(fd, LOCK_UN);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* A verify's probe holds the lock shared for an instant, perhaps a long one on a loaded
+   machine: a writer starting then waits it out (up to a second); a holder that stays is
+   another process's, and the open says so. */
+static void test_writer_waits_out_a_probe(void **state)
+{
+    struct custos_ledger_config c;
+    struct custos_ledger *l, *l2 = NULL;
+    struct sh_holder h;
+    struct tdir t;
+    pthread_t th;
+    char lk[512];
+    int fd;
+
+    (void)state;
+    tdir_make(&t);
+    cfg_init(&c, &t);
+    l = open_ok(&c, NULL);
+    custos_ledger_free(l);
+    fpath(lk, sizeof(lk), &t, LEDGER_F_LOCK);
+    h.path = lk;
+    h.ms = 150;
+    assert_int_equal(pthread_create(&th, NULL, sh_holder_main, &h), 0);
+    sleep_ms(20); /* held now */
+    l = open_ok(&c, NULL); /* waits ~130 ms, then opens */
+    assert_int_equal(pthread_join(th, NULL), 0);
+    custos_ledger_free(l);
+    fd = open(lk, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_SH), 0); /* held for good */
+    assert_int_equal(custos_ledger_open(&c, &l2, NULL), CUSTOS_ERR_LOCKED);
+    assert_null(l2);
+    close(fd);
+    tdir_free(&t);
 }
 
 /* A writer that comes and goes during a verify that began without one, killed before it signs
@@ -2411,6 +2470,7 @@ int main(void)
         cmocka_unit_test(test_verify_live_during_rebuild),
         cmocka_unit_test(test_verify_never_blocks_a_writer),
         cmocka_unit_test(test_verify_sees_a_writer_come_and_go),
+        cmocka_unit_test(test_writer_waits_out_a_probe),
         cmocka_unit_test(test_locking_and_identity),
         cmocka_unit_test(test_read_paths),
         cmocka_unit_test(test_injected_clock),
