@@ -2641,11 +2641,11 @@ done:
 }
 
 /* 1 when a writer (a server, one starting, a rebuild) holds the ledger's lock, 0 when none does
-   (or there is no lock file), -1 on error.  Probed, never kept: a verify must not keep a server
+   (or there is no lock file), -1 when it cannot be told.  Probed, never kept: a verify must not keep a server
    from starting. */
 static int writer_holds(const char *dir)
 {
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, r = 0, err = 0;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, r = 0;
 
     if (dirfd < 0)
         return 0; /* the pass says what is wrong with the directory */
@@ -2653,16 +2653,12 @@ static int writer_holds(const char *dir)
     if (fd >= 0) {
         if (flock(fd, LOCK_SH | LOCK_NB) == 0)
             flock(fd, LOCK_UN);
-        else if ((err = errno) == EWOULDBLOCK)
-            r = 1;
         else
-            r = -1;
+            r = errno == EWOULDBLOCK ? 1 : -1;
         close(fd);
-    } else if ((err = errno) != ENOENT)
+    } else if (errno != ENOENT)
         r = -1; /* unreadable: whether a writer runs is unknown */
     close(dirfd);
-    if (r < 0)
-        errno = err; /* for the caller's message, whatever close did */
     return r;
 }
 
@@ -2692,12 +2688,11 @@ enum custos_err custos_ledger_verify(const char *dir, const struct custos_note_v
 {
     uint8_t g0[LEDGER_LOCK_GEN], g1[LEDGER_LOCK_GEN];
     enum custos_err e;
-    int w;
 
     if (!dir)
         return verify_pass(dir, v, rep, 0); /* refuses it */
     /* the generation before the probe: a writer that locks after the probe changes it */
-    if (lock_generation(dir, g0) != 0 || (w = writer_holds(dir)) != 0)
+    if (lock_generation(dir, g0) != 0 || writer_holds(dir) != 0)
         return verify_pass(dir, v, rep, 1); /* a writer, or no telling: live */
     /* No writer: check everything, without holding a lock.  A writer that starts meanwhile
        (recovering a torn tail, appending into the zeros ahead) may move what lies past the
