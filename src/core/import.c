@@ -398,6 +398,7 @@ static void *worker(void *arg)
     struct import *im = arg;
     struct custos_vault *v = im->v;
     struct custos_buf *rec = custos_buf_thread(CUSTOS_TLS_RECORD, 4u << 20);
+    struct custos_json_arena ja = {0}; /* each line's parse, wiped at the line's end */
     struct job *j;
 
     while ((j = q_pop(&im->jobs)) != NULL) {
@@ -428,7 +429,10 @@ static void *worker(void *arg)
                 line++;
                 continue;
             }
-            rc = custos_import_parse(v->schema, p, n, &obj, &leaves);
+            if ((rc = custos_json_arena_begin(&ja)) == CUSTOS_OK)
+                rc = custos_import_parse(v->schema, p, n, &obj, &leaves);
+            else
+                fail(im, rc);
             if (!rc) {
                 struct sealed *s = &b->item[b->n];
 
@@ -463,12 +467,14 @@ static void *worker(void *arg)
                 reject(im, line, custos_err_msg(rc));
             custos_leaves_release(&leaves);
             json_decref(obj);
+            custos_json_arena_end(&ja);
             line++;
         }
         job_put(im, j);
         custos_buf_reset(rec);
         q_push(&im->batches, b); /* even without a subject: it moves the mark */
     }
+    custos_json_arena_release(&ja);
     return NULL;
 }
 

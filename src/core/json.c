@@ -7,7 +7,9 @@
 
 #include "buf.h"
 
+#include <assert.h>
 #include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,17 +25,90 @@
  * Installed before main() runs, so no jansson allocation predates it (freeing one with the
  * wrong function would be undefined).
  */
+/* Under AddressSanitizer an arena's block is poisoned outside its scopes: a value used after
+   its scope ended is reported, not read back as zeros. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+
+static _Thread_local struct custos_json_arena *arena; /* this thread's, between begin and end */
+
 static void *json_alloc(size_t n)
 {
+    struct custos_json_arena *a = arena;
+
+    if (a) {
+        size_t at = (a->used + 15) & ~(size_t)15; /* max_align_t */
+
+        if (at <= a->cap && n <= a->cap - at) {
+            a->used = at + n;
+            a->live++;
+            return a->p + at;
+        }
+    }
     return malloc(n);
 }
 
 void custos_free_wiped(void *p)
 {
+    struct custos_json_arena *a = arena;
+
+    if (a && (uint8_t *)p >= a->p && (uint8_t *)p < a->p + a->cap) {
+        a->live--; /* wiped with the rest of the arena at its end */
+        return;
+    }
     if (p) {
         sodium_memzero(p, malloc_usable_size(p));
         free(p);
     }
+}
+
+enum custos_err custos_json_arena_begin(struct custos_json_arena *a)
+{
+    if (!a->p && !(a->p = malloc(a->cap = CUSTOS_JSON_ARENA_BYTES)))
+        return CUSTOS_ERR_NOMEM;
+    ASAN_UNPOISON_MEMORY_REGION(a->p, a->cap);
+    a->used = 0;
+    a->live = 0;
+    arena = a;
+    return CUSTOS_OK;
+}
+
+void custos_json_arena_end(struct custos_json_arena *a)
+{
+    arena = NULL;
+    if (!a->p)
+        return;
+    if (a->live) {
+        /* something parsed in the scope is still referenced: a bug; its memory is left alone,
+           never wiped nor reused, rather than pulled from under it */
+        assert(!"a JSON value outlived its arena");
+        a->p = NULL;
+        return;
+    }
+    sodium_memzero(a->p, a->used);
+    a->used = 0;
+    ASAN_POISON_MEMORY_REGION(a->p, a->cap);
+}
+
+void custos_json_arena_release(struct custos_json_arena *a)
+{
+    if (a->p) {
+        ASAN_UNPOISON_MEMORY_REGION(a->p, a->cap);
+        free(a->p); /* wiped by the last custos_json_arena_end */
+    }
+    a->p = NULL;
+    a->cap = a->used = 0;
 }
 
 __attribute__((constructor)) static void json_wipe_on_free(void)

@@ -360,8 +360,8 @@ static enum custos_err blind_hash(struct custos_vault *v, const struct custos_fi
     crypto_generichash_init(&st, v->sec->blind_key, 32, 32);
     crypto_generichash_update(&st, (const uint8_t *)f->name, strlen(f->name) + 1);
     crypto_generichash_update(&st, (const uint8_t *)norm, nlen);
-    crypto_generichash_final(&st, out, 32);
-    sodium_memzero(norm, sizeof(norm));
+    crypto_generichash_final(&st, out, 32); /* which wipes st */
+    sodium_memzero(norm, nlen + 1);         /* custos_normalise writes nothing past its NUL */
     return CUSTOS_OK;
 }
 

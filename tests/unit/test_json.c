@@ -339,6 +339,110 @@ static void test_wiped_on_free(void **state)
     custos_free_wiped(NULL); /* like free(NULL) */
 }
 
+static int in_arena(const struct custos_json_arena *a, const void *p)
+{
+    return (const uint8_t *)p >= a->p && (const uint8_t *)p < a->p + a->cap;
+}
+
+/* an ended arena's block is poisoned under AddressSanitizer (json.c) */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* the block of an ended scope: wiped, and poisoned under AddressSanitizer */
+static int ended_and_wiped(const uint8_t *p, size_t n)
+{
+    int z;
+
+#ifdef TEST_ASAN
+    assert_true(__asan_address_is_poisoned(p));
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+    z = all_zero(p, n);
+#ifdef TEST_ASAN
+    ASAN_POISON_MEMORY_REGION(p, n);
+#endif
+    return z;
+}
+
+/* A parse arena: a line's nodes come from one block, every free into it is counted, the end
+   wipes what was used; what does not fit, and what was made outside the scope, is the heap's. */
+static void test_parse_arena(void **state)
+{
+    static const char doc[] = "{\"name\":\"가다연\",\"address_book\":[{\"recipient\":\"나\","
+                              "\"entrance_code\":\"#1234\"}]}";
+    struct custos_json_arena a = {0};
+    json_t *before = json_string("made before the scope"), *j = NULL, *after;
+    char *big;
+    size_t used, n = CUSTOS_JSON_ARENA_BYTES + 1000;
+
+    (void)state;
+    assert_non_null(before);
+    assert_int_equal(custos_json_arena_begin(&a), CUSTOS_OK);
+    assert_non_null(a.p);
+    assert_int_equal(custos_json_parse(doc, strlen(doc), 4096, 0, &j), CUSTOS_OK);
+    assert_true(in_arena(&a, j));
+    assert_string_equal(json_string_value(json_object_get(j, "name")), "가다연");
+    assert_true(a.live > 0);
+    json_decref(before); /* a heap value freed inside the scope goes back to the heap */
+    json_decref(j);
+    assert_int_equal(a.live, 0);
+    used = a.used;
+    assert_true(used > 0);
+    assert_false(all_zero(a.p, used));
+    custos_json_arena_end(&a);
+    assert_int_equal(a.used, 0);
+    assert_true(ended_and_wiped(a.p, used)); /* the values are gone with the scope */
+
+    /* bad input inside a scope: jansson frees what it built, nothing is left live */
+    assert_int_equal(custos_json_arena_begin(&a), CUSTOS_OK);
+    assert_int_equal(custos_json_parse("{\"a\":[1,2,", 9, 4096, 0, &j), CUSTOS_ERR_INVALID);
+    assert_null(j);
+    assert_int_equal(a.live, 0);
+    custos_json_arena_end(&a);
+
+    /* a document larger than the block: what does not fit comes from the heap */
+    big = malloc(n + 16);
+    assert_non_null(big);
+    memcpy(big, "[\"", 2);
+    memset(big + 2, 'x', n);
+    memcpy(big + 2 + n, "\"]", 3);
+    assert_int_equal(custos_json_arena_begin(&a), CUSTOS_OK);
+    assert_int_equal(custos_json_parse(big, n + 4, n + 4, 1, &j), CUSTOS_OK);
+    assert_int_equal(strlen(json_string_value(json_array_get(j, 0))), n);
+    assert_false(in_arena(&a, json_string_value(json_array_get(j, 0))));
+    json_decref(j);
+    assert_int_equal(a.live, 0);
+    custos_json_arena_end(&a);
+    free(big);
+
+    /* outside any scope, jansson allocates from the heap again */
+    after = json_string("after");
+    assert_non_null(after);
+    assert_false(in_arena(&a, after));
+    json_decref(after);
+    custos_json_arena_release(&a);
+    assert_null(a.p);
+    custos_json_arena_release(&a); /* twice is harmless */
+}
+
 /* custos_json_dump against jansson's own compact dump: the same text for everything custos
    builds (control characters aside: \u escapes differ only in the case of their hex digits). */
 static void dump_same(json_t *j, int byte_equal)
@@ -405,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_no_input_in_messages),
         cmocka_unit_test(test_json_only),
         cmocka_unit_test(test_wiped_on_free),
+        cmocka_unit_test(test_parse_arena),
         cmocka_unit_test(test_json_str),
         cmocka_unit_test(test_dump),
     };
