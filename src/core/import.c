@@ -884,15 +884,17 @@ enum custos_err custos_import_split(const struct custos_import_split *sp, uint64
             }
         }
         for (k = 0; k < cut; k++) {
-            if (buf[k] == '\n' || k + 1 == cut) {
-                lines_in_buf++;
-                if (lines_in_buf == sp->job_lines || k + 1 == cut) {
-                    if ((rc = sp->lines(sp->ctx, buf + start, k + 1 - start, next_line, lines_in_buf)))
-                        goto done;
-                    next_line += lines_in_buf;
-                    lines_in_buf = 0;
-                    start = k + 1;
-                }
+            /* each line's end: its '\n', or the chunk's last byte */
+            const char *nl = memchr(buf + k, '\n', cut - k);
+
+            k = nl ? (size_t)(nl - buf) : cut - 1;
+            lines_in_buf++;
+            if (lines_in_buf == sp->job_lines || k + 1 == cut) {
+                if ((rc = sp->lines(sp->ctx, buf + start, k + 1 - start, next_line, lines_in_buf)))
+                    goto done;
+                next_line += lines_in_buf;
+                lines_in_buf = 0;
+                start = k + 1;
             }
         }
         sodium_memzero(buf, cut);
