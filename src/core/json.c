@@ -209,10 +209,17 @@ static size_t scan_depth(const char *p, size_t n, size_t cap)
         char c = p[i];
 
         if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = 0;
+            /* to the next '"' not escaped: one after an even run of backslashes (the run
+               starts after the opening quote at the earliest, which is no backslash) */
+            const char *q = memchr(p + i, '"', n - i);
+            size_t k;
+
+            if (!q)
+                break;
+            i = (size_t)(q - p);
+            for (k = i; k > 0 && p[k - 1] == '\\'; k--)
+                ;
+            in_str = (i - k) % 2 != 0;
             continue;
         }
         if (c == '"')
