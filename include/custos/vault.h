@@ -56,6 +56,7 @@ struct custos_vault_opts {
     int (*ledger_fault)(void *ctx, const char *op);
     void *ledger_fault_ctx;
     unsigned rebuild_group; /* subjects per commit of a blind-index rebuild; 0 = 8192 (tests: small) */
+    unsigned rebuild_stop_after; /* tests: a rebuild fails after this many commits, as if killed; 0 = never */
 };
 
 /*

@@ -7,9 +7,9 @@
 
 #include "buf.h"
 
-#include <assert.h>
 #include <malloc.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +41,23 @@
 #define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
 #endif
 
+/* Under AddressSanitizer each allocation is followed by a poisoned gap and only what was handed
+   out is unpoisoned, so an overflow from one node into the next is reported too. */
+#ifdef ARENA_ASAN
+#define ARENA_GAP 16
+#else
+#define ARENA_GAP 0
+#endif
+
 static _Thread_local struct custos_json_arena *arena; /* this thread's, between begin and end */
+
+/* A broken scope rule (a value released after its scope, a scope begun inside another) would
+   free a pointer into the block, or leave values unwiped: stop, whatever the build. */
+static void arena_misuse(const char *what)
+{
+    fprintf(stderr, "custos: internal error: %s\n", what);
+    abort();
+}
 
 static void *json_alloc(size_t n)
 {
@@ -50,9 +66,10 @@ static void *json_alloc(size_t n)
     if (a) {
         size_t at = (a->used + 15) & ~(size_t)15; /* max_align_t */
 
-        if (at <= a->cap && n <= a->cap - at) {
-            a->used = at + n;
+        if (at <= a->cap && n + ARENA_GAP >= n && n + ARENA_GAP <= a->cap - at) {
+            a->used = at + n + ARENA_GAP;
             a->live++;
+            ASAN_UNPOISON_MEMORY_REGION(a->p + at, n);
             return a->p + at;
         }
     }
@@ -64,7 +81,9 @@ void custos_free_wiped(void *p)
     struct custos_json_arena *a = arena;
 
     if (a && (uint8_t *)p >= a->p && (uint8_t *)p < a->p + a->cap) {
-        a->live--; /* wiped with the rest of the arena at its end */
+        if (a->live == 0)
+            arena_misuse("a JSON value freed twice in its arena");
+        a->live--; /* wiped with the rest of the block at the scope's end */
         return;
     }
     if (p) {
@@ -75,9 +94,15 @@ void custos_free_wiped(void *p)
 
 enum custos_err custos_json_arena_begin(struct custos_json_arena *a)
 {
+    if (arena)
+        arena_misuse("a JSON arena scope begun inside another");
     if (!a->p && !(a->p = malloc(a->cap = CUSTOS_JSON_ARENA_BYTES)))
         return CUSTOS_ERR_NOMEM;
-    ASAN_UNPOISON_MEMORY_REGION(a->p, a->cap);
+    if (a->used) { /* a scope never ended: its bytes go now */
+        ASAN_UNPOISON_MEMORY_REGION(a->p, a->used);
+        sodium_memzero(a->p, a->used);
+    }
+    ASAN_POISON_MEMORY_REGION(a->p, a->cap);
     a->used = 0;
     a->live = 0;
     arena = a;
@@ -86,16 +111,13 @@ enum custos_err custos_json_arena_begin(struct custos_json_arena *a)
 
 void custos_json_arena_end(struct custos_json_arena *a)
 {
-    arena = NULL;
+    if (arena == a)
+        arena = NULL;
     if (!a->p)
         return;
-    if (a->live) {
-        /* something parsed in the scope is still referenced: a bug; its memory is left alone,
-           never wiped nor reused, rather than pulled from under it */
-        assert(!"a JSON value outlived its arena");
-        a->p = NULL;
-        return;
-    }
+    if (a->live)
+        arena_misuse("a JSON value outlived its arena scope");
+    ASAN_UNPOISON_MEMORY_REGION(a->p, a->used);
     sodium_memzero(a->p, a->used);
     a->used = 0;
     ASAN_POISON_MEMORY_REGION(a->p, a->cap);
@@ -103,9 +125,12 @@ void custos_json_arena_end(struct custos_json_arena *a)
 
 void custos_json_arena_release(struct custos_json_arena *a)
 {
+    if (arena == a)
+        arena = NULL;
     if (a->p) {
         ASAN_UNPOISON_MEMORY_REGION(a->p, a->cap);
-        free(a->p); /* wiped by the last custos_json_arena_end */
+        sodium_memzero(a->p, a->used); /* nothing, unless a scope was never ended */
+        free(a->p);
     }
     a->p = NULL;
     a->cap = a->used = 0;

@@ -106,7 +106,8 @@ enum custos_err custos_schema_flatten(const struct custos_schema *s, json_t *obj
 
 /* Normalise a searchable value for the blind index (trim; email and pccc lowercased; phone
    digits, a Korean +82 number in national form, another international one with its '+').
-   Writes into out (NUL-terminated; cap > CUSTOS_SCHEMA_MAX_LENGTH + 1 holds any stored value).
+   Writes into out (NUL-terminated; cap > CUSTOS_SCHEMA_MAX_LENGTH + 1 holds any stored value),
+   nothing past the NUL: a caller wipes *outlen + 1 bytes (blind_hash relies on it).
    CUSTOS_ERR_INVALID when nothing is left or it does not fit (out wiped).
    CUSTOS_BLIND_VERSION names this normalisation: change it whenever the output for some input
    changes, and every vault rebuilds its blind index at its next open (vault.c). */

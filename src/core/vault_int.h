@@ -67,6 +67,7 @@ struct custos_vault {
     uint64_t compact_retry_at; /* (tick) after failed flushes, none before this time (ms) */
     unsigned compact_fails;    /* (tick) flushes failed in a row */
     unsigned rebuild_group;    /* subjects per commit of a blind-index rebuild */
+    unsigned rebuild_stop_after; /* tests only: see custos_vault_opts */
     uint64_t last_expire_ms;
     uint64_t reapplied_at_open; /* subjects erased again when the vault opened (restore) */
     atomic_int erasures_unfinished; /* an erasure failed after its point of no return (erase.c) */

@@ -291,17 +291,24 @@ struct custos_store_ops {
        rebuild is due, with *after the cursor of the last record done (0 at first), else 0.
        blind_rebuild_scan: up to `max` visible records after cursor `after`, in cursor order:
        fn(ctx, cursor, id, rec, len), rec valid during the call only (non-zero from fn stops).
-       blind_set: replace a subject's blind entries, its record unchanged (NOTFOUND without a
-       record).  blind_rebuild_mark: in the caller's data-plane transaction, the cursor of the
-       last record done, or (done) the end of the rebuild. */
+       In the caller's data-plane transaction: blind_rebuild_clear drops the whole index (a
+       rebuild from its first record); blind_rebuild_put replaces a subject's list of entries in
+       its row and stages the entries (staged_blind), its record unchanged (NOTFOUND without a
+       record), with `drop` first deleting from the index the entries its row listed (a resumed
+       rebuild: they may still be there); blind_rebuild_mark records the cursor of the last
+       record done.  blind_rebuild_finish, its own transaction: the staged entries into the
+       index in key order, and the end of the rebuild (staged entries a crash leaves are
+       published by the next open, as an interrupted import's are). */
     enum custos_err (*blind_rebuild_state)(struct custos_store_conn *c, int *pending, int64_t *after);
     enum custos_err (*blind_rebuild_scan)(struct custos_store_conn *c, int64_t after, size_t max,
                                           int (*fn)(void *ctx, int64_t cursor, const uint8_t id[16],
                                                     const uint8_t *rec, size_t len),
                                           void *ctx);
-    enum custos_err (*blind_set)(struct custos_store_conn *c, const uint8_t id[16], const struct custos_blind *blind,
-                                 size_t nblind);
+    enum custos_err (*blind_rebuild_clear)(struct custos_store_conn *c);
+    enum custos_err (*blind_rebuild_put)(struct custos_store_conn *c, const uint8_t id[16],
+                                         const struct custos_blind *blind, size_t nblind, int drop);
     enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after, int done);
+    enum custos_err (*blind_rebuild_finish)(struct custos_store_conn *c);
 
     /* The progress of an import (data plane, meta `import_mark`): written in the transaction
        that commits a group's records, so it never claims a line whose subject is not stored.

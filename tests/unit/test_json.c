@@ -9,9 +9,12 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -443,6 +446,63 @@ static void test_parse_arena(void **state)
     custos_json_arena_release(&a); /* twice is harmless */
 }
 
+/* Runs fn in a child process; 1 when the child was stopped by SIGABRT. */
+static int aborts(void (*fn)(void))
+{
+    int st = 0;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fclose(stderr); /* the child's one-line message is expected, not news */
+        fn();
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void value_outlives_scope(void)
+{
+    struct custos_json_arena a = {0};
+    json_t *j;
+
+    custos_json_arena_begin(&a);
+    j = json_string("kept past the scope");
+    custos_json_arena_end(&a); /* j is still referenced */
+    json_decref(j);
+}
+
+static void scope_inside_scope(void)
+{
+    struct custos_json_arena a = {0}, b = {0};
+
+    custos_json_arena_begin(&a);
+    custos_json_arena_begin(&b);
+}
+
+static void scope_kept_right(void)
+{
+    struct custos_json_arena a = {0};
+    json_t *j;
+
+    custos_json_arena_begin(&a);
+    j = json_string("released in time");
+    json_decref(j);
+    custos_json_arena_end(&a);
+    custos_json_arena_release(&a);
+}
+
+/* Breaking the scope rule stops the process in every build (not an assert): otherwise a value
+   would be freed into the middle of the block, or stay unwiped. */
+static void test_parse_arena_misuse(void **state)
+{
+    (void)state;
+    assert_true(aborts(value_outlives_scope));
+    assert_true(aborts(scope_inside_scope));
+    assert_false(aborts(scope_kept_right));
+}
+
 /* custos_json_dump against jansson's own compact dump: the same text for everything custos
    builds (control characters aside: \u escapes differ only in the case of their hex digits). */
 static void dump_same(json_t *j, int byte_equal)
@@ -510,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_json_only),
         cmocka_unit_test(test_wiped_on_free),
         cmocka_unit_test(test_parse_arena),
+        cmocka_unit_test(test_parse_arena_misuse),
         cmocka_unit_test(test_json_str),
         cmocka_unit_test(test_dump),
     };
