@@ -46,15 +46,6 @@ static int contains(const uint8_t *h, size_t hn, const void *needle, size_t nn)
     return 0;
 }
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
 
 /* The field associated data of docs/format.md: tag || subject id || path. */
 static size_t field_ad(uint8_t *ad, const uint8_t id[16], const char *path)

@@ -529,6 +529,16 @@ static int ids_hold(json_t *ids, const char *id)
     return 0;
 }
 
+/* A search for email finds exactly the subject id. */
+static void found_once(struct fx *f, const char *email, const char *id)
+{
+    json_t *ids = search_email(f, email);
+
+    assert_int_equal(json_array_size(ids), 1);
+    assert_true(ids_hold(ids, id));
+    json_decref(ids);
+}
+
 /*
  * A backup holds no blind-index data, so nobody with the live blind key can test guesses against
  * an erased subject's email or phone in an old backup (review finding: the erased subject's blind
@@ -592,10 +602,7 @@ static void test_backup_has_no_blind_index(void **state)
     assert_int_equal(custos_restore(f->dir, bak, &n), CUSTOS_OK);
     assert_int_equal(n.reapplied, 1);
     open_vault(f);
-    ids = search_email(f, "seojun@example.com");
-    assert_int_equal(json_array_size(ids), 1);
-    assert_true(ids_hold(ids, b));
-    json_decref(ids);
+    found_once(f, "seojun@example.com", b);
     ids = search_email(f, "JIWOO@example.com");
     assert_true(ids_hold(ids, c));
     json_decref(ids);
@@ -639,10 +646,7 @@ static void test_backup_has_no_blind_index(void **state)
 static void test_restore_rebuild_resumes(void **state)
 {
     struct fx *f = *state;
-    char b[33], bak[300], data[300], origin[256];
-    json_t *ids;
-
-    char last[33], body[128];
+    char b[33], bak[300], data[300], origin[256], last[33], body[128];
     int i;
 
     /* more records than one rebuild group holds (groups of 256 here) */
@@ -663,14 +667,8 @@ static void test_restore_rebuild_resumes(void **state)
     rebuild_group = 256;
     open_vault(f);
     rebuild_group = 0;
-    ids = search_email(f, "seojun@example.com");
-    assert_int_equal(json_array_size(ids), 1);
-    assert_true(ids_hold(ids, b));
-    json_decref(ids);
-    ids = search_email(f, "user299@example.com");
-    assert_int_equal(json_array_size(ids), 1);
-    assert_true(ids_hold(ids, last));
-    json_decref(ids);
+    found_once(f, "seojun@example.com", b);
+    found_once(f, "user299@example.com", last);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 301);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 0);
@@ -721,14 +719,8 @@ static void test_restore_rebuild_interrupted(void **state)
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 300);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 0);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 0);
-    ids = search_email(f, "user0@example.com");
-    assert_int_equal(json_array_size(ids), 1);
-    assert_true(ids_hold(ids, first));
-    json_decref(ids);
-    ids = search_email(f, "user299@example.com");
-    assert_int_equal(json_array_size(ids), 1);
-    assert_true(ids_hold(ids, last));
-    json_decref(ids);
+    found_once(f, "user0@example.com", first);
+    found_once(f, "user299@example.com", last);
     ids = search_email(f, "minji@example.com");
     assert_int_equal(json_array_size(ids), 0);
     json_decref(ids);

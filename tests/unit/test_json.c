@@ -21,6 +21,7 @@
 #include "core/json.h"
 #include "custos/err.h"
 #include "custos/vault.h"
+#include "test_util.h"
 #include "custos/banned.h"
 
 static enum custos_err parse(const char *buf, size_t len, size_t max, int any, json_t **out)
@@ -359,15 +360,6 @@ static int in_arena(const struct custos_json_arena *a, const void *p)
 #include <sanitizer/asan_interface.h>
 #endif
 
-static int all_zero(const uint8_t *p, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (p[i])
-            return 0;
-    return 1;
-}
 
 /* the block of an ended scope: wiped, and poisoned under AddressSanitizer */
 static int ended_and_wiped(const uint8_t *p, size_t n)

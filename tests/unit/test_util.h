@@ -5,6 +5,7 @@
 #define CUSTOS_TEST_UTIL_H
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +32,17 @@ static inline void rm_rf(const char *p)
         rmdir(p);
     } else
         unlink(p);
+}
+
+/* 1 when the n bytes at p are all zero. */
+static inline int all_zero(const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
 }
 
 #endif
