@@ -508,7 +508,7 @@ enum custos_err custos_blind_rebuild(struct custos_vault *v, uint64_t *indexed)
                 (*indexed)++;
         }
         if (!rc && rb.n)
-            rc = v->ops->blind_rebuild_mark(rb.c, rb.after, 0);
+            rc = v->ops->blind_rebuild_mark(rb.c, rb.after);
         if (rc || (rc = v->ops->commit(rb.c, CUSTOS_PLANE_DATA))) {
             v->ops->rollback(rb.c, CUSTOS_PLANE_DATA);
             break;

@@ -415,7 +415,7 @@ static enum custos_err blind_layout_check(struct custos_vault *v)
     if (rc && rc != CUSTOS_ERR_NOTFOUND)
         goto done;
     if (!(rc = v->ops->begin(c, CUSTOS_PLANE_DATA)) &&
-        ((rc = v->ops->blind_rebuild_mark(c, 0, 0)) || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))))
+        ((rc = v->ops->blind_rebuild_mark(c, 0)) || (rc = v->ops->commit(c, CUSTOS_PLANE_DATA))))
         v->ops->rollback(c, CUSTOS_PLANE_DATA);
     if (!rc)
         rc = v->ops->meta_put(c, "blind_layout", want, sizeof(want));

@@ -72,7 +72,7 @@ enum stmt_id {
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
     S_KEY_STAGE, S_SUBJ_STAGE, S_ID_STAGE, S_BLIND_STAGE,
     S_BLIND_PUT, S_BLIND_DEL, S_BLIND_FIND,
-    S_SUBJ_BLIND_SET, S_REBUILD_GET, S_REBUILD_PUT, S_REBUILD_DONE, S_REBUILD_SCAN,
+    S_SUBJ_BLIND_SET, S_REBUILD_GET, S_REBUILD_PUT, S_REBUILD_SCAN,
     S_IMARK_GET, S_IMARK_PUT, S_IMARK_DEL, S_IDONE_GET, S_IDONE_PUT, S_IDONE_DEL,
     S_LINK_PUT, S_LINK_SCAN, S_LINK_DEL_SUBJ,
     S_OUT_PUT, S_OUT_UPDATE, S_OUT_DUE, S_OUT_SUBJ,
@@ -152,7 +152,6 @@ static const char *const sql[S__COUNT] = {
     [S_SUBJ_BLIND_SET] = "UPDATE subjects SET blind = ?2 WHERE rid = (SELECT rid FROM subject_ids WHERE id = ?1)",
     [S_REBUILD_GET] = "SELECT v FROM main.meta WHERE k = 'blind_rebuild_after'",
     [S_REBUILD_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('blind_rebuild_after', ?1)",
-    [S_REBUILD_DONE] = "DELETE FROM main.meta WHERE k = 'blind_rebuild_after'",
     [S_IMARK_GET] = "SELECT v FROM main.meta WHERE k = 'import_mark'",
     [S_IMARK_PUT] = "INSERT OR REPLACE INTO main.meta(k, v) VALUES ('import_mark', ?1)",
     [S_IMARK_DEL] = "DELETE FROM main.meta WHERE k = 'import_mark'",
@@ -1688,8 +1687,9 @@ static enum custos_err sq_blind_find(struct custos_store_conn *c0, uint32_t fiel
  * Backups carry no blind data (sq_backup); sq_restore leaves the marker `blind_rebuild_after` (the
  * rid of the last record indexed, 0 at first) in the restored file's meta table, in the same file
  * that replaces data.db, so a restore interrupted at any point leaves either the old data plane or
- * the new one with its marker.  The core rebuilds in groups, each group's entries and the marker's
- * advance in one transaction, and clears the marker in the last: a crash resumes where it stopped.
+ * the new one with its marker.  The core rebuilds in groups, each group's rows and staged entries
+ * and the marker's advance in one transaction; sq_blind_rebuild_finish publishes the staged entries
+ * and clears the marker in one more: a crash resumes where it stopped.
  */
 static enum custos_err sq_blind_rebuild_state(struct custos_store_conn *c, int *pending, int64_t *after)
 {
@@ -1764,9 +1764,11 @@ static enum custos_err sq_keys_without_record(struct custos_store_conn *c, int (
     return rc;
 }
 
+/* staged_blind too: nothing is staged when a rebuild begins (an open publishes what an import or
+   a rebuild left), but entries staged under an older layout must never reach the new index */
 static enum custos_err sq_blind_rebuild_clear(struct custos_store_conn *c)
 {
-    return exec(c->db, "DELETE FROM blind", "blind rebuild clear");
+    return exec(c->db, "DELETE FROM blind; DELETE FROM staged_blind;", "blind rebuild clear");
 }
 
 /* The row's new list and its entries staged: the index itself is written once, sorted, by
@@ -1828,16 +1830,17 @@ static enum custos_err sq_blind_rebuild_finish(struct custos_store_conn *c)
             (rc = exec(c->db, "COMMIT", "blind rebuild")))
             sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     }
-    sqlite3_exec(c->db, "PRAGMA temp_store=MEMORY; PRAGMA main.cache_size=-2000", NULL, NULL, NULL);
+    /* one at a time, each whatever the other did: the connection goes back to the pool */
+    sqlite3_exec(c->db, "PRAGMA temp_store=MEMORY", NULL, NULL, NULL);
+    sqlite3_exec(c->db, "PRAGMA main.cache_size=-2000", NULL, NULL, NULL);
     return rc;
 }
 
-static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_t after, int done)
+static enum custos_err sq_blind_rebuild_mark(struct custos_store_conn *c, int64_t after)
 {
-    PREP(s, done ? S_REBUILD_DONE : S_REBUILD_PUT);
+    PREP(s, S_REBUILD_PUT);
 
-    if (!done)
-        sqlite3_bind_int64(s, 1, after);
+    sqlite3_bind_int64(s, 1, after);
     return run(c, s, "blind rebuild mark");
 }
 

@@ -307,7 +307,7 @@ struct custos_store_ops {
     enum custos_err (*blind_rebuild_clear)(struct custos_store_conn *c);
     enum custos_err (*blind_rebuild_put)(struct custos_store_conn *c, const uint8_t id[16],
                                          const struct custos_blind *blind, size_t nblind, int drop);
-    enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after, int done);
+    enum custos_err (*blind_rebuild_mark)(struct custos_store_conn *c, int64_t after);
     enum custos_err (*blind_rebuild_finish)(struct custos_store_conn *c);
 
     /* The progress of an import (data plane, meta `import_mark`): written in the transaction

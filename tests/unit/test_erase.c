@@ -675,18 +675,17 @@ static void test_restore_rebuild_resumes(void **state)
     unlink(bak);
 }
 
+static void doctor(const char *bak, const char *sql);
+
 /*
- * A rebuild killed after its first group: the group's entries are staged, not in the index, and
- * the marker has moved past them.  The next open publishes what was staged and goes on from the
- * marker; every subject is found once, nothing stays staged.  A subject erased after the backup
- * was taken stays unfindable throughout.
+ * 300 subjects and one (alice) erased after the backup; the backup restored, and the next open
+ * killed after the rebuild's first group of 100: those entries are staged, not in the index, and
+ * the marker has moved past them.
  */
-static void test_restore_rebuild_interrupted(void **state)
+static void rebuild_killed(struct fx *f, char first[33], char last[33], char data[300], char ctl[300])
 {
-    struct fx *f = *state;
-    char a[33], bak[300], data[300], origin[256], last[33], first[33], body[128];
+    char a[33], bak[300], origin[256], body[128];
     struct custos_vault_opts o;
-    json_t *ids;
     int i;
 
     for (i = 0; i < 300; i++) {
@@ -695,12 +694,14 @@ static void test_restore_rebuild_interrupted(void **state)
     }
     create(f, alice, a);
     snprintf(origin, sizeof(origin), "%s", f->v->origin);
-    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    snprintf(data, 300, "%s/data.db", f->dir);
+    snprintf(ctl, 300, "%s/control.db", f->dir);
     backup_fresh(f, bak);
     erase_ok(f, a);
     custos_vault_free(f->v);
     f->v = NULL;
     assert_int_equal(custos_store_sqlite.restore(f->dir, bak, origin), CUSTOS_OK);
+    unlink(bak);
 
     memset(&o, 0, sizeof(o));
     o.dir = f->dir;
@@ -712,7 +713,17 @@ static void test_restore_rebuild_interrupted(void **state)
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 0);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 100);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 1);
+}
 
+/* The open after a killed rebuild publishes what was staged and goes on from the marker; every
+   subject is found once, nothing stays staged, the subject erased since stays unfindable. */
+static void test_restore_rebuild_interrupted(void **state)
+{
+    struct fx *f = *state;
+    char first[33], last[33], data[300], ctl[300];
+    json_t *ids;
+
+    rebuild_killed(f, first, last, data, ctl);
     rebuild_group = 100;
     open_vault(f);
     rebuild_group = 0;
@@ -724,7 +735,108 @@ static void test_restore_rebuild_interrupted(void **state)
     ids = search_email(f, "minji@example.com");
     assert_int_equal(json_array_size(ids), 0);
     json_decref(ids);
-    unlink(bak);
+}
+
+/* Killed twice: the second open published the first group's staged entries before going on (the
+   index holds them while the second group's are staged). */
+static void test_restore_rebuild_killed_twice(void **state)
+{
+    struct fx *f = *state;
+    char first[33], last[33], data[300], ctl[300];
+    struct custos_vault_opts o;
+
+    rebuild_killed(f, first, last, data, ctl);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    o.rebuild_group = 100;
+    o.rebuild_stop_after = 1;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_ERR_IO);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 100);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 100);
+    rebuild_group = 100;
+    open_vault(f);
+    rebuild_group = 0;
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 300);
+    found_once(f, "user0@example.com", first);
+    found_once(f, "user299@example.com", last);
+}
+
+/* An erasure re-applied at the open after a killed rebuild, of a subject whose entry is staged:
+   the staged entry is published first, then dropped with the erasure; the index names no subject
+   without a record. */
+static void test_restore_rebuild_erasure_of_staged(void **state)
+{
+    struct fx *f = *state;
+    char first[33], last[33], data[300], ctl[300], q[400];
+
+    rebuild_killed(f, first, last, data, ctl);
+    snprintf(q, sizeof(q), "INSERT INTO erasures(id, erased_at, ledger_index) VALUES (x'%s', 1, -1)", first);
+    doctor(ctl, q);
+    rebuild_group = 100;
+    open_vault(f);
+    rebuild_group = 0;
+    snprintf(q, sizeof(q), "SELECT count(*) FROM blind WHERE subject = x'%s'", first);
+    assert_int_equal(count_rows(data, q), 0);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 299);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind AS b"
+                                      " WHERE NOT EXISTS (SELECT 1 FROM subject_ids AS i WHERE i.id = b.subject)"),
+                     0);
+}
+
+/* A layout change while a rebuild is half done: it starts again from the first record, the old
+   index dropped. */
+static void test_restore_rebuild_layout_change_midway(void **state)
+{
+    struct fx *f = *state;
+    char first[33], last[33], data[300], ctl[300];
+
+    rebuild_killed(f, first, last, data, ctl);
+    doctor(ctl, "DELETE FROM meta WHERE k = 'blind_layout'");
+    rebuild_group = 100;
+    open_vault(f);
+    rebuild_group = 0;
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 300);
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 0);
+    found_once(f, "user0@example.com", first);
+    found_once(f, "user299@example.com", last);
+}
+
+/* A rebuild begun by an older release, which wrote entries into the index directly: past its
+   marker, subjects may still have stale entries, listed in their rows; the resumed rebuild drops
+   them before staging the new ones. */
+static void test_rebuild_resumed_from_older_release(void **state)
+{
+    struct fx *f = *state;
+    static const char aa[] = "SELECT count(*) FROM blind WHERE substr(hash, 1, 1) = x'AA'";
+    char first[33], last[33], body[128], data[300];
+    long natural;
+    int i;
+
+    for (i = 0; i < 300; i++) {
+        snprintf(body, sizeof(body), "{\"name\":\"n\",\"email\":\"user%d@example.com\"}", i);
+        create(f, body, i ? last : first);
+    }
+    custos_vault_free(f->v);
+    f->v = NULL;
+    snprintf(data, sizeof(data), "%s/data.db", f->dir);
+    natural = count_rows(data, aa); /* hashes that begin so by chance */
+    /* past rid 100: each entry made stale (another hash), and listed so in its row */
+    doctor(data, "BEGIN;"
+                 "UPDATE blind SET hash = CAST(x'AA' || substr(hash, 2) AS BLOB)"
+                 " WHERE subject IN (SELECT id FROM subjects WHERE rid > 100);"
+                 "UPDATE subjects SET blind = CAST(substr(blind, 1, 4) || x'AA' || substr(blind, 6) AS BLOB)"
+                 " WHERE rid > 100;"
+                 "INSERT OR REPLACE INTO meta(k, v) VALUES ('blind_rebuild_after', 100);"
+                 "COMMIT;");
+    assert_true(count_rows(data, aa) >= 200);
+    rebuild_group = 64;
+    open_vault(f);
+    rebuild_group = 0;
+    assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 300);
+    assert_int_equal(count_rows(data, aa), natural);
+    found_once(f, "user0@example.com", first);
+    found_once(f, "user299@example.com", last);
 }
 
 /*
@@ -1115,7 +1227,7 @@ static void test_restore_refuses_trigger(void **state)
     }
 }
 
-/* Run sql on a backup file. */
+/* Run sql on a database file (a backup, data.db or control.db of a closed vault). */
 static void doctor(const char *bak, const char *sql)
 {
     sqlite3 *h = NULL;
@@ -2326,6 +2438,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backup_has_no_blind_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_rebuild_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_rebuild_interrupted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_rebuild_killed_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_rebuild_erasure_of_staged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_rebuild_layout_change_midway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_resumed_from_older_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_older_backup_drops_blind_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_ledger_fails_after_point_of_no_return, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_data_plane_fails_tick_finishes, setup, teardown),
