@@ -677,6 +677,20 @@ static void test_restore_rebuild_resumes(void **state)
 
 static void doctor(const char *bak, const char *sql);
 
+/* An open whose blind-index rebuild is killed after its first group of 100. */
+static void open_killed_after_a_group(struct fx *f)
+{
+    struct custos_vault_opts o;
+
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = clock_fn;
+    o.rebuild_group = 100;
+    o.rebuild_stop_after = 1;
+    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_ERR_IO);
+    assert_null(f->v);
+}
+
 /*
  * 300 subjects and one (alice) erased after the backup; the backup restored, and the next open
  * killed after the rebuild's first group of 100: those entries are staged, not in the index, and
@@ -685,7 +699,6 @@ static void doctor(const char *bak, const char *sql);
 static void rebuild_killed(struct fx *f, char first[33], char last[33], char data[300], char ctl[300])
 {
     char a[33], bak[300], origin[256], body[128];
-    struct custos_vault_opts o;
     int i;
 
     for (i = 0; i < 300; i++) {
@@ -702,14 +715,7 @@ static void rebuild_killed(struct fx *f, char first[33], char last[33], char dat
     f->v = NULL;
     assert_int_equal(custos_store_sqlite.restore(f->dir, bak, origin), CUSTOS_OK);
     unlink(bak);
-
-    memset(&o, 0, sizeof(o));
-    o.dir = f->dir;
-    o.now_ms = clock_fn;
-    o.rebuild_group = 100;
-    o.rebuild_stop_after = 1;
-    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_ERR_IO);
-    assert_null(f->v);
+    open_killed_after_a_group(f);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 0);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 100);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM meta WHERE k = 'blind_rebuild_after'"), 1);
@@ -743,15 +749,9 @@ static void test_restore_rebuild_killed_twice(void **state)
 {
     struct fx *f = *state;
     char first[33], last[33], data[300], ctl[300];
-    struct custos_vault_opts o;
 
     rebuild_killed(f, first, last, data, ctl);
-    memset(&o, 0, sizeof(o));
-    o.dir = f->dir;
-    o.now_ms = clock_fn;
-    o.rebuild_group = 100;
-    o.rebuild_stop_after = 1;
-    assert_int_equal(custos_vault_open(&o, &f->v), CUSTOS_ERR_IO);
+    open_killed_after_a_group(f);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM blind"), 100);
     assert_int_equal(count_rows(data, "SELECT count(*) FROM staged_blind"), 100);
     rebuild_group = 100;
