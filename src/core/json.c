@@ -19,12 +19,6 @@
 
 #include "custos/banned.h"
 
-/*
- * Every jansson allocation is wiped when freed: a read's response tree, and the string it is
- * serialised to, hold decrypted personal values, and freed heap memory must not keep them.
- * Installed before main() runs, so no jansson allocation predates it (freeing one with the
- * wrong function would be undefined).
- */
 /* Under AddressSanitizer an arena's block is poisoned outside its scopes: a value used after
    its scope ended is reported, not read back as zeros. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -49,6 +43,13 @@
 #define ARENA_GAP 0
 #endif
 
+/*
+ * Every jansson allocation is wiped when freed: a read's response tree, and the string it is
+ * serialised to, hold decrypted personal values, and freed heap memory must not keep them.
+ * Installed before main() runs, so no jansson allocation predates it (freeing one with the
+ * wrong function would be undefined).  Inside a parse arena's scope (json.h) they come from
+ * the arena's block instead, wiped as a whole at the scope's end.
+ */
 static _Thread_local struct custos_json_arena *arena; /* this thread's, between begin and end */
 
 /* A broken scope rule (a value released after its scope, a scope begun inside another) would

@@ -388,8 +388,8 @@ static int leaf_searchable(const struct custos_field *f, const struct custos_fie
  * stays flat and a crash resumes after the last group; the staged entries go into the index at the
  * end, sorted, in one transaction with the marker's removal (store.h, blind_rebuild_finish).
  * Inserted group by group where their random hashes fall, each commit rewrote nearly every page
- * of the index: a 200,000-subject restore took 26-28 s with groups of 256, 9-16 s with 8,192,
- * and the time grew with the square of the count.
+ * of the index, so each commit cost more as the index grew: a 1,000,000-subject restore took
+ * 57-59 s that way, 27-28 s staged (docs/benchmarks.md, "Notes").
  */
 
 struct rebuild_item {
