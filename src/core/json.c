@@ -1,7 +1,9 @@
 /*
- * json.c - bounded JSON parsing of outside input.  See json.h.
+ * json.c - bounded JSON parsing of outside input, jansson's allocator (wiped
+ * frees, parse arenas) and the one-pass writer.  See json.h.
  * Must never: let jansson recurse deeper than CUSTOS_JSON_MAX_DEPTH, quote
- * input bytes in an error message.
+ * input bytes in an error message, free or reuse memory a JSON value still
+ * uses, or give memory back unwiped.
  */
 #include "json.h"
 
