@@ -6,7 +6,8 @@
 #                  (long: tens of minutes, ~30 GB of disk; off by default)
 #   --quick        smoke run: short wrk runs, 1 round, 20k/50k import, 200 erasures (numbers
 #                  are not the recorded ones)
-#   --only         run only some of: ledger, http, erase, import
+#   --only         run only some of: ledger, http, erase, import, restore (restore is not in the
+#                  default run: a report without a target, about 2 minutes)
 #
 # Builds (Release, in their own directories, tests off):
 #   build-bench           the normal build
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     --ledger-100m) ledger100m=1 ;;
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) bench_die "unknown option $1 (see --help)" ;;
   esac
   shift
@@ -62,6 +63,7 @@ t_start=$(date +%s)
 if [ $quick -eq 1 ]; then
   export BENCH_DURATION=${BENCH_DURATION:-3} BENCH_ROUNDS=${BENCH_ROUNDS:-1} BENCH_N=${BENCH_N:-200}
   export BENCH_COUNTS=${BENCH_COUNTS:-20000 50000} BENCH_LEDGER_N=${BENCH_LEDGER_N:-200000}
+  export BENCH_RESTORE_COUNTS=${BENCH_RESTORE_COUNTS:-20000}
 fi
 
 if want ledger; then
@@ -85,6 +87,7 @@ fi
 if want http; then bench/http.sh build-bench build-bench-noledger | tee -a "$out"; fi
 if want erase; then bench/erase.sh build-bench | tee -a "$out"; fi
 if want import; then bench/import.sh build-bench | tee -a "$out"; fi
+if want restore; then bench/restore.sh build-bench | tee -a "$out"; fi
 if [ $ledger100m -eq 1 ]; then
   if [ -x build-bench/bench/bench_ledger_gen ]; then
     bench_log "ledger: bench_ledger_gen 100,000,000 entries (long)"
