@@ -39,9 +39,6 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 gen_rate=$(awk -v n="$max" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", n / (b - a)}')
 
-# wall SECONDS from /usr/bin/time -v's "Elapsed (wall clock) time (h:mm:ss or m:ss): M:SS.ss"
-wall_of() { awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s}' "$1"; }
-rss_of() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 
 # the baseline: parse rate is per line, so measure it on the smallest count's lines, best of 3
 min=$(printf '%s\n' $counts | sort -g | head -n1)
@@ -60,7 +57,7 @@ for n in $counts; do
   /usr/bin/time -v "$bin" import --data "$work/vault" "$f" >"$work/import.$n.out" 2>"$work/import.$n.time" ||
     bench_die "custos import of $n subjects failed (see $work/import.$n.out and .time)"
   grep -q "imported $n subjects" "$work/import.$n.out" || bench_die "import of $n: $(cat "$work/import.$n.out")"
-  wall=$(wall_of "$work/import.$n.time"); rss=$(rss_of "$work/import.$n.time")
+  wall=$(bench_time_wall "$work/import.$n.time"); rss=$(bench_time_field "$work/import.$n.time" 'Maximum resident')
   # bytes the import wrote to disk ("File system outputs" counts 512-byte blocks), per subject
   wkib=$(awk -F': ' -v n="$n" '/File system outputs/ {printf "%.1f", $2 * 512 / 1024 / n}' "$work/import.$n.time")
   size=$(du -sm "$work/vault" | awk '{print $1}')

@@ -66,6 +66,16 @@ bench_ids() {
 # bench_cpu_ticks PID: user+system clock ticks used so far by a process (all threads)
 bench_cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# bench_time_wall FILE: SECONDS from /usr/bin/time -v's output in FILE ("Elapsed (wall clock)
+# time (h:mm:ss or m:ss): M:SS.ss")
+bench_time_wall() {
+  awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s}' "$1"
+}
+
+# bench_time_field FILE KEY: the value of /usr/bin/time -v's line whose name matches KEY
+# (e.g. "Maximum resident" in KiB, "User time" in seconds)
+bench_time_field() { awk -F': ' -v k="$2" '$1 ~ k {print $2}' "$1"; }
+
 # bench_median N1 N2 ...: the median of the numbers (middle one; mean of the two middles)
 bench_median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 

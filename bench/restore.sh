@@ -33,10 +33,6 @@ max=$(printf '%s\n' $counts | sort -g | tail -n1)
 bench_log "restore: generating $max customers"
 "$gen" "$max" 1 >"$work/all.jsonl"
 
-# SECONDS from /usr/bin/time -v's "Elapsed (wall clock) time (h:mm:ss or m:ss): M:SS.ss"
-wall_of() { awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, a, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + a[i]; print s}' "$1"; }
-field_of() { awk -F': ' -v k="$2" '$1 ~ k {print $2}' "$1"; }
-
 : >"$work/raw"
 for n in $counts; do
   f="$work/c$n.jsonl"
@@ -53,10 +49,10 @@ for n in $counts; do
   bench_log "restore: $n: restore"
   /usr/bin/time -v "$bin" restore --data "$work/vault" --in "$work/vault.bak" >"$work/restore.$n.out" \
     2>"$work/restore.$n.time" || bench_die "custos restore failed (see $work/restore.$n.out and .time)"
-  iw=$(wall_of "$work/import.$n.time")
-  rw=$(wall_of "$work/restore.$n.time")
-  printf '%s %s %s %s %s %s %s\n' "$n" "$iw" "$rw" "$(field_of "$work/restore.$n.time" 'User time')" \
-    "$(field_of "$work/restore.$n.time" 'System time')" "$(field_of "$work/restore.$n.time" 'Maximum resident')" \
+  iw=$(bench_time_wall "$work/import.$n.time")
+  rw=$(bench_time_wall "$work/restore.$n.time")
+  printf '%s %s %s %s %s %s %s\n' "$n" "$iw" "$rw" "$(bench_time_field "$work/restore.$n.time" 'User time')" \
+    "$(bench_time_field "$work/restore.$n.time" 'System time')" "$(bench_time_field "$work/restore.$n.time" 'Maximum resident')" \
     "$(stat -c %s "$work/vault.bak")" >>"$work/raw"
   bench_log "restore: $n: $rw s (import $iw s)"
   rm -rf "$work/vault" "$work/vault.bak"
