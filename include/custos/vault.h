@@ -123,6 +123,15 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
 /* Disable a principal and revoke every token it owns or minted, at once. */
 enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id);
 
+/* Give a principal a new secret; the old one stops working at once.  Body: empty, or
+   {"revoke_tokens": bool} (true: every token it owns or minted is revoked in the same
+   transaction).  *out = {"id","secret"} (and "revoked_tokens" with revoke_tokens). */
+enum custos_err custos_principal_rotate(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                        const char *body, size_t len, json_t **out);
+
+/* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults). */
+enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke);
+
 /* ---- subjects ------------------------------------------------------------------------------ */
 
 /* Create a subject from one customer object; *out = {"id"}. */

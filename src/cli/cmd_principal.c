@@ -1,5 +1,5 @@
 /*
- * cmd_principal.c - custos principal add|disable, custos token issue|revoke,
+ * cmd_principal.c - custos principal add|disable|rotate, custos token issue|revoke,
  * custos keys rotate: operator commands on the data directory (audited as
  * the local operator "@local").
  */
@@ -17,10 +17,14 @@
 static const char principal_help[] =
     "usage: custos principal add --data DIR --id ID --kind staff|service --roles R1[,R2...]\n"
     "       custos principal disable --data DIR --id ID\n"
+    "       custos principal rotate --data DIR --id ID [--revoke-tokens]\n"
     "\n"
     "add prints the new principal's secret (shown once) alone on the last line.\n"
     "disable disables it and revokes every token it owns or minted, at once.\n"
-    "The server must not be running; through a running server use POST /v1/principals.\n";
+    "rotate gives it a new secret, printed (shown once) alone on the last line; the old secret\n"
+    "stops working at once, and with --revoke-tokens every token it owns or minted too.\n"
+    "The server must not be running; through a running server use POST /v1/principals,\n"
+    "POST /v1/principals/{id}/disable and POST /v1/principals/{id}/rotate.\n";
 
 static const char token_help[] =
     "usage: custos token issue --data DIR --principal ID\n"
@@ -38,6 +42,7 @@ static const char keys_help[] =
 
 struct args {
     const char *dir, *id, *kind, *roles, *principal;
+    int revoke;
 };
 
 /* the options an action takes besides --data */
@@ -45,6 +50,7 @@ struct args {
 #define OPT_KIND 2u
 #define OPT_ROLES 4u
 #define OPT_PRINCIPAL 8u
+#define OPT_REVOKE 16u
 
 /*
  * The options of one action: --data always, and those of `which` (an option the action does not
@@ -55,8 +61,8 @@ static int parse(int argc, char **argv, const char *cmd, const char *help, unsig
 {
     const struct cli_opt all[] = {{"data", &a->dir, NULL},   {"id", &a->id, NULL},
                                   {"kind", &a->kind, NULL},  {"roles", &a->roles, NULL},
-                                  {"principal", &a->principal, NULL}};
-    struct cli_opt opts[6];
+                                  {"principal", &a->principal, NULL}, {"revoke-tokens", NULL, &a->revoke}};
+    struct cli_opt opts[7];
     size_t i, n = 0;
     int r;
 
@@ -94,16 +100,18 @@ int cmd_principal(int argc, char **argv)
     struct custos_caller sys;
     struct args a;
     enum custos_err rc;
-    int r, add;
+    int r, add, rotate;
 
     if (argc < 2 || cli_wants_help(2, argv)) {
         fputs(principal_help, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
     add = strcmp(argv[1], "add") == 0;
-    if (!add && strcmp(argv[1], "disable") != 0)
-        return cli_usage("principal", "expected 'add' or 'disable'");
-    r = parse(argc - 1, argv + 1, "principal", principal_help, add ? OPT_ID | OPT_KIND | OPT_ROLES : OPT_ID, 0, &a);
+    rotate = strcmp(argv[1], "rotate") == 0;
+    if (!add && !rotate && strcmp(argv[1], "disable") != 0)
+        return cli_usage("principal", "expected 'add', 'disable' or 'rotate'");
+    r = parse(argc - 1, argv + 1, "principal", principal_help,
+              add ? OPT_ID | OPT_KIND | OPT_ROLES : rotate ? OPT_ID | OPT_REVOKE : OPT_ID, 0, &a);
     if (r)
         return r;
     if (!a.id || (add && (!a.kind || !a.roles)))
@@ -134,6 +142,23 @@ int cmd_principal(int argc, char **argv)
         json_decref(out);
         json_decref(body);
         free(text);
+    } else if (rotate) {
+        const char *body = a.revoke ? "{\"revoke_tokens\":true}" : "";
+        json_t *out = NULL;
+
+        rc = custos_principal_rotate(v, &sys, a.id, body, strlen(body), &out);
+        if (!rc) {
+            json_t *n = json_object_get(out, "revoked_tokens");
+
+            if (n)
+                printf("principal %s: new secret, old secret refused, %lld token(s) revoked; its secret (shown "
+                       "once):\n%s\n",
+                       a.id, (long long)json_integer_value(n), json_string_value(json_object_get(out, "secret")));
+            else
+                printf("principal %s: new secret, old secret refused; its secret (shown once):\n%s\n", a.id,
+                       json_string_value(json_object_get(out, "secret")));
+        }
+        json_decref(out);
     } else {
         rc = custos_principal_disable(v, &sys, a.id);
         if (!rc)

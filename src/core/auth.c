@@ -1130,6 +1130,193 @@ done:
     return custos_audit_outcome(v, &e, rc);
 }
 
+/* ---- secret rotation ------------------------------------------------------------------------ */
+
+/* A secret's id in the ledger: 8 bytes (16 hex digits) of a keyed hash of its stored hash, enough to
+   tell, when a rotation is replayed, whether a principal's row holds the secret it made. */
+static void secret_id_hex(const struct custos_vault *v, char out[17], const uint8_t secret_hash[32])
+{
+    crypto_generichash_state st;
+    uint8_t h[8];
+
+    crypto_generichash_init(&st, v->sec->mac_key, 32, sizeof(h));
+    mac_add_str(&st, "secret-id/v1");
+    crypto_generichash_update(&st, secret_hash, 32);
+    crypto_generichash_final(&st, h, sizeof(h));
+    sodium_bin2hex(out, 17, h, sizeof(h));
+}
+
+enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke)
+{
+    static const char *const keys[] = {"revoke_tokens", NULL};
+    json_t *j = NULL, *r;
+    enum custos_err rc;
+
+    *revoke = 0;
+    if (len == 0)
+        return CUSTOS_OK; /* no body: the defaults */
+    if (!(rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) && !(rc = custos_json_only(j, keys, "request"))) {
+        r = json_object_get(j, "revoke_tokens");
+        if (r && !json_is_boolean(r))
+            rc = custos_err_set(CUSTOS_ERR_INVALID, "revoke_tokens must be true or false");
+        else
+            *revoke = json_is_true(r);
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Give principal `id` a new secret in one control-plane transaction that also checks the caller's
+   token (by_token) and, with revoke, revokes every token it owns or minted; its ledger entry is
+   durable before the commit (a crash in between leaves an entry whose secret the row does not
+   hold: the next open withdraws the old secret, custos_principal_rotate_replay). */
+static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e, const char *id,
+                                 const uint8_t *by_token, int revoke, char secret[CUSTOS_SECRET_LEN + 1],
+                                 char target[96], int *audited)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_principal_row p;
+    uint8_t raw[32], mac[32];
+    char sid[17];
+    uint64_t n = 0;
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        v->ops->release(v->store, conn);
+        return rc;
+    }
+    if ((rc = token_live_tx(v, conn, by_token)))
+        goto out;
+    rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%s'", id);
+        goto out;
+    }
+    if (rc == CUSTOS_OK) {
+        principal_mac(v, &p, mac);
+        if (!mac_ok(mac, p.mac))
+            rc = CUSTOS_ERR_CORRUPT;
+    }
+    /* a row changed outside the vault is never signed anew: that would launder the change */
+    if (rc == CUSTOS_ERR_CORRUPT) {
+        e->reason = "principal_integrity";
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is not valid (its row was changed outside custos)",
+                            id);
+    }
+    if (!rc && p.disabled)
+        rc = custos_err_set(CUSTOS_ERR_EXISTS, "principal '%s' is disabled: it gets no new secret", id);
+    if (rc)
+        goto out;
+    custos_random(raw, sizeof(raw));
+    custos_credential_format(secret, "cps_", raw);
+    secret_hash(v, p.secret_hash, id, raw);
+    sodium_memzero(raw, sizeof(raw));
+    principal_mac(v, &p, p.mac);
+    secret_id_hex(v, sid, p.secret_hash);
+    snprintf(target, 96, "%s secret %s", id, sid);
+    e->target = target;
+    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)))
+        goto out;
+    if (revoke &&
+        (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n)))
+        goto out;
+    e->count = revoke ? (int64_t)n : -1;
+    if (!(rc = custos_audit_in_txn(v, e, audited)))
+        rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL);
+out:
+    if (rc) {
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        sodium_memzero(secret, CUSTOS_SECRET_LEN + 1);
+    }
+    sodium_memzero(&p, sizeof(p));
+    v->ops->release(v->store, conn);
+    if (revoke && !rc)
+        custos_auth_invalidate(v); /* revoked tokens leave the cache */
+    return rc;
+}
+
+enum custos_err custos_principal_rotate(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                        const char *body, size_t len, json_t **out)
+{
+    struct custos_event e;
+    char secret[CUSTOS_SECRET_LEN + 1], target[96];
+    int revoke = 0, audited = 0;
+    enum custos_err rc;
+
+    *out = NULL;
+    memset(secret, 0, sizeof(secret));
+    custos_event_init(&e, "principal.rotate", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
+        goto done;
+    }
+    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    e.target = id;
+    if ((rc = custos_principal_rotate_parse(body, len, &revoke)))
+        goto done;
+    rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, secret, target, &audited);
+    if (!rc) {
+        *out = revoke ? json_pack("{s:s, s:s, s:I}", "id", id, "secret", secret, "revoked_tokens", (json_int_t)e.count)
+                      : json_pack("{s:s, s:s}", "id", id, "secret", secret);
+        sodium_memzero(secret, sizeof(secret));
+        if (!*out)
+            return CUSTOS_ERR_NOMEM; /* rotated and recorded: the new secret is lost, rotate again */
+        return CUSTOS_OK;          /* its event went in before the commit */
+    }
+    /* the entry that went in before a failed commit named a secret that never was: the outcome
+       entry below says the rotation failed (the replay at open reads it so) */
+    (void)audited;
+done:
+    return custos_audit_finish(v, &e, rc, out);
+}
+
+enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct custos_store_conn *conn,
+                                               const char *id, const char *sid, int revoke, int *withdrawn)
+{
+    struct custos_principal_row p;
+    uint8_t raw[32], mac[32];
+    char have[17];
+    uint64_t n = 0;
+    enum custos_err rc = v->ops->principal_get(conn, id, &p);
+
+    *withdrawn = 0;
+    if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CORRUPT)
+        return CUSTOS_OK; /* never created in this copy, or refused everywhere as it is */
+    if (rc)
+        return rc;
+    principal_mac(v, &p, mac);
+    secret_id_hex(v, have, p.secret_hash);
+    if (!mac_ok(mac, p.mac) || p.disabled || sodium_memcmp(have, sid, 16) == 0) {
+        sodium_memzero(&p, sizeof(p));
+        return CUSTOS_OK; /* refused as found, no secret at all, or the rotation's own secret */
+    }
+    /* An older secret, perhaps the one the rotation replaced because it leaked: replaced by a hash
+       nobody holds a secret for.  The principal gets a secret again by a new rotation. */
+    custos_random(raw, sizeof(raw));
+    secret_hash(v, p.secret_hash, id, raw);
+    sodium_memzero(raw, sizeof(raw));
+    principal_mac(v, &p, p.mac);
+    if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)) ||
+            (revoke &&
+             (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n))) ||
+            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+    }
+    sodium_memzero(&p, sizeof(p));
+    if (!rc) {
+        *withdrawn = 1;
+        if (revoke)
+            custos_auth_invalidate(v);
+    }
+    return rc;
+}
+
 enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
                                            const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
                                            char tid[17])

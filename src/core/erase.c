@@ -1412,10 +1412,101 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
 
 /* ---- erasures recorded in the ledger ------------------------------------------------------- */
 
+/* The secret rotations found by the ledger's scan (custos_erasures_from_ledger), in log order,
+   replayed once the scan is done: a principal's last one says which secret it should hold. */
+struct rotation {
+    char id[CUSTOS_PRINCIPAL_ID_MAX + 1];
+    char sid[17];
+    int revoke;
+};
+
+struct rotations {
+    struct rotation *r;
+    size_t n, cap;
+};
+
+/* Note a principal.rotate entry: an ok one (not a replay's own) is appended; an error one names
+   a secret whose ok entry went in before its commit failed, and takes that entry back. */
+static enum custos_err rotation_note(struct rotations *rs, json_t *ev)
+{
+    const char *target = json_string_value(json_object_get(ev, "target")),
+               *result = json_string_value(json_object_get(ev, "result")), *sp;
+    size_t idlen, i;
+
+    if (!target || !result || !(sp = strstr(target, " secret ")))
+        return CUSTOS_OK;
+    idlen = (size_t)(sp - target);
+    sp += 8;
+    if (idlen == 0 || idlen > CUSTOS_PRINCIPAL_ID_MAX || strlen(sp) != 16 || strspn(sp, "0123456789abcdef") != 16)
+        return CUSTOS_OK;
+    if (strcmp(result, "ok") != 0) {
+        for (i = rs->n; i-- > 0;)
+            if (strcmp(rs->r[i].sid, sp) == 0 && strlen(rs->r[i].id) == idlen &&
+                memcmp(rs->r[i].id, target, idlen) == 0) {
+                memmove(rs->r + i, rs->r + i + 1, (rs->n - i - 1) * sizeof(*rs->r));
+                rs->n--;
+                break;
+            }
+        return CUSTOS_OK;
+    }
+    if (json_object_get(ev, "reason"))
+        return CUSTOS_OK; /* "recovered": a withdrawal a replay wrote */
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 8;
+        struct rotation *r = realloc(rs->r, cap * sizeof(*r));
+
+        if (!r)
+            return CUSTOS_ERR_NOMEM;
+        rs->r = r;
+        rs->cap = cap;
+    }
+    memcpy(rs->r[rs->n].id, target, idlen);
+    rs->r[rs->n].id[idlen] = '\0';
+    memcpy(rs->r[rs->n].sid, sp, 17);
+    rs->r[rs->n].revoke = json_is_integer(json_object_get(ev, "count"));
+    rs->n++;
+    return CUSTOS_OK;
+}
+
+/* Replay each principal's last rotation noted: a principal whose row holds another secret (a
+   rolled-back control plane, or a crash between a rotation's entry and its commit) has that
+   secret withdrawn, and its tokens revoked again if the rotation revoked them; each withdrawal
+   is a ledger entry. */
+static enum custos_err rotations_replay(struct custos_vault *v, struct custos_store_conn *conn,
+                                        const struct rotations *rs)
+{
+    enum custos_err rc = CUSTOS_OK;
+    size_t i, k;
+
+    for (i = rs->n; i-- > 0 && !rc;) {
+        struct custos_caller sys;
+        struct custos_event e;
+        char target[96];
+        int withdrawn = 0;
+
+        for (k = i + 1; k < rs->n && strcmp(rs->r[k].id, rs->r[i].id) != 0; k++)
+            ;
+        if (k < rs->n)
+            continue; /* a later rotation of the same principal was replayed */
+        if ((rc = custos_principal_rotate_replay(v, conn, rs->r[i].id, rs->r[i].sid, rs->r[i].revoke, &withdrawn)) ||
+            !withdrawn)
+            continue;
+        custos_caller_system(&sys);
+        custos_event_init(&e, "principal.rotate", &sys);
+        e.ok_reason = "recovered";
+        snprintf(target, sizeof(target), "%s secret withdrawn", rs->r[i].id);
+        e.target = target;
+        rc = custos_audit_durable(v, &e, NULL);
+    }
+    return rc;
+}
+
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied)
 {
     static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"",
-                      disable[] = "\"action\":\"principal.disable\",\"result\":\"ok\"";
+                      disable[] = "\"action\":\"principal.disable\",\"result\":\"ok\"",
+                      rotate[] = "\"action\":\"principal.rotate\",";
+    struct rotations rots = {NULL, 0, 0};
     struct custos_store_conn *conn = NULL;
     struct custos_buf mark;
     uint64_t from = 0, size = custos_ledger_size(v->ledger), i;
@@ -1474,6 +1565,12 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             json_decref(ev);
             continue;
         }
+        if (len >= sizeof(rotate) && memmem(buf, len, rotate, sizeof(rotate) - 1)) {
+            ev = json_loadb((const char *)buf, len, 0, NULL);
+            rc = rotation_note(&rots, ev);
+            json_decref(ev);
+            continue;
+        }
         if (len < sizeof(needle) || !memmem(buf, len, needle, sizeof(needle) - 1))
             continue;
         ev = json_loadb((const char *)buf, len, 0, NULL);
@@ -1510,11 +1607,14 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
     }
     if (*applied)
         custos_auth_invalidate(v); /* revoked tokens leave the cache */
+    if (!rc)
+        rc = rotations_replay(v, conn, &rots);
     if (!rc) {
         custos_put_be64(mb, size);
         rc = v->ops->meta_put(conn, "erasures_scanned_through", mb, sizeof(mb));
     }
 done:
+    free(rots.r);
     free(buf);
     custos_buf_release(&mark);
     v->ops->release(v->store, conn);

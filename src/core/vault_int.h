@@ -377,6 +377,12 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
    ledger survives); *applied counts the erasures. */
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
 
+/* Replay principal id's last secret rotation (its secret id sid, 16 hex digits, from the ledger):
+   if its row is intact, enabled and holds another secret, withdraw that secret (a hash nobody
+   has a secret for) and, with revoke, revoke every token it owns or minted; *withdrawn says so. */
+enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct custos_store_conn *conn,
+                                               const char *id, const char *sid, int revoke, int *withdrawn);
+
 /* Disable principal `id` again if this control plane has it enabled (a rolled-back copy); when is
    the original disable time. */
 enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct custos_store_conn *conn,

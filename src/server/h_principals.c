@@ -32,6 +32,14 @@ void h_principal_disable(struct req *r)
         custos_reply_json(r, 200, json_pack("{s:s, s:b}", "id", r->params[0], "disabled", 1));
 }
 
+void h_principal_rotate(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_principal_rotate(r->vault, &r->caller, r->params[0], r->body, r->body_len, &out);
+
+    custos_reply_result(r, rc, out, 200);
+}
+
 void h_auth_token(struct req *r)
 {
     json_t *out = NULL;

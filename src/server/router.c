@@ -24,6 +24,7 @@ static const struct route routes[] = {
     {"GET", "/v1/health", h_health, ROUTE_PUBLIC, NULL, NULL, 0},
     {"POST", "/v1/principals", h_principal_create, ROUTE_AUTH, "principal.create", NULL, 1},
     {"POST", "/v1/principals/{id}/disable", h_principal_disable, ROUTE_AUTH, "principal.disable", NULL, 0},
+    {"POST", "/v1/principals/{id}/rotate", h_principal_rotate, ROUTE_AUTH, "principal.rotate", NULL, 1},
     {"POST", "/v1/auth/token", h_auth_token, ROUTE_PUBLIC, "token.issue", NULL, 1},
     {"POST", "/v1/auth/revoke", h_auth_revoke, ROUTE_AUTH, "token.revoke", NULL, 1},
     {"POST", "/v1/subjects", h_subject_create, ROUTE_AUTH, "subject.create", NULL, 1},

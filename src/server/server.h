@@ -104,6 +104,7 @@ void custos_reply_json_text(struct req *r, enum custos_err rc, char *text, size_
 void h_health(struct req *r);
 void h_principal_create(struct req *r);
 void h_principal_disable(struct req *r);
+void h_principal_rotate(struct req *r);
 void h_auth_token(struct req *r);
 void h_auth_revoke(struct req *r);
 void h_subject_create(struct req *r);

@@ -66,7 +66,7 @@ enum stmt_id {
     S_KEY_PUT, S_KEY_GET, S_KEY_ANY, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
-    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE,
+    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE, S_PRIN_SECRET,
     S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
     S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
@@ -115,6 +115,7 @@ static const char *const sql[S__COUNT] = {
     [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
+    [S_PRIN_SECRET] = "UPDATE ctl.principals SET secret_hash = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
     [S_TOK_REVOKE_SCOPE] = TOK_REVOKE_SELECT "WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
@@ -1155,6 +1156,21 @@ static enum custos_err sq_principal_disable(struct custos_store_conn *c, const c
     sqlite3_bind_int64(s, 2, when);
     sqlite3_bind_blob(s, 3, mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
     return run(c, s, "principal disable");
+}
+
+static enum custos_err sq_principal_set_secret(struct custos_store_conn *c, const char *id,
+                                               const uint8_t secret_hash[CUSTOS_STORE_HASH],
+                                               const uint8_t mac[CUSTOS_STORE_HASH])
+{
+    enum custos_err rc;
+
+    PREP(s, S_PRIN_SECRET);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, secret_hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    if ((rc = run(c, s, "principal secret")))
+        return rc;
+    return sqlite3_changes(c->db) == 1 ? CUSTOS_OK : CUSTOS_ERR_NOTFOUND;
 }
 
 /* Revoke the rows a bound S_TOK_REVOKE* statement selects: sign(ctx, row as stored, when) sets the
@@ -2634,6 +2650,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .principal_put = sq_principal_put,
     .principal_get = sq_principal_get,
     .principal_disable = sq_principal_disable,
+    .principal_set_secret = sq_principal_set_secret,
     .token_revoke_scope = sq_token_revoke_scope,
     .token_purge = sq_token_purge,
     .token_put = sq_token_put,

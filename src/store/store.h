@@ -203,6 +203,11 @@ struct custos_store_ops {
     /* Set disabled = when and the row's new MAC (the MAC covers the disabled state). */
     enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when,
                                          const uint8_t mac[CUSTOS_STORE_HASH]);
+    /* Set an enabled principal's secret hash and the row's new MAC (secret rotation, or its
+       withdrawal when a rotation is replayed); CUSTOS_ERR_NOTFOUND when no enabled row has id. */
+    enum custos_err (*principal_set_secret)(struct custos_store_conn *c, const char *id,
+                                            const uint8_t secret_hash[CUSTOS_STORE_HASH],
+                                            const uint8_t mac[CUSTOS_STORE_HASH]);
     /* Revocation (the three below), in the caller's transaction: for each live row selected,
        sign(ctx, row as stored, when) sets row->revoked and row->mac (the core signs the row anew
        with its revoked state, or keeps the MAC of a row that fails it), and the store writes

@@ -339,6 +339,116 @@ static void test_disable_revokes_all_tokens(void **state)
 }
 
 /*
+ * POST /v1/principals/{id}/rotate: a new secret, the old one refused at once; tokens already
+ * issued live out their lifetime unless revoke_tokens is true.  Admin only, never for a disabled
+ * principal, every attempt a ledger entry naming the new secret's id (never the secret).
+ */
+static void test_rotate_secret(void **state)
+{
+    struct cz_server *s = *state;
+    struct cz_principal p;
+    const struct cz_resp *r;
+    char s1[64], s2[64], t2[64], path[80];
+    const char *target;
+    json_t *ev;
+
+    cz_api_principal(s, "shop", "service", "[\"service\"]", &p);
+    snprintf(path, sizeof(path), "/v1/principals/shop/rotate");
+    /* admin only; the principal itself may not (a stolen token would become a lasting secret) */
+    cz_expect_error(cz_req(s, "POST", path, p.token, NULL), 403, "forbidden");
+    cz_expect_error(cz_req(s, "POST", path, s->svc.token, NULL), 403, "forbidden");
+    cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", p.secret)), 200);
+
+    /* no body: the defaults */
+    r = cz_req(s, "POST", path, s->admin_token, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "id"), "shop");
+    snprintf(s1, sizeof(s1), "%s", cz_str(r->json, "secret"));
+    assert_int_equal(strncmp(s1, "cps_", 4), 0);
+    assert_null(cz_get(r->json, "revoked_tokens"));
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", p.secret)), 401,
+                    "unauthenticated");
+    r = cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s1));
+    cz_expect(r, 200);
+    snprintf(t2, sizeof(t2), "%s", cz_str(r->json, "token"));
+    cz_expect(svc_call(s, p.token), 201); /* issued before: lives out its hour */
+    cz_expect(svc_call(s, t2), 201);
+    ev = cz_ledger_entries(s);
+    {
+        const json_t *e = cz_find_event(ev, "action", "principal.rotate", "actor", "admin", "result", "ok", NULL);
+
+        assert_non_null(e);
+        target = json_string_value(json_object_get(e, "target"));
+        assert_non_null(target);
+        assert_int_equal(strncmp(target, "shop secret ", 12), 0);
+        assert_int_equal(strlen(target), 28);
+        assert_null(strstr(target, s1 + 4));
+        assert_null(json_object_get(e, "count"));
+    }
+
+    /* revoke_tokens: every token dies with the old secrets (p.token, the one issued with
+       p.secret before the first rotation, and t2) */
+    r = cz_req(s, "POST", path, s->admin_token, "{\"revoke_tokens\":true}");
+    cz_expect(r, 200);
+    snprintf(s2, sizeof(s2), "%s", cz_str(r->json, "secret"));
+    assert_int_equal(json_integer_value(cz_get(r->json, "revoked_tokens")), 3);
+    cz_expect_error(svc_call(s, p.token), 401, "unauthenticated");
+    cz_expect_error(svc_call(s, t2), 401, "unauthenticated");
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s1)), 401, "unauthenticated");
+    cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s2)), 200);
+    cz_expect(svc_call(s, s->svc.token), 201); /* others unaffected */
+
+    /* bad input */
+    cz_expect_error(cz_req(s, "POST", path, s->admin_token, "{\"revoke_tokens\":1}"), 400, "bad_request");
+    cz_expect_error(cz_req(s, "POST", path, s->admin_token, "{\"revoke\":true}"), 400, "bad_request");
+    cz_expect_error(cz_req(s, "POST", path, s->admin_token, "[true]"), 400, "bad_request");
+    cz_expect_error(cz_req(s, "POST", "/v1/principals/ghost/rotate", s->admin_token, NULL), 404, "not_found");
+    cz_expect_error(cz_req(s, "POST", "/v1/principals/Ghost/rotate", s->admin_token, NULL), 400, "bad_request");
+    cz_expect_error(cz_req(s, "GET", path, s->admin_token, NULL), 405, "method_not_allowed");
+    cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s2)), 200); /* none changed it */
+
+    /* a disabled principal gets no new secret */
+    cz_expect(cz_req(s, "POST", "/v1/principals/shop/disable", s->admin_token, NULL), 200);
+    cz_expect_error(cz_req(s, "POST", path, s->admin_token, NULL), 409, "conflict");
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s2)), 401, "unauthenticated");
+    ev = cz_ledger_entries(s);
+    assert_non_null(cz_find_event(ev, "action", "principal.rotate", "target", "shop", "result", "error", "reason",
+                                  "conflict", NULL));
+    assert_non_null(cz_find_event(ev, "action", "principal.rotate", "actor", "shop", "result", "denied", NULL));
+}
+
+/* The CLI's rotate on a stopped vault prints the secret alone on the last line. */
+static void test_cli_rotate(void **state)
+{
+    struct cz_server *s = *state;
+    struct cz_principal ops;
+    char out[4096], *last;
+    size_t n;
+
+    cz_cli_principal(s, "ops", "service", "service", &ops);
+    assert_int_equal(cz_cli(s, out, sizeof(out), "principal", "rotate", "--data", s->data, "--id", "ops",
+                            "--revoke-tokens", NULL),
+                     0);
+    assert_non_null(strstr(out, "1 token(s) revoked"));
+    n = strlen(out);
+    while (n && out[n - 1] == '\n')
+        out[--n] = '\0';
+    last = strrchr(out, '\n');
+    assert_non_null(last);
+    last++;
+    assert_int_equal(strlen(last), 47);
+    assert_int_equal(strncmp(last, "cps_", 4), 0);
+    assert_int_not_equal(cz_cli(s, out, sizeof(out), "principal", "rotate", "--data", s->data, "--id", "ops",
+                                "--kind", "staff", NULL),
+                         0);
+    cz_server_start(s);
+    cz_expect_error(svc_call(s, ops.token), 401, "unauthenticated");
+    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", ops.secret)), 401,
+                    "unauthenticated");
+    cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", last)), 200);
+}
+
+/*
  * A token request naming no principal is recorded with actor "-": the id is the caller's text,
  * and the ledger is never erased (red-team finding: "kim.jinan.010.2841.6960" went into it as
  * the actor, from anybody, unauthenticated).  A wrong secret for a real principal names it.
@@ -507,8 +617,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_principal_duplicate, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_principal_bad_input, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_disable_revokes_all_tokens, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_secret, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_principal_not_recorded, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_principal_and_token, cz_setup_stopped, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_rotate, cz_setup_stopped, cz_teardown),
         cmocka_unit_test_setup_teardown(test_token_lifetimes, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_bearer_scheme_case_insensitive, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_customer_kind_principal, cz_setup_std, cz_teardown),

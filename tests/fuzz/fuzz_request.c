@@ -11,12 +11,14 @@
  *   5 custos_principal_create_parse: POST /v1/principals {"id","kind",
  *     "roles"}, against the default policy, or (odd second byte) a policy
  *     with a role of 32 characters, so the role list can outgrow its buffer;
- *   6 custos_head_add / custos_head_verdict: a request head's framing.
+ *   6 custos_head_add / custos_head_verdict: a request head's framing;
+ *   7 custos_principal_rotate_parse: POST /v1/principals/{id}/rotate, empty
+ *     or {"revoke_tokens": bool}.
  *
- * Input: one selector byte (value % 7 picks the parser above), then:
+ * Input: one selector byte (value % 8 picks the parser above), then:
  *   0 the fields value (up to its first NUL: a query value is a C string);
  *   1 the link name, '\n', the URL (any bytes: JSON-escaped into the body);
- *   2-5 the body (one more byte first for 5);
+ *   2-5, 7 the body (one more byte first for 5);
  *   6 header lines "Name:value" split at '\n' (a line without ':' is a name
  *     with an empty value; names and values end at a NUL, as in
  *     libmicrohttpd).
@@ -45,6 +47,10 @@
  *    that is the roles array joined by commas, 1 to 8 roles of the policy,
  *    none "customer", within its buffer; an id handed back (also on a
  *    refusal, for the audit event) always matches the name rule;
+ *  - rotate: accepted exactly when the body is empty, or a JSON object
+ *    (custos_json_parse) whose only member, if any, is "revoke_tokens"
+ *    with a boolean value; the flag handed back is that value (0 when
+ *    absent);
  *  - head: the verdict is a second implementation's (repeated
  *    Content-Length, Transfer-Encoding with Content-Length, Transfer-Encoding
  *    other than one "chunked", a length over CUSTOS_BODY_MAX: for the
@@ -309,6 +315,32 @@ static void fuzz_issue(const uint8_t *data, size_t size)
     free(body);
 }
 
+static void fuzz_rotate(const uint8_t *data, size_t size)
+{
+    char *body = bytes(data, size);
+    json_t *j = NULL, *flag;
+    int revoke = -1, want_ok, want = 0;
+    enum custos_err rc = custos_principal_rotate_parse(body, size, &revoke);
+
+    if (size == 0)
+        want_ok = 1;
+    else if (custos_json_parse(body, size, CUSTOS_BODY_MAX, 0, &j) != CUSTOS_OK || !json_is_object(j))
+        want_ok = 0;
+    else {
+        flag = json_object_get(j, "revoke_tokens");
+        want_ok = json_object_size(j) == (flag ? 1u : 0u) && (!flag || json_is_boolean(flag));
+        want = flag && json_is_true(flag);
+    }
+    custos_err_clear();
+    FUZZ_CHECK((rc == CUSTOS_OK) == want_ok);
+    if (rc)
+        check_refusal(rc, size);
+    else
+        FUZZ_CHECK(revoke == want);
+    json_decref(j);
+    free(body);
+}
+
 static void fuzz_revoke(const uint8_t *data, size_t size)
 {
     static const uint8_t zero[32];
@@ -513,7 +545,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     custos_err_clear();
-    switch (data[0] % 7) {
+    switch (data[0] % 8) {
     case 0: fuzz_fields(data + 1, size - 1); break;
     case 1: fuzz_link(data + 1, size - 1); break;
     case 2: {
@@ -526,7 +558,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 3: fuzz_issue(data + 1, size - 1); break;
     case 4: fuzz_revoke(data + 1, size - 1); break;
     case 5: fuzz_principal(data + 1, size - 1); break;
-    default: fuzz_head(data + 1, size - 1); break;
+    case 6: fuzz_head(data + 1, size - 1); break;
+    default: fuzz_rotate(data + 1, size - 1); break;
     }
     return 0;
 }

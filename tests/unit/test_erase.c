@@ -1763,6 +1763,243 @@ static void test_rolled_back_control_plane(void **state)
     assert_int_equal(custos_authenticate(f->v, cust, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
 }
 
+/* A token for principal `id` from its secret: the result of POST /v1/auth/token. */
+static enum custos_err issue_with(struct fx *f, const char *id, const char *secret, char tok[CUSTOS_TOKEN_LEN + 1])
+{
+    char body[200];
+    json_t *out = NULL;
+    enum custos_err rc;
+
+    snprintf(body, sizeof(body), "{\"principal\":\"%s\",\"secret\":\"%s\"}", id, secret);
+    rc = custos_token_issue(f->v, body, strlen(body), "127.0.0.1", &out);
+    if (!rc && tok)
+        snprintf(tok, CUSTOS_TOKEN_LEN + 1, "%s", json_string_value(json_object_get(out, "token")));
+    json_decref(out);
+    return rc;
+}
+
+static void rotate_ok(struct fx *f, const char *id, const char *body, char secret[CUSTOS_SECRET_LEN + 1])
+{
+    json_t *out = NULL;
+
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, id, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(secret, CUSTOS_SECRET_LEN + 1, "%s", json_string_value(json_object_get(out, "secret")));
+    assert_int_equal(strlen(secret), CUSTOS_SECRET_LEN);
+    json_decref(out);
+}
+
+/* The last entry of the ledger, decoded. */
+static json_t *last_entry(struct fx *f)
+{
+    struct custos_ledger *l = custos_vault_ledger(f->v);
+    uint8_t buf[CUSTOS_LEDGER_ENTRY_MAX];
+    size_t len = 0;
+
+    assert_int_equal(custos_ledger_read(l, custos_ledger_size(l) - 1, buf, sizeof(buf), &len), CUSTOS_OK);
+    return json_loadb((const char *)buf, len, 0, NULL);
+}
+
+static void set_scan_mark(struct fx *f, uint64_t at)
+{
+    char ctl[300], q[200];
+    sqlite3 *h = NULL;
+
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    snprintf(q, sizeof(q), "UPDATE meta SET v = x'%016llx' WHERE k = 'erasures_scanned_through'",
+             (unsigned long long)at);
+    assert_int_equal(sqlite3_exec(h, q, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(h), 1);
+    sqlite3_close(h);
+}
+
+/*
+ * A rotated secret stays rotated when the control plane is rolled back to a copy that holds the
+ * old one (the secret that leaked, perhaps): the ledger names the new secret's id, the copy's row
+ * holds another, so opening withdraws it, and revokes again the tokens the rotation revoked.  The
+ * principal gets a working secret by a new rotation, which a later scan leaves alone.
+ */
+static void test_rotation_survives_rolled_back_control_plane(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1],
+        t0[CUSTOS_TOKEN_LEN + 1], t1[CUSTOS_TOKEN_LEN + 1], ctl[300], old[300], side[320];
+    struct custos_caller c;
+    const char *target;
+    json_t *ev;
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    assert_int_equal(issue_with(f, "shop", s0, t0), CUSTOS_OK);
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(old, sizeof(old), "%s/control.old", f->dir);
+    assert_int_equal(copy_file(ctl, old), 0);
+    open_vault(f);
+
+    rotate_ok(f, "shop", "{\"revoke_tokens\":true}", s1);
+    ev = last_entry(f);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "principal.rotate");
+    assert_string_equal(json_string_value(json_object_get(ev, "result")), "ok");
+    target = json_string_value(json_object_get(ev, "target"));
+    assert_non_null(target);
+    assert_int_equal(strncmp(target, "shop secret ", 12), 0);
+    assert_int_equal(strlen(target), 12 + 16);
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
+    json_decref(ev);
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(issue_with(f, "shop", s1, t1), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, t1, "127.0.0.1", &c), CUSTOS_OK);
+
+    /* the old copy comes back: it holds s0's hash and t0 live */
+    custos_vault_free(f->v);
+    assert_int_equal(rename(old, ctl), 0);
+    snprintf(side, sizeof(side), "%s-wal", ctl);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", ctl);
+    unlink(side);
+    open_vault(f);
+    ev = last_entry(f);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "principal.rotate");
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "shop secret withdrawn");
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), "recovered");
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), "@local");
+    json_decref(ev);
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    /* s1's row is not in this copy: the principal has no working secret until rotated again */
+    assert_int_equal(issue_with(f, "shop", s1, NULL), CUSTOS_ERR_UNAUTH);
+
+    /* rotated again, then every entry scanned again (a scan mark behind, as after a crash): the
+       row holds the last rotation's secret, so nothing is withdrawn */
+    rotate_ok(f, "shop", "", s2);
+    assert_int_equal(issue_with(f, "shop", s2, t1), CUSTOS_OK);
+    custos_vault_free(f->v);
+    set_scan_mark(f, 0);
+    open_vault(f);
+    ev = last_entry(f);
+    assert_true(!json_is_string(json_object_get(ev, "target")) ||
+                strcmp(json_string_value(json_object_get(ev, "target")), "shop secret withdrawn") != 0);
+    json_decref(ev);
+    assert_int_equal(issue_with(f, "shop", s2, NULL), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, t1, "127.0.0.1", &c), CUSTOS_OK); /* not revoked: s2 kept them */
+}
+
+/* Principal id's secret hash and MAC as stored. */
+static void row_secret(struct fx *f, const char *id, uint8_t hash[32], uint8_t mac[32])
+{
+    struct custos_store_conn *c = NULL;
+    struct custos_principal_row p;
+
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->principal_get(c, id, &p), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    memcpy(hash, p.secret_hash, 32);
+    memcpy(mac, p.mac, 32);
+}
+
+/* Write principal id's secret hash and MAC back into control.db (the vault closed). */
+static void put_row_secret(struct fx *f, const char *id, const uint8_t hash[32], const uint8_t mac[32])
+{
+    char ctl[300];
+    sqlite3 *h = NULL;
+    sqlite3_stmt *st = NULL;
+
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "UPDATE principals SET secret_hash = ?1, mac = ?2 WHERE id = ?3", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, mac, 32, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    assert_int_equal(sqlite3_changes(h), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+}
+
+/*
+ * A rotation's entry goes in before its commit.  When the process stops in between, the row keeps
+ * the old secret and the ledger names the new one: the next open withdraws the old secret rather
+ * than trust it.  When the commit fails and the server goes on, the error entry that follows,
+ * naming the same secret, takes the rotation back: the admin was told it failed, and the old
+ * secret goes on working.
+ */
+static void test_rotation_entry_without_commit(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], p0[CUSTOS_SECRET_LEN + 1],
+        p1[CUSTOS_SECRET_LEN + 1], target[96];
+    uint8_t hash[32], mac[32], phash[32], pmac[32];
+    struct custos_event e;
+    json_t *ev;
+
+    assert_int_equal(custos_principal_create_local(f->v, "pay", "service", "service", s0), CUSTOS_OK);
+    assert_int_equal(custos_principal_create_local(f->v, "post", "service", "service", p0), CUSTOS_OK);
+    row_secret(f, "pay", hash, mac);
+    row_secret(f, "post", phash, pmac);
+    rotate_ok(f, "pay", "", s1);
+    rotate_ok(f, "post", "", p1);
+    /* post's commit "failed": the outcome entry custos_principal_rotate writes then */
+    ev = last_entry(f);
+    snprintf(target, sizeof(target), "%s", json_string_value(json_object_get(ev, "target")));
+    json_decref(ev);
+    custos_event_init(&e, "principal.rotate", &f->sys);
+    e.target = target;
+    assert_int_equal(custos_audit_outcome(f->v, &e, custos_err_set(CUSTOS_ERR_IO, "disk I/O error")), CUSTOS_ERR_IO);
+    custos_vault_free(f->v);
+    put_row_secret(f, "pay", hash, mac);
+    put_row_secret(f, "post", phash, pmac);
+    set_scan_mark(f, 0);
+    open_vault(f);
+    assert_int_equal(issue_with(f, "pay", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(issue_with(f, "pay", s1, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(issue_with(f, "post", p0, NULL), CUSTOS_OK);
+    assert_int_equal(issue_with(f, "post", p1, NULL), CUSTOS_ERR_UNAUTH);
+}
+
+/* Refusals: a disabled principal, a row changed outside custos, an unknown or malformed id, a
+   caller without the admin role, a bad body; none of them changes the secret. */
+static void test_rotation_refusals(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], ctl[300];
+    json_t *out = NULL;
+    sqlite3 *h = NULL;
+    static const char *const bad[] = {"{", "[]", "{\"revoke_tokens\":1}", "{\"revoke\":true}",
+                                      "{\"revoke_tokens\":\"yes\"}", "null", NULL};
+    size_t i;
+
+    assert_int_equal(custos_principal_create_local(f->v, "ops", "service", "service", s0), CUSTOS_OK);
+    assert_int_equal(custos_principal_rotate(f->v, &f->service, "ops", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
+    assert_null(out);
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "nobody", "", 0, &out), CUSTOS_ERR_NOTFOUND);
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "Bad id", "", 0, &out), CUSTOS_ERR_INVALID);
+    for (i = 0; bad[i]; i++) {
+        assert_int_equal(custos_principal_rotate(f->v, &f->sys, "ops", bad[i], strlen(bad[i]), &out),
+                         CUSTOS_ERR_INVALID);
+        assert_null(out);
+    }
+    assert_int_equal(issue_with(f, "ops", s0, NULL), CUSTOS_OK);
+    assert_int_equal(custos_principal_disable(f->v, &f->sys, "ops"), CUSTOS_OK);
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "ops", "", 0, &out), CUSTOS_ERR_EXISTS);
+    assert_null(out);
+
+    /* a row whose roles were changed in the file: refused, never signed anew */
+    assert_int_equal(custos_principal_create_local(f->v, "tampered", "service", "service", s0), CUSTOS_OK);
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET roles = 'admin' WHERE id = 'tampered'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    open_vault(f);
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "tampered", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
+    assert_null(out);
+    assert_int_equal(issue_with(f, "tampered", s0, NULL), CUSTOS_ERR_UNAUTH);
+}
+
 /* A customer token minted while an erasure is under way (tombstone committed, record not yet
    deleted: the ledger write in between can take a while, or fail and leave the record to the next
    start) must not come out valid: the mint checks the tombstone in the transaction that registers
@@ -2465,6 +2702,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rekey_and_erase_flush_logs_soon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_gives_way_to_a_long_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroyed_keys_leave_the_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_survives_rolled_back_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_entry_without_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_refusals, setup, teardown),
         cmocka_unit_test(test_link_body_parse),
     };
 
