@@ -129,6 +129,16 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
 enum custos_err custos_principal_rotate(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                         const char *body, size_t len, json_t **out);
 
+/* Every principal: *out = {"principals":[{"id","kind","roles","created_at","created_by","disabled_at",
+   "valid","live_tokens"}]} ({"id","valid":false} for a row that fails its MAC).  principal.read. */
+enum custos_err custos_principal_list(struct custos_vault *v, const struct custos_caller *c, json_t **out);
+
+/* The live tokens a principal owns or minted, newest first (at most 1,000): *out = {"principal",
+   "tokens":[{"id","kind","issued_at","expires_at","issued_by","source","valid"[,"subject"]
+   [,"minted_with"]}],"live_tokens","truncated"}.  principal.read. */
+enum custos_err custos_principal_tokens(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                        json_t **out);
+
 /* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults). */
 enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke);
 

@@ -1,5 +1,5 @@
 /*
- * cmd_principal.c - custos principal add|disable|rotate, custos token issue|revoke,
+ * cmd_principal.c - custos principal add|disable|rotate|list, custos token issue|revoke,
  * custos keys rotate: operator commands on the data directory (audited as
  * the local operator "@local").
  */
@@ -18,11 +18,13 @@ static const char principal_help[] =
     "usage: custos principal add --data DIR --id ID --kind staff|service --roles R1[,R2...]\n"
     "       custos principal disable --data DIR --id ID\n"
     "       custos principal rotate --data DIR --id ID [--revoke-tokens]\n"
+    "       custos principal list --data DIR\n"
     "\n"
     "add prints the new principal's secret (shown once) alone on the last line.\n"
     "disable disables it and revokes every token it owns or minted, at once.\n"
     "rotate gives it a new secret, printed (shown once) alone on the last line; the old secret\n"
     "stops working at once, and with --revoke-tokens every token it owns or minted too.\n"
+    "list prints every principal as one JSON object a line (as GET /v1/principals).\n"
     "The server must not be running; through a running server use POST /v1/principals,\n"
     "POST /v1/principals/{id}/disable and POST /v1/principals/{id}/rotate.\n";
 
@@ -94,13 +96,40 @@ static int principal_id_ok(const char *s)
     return 1;
 }
 
+static int principal_list(const char *dir)
+{
+    struct custos_vault *v = NULL;
+    struct custos_caller sys;
+    json_t *out = NULL, *p;
+    enum custos_err rc;
+    size_t i;
+
+    if ((rc = cli_open(dir, &v)))
+        return cli_fail(rc);
+    custos_caller_system(&sys);
+    rc = custos_principal_list(v, &sys, &out);
+    custos_vault_free(v);
+    if (rc)
+        return cli_fail(rc);
+    json_array_foreach(json_object_get(out, "principals"), i, p)
+    {
+        char *line = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+        if (line)
+            puts(line);
+        free(line);
+    }
+    json_decref(out);
+    return fflush(stdout) == 0 ? 0 : cli_error(1, "cannot write the list");
+}
+
 int cmd_principal(int argc, char **argv)
 {
     struct custos_vault *v = NULL;
     struct custos_caller sys;
     struct args a;
     enum custos_err rc;
-    int r, add, rotate;
+    int r, add, rotate, list;
 
     if (argc < 2 || cli_wants_help(2, argv)) {
         fputs(principal_help, argc < 2 ? stderr : stdout);
@@ -108,12 +137,15 @@ int cmd_principal(int argc, char **argv)
     }
     add = strcmp(argv[1], "add") == 0;
     rotate = strcmp(argv[1], "rotate") == 0;
-    if (!add && !rotate && strcmp(argv[1], "disable") != 0)
-        return cli_usage("principal", "expected 'add', 'disable' or 'rotate'");
+    list = strcmp(argv[1], "list") == 0;
+    if (!add && !rotate && !list && strcmp(argv[1], "disable") != 0)
+        return cli_usage("principal", "expected 'add', 'disable', 'rotate' or 'list'");
     r = parse(argc - 1, argv + 1, "principal", principal_help,
-              add ? OPT_ID | OPT_KIND | OPT_ROLES : rotate ? OPT_ID | OPT_REVOKE : OPT_ID, 0, &a);
+              add ? OPT_ID | OPT_KIND | OPT_ROLES : rotate ? OPT_ID | OPT_REVOKE : list ? 0 : OPT_ID, 0, &a);
     if (r)
         return r;
+    if (list)
+        return principal_list(a.dir);
     if (!a.id || (add && (!a.kind || !a.roles)))
         return cli_usage("principal", add ? "--id, --kind and --roles are required" : "--id is required");
     /* what is not text cannot go into the JSON request at all */

@@ -19,7 +19,7 @@ static const struct cli_cmd commands[] = {
     {"init", cmd_init, "create a new vault in a data directory"},
     {"serve", cmd_serve, "serve the HTTP API"},
     {"import", cmd_import, "bulk-load subjects from a JSON-lines file"},
-    {"principal", cmd_principal, "add, disable or rotate principals (add, disable, rotate)"},
+    {"principal", cmd_principal, "add, disable, rotate or list principals (add, disable, rotate, list)"},
     {"token", cmd_token, "issue or revoke tokens (issue, revoke)"},
     {"keys", cmd_keys, "master key management (rotate)"},
     {"ledger", cmd_ledger, "the access ledger (verify, export, key, witness, rebuild)"},

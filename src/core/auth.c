@@ -629,10 +629,34 @@ static enum custos_err mint_allowed(struct custos_vault *v, struct custos_store_
 }
 
 /* Register a new token; tok receives its text. */
+/* Check, inside the transaction that registers a token for a secret, that the principal still holds
+   that secret (secret_hash, as verified), intact and enabled: a rotation that committed since (with
+   revoke_tokens, after which no token from the old secret may live) makes it refused. */
+static enum custos_err secret_still_held(struct custos_vault *v, struct custos_store_conn *c, const char *id,
+                                         const uint8_t secret_hash[32])
+{
+    struct custos_principal_row p;
+    uint8_t mac[32];
+    enum custos_err rc = v->ops->principal_get(c, id, &p);
+    int ok = rc == CUSTOS_OK;
+
+    if (rc && rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT)
+        return rc;
+    if (ok) {
+        principal_mac(v, &p, mac);
+        ok = mac_ok(mac, p.mac) && !p.disabled && sodium_memcmp(p.secret_hash, secret_hash, 32) == 0;
+    }
+    sodium_memzero(&p, sizeof(p));
+    return ok ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
+}
+
+/* Register a new token.  A customer token (scope) is checked against its subject's tombstone and
+   its minter's token, one exchanged for a secret (secret_hash) against the principal's row, both
+   in the registering transaction. */
 static enum custos_err token_register(struct custos_vault *v, const char *principal, enum custos_kind kind,
-                                      const uint8_t *scope, const uint8_t *minted_with, const char *issued_by,
-                                      const char *source, char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
-                                      char tid[17])
+                                      const uint8_t *scope, const uint8_t *minted_with, const uint8_t *secret_hash,
+                                      const char *issued_by, const char *source, char tok[CUSTOS_TOKEN_LEN + 1],
+                                      int64_t *expires, char tid[17])
 {
     struct custos_store_conn *c = NULL;
     struct custos_token_row t;
@@ -665,8 +689,15 @@ static enum custos_err token_register(struct custos_vault *v, const char *princi
     token_id_hex(tid, t.hash);
     if ((rc = v->ops->acquire(v->store, &c)))
         goto done;
-    if (!scope) {
+    if (!scope && !secret_hash) {
         rc = v->ops->token_put(c, &t);
+    } else if (!scope) {
+        if (!(rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL))) {
+            if (!(rc = secret_still_held(v, c, principal, secret_hash)))
+                rc = v->ops->token_put(c, &t);
+            if (rc || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL)))
+                v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+        }
     } else {
         /* A customer token, its subject's erasure and the revocation of the minter's token are
            serialised by the control plane: the tombstone and the minter's token are checked in
@@ -841,8 +872,11 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     memset(&who, 0, sizeof(who));
     snprintf(who.principal, sizeof(who.principal), "%s", id);
     snprintf(who.source, sizeof(who.source), "%s", source);
-    if ((rc = token_register(v, id, kind_of(p.kind), NULL, NULL, id, source, tok, &expires, who.token_id)))
+    if ((rc = token_register(v, id, kind_of(p.kind), NULL, NULL, h, id, source, tok, &expires, who.token_id))) {
+        if (rc == CUSTOS_ERR_UNAUTH)
+            e.reason = "bad_credentials"; /* rotated or disabled since the check above */
         goto done;
+    }
     who.has_token = 1;
     e.who = &who;
     if (!(*out = token_json(tok, expires)))
@@ -900,7 +934,8 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is disabled", principal);
         goto done;
     }
-    rc = token_register(v, principal, kind_of(p.kind), NULL, NULL, c->principal, c->source, token, expires_ms, tid);
+    rc = token_register(v, principal, kind_of(p.kind), NULL, NULL, NULL, c->principal, c->source, token, expires_ms,
+                        tid);
 done:
     return custos_audit_outcome(v, &e, rc);
 }
@@ -1171,13 +1206,12 @@ enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int 
    durable before the commit (a crash in between leaves an entry whose secret the row does not
    hold: the next open withdraws the old secret, custos_principal_rotate_replay). */
 static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e, const char *id,
-                                 const uint8_t *by_token, int revoke, char secret[CUSTOS_SECRET_LEN + 1],
-                                 char target[96], int *audited)
+                                 const uint8_t *by_token, int revoke, json_t **out, char target[96], int *audited)
 {
     struct custos_store_conn *conn = NULL;
     struct custos_principal_row p;
     uint8_t raw[32], mac[32];
-    char sid[17];
+    char sid[17], secret[CUSTOS_SECRET_LEN + 1];
     uint64_t n = 0;
     enum custos_err rc;
 
@@ -1223,13 +1257,18 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
         (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n)))
         goto out;
     e->count = revoke ? (int64_t)n : -1;
-    if (!(rc = custos_audit_in_txn(v, e, audited)))
+    /* the answer is built before the commit: a rotation that commits is one whose secret is
+       handed out */
+    *out = revoke ? json_pack("{s:s, s:s, s:I}", "id", id, "secret", secret, "revoked_tokens", (json_int_t)n)
+                  : json_pack("{s:s, s:s}", "id", id, "secret", secret);
+    if (!*out)
+        rc = CUSTOS_ERR_NOMEM;
+    else if (!(rc = custos_audit_in_txn(v, e, audited)))
         rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL);
 out:
-    if (rc) {
+    if (rc)
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-        sodium_memzero(secret, CUSTOS_SECRET_LEN + 1);
-    }
+    sodium_memzero(secret, sizeof(secret));
     sodium_memzero(&p, sizeof(p));
     v->ops->release(v->store, conn);
     if (revoke && !rc)
@@ -1241,12 +1280,11 @@ enum custos_err custos_principal_rotate(struct custos_vault *v, const struct cus
                                         const char *body, size_t len, json_t **out)
 {
     struct custos_event e;
-    char secret[CUSTOS_SECRET_LEN + 1], target[96];
+    char target[96];
     int revoke = 0, audited = 0;
     enum custos_err rc;
 
     *out = NULL;
-    memset(secret, 0, sizeof(secret));
     custos_event_init(&e, "principal.rotate", c);
     if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
@@ -1259,17 +1297,12 @@ enum custos_err custos_principal_rotate(struct custos_vault *v, const struct cus
     e.target = id;
     if ((rc = custos_principal_rotate_parse(body, len, &revoke)))
         goto done;
-    rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, secret, target, &audited);
-    if (!rc) {
-        *out = revoke ? json_pack("{s:s, s:s, s:I}", "id", id, "secret", secret, "revoked_tokens", (json_int_t)e.count)
-                      : json_pack("{s:s, s:s}", "id", id, "secret", secret);
-        sodium_memzero(secret, sizeof(secret));
-        if (!*out)
-            return CUSTOS_ERR_NOMEM; /* rotated and recorded: the new secret is lost, rotate again */
-        return CUSTOS_OK;          /* its event went in before the commit */
-    }
-    /* the entry that went in before a failed commit named a secret that never was: the outcome
-       entry below says the rotation failed (the replay at open reads it so) */
+    rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, out, target, &audited);
+    if (!rc)
+        return CUSTOS_OK; /* its event went in before the commit */
+    /* an entry that went in before a failed commit named a secret that never was: the outcome
+       entry below, with the same target, says the rotation failed (the replay at open reads it
+       so) */
     (void)audited;
 done:
     return custos_audit_finish(v, &e, rc, out);
@@ -1282,45 +1315,232 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
     uint8_t raw[32], mac[32];
     char have[17];
     uint64_t n = 0;
-    enum custos_err rc = v->ops->principal_get(conn, id, &p);
+    enum custos_err rc;
 
     *withdrawn = 0;
-    if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CORRUPT)
-        return CUSTOS_OK; /* never created in this copy, or refused everywhere as it is */
-    if (rc)
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
+    rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
+    if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CORRUPT) {
+        v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        return CUSTOS_OK; /* never created in this copy, or refused everywhere as it is */
+    }
+    if (rc)
+        goto out;
     principal_mac(v, &p, mac);
     secret_id_hex(v, have, p.secret_hash);
-    if (!mac_ok(mac, p.mac) || p.disabled || sodium_memcmp(have, sid, 16) == 0) {
-        sodium_memzero(&p, sizeof(p));
-        return CUSTOS_OK; /* refused as found, no secret at all, or the rotation's own secret */
-    }
+    if (!mac_ok(mac, p.mac) || p.disabled || sodium_memcmp(have, sid, 16) == 0)
+        goto out; /* refused as found, no secret at all, or the rotation's own secret */
     /* An older secret, perhaps the one the rotation replaced because it leaked: replaced by a hash
        nobody holds a secret for.  The principal gets a secret again by a new rotation. */
     custos_random(raw, sizeof(raw));
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
     principal_mac(v, &p, p.mac);
-    if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
-        if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)) ||
-            (revoke &&
-             (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n))) ||
-            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL)))
-            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-    }
-    sodium_memzero(&p, sizeof(p));
-    if (!rc) {
+    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)) ||
+        (revoke && (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n))))
+        goto out;
+    if (!(rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         *withdrawn = 1;
         if (revoke)
             custos_auth_invalidate(v);
+        sodium_memzero(&p, sizeof(p));
+        return CUSTOS_OK;
     }
+out:
+    v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+    sodium_memzero(&p, sizeof(p));
     return rc;
+}
+
+/* ---- listing principals and their tokens ---------------------------------------------------- */
+
+#define TOKEN_LIST_MAX 1000
+
+/* Text from a row that may have been edited in the file (only the MAC'd columns of an intact row
+   are known to be what custos wrote): every byte outside printable ASCII becomes '?', so it always
+   goes into JSON. */
+static const char *shown(const char *in, char *out, size_t cap)
+{
+    size_t i;
+
+    for (i = 0; in[i] && i + 1 < cap; i++)
+        out[i] = (in[i] > 0x20 && in[i] < 0x7f) ? in[i] : '?';
+    out[i] = '\0';
+    return out;
+}
+
+static int may_read_principals(const struct custos_vault *v, const struct custos_caller *c)
+{
+    return custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_READ) || custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE);
+}
+
+struct plist {
+    struct custos_vault *v;
+    struct custos_store_conn *conn;
+    json_t *arr;
+    int64_t now;
+    enum custos_err rc;
+};
+
+static int plist_row(void *ctx, const struct custos_principal_row *p, enum custos_err row)
+{
+    struct plist *l = ctx;
+    char id[CUSTOS_PRINCIPAL_ID_MAX + 1], by[CUSTOS_PRINCIPAL_ID_MAX + 1], when[32], off[32];
+    json_t *o = NULL, *roles;
+    uint8_t mac[32];
+    uint64_t live = 0;
+    const char *r;
+    int valid = 0;
+
+    if (row == CUSTOS_OK) {
+        principal_mac(l->v, p, mac);
+        valid = mac_ok(mac, p->mac);
+    }
+    shown(p->id, id, sizeof(id));
+    if (!valid) /* nothing else in the row can be believed */
+        o = json_pack("{s:s, s:b}", "id", id, "valid", 0);
+    else if (!(l->rc = l->v->ops->token_count(l->conn, p->id, l->now, &live))) {
+        custos_time_format(when, p->created);
+        custos_time_format(off, p->disabled);
+        o = json_pack("{s:s, s:s, s:[], s:s, s:s, s:o, s:b, s:I}", "id", id, "kind", p->kind, "roles", "created_at",
+                      when, "created_by", shown(p->created_by, by, sizeof(by)), "disabled_at",
+                      p->disabled ? json_string(off) : json_null(), "valid", 1, "live_tokens", (json_int_t)live);
+        roles = json_object_get(o, "roles");
+        for (r = p->roles; o && *r;) {
+            size_t n = strcspn(r, ",");
+
+            if (json_array_append_new(roles, json_stringn(r, n)))
+                break;
+            r += n + (r[n] == ',');
+        }
+    }
+    if (!l->rc && (!o || json_array_append_new(l->arr, o)))
+        l->rc = CUSTOS_ERR_NOMEM;
+    return l->rc != CUSTOS_OK;
+}
+
+enum custos_err custos_principal_list(struct custos_vault *v, const struct custos_caller *c, json_t **out)
+{
+    struct custos_event e;
+    struct plist l;
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_event_init(&e, "principal.list", c);
+    if (!may_read_principals(v, c)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "listing principals needs principal.read (admin, auditor)");
+        goto done;
+    }
+    memset(&l, 0, sizeof(l));
+    l.v = v;
+    l.now = (int64_t)custos_now(v);
+    if (!(*out = json_pack("{s:[]}", "principals"))) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    l.arr = json_object_get(*out, "principals");
+    if ((rc = v->ops->acquire(v->store, &l.conn)))
+        goto done;
+    rc = v->ops->principal_scan(l.conn, plist_row, &l);
+    v->ops->release(v->store, l.conn);
+    if (!rc)
+        rc = l.rc;
+    e.count = (int64_t)json_array_size(l.arr);
+done:
+    return custos_audit_finish(v, &e, rc, out);
+}
+
+struct tlist {
+    struct custos_vault *v;
+    json_t *arr;
+    int more; /* a row past TOKEN_LIST_MAX was there */
+    enum custos_err rc;
+};
+
+static int tlist_row(void *ctx, const struct custos_token_row *t, enum custos_err row)
+{
+    struct tlist *l = ctx;
+    char tid[17], kind[16], by[CUSTOS_PRINCIPAL_ID_MAX + 1], src[64], issued[32], expires[32], hex[33];
+    json_t *o;
+
+    if (json_array_size(l->arr) == TOKEN_LIST_MAX) {
+        l->more = 1;
+        return 1;
+    }
+    token_id_hex(tid, t->hash);
+    custos_time_format(issued, t->issued);
+    custos_time_format(expires, t->expires);
+    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "id", tid, "kind", shown(t->kind, kind, sizeof(kind)),
+                  "issued_at", issued, "expires_at", expires, "issued_by", shown(t->issued_by, by, sizeof(by)),
+                  "source", shown(t->source, src, sizeof(src)), "valid", row == CUSTOS_OK && token_row_ok(l->v, t));
+    if (o && t->has_scope) {
+        sodium_bin2hex(hex, sizeof(hex), t->scope, 16);
+        json_object_set_new(o, "subject", json_string(hex));
+    }
+    if (o && t->has_minted_with) {
+        token_id_hex(tid, t->minted_with);
+        json_object_set_new(o, "minted_with", json_string(tid));
+    }
+    if (!o || json_array_append_new(l->arr, o))
+        l->rc = CUSTOS_ERR_NOMEM;
+    return l->rc != CUSTOS_OK;
+}
+
+enum custos_err custos_principal_tokens(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                        json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_principal_row p;
+    struct custos_event e;
+    struct tlist l;
+    uint64_t live = 0;
+    int64_t now = (int64_t)custos_now(v);
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_event_init(&e, "token.list", c);
+    if (!may_read_principals(v, c)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "listing tokens needs principal.read (admin, auditor)");
+        goto done;
+    }
+    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    e.target = id;
+    memset(&l, 0, sizeof(l));
+    l.v = v;
+    if (!(*out = json_pack("{s:s, s:[]}", "principal", id, "tokens"))) {
+        rc = CUSTOS_ERR_NOMEM;
+        goto done;
+    }
+    l.arr = json_object_get(*out, "tokens");
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    rc = v->ops->principal_get(conn, id, &p);
+    if (rc == CUSTOS_ERR_NOTFOUND)
+        rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%s'", id);
+    else if (rc == CUSTOS_ERR_CORRUPT)
+        rc = CUSTOS_OK; /* its tokens are refused, but still listed */
+    /* the count and the list are two reads: a token issued between them may be in one only */
+    if (!rc && !(rc = v->ops->token_count(conn, id, now, &live)) &&
+        !(rc = v->ops->token_scan(conn, id, now, TOKEN_LIST_MAX + 1, tlist_row, &l)))
+        rc = l.rc;
+    v->ops->release(v->store, conn);
+    sodium_memzero(&p, sizeof(p));
+    if (!rc && (json_object_set_new(*out, "live_tokens", json_integer((json_int_t)live)) ||
+                json_object_set_new(*out, "truncated", json_boolean(l.more))))
+        rc = CUSTOS_ERR_NOMEM;
+    e.count = (int64_t)json_array_size(l.arr);
+done:
+    return custos_audit_finish(v, &e, rc, out);
 }
 
 enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
                                            const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
                                            char tid[17])
 {
-    return token_register(v, c->principal, CUSTOS_KIND_CUSTOMER, id, c->has_token ? c->token_hash : NULL, c->principal,
-                          c->source, tok, expires, tid);
+    return token_register(v, c->principal, CUSTOS_KIND_CUSTOMER, id, c->has_token ? c->token_hash : NULL, NULL,
+                          c->principal, c->source, tok, expires, tid);
 }

@@ -1470,8 +1470,9 @@ static enum custos_err rotation_note(struct rotations *rs, json_t *ev)
 
 /* Replay each principal's last rotation noted: a principal whose row holds another secret (a
    rolled-back control plane, or a crash between a rotation's entry and its commit) has that
-   secret withdrawn, and its tokens revoked again if the rotation revoked them; each withdrawal
-   is a ledger entry. */
+   secret withdrawn, and its tokens revoked again if any of its rotations noted revoked them (a
+   later routine rotation does not undo what an earlier one revoked); each withdrawal is a
+   ledger entry. */
 static enum custos_err rotations_replay(struct custos_vault *v, struct custos_store_conn *conn,
                                         const struct rotations *rs)
 {
@@ -1482,13 +1483,16 @@ static enum custos_err rotations_replay(struct custos_vault *v, struct custos_st
         struct custos_caller sys;
         struct custos_event e;
         char target[96];
-        int withdrawn = 0;
+        int withdrawn = 0, revoke = rs->r[i].revoke;
 
         for (k = i + 1; k < rs->n && strcmp(rs->r[k].id, rs->r[i].id) != 0; k++)
             ;
         if (k < rs->n)
             continue; /* a later rotation of the same principal was replayed */
-        if ((rc = custos_principal_rotate_replay(v, conn, rs->r[i].id, rs->r[i].sid, rs->r[i].revoke, &withdrawn)) ||
+        for (k = 0; k < i; k++)
+            if (rs->r[k].revoke && strcmp(rs->r[k].id, rs->r[i].id) == 0)
+                revoke = 1;
+        if ((rc = custos_principal_rotate_replay(v, conn, rs->r[i].id, rs->r[i].sid, revoke, &withdrawn)) ||
             !withdrawn)
             continue;
         custos_caller_system(&sys);
@@ -1501,7 +1505,7 @@ static enum custos_err rotations_replay(struct custos_vault *v, struct custos_st
     return rc;
 }
 
-enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied)
+enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied, int at_open)
 {
     static const char needle[] = "\"action\":\"subject.erase\",\"result\":\"ok\"",
                       disable[] = "\"action\":\"principal.disable\",\"result\":\"ok\"",
@@ -1540,6 +1544,9 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
         if ((rc = custos_audit_durable(v, &ev, NULL)))
             goto done;
         from = 0;
+        /* the ledger is the older copy: every rotation in it is older than the control plane's
+           rows, which are the ones to keep */
+        at_open = 0;
     }
     buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
     if (!buf) {
@@ -1565,7 +1572,7 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
             json_decref(ev);
             continue;
         }
-        if (len >= sizeof(rotate) && memmem(buf, len, rotate, sizeof(rotate) - 1)) {
+        if (at_open && len >= sizeof(rotate) && memmem(buf, len, rotate, sizeof(rotate) - 1)) {
             ev = json_loadb((const char *)buf, len, 0, NULL);
             rc = rotation_note(&rots, ev);
             json_decref(ev);
@@ -1634,7 +1641,7 @@ enum custos_err custos_erasures_finish(struct custos_vault *v)
        are re-applied (a re-key's new generation must not be taken for a stale one) */
     custos_lock_writes(v, NULL);
     at_open = v->reapplied_at_open;
-    rc = custos_erasures_reapply(v, NULL);
+    rc = custos_erasures_reapply(v, NULL, 0);
     v->reapplied_at_open = at_open; /* that count is the open's (restore reports it) */
     custos_unlock_writes(v);
     if (rc)

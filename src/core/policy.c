@@ -22,8 +22,8 @@
 const char custos_default_policy_json[] =
     "{\n"
     "  \"roles\": {\n"
-    "    \"admin\":    {\"ops\": [\"principal.manage\", \"token.revoke\", \"keys.manage\", \"ledger.read\",\n"
-    "                            \"alert.read\"]},\n"
+    "    \"admin\":    {\"ops\": [\"principal.manage\", \"principal.read\", \"token.revoke\", \"keys.manage\",\n"
+    "                            \"ledger.read\", \"alert.read\"]},\n"
     "    \"service\":  {\"ops\": [\"subject.create\", \"subject.read\", \"subject.update\", \"subject.search\",\n"
     "                            \"subject.erase\", \"subject.link\"],\n"
     "                  \"purposes\": {\n"
@@ -33,7 +33,7 @@ const char custos_default_policy_json[] =
     "    \"support\":  {\"ops\": [\"subject.read\", \"subject.search\"], \"rate_per_minute\": 60,\n"
     "                  \"purposes\": {\n"
     "                    \"support\":  {\"*\": \"masked\", \"address_book.entrance_code\": \"hidden\"}}},\n"
-    "    \"auditor\":  {\"ops\": [\"ledger.read\", \"alert.read\"]},\n"
+    "    \"auditor\":  {\"ops\": [\"ledger.read\", \"alert.read\", \"principal.read\"]},\n"
     "    \"minter\":   {\"ops\": [\"token.mint\"]},\n"
     "    \"customer\": {\"ops\": [\"subject.read\", \"subject.export\", \"subject.erase\"],\n"
     "                  \"purposes\": {\n"
@@ -51,7 +51,7 @@ static const struct {
     {"subject.link", CUSTOS_OP_SUBJECT_LINK},     {"principal.manage", CUSTOS_OP_PRINCIPAL_MANAGE},
     {"token.revoke", CUSTOS_OP_TOKEN_REVOKE},     {"keys.manage", CUSTOS_OP_KEYS_MANAGE},
     {"ledger.read", CUSTOS_OP_LEDGER_READ},       {"alert.read", CUSTOS_OP_ALERT_READ},
-    {"token.mint", CUSTOS_OP_TOKEN_MINT},
+    {"token.mint", CUSTOS_OP_TOKEN_MINT},         {"principal.read", CUSTOS_OP_PRINCIPAL_READ},
 };
 
 const char *custos_op_name(uint32_t op)

@@ -1748,14 +1748,14 @@ done:
     return rc != CUSTOS_OK;
 }
 
-enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied)
+enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied, int at_open)
 {
     struct reapply ra = {v, NULL, 0, CUSTOS_OK};
     enum custos_err rc;
     uint64_t from_ledger = 0;
 
     /* erasures the ledger knows and the control plane forgot (a rolled-back copy) first */
-    if ((rc = custos_erasures_from_ledger(v, &from_ledger)))
+    if ((rc = custos_erasures_from_ledger(v, &from_ledger, at_open)))
         return rc;
     if ((rc = v->ops->acquire(v->store, &ra.c)))
         return rc;

@@ -645,7 +645,7 @@ enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int 
         goto fail;
     v->marker_set = 1;
     sodium_mprotect_readonly(v->sec);
-    if ((rc = custos_erasures_reapply(v, NULL)) || (rc = custos_import_recover(v)) || (rc = custos_keys_finish(v)))
+    if ((rc = custos_erasures_reapply(v, NULL, 1)) || (rc = custos_import_recover(v)) || (rc = custos_keys_finish(v)))
         goto fail;
     /* after a restore: the blind index, which backups do not carry, from the records left; after
        an upgrade that changed the normalisation or a schema edit that moved a searchable field,

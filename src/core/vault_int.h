@@ -374,12 +374,16 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
 
 /* Re-apply erasures and principal disables recorded in the ledger after the control plane's marker
    (a rolled-back control plane cannot resurrect a subject, nor re-enable a principal, while the
-   ledger survives); *applied counts the erasures. */
-enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied);
+   ledger survives); *applied counts the erasures.  at_open: also replay secret rotations (only
+   then: a running server's rotation has its entry in the ledger before its commit, so a scan
+   while it runs would take it for a rolled-back one), unless the ledger is the one found
+   rolled back. */
+enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied, int at_open);
 
 /* Replay principal id's last secret rotation (its secret id sid, 16 hex digits, from the ledger):
-   if its row is intact, enabled and holds another secret, withdraw that secret (a hash nobody
-   has a secret for) and, with revoke, revoke every token it owns or minted; *withdrawn says so. */
+   if its row, read in the transaction that writes it, is intact, enabled and holds another
+   secret, withdraw that secret (a hash nobody has a secret for) and, with revoke (any rotation
+   replayed for it revoked tokens), revoke every token it owns or minted; *withdrawn says so. */
 enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct custos_store_conn *conn,
                                                const char *id, const char *sid, int revoke, int *withdrawn);
 
@@ -397,8 +401,9 @@ enum custos_err custos_erasures_finish(struct custos_vault *v);
 enum custos_err custos_erasure_mark(struct custos_vault *v);
 
 /* Re-apply erasure tombstones to the data plane and finish interrupted erasures and re-keys
-   (startup, restore).  *applied (may be NULL) counts records removed. */
-enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied);
+   (startup, restore: at_open; the tick's retries: 0).  *applied (may be NULL) counts records
+   removed. */
+enum custos_err custos_erasures_reapply(struct custos_vault *v, uint64_t *applied, int at_open);
 
 /* The body of PUT /v1/subjects/{id}/links/{name}, {"webhook": URL}, parsed and checked without
    the store (outside input: tests/fuzz/fuzz_request.c): *url an http:// or https:// URL of 8 to

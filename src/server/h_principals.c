@@ -40,6 +40,22 @@ void h_principal_rotate(struct req *r)
     custos_reply_result(r, rc, out, 200);
 }
 
+void h_principal_list(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_principal_list(r->vault, &r->caller, &out);
+
+    custos_reply_result(r, rc, out, 200);
+}
+
+void h_principal_tokens(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_principal_tokens(r->vault, &r->caller, r->params[0], &out);
+
+    custos_reply_result(r, rc, out, 200);
+}
+
 void h_auth_token(struct req *r)
 {
     json_t *out = NULL;

@@ -66,7 +66,7 @@ enum stmt_id {
     S_KEY_PUT, S_KEY_GET, S_KEY_ANY, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
-    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE, S_PRIN_SECRET,
+    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE, S_PRIN_SECRET, S_PRIN_SCAN, S_TOK_SCAN, S_TOK_COUNT,
     S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
     S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
@@ -116,6 +116,12 @@ static const char *const sql[S__COUNT] = {
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
     [S_PRIN_SECRET] = "UPDATE ctl.principals SET secret_hash = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
+    [S_PRIN_SCAN] = "SELECT id, kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
+                    "ORDER BY id",
+    [S_TOK_SCAN] = "SELECT hash, principal, kind, scope, issued, expires, revoked, issued_by, source, mac, minted_with "
+                   "FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2 "
+                   "ORDER BY issued DESC, hash LIMIT ?3",
+    [S_TOK_COUNT] = "SELECT count(*) FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_SCOPE] = TOK_REVOKE_SELECT "WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
@@ -1121,6 +1127,19 @@ static enum custos_err sq_principal_put(struct custos_store_conn *c, const struc
     return run(c, s, "principal");
 }
 
+/* A principal row's columns from k on: kind, roles, secret_hash, created, disabled, created_by, mac
+   (integers read strictly). */
+static enum custos_err principal_cols(sqlite3_stmt *s, int k, struct custos_principal_row *p)
+{
+    col_text(s, k, p->kind, sizeof(p->kind));
+    col_text(s, k + 1, p->roles, sizeof(p->roles));
+    col_text(s, k + 5, p->created_by, sizeof(p->created_by));
+    if (col_blob(s, k + 2, p->secret_hash, CUSTOS_STORE_HASH) || col_i64(s, k + 3, &p->created) ||
+        col_i64(s, k + 4, &p->disabled) || col_blob(s, k + 6, p->mac, CUSTOS_STORE_HASH))
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+    return CUSTOS_OK;
+}
+
 static enum custos_err sq_principal_get(struct custos_store_conn *c, const char *id, struct custos_principal_row *p)
 {
     enum custos_err rc = CUSTOS_ERR_NOTFOUND;
@@ -1132,18 +1151,36 @@ static enum custos_err sq_principal_get(struct custos_store_conn *c, const char 
     if (r == SQLITE_ROW) {
         memset(p, 0, sizeof(*p));
         snprintf(p->id, sizeof(p->id), "%s", id);
-        col_text(s, 0, p->kind, sizeof(p->kind));
-        col_text(s, 1, p->roles, sizeof(p->roles));
-        if (col_blob(s, 2, p->secret_hash, CUSTOS_STORE_HASH))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
-        else
-            rc = CUSTOS_OK;
-        col_text(s, 5, p->created_by, sizeof(p->created_by));
-        if (!rc && (col_i64(s, 3, &p->created) || col_i64(s, 4, &p->disabled) ||
-                    col_blob(s, 6, p->mac, CUSTOS_STORE_HASH)))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+        rc = principal_cols(s, 0, p);
     } else if (r != SQLITE_DONE)
         rc = db_err(c->db, r, "principal get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_principal_scan(struct custos_store_conn *c,
+                                         int (*fn)(void *, const struct custos_principal_row *, enum custos_err),
+                                         void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_PRIN_SCAN);
+
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_principal_row p;
+        enum custos_err row;
+
+        memset(&p, 0, sizeof(p));
+        col_text(s, 0, p.id, sizeof(p.id));
+        row = principal_cols(s, 1, &p);
+        custos_err_clear();
+        if (fn(ctx, &p, row)) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "principal scan");
     done_stmt(s);
     return rc;
 }
@@ -1302,6 +1339,29 @@ static enum custos_err sq_token_put(struct custos_store_conn *c, const struct cu
     return run(c, s, "token put");
 }
 
+/* A token row's columns from k on: principal, kind, scope, issued, expires, revoked, issued_by, source,
+   mac, minted_with (integers read strictly). */
+static enum custos_err token_cols(sqlite3_stmt *s, int k, struct custos_token_row *t)
+{
+    enum custos_err rc = CUSTOS_OK;
+
+    col_text(s, k, t->principal, sizeof(t->principal));
+    col_text(s, k + 1, t->kind, sizeof(t->kind));
+    t->has_scope = sqlite3_column_type(s, k + 2) != SQLITE_NULL;
+    if (t->has_scope && col_blob(s, k + 2, t->scope, 16))
+        rc = CUSTOS_ERR_CORRUPT;
+    if (col_i64(s, k + 3, &t->issued) || col_i64(s, k + 4, &t->expires) || col_i64(s, k + 5, &t->revoked))
+        rc = CUSTOS_ERR_CORRUPT;
+    col_text(s, k + 6, t->issued_by, sizeof(t->issued_by));
+    col_text(s, k + 7, t->source, sizeof(t->source));
+    if (col_blob(s, k + 8, t->mac, CUSTOS_STORE_HASH))
+        rc = CUSTOS_ERR_CORRUPT;
+    t->has_minted_with = sqlite3_column_type(s, k + 9) != SQLITE_NULL;
+    if (t->has_minted_with && col_blob(s, k + 9, t->minted_with, CUSTOS_STORE_HASH))
+        rc = CUSTOS_ERR_CORRUPT;
+    return rc ? custos_err_set(rc, "token row is corrupt") : CUSTOS_OK;
+}
+
 static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t hash[CUSTOS_STORE_HASH],
                                     struct custos_token_row *t)
 {
@@ -1314,35 +1374,65 @@ static enum custos_err sq_token_get(struct custos_store_conn *c, const uint8_t h
     if (r == SQLITE_ROW) {
         memset(t, 0, sizeof(*t));
         memcpy(t->hash, hash, CUSTOS_STORE_HASH);
-        col_text(s, 0, t->principal, sizeof(t->principal));
-        col_text(s, 1, t->kind, sizeof(t->kind));
-        t->has_scope = sqlite3_column_type(s, 2) != SQLITE_NULL;
-        rc = CUSTOS_OK;
-        if (t->has_scope && col_blob(s, 2, t->scope, 16))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-        if (col_i64(s, 3, &t->issued) || col_i64(s, 4, &t->expires) || col_i64(s, 5, &t->revoked))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-        col_text(s, 6, t->issued_by, sizeof(t->issued_by));
-        col_text(s, 7, t->source, sizeof(t->source));
-        if (col_blob(s, 8, t->mac, CUSTOS_STORE_HASH))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
-        t->has_minted_with = sqlite3_column_type(s, 9) != SQLITE_NULL;
-        if (t->has_minted_with && col_blob(s, 9, t->minted_with, CUSTOS_STORE_HASH))
-            rc = custos_err_set(CUSTOS_ERR_CORRUPT, "token row is corrupt");
+        rc = token_cols(s, 0, t);
         t->owner_found = sqlite3_column_type(s, 10) != SQLITE_NULL;
         if (t->owner_found) {
-            struct custos_principal_row *p = &t->owner;
-
-            col_text(s, 10, p->id, sizeof(p->id));
-            col_text(s, 11, p->kind, sizeof(p->kind));
-            col_text(s, 12, p->roles, sizeof(p->roles));
-            col_text(s, 16, p->created_by, sizeof(p->created_by));
-            if (col_blob(s, 13, p->secret_hash, CUSTOS_STORE_HASH) || col_blob(s, 17, p->mac, CUSTOS_STORE_HASH) ||
-                col_i64(s, 14, &p->created) || col_i64(s, 15, &p->disabled))
-                rc = custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
+            col_text(s, 10, t->owner.id, sizeof(t->owner.id));
+            if (principal_cols(s, 11, &t->owner))
+                rc = CUSTOS_ERR_CORRUPT; /* its detail is set */
         }
     } else if (r != SQLITE_DONE)
         rc = db_err(c->db, r, "token get");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_token_scan(struct custos_store_conn *c, const char *principal, int64_t now, uint32_t limit,
+                                     int (*fn)(void *, const struct custos_token_row *, enum custos_err), void *ctx)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_TOK_SCAN);
+
+    sqlite3_bind_text(s, 1, principal, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_int64(s, 3, limit);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        struct custos_token_row t;
+        enum custos_err row;
+
+        memset(&t, 0, sizeof(t));
+        row = sqlite3_column_bytes(s, 0) == CUSTOS_STORE_HASH ? CUSTOS_OK : CUSTOS_ERR_CORRUPT;
+        if (!row)
+            memcpy(t.hash, sqlite3_column_blob(s, 0), CUSTOS_STORE_HASH);
+        if (token_cols(s, 1, &t))
+            row = CUSTOS_ERR_CORRUPT;
+        custos_err_clear();
+        if (fn(ctx, &t, row)) {
+            r = SQLITE_DONE;
+            break;
+        }
+    }
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(c->db, r, "token scan");
+    done_stmt(s);
+    return rc;
+}
+
+static enum custos_err sq_token_count(struct custos_store_conn *c, const char *principal, int64_t now, uint64_t *n)
+{
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_TOK_COUNT);
+
+    *n = 0;
+    sqlite3_bind_text(s, 1, principal, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, now);
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *n = (uint64_t)sqlite3_column_int64(s, 0);
+    else
+        rc = db_err(c->db, r, "token count");
     done_stmt(s);
     return rc;
 }
@@ -2651,6 +2741,9 @@ const struct custos_store_ops custos_store_sqlite = {
     .principal_get = sq_principal_get,
     .principal_disable = sq_principal_disable,
     .principal_set_secret = sq_principal_set_secret,
+    .principal_scan = sq_principal_scan,
+    .token_scan = sq_token_scan,
+    .token_count = sq_token_count,
     .token_revoke_scope = sq_token_revoke_scope,
     .token_purge = sq_token_purge,
     .token_put = sq_token_put,

@@ -208,6 +208,18 @@ struct custos_store_ops {
     enum custos_err (*principal_set_secret)(struct custos_store_conn *c, const char *id,
                                             const uint8_t secret_hash[CUSTOS_STORE_HASH],
                                             const uint8_t mac[CUSTOS_STORE_HASH]);
+    /* Every principal row, by id: fn(ctx, row, CUSTOS_OK or CUSTOS_ERR_CORRUPT for a row that does not
+       parse, then only its id is set); fn returns non-zero to stop. */
+    enum custos_err (*principal_scan)(struct custos_store_conn *c,
+                                      int (*fn)(void *ctx, const struct custos_principal_row *r, enum custos_err row),
+                                      void *ctx);
+    /* The live tokens (not revoked, expiring after now) owned or minted by principal, newest first, at
+       most limit: fn(ctx, row, CUSTOS_OK or CUSTOS_ERR_CORRUPT); owner is not filled. */
+    enum custos_err (*token_scan)(struct custos_store_conn *c, const char *principal, int64_t now, uint32_t limit,
+                                  int (*fn)(void *ctx, const struct custos_token_row *r, enum custos_err row),
+                                  void *ctx);
+    /* How many live tokens principal owns or minted. */
+    enum custos_err (*token_count)(struct custos_store_conn *c, const char *principal, int64_t now, uint64_t *n);
     /* Revocation (the three below), in the caller's transaction: for each live row selected,
        sign(ctx, row as stored, when) sets row->revoked and row->mac (the core signs the row anew
        with its revoked state, or keeps the MAC of a row that fails it), and the store writes

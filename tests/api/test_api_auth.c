@@ -382,8 +382,16 @@ static void test_rotate_secret(void **state)
         assert_non_null(target);
         assert_int_equal(strncmp(target, "shop secret ", 12), 0);
         assert_int_equal(strlen(target), 28);
-        assert_null(strstr(target, s1 + 4));
         assert_null(json_object_get(e, "count"));
+    }
+    /* no part of the secret anywhere in the ledger */
+    {
+        char *dump = json_dumps(ev, JSON_COMPACT), part[17];
+
+        assert_non_null(dump);
+        snprintf(part, sizeof(part), "%s", s1 + 4);
+        assert_null(strstr(dump, part));
+        free(dump);
     }
 
     /* revoke_tokens: every token dies with the old secrets (p.token, the one issued with
@@ -417,6 +425,49 @@ static void test_rotate_secret(void **state)
     assert_non_null(cz_find_event(ev, "action", "principal.rotate", "actor", "shop", "result", "denied", NULL));
 }
 
+/* GET /v1/principals and GET /v1/principals/{id}/tokens: admin and auditor, nobody else. */
+static void test_list_principals(void **state)
+{
+    struct cz_server *s = *state;
+    const struct cz_resp *r;
+    json_t *p;
+    size_t i;
+    int seen = 0;
+
+    cz_expect_error(cz_req(s, "GET", "/v1/principals", s->svc.token, NULL), 403, "forbidden");
+    cz_expect_error(cz_req(s, "GET", "/v1/principals", s->sup.token, NULL), 403, "forbidden");
+    cz_expect_error(cz_req(s, "GET", "/v1/principals/svc/tokens", s->mint.token, NULL), 403, "forbidden");
+    cz_expect_error(cz_req(s, "GET", "/v1/principals?all=1", s->admin_token, NULL), 400, "bad_request");
+    r = cz_req(s, "GET", "/v1/principals", s->aud.token, NULL);
+    cz_expect(r, 200);
+    p = cz_get(r->json, "principals");
+    for (i = 0; i < json_array_size(p); i++) {
+        json_t *e = json_array_get(p, i);
+
+        if (strcmp(json_string_value(json_object_get(e, "id")), "svc") == 0) {
+            seen = 1;
+            assert_true(json_is_true(json_object_get(e, "valid")));
+            assert_true(json_integer_value(json_object_get(e, "live_tokens")) >= 1);
+        }
+        assert_null(json_object_get(e, "secret_hash"));
+        assert_null(json_object_get(e, "mac"));
+    }
+    assert_true(seen);
+    r = cz_req(s, "GET", "/v1/principals/svc/tokens", s->admin_token, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "principal"), "svc");
+    assert_true(json_array_size(cz_get(r->json, "tokens")) >= 1);
+    assert_null(strstr(json_string_value(json_object_get(json_array_get(cz_get(r->json, "tokens"), 0), "id")),
+                       "cus_"));
+    cz_expect_error(cz_req(s, "GET", "/v1/principals/nobody/tokens", s->admin_token, NULL), 404, "not_found");
+    cz_expect_error(cz_req(s, "POST", "/v1/principals/svc/tokens", s->admin_token, NULL), 405,
+                    "method_not_allowed");
+    assert_non_null(cz_find_event(cz_ledger_entries(s), "action", "token.list", "actor", "admin", "target", "svc",
+                                  "result", "ok", NULL));
+    assert_non_null(cz_find_event(cz_ledger_entries(s), "action", "principal.list", "actor", "svc", "result",
+                                  "denied", NULL));
+}
+
 /* The CLI's rotate on a stopped vault prints the secret alone on the last line. */
 static void test_cli_rotate(void **state)
 {
@@ -438,14 +489,24 @@ static void test_cli_rotate(void **state)
     last++;
     assert_int_equal(strlen(last), 47);
     assert_int_equal(strncmp(last, "cps_", 4), 0);
-    assert_int_not_equal(cz_cli(s, out, sizeof(out), "principal", "rotate", "--data", s->data, "--id", "ops",
-                                "--kind", "staff", NULL),
-                         0);
-    cz_server_start(s);
-    cz_expect_error(svc_call(s, ops.token), 401, "unauthenticated");
-    cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", ops.secret)), 401,
-                    "unauthenticated");
-    cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", last)), 200);
+    {
+        char secret[64];
+
+        snprintf(secret, sizeof(secret), "%s", last); /* out is reused below */
+        assert_int_not_equal(cz_cli(s, out, sizeof(out), "principal", "rotate", "--data", s->data, "--id", "ops",
+                                    "--kind", "staff", NULL),
+                             0);
+        /* list: one JSON object a line; ops' tokens were all revoked */
+        assert_int_equal(cz_cli(s, out, sizeof(out), "principal", "list", "--data", s->data, NULL), 0);
+        assert_non_null(strstr(out, "{\"id\":\"ops\",\"kind\":\"service\",\"roles\":[\"service\"],"));
+        assert_non_null(strstr(out, "\"valid\":true,\"live_tokens\":0}\n"));
+        assert_null(strstr(out, secret));
+        cz_server_start(s);
+        cz_expect_error(svc_call(s, ops.token), 401, "unauthenticated");
+        cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", ops.secret)), 401,
+                        "unauthenticated");
+        cz_expect(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "ops", secret)), 200);
+    }
 }
 
 /*
@@ -618,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_principal_bad_input, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_disable_revokes_all_tokens, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_rotate_secret, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_list_principals, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_principal_not_recorded, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_principal_and_token, cz_setup_stopped, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_rotate, cz_setup_stopped, cz_teardown),

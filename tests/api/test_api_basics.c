@@ -53,7 +53,9 @@ static void test_wrong_method_405(void **state)
     static const char *const cases[][2] = {
         {"POST", "/v1/health"},
         {"DELETE", "/v1/health"},
-        {"GET", "/v1/principals"},
+        {"DELETE", "/v1/principals"},
+        {"GET", "/v1/principals/svc/rotate"},
+        {"PUT", "/v1/principals/svc/tokens"},
         {"GET", "/v1/principals/svc/disable"},
         {"GET", "/v1/auth/token"},
         {"PUT", "/v1/auth/revoke"},

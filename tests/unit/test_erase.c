@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* memmem */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1959,6 +1960,176 @@ static void test_rotation_entry_without_commit(void **state)
     assert_int_equal(issue_with(f, "post", p1, NULL), CUSTOS_ERR_UNAUTH);
 }
 
+/* A store whose commit or token_put does something first, on cue (the races below). */
+static const struct custos_store_ops *real_ops;
+static struct custos_store_ops hooked_ops;
+static struct fx *hooked_fx;
+static int hook_armed;
+static pthread_t hook_thread;
+static char hook_secret[CUSTOS_SECRET_LEN + 1];
+
+static void hook(struct fx *f)
+{
+    real_ops = f->v->ops;
+    hooked_ops = *real_ops;
+    hooked_fx = f;
+    f->v->ops = &hooked_ops;
+    hook_armed = 1;
+}
+
+static void *tick_retry(void *arg)
+{
+    struct fx *f = arg;
+
+    atomic_store(&f->v->erasures_unfinished, 1); /* as after an erasure that answered 503 */
+    custos_erasures_finish(f->v);                /* what the server's tick runs then */
+    return NULL;
+}
+
+static enum custos_err commit_beside_tick(struct custos_store_conn *c, enum custos_plane p)
+{
+    if (hook_armed && p == CUSTOS_PLANE_CONTROL) {
+        hook_armed = 0;
+        assert_int_equal(pthread_create(&hook_thread, NULL, tick_retry, hooked_fx), 0);
+        usleep(300000); /* the tick scans the ledger, which already holds the rotation's entry */
+    }
+    return real_ops->commit(c, p);
+}
+
+/* The server's tick retries an unfinished erasure through the ledger scan while a rotation sits
+   between its entry and its commit: the scan must not take it for a rolled-back one and withdraw
+   the secret the admin is about to receive (review finding). */
+static void test_rotation_beside_the_tick(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1];
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    hook(f);
+    hooked_ops.commit = commit_beside_tick;
+    rotate_ok(f, "shop", "", s1);
+    assert_int_equal(pthread_join(hook_thread, NULL), 0);
+    f->v->ops = real_ops;
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(issue_with(f, "shop", s1, NULL), CUSTOS_OK);
+}
+
+static enum custos_err begin_after_rotation(struct custos_store_conn *c, enum custos_plane p)
+{
+    if (hook_armed && p == CUSTOS_PLANE_CONTROL) {
+        hook_armed = 0;
+        rotate_ok(hooked_fx, "shop", "{\"revoke_tokens\":true}", hook_secret);
+    }
+    return real_ops->begin(c, p);
+}
+
+/* A token request with the old secret, checked just before a rotation with revoke_tokens commits
+   and registered just after, must not come out as a live token (review finding: it lived out its
+   hour). */
+static void test_token_issue_beside_rotation(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], tok[CUSTOS_TOKEN_LEN + 1];
+    struct custos_caller c;
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    hook(f);
+    hooked_ops.begin = begin_after_rotation; /* the secret checked, the token not yet registered */
+    assert_int_equal(issue_with(f, "shop", s0, tok), CUSTOS_ERR_UNAUTH);
+    f->v->ops = real_ops;
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(issue_with(f, "shop", hook_secret, tok), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_OK);
+}
+
+/* Rotated with revoke_tokens (a leak), then routinely without, then the control plane rolled back
+   to before both: the leaked secret's tokens are revoked again (review finding: only the last
+   rotation's flag counted). */
+static void test_rollback_keeps_an_earlier_revoke(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1],
+        t0[CUSTOS_TOKEN_LEN + 1], ctl[300], old[300], side[320];
+    struct custos_caller c;
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    assert_int_equal(issue_with(f, "shop", s0, t0), CUSTOS_OK);
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(old, sizeof(old), "%s/control.old", f->dir);
+    assert_int_equal(copy_file(ctl, old), 0);
+    open_vault(f);
+    rotate_ok(f, "shop", "{\"revoke_tokens\":true}", s1);
+    rotate_ok(f, "shop", "", s2);
+    assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+    custos_vault_free(f->v);
+    assert_int_equal(rename(old, ctl), 0);
+    snprintf(side, sizeof(side), "%s-wal", ctl);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", ctl);
+    unlink(side);
+    open_vault(f);
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
+}
+
+static enum custos_err commit_fails(struct custos_store_conn *c, enum custos_plane p)
+{
+    if (hook_armed && p == CUSTOS_PLANE_CONTROL) {
+        hook_armed = 0;
+        return custos_err_set(CUSTOS_ERR_IO, "disk I/O error");
+    }
+    return real_ops->commit(c, p);
+}
+
+/* A rotation whose commit really fails: no secret handed out, an error entry with the rotation's
+   target, and the next open (scanning it all) keeps the old secret. */
+static void test_rotation_commit_fails(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1];
+    json_t *out = NULL, *ev;
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    hook(f);
+    hooked_ops.commit = commit_fails;
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "shop", "", 0, &out), CUSTOS_ERR_IO);
+    f->v->ops = real_ops;
+    assert_null(out);
+    ev = last_entry(f);
+    assert_string_equal(json_string_value(json_object_get(ev, "result")), "error");
+    assert_int_equal(strncmp(json_string_value(json_object_get(ev, "target")), "shop secret ", 12), 0);
+    json_decref(ev);
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_OK);
+    custos_vault_free(f->v);
+    set_scan_mark(f, 0);
+    open_vault(f);
+    assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_OK);
+}
+
+/* The ledger found rolled back (shorter than the control plane last saw it) is rescanned from its
+   start, but its rotations are older than the control plane's rows: none is replayed, and the
+   secret the row holds keeps working. */
+static void test_rolled_back_ledger_keeps_secrets(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1], cmd[700];
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    rotate_ok(f, "shop", "{\"revoke_tokens\":true}", s1);
+    custos_vault_free(f->v);
+    snprintf(cmd, sizeof(cmd), "cp -a '%s/ledger' '%s/ledger.old'", f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    open_vault(f);
+    rotate_ok(f, "shop", "", s2);
+    custos_vault_free(f->v);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/ledger' && mv '%s/ledger.old' '%s/ledger'", f->dir, f->dir, f->dir);
+    assert_int_equal(system(cmd), 0);
+    open_vault(f);
+    assert_true(custos_vault_ledger_missing(f->v) > 0);
+    assert_int_equal(issue_with(f, "shop", s2, NULL), CUSTOS_OK);
+}
+
 /* Refusals: a disabled principal, a row changed outside custos, an unknown or malformed id, a
    caller without the admin role, a bad body; none of them changes the secret. */
 static void test_rotation_refusals(void **state)
@@ -2705,6 +2876,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_survives_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_entry_without_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_beside_the_tick, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_issue_beside_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rollback_keeps_an_earlier_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rolled_back_ledger_keeps_secrets, setup, teardown),
         cmocka_unit_test(test_link_body_parse),
     };
 

@@ -227,6 +227,129 @@ static void test_disabling_a_tampered_principal_keeps_it_tampered(void **state)
     assert_string_equal(last_reason(f->v, why), "principal_integrity");
 }
 
+/* The entry in a listing's array whose "id" is id, or NULL. */
+static json_t *by_id(json_t *arr, const char *id)
+{
+    size_t i;
+
+    for (i = 0; i < json_array_size(arr); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(arr, i), "id")), id) == 0)
+            return json_array_get(arr, i);
+    return NULL;
+}
+
+/*
+ * GET /v1/principals and GET /v1/principals/{id}/tokens at the core: what a security team needs to
+ * see which credentials exist.  A row edited in the file is listed as not valid and nothing of it
+ * is believed, not even for JSON (its bytes are shown printable); a principal's live tokens are its
+ * own and the customer tokens it minted, newest first, at most 1,000, then "truncated".
+ */
+static void test_listing_principals_and_tokens(void **state)
+{
+    struct fx *f = *state;
+    static const char subj[] = "{\"name\":\"유지현\"}";
+    struct custos_caller admin, c;
+    char tok[CUSTOS_TOKEN_LEN + 1], tok2[CUSTOS_TOKEN_LEN + 1], mid[17], sid[33];
+    json_t *out = NULL, *p, *ev, *t;
+    int64_t exp;
+    int i;
+
+    assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
+    principal_with_token(f, &admin, "ops", tok);
+    principal_with_token(f, &admin, "gone", tok2);
+    assert_int_equal(custos_principal_disable(f->v, &admin, "gone"), CUSTOS_OK);
+    principal_with_token(f, &admin, "odd", tok2);
+    edit_db(f, "control.db", "UPDATE principals SET created_by = x'e2809c0a' WHERE id = 'odd'"); /* not MAC'd */
+    principal_with_token(f, &admin, "bad", tok2);
+    edit_db(f, "control.db", "UPDATE principals SET roles = 'admin', id = x'6261642dff' WHERE id = 'bad'");
+
+    /* a service may not list */
+    assert_int_equal(custos_authenticate(f->v, tok, "127.0.0.1", &c), CUSTOS_OK);
+    assert_int_equal(custos_principal_list(f->v, &c, &out), CUSTOS_ERR_FORBIDDEN);
+    assert_null(out);
+    assert_int_equal(custos_principal_tokens(f->v, &c, "ops", &out), CUSTOS_ERR_FORBIDDEN);
+    assert_null(out);
+
+    assert_int_equal(custos_principal_list(f->v, &admin, &out), CUSTOS_OK);
+    p = json_object_get(out, "principals");
+    assert_int_equal(json_array_size(p), 5); /* admin, bad-?, gone, odd, ops */
+    t = by_id(p, "ops");
+    assert_non_null(t);
+    assert_true(json_is_true(json_object_get(t, "valid")));
+    assert_string_equal(json_string_value(json_object_get(t, "kind")), "service");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(t, "roles"), 0)), "service");
+    assert_string_equal(json_string_value(json_object_get(t, "created_by")), "admin");
+    assert_true(json_is_null(json_object_get(t, "disabled_at")));
+    assert_int_equal(json_integer_value(json_object_get(t, "live_tokens")), 1);
+    t = by_id(p, "gone");
+    assert_true(json_is_string(json_object_get(t, "disabled_at")));
+    assert_int_equal(json_integer_value(json_object_get(t, "live_tokens")), 0);
+    t = by_id(p, "odd");
+    assert_true(json_is_true(json_object_get(t, "valid")));
+    assert_string_equal(json_string_value(json_object_get(t, "created_by")), "????");
+    t = by_id(p, "bad-?");
+    assert_non_null(t);
+    assert_true(json_is_false(json_object_get(t, "valid")));
+    assert_null(json_object_get(t, "roles"));
+    json_decref(out);
+    ev = last_event(f->v);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "principal.list");
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 5);
+    json_decref(ev);
+
+    /* tokens: a minter's own, and the customer token it minted, newest first */
+    assert_int_equal(custos_principal_create_local(f->v, "mint", "service", "minter", tok2), CUSTOS_OK);
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "mint", tok2, &exp), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, tok2, "127.0.0.1", &c), CUSTOS_OK);
+    assert_int_equal(custos_subject_create(f->v, &f->sys, subj, strlen(subj), &out), CUSTOS_OK);
+    snprintf(sid, sizeof(sid), "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    assert_int_equal(custos_subject_token(f->v, &c, sid, &out), CUSTOS_OK);
+    json_decref(out);
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "mint", &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "live_tokens")), 2);
+    assert_true(json_is_false(json_object_get(out, "truncated")));
+    t = json_array_get(json_object_get(out, "tokens"), 1);
+    assert_string_equal(json_string_value(json_object_get(t, "kind")), "service");
+    assert_string_equal(json_string_value(json_object_get(t, "issued_by")), "@local");
+    assert_string_equal(json_string_value(json_object_get(t, "source")), "local");
+    assert_true(json_is_true(json_object_get(t, "valid")));
+    assert_null(json_object_get(t, "subject"));
+    snprintf(mid, sizeof(mid), "%s", json_string_value(json_object_get(t, "id")));
+    assert_int_equal(strlen(mid), 16);
+    t = json_array_get(json_object_get(out, "tokens"), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "kind")), "customer");
+    assert_string_equal(json_string_value(json_object_get(t, "subject")), sid);
+    assert_string_equal(json_string_value(json_object_get(t, "minted_with")), mid);
+    assert_string_equal(json_string_value(json_object_get(t, "source")), "127.0.0.1");
+    json_decref(out);
+    /* a principal whose row fails its MAC: its tokens are refused, but still listed */
+    edit_db(f, "control.db", "UPDATE principals SET roles = 'service' WHERE id = 'ops'");
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "ops", &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "live_tokens")), 1);
+    assert_int_equal(json_array_size(json_object_get(out, "tokens")), 1);
+    json_decref(out);
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "nobody", &out), CUSTOS_ERR_NOTFOUND);
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "No body", &out), CUSTOS_ERR_INVALID);
+    assert_null(out);
+
+    /* over 1,000 live tokens: the newest 1,000 and "truncated"; a revoked one is not live */
+    for (i = 0; i < 1001; i++)
+        assert_int_equal(custos_token_issue_local(f->v, &f->sys, "admin", tok2, &exp), CUSTOS_OK);
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "admin", &out), CUSTOS_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "live_tokens")), 1002); /* and the init token */
+    assert_int_equal(json_array_size(json_object_get(out, "tokens")), 1000);
+    assert_true(json_is_true(json_object_get(out, "truncated")));
+    t = json_array_get(json_object_get(out, "tokens"), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "issued_by")), "@local");
+    json_decref(out);
+    ev = last_event(f->v);
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), "token.list");
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "admin");
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1000);
+    json_decref(ev);
+}
+
 /* The stored row of a token (by its text). */
 static void token_row(struct fx *f, const char *tok, struct custos_token_row *t)
 {
@@ -801,6 +924,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_principals_and_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_cannot_be_undone_in_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_survives_broken_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
