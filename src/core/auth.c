@@ -1128,6 +1128,19 @@ enum custos_err custos_principal_disable_replay(struct custos_vault *v, struct c
     return CUSTOS_OK;
 }
 
+/* The checks every call on a named principal starts with: the caller may manage principals, and id
+   is well-formed (set as the event's target once it is). */
+static enum custos_err principal_call_ok(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                         struct custos_event *e)
+{
+    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE))
+        return custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
+    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX))
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+    e->target = id;
+    return CUSTOS_OK;
+}
+
 enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id)
 {
     struct custos_store_conn *conn = NULL;
@@ -1136,15 +1149,8 @@ enum custos_err custos_principal_disable(struct custos_vault *v, const struct cu
     enum custos_err rc;
 
     custos_event_init(&e, "principal.disable", c);
-    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
-        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
+    if ((rc = principal_call_ok(v, c, id, &e)))
         goto done;
-    }
-    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
-        goto done;
-    }
-    e.target = id;
     /* Not itself: with no other admin left, the vault would have none to manage principals or
        revoke tokens until an operator adds one with the CLI (red-team finding: one call, and a
        stolen admin token could make it).  Another admin, or the CLI (a system caller), can. */
@@ -1286,16 +1292,7 @@ enum custos_err custos_principal_rotate(struct custos_vault *v, const struct cus
 
     *out = NULL;
     custos_event_init(&e, "principal.rotate", c);
-    if (!custos_caller_may(v, c, CUSTOS_OP_PRINCIPAL_MANAGE)) {
-        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
-        goto done;
-    }
-    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
-        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
-        goto done;
-    }
-    e.target = id;
-    if ((rc = custos_principal_rotate_parse(body, len, &revoke)))
+    if ((rc = principal_call_ok(v, c, id, &e)) || (rc = custos_principal_rotate_parse(body, len, &revoke)))
         goto done;
     rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, out, target, &audited);
     if (!rc)

@@ -1570,6 +1570,34 @@ static int copy_file(const char *from, const char *to)
     return system(cmd);
 }
 
+/* Keep a copy of control.db (the vault closed, then opened again). */
+static void save_control(struct fx *f)
+{
+    char ctl[300], old[300];
+
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(old, sizeof(old), "%s/control.old", f->dir);
+    assert_int_equal(copy_file(ctl, old), 0);
+    open_vault(f);
+}
+
+/* Put the copy save_control kept back in place of control.db, and open the vault on it. */
+static void roll_back_control(struct fx *f)
+{
+    char ctl[300], old[300], side[320];
+
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    snprintf(old, sizeof(old), "%s/control.old", f->dir);
+    assert_int_equal(rename(old, ctl), 0);
+    snprintf(side, sizeof(side), "%s-wal", ctl);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", ctl);
+    unlink(side);
+    open_vault(f);
+}
+
 /* The value of meta key k in data.db, read directly ("" when absent). */
 static void data_meta(struct fx *f, const char *k, char out[32])
 {
@@ -1718,7 +1746,7 @@ static void test_ledger_rollback_recorded(void **state)
 static void test_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
-    char a[33], ctl[300], old[300], side[320], cust[CUSTOS_TOKEN_LEN + 1];
+    char a[33], cust[CUSTOS_TOKEN_LEN + 1];
     struct custos_caller minter, c;
     json_t *out = NULL;
 
@@ -1736,22 +1764,12 @@ static void test_rolled_back_control_plane(void **state)
     out = NULL;
     /* an old copy of the control plane, taken while the subject's key still existed and the
        principal was enabled */
-    custos_vault_free(f->v);
-    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
-    snprintf(old, sizeof(old), "%s/control.old", f->dir);
-    assert_int_equal(copy_file(ctl, old), 0);
-    open_vault(f);
+    save_control(f);
     erase_ok(f, a);
     assert_int_equal(custos_principal_disable(f->v, &f->sys, "leaver"), CUSTOS_OK);
-    custos_vault_free(f->v);
-    assert_int_equal(rename(old, ctl), 0);
-    snprintf(side, sizeof(side), "%s-wal", ctl);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", ctl);
-    unlink(side);
     /* the ledger still records the erasure and the disable: opening re-applies both (review
        finding: a rolled-back control plane re-enabled a disabled principal, secret and all) */
-    open_vault(f);
+    roll_back_control(f);
     assert_int_equal(read_subject(f, &f->service, a, "account", &out), CUSTOS_ERR_GONE);
     {
         char tok[CUSTOS_TOKEN_LEN + 1];
@@ -1824,18 +1842,14 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
 {
     struct fx *f = *state;
     char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1],
-        t0[CUSTOS_TOKEN_LEN + 1], t1[CUSTOS_TOKEN_LEN + 1], ctl[300], old[300], side[320];
+        t0[CUSTOS_TOKEN_LEN + 1], t1[CUSTOS_TOKEN_LEN + 1];
     struct custos_caller c;
     const char *target;
     json_t *ev;
 
     assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
     assert_int_equal(issue_with(f, "shop", s0, t0), CUSTOS_OK);
-    custos_vault_free(f->v);
-    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
-    snprintf(old, sizeof(old), "%s/control.old", f->dir);
-    assert_int_equal(copy_file(ctl, old), 0);
-    open_vault(f);
+    save_control(f);
 
     rotate_ok(f, "shop", "{\"revoke_tokens\":true}", s1);
     ev = last_entry(f);
@@ -1853,13 +1867,7 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
     assert_int_equal(custos_authenticate(f->v, t1, "127.0.0.1", &c), CUSTOS_OK);
 
     /* the old copy comes back: it holds s0's hash and t0 live */
-    custos_vault_free(f->v);
-    assert_int_equal(rename(old, ctl), 0);
-    snprintf(side, sizeof(side), "%s-wal", ctl);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", ctl);
-    unlink(side);
-    open_vault(f);
+    roll_back_control(f);
     ev = last_entry(f);
     assert_string_equal(json_string_value(json_object_get(ev, "action")), "principal.rotate");
     assert_string_equal(json_string_value(json_object_get(ev, "target")), "shop secret withdrawn");
@@ -2049,26 +2057,16 @@ static void test_rollback_keeps_an_earlier_revoke(void **state)
 {
     struct fx *f = *state;
     char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1],
-        t0[CUSTOS_TOKEN_LEN + 1], ctl[300], old[300], side[320];
+        t0[CUSTOS_TOKEN_LEN + 1];
     struct custos_caller c;
 
     assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
     assert_int_equal(issue_with(f, "shop", s0, t0), CUSTOS_OK);
-    custos_vault_free(f->v);
-    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
-    snprintf(old, sizeof(old), "%s/control.old", f->dir);
-    assert_int_equal(copy_file(ctl, old), 0);
-    open_vault(f);
+    save_control(f);
     rotate_ok(f, "shop", "{\"revoke_tokens\":true}", s1);
     rotate_ok(f, "shop", "", s2);
     assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
-    custos_vault_free(f->v);
-    assert_int_equal(rename(old, ctl), 0);
-    snprintf(side, sizeof(side), "%s-wal", ctl);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", ctl);
-    unlink(side);
-    open_vault(f);
+    roll_back_control(f);
     assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
     assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
 }
