@@ -139,6 +139,11 @@ enum custos_err custos_principal_list(struct custos_vault *v, const struct custo
 enum custos_err custos_principal_tokens(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                         json_t **out);
 
+/* Revoke principal id's token whose id (16 hex digits, as listed and ledgered) is tid, and every live
+   token minted with it; token.revoke.  *out = {"principal","token","revoked": count}. */
+enum custos_err custos_token_revoke_id(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                       const char *tid, json_t **out);
+
 /* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults). */
 enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke);
 

@@ -1534,6 +1534,74 @@ done:
     return custos_audit_finish(v, &e, rc, out);
 }
 
+enum custos_err custos_token_id_parse(const char *tid, uint8_t prefix[8])
+{
+    size_t i, len = 0;
+
+    if (!tid || strlen(tid) != 16)
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed token id: expected 16 lowercase hex digits");
+    for (i = 0; i < 16; i++)
+        if (!((tid[i] >= '0' && tid[i] <= '9') || (tid[i] >= 'a' && tid[i] <= 'f')))
+            return custos_err_set(CUSTOS_ERR_INVALID, "malformed token id: expected 16 lowercase hex digits");
+    if (sodium_hex2bin(prefix, 8, tid, 16, NULL, &len, NULL) != 0 || len != 8)
+        return custos_err_set(CUSTOS_ERR_INVALID, "malformed token id: expected 16 lowercase hex digits");
+    return CUSTOS_OK;
+}
+
+enum custos_err custos_token_revoke_id(struct custos_vault *v, const struct custos_caller *c, const char *id,
+                                       const char *tid, json_t **out)
+{
+    struct custos_store_conn *conn = NULL;
+    struct custos_event e;
+    uint8_t prefix[8], hash[32];
+    unsigned matches = 0;
+    uint64_t n = 0;
+    enum custos_err rc;
+
+    *out = NULL;
+    custos_event_init(&e, "token.revoke", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_TOKEN_REVOKE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "revoking another's token needs token.revoke (admin)");
+        goto done;
+    }
+    if (!id || !custos_valid_name(id, CUSTOS_PRINCIPAL_ID_MAX)) {
+        rc = custos_err_set(CUSTOS_ERR_INVALID, "malformed principal id");
+        goto done;
+    }
+    if ((rc = custos_token_id_parse(tid, prefix)))
+        goto done;
+    e.target = tid;
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        goto done;
+    /* found and revoked in one transaction, which also re-checks the caller's token */
+    if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        if (!(rc = token_live_tx(v, conn, c->has_token ? c->token_hash : NULL)) &&
+            !(rc = v->ops->token_find(conn, id, prefix, hash, &matches))) {
+            if (matches == 0)
+                rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "principal '%s' has no token %s", id, tid);
+            else if (matches > 1)
+                rc = custos_err_set(CUSTOS_ERR_EXISTS, "token id %s is ambiguous: revoke the token itself "
+                                    "(POST /v1/auth/revoke), or rotate the principal with revoke_tokens", tid);
+            else
+                rc = v->ops->token_revoke(conn, hash, (int64_t)custos_now(v), custos_token_sign, v, &n);
+        }
+        if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
+            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+            n = 0;
+        }
+    }
+    v->ops->release(v->store, conn);
+    sodium_memzero(hash, sizeof(hash));
+    if (!rc) {
+        custos_auth_invalidate(v);
+        if (!(*out = json_pack("{s:s, s:s, s:I}", "principal", id, "token", tid, "revoked", (json_int_t)n)))
+            rc = CUSTOS_ERR_NOMEM;
+    }
+    e.count = (int64_t)n; /* the token and the customer tokens minted with it */
+done:
+    return custos_audit_finish(v, &e, rc, out);
+}
+
 enum custos_err custos_token_mint_customer(struct custos_vault *v, const struct custos_caller *c,
                                            const uint8_t id[16], char tok[CUSTOS_TOKEN_LEN + 1], int64_t *expires,
                                            char tid[17])

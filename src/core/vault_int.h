@@ -380,6 +380,10 @@ enum custos_err custos_retention_expire(struct custos_vault *v, uint64_t *keys, 
    rolled back. */
 enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *applied, int at_open);
 
+/* A token id as the ledger and the token listing show it (16 lowercase hex digits: the first 8
+   bytes of the token's keyed hash) into prefix; CUSTOS_ERR_INVALID otherwise. */
+enum custos_err custos_token_id_parse(const char *tid, uint8_t prefix[8]);
+
 /* Replay principal id's last secret rotation (its secret id sid, 16 hex digits, from the ledger):
    if its row, read in the transaction that writes it, is intact, enabled and holds another
    secret, withdraw that secret (a hash nobody has a secret for) and, with revoke (any rotation

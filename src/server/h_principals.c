@@ -56,6 +56,14 @@ void h_principal_tokens(struct req *r)
     custos_reply_result(r, rc, out, 200);
 }
 
+void h_principal_token_revoke(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_token_revoke_id(r->vault, &r->caller, r->params[0], r->params[1], &out);
+
+    custos_reply_result(r, rc, out, 200);
+}
+
 void h_auth_token(struct req *r)
 {
     json_t *out = NULL;

@@ -25,6 +25,7 @@ static const struct route routes[] = {
     {"POST", "/v1/principals", h_principal_create, ROUTE_AUTH, "principal.create", NULL, 1},
     {"GET", "/v1/principals", h_principal_list, ROUTE_AUTH, "principal.list", NULL, 0},
     {"GET", "/v1/principals/{id}/tokens", h_principal_tokens, ROUTE_AUTH, "token.list", NULL, 0},
+    {"DELETE", "/v1/principals/{id}/tokens/{token}", h_principal_token_revoke, ROUTE_AUTH, "token.revoke", NULL, 0},
     {"POST", "/v1/principals/{id}/disable", h_principal_disable, ROUTE_AUTH, "principal.disable", NULL, 0},
     {"POST", "/v1/principals/{id}/rotate", h_principal_rotate, ROUTE_AUTH, "principal.rotate", NULL, 1},
     {"POST", "/v1/auth/token", h_auth_token, ROUTE_PUBLIC, "token.issue", NULL, 1},

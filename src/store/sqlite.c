@@ -66,7 +66,7 @@ enum stmt_id {
     S_KEY_PUT, S_KEY_GET, S_KEY_ANY, S_KEY_DEL, S_KEY_DEL_OTHER, S_KEY_SCAN_FIRST, S_KEY_SCAN_AFTER, S_KEY_COUNT_BELOW,
     S_KEY_MULTI,
     S_ERA_PUT, S_ERA_GET, S_ERA_SCAN,
-    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE, S_PRIN_SECRET, S_PRIN_SCAN, S_TOK_SCAN, S_TOK_COUNT,
+    S_PRIN_PUT, S_PRIN_GET, S_PRIN_DISABLE, S_PRIN_SECRET, S_PRIN_SCAN, S_TOK_SCAN, S_TOK_COUNT, S_TOK_FIND,
     S_TOK_PUT, S_TOK_GET, S_TOK_REVOKE, S_TOK_REVOKE_PRIN, S_TOK_REVOKE_SCOPE, S_TOK_PURGE,
     S_TOK_REVOKE_ONE, S_TOK_REVOKE_RAW,
     S_SUBJ_INSERT, S_SUBJ_ID_PUT, S_SUBJ_UPDATE, S_SUBJ_GET, S_SUBJ_BLIND, S_SUBJ_DEL, S_SUBJ_ID_DEL,
@@ -122,6 +122,7 @@ static const char *const sql[S__COUNT] = {
                    "FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2 "
                    "ORDER BY issued DESC, hash LIMIT ?3",
     [S_TOK_COUNT] = "SELECT count(*) FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2",
+    [S_TOK_FIND] = "SELECT hash FROM ctl.tokens WHERE hash BETWEEN ?2 AND ?3 AND principal = ?1 LIMIT 2",
     [S_TOK_REVOKE_SCOPE] = TOK_REVOKE_SELECT "WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
@@ -1447,6 +1448,34 @@ static enum custos_err sq_token_revoke(struct custos_store_conn *c, const uint8_
     return revoke_rows(c, s, when, sign, ctx, n);
 }
 
+static enum custos_err sq_token_find(struct custos_store_conn *c, const char *principal, const uint8_t prefix[8],
+                                     uint8_t hash[CUSTOS_STORE_HASH], unsigned *matches)
+{
+    uint8_t lo[CUSTOS_STORE_HASH], hi[CUSTOS_STORE_HASH];
+    enum custos_err rc = CUSTOS_OK;
+    int r;
+    PREP(s, S_TOK_FIND);
+
+    *matches = 0;
+    memset(lo, 0x00, sizeof(lo));
+    memset(hi, 0xff, sizeof(hi));
+    memcpy(lo, prefix, 8);
+    memcpy(hi, prefix, 8);
+    sqlite3_bind_text(s, 1, principal, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 2, lo, sizeof(lo), SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, hi, sizeof(hi), SQLITE_STATIC);
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(s, 0) != CUSTOS_STORE_HASH)
+            continue; /* not a hash this store wrote: no token can match it */
+        if ((*matches)++ == 0)
+            memcpy(hash, sqlite3_column_blob(s, 0), CUSTOS_STORE_HASH);
+    }
+    if (r != SQLITE_DONE)
+        rc = db_err(c->db, r, "token find");
+    done_stmt(s);
+    return rc;
+}
+
 static enum custos_err sq_token_revoke_principal(struct custos_store_conn *c, const char *id, int64_t when,
                                                  custos_token_signer sign, void *ctx,
                                                  uint64_t *n)
@@ -2744,6 +2773,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .principal_scan = sq_principal_scan,
     .token_scan = sq_token_scan,
     .token_count = sq_token_count,
+    .token_find = sq_token_find,
     .token_revoke_scope = sq_token_revoke_scope,
     .token_purge = sq_token_purge,
     .token_put = sq_token_put,

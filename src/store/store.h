@@ -220,6 +220,10 @@ struct custos_store_ops {
                                   void *ctx);
     /* How many live tokens principal owns or minted. */
     enum custos_err (*token_count)(struct custos_store_conn *c, const char *principal, int64_t now, uint64_t *n);
+    /* The token of principal whose hash begins with prefix (8 bytes: a token id), in any state:
+       *matches gets 0, 1 or 2 (2: more than one), hash the first one's. */
+    enum custos_err (*token_find)(struct custos_store_conn *c, const char *principal, const uint8_t prefix[8],
+                                  uint8_t hash[CUSTOS_STORE_HASH], unsigned *matches);
     /* Revocation (the three below), in the caller's transaction: for each live row selected,
        sign(ctx, row as stored, when) sets row->revoked and row->mac (the core signs the row anew
        with its revoked state, or keeps the MAC of a row that fails it), and the store writes

@@ -468,6 +468,67 @@ static void test_list_principals(void **state)
                                   "denied", NULL));
 }
 
+/* DELETE /v1/principals/{id}/tokens/{token}: the security team revokes one token it sees in the
+   listing (or in the ledger), by its id, without holding the token; the customer tokens minted
+   with it go too.  token.revoke only. */
+static void test_revoke_token_by_id(void **state)
+{
+    struct cz_server *s = *state;
+    struct cz_principal p;
+    const struct cz_resp *r;
+    char t2[64], tid[17], path[160], cust[64];
+    json_t *toks;
+    size_t i;
+
+    cz_api_principal(s, "clerk", "staff", "[\"service\",\"minter\"]", &p);
+    r = cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "clerk", p.secret));
+    cz_expect(r, 200);
+    snprintf(t2, sizeof(t2), "%s", cz_str(r->json, "token"));
+    r = cz_req(s, "POST", "/v1/subjects", t2, SUBJECT);
+    cz_expect(r, 201);
+    snprintf(path, sizeof(path), "/v1/subjects/%s/token", cz_str(r->json, "id"));
+    r = cz_req(s, "POST", path, t2, NULL);
+    cz_expect(r, 200);
+    snprintf(cust, sizeof(cust), "%s", cz_str(r->json, "token"));
+    /* t2's id in the listing: the one the customer token was minted with */
+    r = cz_req(s, "GET", "/v1/principals/clerk/tokens", s->aud.token, NULL);
+    cz_expect(r, 200);
+    toks = cz_get(r->json, "tokens");
+    assert_int_equal(json_array_size(toks), 3);
+    tid[0] = '\0';
+    for (i = 0; i < json_array_size(toks); i++)
+        if (json_is_string(json_object_get(json_array_get(toks, i), "minted_with")))
+            snprintf(tid, sizeof(tid), "%s",
+                     json_string_value(json_object_get(json_array_get(toks, i), "minted_with")));
+    assert_int_equal(strlen(tid), 16);
+    snprintf(path, sizeof(path), "/v1/principals/clerk/tokens/%s", tid);
+    /* the auditor may list, not revoke; nor may a service */
+    cz_expect_error(cz_req(s, "DELETE", path, s->aud.token, NULL), 403, "forbidden");
+    cz_expect_error(cz_req(s, "DELETE", path, s->svc.token, NULL), 403, "forbidden");
+    r = cz_req(s, "DELETE", path, s->admin_token, NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "token"), tid);
+    assert_int_equal(json_integer_value(cz_get(r->json, "revoked")), 2); /* t2 and the customer token */
+    cz_expect_error(svc_call(s, t2), 401, "unauthenticated");
+    cz_expect_error(cz_req(s, "GET", "/v1/subjects/00000000000000000000000000000000/export", cust, NULL), 401,
+                    "unauthenticated");
+    cz_expect(svc_call(s, p.token), 201); /* the principal's other token lives */
+    assert_non_null(cz_find_event(cz_ledger_entries(s), "action", "token.revoke", "actor", "admin", "target", tid,
+                                  "result", "ok", NULL));
+    /* again: nothing left to revoke; another principal's id: not found; malformed ids */
+    r = cz_req(s, "DELETE", path, s->admin_token, NULL);
+    cz_expect(r, 200);
+    assert_int_equal(json_integer_value(cz_get(r->json, "revoked")), 0);
+    snprintf(path, sizeof(path), "/v1/principals/svc/tokens/%s", tid);
+    cz_expect_error(cz_req(s, "DELETE", path, s->admin_token, NULL), 404, "not_found");
+    cz_expect_error(cz_req(s, "DELETE", "/v1/principals/clerk/tokens/ABCDEF0123456789", s->admin_token, NULL), 400,
+                    "bad_request");
+    cz_expect_error(cz_req(s, "DELETE", "/v1/principals/clerk/tokens/0123", s->admin_token, NULL), 400,
+                    "bad_request");
+    cz_expect_error(cz_req(s, "GET", "/v1/principals/clerk/tokens/0123456789abcdef", s->admin_token, NULL), 405,
+                    "method_not_allowed");
+}
+
 /* The CLI's rotate on a stopped vault prints the secret alone on the last line. */
 static void test_cli_rotate(void **state)
 {
@@ -680,6 +741,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disable_revokes_all_tokens, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_rotate_secret, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_list_principals, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_token_by_id, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_principal_not_recorded, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_principal_and_token, cz_setup_stopped, cz_teardown),
         cmocka_unit_test_setup_teardown(test_cli_rotate, cz_setup_stopped, cz_teardown),

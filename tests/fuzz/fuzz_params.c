@@ -2,8 +2,9 @@
  * fuzz_params.c - libFuzzer target: the small parsers of single outside
  * strings: the listen address (custos_parse_listen, --listen), decimal query
  * parameters (custos_parse_u64: ?start= ?count= ?index= ...), subject ids
- * in paths (custos_id_parse) and bearer tokens / principal secrets
- * (custos_credential_parse, prefixes "cus_" and "cps_").
+ * in paths (custos_id_parse), token ids in paths (custos_token_id_parse) and
+ * bearer tokens / principal secrets (custos_credential_parse, prefixes
+ * "cus_" and "cps_").
  *
  * Input: the string (up to its first NUL), given to every parser.
  *
@@ -13,6 +14,8 @@
  *    zero) of a value <= UINT64_MAX, and printing the value gives the input;
  *  - id_parse: accepted iff 32 lowercase hex digits (the one spelling of an
  *    id); hex of the id is the input;
+ *  - token_id_parse: accepted iff 16 lowercase hex digits; hex of the 8
+ *    bytes is the input;
  *  - credential_parse: accepted only if formatting the decoded bytes gives
  *    the input back (one text per token), and format -> parse round-trips
  *    for 32 bytes taken from the input;
@@ -88,6 +91,26 @@ static void fuzz_id(const char *s)
     FUZZ_CHECK(custos_id_parse(id, NULL) == CUSTOS_ERR_INVALID);
 }
 
+static void fuzz_token_id(const char *s)
+{
+    uint8_t prefix[8];
+    char hex[17];
+    size_t n = strlen(s), i;
+    int want = n == 16;
+    enum custos_err rc;
+
+    for (i = 0; want && i < n; i++)
+        want = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+    rc = custos_token_id_parse(s, prefix);
+    FUZZ_CHECK(rc == CUSTOS_OK || rc == CUSTOS_ERR_INVALID);
+    FUZZ_CHECK((rc == CUSTOS_OK) == want);
+    if (rc == CUSTOS_OK) {
+        sodium_bin2hex(hex, sizeof(hex), prefix, sizeof(prefix));
+        FUZZ_CHECK(strcmp(hex, s) == 0);
+    }
+    FUZZ_CHECK(custos_token_id_parse(NULL, prefix) == CUSTOS_ERR_INVALID);
+}
+
 static void fuzz_credential(const char *s, const uint8_t *data, size_t size)
 {
     static const char *const prefixes[] = {"cus_", "cps_"};
@@ -160,6 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s[n] = '\0';
     fuzz_u64(s);
     fuzz_id(s);
+    fuzz_token_id(s);
     fuzz_credential(s, data, size);
     fuzz_listen(s);
     free(s);
