@@ -1306,15 +1306,20 @@ done:
 }
 
 enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct custos_store_conn *conn,
-                                               const char *id, const char *sid, int revoke, int *withdrawn)
+                                               const char *id, const char (*sids)[17], const int *revokes, size_t n,
+                                               int *withdrawn)
 {
     struct custos_principal_row p;
     uint8_t raw[32], mac[32];
     char have[17];
-    uint64_t n = 0;
+    uint64_t count = 0;
+    size_t k, j;
+    int revoke = 0;
     enum custos_err rc;
 
     *withdrawn = 0;
+    if (n == 0)
+        return CUSTOS_OK;
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
         return rc;
     rc = v->ops->principal_get(conn, id, &p); /* read in the transaction that writes it */
@@ -1325,17 +1330,27 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
     if (rc)
         goto out;
     principal_mac(v, &p, mac);
+    if (!mac_ok(mac, p.mac) || p.disabled)
+        goto out; /* refused as found, or no secret at all */
     secret_id_hex(v, have, p.secret_hash);
-    if (!mac_ok(mac, p.mac) || p.disabled || sodium_memcmp(have, sid, 16) == 0)
-        goto out; /* refused as found, no secret at all, or the rotation's own secret */
-    /* An older secret, perhaps the one the rotation replaced because it leaked: replaced by a hash
+    /* the last rotation whose secret the row holds (k = n: none): the ones after it are what the
+       row missed */
+    for (k = n; k-- > 0;)
+        if (sodium_memcmp(have, sids[k], 16) == 0)
+            break;
+    if (k == n - 1)
+        goto out; /* it holds the last one's secret */
+    for (j = (k == (size_t)-1) ? 0 : k + 1; j < n; j++)
+        revoke |= revokes[j];
+    /* An older secret, perhaps the one a rotation replaced because it leaked: replaced by a hash
        nobody holds a secret for.  The principal gets a secret again by a new rotation. */
     custos_random(raw, sizeof(raw));
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
     principal_mac(v, &p, p.mac);
     if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)) ||
-        (revoke && (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n))))
+        (revoke &&
+         (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &count))))
         goto out;
     if (!(rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         *withdrawn = 1;

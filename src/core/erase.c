@@ -1468,31 +1468,41 @@ static enum custos_err rotation_note(struct rotations *rs, json_t *ev)
     return CUSTOS_OK;
 }
 
-/* Replay each principal's last rotation noted: a principal whose row holds another secret (a
-   rolled-back control plane, or a crash between a rotation's entry and its commit) has that
-   secret withdrawn, and its tokens revoked again if any of its rotations noted revoked them (a
-   later routine rotation does not undo what an earlier one revoked); each withdrawal is a
-   ledger entry. */
+/* Replay each principal's rotations noted (custos_principal_rotate_replay): a principal whose row
+   does not hold its last rotation's secret (a rolled-back control plane, or a crash between a
+   rotation's entry and its commit) has its secret withdrawn, and its tokens revoked again if a
+   rotation it missed revoked them; each withdrawal is a ledger entry. */
 static enum custos_err rotations_replay(struct custos_vault *v, struct custos_store_conn *conn,
                                         const struct rotations *rs)
 {
+    char (*sids)[17] = NULL;
+    int *revokes = NULL;
     enum custos_err rc = CUSTOS_OK;
-    size_t i, k;
+    size_t i, k, n;
 
-    for (i = rs->n; i-- > 0 && !rc;) {
+    if (rs->n == 0)
+        return CUSTOS_OK;
+    sids = malloc(rs->n * sizeof(*sids));
+    revokes = malloc(rs->n * sizeof(*revokes));
+    if (!sids || !revokes)
+        rc = CUSTOS_ERR_NOMEM;
+    for (i = 0; i < rs->n && !rc; i++) {
         struct custos_caller sys;
         struct custos_event e;
         char target[96];
-        int withdrawn = 0, revoke = rs->r[i].revoke;
+        int withdrawn = 0;
 
-        for (k = i + 1; k < rs->n && strcmp(rs->r[k].id, rs->r[i].id) != 0; k++)
+        for (k = 0; k < i && strcmp(rs->r[k].id, rs->r[i].id) != 0; k++)
             ;
-        if (k < rs->n)
-            continue; /* a later rotation of the same principal was replayed */
-        for (k = 0; k < i; k++)
-            if (rs->r[k].revoke && strcmp(rs->r[k].id, rs->r[i].id) == 0)
-                revoke = 1;
-        if ((rc = custos_principal_rotate_replay(v, conn, rs->r[i].id, rs->r[i].sid, revoke, &withdrawn)) ||
+        if (k < i)
+            continue; /* this principal's were replayed with its first */
+        for (n = 0, k = i; k < rs->n; k++)
+            if (strcmp(rs->r[k].id, rs->r[i].id) == 0) {
+                memcpy(sids[n], rs->r[k].sid, 17);
+                revokes[n++] = rs->r[k].revoke;
+            }
+        if ((rc = custos_principal_rotate_replay(v, conn, rs->r[i].id, (const char(*)[17])sids, revokes, n,
+                                                 &withdrawn)) ||
             !withdrawn)
             continue;
         custos_caller_system(&sys);
@@ -1502,6 +1512,8 @@ static enum custos_err rotations_replay(struct custos_vault *v, struct custos_st
         e.target = target;
         rc = custos_audit_durable(v, &e, NULL);
     }
+    free(sids);
+    free(revokes);
     return rc;
 }
 

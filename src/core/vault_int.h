@@ -384,12 +384,15 @@ enum custos_err custos_erasures_from_ledger(struct custos_vault *v, uint64_t *ap
    bytes of the token's keyed hash) into prefix; CUSTOS_ERR_INVALID otherwise. */
 enum custos_err custos_token_id_parse(const char *tid, uint8_t prefix[8]);
 
-/* Replay principal id's last secret rotation (its secret id sid, 16 hex digits, from the ledger):
-   if its row, read in the transaction that writes it, is intact, enabled and holds another
-   secret, withdraw that secret (a hash nobody has a secret for) and, with revoke (any rotation
-   replayed for it revoked tokens), revoke every token it owns or minted; *withdrawn says so. */
+/* Replay principal id's secret rotations found in the ledger since the control plane's marker (their
+   secret ids sids, 16 hex digits each, and whether each revoked tokens, in log order; n >= 1): if
+   its row, read in the transaction that writes it, is intact and enabled and does not hold the
+   last one's secret, withdraw the secret it holds (a hash nobody has a secret for) and, if any
+   rotation after the last one whose secret it does hold revoked tokens, revoke every token it
+   owns or minted; *withdrawn says so. */
 enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct custos_store_conn *conn,
-                                               const char *id, const char *sid, int revoke, int *withdrawn);
+                                               const char *id, const char (*sids)[17], const int *revokes, size_t n,
+                                               int *withdrawn);
 
 /* Disable principal `id` again if this control plane has it enabled (a rolled-back copy); when is
    the original disable time. */

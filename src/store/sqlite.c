@@ -118,11 +118,14 @@ static const char *const sql[S__COUNT] = {
     [S_PRIN_SECRET] = "UPDATE ctl.principals SET secret_hash = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
     [S_PRIN_SCAN] = "SELECT id, kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
                     "ORDER BY id",
+    /* "owned or minted" as S_TOK_REVOKE_PRIN has it */
     [S_TOK_SCAN] = "SELECT hash, principal, kind, scope, issued, expires, revoked, issued_by, source, mac, minted_with "
-                   "FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2 "
+                   "FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 AND expires > ?2 "
                    "ORDER BY issued DESC, hash LIMIT ?3",
-    [S_TOK_COUNT] = "SELECT count(*) FROM ctl.tokens WHERE principal = ?1 AND revoked = 0 AND expires > ?2",
-    [S_TOK_FIND] = "SELECT hash FROM ctl.tokens WHERE hash BETWEEN ?2 AND ?3 AND principal = ?1 LIMIT 2",
+    [S_TOK_COUNT] = "SELECT count(*) FROM ctl.tokens WHERE (principal = ?1 OR issued_by = ?1) AND revoked = 0 "
+                    "AND expires > ?2",
+    [S_TOK_FIND] = "SELECT hash FROM ctl.tokens WHERE hash BETWEEN ?2 AND ?3 AND (principal = ?1 OR issued_by = ?1) "
+                   "LIMIT 2",
     [S_TOK_REVOKE_SCOPE] = TOK_REVOKE_SELECT "WHERE scope = ?1 AND revoked = 0 AND expires > ?2",
     [S_TOK_REVOKE_ONE] = "UPDATE ctl.tokens SET revoked = ?2, mac = ?3 WHERE hash = ?1 AND revoked = 0",
     [S_TOK_REVOKE_RAW] = "UPDATE ctl.tokens SET revoked = ?2 WHERE hash = ?1 AND revoked = 0",
@@ -1095,6 +1098,22 @@ static void col_text(sqlite3_stmt *s, int i, char *out, size_t cap)
     snprintf(out, cap, "%s", t ? (const char *)t : "");
 }
 
+/* A text column, strictly: TEXT, no NUL inside, shorter than cap.  A lenient read would cut a
+   BLOB id 'ops' NUL ... down to "ops", a row that then passes for another's copy (its MAC checks)
+   wherever rows are listed rather than looked up by id.  out gets the lenient text either way. */
+static int col_text_strict(sqlite3_stmt *s, int i, char *out, size_t cap)
+{
+    const unsigned char *t;
+    int bad = sqlite3_column_type(s, i) != SQLITE_TEXT;
+
+    t = sqlite3_column_text(s, i);
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+    if (!t || strlen((const char *)t) != (size_t)sqlite3_column_bytes(s, i) ||
+        (size_t)sqlite3_column_bytes(s, i) >= cap)
+        bad = 1;
+    return bad ? -1 : 0;
+}
+
 /* An integer column, strictly: anything but an INTEGER (0.5, 'x', NULL) is a corrupt row.  A
    lenient read would see 0 in "0.5" while SQL's `= 0` does not: a row the core takes as live
    that no revocation or disable would ever match. */
@@ -1132,13 +1151,15 @@ static enum custos_err sq_principal_put(struct custos_store_conn *c, const struc
    (integers read strictly). */
 static enum custos_err principal_cols(sqlite3_stmt *s, int k, struct custos_principal_row *p)
 {
-    col_text(s, k, p->kind, sizeof(p->kind));
-    col_text(s, k + 1, p->roles, sizeof(p->roles));
+    int bad = col_text_strict(s, k, p->kind, sizeof(p->kind));
+
+    bad |= col_text_strict(s, k + 1, p->roles, sizeof(p->roles));
     col_text(s, k + 5, p->created_by, sizeof(p->created_by));
-    if (col_blob(s, k + 2, p->secret_hash, CUSTOS_STORE_HASH) || col_i64(s, k + 3, &p->created) ||
-        col_i64(s, k + 4, &p->disabled) || col_blob(s, k + 6, p->mac, CUSTOS_STORE_HASH))
-        return custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt");
-    return CUSTOS_OK;
+    bad |= col_blob(s, k + 2, p->secret_hash, CUSTOS_STORE_HASH);
+    bad |= col_i64(s, k + 3, &p->created);
+    bad |= col_i64(s, k + 4, &p->disabled);
+    bad |= col_blob(s, k + 6, p->mac, CUSTOS_STORE_HASH);
+    return bad ? custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt") : CUSTOS_OK;
 }
 
 static enum custos_err sq_principal_get(struct custos_store_conn *c, const char *id, struct custos_principal_row *p)
@@ -1172,8 +1193,9 @@ static enum custos_err sq_principal_scan(struct custos_store_conn *c,
         enum custos_err row;
 
         memset(&p, 0, sizeof(p));
-        col_text(s, 0, p.id, sizeof(p.id));
         row = principal_cols(s, 1, &p);
+        if (col_text_strict(s, 0, p.id, sizeof(p.id)))
+            row = CUSTOS_ERR_CORRUPT;
         custos_err_clear();
         if (fn(ctx, &p, row)) {
             r = SQLITE_DONE;
@@ -1345,13 +1367,20 @@ static enum custos_err sq_token_put(struct custos_store_conn *c, const struct cu
 static enum custos_err token_cols(sqlite3_stmt *s, int k, struct custos_token_row *t)
 {
     enum custos_err rc = CUSTOS_OK;
+    int bad;
 
-    col_text(s, k, t->principal, sizeof(t->principal));
-    col_text(s, k + 1, t->kind, sizeof(t->kind));
+    bad = col_text_strict(s, k, t->principal, sizeof(t->principal));
+    bad |= col_text_strict(s, k + 1, t->kind, sizeof(t->kind));
+    if (bad)
+        rc = CUSTOS_ERR_CORRUPT;
     t->has_scope = sqlite3_column_type(s, k + 2) != SQLITE_NULL;
     if (t->has_scope && col_blob(s, k + 2, t->scope, 16))
         rc = CUSTOS_ERR_CORRUPT;
-    if (col_i64(s, k + 3, &t->issued) || col_i64(s, k + 4, &t->expires) || col_i64(s, k + 5, &t->revoked))
+    /* each read, so that a row shown despite a bad one shows the others as they are */
+    bad = col_i64(s, k + 3, &t->issued);
+    bad |= col_i64(s, k + 4, &t->expires);
+    bad |= col_i64(s, k + 5, &t->revoked);
+    if (bad)
         rc = CUSTOS_ERR_CORRUPT;
     col_text(s, k + 6, t->issued_by, sizeof(t->issued_by));
     col_text(s, k + 7, t->source, sizeof(t->source));

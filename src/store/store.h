@@ -209,7 +209,8 @@ struct custos_store_ops {
                                             const uint8_t secret_hash[CUSTOS_STORE_HASH],
                                             const uint8_t mac[CUSTOS_STORE_HASH]);
     /* Every principal row, by id: fn(ctx, row, CUSTOS_OK or CUSTOS_ERR_CORRUPT for a row that does not
-       parse, then only its id is set); fn returns non-zero to stop. */
+       parse (a column of the wrong type, a text with a NUL in it or too long: then only its id, as
+       far as it reads, can be shown); fn returns non-zero to stop. */
     enum custos_err (*principal_scan)(struct custos_store_conn *c,
                                       int (*fn)(void *ctx, const struct custos_principal_row *r, enum custos_err row),
                                       void *ctx);

@@ -457,8 +457,7 @@ static void test_list_principals(void **state)
     cz_expect(r, 200);
     assert_string_equal(cz_str(r->json, "principal"), "svc");
     assert_true(json_array_size(cz_get(r->json, "tokens")) >= 1);
-    assert_null(strstr(json_string_value(json_object_get(json_array_get(cz_get(r->json, "tokens"), 0), "id")),
-                       "cus_"));
+    assert_null(strstr(r->body, s->svc.token + 4)); /* ids, never the token */
     cz_expect_error(cz_req(s, "GET", "/v1/principals/nobody/tokens", s->admin_token, NULL), 404, "not_found");
     cz_expect_error(cz_req(s, "POST", "/v1/principals/svc/tokens", s->admin_token, NULL), 405,
                     "method_not_allowed");

@@ -350,6 +350,66 @@ static void test_listing_principals_and_tokens(void **state)
     json_decref(ev);
 }
 
+/*
+ * Rows edited in the file, listed: always valid JSON, and a copy of a row under an id that only
+ * reads like another's (a BLOB with a NUL after "ops", or an id cut short at its buffer) is not a
+ * second valid principal (review finding: it listed as one, MAC and all).
+ */
+static void test_listing_edited_rows(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin;
+    char tok[CUSTOS_TOKEN_LEN + 1], *dump;
+    json_t *out = NULL, *p;
+    size_t i;
+    int ops_valid = 0;
+
+    assert_int_equal(custos_authenticate(f->v, f->admin_token, "127.0.0.1", &admin), CUSTOS_OK);
+    principal_with_token(f, &admin, "ops", tok);
+    principal_with_token(f, &admin, "ops2", tok);
+    edit_db(f, "control.db",
+            "INSERT INTO principals(id, kind, roles, secret_hash, created, disabled, created_by, mac) "
+            "SELECT x'6f707300ff', kind, roles, secret_hash, created, disabled, 'mallory', mac "
+            "FROM principals WHERE id = 'ops'");
+    edit_db(f, "control.db",
+            "INSERT INTO principals(id, kind, roles, secret_hash, created, disabled, created_by, mac) "
+            "SELECT 'ops' || printf('%0100d', 0), kind, roles, secret_hash, created, disabled, 'mallory', mac "
+            "FROM principals WHERE id = 'ops'");
+    edit_db(f, "control.db",
+            "UPDATE tokens SET kind = x'ff00', issued_by = x'c3', source = x'e28000', issued = 'x' "
+            "WHERE principal = 'ops2'");
+    edit_db(f, "control.db",
+            "INSERT INTO tokens SELECT x'01', id, 'service', NULL, 1, 9223372036854775807, 0, 'ops2', "
+            "'x', x'00', NULL FROM principals WHERE id = 'ops2'");
+    edit_db(f, "control.db", "UPDATE principals SET secret_hash = x'00' WHERE id = 'ops2'");
+
+    assert_int_equal(custos_principal_list(f->v, &admin, &out), CUSTOS_OK);
+    dump = json_dumps(out, JSON_COMPACT);
+    assert_non_null(dump);
+    free(dump);
+    p = json_object_get(out, "principals");
+    for (i = 0; i < json_array_size(p); i++) {
+        json_t *e = json_array_get(p, i);
+
+        if (strncmp(json_string_value(json_object_get(e, "id")), "ops", 3) == 0 &&
+            json_is_true(json_object_get(e, "valid")))
+            ops_valid++;
+    }
+    assert_int_equal(ops_valid, 1); /* only the real "ops" */
+    assert_true(json_is_false(json_object_get(by_id(p, "ops2"), "valid")));
+    json_decref(out);
+
+    assert_int_equal(custos_principal_tokens(f->v, &admin, "ops2", &out), CUSTOS_OK);
+    dump = json_dumps(out, JSON_COMPACT);
+    assert_non_null(dump);
+    free(dump);
+    p = json_object_get(out, "tokens");
+    assert_int_equal(json_array_size(p), 2);
+    for (i = 0; i < json_array_size(p); i++)
+        assert_true(json_is_false(json_object_get(json_array_get(p, i), "valid")));
+    json_decref(out);
+}
+
 /* The stored row of a token (by its text). */
 static void token_row(struct fx *f, const char *tok, struct custos_token_row *t)
 {
@@ -925,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_failure_names_no_subject, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disabling_a_tampered_principal_keeps_it_tampered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing_principals_and_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_edited_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_cannot_be_undone_in_the_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revocation_survives_broken_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index_rebuilt_for_a_new_normalisation, setup, teardown),
