@@ -33,7 +33,8 @@ enum custos_op {
     CUSTOS_OP_LEDGER_READ = 1u << 10,
     CUSTOS_OP_ALERT_READ = 1u << 11,
     CUSTOS_OP_TOKEN_MINT = 1u << 12,
-    CUSTOS_OP_PRINCIPAL_READ = 1u << 13, /* list principals and their live tokens (manage implies it) */
+    CUSTOS_OP_PRINCIPAL_READ = 1u << 13, /* list principals and their live tokens (manage implies it); the
+                                            highest: tests/fuzz/fuzz_config.c checks no role has a bit above */
 };
 
 enum custos_vis { CUSTOS_VIS_HIDDEN = 0, CUSTOS_VIS_MASKED = 1, CUSTOS_VIS_PLAIN = 2 };

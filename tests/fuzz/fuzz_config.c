@@ -122,7 +122,7 @@ static void check_policy(const struct custos_policy *p)
 
         FUZZ_CHECK(custos_valid_name(r->name, CUSTOS_ROLE_NAME_MAX));
         FUZZ_CHECK(custos_policy_role(p, r->name) == (int)i);
-        FUZZ_CHECK((r->ops >> 13) == 0);
+        FUZZ_CHECK((r->ops & ~(((uint32_t)CUSTOS_OP_PRINCIPAL_READ << 1) - 1)) == 0); /* the highest op bit */
         FUZZ_CHECK(r->rate_per_minute <= 1000000);
         FUZZ_CHECK(r->npurposes == 0 || r->purposes != NULL);
         for (pu = 0; pu < r->npurposes; pu++) {
