@@ -24,6 +24,8 @@
 
 #define CUSTOS_TOKEN_LEN 47   /* "cus_" + 43 base64url characters (256 bits) */
 #define CUSTOS_SECRET_LEN 47  /* "cps_" + 43 base64url characters (256 bits) */
+#define CUSTOS_SECRET_TTL_DAYS 365      /* a principal secret's lifetime unless secret_ttl_days says */
+#define CUSTOS_SECRET_TTL_DAYS_MAX 3650
 #define CUSTOS_BODY_MAX 65536 /* request body cap */
 
 struct custos_vault;
@@ -124,8 +126,9 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
 enum custos_err custos_principal_disable(struct custos_vault *v, const struct custos_caller *c, const char *id);
 
 /* Give a principal a new secret; the old one stops working at once.  Body: empty, or
-   {"revoke_tokens": bool} (true: every token it owns or minted is revoked in the same
-   transaction).  *out = {"id","secret"} (and "revoked_tokens" with revoke_tokens). */
+   {"revoke_tokens": bool, "secret_ttl_days": 1..3650} (both optional; revoke_tokens true: every
+   token it owns or minted is revoked in the same transaction).  *out = {"id","secret",
+   "secret_expires_at"} (and "revoked_tokens" with revoke_tokens). */
 enum custos_err custos_principal_rotate(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                         const char *body, size_t len, json_t **out);
 
@@ -144,8 +147,9 @@ enum custos_err custos_principal_tokens(struct custos_vault *v, const struct cus
 enum custos_err custos_token_revoke_id(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                        const char *tid, json_t **out);
 
-/* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults). */
-enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke);
+/* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults: no revocation, the
+   secret for CUSTOS_SECRET_TTL_DAYS). */
+enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke, unsigned *ttl_days);
 
 /* ---- subjects ------------------------------------------------------------------------------ */
 

@@ -15,9 +15,9 @@
 #include "custos/banned.h"
 
 static const char principal_help[] =
-    "usage: custos principal add --data DIR --id ID --kind staff|service --roles R1[,R2...]\n"
+    "usage: custos principal add --data DIR --id ID --kind staff|service --roles R1[,R2...] [--secret-ttl-days N]\n"
     "       custos principal disable --data DIR --id ID\n"
-    "       custos principal rotate --data DIR --id ID [--revoke-tokens]\n"
+    "       custos principal rotate --data DIR --id ID [--revoke-tokens] [--secret-ttl-days N]\n"
     "       custos principal list --data DIR\n"
     "\n"
     "add prints the new principal's secret (shown once) alone on the last line.\n"
@@ -25,6 +25,7 @@ static const char principal_help[] =
     "rotate gives it a new secret, printed (shown once) alone on the last line; the old secret\n"
     "stops working at once, and with --revoke-tokens every token it owns or minted too.\n"
     "list prints every principal as one JSON object a line (as GET /v1/principals).\n"
+    "A secret expires after --secret-ttl-days days (1 to 3650; default 365).\n"
     "The server must not be running; through a running server use POST /v1/principals,\n"
     "POST /v1/principals/{id}/disable and POST /v1/principals/{id}/rotate.\n";
 
@@ -43,7 +44,7 @@ static const char keys_help[] =
     "the job.\n";
 
 struct args {
-    const char *dir, *id, *kind, *roles, *principal;
+    const char *dir, *id, *kind, *roles, *principal, *ttl;
     int revoke;
 };
 
@@ -53,6 +54,7 @@ struct args {
 #define OPT_ROLES 4u
 #define OPT_PRINCIPAL 8u
 #define OPT_REVOKE 16u
+#define OPT_TTL 32u
 
 /*
  * The options of one action: --data always, and those of `which` (an option the action does not
@@ -63,8 +65,9 @@ static int parse(int argc, char **argv, const char *cmd, const char *help, unsig
 {
     const struct cli_opt all[] = {{"data", &a->dir, NULL},   {"id", &a->id, NULL},
                                   {"kind", &a->kind, NULL},  {"roles", &a->roles, NULL},
-                                  {"principal", &a->principal, NULL}, {"revoke-tokens", NULL, &a->revoke}};
-    struct cli_opt opts[7];
+                                  {"principal", &a->principal, NULL}, {"revoke-tokens", NULL, &a->revoke},
+                                  {"secret-ttl-days", &a->ttl, NULL}};
+    struct cli_opt opts[8];
     size_t i, n = 0;
     int r;
 
@@ -129,6 +132,7 @@ int cmd_principal(int argc, char **argv)
     struct custos_caller sys;
     struct args a;
     enum custos_err rc;
+    unsigned ttl = CUSTOS_SECRET_TTL_DAYS;
     int r, add, rotate, list;
 
     if (argc < 2 || cli_wants_help(2, argv)) {
@@ -141,11 +145,14 @@ int cmd_principal(int argc, char **argv)
     if (!add && !rotate && !list && strcmp(argv[1], "disable") != 0)
         return cli_usage("principal", "expected 'add', 'disable', 'rotate' or 'list'");
     r = parse(argc - 1, argv + 1, "principal", principal_help,
-              add ? OPT_ID | OPT_KIND | OPT_ROLES : rotate ? OPT_ID | OPT_REVOKE : list ? 0 : OPT_ID, 0, &a);
+              add ? OPT_ID | OPT_KIND | OPT_ROLES | OPT_TTL : rotate ? OPT_ID | OPT_REVOKE | OPT_TTL : list ? 0 : OPT_ID, 0,
+              &a);
     if (r)
         return r;
     if (list)
         return principal_list(a.dir);
+    if (a.ttl && (r = cli_count("principal", "secret-ttl-days", a.ttl, 1, CUSTOS_SECRET_TTL_DAYS_MAX, &ttl)))
+        return r;
     if (!a.id || (add && (!a.kind || !a.roles)))
         return cli_usage("principal", add ? "--id, --kind and --roles are required" : "--id is required");
     /* what is not text cannot go into the JSON request at all */
@@ -155,7 +162,9 @@ int cmd_principal(int argc, char **argv)
         return cli_fail(rc);
     custos_caller_system(&sys);
     if (add) {
-        json_t *body = json_pack("{s:s, s:s, s:[]}", "id", a.id, "kind", a.kind, "roles"), *out = NULL;
+        json_t *body = json_pack("{s:s, s:s, s:[], s:i}", "id", a.id, "kind", a.kind, "roles", "secret_ttl_days",
+                                 (int)ttl),
+               *out = NULL;
         const char *p = a.roles;
         char *text;
 
@@ -175,19 +184,23 @@ int cmd_principal(int argc, char **argv)
         json_decref(body);
         free(text);
     } else if (rotate) {
-        const char *body = a.revoke ? "{\"revoke_tokens\":true}" : "";
-        json_t *out = NULL;
+        json_t *out = NULL, *req = json_pack("{s:b, s:i}", "revoke_tokens", a.revoke, "secret_ttl_days", (int)ttl);
+        char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 
-        rc = custos_principal_rotate(v, &sys, a.id, body, strlen(body), &out);
+        rc = body ? custos_principal_rotate(v, &sys, a.id, body, strlen(body), &out) : CUSTOS_ERR_NOMEM;
+        free(body);
+        json_decref(req);
         if (!rc) {
             json_t *n = json_object_get(out, "revoked_tokens");
 
             if (n)
-                printf("principal %s: new secret, old secret refused, %lld token(s) revoked; its secret (shown "
-                       "once):\n%s\n",
-                       a.id, (long long)json_integer_value(n), json_string_value(json_object_get(out, "secret")));
+                printf("principal %s: new secret, expires %s, old secret refused, %lld token(s) revoked; its secret "
+                       "(shown once):\n%s\n",
+                       a.id, json_string_value(json_object_get(out, "secret_expires_at")),
+                       (long long)json_integer_value(n), json_string_value(json_object_get(out, "secret")));
             else
-                printf("principal %s: new secret, old secret refused; its secret (shown once):\n%s\n", a.id,
+                printf("principal %s: new secret, expires %s, old secret refused; its secret (shown once):\n%s\n",
+                       a.id, json_string_value(json_object_get(out, "secret_expires_at")),
                        json_string_value(json_object_get(out, "secret")));
         }
         json_decref(out);

@@ -93,19 +93,61 @@ static void mac_add_i64(crypto_generichash_state *st, int64_t x)
     crypto_generichash_update(st, b, 8);
 }
 
-static void principal_mac(const struct custos_vault *v, const struct custos_principal_row *p, uint8_t out[32])
+/* A principal row's MAC.  Version 2 also covers the secret's expiry; version 1 (rows written before
+   it) did not, and such a row's expiry reads 0 (never). */
+static void principal_mac_version(const struct custos_vault *v, const struct custos_principal_row *p, int version,
+                                  uint8_t out[32])
 {
     crypto_generichash_state st;
 
     crypto_generichash_init(&st, v->sec->mac_key, 32, 32);
-    mac_add_str(&st, "principal/v1");
+    mac_add_str(&st, version == 2 ? "principal/v2" : "principal/v1");
     mac_add_str(&st, p->id);
     mac_add_str(&st, p->kind);
     mac_add_str(&st, p->roles);
     crypto_generichash_update(&st, p->secret_hash, 32);
     mac_add_i64(&st, p->created);
     mac_add_i64(&st, p->disabled);
+    if (version == 2)
+        mac_add_i64(&st, p->secret_expires);
     crypto_generichash_final(&st, out, 32);
+}
+
+/* Sign a principal row (always version 2). */
+static void principal_mac(const struct custos_vault *v, const struct custos_principal_row *p, uint8_t out[32])
+{
+    principal_mac_version(v, p, 2, out);
+}
+
+static int mac_ok(const uint8_t a[32], const uint8_t b[32]);
+
+/* A stored principal row is intact: its version 2 MAC, or a version 1 MAC on a row without an
+   expiry (one written before version 2).  Writing 0 into a version 2 row's expiry does not make
+   it a version 1 row: its MAC was not computed as one. */
+static int principal_row_ok(const struct custos_vault *v, const struct custos_principal_row *p)
+{
+    uint8_t mac[32];
+    int ok;
+
+    principal_mac_version(v, p, 2, mac);
+    ok = mac_ok(mac, p->mac);
+    if (!ok && p->secret_expires == 0) {
+        principal_mac_version(v, p, 1, mac);
+        ok = mac_ok(mac, p->mac);
+    }
+    sodium_memzero(mac, sizeof(mac));
+    return ok;
+}
+
+/* When a secret set now for ttl_days expires (ms). */
+static int64_t secret_expiry(const struct custos_vault *v, unsigned ttl_days)
+{
+    return (int64_t)custos_now(v) + (int64_t)ttl_days * 86400000;
+}
+
+static int secret_expired(const struct custos_vault *v, const struct custos_principal_row *p)
+{
+    return p->secret_expires != 0 && (int64_t)custos_now(v) >= p->secret_expires;
 }
 
 /* A token row's MAC.  Version 2 also covers the revoked state (0, or when) and the token a customer
@@ -509,7 +551,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
 {
     struct custos_store_conn *c = NULL;
     struct custos_token_row t;
-    uint8_t raw[32], hash[32], mac[32];
+    uint8_t raw[32], hash[32];
     char tid[17];
     enum custos_err rc;
     uint64_t epoch;
@@ -548,8 +590,7 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
         return token_fail(v, "expired_token", tid, out->source, &t, "token has expired");
     if (!t.owner_found)
         return token_fail(v, "disabled_principal", tid, out->source, &t, "principal is disabled");
-    principal_mac(v, &t.owner, mac);
-    if (!mac_ok(mac, t.owner.mac))
+    if (!principal_row_ok(v, &t.owner))
         return token_fail(v, "principal_integrity", tid, out->source, &t, "principal is not valid");
     if (t.owner.disabled)
         return token_fail(v, "disabled_principal", tid, out->source, &t, "principal is disabled");
@@ -601,8 +642,7 @@ static enum custos_err token_live_tx(struct custos_vault *v, struct custos_store
     else if (rc == CUSTOS_OK && !t.owner_found)
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
     else if (rc == CUSTOS_OK) {
-        principal_mac(v, &t.owner, mac);
-        if (!mac_ok(mac, t.owner.mac))
+        if (!principal_row_ok(v, &t.owner))
             rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is not valid");
         else if (t.owner.disabled)
             rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
@@ -636,16 +676,14 @@ static enum custos_err secret_still_held(struct custos_vault *v, struct custos_s
                                          const uint8_t secret_hash[32])
 {
     struct custos_principal_row p;
-    uint8_t mac[32];
     enum custos_err rc = v->ops->principal_get(c, id, &p);
     int ok = rc == CUSTOS_OK;
 
     if (rc && rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT)
         return rc;
-    if (ok) {
-        principal_mac(v, &p, mac);
-        ok = mac_ok(mac, p.mac) && !p.disabled && sodium_memcmp(p.secret_hash, secret_hash, 32) == 0;
-    }
+    if (ok)
+        ok = principal_row_ok(v, &p) && !p.disabled && !secret_expired(v, &p) &&
+             sodium_memcmp(p.secret_hash, secret_hash, 32) == 0;
     sodium_memzero(&p, sizeof(p));
     return ok ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
 }
@@ -762,6 +800,21 @@ enum custos_err custos_token_revoke_parse(const char *body, size_t len, uint8_t 
     return rc;
 }
 
+/* The optional "secret_ttl_days" member: an integer 1..CUSTOS_SECRET_TTL_DAYS_MAX into *days (left
+   as it is when absent). */
+static enum custos_err ttl_days_get(json_t *j, unsigned *days)
+{
+    json_t *t = json_object_get(j, "secret_ttl_days");
+
+    if (!t)
+        return CUSTOS_OK;
+    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > CUSTOS_SECRET_TTL_DAYS_MAX)
+        return custos_err_set(CUSTOS_ERR_INVALID, "secret_ttl_days must be an integer from 1 to %d",
+                              CUSTOS_SECRET_TTL_DAYS_MAX);
+    *days = (unsigned)json_integer_value(t);
+    return CUSTOS_OK;
+}
+
 /* Validate kind and roles; builds the comma-separated role list. */
 static enum custos_err check_kind_roles(const struct custos_policy *pol, const char *kind, json_t *roles, char *out,
                                         size_t cap)
@@ -795,14 +848,15 @@ static enum custos_err check_kind_roles(const struct custos_policy *pol, const c
 
 enum custos_err custos_principal_create_parse(const struct custos_policy *pol, const char *body, size_t len,
                                               json_t **j, const char **id, const char **kind, char *roles,
-                                              size_t cap)
+                                              size_t cap, unsigned *ttl_days)
 {
-    static const char *const keys[] = {"id", "kind", "roles", NULL};
+    static const char *const keys[] = {"id", "kind", "roles", "secret_ttl_days", NULL};
     const char *pid = NULL;
     enum custos_err rc;
 
     *j = NULL;
     *id = *kind = NULL;
+    *ttl_days = CUSTOS_SECRET_TTL_DAYS;
     if ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, j)) || (rc = custos_json_only(*j, keys, "principal")) ||
         (rc = custos_json_str(*j, "id", 1, CUSTOS_PRINCIPAL_ID_MAX, &pid)) ||
         (rc = custos_json_str(*j, "kind", 1, 16, kind)))
@@ -810,7 +864,9 @@ enum custos_err custos_principal_create_parse(const struct custos_policy *pol, c
     if (!custos_valid_name(pid, CUSTOS_PRINCIPAL_ID_MAX))
         return custos_err_set(CUSTOS_ERR_INVALID, "principal id must match [a-z][a-z0-9._-]{0,63}");
     *id = pid;
-    return check_kind_roles(pol, *kind, json_object_get(*j, "roles"), roles, cap);
+    if ((rc = check_kind_roles(pol, *kind, json_object_get(*j, "roles"), roles, cap)))
+        return rc;
+    return ttl_days_get(*j, ttl_days);
 }
 
 /* ---- token issue and revocation ------------------------------------------------------------ */
@@ -825,7 +881,7 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     json_t *j = NULL;
     const char *id = NULL, *secret = NULL;
     char tok[CUSTOS_TOKEN_LEN + 1];
-    uint8_t raw[32], h[32], mac[32];
+    uint8_t raw[32], h[32];
     int64_t expires = 0;
     enum custos_err rc;
     int good;
@@ -855,10 +911,8 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     secret_hash(v, h, id, raw);
     sodium_memzero(raw, sizeof(raw));
     good = good && sodium_memcmp(h, p.secret_hash, 32) == 0;
-    if (good) {
-        principal_mac(v, &p, mac);
-        good = mac_ok(mac, p.mac);
-    }
+    if (good)
+        good = principal_row_ok(v, &p);
     if (!good) {
         e.reason = "bad_credentials";
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
@@ -867,6 +921,12 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     if (p.disabled) {
         e.reason = "disabled_principal";
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
+        goto done;
+    }
+    if (secret_expired(v, &p)) {
+        e.reason = "expired_secret";
+        rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal secret has expired: an admin rotates it "
+                            "(POST /v1/principals/{id}/rotate)");
         goto done;
     }
     memset(&who, 0, sizeof(who));
@@ -899,7 +959,6 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
     struct custos_principal_row p;
     struct custos_event e;
     enum custos_err rc;
-    uint8_t mac[32];
     char tid[17];
 
     custos_event_init(&e, "token.issue", c);
@@ -923,8 +982,7 @@ enum custos_err custos_token_issue_local(struct custos_vault *v, const struct cu
         goto done;
     /* a row changed outside the vault (its MAC fails) is refused here as on every other path:
        a token for it would be refused anyway, and the ledger must not say one was issued */
-    principal_mac(v, &p, mac);
-    if (!mac_ok(mac, p.mac)) {
+    if (!principal_row_ok(v, &p)) {
         e.reason = "principal_integrity";
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "principal '%s' is not valid (its row was changed outside custos)",
                             principal);
@@ -991,7 +1049,8 @@ done:
 /* ---- principals ---------------------------------------------------------------------------- */
 
 static enum custos_err principal_insert(struct custos_vault *v, const char *id, const char *kind, const char *roles,
-                                        const char *by, const uint8_t *by_token, char secret[CUSTOS_SECRET_LEN + 1])
+                                        unsigned ttl_days, const char *by, const uint8_t *by_token,
+                                        char secret[CUSTOS_SECRET_LEN + 1])
 {
     struct custos_store_conn *c = NULL;
     struct custos_principal_row p;
@@ -1004,6 +1063,7 @@ static enum custos_err principal_insert(struct custos_vault *v, const char *id, 
     snprintf(p.roles, sizeof(p.roles), "%s", roles);
     snprintf(p.created_by, sizeof(p.created_by), "%s", by);
     p.created = (int64_t)custos_now(v);
+    p.secret_expires = secret_expiry(v, ttl_days);
     custos_random(raw, sizeof(raw));
     custos_credential_format(secret, "cps_", raw);
     secret_hash(v, p.secret_hash, id, raw);
@@ -1034,7 +1094,7 @@ enum custos_err custos_principal_create_local(struct custos_vault *v, const char
     custos_caller_system(&sys);
     custos_event_init(&e, "principal.create", &sys);
     e.target = id;
-    rc = principal_insert(v, id, kind, roles, sys.principal, NULL, secret);
+    rc = principal_insert(v, id, kind, roles, CUSTOS_SECRET_TTL_DAYS, sys.principal, NULL, secret);
     return custos_audit_outcome(v, &e, rc);
 }
 
@@ -1045,6 +1105,7 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
     json_t *j = NULL;
     const char *id = NULL, *kind = NULL;
     char roles[256], secret[CUSTOS_SECRET_LEN + 1];
+    unsigned ttl = CUSTOS_SECRET_TTL_DAYS;
     enum custos_err rc;
 
     *out = NULL;
@@ -1053,11 +1114,11 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "managing principals needs the admin role");
         goto done;
     }
-    rc = custos_principal_create_parse(v->policy, body, len, &j, &id, &kind, roles, sizeof(roles));
+    rc = custos_principal_create_parse(v->policy, body, len, &j, &id, &kind, roles, sizeof(roles), &ttl);
     e.target = id; /* set once the id is well-formed, also when kind or roles are refused */
     if (rc)
         goto done;
-    if ((rc = principal_insert(v, id, kind, roles, c->principal, c->has_token ? c->token_hash : NULL, secret)))
+    if ((rc = principal_insert(v, id, kind, roles, ttl, c->principal, c->has_token ? c->token_hash : NULL, secret)))
         goto done;
     if (!(*out = json_pack("{s:s, s:s}", "id", id, "secret", secret)))
         rc = CUSTOS_ERR_NOMEM;
@@ -1096,8 +1157,7 @@ static enum custos_err principal_disable_tx(struct custos_vault *v, struct custo
         /* A row that fails its MAC was changed outside the vault: disable it, but keep its MAC as
            found.  Signing it anew would launder the change (new roles, a new secret hash) into a
            valid row; as it is, it stays refused and the damage stays visible. */
-        principal_mac(v, &p, mac);
-        if (mac_ok(mac, p.mac)) {
+        if (principal_row_ok(v, &p)) {
             p.disabled = disabled;
             principal_mac(v, &p, mac);
         } else
@@ -1187,22 +1247,25 @@ static void secret_id_hex(const struct custos_vault *v, char out[17], const uint
     sodium_bin2hex(out, 17, h, sizeof(h));
 }
 
-enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke)
+enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke, unsigned *ttl_days)
 {
-    static const char *const keys[] = {"revoke_tokens", NULL};
+    static const char *const keys[] = {"revoke_tokens", "secret_ttl_days", NULL};
     json_t *j = NULL, *r;
     enum custos_err rc;
 
     *revoke = 0;
+    *ttl_days = CUSTOS_SECRET_TTL_DAYS;
     if (len == 0)
         return CUSTOS_OK; /* no body: the defaults */
     if (!(rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) && !(rc = custos_json_only(j, keys, "request"))) {
         r = json_object_get(j, "revoke_tokens");
         if (r && !json_is_boolean(r))
             rc = custos_err_set(CUSTOS_ERR_INVALID, "revoke_tokens must be true or false");
-        else
+        else if (!(rc = ttl_days_get(j, ttl_days)))
             *revoke = json_is_true(r);
     }
+    if (rc)
+        *ttl_days = CUSTOS_SECRET_TTL_DAYS;
     json_decref(j);
     return rc;
 }
@@ -1212,12 +1275,13 @@ enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int 
    durable before the commit (a crash in between leaves an entry whose secret the row does not
    hold: the next open withdraws the old secret, custos_principal_rotate_replay). */
 static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e, const char *id,
-                                 const uint8_t *by_token, int revoke, json_t **out, char target[96], int *audited)
+                                 const uint8_t *by_token, int revoke, unsigned ttl_days, json_t **out, char target[96],
+                                 int *audited)
 {
     struct custos_store_conn *conn = NULL;
     struct custos_principal_row p;
-    uint8_t raw[32], mac[32];
-    char sid[17], secret[CUSTOS_SECRET_LEN + 1];
+    uint8_t raw[32];
+    char sid[17], secret[CUSTOS_SECRET_LEN + 1], when[32];
     uint64_t n = 0;
     enum custos_err rc;
 
@@ -1234,11 +1298,8 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
         rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "no principal '%s'", id);
         goto out;
     }
-    if (rc == CUSTOS_OK) {
-        principal_mac(v, &p, mac);
-        if (!mac_ok(mac, p.mac))
-            rc = CUSTOS_ERR_CORRUPT;
-    }
+    if (rc == CUSTOS_OK && !principal_row_ok(v, &p))
+        rc = CUSTOS_ERR_CORRUPT;
     /* a row changed outside the vault is never signed anew: that would launder the change */
     if (rc == CUSTOS_ERR_CORRUPT) {
         e->reason = "principal_integrity";
@@ -1253,11 +1314,12 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
     custos_credential_format(secret, "cps_", raw);
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
+    p.secret_expires = secret_expiry(v, ttl_days);
     principal_mac(v, &p, p.mac);
     secret_id_hex(v, sid, p.secret_hash);
     snprintf(target, 96, "%s secret %s", id, sid);
     e->target = target;
-    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)))
+    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.secret_expires, p.mac)))
         goto out;
     if (revoke &&
         (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &n)))
@@ -1265,8 +1327,12 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
     e->count = revoke ? (int64_t)n : -1;
     /* the answer is built before the commit: a rotation that commits is one whose secret is
        handed out */
-    *out = revoke ? json_pack("{s:s, s:s, s:I}", "id", id, "secret", secret, "revoked_tokens", (json_int_t)n)
-                  : json_pack("{s:s, s:s}", "id", id, "secret", secret);
+    custos_time_format(when, p.secret_expires);
+    *out = json_pack("{s:s, s:s, s:s}", "id", id, "secret", secret, "secret_expires_at", when);
+    if (*out && revoke && json_object_set_new(*out, "revoked_tokens", json_integer((json_int_t)n))) {
+        json_decref(*out);
+        *out = NULL;
+    }
     if (!*out)
         rc = CUSTOS_ERR_NOMEM;
     else if (!(rc = custos_audit_in_txn(v, e, audited)))
@@ -1288,13 +1354,14 @@ enum custos_err custos_principal_rotate(struct custos_vault *v, const struct cus
     struct custos_event e;
     char target[96];
     int revoke = 0, audited = 0;
+    unsigned ttl = CUSTOS_SECRET_TTL_DAYS;
     enum custos_err rc;
 
     *out = NULL;
     custos_event_init(&e, "principal.rotate", c);
-    if ((rc = principal_call_ok(v, c, id, &e)) || (rc = custos_principal_rotate_parse(body, len, &revoke)))
+    if ((rc = principal_call_ok(v, c, id, &e)) || (rc = custos_principal_rotate_parse(body, len, &revoke, &ttl)))
         goto done;
-    rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, out, target, &audited);
+    rc = rotate_tx(v, &e, id, c->has_token ? c->token_hash : NULL, revoke, ttl, out, target, &audited);
     if (!rc)
         return CUSTOS_OK; /* its event went in before the commit */
     /* an entry that went in before a failed commit named a secret that never was: the outcome
@@ -1310,7 +1377,7 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
                                                int *withdrawn)
 {
     struct custos_principal_row p;
-    uint8_t raw[32], mac[32];
+    uint8_t raw[32];
     char have[17];
     uint64_t count = 0;
     size_t k, j;
@@ -1329,8 +1396,7 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
     }
     if (rc)
         goto out;
-    principal_mac(v, &p, mac);
-    if (!mac_ok(mac, p.mac) || p.disabled)
+    if (!principal_row_ok(v, &p) || p.disabled)
         goto out; /* refused as found, or no secret at all */
     secret_id_hex(v, have, p.secret_hash);
     /* the last rotation whose secret the row holds (k = n: none): the ones after it are what the
@@ -1348,7 +1414,7 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
     principal_mac(v, &p, p.mac);
-    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.mac)) ||
+    if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.secret_expires, p.mac)) ||
         (revoke &&
          (rc = v->ops->token_revoke_principal(conn, id, (int64_t)custos_now(v), custos_token_sign, v, &count))))
         goto out;
@@ -1398,26 +1464,26 @@ struct plist {
 static int plist_row(void *ctx, const struct custos_principal_row *p, enum custos_err row)
 {
     struct plist *l = ctx;
-    char id[CUSTOS_PRINCIPAL_ID_MAX + 1], by[CUSTOS_PRINCIPAL_ID_MAX + 1], when[32], off[32];
+    char id[CUSTOS_PRINCIPAL_ID_MAX + 1], by[CUSTOS_PRINCIPAL_ID_MAX + 1], when[32], off[32], until[32];
     json_t *o = NULL, *roles;
-    uint8_t mac[32];
     uint64_t live = 0;
     const char *r;
     int valid = 0;
 
-    if (row == CUSTOS_OK) {
-        principal_mac(l->v, p, mac);
-        valid = mac_ok(mac, p->mac);
-    }
+    if (row == CUSTOS_OK)
+        valid = principal_row_ok(l->v, p);
     shown(p->id, id, sizeof(id));
     if (!valid) /* nothing else in the row can be believed */
         o = json_pack("{s:s, s:b}", "id", id, "valid", 0);
     else if (!(l->rc = l->v->ops->token_count(l->conn, p->id, l->now, &live))) {
         custos_time_format(when, p->created);
         custos_time_format(off, p->disabled);
-        o = json_pack("{s:s, s:s, s:[], s:s, s:s, s:o, s:b, s:I}", "id", id, "kind", p->kind, "roles", "created_at",
-                      when, "created_by", shown(p->created_by, by, sizeof(by)), "disabled_at",
-                      p->disabled ? json_string(off) : json_null(), "valid", 1, "live_tokens", (json_int_t)live);
+        custos_time_format(until, p->secret_expires);
+        o = json_pack("{s:s, s:s, s:[], s:s, s:s, s:o, s:o, s:b, s:I}", "id", id, "kind", p->kind, "roles",
+                      "created_at", when, "created_by", shown(p->created_by, by, sizeof(by)), "disabled_at",
+                      p->disabled ? json_string(off) : json_null(), "secret_expires_at",
+                      p->secret_expires ? json_string(until) : json_null(), "valid", 1, "live_tokens",
+                      (json_int_t)live);
         roles = json_object_get(o, "roles");
         for (r = p->roles; o && *r;) {
             size_t n = strcspn(r, ",");

@@ -189,12 +189,13 @@ enum custos_err custos_token_issue_parse(const char *body, size_t len, json_t **
                                          const char **secret);
 /* POST /v1/auth/revoke {"token"}: the token's 32 bytes into raw (wiped on failure). */
 enum custos_err custos_token_revoke_parse(const char *body, size_t len, uint8_t raw[32]);
-/* POST /v1/principals {"id","kind","roles"}: *id once it is well-formed (so the audit event can
-   name it even when kind or roles are refused), *kind "staff" or "service", roles of the policy
-   (1 to 8, never "customer") joined by commas into roles (cap bytes). */
+/* POST /v1/principals {"id","kind","roles"[,"secret_ttl_days"]}: *id once it is well-formed (so the
+   audit event can name it even when kind or roles are refused), *kind "staff" or "service", roles
+   of the policy (1 to 8, never "customer") joined by commas into roles (cap bytes), *ttl_days the
+   secret's lifetime (1..CUSTOS_SECRET_TTL_DAYS_MAX, default CUSTOS_SECRET_TTL_DAYS). */
 enum custos_err custos_principal_create_parse(const struct custos_policy *pol, const char *body, size_t len,
                                               json_t **j, const char **id, const char **kind, char *roles,
-                                              size_t cap);
+                                              size_t cap, unsigned *ttl_days);
 
 /* ---- the subject key cache (keycache.c) ---------------------------------------------------- */
 

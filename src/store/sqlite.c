@@ -110,13 +110,15 @@ static const char *const sql[S__COUNT] = {
                   "ON CONFLICT(id) DO UPDATE SET ledger_index = excluded.ledger_index",
     [S_ERA_GET] = "SELECT erased_at, ledger_index FROM ctl.erasures WHERE id = ?1",
     [S_ERA_SCAN] = "SELECT id, erased_at, ledger_index FROM ctl.erasures ORDER BY id",
-    [S_PRIN_PUT] = "INSERT INTO ctl.principals(id, kind, roles, secret_hash, created, disabled, created_by, mac) "
-                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
+    [S_PRIN_PUT] = "INSERT INTO ctl.principals(id, kind, roles, secret_hash, created, disabled, created_by, mac, "
+                   "secret_expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_PRIN_GET] = "SELECT kind, roles, secret_hash, created, disabled, created_by, mac, secret_expires FROM ctl.principals "
                    "WHERE id = ?1",
     [S_PRIN_DISABLE] = "UPDATE ctl.principals SET disabled = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
-    [S_PRIN_SECRET] = "UPDATE ctl.principals SET secret_hash = ?2, mac = ?3 WHERE id = ?1 AND disabled = 0",
-    [S_PRIN_SCAN] = "SELECT id, kind, roles, secret_hash, created, disabled, created_by, mac FROM ctl.principals "
+    [S_PRIN_SECRET] = "UPDATE ctl.principals SET secret_hash = ?2, mac = ?3, secret_expires = ?4 WHERE id = ?1 "
+                      "AND disabled = 0",
+    [S_PRIN_SCAN] = "SELECT id, kind, roles, secret_hash, created, disabled, created_by, mac, secret_expires "
+                    "FROM ctl.principals "
                     "ORDER BY id",
     /* "owned or minted" as S_TOK_REVOKE_PRIN has it */
     [S_TOK_SCAN] = "SELECT hash, principal, kind, scope, issued, expires, revoked, issued_by, source, mac, minted_with "
@@ -133,7 +135,8 @@ static const char *const sql[S__COUNT] = {
     [S_TOK_PUT] = "INSERT INTO ctl.tokens(hash, principal, kind, scope, issued, expires, revoked, issued_by, "
                   "source, mac, minted_with) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8, ?9, ?10)",
     [S_TOK_GET] = "SELECT t.principal, t.kind, t.scope, t.issued, t.expires, t.revoked, t.issued_by, t.source, "
-                  "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac "
+                  "t.mac, t.minted_with, p.id, p.kind, p.roles, p.secret_hash, p.created, p.disabled, p.created_by, p.mac, "
+                  "p.secret_expires "
                   "FROM ctl.tokens t LEFT JOIN ctl.principals p ON p.id = t.principal WHERE t.hash = ?1",
     [S_TOK_REVOKE] = TOK_REVOKE_SELECT "WHERE (hash = ?1 OR (minted_with = ?1 AND expires > ?2))"
                                        " AND revoked = 0",
@@ -206,7 +209,7 @@ static const char control_schema[] =
     " ledger_index INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ctl.principals(id TEXT PRIMARY KEY, kind TEXT NOT NULL, roles TEXT NOT NULL,"
     " secret_hash BLOB NOT NULL, created INTEGER NOT NULL, disabled INTEGER NOT NULL, created_by TEXT NOT NULL,"
-    " mac BLOB NOT NULL)"
+    " mac BLOB NOT NULL, secret_expires INTEGER NOT NULL DEFAULT 0)"
     " WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS ctl.tokens(hash BLOB PRIMARY KEY, principal TEXT NOT NULL, kind TEXT NOT NULL,"
     " scope BLOB, issued INTEGER NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL,"
@@ -425,6 +428,27 @@ static enum custos_err migrate_tokens(sqlite3 *db)
     return rc;
 }
 
+/* principals before secret expiry: add the column (0: the secret never expires, and the row's MAC
+   is the version 1 one, which does not cover it) */
+static enum custos_err migrate_principals(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int r = sqlite3_prepare_v2(
+            db, "SELECT count(*) FROM pragma_table_info('principals', 'ctl') WHERE name = 'secret_expires'", -1, &st,
+            NULL),
+        has = 1;
+
+    if (r == SQLITE_OK && (r = sqlite3_step(st)) == SQLITE_ROW)
+        has = sqlite3_column_int(st, 0) == 1;
+    sqlite3_finalize(st);
+    if (r != SQLITE_ROW)
+        return db_err(db, r, "check control schema");
+    if (has)
+        return CUSTOS_OK;
+    return exec(db, "ALTER TABLE ctl.principals ADD COLUMN secret_expires INTEGER NOT NULL DEFAULT 0",
+                "migrate principals");
+}
+
 /* data.db before subject_ids kept subjects keyed by id (a random-keyed b-tree holding the records
    themselves): move the rows to the rid-keyed table and index their ids, in one transaction. */
 static enum custos_err migrate_subjects(sqlite3 *db)
@@ -518,6 +542,7 @@ static enum custos_err conn_open(struct custos_store *s, int create, struct cust
         goto fail;
     /* tables added by later versions (idempotent) */
     if (!create && ((rc = exec(c->db, control_schema, "upgrade control schema")) || (rc = migrate_tokens(c->db)) ||
+                    (rc = migrate_principals(c->db)) ||
                     (rc = migrate_subjects(c->db)) || (rc = exec(c->db, data_schema, "upgrade data schema"))))
         goto fail;
     *out = c;
@@ -1144,10 +1169,12 @@ static enum custos_err sq_principal_put(struct custos_store_conn *c, const struc
     sqlite3_bind_int64(s, 6, p->disabled);
     sqlite3_bind_text(s, 7, p->created_by, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 8, p->mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 9, p->secret_expires);
     return run(c, s, "principal");
 }
 
-/* A principal row's columns from k on: kind, roles, secret_hash, created, disabled, created_by, mac
+/* A principal row's columns from k on: kind, roles, secret_hash, created, disabled, created_by, mac,
+   secret_expires
    (integers read strictly). */
 static enum custos_err principal_cols(sqlite3_stmt *s, int k, struct custos_principal_row *p)
 {
@@ -1159,6 +1186,7 @@ static enum custos_err principal_cols(sqlite3_stmt *s, int k, struct custos_prin
     bad |= col_i64(s, k + 3, &p->created);
     bad |= col_i64(s, k + 4, &p->disabled);
     bad |= col_blob(s, k + 6, p->mac, CUSTOS_STORE_HASH);
+    bad |= col_i64(s, k + 7, &p->secret_expires);
     return bad ? custos_err_set(CUSTOS_ERR_CORRUPT, "principal row is corrupt") : CUSTOS_OK;
 }
 
@@ -1219,7 +1247,7 @@ static enum custos_err sq_principal_disable(struct custos_store_conn *c, const c
 }
 
 static enum custos_err sq_principal_set_secret(struct custos_store_conn *c, const char *id,
-                                               const uint8_t secret_hash[CUSTOS_STORE_HASH],
+                                               const uint8_t secret_hash[CUSTOS_STORE_HASH], int64_t secret_expires,
                                                const uint8_t mac[CUSTOS_STORE_HASH])
 {
     enum custos_err rc;
@@ -1228,6 +1256,7 @@ static enum custos_err sq_principal_set_secret(struct custos_store_conn *c, cons
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 2, secret_hash, CUSTOS_STORE_HASH, SQLITE_STATIC);
     sqlite3_bind_blob(s, 3, mac, CUSTOS_STORE_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, secret_expires);
     if ((rc = run(c, s, "principal secret")))
         return rc;
     return sqlite3_changes(c->db) == 1 ? CUSTOS_OK : CUSTOS_ERR_NOTFOUND;

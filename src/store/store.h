@@ -48,7 +48,9 @@ struct custos_principal_row {
     int64_t created;      /* ms */
     int64_t disabled;     /* ms, 0 when enabled */
     char created_by[CUSTOS_PRINCIPAL_ID_MAX + 1];
-    uint8_t mac[CUSTOS_STORE_HASH]; /* keyed MAC over id, kind, roles, secret_hash, created, disabled */
+    uint8_t mac[CUSTOS_STORE_HASH]; /* keyed MAC over id, kind, roles, secret_hash, created, disabled,
+                                       secret_expires (version 2; version 1 rows: without it, and 0) */
+    int64_t secret_expires; /* ms; 0: never (rows from before secret expiry) */
 };
 
 struct custos_token_row {
@@ -203,10 +205,10 @@ struct custos_store_ops {
     /* Set disabled = when and the row's new MAC (the MAC covers the disabled state). */
     enum custos_err (*principal_disable)(struct custos_store_conn *c, const char *id, int64_t when,
                                          const uint8_t mac[CUSTOS_STORE_HASH]);
-    /* Set an enabled principal's secret hash and the row's new MAC (secret rotation, or its
-       withdrawal when a rotation is replayed); CUSTOS_ERR_NOTFOUND when no enabled row has id. */
+    /* Set an enabled principal's secret hash, its expiry and the row's new MAC (secret rotation, or
+       its withdrawal when a rotation is replayed); CUSTOS_ERR_NOTFOUND when no enabled row has id. */
     enum custos_err (*principal_set_secret)(struct custos_store_conn *c, const char *id,
-                                            const uint8_t secret_hash[CUSTOS_STORE_HASH],
+                                            const uint8_t secret_hash[CUSTOS_STORE_HASH], int64_t secret_expires,
                                             const uint8_t mac[CUSTOS_STORE_HASH]);
     /* Every principal row, by id: fn(ctx, row, CUSTOS_OK or CUSTOS_ERR_CORRUPT for a row that does not
        parse (a column of the wrong type, a text with a NUL in it or too long: then only its id, as

@@ -366,6 +366,11 @@ static void test_rotate_secret(void **state)
     snprintf(s1, sizeof(s1), "%s", cz_str(r->json, "secret"));
     assert_int_equal(strncmp(s1, "cps_", 4), 0);
     assert_null(cz_get(r->json, "revoked_tokens"));
+    assert_true(json_is_string(cz_get(r->json, "secret_expires_at")));
+    cz_expect_error(cz_req(s, "POST", path, s->admin_token, "{\"secret_ttl_days\":0}"), 400, "bad_request");
+    cz_expect_error(cz_req(s, "POST", "/v1/principals", s->admin_token,
+                           "{\"id\":\"p9\",\"kind\":\"service\",\"roles\":[\"service\"],\"secret_ttl_days\":4000}"),
+                    400, "bad_request");
     cz_expect_error(cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", p.secret)), 401,
                     "unauthenticated");
     r = cz_req(s, "POST", "/v1/auth/token", NULL, secret_body(s, "shop", s1));

@@ -13,7 +13,7 @@
  *     with a role of 32 characters, so the role list can outgrow its buffer;
  *   6 custos_head_add / custos_head_verdict: a request head's framing;
  *   7 custos_principal_rotate_parse: POST /v1/principals/{id}/rotate, empty
- *     or {"revoke_tokens": bool}.
+ *     or {"revoke_tokens": bool, "secret_ttl_days": 1..3650}.
  *
  * Input: one selector byte (value % 8 picks the parser above), then:
  *   0 the fields value (up to its first NUL: a query value is a C string);
@@ -48,9 +48,12 @@
  *    none "customer", within its buffer; an id handed back (also on a
  *    refusal, for the audit event) always matches the name rule;
  *  - rotate: accepted exactly when the body is empty, or a JSON object
- *    (custos_json_parse) whose only member, if any, is "revoke_tokens"
- *    with a boolean value; the flag handed back is that value (0 when
- *    absent);
+ *    (custos_json_parse) whose members, if any, are "revoke_tokens" with
+ *    a boolean value and "secret_ttl_days" with an integer 1..3650; the
+ *    flag handed back is that value (0 when absent), the lifetime that
+ *    integer (the default when absent or refused);
+ *  - principal and rotate: an accepted secret_ttl_days is an integer in
+ *    1..3650 and is what is handed back;
  *  - head: the verdict is a second implementation's (repeated
  *    Content-Length, Transfer-Encoding with Content-Length, Transfer-Encoding
  *    other than one "chunked", a length over CUSTOS_BODY_MAX: for the
@@ -315,12 +318,25 @@ static void fuzz_issue(const uint8_t *data, size_t size)
     free(body);
 }
 
+/* An accepted body's secret lifetime: its "secret_ttl_days" (an integer 1..3650) or the default. */
+static void check_ttl(json_t *j, unsigned ttl)
+{
+    json_t *t = json_object_get(j, "secret_ttl_days");
+
+    if (!t)
+        FUZZ_CHECK(ttl == CUSTOS_SECRET_TTL_DAYS);
+    else
+        FUZZ_CHECK(json_is_integer(t) && json_integer_value(t) >= 1 &&
+                   json_integer_value(t) <= CUSTOS_SECRET_TTL_DAYS_MAX && ttl == (unsigned)json_integer_value(t));
+}
+
 static void fuzz_rotate(const uint8_t *data, size_t size)
 {
     char *body = bytes(data, size);
-    json_t *j = NULL, *flag;
+    json_t *j = NULL, *flag, *ttlj;
     int revoke = -1, want_ok, want = 0;
-    enum custos_err rc = custos_principal_rotate_parse(body, size, &revoke);
+    unsigned ttl = 0;
+    enum custos_err rc = custos_principal_rotate_parse(body, size, &revoke, &ttl);
 
     if (size == 0)
         want_ok = 1;
@@ -328,15 +344,21 @@ static void fuzz_rotate(const uint8_t *data, size_t size)
         want_ok = 0;
     else {
         flag = json_object_get(j, "revoke_tokens");
-        want_ok = json_object_size(j) == (flag ? 1u : 0u) && (!flag || json_is_boolean(flag));
+        ttlj = json_object_get(j, "secret_ttl_days");
+        want_ok = json_object_size(j) == (flag ? 1u : 0u) + (ttlj ? 1u : 0u) && (!flag || json_is_boolean(flag)) &&
+                  (!ttlj || (json_is_integer(ttlj) && json_integer_value(ttlj) >= 1 &&
+                             json_integer_value(ttlj) <= CUSTOS_SECRET_TTL_DAYS_MAX));
         want = flag && json_is_true(flag);
     }
     custos_err_clear();
     FUZZ_CHECK((rc == CUSTOS_OK) == want_ok);
-    if (rc)
+    if (rc) {
         check_refusal(rc, size);
-    else
+        FUZZ_CHECK(ttl == CUSTOS_SECRET_TTL_DAYS);
+    } else {
         FUZZ_CHECK(revoke == want);
+        check_ttl(j, ttl);
+    }
     json_decref(j);
     free(body);
 }
@@ -372,10 +394,11 @@ static void fuzz_principal(const uint8_t *data, size_t size)
     size_t len = size ? size - 1 : 0, i, o = 0;
     json_t *j = NULL, *arr;
     const char *id = NULL, *kind = NULL;
+    unsigned ttl = 0;
     enum custos_err rc;
 
     memset(roles, 'x', sizeof(roles));
-    rc = custos_principal_create_parse(pol, body, len, &j, &id, &kind, roles, sizeof(roles));
+    rc = custos_principal_create_parse(pol, body, len, &j, &id, &kind, roles, sizeof(roles), &ttl);
     FUZZ_CHECK(id == NULL || name_ok(id, CUSTOS_PRINCIPAL_ID_MAX));
     if (rc) {
         check_refusal(rc, len);
@@ -393,6 +416,7 @@ static void fuzz_principal(const uint8_t *data, size_t size)
         o += (size_t)snprintf(joined + o, sizeof(joined) - o, "%s%s", i ? "," : "", r);
     }
     FUZZ_CHECK(strcmp(roles, joined) == 0);
+    check_ttl(j, ttl);
 done:
     json_decref(j);
     free(body);

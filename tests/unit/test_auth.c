@@ -128,11 +128,13 @@ static void test_credential_parse_wipes_on_failure(void **state)
     assert_memory_equal(raw, (uint8_t[32]){0}, 32);
 }
 
+static unsigned last_ttl; /* the secret_ttl_days the last create() parsed */
+
 static enum custos_err create(const struct custos_policy *pol, const char *body, const char **id, char *roles)
 {
     json_t *j = NULL;
     const char *kind = NULL;
-    enum custos_err rc = custos_principal_create_parse(pol, body, strlen(body), &j, id, &kind, roles, 256);
+    enum custos_err rc = custos_principal_create_parse(pol, body, strlen(body), &j, id, &kind, roles, 256, &last_ttl);
 
     if (*id)
         *id = strcmp(*id, "ops") == 0 ? "ops" : "other"; /* j goes now */
@@ -157,6 +159,26 @@ static void test_principal_create_parse(void **state)
                      CUSTOS_OK);
     assert_string_equal(id, "ops");
     assert_string_equal(roles, "admin,support");
+    assert_int_equal(last_ttl, CUSTOS_SECRET_TTL_DAYS);
+    assert_int_equal(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":30}", &id,
+                            roles),
+                     CUSTOS_OK);
+    assert_int_equal(last_ttl, 30);
+    assert_int_equal(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":3650}",
+                            &id, roles),
+                     CUSTOS_OK);
+    assert_int_equal(last_ttl, 3650);
+    expect_err(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":0}", &id, roles),
+               CUSTOS_ERR_INVALID, "secret_ttl_days must be an integer from 1 to 3650");
+    expect_err(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":3651}", &id,
+                      roles),
+               CUSTOS_ERR_INVALID, "secret_ttl_days must be an integer from 1 to 3650");
+    expect_err(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":1.5}", &id,
+                      roles),
+               CUSTOS_ERR_INVALID, "secret_ttl_days must be an integer from 1 to 3650");
+    expect_err(create(pol, "{\"id\":\"ops\",\"kind\":\"staff\",\"roles\":[\"admin\"],\"secret_ttl_days\":\"30\"}", &id,
+                      roles),
+               CUSTOS_ERR_INVALID, "secret_ttl_days must be an integer from 1 to 3650");
     assert_int_equal(create(pol, "{\"id\":\"ops\",\"kind\":\"service\",\"roles\":[\"service\"]}", &id, roles),
                      CUSTOS_OK);
     assert_string_equal(roles, "service");

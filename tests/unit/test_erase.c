@@ -2153,6 +2153,117 @@ static void test_rolled_back_ledger_keeps_secrets(void **state)
     assert_int_equal(issue_with(f, "shop", s2, NULL), CUSTOS_OK);
 }
 
+/*
+ * Every credential has an expiry: a principal's secret too.  Past it the exchange is refused with
+ * reason expired_secret (tokens already issued live out their own lifetime); a rotation gives a
+ * new secret with a new lifetime; the expiry is under the row MAC, so writing 0 ("never") or a
+ * later time into the file makes the row refused, not the secret immortal.  A row from before
+ * secret expiry (no expiry, version 1 MAC) stays valid.
+ */
+static void test_secret_expiry(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], t0[CUSTOS_TOKEN_LEN + 1], body[200], ctl[300];
+    const uint64_t day = 86400000ULL, start = fake_now;
+    struct custos_caller c;
+    json_t *out = NULL, *ev, *p;
+    sqlite3 *h = NULL;
+
+    snprintf(body, sizeof(body), "{\"id\":\"cron\",\"kind\":\"service\",\"roles\":[\"service\"],\"secret_ttl_days\":2}");
+    assert_int_equal(custos_principal_create(f->v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
+    snprintf(s0, sizeof(s0), "%s", json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    fake_now = start + 2 * day - 1;
+    assert_int_equal(issue_with(f, "cron", s0, t0), CUSTOS_OK);
+    fake_now = start + 2 * day;
+    assert_int_equal(issue_with(f, "cron", s0, NULL), CUSTOS_ERR_UNAUTH);
+    ev = last_entry(f);
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), "expired_secret");
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), "cron");
+    json_decref(ev);
+    assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_OK); /* its own hour */
+
+    /* listed with its expiry; a rotation gives a new secret and a new lifetime */
+    assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
+    p = json_object_get(out, "principals");
+    for (size_t i = 0; i < json_array_size(p); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(p, i), "id")), "cron") == 0)
+            assert_true(json_is_string(json_object_get(json_array_get(p, i), "secret_expires_at")));
+    json_decref(out);
+    rotate_ok(f, "cron", "{\"secret_ttl_days\":10}", s1);
+    fake_now = start + 11 * day;
+    assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_OK);
+    fake_now = start + 12 * day;
+    assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
+
+    /* the expiry is under the MAC: "never" written into the file makes the row refused */
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET secret_expires = 0 WHERE id = 'cron'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    open_vault(f);
+    assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
+    ev = last_entry(f);
+    assert_string_equal(json_string_value(json_object_get(ev, "reason")), "bad_credentials");
+    json_decref(ev);
+    assert_int_equal(custos_principal_rotate(f->v, &f->sys, "cron", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
+    fake_now = start;
+}
+
+/* A principal row written before secret expiry: no expiry column value (0) and a version 1 MAC,
+   which did not cover it.  It stays valid, its secret does not expire, and a rotation signs it
+   anew (version 2) with an expiry. */
+static void test_principal_row_from_before_expiry(void **state)
+{
+    struct fx *f = *state;
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], ctl[300];
+    struct custos_principal_row p;
+    struct custos_store_conn *c = NULL;
+    crypto_generichash_state st;
+    uint8_t mac[32], b[8];
+    sqlite3 *h = NULL;
+    sqlite3_stmt *q = NULL;
+    int i;
+
+    assert_int_equal(custos_principal_create_local(f->v, "old", "service", "service", s0), CUSTOS_OK);
+    assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
+    assert_int_equal(f->v->ops->principal_get(c, "old", &p), CUSTOS_OK);
+    f->v->ops->release(f->v->store, c);
+    /* the version 1 MAC, as docs/format.md and the release before this one compute it */
+    crypto_generichash_init(&st, f->v->sec->mac_key, 32, 32);
+    crypto_generichash_update(&st, (const uint8_t *)"principal/v1", 13);
+    crypto_generichash_update(&st, (const uint8_t *)p.id, strlen(p.id) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)p.kind, strlen(p.kind) + 1);
+    crypto_generichash_update(&st, (const uint8_t *)p.roles, strlen(p.roles) + 1);
+    crypto_generichash_update(&st, p.secret_hash, 32);
+    for (i = 0; i < 8; i++)
+        b[i] = (uint8_t)((uint64_t)p.created >> (56 - 8 * i));
+    crypto_generichash_update(&st, b, 8);
+    memset(b, 0, sizeof(b)); /* disabled = 0 */
+    crypto_generichash_update(&st, b, 8);
+    crypto_generichash_final(&st, mac, 32);
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "UPDATE principals SET secret_expires = 0, mac = ?1 WHERE id = 'old'", -1, &q, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(q, 1, mac, 32, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    open_vault(f);
+    fake_now += 4000ULL * 86400000ULL; /* past any lifetime */
+    assert_int_equal(issue_with(f, "old", s0, NULL), CUSTOS_OK);
+    rotate_ok(f, "old", "{\"secret_ttl_days\":1}", s1);
+    assert_int_equal(issue_with(f, "old", s1, NULL), CUSTOS_OK);
+    fake_now += 86400000ULL;
+    assert_int_equal(issue_with(f, "old", s1, NULL), CUSTOS_ERR_UNAUTH);
+    fake_now -= 4001ULL * 86400000ULL;
+}
+
 /* Refusals: a disabled principal, a row changed outside custos, an unknown or malformed id, a
    caller without the admin role, a bad body; none of them changes the secret. */
 static void test_rotation_refusals(void **state)
@@ -2899,6 +3010,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_survives_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_entry_without_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_principal_row_from_before_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_beside_the_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_issue_beside_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_keeps_an_earlier_revoke, setup, teardown),
