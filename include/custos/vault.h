@@ -147,6 +147,12 @@ enum custos_err custos_principal_tokens(struct custos_vault *v, const struct cus
 enum custos_err custos_token_revoke_id(struct custos_vault *v, const struct custos_caller *c, const char *id,
                                        const char *tid, json_t **out);
 
+/* fn(ctx, id, when) for each enabled, intact principal whose secret expires within within_ms from
+   now (or has expired): what serve says at its start, so that nobody learns it from a 401.  Not a
+   ledger event: it reads no personal data and answers nobody. */
+enum custos_err custos_principal_secrets_expiring(struct custos_vault *v, int64_t within_ms,
+                                                  void (*fn)(void *ctx, const char *id, int64_t expires), void *ctx);
+
 /* Parse the body of POST /v1/principals/{id}/rotate (empty: the defaults: no revocation, the
    secret for CUSTOS_SECRET_TTL_DAYS). */
 enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke, unsigned *ttl_days);

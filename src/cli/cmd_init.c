@@ -90,6 +90,9 @@ int cmd_init(int argc, char **argv)
     printf("initialised vault in %s\n", dir);
     printf("admin principal: admin (kind staff, role admin)\n");
     printf("admin secret (shown once, keep it safe): %s\n", secret);
+    printf("admin secret expires in %d days (custos principal list shows when); rotate it before:\n"
+           "  POST /v1/principals/admin/rotate, or custos principal rotate --data %s --id admin\n",
+           CUSTOS_SECRET_TTL_DAYS, dir);
     printf("admin token (expires in 15 minutes):\n%s\n", token);
     ret = 0;
 done:

@@ -139,15 +139,27 @@ static int principal_row_ok(const struct custos_vault *v, const struct custos_pr
     return ok;
 }
 
-/* When a secret set now for ttl_days expires (ms). */
+/* When a secret set now for ttl_days expires (ms); never 0 (never) nor past INT64_MAX, whatever an
+   injected clock says. */
 static int64_t secret_expiry(const struct custos_vault *v, unsigned ttl_days)
 {
-    return (int64_t)custos_now(v) + (int64_t)ttl_days * 86400000;
+    uint64_t now = custos_now(v), ttl = (uint64_t)ttl_days * 86400000u;
+
+    if (now > (uint64_t)INT64_MAX - ttl)
+        return INT64_MAX;
+    return (int64_t)(now + ttl) > 0 ? (int64_t)(now + ttl) : 1;
+}
+
+/* When a principal's secret expires: its row's expiry, or for a row from before secret expiry
+   (0) the vault's legacy_secret_expires. */
+static int64_t secret_expires_at(const struct custos_vault *v, const struct custos_principal_row *p)
+{
+    return p->secret_expires ? p->secret_expires : v->legacy_secret_expires;
 }
 
 static int secret_expired(const struct custos_vault *v, const struct custos_principal_row *p)
 {
-    return p->secret_expires != 0 && (int64_t)custos_now(v) >= p->secret_expires;
+    return (int64_t)custos_now(v) >= secret_expires_at(v, p);
 }
 
 /* A token row's MAC.  Version 2 also covers the revoked state (0, or when) and the token a customer
@@ -629,7 +641,6 @@ enum custos_err custos_authenticate(struct custos_vault *v, const char *token, c
 static enum custos_err token_live_tx(struct custos_vault *v, struct custos_store_conn *c, const uint8_t *hash)
 {
     struct custos_token_row t;
-    uint8_t mac[32];
     enum custos_err rc;
 
     if (!hash)
@@ -646,7 +657,6 @@ static enum custos_err token_live_tx(struct custos_vault *v, struct custos_store
             rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is not valid");
         else if (t.owner.disabled)
             rc = custos_err_set(CUSTOS_ERR_UNAUTH, "principal is disabled");
-        sodium_memzero(mac, sizeof(mac));
     } else if (rc == CUSTOS_ERR_NOTFOUND || rc == CUSTOS_ERR_CORRUPT)
         rc = custos_err_set(CUSTOS_ERR_UNAUTH, "token is not valid");
     sodium_memzero(&t, sizeof(t));
@@ -682,8 +692,12 @@ static enum custos_err secret_still_held(struct custos_vault *v, struct custos_s
     if (rc && rc != CUSTOS_ERR_NOTFOUND && rc != CUSTOS_ERR_CORRUPT)
         return rc;
     if (ok)
-        ok = principal_row_ok(v, &p) && !p.disabled && !secret_expired(v, &p) &&
-             sodium_memcmp(p.secret_hash, secret_hash, 32) == 0;
+        ok = principal_row_ok(v, &p) && !p.disabled && sodium_memcmp(p.secret_hash, secret_hash, 32) == 0;
+    if (ok && secret_expired(v, &p)) {
+        sodium_memzero(&p, sizeof(p));
+        return custos_err_set(CUSTOS_ERR_UNAUTH, "principal secret has expired: an admin rotates it "
+                              "(POST /v1/principals/{id}/rotate)");
+    }
     sodium_memzero(&p, sizeof(p));
     return ok ? CUSTOS_OK : custos_err_set(CUSTOS_ERR_UNAUTH, "invalid principal or secret");
 }
@@ -933,8 +947,8 @@ enum custos_err custos_token_issue(struct custos_vault *v, const char *body, siz
     snprintf(who.principal, sizeof(who.principal), "%s", id);
     snprintf(who.source, sizeof(who.source), "%s", source);
     if ((rc = token_register(v, id, kind_of(p.kind), NULL, NULL, h, id, source, tok, &expires, who.token_id))) {
-        if (rc == CUSTOS_ERR_UNAUTH)
-            e.reason = "bad_credentials"; /* rotated or disabled since the check above */
+        if (rc == CUSTOS_ERR_UNAUTH) /* rotated, disabled or expired since the check above */
+            e.reason = secret_expired(v, &p) ? "expired_secret" : "bad_credentials";
         goto done;
     }
     who.has_token = 1;
@@ -1478,11 +1492,11 @@ static int plist_row(void *ctx, const struct custos_principal_row *p, enum custo
     else if (!(l->rc = l->v->ops->token_count(l->conn, p->id, l->now, &live))) {
         custos_time_format(when, p->created);
         custos_time_format(off, p->disabled);
-        custos_time_format(until, p->secret_expires);
+        custos_time_format(until, secret_expires_at(l->v, p));
         o = json_pack("{s:s, s:s, s:[], s:s, s:s, s:o, s:o, s:b, s:I}", "id", id, "kind", p->kind, "roles",
                       "created_at", when, "created_by", shown(p->created_by, by, sizeof(by)), "disabled_at",
-                      p->disabled ? json_string(off) : json_null(), "secret_expires_at",
-                      p->secret_expires ? json_string(until) : json_null(), "valid", 1, "live_tokens",
+                      p->disabled ? json_string(off) : json_null(), "secret_expires_at", json_string(until), "valid", 1,
+                      "live_tokens",
                       (json_int_t)live);
         roles = json_object_get(o, "roles");
         for (r = p->roles; o && *r;) {
@@ -1527,6 +1541,40 @@ enum custos_err custos_principal_list(struct custos_vault *v, const struct custo
     e.count = (int64_t)json_array_size(l.arr);
 done:
     return custos_audit_finish(v, &e, rc, out);
+}
+
+struct expiring {
+    struct custos_vault *v;
+    int64_t before;
+    void (*fn)(void *ctx, const char *id, int64_t expires);
+    void *ctx;
+};
+
+static int expiring_row(void *ctx, const struct custos_principal_row *p, enum custos_err row)
+{
+    struct expiring *x = ctx;
+    int64_t at;
+
+    if (row != CUSTOS_OK || p->disabled || !principal_row_ok(x->v, p))
+        return 0;
+    at = secret_expires_at(x->v, p);
+    if (at < x->before)
+        x->fn(x->ctx, p->id, at);
+    return 0;
+}
+
+enum custos_err custos_principal_secrets_expiring(struct custos_vault *v, int64_t within_ms,
+                                                  void (*fn)(void *ctx, const char *id, int64_t expires), void *ctx)
+{
+    struct custos_store_conn *conn = NULL;
+    struct expiring x = {v, (int64_t)custos_now(v) + within_ms, fn, ctx};
+    enum custos_err rc;
+
+    if ((rc = v->ops->acquire(v->store, &conn)))
+        return rc;
+    rc = v->ops->principal_scan(conn, expiring_row, &x);
+    v->ops->release(v->store, conn);
+    return rc;
 }
 
 struct tlist {

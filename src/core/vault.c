@@ -98,6 +98,47 @@ static int valid_origin(const char *o)
     return 1;
 }
 
+/* ---- principals from before secret expiry -------------------------------------------------- */
+
+/* DIR/keys/legacy-secrets: "custos legacy secrets v1\n" and the time (ms, decimal) this vault was
+   first opened by a release whose principal secrets expire; written once, on that open (init
+   writes it too), never changed.  Principal rows written before have no expiry: theirs is a year
+   after that time.  It is kept beside the keys, not in control.db: an old row written back into
+   the database must not come with a later start. */
+static enum custos_err load_legacy_secrets(struct custos_vault *v)
+{
+    static const char head[] = "custos legacy secrets v1\n";
+    char path[PATH_MAX], text[64], *got = NULL, *end = NULL;
+    long long since;
+    size_t len = 0;
+    enum custos_err rc;
+
+    path_join(path, sizeof(path), v->dir, "keys/legacy-secrets");
+    rc = custos_file_read(path, 64, &got, &len);
+    if (rc == CUSTOS_ERR_NOTFOUND) {
+        custos_err_clear();
+        snprintf(text, sizeof(text), "%s%llu\n", head, (unsigned long long)custos_now(v));
+        if ((rc = custos_file_replace(path, text, strlen(text), 0600)) ||
+            (rc = custos_file_read(path, 64, &got, &len)))
+            return rc;
+    } else if (rc)
+        return rc;
+    rc = CUSTOS_OK;
+    if (len < sizeof(head) || memcmp(got, head, sizeof(head) - 1) != 0 || got[sizeof(head) - 1] < '0' ||
+        got[sizeof(head) - 1] > '9')
+        rc = CUSTOS_ERR_CORRUPT;
+    else {
+        errno = 0;
+        since = strtoll(got + sizeof(head) - 1, &end, 10);
+        if (errno || since <= 0 || *end != '\n' || end[1] != '\0')
+            rc = CUSTOS_ERR_CORRUPT;
+        else
+            v->legacy_secret_expires = (int64_t)since + (int64_t)CUSTOS_SECRET_TTL_DAYS * 86400000;
+    }
+    free(got);
+    return rc ? custos_err_set(rc, "%s is malformed", path) : CUSTOS_OK;
+}
+
 /* ---- vault.json ---------------------------------------------------------------------------- */
 
 static enum custos_err read_manifest(const char *dir, char *origin, size_t cap)
@@ -576,6 +617,8 @@ enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int 
         goto fail;
     crypto_sign_seed_keypair(pk, v->sec->ledger_sk, v->sec->root);
     sodium_memzero(v->sec->root, sizeof(v->sec->root));
+    if ((rc = load_legacy_secrets(v)))
+        goto fail;
     if ((rc = v->ops->open(v->dir, 0, &v->store)))
         goto fail;
     if ((rc = v->ops->acquire(v->store, &c)))

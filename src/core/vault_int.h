@@ -43,6 +43,10 @@ struct custos_keycache;
 struct custos_vault {
     char dir[PATH_MAX];
     int lock_fd;
+    /* When the secrets of principal rows from before secret expiry (expiry 0, a principal/v1 MAC)
+       expire: a year after this vault was first opened by a release with secret expiry (the time
+       in DIR/keys/legacy-secrets, which a write to the database cannot move). */
+    int64_t legacy_secret_expires;
     const struct custos_store_ops *ops;
     struct custos_store *store;
     struct custos_ledger *ledger;

@@ -883,6 +883,18 @@ static void log_line(const char *what, const char *arg)
     fprintf(stderr, "%s custos: %s\n", when, line);
 }
 
+/* A principal whose secret expires within 30 days, said at the start. */
+static void warn_expiring(void *ctx, const char *id, int64_t expires)
+{
+    char when[32], msg[256];
+
+    (void)ctx;
+    custos_time_format(when, expires);
+    snprintf(msg, sizeof(msg), "'%.64s' %s %s: rotate it (POST /v1/principals/%.64s/rotate)", id,
+             expires <= (int64_t)time(NULL) * 1000 ? "expired at" : "expires at", when, id);
+    log_line("the secret of principal ", msg);
+}
+
 /* While the daemons start (one thread, before any worker runs), libmicrohttpd's complaints are
    kept, not printed: a refused TLS certificate or key then ends serve with one line that says
    why, instead of the library's lines and a meaningless strerror. */
@@ -1169,6 +1181,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         }
     }
     log_line("listening on ", where);
+    custos_principal_secrets_expiring(v, 30LL * 86400000, warn_expiring, NULL);
+    custos_err_clear();
     custos_vault_on_durable(v, on_durable, &s);
     hooked = 1;
     for (unsigned i = 0; i < s.nw; i++) {

@@ -2153,6 +2153,34 @@ static void test_rolled_back_ledger_keeps_secrets(void **state)
     assert_int_equal(issue_with(f, "shop", s2, NULL), CUSTOS_OK);
 }
 
+/* Collects what custos_principal_secrets_expiring reports. */
+struct seen_expiring {
+    char ids[256];
+    int64_t last;
+};
+
+static void on_expiring(void *ctx, const char *id, int64_t expires)
+{
+    struct seen_expiring *x = ctx;
+    size_t n = strlen(x->ids);
+
+    snprintf(x->ids + n, sizeof(x->ids) - n, "%s%s", n ? "," : "", id);
+    x->last = expires;
+}
+
+/* The entry of principal id in a custos_principal_list answer (fails the test when absent). */
+static json_t *listed(json_t *out, const char *id)
+{
+    json_t *p = json_object_get(out, "principals");
+    size_t i;
+
+    for (i = 0; i < json_array_size(p); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(p, i), "id")), id) == 0)
+            return json_array_get(p, i);
+    fail_msg("principal %s is not listed", id);
+    return NULL;
+}
+
 /*
  * Every credential has an expiry: a principal's secret too.  Past it the exchange is refused with
  * reason expired_secret (tokens already issued live out their own lifetime); a rotation gives a
@@ -2163,7 +2191,7 @@ static void test_rolled_back_ledger_keeps_secrets(void **state)
 static void test_secret_expiry(void **state)
 {
     struct fx *f = *state;
-    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], t0[CUSTOS_TOKEN_LEN + 1], body[200], ctl[300];
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], t0[CUSTOS_TOKEN_LEN + 1], body[200], ctl[300], when[32];
     const uint64_t day = 86400000ULL, start = fake_now;
     struct custos_caller c;
     json_t *out = NULL, *ev, *p;
@@ -2185,12 +2213,24 @@ static void test_secret_expiry(void **state)
 
     /* listed with its expiry; a rotation gives a new secret and a new lifetime */
     assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
-    p = json_object_get(out, "principals");
-    for (size_t i = 0; i < json_array_size(p); i++)
-        if (strcmp(json_string_value(json_object_get(json_array_get(p, i), "id")), "cron") == 0)
-            assert_true(json_is_string(json_object_get(json_array_get(p, i), "secret_expires_at")));
+    p = listed(out, "cron");
+    custos_time_format(when, (int64_t)(start + 2 * day));
+    assert_string_equal(json_string_value(json_object_get(p, "secret_expires_at")), when);
     json_decref(out);
     rotate_ok(f, "cron", "{\"secret_ttl_days\":10}", s1);
+    /* what serve says at its start: cron's secret expires within 30 days, nobody else's does
+       (365 days, and the legacy expiry a year after init) */
+    {
+        struct seen_expiring x;
+
+        memset(&x, 0, sizeof(x));
+        assert_int_equal(custos_principal_secrets_expiring(f->v, 30 * (int64_t)day, on_expiring, &x), CUSTOS_OK);
+        assert_string_equal(x.ids, "cron");
+        assert_int_equal(x.last, (int64_t)(start + 2 * day + 10 * day));
+        memset(&x, 0, sizeof(x));
+        assert_int_equal(custos_principal_secrets_expiring(f->v, 9 * (int64_t)day, on_expiring, &x), CUSTOS_OK);
+        assert_string_equal(x.ids, "");
+    }
     fake_now = start + 11 * day;
     assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_OK);
     fake_now = start + 12 * day;
@@ -2209,6 +2249,18 @@ static void test_secret_expiry(void **state)
     assert_string_equal(json_string_value(json_object_get(ev, "reason")), "bad_credentials");
     json_decref(ev);
     assert_int_equal(custos_principal_rotate(f->v, &f->sys, "cron", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
+    /* and so does a later time */
+    custos_vault_free(f->v);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET secret_expires = 9000000000000 WHERE id = 'cron'", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    open_vault(f);
+    assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
+    assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
+    assert_true(json_is_false(json_object_get(listed(out, "cron"), "valid")));
+    json_decref(out);
     fake_now = start;
 }
 
@@ -2218,7 +2270,10 @@ static void test_secret_expiry(void **state)
 static void test_principal_row_from_before_expiry(void **state)
 {
     struct fx *f = *state;
-    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], ctl[300];
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], ctl[300], when[32];
+    const uint64_t start = fake_now;
+    uint64_t legacy;
+    json_t *out = NULL;
     struct custos_principal_row p;
     struct custos_store_conn *c = NULL;
     crypto_generichash_state st;
@@ -2231,7 +2286,7 @@ static void test_principal_row_from_before_expiry(void **state)
     assert_int_equal(f->v->ops->acquire(f->v->store, &c), CUSTOS_OK);
     assert_int_equal(f->v->ops->principal_get(c, "old", &p), CUSTOS_OK);
     f->v->ops->release(f->v->store, c);
-    /* the version 1 MAC, as docs/format.md and the release before this one compute it */
+    /* the version 1 MAC, as docs/security.md ("row MACs") and the release before this one compute it */
     crypto_generichash_init(&st, f->v->sec->mac_key, 32, 32);
     crypto_generichash_update(&st, (const uint8_t *)"principal/v1", 13);
     crypto_generichash_update(&st, (const uint8_t *)p.id, strlen(p.id) + 1);
@@ -2255,13 +2310,34 @@ static void test_principal_row_from_before_expiry(void **state)
     assert_int_equal(sqlite3_exec(h, "ALTER TABLE principals DROP COLUMN secret_expires", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     open_vault(f);
-    fake_now += 4000ULL * 86400000ULL; /* past any lifetime */
+    /* valid, and its secret expires a year after the vault's first open by a release with secret
+       expiry (keys/legacy-secrets; this vault: at init): a row written back into the database
+       cannot outlive that */
+    snprintf(ctl, sizeof(ctl), "%s/keys/legacy-secrets", f->dir);
+    {
+        FILE *lf = fopen(ctl, "r");
+        long long since = 0;
+
+        assert_non_null(lf);
+        assert_int_equal(fscanf(lf, "custos legacy secrets v1\n%lld\n", &since), 1);
+        fclose(lf);
+        legacy = (uint64_t)since + 365ULL * 86400000ULL;
+    }
+    assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
+    assert_true(json_is_true(json_object_get(listed(out, "old"), "valid")));
+    custos_time_format(when, (int64_t)legacy);
+    assert_string_equal(json_string_value(json_object_get(listed(out, "old"), "secret_expires_at")), when);
+    json_decref(out);
+    fake_now = legacy - 1;
     assert_int_equal(issue_with(f, "old", s0, NULL), CUSTOS_OK);
+    fake_now = legacy;
+    assert_int_equal(issue_with(f, "old", s0, NULL), CUSTOS_ERR_UNAUTH);
+    /* a rotation signs it anew (v2) with a lifetime of its own */
     rotate_ok(f, "old", "{\"secret_ttl_days\":1}", s1);
     assert_int_equal(issue_with(f, "old", s1, NULL), CUSTOS_OK);
     fake_now += 86400000ULL;
     assert_int_equal(issue_with(f, "old", s1, NULL), CUSTOS_ERR_UNAUTH);
-    fake_now -= 4001ULL * 86400000ULL;
+    fake_now = start;
 }
 
 /* Refusals: a disabled principal, a row changed outside custos, an unknown or malformed id, a
