@@ -1582,6 +1582,22 @@ static void save_control(struct fx *f)
     open_vault(f);
 }
 
+/* Close the vault, run one SQL statement on control.db (as someone with the file but not the keys),
+   open the vault again. */
+static void edit_control(struct fx *f, const char *sql)
+{
+    char ctl[300];
+    sqlite3 *h = NULL;
+
+    custos_vault_free(f->v);
+    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
+    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_changes(h), 1);
+    sqlite3_close(h);
+    open_vault(f);
+}
+
 /* Put the copy save_control kept back in place of control.db, and open the vault on it. */
 static void roll_back_control(struct fx *f)
 {
@@ -2191,11 +2207,10 @@ static json_t *listed(json_t *out, const char *id)
 static void test_secret_expiry(void **state)
 {
     struct fx *f = *state;
-    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], t0[CUSTOS_TOKEN_LEN + 1], body[200], ctl[300], when[32];
+    char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], t0[CUSTOS_TOKEN_LEN + 1], body[200], when[32];
     const uint64_t day = 86400000ULL, start = fake_now;
     struct custos_caller c;
     json_t *out = NULL, *ev, *p;
-    sqlite3 *h = NULL;
 
     snprintf(body, sizeof(body), "{\"id\":\"cron\",\"kind\":\"service\",\"roles\":[\"service\"],\"secret_ttl_days\":2}");
     assert_int_equal(custos_principal_create(f->v, &f->sys, body, strlen(body), &out), CUSTOS_OK);
@@ -2237,26 +2252,14 @@ static void test_secret_expiry(void **state)
     assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
 
     /* the expiry is under the MAC: "never" written into the file makes the row refused */
-    custos_vault_free(f->v);
-    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
-    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET secret_expires = 0 WHERE id = 'cron'", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(h);
-    open_vault(f);
+    edit_control(f, "UPDATE principals SET secret_expires = 0 WHERE id = 'cron'");
     assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
     ev = last_entry(f);
     assert_string_equal(json_string_value(json_object_get(ev, "reason")), "bad_credentials");
     json_decref(ev);
     assert_int_equal(custos_principal_rotate(f->v, &f->sys, "cron", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
     /* and so does a later time */
-    custos_vault_free(f->v);
-    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET secret_expires = 9000000000000 WHERE id = 'cron'", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(h);
-    open_vault(f);
+    edit_control(f, "UPDATE principals SET secret_expires = 9000000000000 WHERE id = 'cron'");
     assert_int_equal(issue_with(f, "cron", s1, NULL), CUSTOS_ERR_UNAUTH);
     assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
     assert_true(json_is_false(json_object_get(listed(out, "cron"), "valid")));
@@ -2345,9 +2348,8 @@ static void test_principal_row_from_before_expiry(void **state)
 static void test_rotation_refusals(void **state)
 {
     struct fx *f = *state;
-    char s0[CUSTOS_SECRET_LEN + 1], ctl[300];
+    char s0[CUSTOS_SECRET_LEN + 1];
     json_t *out = NULL;
-    sqlite3 *h = NULL;
     static const char *const bad[] = {"{", "[]", "{\"revoke_tokens\":1}", "{\"revoke\":true}",
                                       "{\"revoke_tokens\":\"yes\"}", "null", NULL};
     size_t i;
@@ -2369,13 +2371,7 @@ static void test_rotation_refusals(void **state)
 
     /* a row whose roles were changed in the file: refused, never signed anew */
     assert_int_equal(custos_principal_create_local(f->v, "tampered", "service", "service", s0), CUSTOS_OK);
-    custos_vault_free(f->v);
-    snprintf(ctl, sizeof(ctl), "%s/control.db", f->dir);
-    assert_int_equal(sqlite3_open(ctl, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "UPDATE principals SET roles = 'admin' WHERE id = 'tampered'", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(h);
-    open_vault(f);
+    edit_control(f, "UPDATE principals SET roles = 'admin' WHERE id = 'tampered'");
     assert_int_equal(custos_principal_rotate(f->v, &f->sys, "tampered", "", 0, &out), CUSTOS_ERR_FORBIDDEN);
     assert_null(out);
     assert_int_equal(issue_with(f, "tampered", s0, NULL), CUSTOS_ERR_UNAUTH);
