@@ -77,7 +77,8 @@ int cli_count(const char *cmd, const char *name, const char *val, long lo, long 
 
     errno = 0;
     t = strtol(val, &end, 10);
-    if (errno || *end || end == val || t < lo || t > hi) {
+    /* digits only: strtol would also take leading spaces and a sign */
+    if (errno || *end || end == val || val[0] < '0' || val[0] > '9' || t < lo || t > hi) {
         snprintf(msg, sizeof(msg), "--%s must be %ld..%ld", name, lo, hi);
         return cli_usage(cmd, msg);
     }

@@ -1037,9 +1037,11 @@ enum custos_err custos_token_revoke(struct custos_vault *v, const struct custos_
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    /* one transaction: all of it or none, and serialised with mints (token_register) */
+    /* one transaction: all of it or none, serialised with mints (token_register), and with the
+       caller's own token checked again in it (revoked, or its principal disabled, meanwhile: 401) */
     if (!(rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
-        rc = v->ops->token_get(conn, hash, &t);
+        if (!(rc = token_live_tx(v, conn, c->has_token ? c->token_hash : NULL)))
+            rc = v->ops->token_get(conn, hash, &t);
         if (rc == CUSTOS_ERR_NOTFOUND)
             rc = custos_err_set(CUSTOS_ERR_NOTFOUND, "unknown token");
         /* a row that does not parse (its own, or its principal's) is refused anyway, but the
@@ -1289,7 +1291,7 @@ enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int 
    durable before the commit (a crash in between leaves an entry whose secret the row does not
    hold: the next open withdraws the old secret, custos_principal_rotate_replay). */
 static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e, const char *id,
-                                 const uint8_t *by_token, int revoke, unsigned ttl_days, json_t **out, char target[96],
+                                 const uint8_t *by_token, int revoke, unsigned ttl_days, json_t **out, char target[128],
                                  int *audited)
 {
     struct custos_store_conn *conn = NULL;
@@ -1331,7 +1333,7 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
     p.secret_expires = secret_expiry(v, ttl_days);
     principal_mac(v, &p, p.mac);
     secret_id_hex(v, sid, p.secret_hash);
-    snprintf(target, 96, "%s secret %s", id, sid);
+    snprintf(target, 128, "%s secret %s for %u days", id, sid, ttl_days);
     e->target = target;
     if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.secret_expires, p.mac)))
         goto out;
@@ -1366,7 +1368,7 @@ enum custos_err custos_principal_rotate(struct custos_vault *v, const struct cus
                                         const char *body, size_t len, json_t **out)
 {
     struct custos_event e;
-    char target[96];
+    char target[128];
     int revoke = 0, audited = 0;
     unsigned ttl = CUSTOS_SECRET_TTL_DAYS;
     enum custos_err rc;
@@ -1423,10 +1425,12 @@ enum custos_err custos_principal_rotate_replay(struct custos_vault *v, struct cu
     for (j = (k == (size_t)-1) ? 0 : k + 1; j < n; j++)
         revoke |= revokes[j];
     /* An older secret, perhaps the one a rotation replaced because it leaked: replaced by a hash
-       nobody holds a secret for.  The principal gets a secret again by a new rotation. */
+       nobody holds a secret for, expired as of now, so that the listing and serve's start say the
+       principal has no secret to use.  It gets one again by a new rotation. */
     custos_random(raw, sizeof(raw));
     secret_hash(v, p.secret_hash, id, raw);
     sodium_memzero(raw, sizeof(raw));
+    p.secret_expires = (int64_t)custos_now(v) > 0 ? (int64_t)custos_now(v) : 1;
     principal_mac(v, &p, p.mac);
     if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.secret_expires, p.mac)) ||
         (revoke &&
@@ -1558,7 +1562,7 @@ static int expiring_row(void *ctx, const struct custos_principal_row *p, enum cu
     if (row != CUSTOS_OK || p->disabled || !principal_row_ok(x->v, p))
         return 0;
     at = secret_expires_at(x->v, p);
-    if (at < x->before)
+    if (at <= x->before)
         x->fn(x->ctx, p->id, at);
     return 0;
 }
@@ -1575,6 +1579,14 @@ enum custos_err custos_principal_secrets_expiring(struct custos_vault *v, int64_
     rc = v->ops->principal_scan(conn, expiring_row, &x);
     v->ops->release(v->store, conn);
     return rc;
+}
+
+/* All zeros: what the store leaves in a blob column that did not read. */
+static int unread(const uint8_t *b, size_t n)
+{
+    static const uint8_t zero[32];
+
+    return n <= sizeof(zero) && memcmp(b, zero, n) == 0;
 }
 
 struct tlist {
@@ -1597,14 +1609,16 @@ static int tlist_row(void *ctx, const struct custos_token_row *t, enum custos_er
     token_id_hex(tid, t->hash);
     custos_time_format(issued, t->issued);
     custos_time_format(expires, t->expires);
-    o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "id", tid, "kind", shown(t->kind, kind, sizeof(kind)),
-                  "issued_at", issued, "expires_at", expires, "issued_by", shown(t->issued_by, by, sizeof(by)),
-                  "source", shown(t->source, src, sizeof(src)), "valid", row == CUSTOS_OK && token_row_ok(l->v, t));
-    if (o && t->has_scope) {
+    /* a hash that did not read (wrong length) is all zeros: no id, rather than one that looks real */
+    o = json_pack("{s:o, s:s, s:s, s:s, s:s, s:s, s:b}", "id", unread(t->hash, 32) ? json_null() : json_string(tid),
+                  "kind", shown(t->kind, kind, sizeof(kind)), "issued_at", issued, "expires_at", expires, "issued_by",
+                  shown(t->issued_by, by, sizeof(by)), "source", shown(t->source, src, sizeof(src)), "valid",
+                  row == CUSTOS_OK && token_row_ok(l->v, t));
+    if (o && t->has_scope && !unread(t->scope, 16)) {
         sodium_bin2hex(hex, sizeof(hex), t->scope, 16);
         json_object_set_new(o, "subject", json_string(hex));
     }
-    if (o && t->has_minted_with) {
+    if (o && t->has_minted_with && !unread(t->minted_with, 32)) {
         token_id_hex(tid, t->minted_with);
         json_object_set_new(o, "minted_with", json_string(tid));
     }

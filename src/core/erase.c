@@ -1437,11 +1437,13 @@ static enum custos_err rotation_note(struct rotations *rs, json_t *ev)
         return CUSTOS_OK;
     idlen = (size_t)(sp - target);
     sp += 8;
-    if (idlen == 0 || idlen > CUSTOS_PRINCIPAL_ID_MAX || strlen(sp) != 16 || strspn(sp, "0123456789abcdef") != 16)
+    /* "<id> secret <16 hex digits>", then " for N days" (entries since secret expiry) */
+    if (idlen == 0 || idlen > CUSTOS_PRINCIPAL_ID_MAX || strspn(sp, "0123456789abcdef") != 16 ||
+        (sp[16] != '\0' && sp[16] != ' '))
         return CUSTOS_OK;
     if (strcmp(result, "ok") != 0) {
         for (i = rs->n; i-- > 0;)
-            if (strcmp(rs->r[i].sid, sp) == 0 && strlen(rs->r[i].id) == idlen &&
+            if (memcmp(rs->r[i].sid, sp, 16) == 0 && strlen(rs->r[i].id) == idlen &&
                 memcmp(rs->r[i].id, target, idlen) == 0) {
                 memmove(rs->r + i, rs->r + i + 1, (rs->n - i - 1) * sizeof(*rs->r));
                 rs->n--;
@@ -1462,7 +1464,8 @@ static enum custos_err rotation_note(struct rotations *rs, json_t *ev)
     }
     memcpy(rs->r[rs->n].id, target, idlen);
     rs->r[rs->n].id[idlen] = '\0';
-    memcpy(rs->r[rs->n].sid, sp, 17);
+    memcpy(rs->r[rs->n].sid, sp, 16);
+    rs->r[rs->n].sid[16] = '\0';
     rs->r[rs->n].revoke = json_is_integer(json_object_get(ev, "count"));
     rs->n++;
     return CUSTOS_OK;

@@ -56,12 +56,16 @@ const uint8_t *custos_master(const struct custos_vault *v, uint32_t kv)
 
 void custos_time_format(char out[32], int64_t ms)
 {
-    time_t t = (time_t)(ms / 1000);
+    /* RFC 3339 has four-digit years: a time read from an edited row is held to 0000-9999 */
+    const int64_t lo = -62167219200000LL, hi = 253402300799999LL;
+    time_t t;
     struct tm tm;
 
+    ms = ms < lo ? lo : ms > hi ? hi : ms;
+    t = (time_t)((ms - ((ms % 1000) + 1000) % 1000) / 1000);
     gmtime_r(&t, &tm);
     snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(((ms % 1000) + 1000) % 1000));
 }
 
 void custos_caller_system(struct custos_caller *c)

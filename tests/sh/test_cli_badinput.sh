@@ -421,6 +421,9 @@ done
 for n in -1 1e3 "$LONG"; do
   refused 2 ledger export --data "$V" --count "$n"
 done
+for n in 0 3651 " 5" +5 5x ""; do
+  refused 2 principal rotate --data "$V" --id admin --secret-ttl-days "$n"
+done
 for n in 0 17 99999999999999999999 1x; do
   refused 2 import --data "$V" --threads "$n" "$T/20.jsonl"
 done

@@ -1798,6 +1798,34 @@ static void test_rolled_back_control_plane(void **state)
     assert_int_equal(custos_authenticate(f->v, cust, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
 }
 
+/* Collects what custos_principal_secrets_expiring reports. */
+struct seen_expiring {
+    char ids[256];
+    int64_t last;
+};
+
+static void on_expiring(void *ctx, const char *id, int64_t expires)
+{
+    struct seen_expiring *x = ctx;
+    size_t n = strlen(x->ids);
+
+    snprintf(x->ids + n, sizeof(x->ids) - n, "%s%s", n ? "," : "", id);
+    x->last = expires;
+}
+
+/* The entry of principal id in a custos_principal_list answer (fails the test when absent). */
+static json_t *listed(json_t *out, const char *id)
+{
+    json_t *p = json_object_get(out, "principals");
+    size_t i;
+
+    for (i = 0; i < json_array_size(p); i++)
+        if (strcmp(json_string_value(json_object_get(json_array_get(p, i), "id")), id) == 0)
+            return json_array_get(p, i);
+    fail_msg("principal %s is not listed", id);
+    return NULL;
+}
+
 /* A token for principal `id` from its secret: the result of POST /v1/auth/token. */
 static enum custos_err issue_with(struct fx *f, const char *id, const char *secret, char tok[CUSTOS_TOKEN_LEN + 1])
 {
@@ -1874,7 +1902,8 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
     target = json_string_value(json_object_get(ev, "target"));
     assert_non_null(target);
     assert_int_equal(strncmp(target, "shop secret ", 12), 0);
-    assert_int_equal(strlen(target), 12 + 16);
+    assert_int_equal(strspn(target + 12, "0123456789abcdef"), 16);
+    assert_string_equal(target + 28, " for 365 days");
     assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
     json_decref(ev);
     assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
@@ -1890,6 +1919,20 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
     assert_string_equal(json_string_value(json_object_get(ev, "reason")), "recovered");
     assert_string_equal(json_string_value(json_object_get(ev, "actor")), "@local");
     json_decref(ev);
+    /* and it says so where the operator looks: expired as of the withdrawal, named at serve's start */
+    {
+        struct seen_expiring x;
+        char when[32];
+        json_t *out = NULL;
+
+        assert_int_equal(custos_principal_list(f->v, &f->sys, &out), CUSTOS_OK);
+        custos_time_format(when, (int64_t)fake_now);
+        assert_string_equal(json_string_value(json_object_get(listed(out, "shop"), "secret_expires_at")), when);
+        json_decref(out);
+        memset(&x, 0, sizeof(x));
+        assert_int_equal(custos_principal_secrets_expiring(f->v, 0, on_expiring, &x), CUSTOS_OK);
+        assert_string_equal(x.ids, "shop");
+    }
     assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
     assert_int_equal(custos_authenticate(f->v, t0, "127.0.0.1", &c), CUSTOS_ERR_UNAUTH);
     /* s1's row is not in this copy: the principal has no working secret until rotated again */
@@ -2167,34 +2210,6 @@ static void test_rolled_back_ledger_keeps_secrets(void **state)
     open_vault(f);
     assert_true(custos_vault_ledger_missing(f->v) > 0);
     assert_int_equal(issue_with(f, "shop", s2, NULL), CUSTOS_OK);
-}
-
-/* Collects what custos_principal_secrets_expiring reports. */
-struct seen_expiring {
-    char ids[256];
-    int64_t last;
-};
-
-static void on_expiring(void *ctx, const char *id, int64_t expires)
-{
-    struct seen_expiring *x = ctx;
-    size_t n = strlen(x->ids);
-
-    snprintf(x->ids + n, sizeof(x->ids) - n, "%s%s", n ? "," : "", id);
-    x->last = expires;
-}
-
-/* The entry of principal id in a custos_principal_list answer (fails the test when absent). */
-static json_t *listed(json_t *out, const char *id)
-{
-    json_t *p = json_object_get(out, "principals");
-    size_t i;
-
-    for (i = 0; i < json_array_size(p); i++)
-        if (strcmp(json_string_value(json_object_get(json_array_get(p, i), "id")), id) == 0)
-            return json_array_get(p, i);
-    fail_msg("principal %s is not listed", id);
-    return NULL;
 }
 
 /*

@@ -973,6 +973,16 @@ static void test_token_expiry(void **state)
     create(f->v, &f->sys, alice, a);
     t0 = f->now;
 
+    /* RFC 3339 whatever the time (an edited row's): four-digit years, milliseconds 000-999 */
+    custos_time_format(want, INT64_MIN);
+    assert_string_equal(want, "0000-01-01T00:00:00.000Z");
+    custos_time_format(want, INT64_MAX);
+    assert_string_equal(want, "9999-12-31T23:59:59.999Z");
+    custos_time_format(want, -1);
+    assert_string_equal(want, "1969-12-31T23:59:59.999Z");
+    custos_time_format(want, 1764000000123LL);
+    assert_string_equal(want, "2025-11-24T16:00:00.123Z");
+
     /* staff: 15 minutes */
     must(issue(f, "staffer", s_staff, t_staff, exp_text), "issue staff");
     custos_time_format(want, (int64_t)(t0 + 15 * MIN_MS));
