@@ -2155,6 +2155,43 @@ static void test_crash_after_a_revoking_rotation(void **state)
     assert_int_equal(custos_authenticate(f->v, t1, "127.0.0.1", &c), CUSTOS_OK);
 }
 
+static char hook_token[CUSTOS_TOKEN_LEN + 1]; /* the token begin_after_revoke revokes */
+
+static enum custos_err begin_after_revoke(struct custos_store_conn *c, enum custos_plane p)
+{
+    if (hook_armed && p == CUSTOS_PLANE_CONTROL) {
+        char body[128];
+
+        hook_armed = 0;
+        snprintf(body, sizeof(body), "{\"token\":\"%s\"}", hook_token);
+        assert_int_equal(custos_token_revoke(hooked_fx->v, &hooked_fx->sys, body, strlen(body)), CUSTOS_OK);
+    }
+    return real_ops->begin(c, p);
+}
+
+/* An admin token revoked while its own POST /v1/auth/revoke runs revokes nothing: the caller's
+   token is checked again in the revoking transaction, as disable, rotate and create do (red-team
+   finding). */
+static void test_revoke_by_a_token_revoked_meanwhile(void **state)
+{
+    struct fx *f = *state;
+    char admin_tok[CUSTOS_TOKEN_LEN + 1], victim[CUSTOS_TOKEN_LEN + 1], body[128];
+    struct custos_caller admin, c;
+    int64_t exp;
+
+    assert_int_equal(custos_principal_create_local(f->v, "boss", "staff", "admin", admin_tok), CUSTOS_OK);
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "boss", admin_tok, &exp), CUSTOS_OK);
+    assert_int_equal(custos_authenticate(f->v, admin_tok, "127.0.0.1", &admin), CUSTOS_OK);
+    assert_int_equal(custos_token_issue_local(f->v, &f->sys, "svc", victim, &exp), CUSTOS_OK);
+    snprintf(hook_token, sizeof(hook_token), "%s", admin_tok);
+    hook(f);
+    hooked_ops.begin = begin_after_revoke;
+    snprintf(body, sizeof(body), "{\"token\":\"%s\"}", victim);
+    assert_int_equal(custos_token_revoke(f->v, &admin, body, strlen(body)), CUSTOS_ERR_UNAUTH);
+    f->v->ops = real_ops;
+    assert_int_equal(custos_authenticate(f->v, victim, "127.0.0.1", &c), CUSTOS_OK);
+}
+
 static enum custos_err commit_fails(struct custos_store_conn *c, enum custos_plane p)
 {
     if (hook_armed && p == CUSTOS_PLANE_CONTROL) {
@@ -3104,6 +3141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_keeps_an_earlier_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_a_revoking_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_by_a_token_revoked_meanwhile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_ledger_keeps_secrets, setup, teardown),
         cmocka_unit_test(test_link_body_parse),
     };
