@@ -313,6 +313,29 @@ struct custos_rotate_stats {
 enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_caller *c,
                                    struct custos_rotate_stats *out);
 
+/*
+ * The same rotation while serving (POST /v1/keys/rotate, keys.manage; body empty or {}): it runs
+ * in a thread of its own, beside the requests, and this returns at once: *out = the status
+ * below, 202.  CUSTOS_ERR_EXISTS (409) while one runs.  Requests go on meanwhile: new keys are
+ * wrapped under the new version as soon as it is current, reads open keys under either version,
+ * and the old version is destroyed once nothing is wrapped under it and no thread holds it.
+ * Its outcome is a second `keys.rotate` entry (count: subject keys re-wrapped).
+ */
+enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                         size_t len, json_t **out);
+/* GET /v1/keys (keys.manage): {"current_version","versions":[...],"rotation":null or {"state":
+   "running"|"done"|"failed"|"stopped","from_version","to_version","resumed","started_at",
+   "finished_at","rewrapped","retention_rewrapped","destroyed_versions"[,"error":{"code",
+   "message"}]}} (the last rotation this process ran). */
+enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_caller *c, json_t **out);
+/* custos serve's start: a rotation left unfinished (an older master key version still wraps
+   something, or a newer one is not current yet) goes on in its own thread, as the local
+   operator; its entry says `recovered`.  Nothing to do: nothing happens. */
+void custos_keys_resume(struct custos_vault *v);
+/* Stop a rotation running in its own thread at the end of its current batch and wait for it
+   (its entry says `stopped`; the next start resumes it).  custos_vault_free calls it too. */
+void custos_keys_stop(struct custos_vault *v);
+
 /* ---- audit for requests the core never saw ------------------------------------------------- */
 
 /* Record a request rejected before it reached an operation (bad route, body too large, ...). */

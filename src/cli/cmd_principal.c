@@ -41,7 +41,8 @@ static const char keys_help[] =
     "\n"
     "Create a new master key version, re-wrap every subject key, retention key and the system\n"
     "key under it, then destroy the old versions.  Safe to interrupt: running it again finishes\n"
-    "the job.\n";
+    "the job.  It needs the server stopped; a running server rotates on its own, without\n"
+    "stopping: POST /v1/keys/rotate (docs/api.md).\n";
 
 struct args {
     const char *dir, *id, *kind, *roles, *principal, *ttl;
@@ -285,7 +286,10 @@ int cmd_keys(int argc, char **argv)
         return cli_usage("keys", "expected 'rotate'");
     if ((r = parse(argc - 1, argv + 1, "keys", keys_help, 0, 0, &a)))
         return r;
-    if ((rc = cli_open(a.dir, &v)))
+    if ((rc = cli_open(a.dir, &v)) == CUSTOS_ERR_LOCKED)
+        return cli_error(1, "%s; a running server rotates without stopping: POST /v1/keys/rotate",
+                         custos_err_msg(rc));
+    if (rc)
         return cli_fail(rc);
     custos_caller_system(&sys);
     rc = custos_keys_rotate(v, &sys, &st);

@@ -87,32 +87,38 @@ static void retention_ad_name(char out[32], uint32_t day)
     snprintf(out, 32, "retention/%u", day);
 }
 
-/* Unwrap (or, with create, make) the retention key of `day` into key. */
-static enum custos_err retention_key(struct custos_vault *v, struct custos_store_conn *c, uint32_t day, int create,
-                                     uint8_t *key)
+/* Unwrap the retention key of `day` into key, or, when `cur` is given (the current master key,
+   held by the caller until its transaction commits), make it if there is none. */
+static enum custos_err retention_key(struct custos_vault *v, struct custos_store_conn *c, uint32_t day,
+                                     const struct custos_kek *cur, uint8_t *key)
 {
     uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
     char name[32];
     size_t wlen = 0;
     uint32_t kv = 0;
-    const uint8_t *kek;
+    struct custos_kek kek;
     enum custos_err rc;
+    int tries = 0, bad;
 
     retention_ad_name(name, day);
-    rc = v->ops->retention_key_get(c, day, &kv, w, sizeof(w), &wlen);
-    if (rc == CUSTOS_ERR_NOTFOUND && create) {
-        kek = custos_master(v, v->current_kv);
-        if (!kek)
-            return CUSTOS_ERR_INTERNAL;
-        custos_random(key, CUSTOS_KEY_BYTES);
-        custos_wrap(w, kek, key, ad, custos_ad_system_key(ad, name, v->current_kv));
-        return v->ops->retention_key_put(c, day, v->current_kv, w, sizeof(w));
-    }
+    do {
+        rc = v->ops->retention_key_get(c, day, &kv, w, sizeof(w), &wlen);
+        if (rc == CUSTOS_ERR_NOTFOUND && cur) {
+            custos_random(key, CUSTOS_KEY_BYTES);
+            custos_wrap(w, cur->key, key, ad, custos_ad_system_key(ad, name, cur->kv));
+            return v->ops->retention_key_put(c, day, cur->kv, w, sizeof(w));
+        }
+        if (rc)
+            return rc;
+        if (wlen != CUSTOS_WRAPPED_BYTES)
+            return custos_err_set(CUSTOS_ERR_CORRUPT, "retention key of day %u cannot be opened", day);
+        /* a version gone since the row was read: re-wrapped by a rotation meanwhile (key_unwrap) */
+    } while ((rc = custos_kek_version(v, kv, &kek)) && ++tries < 2);
     if (rc)
-        return rc;
-    if (wlen != CUSTOS_WRAPPED_BYTES || !(kek = custos_master(v, kv)))
         return custos_err_set(CUSTOS_ERR_CORRUPT, "retention key of day %u cannot be opened", day);
-    if (custos_unwrap(key, kek, w, ad, custos_ad_system_key(ad, name, kv)))
+    bad = custos_unwrap(key, kek.key, w, ad, custos_ad_system_key(ad, name, kv));
+    custos_kek_release(v, &kek);
+    if (bad)
         return custos_err_set(CUSTOS_ERR_CRYPTO, "retention key failed to open");
     return CUSTOS_OK;
 }
@@ -195,10 +201,11 @@ struct erase_plan {
     size_t nlinks;
 };
 
-/* Re-seal the record's retained fields and store them (inside the caller's control txn). */
-static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
-                              const uint8_t *key, const struct custos_record *r, int64_t erased_at,
-                              struct erase_plan *plan)
+/* Re-seal the record's retained fields and store them (inside the caller's control txn; a new
+   retention key goes under `cur`, held until it commits). */
+static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *c, const struct custos_kek *cur,
+                              const uint8_t id[16], const uint8_t *key, const struct custos_record *r,
+                              int64_t erased_at, struct erase_plan *plan)
 {
     uint8_t *rkey = custos_scratch() + 2 * CUSTOS_KEY_BYTES, *pt = custos_plain_scratch(), nonce[CUSTOS_NONCE_BYTES];
     struct custos_buf b;
@@ -227,7 +234,7 @@ static enum custos_err retain(struct custos_vault *v, struct custos_store_conn *
 
             if (custos_path_split(l->path, l->plen, &pp) || !custos_leaf_field(v->schema, &pp, &top) || top != f)
                 continue;
-            if (!count && (rc = retention_key(v, c, day, 1, rkey)))
+            if (!count && (rc = retention_key(v, c, day, cur, rkey)))
                 break;
             if (!pt) {
                 rc = CUSTOS_ERR_NOMEM;
@@ -425,6 +432,7 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     struct custos_event e;
     struct erase_plan plan;
     struct link_ctx lc;
+    struct custos_kek cur;
     uint8_t id[16], *key = custos_scratch();
     uint64_t index = 0;
     int64_t now = (int64_t)custos_now(v);
@@ -462,9 +470,13 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
     memcpy(er.id, id, 16);
     er.erased_at = now;
     er.ledger_index = -1;
-    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+    if ((rc = custos_kek_current(v, &cur)))
         goto fail;
-    rc = retain(v, conn, id, key, &r, now, &plan);
+    if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL))) {
+        custos_kek_release(v, &cur);
+        goto fail;
+    }
+    rc = retain(v, conn, &cur, id, key, &r, now, &plan);
     for (i = 0; !rc && i < lc.n; i++) {
         struct custos_outbox_row o;
 
@@ -485,9 +497,11 @@ enum custos_err custos_subject_erase(struct custos_vault *v, const struct custos
         rc = v->ops->token_revoke_scope(conn, id, now, custos_token_sign, v); /* its customer tokens die with it */
     if (rc || (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
         v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
+        custos_kek_release(v, &cur);
         plan.nretained = 0;
         goto fail;
     }
+    custos_kek_release(v, &cur); /* a retention key made under it is committed */
     custos_scratch_wipe();
     custos_keycache_drop(v->keys, id);
     custos_auth_invalidate(v); /* the subject's customer tokens were revoked with it */
@@ -1294,7 +1308,7 @@ static int ret_one(void *ctx, const struct custos_retained_row *row)
     if (rc->want && !(rc->want & ((uint64_t)1 << (f - v->schema->fields))))
         return 0;
     rc->allowed_any = 1;
-    if (retention_key(v, rc->conn, row->day, 0, key) != CUSTOS_OK)
+    if (retention_key(v, rc->conn, row->day, NULL, key) != CUSTOS_OK)
         return 0; /* the period ended and the key is gone: nothing left to read */
     if ((rc->rc = custos_record_parse(row->blob, row->len, &rec)))
         goto done;

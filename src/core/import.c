@@ -399,8 +399,12 @@ static void *worker(void *arg)
     struct custos_vault *v = im->v;
     struct custos_buf *rec = custos_buf_thread(CUSTOS_TLS_RECORD, 4u << 20);
     struct custos_json_arena ja = {0}; /* each line's parse, wiped at the line's end */
+    struct custos_kek kek; /* held throughout: an import holds the vault, no rotation runs */
+    enum custos_err krc = custos_kek_current(v, &kek);
     struct job *j;
 
+    if (krc)
+        fail(im, krc);
     while ((j = q_pop(&im->jobs)) != NULL) {
         struct batch *b = batch_get(im);
         size_t off = 0, n;
@@ -411,8 +415,8 @@ static void *worker(void *arg)
         while (j->seq >= im->next_seq + ORDER_WINDOW && !atomic_load(&im->failed))
             pthread_cond_wait(&im->order_cv, &im->order_mu);
         pthread_mutex_unlock(&im->order_mu);
-        if (!b || !rec) {
-            fail(im, CUSTOS_ERR_NOMEM);
+        if (!b || !rec || krc) {
+            fail(im, krc ? krc : CUSTOS_ERR_NOMEM);
             batch_put(im, b);
             job_put(im, j);
             continue;
@@ -437,7 +441,8 @@ static void *worker(void *arg)
                 struct sealed *s = &b->item[b->n];
 
                 custos_buf_reset(rec);
-                rc = custos_subject_seal_new(v, &leaves, s->id, s->wrapped, &s->kv, rec, s->blind, &s->nblind);
+                s->kv = kek.kv;
+                rc = custos_subject_seal_new(v, &kek, &leaves, s->id, s->wrapped, rec, s->blind, &s->nblind);
                 if (!rc && s->nblind > 4)
                     rc = custos_err_set(CUSTOS_ERR_INVALID, "import supports at most 4 searchable fields");
                 if (!rc) {
@@ -475,6 +480,7 @@ static void *worker(void *arg)
         q_push(&im->batches, b); /* even without a subject: it moves the mark */
     }
     custos_json_arena_release(&ja);
+    custos_kek_release(v, &kek);
     return NULL;
 }
 

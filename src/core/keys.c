@@ -14,20 +14,193 @@
  * finishes the destroy (custos_keyfile_destroy, load_masters in vault.c).
  * Never destroys a version that still wraps something.
  *
- * Must never: run while a server uses the vault (the data-directory lock
- * ensures it), leave an unwrapped key outside secure memory.
+ * Two ways to run it: `custos keys rotate` on a stopped vault (the directory
+ * lock), or a running server's own thread (POST /v1/keys/rotate; resumed at
+ * serve's start), beside the requests.  Both run the same steps; serving
+ * adds the keyring (custos_kek_*, also here): every thread that uses a
+ * master key holds it, counted per slot under kr_mu, so step 2 makes the new
+ * version current and then waits until no wrap under an older one is still
+ * uncommitted (which the re-wrap scan could miss), and step 4 marks a slot
+ * retiring and waits until no thread holds it before the wipe.  Step 4
+ * destroys only after the database logs are flushed, which needs every
+ * reader's snapshot to be newer than the re-wrap: a rotation whose flush
+ * stays busy keeps the old key and fails (running it again finishes).
+ *
+ * Must never: change the key slots except under kr_mu (and only from the
+ * rotation's thread), wait for anything while holding kr_mu, make a version
+ * current while a wrap under another is uncommitted, wipe a key a thread
+ * holds, leave an unwrapped key outside secure memory.
  */
 #include "core/vault_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "core/json.h"
 #include "core/keyfile.h"
+#include "core/thread.h"
 
 #include "custos/banned.h"
 
 #define REWRAP_BATCH 2000
+/* serving: a batch holds the control plane's write lock (token issues, creates wait), so small */
+#define REWRAP_BATCH_SERVING 250
+/* serving: how long step 4 tries to flush the logs before it gives up and keeps the old key */
+#define FLUSH_TRIES 40
+#define FLUSH_PAUSE_MS 250
+
+/* ---- the keyring ---------------------------------------------------------------------------- */
+
+void custos_keyring_init(struct custos_vault *v)
+{
+    pthread_mutex_init(&v->kr_mu, NULL);
+    pthread_cond_init(&v->kr_cv, NULL);
+    v->kr_ready = 1;
+}
+
+static int slot_of(const struct custos_vault *v, uint32_t kv)
+{
+    int i;
+
+    for (i = 0; kv && i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] == kv && !v->kr_retiring[i])
+            return i;
+    return -1;
+}
+
+static enum custos_err kek_hold(struct custos_vault *v, int current, uint32_t kv, struct custos_kek *k)
+{
+    int i;
+
+    memset(k, 0, sizeof(*k));
+    k->slot = -1;
+    pthread_mutex_lock(&v->kr_mu);
+    if (current)
+        kv = v->current_kv;
+    i = v->sec ? slot_of(v, kv) : -1;
+    if (i >= 0) {
+        v->kr_users[i]++;
+        v->kr_wrapping[i] += (unsigned)current;
+        k->key = v->sec->master[i];
+        k->kv = kv;
+        k->slot = i;
+        k->wrap = current;
+    }
+    pthread_mutex_unlock(&v->kr_mu);
+    if (i >= 0)
+        return CUSTOS_OK;
+    return current ? custos_err_set(CUSTOS_ERR_INTERNAL, "the current master key version %u is not loaded", kv)
+                   : custos_err_set(CUSTOS_ERR_CORRUPT, "master key version %u is missing", kv);
+}
+
+enum custos_err custos_kek_current(struct custos_vault *v, struct custos_kek *k)
+{
+    return kek_hold(v, 1, 0, k);
+}
+
+enum custos_err custos_kek_version(struct custos_vault *v, uint32_t kv, struct custos_kek *k)
+{
+    return kek_hold(v, 0, kv, k);
+}
+
+void custos_kek_release(struct custos_vault *v, struct custos_kek *k)
+{
+    if (k->slot < 0)
+        return;
+    pthread_mutex_lock(&v->kr_mu);
+    v->kr_users[k->slot]--;
+    v->kr_wrapping[k->slot] -= (unsigned)k->wrap;
+    if (!v->kr_users[k->slot] || (k->wrap && !v->kr_wrapping[k->slot]))
+        pthread_cond_broadcast(&v->kr_cv); /* a rotation may wait for this slot (switch, wipe) */
+    pthread_mutex_unlock(&v->kr_mu);
+    k->key = NULL;
+    k->slot = -1;
+}
+
+/* Step 1's new key into a free slot (random, then written to its file). */
+static enum custos_err slot_fill(struct custos_vault *v, int slot, uint32_t kv, const char *path)
+{
+    enum custos_err rc;
+
+    pthread_mutex_lock(&v->kr_mu);
+    sodium_mprotect_readwrite(v->sec);
+    randombytes_buf(v->sec->master[slot], CUSTOS_KEY_BYTES);
+    sodium_mprotect_readonly(v->sec);
+    pthread_mutex_unlock(&v->kr_mu);
+    if ((rc = custos_keyfile_write(path, "master key", v->sec->master[slot]))) {
+        pthread_mutex_lock(&v->kr_mu);
+        sodium_mprotect_readwrite(v->sec);
+        sodium_memzero(v->sec->master[slot], CUSTOS_KEY_BYTES);
+        sodium_mprotect_readonly(v->sec);
+        pthread_mutex_unlock(&v->kr_mu);
+        return rc;
+    }
+    pthread_mutex_lock(&v->kr_mu);
+    sodium_mprotect_readwrite(v->sec);
+    v->sec->master_kv[slot] = kv; /* holders find it from here on */
+    sodium_mprotect_readonly(v->sec);
+    pthread_mutex_unlock(&v->kr_mu);
+    return CUSTOS_OK;
+}
+
+/* Step 2's switch: `to` becomes current, then wait until no wrap under another version is in
+   flight (each holds its version until its key is committed), so the re-wrap scan sees them. */
+static void make_current(struct custos_vault *v, uint32_t to)
+{
+    int i, busy;
+
+    pthread_mutex_lock(&v->kr_mu);
+    v->current_kv = to;
+    do {
+        for (busy = 0, i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+            if (v->sec->master_kv[i] != to && v->kr_wrapping[i])
+                busy = 1;
+        if (busy)
+            pthread_cond_wait(&v->kr_cv, &v->kr_mu);
+    } while (busy);
+    pthread_mutex_unlock(&v->kr_mu);
+}
+
+/* Step 4's wipe of a slot: no new holder, wait for the ones there are, then zero it. */
+static void slot_retire(struct custos_vault *v, int slot)
+{
+    pthread_mutex_lock(&v->kr_mu);
+    v->kr_retiring[slot] = 1;
+    while (v->kr_users[slot])
+        pthread_cond_wait(&v->kr_cv, &v->kr_mu);
+    pthread_mutex_unlock(&v->kr_mu);
+}
+
+static void slot_wipe(struct custos_vault *v, int slot)
+{
+    pthread_mutex_lock(&v->kr_mu);
+    sodium_mprotect_readwrite(v->sec);
+    sodium_memzero(v->sec->master[slot], CUSTOS_KEY_BYTES);
+    v->sec->master_kv[slot] = 0;
+    sodium_mprotect_readonly(v->sec);
+    v->kr_retiring[slot] = 0;
+    pthread_mutex_unlock(&v->kr_mu);
+}
+
+/* ---- the rotation's state while serving ----------------------------------------------------- */
+
+enum rot_state { ROT_RUNNING = 1, ROT_DONE, ROT_FAILED, ROT_STOPPED };
+
+struct custos_rotation {
+    pthread_t thread;
+    int joinable;
+    atomic_int stop;
+    /* under v->kr_mu: */
+    enum rot_state state;
+    struct custos_rotate_stats st;
+    int64_t started_at, finished_at;
+    enum custos_err err;
+    char msg[256];
+    struct custos_caller who;
+    int recovered; /* resumed at a start, as the local operator */
+};
 
 struct pending {
     uint8_t id[16];
@@ -41,7 +214,7 @@ struct rewrap {
     uint32_t to;
     uint64_t done;
     struct pending *batch; /* collected first: the scan must not see its own updates */
-    size_t n;
+    size_t n, cap;
     enum custos_err rc;
 };
 
@@ -58,9 +231,10 @@ static int collect(void *ctx, const uint8_t id[16], uint32_t gen, uint32_t kv, c
     p->gen = gen;
     p->kv = kv;
     memcpy(p->w, w, CUSTOS_WRAPPED_BYTES);
-    return ++rw->n == REWRAP_BATCH;
+    return ++rw->n == rw->cap;
 }
 
+/* The rotation's own thread reads the slots without kr_mu: it is the only one that changes them. */
 static enum custos_err rewrap_one(struct rewrap *rw, const struct pending *p)
 {
     struct custos_vault *v = rw->v;
@@ -96,6 +270,19 @@ static uint32_t newest_version(const struct custos_vault *v)
     return m;
 }
 
+/* Where a rotation starts from: the oldest version below the current one still loaded (a
+   rotation stopped after its switch), else the current one. */
+static uint32_t from_version(const struct custos_vault *v)
+{
+    uint32_t m = v->current_kv;
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] && v->sec->master_kv[i] < m)
+            m = v->sec->master_kv[i];
+    return m;
+}
+
 static int free_slot(const struct custos_vault *v)
 {
     int i;
@@ -114,7 +301,9 @@ static void put_be32(uint8_t *p, uint32_t x)
     p[3] = (uint8_t)x;
 }
 
-/* Step 4 on its own, for versions below the one in use: the destroy of each such file. */
+/* Step 4 on its own, for versions below the one in use: the destroy of each such file, once no
+   thread holds its key (serving: a read that fetched a key row before the re-wrap may still be
+   opening it), then the wipe of the key. */
 static enum custos_err destroy_below(struct custos_vault *v, uint32_t current, uint64_t *destroyed)
 {
     char path[PATH_MAX + 64];
@@ -126,31 +315,59 @@ static enum custos_err destroy_below(struct custos_vault *v, uint32_t current, u
 
         if (!kv || kv >= current)
             continue;
+        slot_retire(v, i);
         snprintf(path, sizeof(path), "%s/keys/master-%u.key", v->dir, kv);
-        if ((rc = custos_keyfile_destroy(path)))
+        if ((rc = custos_keyfile_destroy(path))) {
+            pthread_mutex_lock(&v->kr_mu);
+            v->kr_retiring[i] = 0; /* still there: usable again */
+            pthread_mutex_unlock(&v->kr_mu);
             return rc;
-        sodium_memzero(v->sec->master[i], CUSTOS_KEY_BYTES);
-        v->sec->master_kv[i] = 0;
+        }
+        slot_wipe(v, i);
         (*destroyed)++;
     }
     return CUSTOS_OK;
 }
 
-/* Truncate the database logs before old master key files are destroyed.  Busy readers (LOCKED) do
-   not stop the destroy, as before: the control plane's log is flushed first, and only a reader of
-   the control plane, which no other process has while the vault's lock is held, can keep it. */
-static enum custos_err flush_before_destroy(struct custos_vault *v, struct custos_store_conn *c)
+/* Truncate the database logs before old master key files are destroyed.  Offline, busy readers
+   (LOCKED) do not stop the destroy, as before: the control plane's log is flushed first, and only
+   a reader of the control plane, which no other process has while the vault's lock is held, can
+   keep it.  Serving, the readers are this process's request threads, whose snapshots end within
+   a turn: try again for a while, and give up (keeping the old key) rather than destroy it with
+   its wraps still in the log. */
+static enum custos_err flush_before_destroy(struct custos_vault *v, struct custos_store_conn *c,
+                                           const atomic_int *stop)
 {
-    enum custos_err rc = v->ops->compact_logs(c);
+    struct timespec pause = {0, FLUSH_PAUSE_MS * 1000000L};
+    enum custos_err rc;
+    int tries = 0;
 
-    if (rc == CUSTOS_ERR_LOCKED) {
+    while ((rc = v->ops->compact_logs(c)) == CUSTOS_ERR_LOCKED) {
         custos_err_clear();
-        rc = CUSTOS_OK;
+        if (!stop)
+            return CUSTOS_OK;
+        if (++tries == FLUSH_TRIES || atomic_load(stop))
+            return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the database logs stayed busy, so the old master key "
+                                  "is kept; POST /v1/keys/rotate again to finish");
+        nanosleep(&pause, NULL);
     }
     return rc;
 }
 
-static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *c, struct custos_rotate_stats *st)
+/* Publish progress (serving) and tell whether to stop. */
+static int progress(struct custos_vault *v, const struct custos_rotate_stats *st, const atomic_int *stop)
+{
+    if (!stop)
+        return 0;
+    pthread_mutex_lock(&v->kr_mu);
+    v->rot->st = *st;
+    pthread_mutex_unlock(&v->kr_mu);
+    return atomic_load(stop);
+}
+
+/* The steps.  stop: NULL offline (custos keys rotate), else the serving thread's stop flag. */
+static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *c, struct custos_rotate_stats *st,
+                              const atomic_int *stop)
 {
     struct rewrap rw;
     char path[PATH_MAX + 64];
@@ -162,7 +379,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
     enum custos_err rc;
     int slot;
 
-    st->from_version = v->current_kv;
+    st->from_version = from_version(v);
     st->to_version = newest_version(v);
     if ((rc = v->ops->key_count_below(c, v->current_kv, &left)))
         return rc;
@@ -174,13 +391,10 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
             return custos_err_set(CUSTOS_ERR_CORRUPT, "too many master key versions present");
         st->to_version = v->current_kv + 1;
         snprintf(path, sizeof(path), "%s/keys/master-%u.key", v->dir, st->to_version);
-        randombytes_buf(v->sec->master[slot], CUSTOS_KEY_BYTES);
-        if ((rc = custos_keyfile_write(path, "master key", v->sec->master[slot]))) {
-            sodium_memzero(v->sec->master[slot], CUSTOS_KEY_BYTES);
+        if ((rc = slot_fill(v, slot, st->to_version, path)))
             return rc;
-        }
-        v->sec->master_kv[slot] = st->to_version;
     }
+    progress(v, st, stop);
     if (st->to_version > v->current_kv) {
         /* 2. switch new wraps to it */
         put_be32(kvb, st->to_version);
@@ -192,14 +406,16 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
             v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
             return rc;
         }
-        v->current_kv = st->to_version;
     }
+    /* serving: also when resuming, wraps under the old version may be in flight (none offline) */
+    make_current(v, st->to_version);
     /* 3. re-wrap in batches */
     memset(&rw, 0, sizeof(rw));
     rw.v = v;
     rw.c = c;
-    rw.to = v->current_kv;
-    rw.batch = malloc(REWRAP_BATCH * sizeof(*rw.batch));
+    rw.to = st->to_version;
+    rw.cap = stop ? REWRAP_BATCH_SERVING : REWRAP_BATCH;
+    rw.batch = malloc(rw.cap * sizeof(*rw.batch));
     if (!rw.batch)
         return CUSTOS_ERR_NOMEM;
     for (;;) {
@@ -210,7 +426,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
         if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
             break;
         /* resume after the last key of the previous batch: one pass over the table */
-        rc = v->ops->key_scan_below(c, rw.to, have_last ? last : NULL, last_gen, REWRAP_BATCH, collect, &rw);
+        rc = v->ops->key_scan_below(c, rw.to, have_last ? last : NULL, last_gen, (unsigned)rw.cap, collect, &rw);
         if (!rc)
             rc = rw.rc;
         for (k = 0; !rc && k < rw.n; k++)
@@ -219,13 +435,19 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
             v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
             break;
         }
-        if (rw.n < REWRAP_BATCH)
+        st->rewrapped = rw.done;
+        if (rw.n < rw.cap)
             break;
+        if (progress(v, st, stop)) {
+            rc = custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the server stopped during the rotation; its next start "
+                                "resumes it");
+            break;
+        }
         memcpy(last, rw.batch[rw.n - 1].id, 16);
         last_gen = rw.batch[rw.n - 1].gen;
         have_last = 1;
     }
-    sodium_memzero(rw.batch, REWRAP_BATCH * sizeof(*rw.batch));
+    sodium_memzero(rw.batch, rw.cap * sizeof(*rw.batch));
     free(rw.batch);
     if (rc)
         return rc;
@@ -236,7 +458,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
             return rc;
         st->retention_rewrapped = nret;
     }
-    st->rewrapped = rw.done;
+    progress(v, st, stop);
     if ((rc = v->ops->key_count_below(c, rw.to, &left)))
         return rc;
     if (left)
@@ -246,10 +468,23 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
        old pages of control.db (and its log) still hold every key wrapped under the old versions,
        and a crash between the destroy and the flush would leave them there with the old key file
        gone, so that the rotation looks done while an old copy of that key still opens them */
-    if ((rc = flush_before_destroy(v, c)) || (rc = destroy_below(v, rw.to, &st->destroyed_versions)))
+    if ((rc = flush_before_destroy(v, c, stop)) || (rc = destroy_below(v, rw.to, &st->destroyed_versions)))
         return rc;
+    progress(v, st, stop);
     rc = v->ops->compact_logs(c);
     return rc == CUSTOS_ERR_LOCKED ? CUSTOS_OK : rc; /* the server's tick flushes it later */
+}
+
+/* What is left of a rotation: an older version loaded (something still under it, or the open
+   would have destroyed it) or a newer one not current yet. */
+static int unfinished(const struct custos_vault *v)
+{
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] && v->sec->master_kv[i] != v->current_kv)
+            return 1;
+    return 0;
 }
 
 enum custos_err custos_keys_finish(struct custos_vault *v)
@@ -274,22 +509,25 @@ enum custos_err custos_keys_finish(struct custos_vault *v)
     if (!custos_older_versions_unused(v, conn, v->current_kv)) {
         custos_err_clear();
         v->ops->release(v->store, conn);
-        return CUSTOS_OK; /* a rotation still re-wrapping: `custos keys rotate` resumes it */
+        return CUSTOS_OK; /* a rotation still re-wrapping: `custos keys rotate` or serve resumes it */
     }
     custos_caller_system(&sys);
     custos_event_init(&e, "keys.rotate", &sys);
     e.ok_reason = "recovered";
     snprintf(target, sizeof(target), "master-key v%u -> v%u", oldest, v->current_kv);
     e.target = target;
-    sodium_mprotect_readwrite(v->sec);
-    rc = flush_before_destroy(v, conn); /* as in rotate(): no old key file goes before the logs are flushed */
+    rc = flush_before_destroy(v, conn, NULL); /* as in rotate(): no old key file goes before the logs are flushed */
     if (!rc)
         rc = destroy_below(v, v->current_kv, &destroyed);
-    sodium_mprotect_readonly(v->sec);
     if (!rc && (rc = v->ops->compact_logs(conn)) == CUSTOS_ERR_LOCKED)
         rc = CUSTOS_OK;
     v->ops->release(v->store, conn);
     return custos_audit_outcome(v, &e, rc);
+}
+
+static void rotate_target(char target[48], const struct custos_rotate_stats *st)
+{
+    snprintf(target, 48, "master-key v%u -> v%u", st->from_version, st->to_version);
 }
 
 enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_caller *c,
@@ -303,18 +541,228 @@ enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_c
     memset(out, 0, sizeof(*out));
     custos_event_init(&e, "keys.rotate", c);
     if (!c->system) {
-        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key rotation runs on the data directory (custos keys rotate)");
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key rotation runs on the data directory (custos keys rotate) or "
+                            "in the server (POST /v1/keys/rotate)");
         goto done;
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    sodium_mprotect_readwrite(v->sec);
-    rc = rotate(v, conn, out);
-    sodium_mprotect_readonly(v->sec);
+    rc = rotate(v, conn, out, NULL);
     v->ops->release(v->store, conn);
-    snprintf(target, sizeof(target), "master-key v%u -> v%u", out->from_version, out->to_version);
+    rotate_target(target, out);
     e.target = target;
     e.count = (int64_t)out->rewrapped;
 done:
     return custos_audit_outcome(v, &e, rc);
+}
+
+/* ---- serving: the rotation's thread --------------------------------------------------------- */
+
+static void *rotation_main(void *arg)
+{
+    struct custos_vault *v = arg;
+    struct custos_rotation *r = v->rot;
+    struct custos_store_conn *conn = NULL;
+    struct custos_rotate_stats st;
+    struct custos_event e;
+    char target[48];
+    enum custos_err rc;
+    enum rot_state end;
+
+    memset(&st, 0, sizeof(st));
+    if (!(rc = v->ops->acquire(v->store, &conn))) {
+        rc = rotate(v, conn, &st, &r->stop);
+        v->ops->release(v->store, conn);
+    }
+    end = rc == CUSTOS_OK ? ROT_DONE : atomic_load(&r->stop) ? ROT_STOPPED : ROT_FAILED;
+    custos_event_init(&e, "keys.rotate", &r->who);
+    if (r->recovered)
+        e.ok_reason = "recovered";
+    if (end == ROT_STOPPED)
+        e.reason = "stopped";
+    rotate_target(target, &st);
+    e.target = target;
+    e.count = (int64_t)st.rewrapped;
+    rc = custos_audit_outcome(v, &e, rc);
+    pthread_mutex_lock(&v->kr_mu);
+    r->st = st;
+    r->state = end;
+    r->err = rc;
+    custos_strcopy(r->msg, sizeof(r->msg), rc ? custos_err_msg(rc) : "", rc ? strlen(custos_err_msg(rc)) : 0);
+    r->finished_at = (int64_t)custos_now(v);
+    pthread_mutex_unlock(&v->kr_mu);
+    custos_err_clear();
+    return NULL;
+}
+
+/* Start the thread (kr_mu held; nothing running).  CUSTOS_OK or an error with its message. */
+static enum custos_err rotation_spawn(struct custos_vault *v, const struct custos_caller *who, int recovered)
+{
+    struct custos_rotation *r = v->rot;
+
+    if (!r && !(r = v->rot = calloc(1, sizeof(*r))))
+        return CUSTOS_ERR_NOMEM;
+    if (r->joinable) { /* the last one has ended (state is not running): collect it */
+        pthread_join(r->thread, NULL);
+        r->joinable = 0;
+    }
+    memset(&r->st, 0, sizeof(r->st));
+    r->st.resumed = unfinished(v);
+    r->st.from_version = from_version(v);
+    r->st.to_version = r->st.resumed ? newest_version(v) : v->current_kv + 1;
+    r->who = *who;
+    r->recovered = recovered;
+    r->err = CUSTOS_OK;
+    r->msg[0] = '\0';
+    r->started_at = (int64_t)custos_now(v);
+    r->finished_at = 0;
+    atomic_store(&r->stop, 0);
+    if (custos_thread_create(&r->thread, rotation_main, v) != 0)
+        return custos_err_set(CUSTOS_ERR_IO, "cannot start the rotation's thread");
+    r->joinable = 1;
+    r->state = ROT_RUNNING;
+    return CUSTOS_OK;
+}
+
+/* The status document (kr_mu held). */
+static json_t *status_json(struct custos_vault *v)
+{
+    static const char *const names[] = {"", "running", "done", "failed", "stopped"};
+    struct custos_rotation *r = v->rot;
+    json_t *o = json_object(), *vs = json_array(), *rot;
+    char when[32];
+    uint32_t sorted[CUSTOS_MAX_KEY_VERSIONS];
+    size_t n = 0, i, j;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] && !v->kr_retiring[i]) {
+            for (j = n++; j > 0 && sorted[j - 1] > v->sec->master_kv[i]; j--)
+                sorted[j] = sorted[j - 1];
+            sorted[j] = v->sec->master_kv[i];
+        }
+    for (i = 0; vs && i < n; i++)
+        json_array_append_new(vs, json_integer(sorted[i]));
+    if (!o || !vs || json_object_set_new(o, "current_version", json_integer(v->current_kv)) ||
+        json_object_set_new(o, "versions", vs)) {
+        json_decref(o);
+        return NULL;
+    }
+    if (!r || !r->state)
+        return json_object_set_new(o, "rotation", json_null()) ? (json_decref(o), NULL) : o;
+    custos_time_format(when, r->started_at);
+    rot = json_pack("{s:s, s:I, s:I, s:b, s:s, s:o, s:I, s:I, s:I}", "state", names[r->state], "from_version",
+                    (json_int_t)r->st.from_version, "to_version", (json_int_t)r->st.to_version, "resumed",
+                    r->st.resumed, "started_at", when, "finished_at", json_null(), "rewrapped",
+                    (json_int_t)r->st.rewrapped, "retention_rewrapped", (json_int_t)r->st.retention_rewrapped,
+                    "destroyed_versions", (json_int_t)r->st.destroyed_versions);
+    if (rot && r->finished_at) {
+        custos_time_format(when, r->finished_at);
+        json_object_set_new(rot, "finished_at", json_string(when));
+    }
+    if (rot && r->err)
+        json_object_set_new(rot, "error", json_pack("{s:s, s:s}", "code", custos_err_api_code(r->err), "message",
+                                                     r->msg));
+    if (!rot || json_object_set_new(o, "rotation", rot)) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct custos_caller *c, const char *body,
+                                         size_t len, json_t **out)
+{
+    static const char *const none[] = {NULL};
+    struct custos_event e;
+    char target[48];
+    json_t *j = NULL;
+    enum custos_err rc = CUSTOS_OK;
+
+    *out = NULL;
+    custos_event_init(&e, "keys.rotate", c);
+    e.ok_reason = "started";
+    if (!custos_caller_may(v, c, CUSTOS_OP_KEYS_MANAGE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key rotation needs keys.manage (admin)");
+        goto done;
+    }
+    /* no member: nothing to choose (empty body or {}) */
+    if (len && ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) ||
+                (rc = custos_json_only(j, none, "request"))))
+        goto done;
+    pthread_mutex_lock(&v->kr_mu);
+    if (v->rot && v->rot->state == ROT_RUNNING)
+        rc = custos_err_set(CUSTOS_ERR_EXISTS, "a rotation is already running (GET /v1/keys shows how far it is)");
+    else
+        rc = rotation_spawn(v, c, 0);
+    if (!rc) {
+        rotate_target(target, &v->rot->st);
+        e.target = target;
+        *out = status_json(v);
+        if (!*out)
+            rc = CUSTOS_ERR_NOMEM; /* the rotation runs anyway; GET /v1/keys shows it */
+    }
+    pthread_mutex_unlock(&v->kr_mu);
+done:
+    json_decref(j);
+    return custos_audit_finish(v, &e, rc, out);
+}
+
+enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_caller *c, json_t **out)
+{
+    struct custos_event e;
+    enum custos_err rc = CUSTOS_OK;
+
+    *out = NULL;
+    custos_event_init(&e, "keys.status", c);
+    if (!custos_caller_may(v, c, CUSTOS_OP_KEYS_MANAGE)) {
+        rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key status needs keys.manage (admin)");
+        goto done;
+    }
+    pthread_mutex_lock(&v->kr_mu);
+    *out = status_json(v);
+    pthread_mutex_unlock(&v->kr_mu);
+    if (!*out)
+        rc = CUSTOS_ERR_NOMEM;
+done:
+    return custos_audit_finish(v, &e, rc, out);
+}
+
+void custos_keys_resume(struct custos_vault *v)
+{
+    struct custos_caller sys;
+
+    custos_caller_system(&sys);
+    pthread_mutex_lock(&v->kr_mu);
+    if (unfinished(v) && !(v->rot && v->rot->state == ROT_RUNNING) && rotation_spawn(v, &sys, 1))
+        custos_err_clear(); /* serving goes on; GET /v1/keys shows the versions left */
+    pthread_mutex_unlock(&v->kr_mu);
+}
+
+void custos_keys_stop(struct custos_vault *v)
+{
+    struct custos_rotation *r;
+
+    if (!v->kr_ready)
+        return;
+    pthread_mutex_lock(&v->kr_mu);
+    r = v->rot;
+    if (r)
+        atomic_store(&r->stop, 1);
+    pthread_mutex_unlock(&v->kr_mu);
+    if (r && r->joinable) {
+        pthread_join(r->thread, NULL);
+        r->joinable = 0;
+    }
+}
+
+void custos_keyring_free(struct custos_vault *v)
+{
+    if (!v->kr_ready)
+        return;
+    custos_keys_stop(v);
+    free(v->rot);
+    v->rot = NULL;
+    pthread_cond_destroy(&v->kr_cv);
+    pthread_mutex_destroy(&v->kr_mu);
+    v->kr_ready = 0;
 }

@@ -278,35 +278,49 @@ static enum custos_err key_unwrap(struct custos_vault *v, struct custos_store_co
     uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
     size_t wlen = 0;
     uint32_t kv = 0;
-    const uint8_t *kek;
+    struct custos_kek kek;
     uint64_t epoch;
     enum custos_err rc;
+    int tries = 0, bad;
 
     if (custos_keycache_get(v->keys, id, gen, key))
         return CUSTOS_OK;
     epoch = custos_keycache_epoch(v->keys);
-    if ((rc = v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen)))
-        return rc;
-    if (wlen != CUSTOS_WRAPPED_BYTES)
-        return custos_err_set(CUSTOS_ERR_CORRUPT, "stored subject key is corrupt");
-    if (!(kek = custos_master(v, kv)))
+    do {
+        if ((rc = v->ops->key_get(c, id, gen, &kv, w, sizeof(w), &wlen)))
+            return rc;
+        if (wlen != CUSTOS_WRAPPED_BYTES)
+            return custos_err_set(CUSTOS_ERR_CORRUPT, "stored subject key is corrupt");
+        /* a version gone since the row was read: a rotation re-wrapped the key meanwhile (and
+           flushed every older snapshot first), so reading it again finds the new wrap */
+    } while ((rc = custos_kek_version(v, kv, &kek)) && ++tries < 2);
+    if (rc)
         return custos_err_set(CUSTOS_ERR_CORRUPT, "subject key needs master key version %u, which is missing", kv);
-    if (custos_unwrap(key, kek, w, ad, custos_ad_subject_key(ad, id, gen, kv)))
+    bad = custos_unwrap(key, kek.key, w, ad, custos_ad_subject_key(ad, id, gen, kv));
+    custos_kek_release(v, &kek);
+    if (bad)
         return custos_err_set(CUSTOS_ERR_CRYPTO, "subject key failed to open");
     custos_keycache_put(v->keys, epoch, id, gen, key);
     return CUSTOS_OK;
 }
 
+/* A new key generation, wrapped under the current master version and committed in a control
+   transaction of its own (the version held until the commit: see custos_kek_current). */
 static enum custos_err key_store_new(struct custos_vault *v, struct custos_store_conn *c, const uint8_t id[16],
                                      uint32_t gen, const uint8_t *key)
 {
     uint8_t w[CUSTOS_WRAPPED_BYTES], ad[64];
-    const uint8_t *kek = custos_master(v, v->current_kv);
+    struct custos_kek kek;
+    enum custos_err rc;
 
-    if (!kek)
-        return CUSTOS_ERR_INTERNAL;
-    custos_wrap(w, kek, key, ad, custos_ad_subject_key(ad, id, gen, v->current_kv));
-    return v->ops->key_put(c, id, gen, v->current_kv, w, sizeof(w));
+    if ((rc = custos_kek_current(v, &kek)))
+        return rc;
+    custos_wrap(w, kek.key, key, ad, custos_ad_subject_key(ad, id, gen, kek.kv));
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)) == CUSTOS_OK &&
+        ((rc = v->ops->key_put(c, id, gen, kek.kv, w, sizeof(w))) || (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))))
+        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+    custos_kek_release(v, &kek);
+    return rc;
 }
 
 /* Is the subject erased?  Maps a missing record/key to GONE or NOTFOUND. */
@@ -572,19 +586,19 @@ static enum custos_err seal_leaves(struct custos_vault *v, const uint8_t id[16],
     return rc;
 }
 
-enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_leaves *leaves, uint8_t id[16],
-                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], uint32_t *kv, struct custos_buf *b,
+enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_kek *kek,
+                                        const struct custos_leaves *leaves, uint8_t id[16],
+                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], struct custos_buf *b,
                                         struct custos_blind *blind, size_t *nblind)
 {
     uint8_t *key = custos_scratch(), ad[64];
-    const uint8_t *kek = custos_master(v, v->current_kv);
     struct custos_run run;
     enum custos_err rc;
 
     *nblind = 0;
     if (!key)
         return CUSTOS_ERR_NOMEM;
-    if (!kek)
+    if (!kek->key || !kek->wrap)
         return CUSTOS_ERR_INTERNAL;
     custos_id_random(id);
     custos_random(key, CUSTOS_KEY_BYTES);
@@ -593,8 +607,7 @@ enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct cus
         (rc = seal_leaves(v, id, &run, leaves, b, blind, nblind, CUSTOS_SCHEMA_MAX_FIELDS)) ||
         (rc = custos_record_finish(b, leaves->n)))
         goto done;
-    *kv = v->current_kv;
-    custos_wrap(wrapped, kek, key, ad, custos_ad_subject_key(ad, id, 1, *kv));
+    custos_wrap(wrapped, kek->key, key, ad, custos_ad_subject_key(ad, id, 1, kek->kv));
 done:
     custos_run_end(&run);
     custos_scratch_wipe();
@@ -608,23 +621,27 @@ enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_stor
     struct custos_buf *b = custos_buf_thread(CUSTOS_TLS_RECORD, RECORD_MAX);
     struct custos_blind blind[CUSTOS_SCHEMA_MAX_FIELDS];
     uint8_t wrapped[CUSTOS_WRAPPED_BYTES];
+    struct custos_kek kek;
     size_t nblind = 0;
-    uint32_t kv = 0;
     enum custos_err rc;
 
     if (!b)
         return CUSTOS_ERR_NOMEM;
-    if ((rc = custos_subject_seal_new(v, leaves, id, wrapped, &kv, b, blind, &nblind)))
+    if ((rc = custos_kek_current(v, &kek)))
         goto done;
-    e->subject = id; /* only now has it one: a failure before names no subject */
-    /* key first: a crash before the record lands leaves an orphan key, never a keyless record */
-    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)))
-        goto done;
-    if ((rc = v->ops->key_put(c, id, 1, kv, wrapped, sizeof(wrapped))) ||
-        (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))) {
-        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+    if ((rc = custos_subject_seal_new(v, &kek, leaves, id, wrapped, b, blind, &nblind))) {
+        custos_kek_release(v, &kek);
         goto done;
     }
+    e->subject = id; /* only now has it one: a failure before names no subject */
+    /* key first: a crash before the record lands leaves an orphan key, never a keyless record */
+    if ((rc = v->ops->begin(c, CUSTOS_PLANE_CONTROL)) == CUSTOS_OK &&
+        ((rc = v->ops->key_put(c, id, 1, kek.kv, wrapped, sizeof(wrapped))) ||
+         (rc = v->ops->commit(c, CUSTOS_PLANE_CONTROL))))
+        v->ops->rollback(c, CUSTOS_PLANE_CONTROL);
+    custos_kek_release(v, &kek); /* the wrap is committed (or gone): a rotation may switch now */
+    if (rc)
+        goto done;
     if ((rc = v->ops->begin(c, CUSTOS_PLANE_DATA)))
         goto done;
     if ((rc = v->ops->subject_put(c, id, b->p, b->len, blind, nblind, (int64_t)custos_now(v), 1)) ||
@@ -1475,13 +1492,8 @@ enum custos_err custos_subject_update(struct custos_vault *v, const struct custo
     if (rekey) {
         custos_keycache_drop(v->keys, id);
         /* new key generation first, then the record, then the old generation goes */
-        if ((rc = v->ops->begin(conn, CUSTOS_PLANE_CONTROL)))
+        if ((rc = key_store_new(v, conn, id, r.gen + 1, newkey)))
             goto done;
-        if ((rc = key_store_new(v, conn, id, r.gen + 1, newkey)) ||
-            (rc = v->ops->commit(conn, CUSTOS_PLANE_CONTROL))) {
-            v->ops->rollback(conn, CUSTOS_PLANE_CONTROL);
-            goto done;
-        }
     }
     if ((rc = v->ops->begin(conn, CUSTOS_PLANE_DATA)))
         goto done;

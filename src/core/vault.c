@@ -521,6 +521,7 @@ void custos_vault_free(struct custos_vault *v)
 {
     if (!v)
         return;
+    custos_keys_stop(v); /* a rotation in its own thread ends at a batch's end, its entry written */
     /* the next open need not rescan the ledger this process covered; and this was a clean close */
     if (v->opened)
         custos_erasure_mark(v);
@@ -540,6 +541,7 @@ void custos_vault_free(struct custos_vault *v)
         close(v->lock_fd); /* releases the flock */
     if (v->write_mu_ready)
         pthread_mutex_destroy(&v->write_mu);
+    custos_keyring_free(v);
     free(v);
 }
 
@@ -573,6 +575,7 @@ enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int 
     v->lock_fd = lock_fd; /* the vault owns it from here on, and closes it on failure */
     pthread_mutex_init(&v->write_mu, NULL);
     v->write_mu_ready = 1;
+    custos_keyring_init(v);
     v->ops = &custos_store_sqlite;
     v->now_ms = o->now_ms;
     v->now_ctx = o->now_ctx;

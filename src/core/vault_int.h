@@ -57,7 +57,17 @@ struct custos_vault {
     struct custos_schema *schema;
     struct custos_policy *policy;
     struct custos_secrets *sec;
-    uint32_t current_kv;
+    uint32_t current_kv; /* while serving: read and changed under kr_mu only (custos_kek_*) */
+    /* The master keys in use (keys.c): how many threads hold each slot's key, and how many of
+       them wrap under it, so that a rotation in a running server neither makes another version
+       current under a wrap that is not committed yet nor wipes a key a thread is using. */
+    pthread_mutex_t kr_mu;
+    pthread_cond_t kr_cv;
+    int kr_ready;
+    unsigned kr_users[CUSTOS_MAX_KEY_VERSIONS];
+    unsigned kr_wrapping[CUSTOS_MAX_KEY_VERSIONS];
+    unsigned char kr_retiring[CUSTOS_MAX_KEY_VERSIONS]; /* no new holder: being destroyed */
+    struct custos_rotation *rot; /* a rotation run by this process in a thread of its own (keys.c) */
     char origin[256];
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;
@@ -84,8 +94,30 @@ struct custos_vault {
 
 uint64_t custos_now(const struct custos_vault *v);
 
-/* Master key of a version, or NULL. */
+/* Master key of a version, or NULL.  Only where no rotation can run at the same time (the open,
+   the CLI's rotation, the rotation's own thread for the slots it alone changes); everything a
+   request thread does goes through custos_kek_*. */
 const uint8_t *custos_master(const struct custos_vault *v, uint32_t kv);
+
+/* A master key held by a thread (keys.c).  custos_kek_current: the current version, to wrap a
+   new key under; hold it until what it wrapped is committed (or abandoned): a rotation makes
+   the next version current only once no wrap under the old one is in flight, so its re-wrap
+   pass cannot miss one.  custos_kek_version: version kv, to unwrap; CUSTOS_ERR_CORRUPT when this
+   vault has no such key (destroyed by a rotation: a caller that read the wrapped key before the
+   rotation re-wrapped it reads it again).  Release each one exactly once; a released or failed
+   kek holds nothing. */
+struct custos_kek {
+    const uint8_t *key;
+    uint32_t kv;
+    int slot; /* -1: nothing held */
+    int wrap;
+};
+enum custos_err custos_kek_current(struct custos_vault *v, struct custos_kek *k);
+enum custos_err custos_kek_version(struct custos_vault *v, uint32_t kv, struct custos_kek *k);
+void custos_kek_release(struct custos_vault *v, struct custos_kek *k);
+/* keys.c: set up and tear down kr_mu/kr_cv; stop and wait for a running rotation first. */
+void custos_keyring_init(struct custos_vault *v);
+void custos_keyring_free(struct custos_vault *v);
 
 /* Store the system root key wrapped under master version kv (control plane, caller's txn). */
 enum custos_err custos_system_key_store(struct custos_vault *v, struct custos_store_conn *c, uint32_t kv);
@@ -223,10 +255,11 @@ enum custos_err custos_subject_insert(struct custos_vault *v, struct custos_stor
                                       int *audited);
 
 /* Seal a new subject from validated leaves without storing it: new id, new key (generation 1)
-   wrapped under the current master version (*kv), the record into b, blind entries (up to
-   CUSTOS_SCHEMA_MAX_FIELDS). */
-enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_leaves *leaves, uint8_t id[16],
-                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], uint32_t *kv, struct custos_buf *b,
+   wrapped under kek (held by the caller with custos_kek_current until the key is committed),
+   the record into b, blind entries (up to CUSTOS_SCHEMA_MAX_FIELDS). */
+enum custos_err custos_subject_seal_new(struct custos_vault *v, const struct custos_kek *kek,
+                                        const struct custos_leaves *leaves, uint8_t id[16],
+                                        uint8_t wrapped[CUSTOS_WRAPPED_BYTES], struct custos_buf *b,
                                         struct custos_blind *blind, size_t *nblind);
 
 /* ---- sealed records (subject.c), shared with erase.c --------------------------------------- */

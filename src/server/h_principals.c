@@ -1,5 +1,5 @@
 /*
- * h_principals.c - /v1/health, /v1/principals and /v1/auth routes.
+ * h_principals.c - /v1/health, /v1/principals, /v1/auth and /v1/keys routes.
  */
 #include "server/server.h"
 
@@ -80,4 +80,21 @@ void h_auth_revoke(struct req *r)
         custos_reply_error(r, rc);
     else
         custos_reply_json(r, 200, json_pack("{s:b}", "revoked", 1));
+}
+
+void h_keys_status(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_keys_status(r->vault, &r->caller, &out);
+
+    custos_reply_result(r, rc, out, 200);
+}
+
+/* 202: the rotation runs in its own thread; GET /v1/keys follows it */
+void h_keys_rotate(struct req *r)
+{
+    json_t *out = NULL;
+    enum custos_err rc = custos_keys_rotate_start(r->vault, &r->caller, r->body, r->body_len, &out);
+
+    custos_reply_result(r, rc, out, 202);
 }

@@ -28,6 +28,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/principals/{id}/tokens/{token}", h_principal_token_revoke, ROUTE_AUTH, "token.revoke", NULL, 0},
     {"POST", "/v1/principals/{id}/disable", h_principal_disable, ROUTE_AUTH, "principal.disable", NULL, 0},
     {"POST", "/v1/principals/{id}/rotate", h_principal_rotate, ROUTE_AUTH, "principal.rotate", NULL, 1},
+    {"GET", "/v1/keys", h_keys_status, ROUTE_AUTH, "keys.status", NULL, 0},
+    {"POST", "/v1/keys/rotate", h_keys_rotate, ROUTE_AUTH, "keys.rotate", NULL, 1},
     {"POST", "/v1/auth/token", h_auth_token, ROUTE_PUBLIC, "token.issue", NULL, 1},
     {"POST", "/v1/auth/revoke", h_auth_revoke, ROUTE_AUTH, "token.revoke", NULL, 1},
     {"POST", "/v1/subjects", h_subject_create, ROUTE_AUTH, "subject.create", NULL, 1},

@@ -1194,6 +1194,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     if ((rc = custos_webhook_start(v, stop)))
         goto done;
+    custos_keys_resume(v); /* a master key rotation left unfinished goes on beside the requests */
     while (!atomic_load(stop)) {
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
@@ -1209,6 +1210,7 @@ done:
             wake(&s.w[i]);
             pthread_join(s.w[i].thread, NULL);
         }
+    custos_keys_stop(v); /* at its batch's end; the next start resumes it */
     if (hooked)
         custos_vault_on_durable(v, NULL, NULL);
     for (unsigned i = 0; i < s.nw; i++) {

@@ -108,6 +108,8 @@ void h_principal_rotate(struct req *r);
 void h_principal_list(struct req *r);
 void h_principal_tokens(struct req *r);
 void h_principal_token_revoke(struct req *r);
+void h_keys_status(struct req *r);
+void h_keys_rotate(struct req *r);
 void h_auth_token(struct req *r);
 void h_auth_revoke(struct req *r);
 void h_subject_create(struct req *r);

@@ -181,6 +181,8 @@ grep -qi 'in use\|lock' "$T/err" || fail "second serve: the message does not say
 # operator commands refuse a vault in use too
 run "$CUSTOS" keys rotate --data "$D"
 [ "$RC" -ne 0 ] || fail "keys rotate on a running vault succeeded"
+grep -q 'POST /v1/keys/rotate' "$T/err" || fail "keys rotate on a running vault: no word of the online way: $(cat "$T/err")"
+[ "$(wc -l <"$T/err")" -eq 1 ] || fail "keys rotate on a running vault: not one line: $(cat "$T/err")"
 run "$CUSTOS" import --data "$D" "$DATA"
 [ "$RC" -ne 0 ] || fail "import on a running vault succeeded"
 # the init token works

@@ -1469,6 +1469,272 @@ static void test_zeroed_key_in_use_is_not_removed(void **state)
 
 /* ---- re-keying on a sensitive update ------------------------------------------------------- */
 
+/* ---- master key rotation while serving (custos_keys_rotate_start) --------------------------- */
+
+/* The master key version a subject's key generation 1 is wrapped under. */
+static uint32_t key_version(struct fx *f, const char *hex)
+{
+    struct custos_store_conn *c = NULL;
+    uint8_t id[16], w[128];
+    size_t wlen = 0;
+    uint32_t kv = 0;
+
+    must(custos_id_parse(id, hex), "id");
+    must(f->v->ops->acquire(f->v->store, &c), "acquire");
+    must(f->v->ops->key_get(c, id, 1, &kv, w, sizeof(w), &wlen), "key get");
+    f->v->ops->release(f->v->store, c);
+    return kv;
+}
+
+static json_t *key_status(struct fx *f, const struct custos_caller *admin)
+{
+    json_t *out = NULL;
+
+    must(custos_keys_status(f->v, admin, &out), "keys status");
+    return out;
+}
+
+static const char *rot_state(json_t *st)
+{
+    return json_string_value(json_object_get(json_object_get(st, "rotation"), "state"));
+}
+
+static json_int_t rot_int(json_t *st, const char *name)
+{
+    return json_integer_value(json_object_get(json_object_get(st, "rotation"), name));
+}
+
+/* Poll the status (1 ms apart, 20 s at most) until the rotation's state is not `running`, or
+   until its `rewrapped` reaches `rewrapped` (when not 0); the last status. */
+static json_t *wait_rotation(struct fx *f, const struct custos_caller *admin, json_int_t rewrapped)
+{
+    int i;
+
+    for (i = 0; i < 20000; i++) {
+        json_t *st = key_status(f, admin);
+
+        if (rewrapped ? rot_int(st, "rewrapped") >= rewrapped : strcmp(rot_state(st), "running") != 0)
+            return st;
+        json_decref(st);
+        usleep(1000);
+    }
+    fail_msg("the rotation did not get there in 20 s");
+    return NULL;
+}
+
+/* "1,2": the status's versions. */
+static void versions_text(json_t *st, char *out, size_t cap)
+{
+    json_t *vs = json_object_get(st, "versions");
+    size_t i, n = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < json_array_size(vs) && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%lld", i ? "," : "", (long long)json_integer_value(json_array_get(vs, i)));
+}
+
+/* The newest keys.rotate entry with this reason (NULL: none) and result; NULL when there is none. */
+static json_t *rotate_event(struct fx *f, const char *reason, const char *result)
+{
+    struct custos_ledger *l = custos_vault_ledger(f->v);
+    uint64_t i = custos_ledger_size(l);
+    uint8_t *buf = malloc(CUSTOS_LEDGER_ENTRY_MAX);
+    json_t *found = NULL;
+
+    assert_non_null(buf);
+    while (i-- > 0 && !found) {
+        size_t len = 0;
+        json_t *ev;
+        const char *r;
+
+        must(custos_ledger_read(l, i, buf, CUSTOS_LEDGER_ENTRY_MAX, &len), "ledger read");
+        ev = json_loadb((const char *)buf, len, 0, NULL);
+        assert_non_null(ev);
+        r = json_string_value(json_object_get(ev, "reason"));
+        if (strcmp(json_string_value(json_object_get(ev, "action")), "keys.rotate") == 0 &&
+            strcmp(json_string_value(json_object_get(ev, "result")), result) == 0 &&
+            (reason ? r && strcmp(r, reason) == 0 : !r))
+            found = ev;
+        else
+            json_decref(ev);
+    }
+    free(buf);
+    return found;
+}
+
+static void *stop_rotation(void *arg)
+{
+    custos_keys_stop(arg);
+    return NULL;
+}
+
+/*
+ * A rotation run by the serving process, beside the requests (POST /v1/keys/rotate): refused
+ * without keys.manage and with a body that chooses anything; one at a time (409); a wrap under
+ * the old version still uncommitted holds the switch back (else the re-wrap scan could miss its
+ * key and the destroy would lose it); new keys go under the new version as soon as it is
+ * current; a thread holding the old key (a read that fetched its wrapped key before the
+ * re-wrap) delays the destroy, not the re-wrap; a stop ends it at a batch's end and the next
+ * start resumes it; every step is in the ledger.
+ */
+static void test_rotation_online(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin, svc;
+    struct custos_kek held;
+    struct sample *s = calloc(2000, sizeof(*s));
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1], c[CUSTOS_ID_HEX + 1], path[700], vs[64];
+    json_t *out = NULL, *st, *ev;
+    pthread_t stopper;
+    size_t ns;
+    int i;
+
+    assert_non_null(s);
+    ns = load_sample(s, 2000);
+    create(f->v, &f->sys, alice, a);
+    import_sample(f);
+    authn(f, f->admin_token, &admin);
+    login(f, &admin, "shop", "service", "\"service\"", NULL, &svc);
+
+    st = key_status(f, &admin);
+    assert_int_equal(json_integer_value(json_object_get(st, "current_version")), 1);
+    versions_text(st, vs, sizeof(vs));
+    assert_string_equal(vs, "1");
+    assert_true(json_is_null(json_object_get(st, "rotation")));
+    json_decref(st);
+    expect_rc(custos_keys_status(f->v, &svc, &out), CUSTOS_ERR_FORBIDDEN, "status without keys.manage");
+    expect_rc(custos_keys_rotate_start(f->v, &svc, NULL, 0, &out), CUSTOS_ERR_FORBIDDEN, "rotate without keys.manage");
+    expect_rc(custos_keys_rotate_start(f->v, &admin, "{\"to\":3}", 8, &out), CUSTOS_ERR_INVALID, "a member");
+    expect_rc(custos_keys_rotate_start(f->v, &admin, "[]", 2, &out), CUSTOS_ERR_INVALID, "not an object");
+    assert_null(out);
+
+    /* 1 -> 2 with a wrap under 1 in flight: the rotation makes 2 current, then waits for it */
+    must(custos_kek_current(f->v, &held), "hold the current key for a wrap");
+    assert_int_equal(held.kv, 1);
+    must(custos_keys_rotate_start(f->v, &admin, "{}", 2, &out), "rotate start");
+    assert_string_equal(rot_state(out), "running");
+    assert_int_equal(rot_int(out, "from_version"), 1);
+    assert_int_equal(rot_int(out, "to_version"), 2);
+    json_decref(out);
+    out = NULL;
+    expect_rc(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), CUSTOS_ERR_EXISTS, "a second one at once");
+    for (i = 0; i < 20000; i++) {
+        st = key_status(f, &admin);
+        if (json_integer_value(json_object_get(st, "current_version")) == 2)
+            break;
+        json_decref(st);
+        st = NULL;
+        usleep(1000);
+    }
+    assert_non_null(st);
+    json_decref(st);
+    create(f->v, &f->sys, bob, b); /* wrapped under 2 at once: it is current */
+    assert_int_equal(key_version(f, b), 2);
+    usleep(50000);
+    st = key_status(f, &admin);
+    assert_string_equal(rot_state(st), "running"); /* still waiting for the wrap under 1 */
+    assert_int_equal(rot_int(st, "rewrapped"), 0);
+    json_decref(st);
+    custos_kek_release(f->v, &held);
+    st = wait_rotation(f, &admin, 0);
+    assert_string_equal(rot_state(st), "done");
+    assert_int_equal(rot_int(st, "rewrapped"), 2001); /* alice and the sample; bob was under 2 */
+    assert_int_equal(rot_int(st, "destroyed_versions"), 1);
+    assert_false(json_is_true(json_object_get(json_object_get(st, "rotation"), "resumed")));
+    assert_true(json_is_string(json_object_get(json_object_get(st, "rotation"), "finished_at")));
+    assert_null(json_object_get(json_object_get(st, "rotation"), "error"));
+    versions_text(st, vs, sizeof(vs));
+    assert_string_equal(vs, "2");
+    json_decref(st);
+    keypath(f, 1, path, sizeof(path));
+    assert_false(exists(path));
+    assert_int_equal(key_version(f, a), 2);
+    check_alice(f, a);
+    check_sample(f, s, ns);
+    ev = rotate_event(f, "started", "ok");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), "admin");
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "master-key v1 -> v2");
+    json_decref(ev);
+    ev = rotate_event(f, NULL, "ok");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), "admin");
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "master-key v1 -> v2");
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 2001);
+    json_decref(ev);
+
+    /* 2 -> 3 with version 2 held for an unwrap: everything is re-wrapped, the destroy waits */
+    must(custos_kek_version(f->v, 2, &held), "hold version 2 for an unwrap");
+    must(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), "rotate start");
+    json_decref(out);
+    out = NULL;
+    json_decref(wait_rotation(f, &admin, 2002));
+    usleep(100000);
+    st = key_status(f, &admin);
+    assert_string_equal(rot_state(st), "running");
+    assert_int_equal(rot_int(st, "destroyed_versions"), 0);
+    json_decref(st);
+    keypath(f, 2, path, sizeof(path));
+    assert_true(exists(path));
+    check_alice(f, a); /* reads go on (keys cached or under 3) */
+    custos_kek_release(f->v, &held);
+    st = wait_rotation(f, &admin, 0);
+    assert_string_equal(rot_state(st), "done");
+    assert_int_equal(rot_int(st, "destroyed_versions"), 1);
+    json_decref(st);
+    assert_false(exists(path));
+
+    /* 3 -> 4 stopped after its first batch (250 keys); the next start resumes it */
+    must(custos_kek_current(f->v, &held), "hold");
+    must(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), "rotate start");
+    json_decref(out);
+    out = NULL;
+    assert_int_equal(pthread_create(&stopper, NULL, stop_rotation, f->v), 0);
+    usleep(200000); /* the stop is asked for (it takes one lock, free while the rotation waits) */
+    custos_kek_release(f->v, &held);
+    assert_int_equal(pthread_join(stopper, NULL), 0);
+    st = key_status(f, &admin);
+    assert_string_equal(rot_state(st), "stopped");
+    assert_int_equal(rot_int(st, "rewrapped"), 250);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(st, "rotation"), "error"),
+                                                          "code")),
+                        "unavailable");
+    versions_text(st, vs, sizeof(vs));
+    assert_string_equal(vs, "3,4");
+    assert_int_equal(json_integer_value(json_object_get(st, "current_version")), 4);
+    json_decref(st);
+    ev = rotate_event(f, "stopped", "error");
+    assert_non_null(ev);
+    assert_int_equal(json_integer_value(json_object_get(ev, "count")), 250);
+    json_decref(ev);
+    check_alice(f, a);
+    create(f->v, &f->sys, bob, c);
+    assert_int_equal(key_version(f, c), 4);
+    fx_reopen(f); /* keys still under 3: the open keeps it */
+    keypath(f, 3, path, sizeof(path));
+    assert_true(exists(path));
+    custos_keys_resume(f->v);
+    st = wait_rotation(f, &admin, 0);
+    assert_string_equal(rot_state(st), "done");
+    assert_true(json_is_true(json_object_get(json_object_get(st, "rotation"), "resumed")));
+    assert_int_equal(rot_int(st, "rewrapped"), 2002 - 250); /* c went under 4 */
+    versions_text(st, vs, sizeof(vs));
+    assert_string_equal(vs, "4");
+    json_decref(st);
+    assert_false(exists(path));
+    ev = rotate_event(f, "recovered", "ok");
+    assert_non_null(ev);
+    assert_string_equal(json_string_value(json_object_get(ev, "target")), "master-key v3 -> v4");
+    json_decref(ev);
+    custos_keys_resume(f->v); /* nothing left: nothing starts */
+    st = key_status(f, &admin);
+    assert_string_equal(rot_state(st), "done");
+    json_decref(st);
+    check_alice(f, a);
+    check_sample(f, s, ns);
+    free(s);
+}
+
 static enum custos_err key_gen(struct fx *f, const char *hex, uint32_t gen)
 {
     struct custos_store_conn *c = NULL;
@@ -2622,6 +2888,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_torn_keyfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_killed_while_destroying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_flushes_logs_before_destroy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_online, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_key_in_use_is_not_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
