@@ -330,8 +330,8 @@ enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct cu
 enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_caller *c, json_t **out);
 /* custos serve's start: a rotation left unfinished (an older master key version still wraps
    something, or a newer one is not current yet) goes on in its own thread, as the local
-   operator; its entry says `recovered`.  Nothing to do: nothing happens. */
-void custos_keys_resume(struct custos_vault *v);
+   operator; its entry says `recovered`.  1 when it started one, else 0 (nothing to do). */
+int custos_keys_resume(struct custos_vault *v);
 /* Stop a rotation running in its own thread at the end of its current batch and wait for it
    (its entry says `stopped`; the next start resumes it).  custos_vault_free calls it too. */
 void custos_keys_stop(struct custos_vault *v);

@@ -727,15 +727,21 @@ done:
     return custos_audit_finish(v, &e, rc, out);
 }
 
-void custos_keys_resume(struct custos_vault *v)
+int custos_keys_resume(struct custos_vault *v)
 {
     struct custos_caller sys;
+    int started = 0;
 
     custos_caller_system(&sys);
     pthread_mutex_lock(&v->kr_mu);
-    if (unfinished(v) && !(v->rot && v->rot->state == ROT_RUNNING) && rotation_spawn(v, &sys, 1))
-        custos_err_clear(); /* serving goes on; GET /v1/keys shows the versions left */
+    if (unfinished(v) && !(v->rot && v->rot->state == ROT_RUNNING)) {
+        if (rotation_spawn(v, &sys, 1))
+            custos_err_clear(); /* serving goes on; GET /v1/keys shows the versions left */
+        else
+            started = 1;
+    }
     pthread_mutex_unlock(&v->kr_mu);
+    return started;
 }
 
 void custos_keys_stop(struct custos_vault *v)

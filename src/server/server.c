@@ -1194,7 +1194,8 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     }
     if ((rc = custos_webhook_start(v, stop)))
         goto done;
-    custos_keys_resume(v); /* a master key rotation left unfinished goes on beside the requests */
+    if (custos_keys_resume(v)) /* a master key rotation left unfinished goes on beside the requests */
+        log_line("resuming the unfinished master key rotation (GET /v1/keys follows it)", "");
     while (!atomic_load(stop)) {
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
