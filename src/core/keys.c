@@ -669,13 +669,23 @@ static json_t *status_json(struct custos_vault *v)
     return o;
 }
 
+enum custos_err custos_keys_rotate_parse(const char *body, size_t len)
+{
+    static const char *const none[] = {NULL};
+    json_t *j = NULL;
+    enum custos_err rc = CUSTOS_OK;
+
+    if (len && !(rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j))) /* no member: nothing to choose */
+        rc = custos_json_only(j, none, "request");
+    json_decref(j);
+    return rc;
+}
+
 enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct custos_caller *c, const char *body,
                                          size_t len, json_t **out)
 {
-    static const char *const none[] = {NULL};
     struct custos_event e;
     char target[48];
-    json_t *j = NULL;
     enum custos_err rc = CUSTOS_OK;
 
     *out = NULL;
@@ -685,9 +695,7 @@ enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct cu
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key rotation needs keys.manage (admin)");
         goto done;
     }
-    /* no member: nothing to choose (empty body or {}) */
-    if (len && ((rc = custos_json_parse(body, len, CUSTOS_BODY_MAX, 0, &j)) ||
-                (rc = custos_json_only(j, none, "request"))))
+    if ((rc = custos_keys_rotate_parse(body, len)))
         goto done;
     pthread_mutex_lock(&v->kr_mu);
     if (v->rot && v->rot->state == ROT_RUNNING)
@@ -703,7 +711,6 @@ enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct cu
     }
     pthread_mutex_unlock(&v->kr_mu);
 done:
-    json_decref(j);
     return custos_audit_finish(v, &e, rc, out);
 }
 

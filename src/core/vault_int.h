@@ -115,6 +115,9 @@ struct custos_kek {
 enum custos_err custos_kek_current(struct custos_vault *v, struct custos_kek *k);
 enum custos_err custos_kek_version(struct custos_vault *v, uint32_t kv, struct custos_kek *k);
 void custos_kek_release(struct custos_vault *v, struct custos_kek *k);
+/* The body of POST /v1/keys/rotate: empty, or a JSON object without members (outside input:
+   tests/fuzz/fuzz_request.c).  CUSTOS_ERR_INVALID or CUSTOS_ERR_TOOBIG otherwise. */
+enum custos_err custos_keys_rotate_parse(const char *body, size_t len);
 /* keys.c: set up and tear down kr_mu/kr_cv; stop and wait for a running rotation first. */
 void custos_keyring_init(struct custos_vault *v);
 void custos_keyring_free(struct custos_vault *v);

@@ -13,7 +13,8 @@
  *     with a role of 32 characters, so the role list can outgrow its buffer;
  *   6 custos_head_add / custos_head_verdict: a request head's framing;
  *   7 custos_principal_rotate_parse: POST /v1/principals/{id}/rotate, empty
- *     or {"revoke_tokens": bool, "secret_ttl_days": 1..3650}.
+ *     or {"revoke_tokens": bool, "secret_ttl_days": 1..3650}; and on the same
+ *     body custos_keys_rotate_parse: POST /v1/keys/rotate, empty or {}.
  *
  * Input: one selector byte (value % 8 picks the parser above), then:
  *   0 the fields value (up to its first NUL: a query value is a C string);
@@ -52,6 +53,8 @@
  *    a boolean value and "secret_ttl_days" with an integer 1..3650; the
  *    flag handed back is that value (0 when absent), the lifetime that
  *    integer (the default when absent or refused);
+ *  - keys rotate: accepted exactly when the body is empty or a JSON object
+ *    with no member;
  *  - principal and rotate: an accepted secret_ttl_days is an integer in
  *    1..3650 and is what is handed back;
  *  - head: the verdict is a second implementation's (repeated
@@ -359,6 +362,11 @@ static void fuzz_rotate(const uint8_t *data, size_t size)
         FUZZ_CHECK(revoke == want);
         check_ttl(j, ttl);
     }
+    rc = custos_keys_rotate_parse(body, size);
+    custos_err_clear();
+    FUZZ_CHECK((rc == CUSTOS_OK) == (size == 0 || (json_is_object(j) && json_object_size(j) == 0)));
+    if (rc)
+        check_refusal(rc, size);
     json_decref(j);
     free(body);
 }
