@@ -592,6 +592,7 @@ static void *rotation_main(void *arg)
     r->finished_at = (int64_t)custos_now(v);
     pthread_mutex_unlock(&v->kr_mu);
     custos_err_clear();
+    v->ops->thread_done(v->store); /* its connection (the audit's too) serves the next thread */
     return NULL;
 }
 

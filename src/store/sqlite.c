@@ -792,6 +792,20 @@ static void sq_release(struct custos_store *s, struct custos_store_conn *c)
     pthread_mutex_unlock(&s->mu);
 }
 
+static void sq_thread_done(struct custos_store *s)
+{
+    struct custos_store_conn *c = slot.gen == s->gen ? slot.c : NULL;
+
+    slot.c = NULL;
+    if (!c)
+        return;
+    snapshot_end(c->twin);
+    pthread_mutex_lock(&s->mu);
+    c->next = s->free_list;
+    s->free_list = c;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static enum custos_err sq_begin(struct custos_store_conn *c, enum custos_plane p)
 {
     if (c->bulk) {
@@ -2803,6 +2817,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .close = sq_close,
     .acquire = sq_acquire,
     .release = sq_release,
+    .thread_done = sq_thread_done,
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,

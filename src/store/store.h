@@ -138,6 +138,9 @@ struct custos_store_ops {
     void (*close)(struct custos_store *s);
     enum custos_err (*acquire)(struct custos_store *s, struct custos_store_conn **out);
     void (*release)(struct custos_store *s, struct custos_store_conn *c);
+    /* A thread that ends (the rotation's): the connection release kept for it goes back to the
+       pool for others.  No effect when it kept none. */
+    void (*thread_done)(struct custos_store *s);
 
     enum custos_err (*begin)(struct custos_store_conn *c, enum custos_plane p);
     enum custos_err (*commit)(struct custos_store_conn *c, enum custos_plane p);
