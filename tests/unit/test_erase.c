@@ -2617,6 +2617,29 @@ static void erase_linked(struct fx *f, char id[33], const char *name, const char
     json_decref(out);
 }
 
+/* A webhook given with its scheme in capitals is stored and delivered lowercase (answered so, and
+   the export's origin: test_api_leaving); another scheme is refused in capitals too. */
+static void test_link_scheme_lowercased(void **state)
+{
+    struct fx *f = *state;
+    struct custos_delivery d[2];
+    char id[33];
+    json_t *out = NULL;
+    size_t n = 0;
+
+    erase_linked(f, id, "crm", "HTTPS://Example.COM/hook");
+    assert_int_equal(custos_outbox_next(f->v, d, 2, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].url, "https://Example.COM/hook");
+    assert_string_equal(d[0].host, "example.com");
+    create(f, alice, id);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "pay", "{\"webhook\":\"FTP://x\"}", 21, &out),
+                     CUSTOS_ERR_INVALID);
+    assert_null(out);
+    assert_string_equal(custos_err_msg(CUSTOS_ERR_INVALID),
+                        "webhook must be an http:// or https:// URL with a host, of at most 2048 bytes");
+}
+
 /* One receiving host gets at most 4 notices per custos_outbox_next, and the scan looks past the
    rest of its backlog to other hosts (review finding: a slow receiver held up every other). */
 static void test_outbox_shares_between_hosts(void **state)
@@ -3042,6 +3065,17 @@ static void test_link_body_parse(void **state)
     expect_link("{\"webhook\":\"http://[fd00::7]:80/h\"}", CUSTOS_OK, "http://[fd00::7]:80/h");
     expect_link("{\"webhook\":\"http://[::ffff:10.0.0.7]\"}", CUSTOS_OK, "http://[::ffff:10.0.0.7]");
     expect_link("{\"webhook\":\"ftp://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    /* the scheme in any case (RFC 3986 3.1), handed back lowercase; nothing else changes case */
+    expect_link("{\"webhook\":\"HTTPS://Example.COM/Hook\"}", CUSTOS_OK, "https://Example.COM/Hook");
+    expect_link("{\"webhook\":\"hTtP://X:80/A\"}", CUSTOS_OK, "http://X:80/A");
+    expect_link("{\"webhook\":\"Https://u:PW@crm.example\"}", CUSTOS_OK, "https://u:PW@crm.example");
+    expect_link("{\"webhook\":\"FTP://x\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"FTP://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTPX://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTP:/crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTPS://\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTP://x:99999/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\" HTTP://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
     /* no host, or one libcurl will not send to: accepted before, their notices failed for days */
     expect_link("{\"webhook\":\"https://\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https:///path\"}", CUSTOS_ERR_INVALID, bad_url);
@@ -3058,7 +3092,6 @@ static void test_link_body_parse(void **state)
     expect_link("{\"webhook\":\"http://[zz]/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://[fe80::1%25eth0]/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://[::1]x/\"}", CUSTOS_ERR_INVALID, bad_url);
-    expect_link("{\"webhook\":\"HTTPS://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https://crm.example/a b\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https://crm.example/\\n\"}", CUSTOS_ERR_INVALID, bad_url);
@@ -3121,6 +3154,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_scheme_lowercased, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_attempts_wrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
