@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -210,6 +211,45 @@ enum custos_err cli_open(const char *dir, struct custos_vault **v)
     return CUSTOS_OK;
 }
 
+/*
+ * stdout's buffer.  init, principal add and rotate, and token issue print a secret or a token;
+ * the buffer libc would give stdout keeps the last of them when the program exits, and is freed
+ * there without a wipe.  This one is custos's own: from sodium_malloc (locked in memory, left
+ * out of core dumps), flushed and wiped at exit by out_close, whatever the path (main returning,
+ * or exit() as --help does).  A flush that fails there is reported as "write error on standard
+ * output" and the exit status becomes 1: a secret shown once and never written must not look
+ * like a success.  Commands that flush stdout themselves and report the failure (ledger export,
+ * principal list) leave nothing for it to flush and so see no second message.
+ */
+static char *out_buf; /* BUFSIZ bytes */
+
+static void out_close(void)
+{
+    int failed = fflush(stdout) != 0;
+
+    /* not freed: stdout points into it until libc's own exit handling, which finds nothing
+       left to write (after a failed flush the process ends here) */
+    sodium_memzero(out_buf, BUFSIZ);
+    if (failed) {
+        say("write error on standard output");
+        _exit(1);
+    }
+}
+
+/* Give stdout its buffer, before any output: line-buffered on a terminal, fully buffered
+   otherwise, as libc's default.  0, or -1 (out of memory) with stdout left as it was. */
+static int out_open(void)
+{
+    if (!(out_buf = sodium_malloc(BUFSIZ)))
+        return -1;
+    /* the handler first: from setvbuf on, stdout's last bytes are in out_buf */
+    if (atexit(out_close) != 0) {
+        sodium_free(out_buf);
+        return -1;
+    }
+    return setvbuf(stdout, out_buf, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, BUFSIZ) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     size_t i;
@@ -217,6 +257,10 @@ int main(int argc, char **argv)
     umask(077); /* everything custos creates is for its owner only */
     if (sodium_init() < 0) {
         fprintf(stderr, "custos: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (out_open() != 0) {
+        fprintf(stderr, "custos: cannot set up standard output: out of memory\n");
         return 1;
     }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {

@@ -1064,9 +1064,38 @@ done:
 
 /* ---- principals ---------------------------------------------------------------------------- */
 
-static enum custos_err principal_insert(struct custos_vault *v, const char *id, const char *kind, const char *roles,
-                                        unsigned ttl_days, const char *by, const uint8_t *by_token,
-                                        char secret[CUSTOS_SECRET_LEN + 1])
+/* A secret's id in the ledger: 8 bytes (16 hex digits) of a keyed hash of its stored hash, enough to
+   tell, when a rotation is replayed, whether a principal's row holds the secret it made. */
+static void secret_id_hex(const struct custos_vault *v, char out[17], const uint8_t secret_hash[32])
+{
+    crypto_generichash_state st;
+    uint8_t h[8];
+
+    crypto_generichash_init(&st, v->sec->mac_key, 32, sizeof(h));
+    mac_add_str(&st, "secret-id/v1");
+    crypto_generichash_update(&st, secret_hash, 32);
+    crypto_generichash_final(&st, h, sizeof(h));
+    sodium_bin2hex(out, 17, h, sizeof(h));
+}
+
+/* The ledger target of an entry that made principal `id` a secret (principal.create,
+   principal.rotate): "<id> secret <its id> for <N> days", N the lifetime chosen.  Returns out. */
+static const char *secret_target(const struct custos_vault *v, char out[128], const char *id,
+                                 const uint8_t secret_hash[32], unsigned ttl_days)
+{
+    char sid[17];
+
+    secret_id_hex(v, sid, secret_hash);
+    snprintf(out, 128, "%s secret %s for %u days", id, sid, ttl_days);
+    return out;
+}
+
+/* Create principal `id` with a new secret (into secret; wiped on failure), if the caller's token
+   (by_token; NULL for the operator) is still live in the transaction; on success e->target, in
+   target, names the secret (secret_target). */
+static enum custos_err principal_insert(struct custos_vault *v, struct custos_event *e, char target[128],
+                                        const char *id, const char *kind, const char *roles, unsigned ttl_days,
+                                        const char *by, const uint8_t *by_token, char secret[CUSTOS_SECRET_LEN + 1])
 {
     struct custos_store_conn *c = NULL;
     struct custos_principal_row p;
@@ -1097,6 +1126,8 @@ static enum custos_err principal_insert(struct custos_vault *v, const char *id, 
         rc = custos_err_set(CUSTOS_ERR_EXISTS, "principal '%s' already exists", id);
     if (rc)
         sodium_memzero(secret, CUSTOS_SECRET_LEN + 1);
+    else
+        e->target = secret_target(v, target, id, p.secret_hash, ttl_days);
     return rc;
 }
 
@@ -1105,12 +1136,13 @@ enum custos_err custos_principal_create_local(struct custos_vault *v, const char
 {
     struct custos_caller sys;
     struct custos_event e;
+    char target[128];
     enum custos_err rc;
 
     custos_caller_system(&sys);
     custos_event_init(&e, "principal.create", &sys);
     e.target = id;
-    rc = principal_insert(v, id, kind, roles, CUSTOS_SECRET_TTL_DAYS, sys.principal, NULL, secret);
+    rc = principal_insert(v, &e, target, id, kind, roles, CUSTOS_SECRET_TTL_DAYS, sys.principal, NULL, secret);
     return custos_audit_outcome(v, &e, rc);
 }
 
@@ -1120,7 +1152,7 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
     struct custos_event e;
     json_t *j = NULL;
     const char *id = NULL, *kind = NULL;
-    char roles[256], secret[CUSTOS_SECRET_LEN + 1];
+    char roles[256], secret[CUSTOS_SECRET_LEN + 1], target[128];
     unsigned ttl = CUSTOS_SECRET_TTL_DAYS;
     enum custos_err rc;
 
@@ -1134,7 +1166,8 @@ enum custos_err custos_principal_create(struct custos_vault *v, const struct cus
     e.target = id; /* set once the id is well-formed, also when kind or roles are refused */
     if (rc)
         goto done;
-    if ((rc = principal_insert(v, id, kind, roles, ttl, c->principal, c->has_token ? c->token_hash : NULL, secret)))
+    if ((rc = principal_insert(v, &e, target, id, kind, roles, ttl, c->principal,
+                               c->has_token ? c->token_hash : NULL, secret)))
         goto done;
     if (!(*out = json_pack("{s:s, s:s}", "id", id, "secret", secret)))
         rc = CUSTOS_ERR_NOMEM;
@@ -1249,20 +1282,6 @@ done:
 
 /* ---- secret rotation ------------------------------------------------------------------------ */
 
-/* A secret's id in the ledger: 8 bytes (16 hex digits) of a keyed hash of its stored hash, enough to
-   tell, when a rotation is replayed, whether a principal's row holds the secret it made. */
-static void secret_id_hex(const struct custos_vault *v, char out[17], const uint8_t secret_hash[32])
-{
-    crypto_generichash_state st;
-    uint8_t h[8];
-
-    crypto_generichash_init(&st, v->sec->mac_key, 32, sizeof(h));
-    mac_add_str(&st, "secret-id/v1");
-    crypto_generichash_update(&st, secret_hash, 32);
-    crypto_generichash_final(&st, h, sizeof(h));
-    sodium_bin2hex(out, 17, h, sizeof(h));
-}
-
 enum custos_err custos_principal_rotate_parse(const char *body, size_t len, int *revoke, unsigned *ttl_days)
 {
     static const char *const keys[] = {"revoke_tokens", "secret_ttl_days", NULL};
@@ -1297,7 +1316,7 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
     struct custos_store_conn *conn = NULL;
     struct custos_principal_row p;
     uint8_t raw[32];
-    char sid[17], secret[CUSTOS_SECRET_LEN + 1], when[32];
+    char secret[CUSTOS_SECRET_LEN + 1], when[32];
     uint64_t n = 0;
     enum custos_err rc;
 
@@ -1332,9 +1351,7 @@ static enum custos_err rotate_tx(struct custos_vault *v, struct custos_event *e,
     sodium_memzero(raw, sizeof(raw));
     p.secret_expires = secret_expiry(v, ttl_days);
     principal_mac(v, &p, p.mac);
-    secret_id_hex(v, sid, p.secret_hash);
-    snprintf(target, 128, "%s secret %s for %u days", id, sid, ttl_days);
-    e->target = target;
+    e->target = secret_target(v, target, id, p.secret_hash, ttl_days);
     if ((rc = v->ops->principal_set_secret(conn, id, p.secret_hash, p.secret_expires, p.mac)))
         goto out;
     if (revoke &&

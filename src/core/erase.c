@@ -705,9 +705,10 @@ done:
 /* ---- links and erasure status -------------------------------------------------------------- */
 
 /*
- * A webhook: http:// or https://, 8 to 2048 bytes of printable ASCII without spaces, and an
- * authority the deliverer (libcurl) can send to: [userinfo@]host[:port], the host a name of
- * letters, digits and "-._~" or a bracketed IPv6 address, the port 1 to 65535.  Without that
+ * A webhook: http:// or https://, the scheme in any case (RFC 3986 3.1: "HTTPS" is "https";
+ * custos_link_body_parse writes it lowercase), 8 to 2048 bytes of printable ASCII without spaces,
+ * and an authority the deliverer (libcurl) can send to: [userinfo@]host[:port], the host a name
+ * of letters, digits and "-._~" or a bracketed IPv6 address, the port 1 to 65535.  Without that
  * check a URL such as "https://" or "http://x:99999/" was accepted (200) and its notices failed
  * every attempt for 7 days.  One '@' at most: libcurl splits the userinfo at the first, url_host
  * (the per-host share) at the last.
@@ -716,10 +717,14 @@ static int valid_url(const char *u)
 {
     size_t i, n = strlen(u);
     const char *a, *end, *at, *h, *q;
+    char scheme[6];
 
     if (n < 8 || n > 2048)
         return 0;
-    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+    for (i = 0; i < 5 && isalpha((unsigned char)u[i]); i++)
+        scheme[i] = (char)tolower((unsigned char)u[i]);
+    scheme[i] = '\0';
+    if ((strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) || strncmp(u + i, "://", 3) != 0)
         return 0;
     for (i = 0; i < n; i++)
         if ((unsigned char)u[i] <= ' ' || (unsigned char)u[i] >= 0x7f)
@@ -767,6 +772,7 @@ enum custos_err custos_link_body_parse(const char *body, size_t len, json_t **j,
 {
     static const char *const keys[] = {"webhook", NULL};
     enum custos_err rc;
+    size_t n;
 
     *j = NULL;
     *url = NULL;
@@ -777,6 +783,20 @@ enum custos_err custos_link_body_parse(const char *body, size_t len, json_t **j,
         *url = NULL;
         return custos_err_set(CUSTOS_ERR_INVALID,
                               "webhook must be an http:// or https:// URL with a host, of at most 2048 bytes");
+    }
+    /* stored, answered and delivered with the scheme in its canonical lowercase, so that every
+       reader of the stored URL (the export's origin, a backup's check) sees one spelling; the
+       body's string is jansson's, read-only: a copy replaces it */
+    n = strcspn(*url, ":");
+    if (strncmp(*url, n == 4 ? "http" : "https", n) != 0) {
+        char canon[2049];
+
+        snprintf(canon, sizeof(canon), "%s%s", n == 4 ? "http" : "https", *url + n);
+        if (json_object_set_new(*j, "webhook", json_string(canon)) != 0) {
+            *url = NULL;
+            return CUSTOS_ERR_NOMEM;
+        }
+        *url = json_string_value(json_object_get(*j, "webhook"));
     }
     return CUSTOS_OK;
 }

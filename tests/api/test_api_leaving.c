@@ -420,6 +420,30 @@ static void test_export_shows_webhook_origin_only(void **state)
     assert_null(strstr(r->body, "T0KEN"));
 }
 
+/* RFC 3986 3.1: the scheme is case-insensitive; a webhook is answered, kept (the export shows it)
+   and delivered with it lowercase, and a scheme other than http(s) is refused in any case. */
+static void test_webhook_scheme_any_case(void **state)
+{
+    struct cz_server *s = *state;
+    const char *id = cz_create_subject(s, s->svc.token, "{\"name\":\"김민지\"}"), *bad;
+    const struct cz_resp *r;
+
+    r = cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/crm", id), s->svc.token,
+               "{\"webhook\":\"HTTPS://Example.COM/hook\"}");
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(r->json, "webhook"), "https://Example.COM/hook");
+    r = cz_req(s, "GET", cz_fmt(s, "/v1/subjects/%s/export", id), cz_mint(s, id), NULL);
+    cz_expect(r, 200);
+    assert_string_equal(cz_str(json_array_get(cz_get(r->json, "links"), 0), "webhook"), "https://Example.COM");
+    bad = "webhook must be an http:// or https:// URL with a host, of at most 2048 bytes";
+    r = cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/other", id), s->svc.token, "{\"webhook\":\"ftp://x\"}");
+    cz_expect_error(r, 400, "bad_request");
+    assert_string_equal(cz_str(r->json, "error.message"), bad);
+    r = cz_req(s, "PUT", cz_fmt(s, "/v1/subjects/%s/links/other", id), s->svc.token, "{\"webhook\":\"FTP://x\"}");
+    cz_expect_error(r, 400, "bad_request");
+    assert_string_equal(cz_str(r->json, "error.message"), bad);
+}
+
 static void test_hanging_receiver_does_not_hold_up_others(void **state)
 {
     struct cz_server *s = *state;
@@ -560,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_delivery_is_visible, setup_loopback, cz_teardown),
         cmocka_unit_test_setup_teardown(test_webhook_address_policy, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_export_shows_webhook_origin_only, cz_setup_std, cz_teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_scheme_any_case, cz_setup_std, cz_teardown),
         cmocka_unit_test_setup_teardown(test_hanging_receiver_does_not_hold_up_others, setup_loopback,
                                         cz_teardown),
         cmocka_unit_test_setup_teardown(test_hanging_receivers_yield_freed_slots, setup_loopback,

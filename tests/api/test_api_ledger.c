@@ -292,9 +292,13 @@ static void test_events(void **state)
     assert_non_null(cz_find_event(e, "action", "auth.fail", "reason", "malformed_token", "result", "denied", NULL));
     assert_non_null(cz_find_event(e, "action", "auth.fail", "reason", "missing_token", "result", "denied", NULL));
 
-    /* principal and token administration */
-    assert_non_null(cz_find_event(e, "action", "principal.create", "actor", "admin", "target", "svc", "result", "ok",
-                                  NULL));
+    /* principal and token administration; a create names the secret made and its lifetime (the
+       first one the admin made: svc, the default 365 days) */
+    ev = cz_find_event(e, "action", "principal.create", "actor", "admin", "result", "ok", NULL);
+    assert_non_null(ev);
+    assert_int_equal(strncmp(cz_str(ev, "target"), "svc secret ", 11), 0);
+    assert_int_equal(strspn(cz_str(ev, "target") + 11, "0123456789abcdef"), 16);
+    assert_string_equal(cz_str(ev, "target") + 27, " for 365 days");
     assert_non_null(cz_find_event(e, "action", "token.issue", "actor", "svc", "result", "ok", NULL));
     assert_non_null(cz_find_event(e, "action", "subject.create", "actor", "svc", "subject", a, "result", "ok", NULL));
 

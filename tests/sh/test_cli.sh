@@ -2,7 +2,8 @@
 # test_cli.sh - the custos command line (docs/cli.md): --help on every subcommand, usage errors
 # (exit 2, one line on stderr), init (no overwrite, modes, the token alone on the last line),
 # serve (loopback-only without TLS, clean SIGTERM, one server per vault), import (rejected lines
-# by number, exit 1), principal add/disable, token issue/revoke, keys rotate.
+# by number, exit 1), principal add/disable, token issue/revoke, stdout through a pipe and a write
+# error on it, keys rotate.
 . "$(dirname "$0")/lib.sh"
 
 D="$T/data"
@@ -268,6 +269,47 @@ expect_status 401 "a new token for a disabled principal"
 stop_server
 run "$CUSTOS" token issue --data "$D" --principal shop
 [ "$RC" -eq 1 ] || fail "token issue for a disabled principal: exit $RC, want 1"
+
+step "stdout: its own buffer (wiped at exit) loses nothing through a pipe; a write error is reported"
+# piped: stdout is fully buffered; every line, the secret or token last, comes out at exit
+piped() {
+  "$CUSTOS" "$@" 2>"$T/err" | cat >"$T/out"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || fail "custos $* | cat: exit ${PIPESTATUS[0]}: $(cat "$T/err")"
+}
+piped principal add --data "$D" --id piped --kind service --roles service
+[ "$(head -n1 "$T/out")" = "principal piped created; its secret (shown once):" ] &&
+  [ "$(wc -l <"$T/out")" -eq 2 ] || fail "principal add | cat: $(cat "$T/out")"
+PIPED_SECRET=$(tail -n1 "$T/out")
+[[ "$PIPED_SECRET" =~ ^cps_[A-Za-z0-9_-]{43}$ ]] || fail "principal add | cat: the last line is not the secret: '$PIPED_SECRET'"
+piped principal rotate --data "$D" --id piped
+[[ "$(tail -n1 "$T/out")" =~ ^cps_[A-Za-z0-9_-]{43}$ ]] && [ "$(wc -l <"$T/out")" -eq 2 ] ||
+  fail "principal rotate | cat: $(cat "$T/out")"
+PIPED_SECRET=$(tail -n1 "$T/out")
+piped token issue --data "$D" --principal piped
+[[ "$(tail -n1 "$T/out")" =~ ^cus_[A-Za-z0-9_-]{43}$ ]] && [ "$(wc -l <"$T/out")" -eq 2 ] ||
+  fail "token issue | cat: $(cat "$T/out")"
+start_server "$D"
+http POST /v1/auth/token "{\"principal\":\"piped\",\"secret\":\"$PIPED_SECRET\"}" ""
+expect_status 200 "a token for the secret rotate printed through a pipe"
+stop_server
+# more than one buffer's worth (ledger export: one line an entry), and exit() (--help after an action)
+"$CUSTOS" ledger export --data "$D" >"$T/export.file" || fail "ledger export to a file"
+piped ledger export --data "$D"
+[ "$(stat -c %s "$T/out")" -gt 65536 ] && cmp -s "$T/out" "$T/export.file" ||
+  fail "ledger export | cat: $(stat -c %s "$T/out") bytes, differs from the $(stat -c %s "$T/export.file") written to a file"
+piped principal add --help
+[ "$(tail -n1 "$T/out")" = "POST /v1/principals/{id}/disable and POST /v1/principals/{id}/rotate." ] ||
+  fail "principal add --help | cat: the help is cut: $(tail -n2 "$T/out")"
+if [ -w /dev/full ]; then
+  # a secret that could not be written is not a success: one line, exit 1 (the principal exists)
+  run sh -c '"$0" "$@" >/dev/full' "$CUSTOS" principal add --data "$D" --id full --kind service --roles service
+  [ "$RC" -eq 1 ] && [ "$(cat "$T/err")" = "custos: write error on standard output" ] ||
+    fail "principal add >/dev/full: exit $RC, stderr: $(cat "$T/err")"
+  # a command that reports its own write error is not reported twice
+  run sh -c '"$0" "$@" >/dev/full' "$CUSTOS" principal list --data "$D"
+  [ "$RC" -eq 1 ] && [ "$(cat "$T/err")" = "custos: cannot write the list" ] ||
+    fail "principal list >/dev/full: exit $RC, stderr: $(cat "$T/err")"
+fi
 
 step "keys rotate"
 "$CUSTOS" principal add --data "$D" --id reader --kind service --roles service >/dev/null

@@ -1876,6 +1876,76 @@ static void set_scan_mark(struct fx *f, uint64_t at)
     sqlite3_close(h);
 }
 
+/* target is "<id> secret <16 hex digits> for <days> days" (an entry that made id a secret); the
+   16 digits, the secret's id, into sid. */
+static void expect_secret_target(const char *target, const char *id, unsigned days, char sid[17])
+{
+    char prefix[96], suffix[32];
+    size_t n = (size_t)snprintf(prefix, sizeof(prefix), "%s secret ", id);
+
+    snprintf(suffix, sizeof(suffix), " for %u days", days);
+    assert_non_null(target);
+    assert_int_equal(strncmp(target, prefix, n), 0);
+    assert_int_equal(strspn(target + n, "0123456789abcdef"), 16);
+    assert_string_equal(target + n + 16, suffix);
+    snprintf(sid, 17, "%s", target + n);
+}
+
+/* The last ledger entry: action, actor and result as given; its target returned (a copy). */
+static const char *expect_last(struct fx *f, const char *action, const char *actor, const char *result,
+                               char target[128])
+{
+    json_t *ev = last_entry(f);
+
+    assert_string_equal(json_string_value(json_object_get(ev, "action")), action);
+    assert_string_equal(json_string_value(json_object_get(ev, "actor")), actor);
+    assert_string_equal(json_string_value(json_object_get(ev, "result")), result);
+    snprintf(target, 128, "%s", json_is_string(json_object_get(ev, "target")) ?
+                                    json_string_value(json_object_get(ev, "target")) : "");
+    json_decref(ev);
+    return target;
+}
+
+/*
+ * principal.create names the new secret and its lifetime as principal.rotate does: the
+ * secret_ttl_days given, or the default 365 (the CLI's init and principal add, the API).  A
+ * refused create names the principal alone.  The replay at open, which reads principal.rotate
+ * targets, leaves principals that were only created alone.
+ */
+static void test_principal_create_entry_names_lifetime(void **state)
+{
+    struct fx *f = *state;
+    static const char p30[] = "{\"id\":\"p30\",\"kind\":\"service\",\"roles\":[\"service\"],\"secret_ttl_days\":30}",
+                      pdef[] = "{\"id\":\"pdef\",\"kind\":\"service\",\"roles\":[\"service\"]}";
+    char s0[CUSTOS_SECRET_LEN + 1], s30[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], target[128],
+        sid0[17], sid1[17];
+    json_t *out = NULL;
+
+    assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
+    expect_secret_target(expect_last(f, "principal.create", "@local", "ok", target), "shop", 365, sid0);
+    assert_int_equal(custos_principal_create(f->v, &f->sys, p30, strlen(p30), &out), CUSTOS_OK);
+    snprintf(s30, sizeof(s30), "%s", json_string_value(json_object_get(out, "secret")));
+    json_decref(out);
+    expect_secret_target(expect_last(f, "principal.create", "@local", "ok", target), "p30", 30, sid1);
+    assert_int_equal(custos_principal_create(f->v, &f->sys, pdef, strlen(pdef), &out), CUSTOS_OK);
+    json_decref(out);
+    expect_secret_target(expect_last(f, "principal.create", "@local", "ok", target), "pdef", 365, sid1);
+    assert_int_equal(custos_principal_create(f->v, &f->sys, p30, strlen(p30), &out), CUSTOS_ERR_EXISTS);
+    assert_string_equal(expect_last(f, "principal.create", "@local", "error", target), "p30");
+    /* the id of the secret made, as a rotation names its own: a new one for a new secret */
+    rotate_ok(f, "shop", "", s1);
+    expect_secret_target(expect_last(f, "principal.rotate", "@local", "ok", target), "shop", 365, sid1);
+    assert_string_not_equal(sid0, sid1);
+
+    /* every entry scanned again at open: no create is taken for a rotation the row missed */
+    custos_vault_free(f->v);
+    set_scan_mark(f, 0);
+    open_vault(f);
+    assert_string_not_equal(expect_last(f, "principal.rotate", "@local", "ok", target), "shop secret withdrawn");
+    assert_int_equal(issue_with(f, "shop", s1, NULL), CUSTOS_OK);
+    assert_int_equal(issue_with(f, "p30", s30, NULL), CUSTOS_OK);
+}
+
 /*
  * A rotated secret stays rotated when the control plane is rolled back to a copy that holds the
  * old one (the secret that leaked, perhaps): the ledger names the new secret's id, the copy's row
@@ -1888,7 +1958,7 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
     char s0[CUSTOS_SECRET_LEN + 1], s1[CUSTOS_SECRET_LEN + 1], s2[CUSTOS_SECRET_LEN + 1],
         t0[CUSTOS_TOKEN_LEN + 1], t1[CUSTOS_TOKEN_LEN + 1];
     struct custos_caller c;
-    const char *target;
+    char sid[17];
     json_t *ev;
 
     assert_int_equal(custos_principal_create_local(f->v, "shop", "service", "service", s0), CUSTOS_OK);
@@ -1899,11 +1969,7 @@ static void test_rotation_survives_rolled_back_control_plane(void **state)
     ev = last_entry(f);
     assert_string_equal(json_string_value(json_object_get(ev, "action")), "principal.rotate");
     assert_string_equal(json_string_value(json_object_get(ev, "result")), "ok");
-    target = json_string_value(json_object_get(ev, "target"));
-    assert_non_null(target);
-    assert_int_equal(strncmp(target, "shop secret ", 12), 0);
-    assert_int_equal(strspn(target + 12, "0123456789abcdef"), 16);
-    assert_string_equal(target + 28, " for 365 days");
+    expect_secret_target(json_string_value(json_object_get(ev, "target")), "shop", 365, sid);
     assert_int_equal(json_integer_value(json_object_get(ev, "count")), 1);
     json_decref(ev);
     assert_int_equal(issue_with(f, "shop", s0, NULL), CUSTOS_ERR_UNAUTH);
@@ -2617,6 +2683,29 @@ static void erase_linked(struct fx *f, char id[33], const char *name, const char
     json_decref(out);
 }
 
+/* A webhook given with its scheme in capitals is stored and delivered lowercase (answered so, and
+   the export's origin: test_api_leaving); another scheme is refused in capitals too. */
+static void test_link_scheme_lowercased(void **state)
+{
+    struct fx *f = *state;
+    struct custos_delivery d[2];
+    char id[33];
+    json_t *out = NULL;
+    size_t n = 0;
+
+    erase_linked(f, id, "crm", "HTTPS://Example.COM/hook");
+    assert_int_equal(custos_outbox_next(f->v, d, 2, &n), CUSTOS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(d[0].url, "https://Example.COM/hook");
+    assert_string_equal(d[0].host, "example.com");
+    create(f, alice, id);
+    assert_int_equal(custos_link_put(f->v, &f->service, id, "pay", "{\"webhook\":\"FTP://x\"}", 21, &out),
+                     CUSTOS_ERR_INVALID);
+    assert_null(out);
+    assert_string_equal(custos_err_msg(CUSTOS_ERR_INVALID),
+                        "webhook must be an http:// or https:// URL with a host, of at most 2048 bytes");
+}
+
 /* One receiving host gets at most 4 notices per custos_outbox_next, and the scan looks past the
    rest of its backlog to other hosts (review finding: a slow receiver held up every other). */
 static void test_outbox_shares_between_hosts(void **state)
@@ -3042,6 +3131,17 @@ static void test_link_body_parse(void **state)
     expect_link("{\"webhook\":\"http://[fd00::7]:80/h\"}", CUSTOS_OK, "http://[fd00::7]:80/h");
     expect_link("{\"webhook\":\"http://[::ffff:10.0.0.7]\"}", CUSTOS_OK, "http://[::ffff:10.0.0.7]");
     expect_link("{\"webhook\":\"ftp://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    /* the scheme in any case (RFC 3986 3.1), handed back lowercase; nothing else changes case */
+    expect_link("{\"webhook\":\"HTTPS://Example.COM/Hook\"}", CUSTOS_OK, "https://Example.COM/Hook");
+    expect_link("{\"webhook\":\"hTtP://X:80/A\"}", CUSTOS_OK, "http://X:80/A");
+    expect_link("{\"webhook\":\"Https://u:PW@crm.example\"}", CUSTOS_OK, "https://u:PW@crm.example");
+    expect_link("{\"webhook\":\"FTP://x\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"FTP://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTPX://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTP:/crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTPS://\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\"HTTP://x:99999/\"}", CUSTOS_ERR_INVALID, bad_url);
+    expect_link("{\"webhook\":\" HTTP://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
     /* no host, or one libcurl will not send to: accepted before, their notices failed for days */
     expect_link("{\"webhook\":\"https://\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https:///path\"}", CUSTOS_ERR_INVALID, bad_url);
@@ -3058,7 +3158,6 @@ static void test_link_body_parse(void **state)
     expect_link("{\"webhook\":\"http://[zz]/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://[fe80::1%25eth0]/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://[::1]x/\"}", CUSTOS_ERR_INVALID, bad_url);
-    expect_link("{\"webhook\":\"HTTPS://crm.example/\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"http://\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https://crm.example/a b\"}", CUSTOS_ERR_INVALID, bad_url);
     expect_link("{\"webhook\":\"https://crm.example/\\n\"}", CUSTOS_ERR_INVALID, bad_url);
@@ -3121,6 +3220,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mint_during_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens_table_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_scheme_lowercased, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_attempts_wrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensitive_patch_shreds_old_value, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_shares_between_hosts, setup, teardown),
@@ -3131,6 +3231,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rekey_and_erase_flush_logs_soon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_gives_way_to_a_long_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_destroyed_keys_leave_the_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_principal_create_entry_names_lifetime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_survives_rolled_back_control_plane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_entry_without_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_refusals, setup, teardown),
