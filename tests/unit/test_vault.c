@@ -1735,6 +1735,154 @@ static void test_rotation_online(void **state)
     free(s);
 }
 
+/* ---- review (h-review-keys): failing tests for findings in the online rotation ------------- */
+
+static int review_ledger_fails;
+
+static int review_ledger_fault(void *ctx, const char *op)
+{
+    (void)ctx;
+    return review_ledger_fails && strcmp(op, "write") == 0;
+}
+
+/*
+ * Finding: POST /v1/keys/rotate's own `keys.rotate` entry (reason `started`) is written only
+ * after the rotation's thread has started.  When the ledger refuses it, the request fails (503),
+ * yet the rotation runs to its end and destroys master-1.key, and its outcome entry is refused
+ * too: a master key is destroyed with no trace in the ledger and the caller told it failed.
+ * Expected: a refused request changes nothing.
+ */
+static void test_review_rotation_refused_by_ledger_runs_anyway(void **state)
+{
+    struct fx *f = *state;
+    struct custos_vault_opts o;
+    struct custos_caller admin;
+    char a[CUSTOS_ID_HEX + 1], p1[700], p2[700];
+    json_t *out = NULL, *ev;
+    int i;
+
+    create(f->v, &f->sys, alice, a);
+    fx_close(f);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    o.ledger_fault = review_ledger_fault;
+    review_ledger_fails = 0;
+    must(custos_vault_open(&o, &f->v), "open with a ledger that can fail");
+    authn(f, f->admin_token, &admin);
+    keypath(f, 1, p1, sizeof(p1));
+    keypath(f, 2, p2, sizeof(p2));
+    review_ledger_fails = 1;
+    expect_rc(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), CUSTOS_ERR_UNAVAILABLE,
+              "the ledger refuses the request's entry");
+    assert_null(out);
+    for (i = 0; i < 3000 && exists(p1); i++)
+        usleep(1000);
+    custos_keys_stop(f->v);
+    review_ledger_fails = 0;
+    fx_close(f);
+    fx_open(f);
+    ev = rotate_event(f, NULL, "ok");
+    if (!exists(p1) || exists(p2))
+        fail_msg("a refused POST /v1/keys/rotate (503) rotated anyway: master-1.key %s, master-2.key %s, "
+                 "keys.rotate outcome entry in the ledger: %s",
+                 exists(p1) ? "kept" : "destroyed", exists(p2) ? "present" : "absent", ev ? "yes" : "none");
+    json_decref(ev);
+    check_alice(f, a);
+}
+
+/*
+ * Finding: a rotation whose flush stays busy ends `failed` keeping the old version (docs:
+ * "for 10 s ... a second POST finishes the destroy").  Measured: the busy window is about twice
+ * as long (each of the 40 tries also waits in SQLite's busy handler), and a second POST does not
+ * finish the destroy: it starts a whole new rotation (a version 3, every key re-wrapped again),
+ * while its first status and its `started` entry announce v1 -> v2.
+ */
+static void test_review_rotation_second_post_after_busy_flush(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin;
+    char a[CUSTOS_ID_HEX + 1], vs[64], p3[700];
+    json_t *out = NULL, *st;
+    struct timespec t0, t1;
+    double secs;
+    json_int_t announced;
+
+    create(f->v, &f->sys, alice, a);
+    authn(f, f->admin_token, &admin);
+    custos_vault_thread_serving(f->v, 1);
+    expect_rc(read_rc(f->v, &f->sys, a, "account"), CUSTOS_OK, "read (this thread now holds a snapshot)");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    must(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), "rotate start");
+    json_decref(out);
+    out = NULL;
+    st = wait_rotation(f, &admin, 0); /* this thread reads nothing meanwhile: its snapshot stays */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    custos_vault_thread_serving(f->v, 0); /* ends the snapshot */
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    print_message("review: the busy flush gave up after %.1f s (docs: 10 s)\n", secs);
+    assert_string_equal(rot_state(st), "failed");
+    versions_text(st, vs, sizeof(vs));
+    assert_string_equal(vs, "1,2");
+    json_decref(st);
+
+    must(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), "the second POST");
+    announced = rot_int(out, "to_version");
+    json_decref(out);
+    st = wait_rotation(f, &admin, 0);
+    assert_string_equal(rot_state(st), "done");
+    keypath(f, 3, p3, sizeof(p3));
+    if (rot_int(st, "to_version") != 2 || rot_int(st, "rewrapped") != 0 || exists(p3))
+        fail_msg("the second POST did not finish the destroy: it announced v1 -> v%lld, then ran v%lld -> v%lld, "
+                 "re-wrapped %lld keys again, master-3.key %s",
+                 (long long)announced, (long long)rot_int(st, "from_version"), (long long)rot_int(st, "to_version"),
+                 (long long)rot_int(st, "rewrapped"), exists(p3) ? "created" : "absent");
+    json_decref(st);
+    assert_true(secs < 12.0); /* docs: 10 s */
+}
+
+static int review_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/*
+ * Finding: the rotation's thread releases its store connection into its own thread slot
+ * (sq_release keeps the last one per thread) and then exits, so the connection never returns
+ * to the pool: every POST /v1/keys/rotate leaves one more SQLite connection (4 descriptors:
+ * data.db, control.db and their logs, plus its caches) open until the vault closes.
+ */
+static void test_review_rotation_thread_leaks_connection(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin;
+    char a[CUSTOS_ID_HEX + 1];
+    json_t *out = NULL;
+    int i, before = 0, after;
+
+    create(f->v, &f->sys, alice, a);
+    authn(f, f->admin_token, &admin);
+    for (i = 0; i < 6; i++) {
+        if (i == 1)
+            before = review_open_fds(); /* after the first: the pool has what one rotation needs */
+        must(custos_keys_rotate_start(f->v, &admin, NULL, 0, &out), "rotate start");
+        json_decref(out);
+        out = NULL;
+        json_decref(wait_rotation(f, &admin, 0));
+    }
+    after = review_open_fds();
+    if (after != before)
+        fail_msg("5 rotations left %d more descriptors open (%d -> %d)", after - before, before, after);
+}
+
 static enum custos_err key_gen(struct fx *f, const char *hex, uint32_t gen)
 {
     struct custos_store_conn *c = NULL;
@@ -2889,6 +3037,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_killed_while_destroying, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_flushes_logs_before_destroy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_online, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_rotation_refused_by_ledger_runs_anyway, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_rotation_second_post_after_busy_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_rotation_thread_leaks_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_key_in_use_is_not_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
