@@ -59,6 +59,7 @@ struct custos_vault_opts {
     void *ledger_fault_ctx;
     unsigned rebuild_group; /* subjects per commit of a blind-index rebuild; 0 = 8192 (tests: small) */
     unsigned rebuild_stop_after; /* tests: a rebuild fails after this many commits, as if killed; 0 = never */
+    unsigned key_flush_ms; /* tests: how long a serving rotation tries to flush before its destroy; 0 = 10 s */
 };
 
 /*

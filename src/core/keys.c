@@ -186,7 +186,7 @@ static void slot_wipe(struct custos_vault *v, int slot)
 
 /* ---- the rotation's state while serving ----------------------------------------------------- */
 
-enum rot_state { ROT_RUNNING = 1, ROT_DONE, ROT_FAILED, ROT_STOPPED };
+enum rot_state { ROT_STARTING = 1, ROT_RUNNING, ROT_DONE, ROT_FAILED, ROT_STOPPED };
 
 struct custos_rotation {
     pthread_t thread;
@@ -329,29 +329,56 @@ static enum custos_err destroy_below(struct custos_vault *v, uint32_t current, u
     return CUSTOS_OK;
 }
 
-/* Truncate the database logs before old master key files are destroyed.  Offline, busy readers
-   (LOCKED) do not stop the destroy, as before: the control plane's log is flushed first, and only
-   a reader of the control plane, which no other process has while the vault's lock is held, can
-   keep it.  Serving, the readers are this process's request threads, whose snapshots end within
-   a turn: try again for a while, and give up (keeping the old key) rather than destroy it with
-   its wraps still in the log. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Truncate the control plane's log before old master key files are destroyed: until then its old
+   pages hold every key wrapped under the old versions (the data plane holds no wrapped key, so
+   its readers, a backup among them, do not hold this back).  Offline, busy readers (LOCKED) do
+   not stop the destroy, as before: only a reader of the control plane, which no other process
+   has while the vault's lock is held, can keep it.  Serving, the readers are this process's
+   request threads, whose snapshots end within a turn: try again for key_flush_ms, and give up
+   (keeping the old key) rather than destroy it with its wraps still in the log.  *halted: the
+   stop flag ended it. */
 static enum custos_err flush_before_destroy(struct custos_vault *v, struct custos_store_conn *c,
-                                           const atomic_int *stop)
+                                           const atomic_int *stop, int *halted)
 {
     struct timespec pause = {0, FLUSH_PAUSE_MS * 1000000L};
+    uint64_t until = mono_ms() + v->key_flush_ms;
     enum custos_err rc;
-    int tries = 0;
 
-    while ((rc = v->ops->compact_logs(c)) == CUSTOS_ERR_LOCKED) {
+    while ((rc = v->ops->compact_log(c, CUSTOS_PLANE_CONTROL)) == CUSTOS_ERR_LOCKED) {
         custos_err_clear();
         if (!stop)
             return CUSTOS_OK;
-        if (++tries == FLUSH_TRIES || atomic_load(stop))
+        if (atomic_load(stop)) {
+            *halted = 1;
+            return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the server stopped during the rotation; its next start "
+                                  "resumes it");
+        }
+        if (mono_ms() >= until)
             return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the database logs stayed busy, so the old master key "
                                   "is kept; POST /v1/keys/rotate again to finish");
         nanosleep(&pause, NULL);
     }
     return rc;
+}
+
+/* What is left of a rotation: an older version loaded (something still under it, or the open
+   would have destroyed it) or a newer one not current yet. */
+static int unfinished(const struct custos_vault *v)
+{
+    int i;
+
+    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
+        if (v->sec->master_kv[i] && v->sec->master_kv[i] != v->current_kv)
+            return 1;
+    return 0;
 }
 
 /* Publish progress (serving) and tell whether to stop. */
@@ -365,9 +392,10 @@ static int progress(struct custos_vault *v, const struct custos_rotate_stats *st
     return atomic_load(stop);
 }
 
-/* The steps.  stop: NULL offline (custos keys rotate), else the serving thread's stop flag. */
+/* The steps.  stop: NULL offline (custos keys rotate), else the serving thread's stop flag;
+   *halted is set when that flag ended it (its error is then UNAVAILABLE). */
 static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *c, struct custos_rotate_stats *st,
-                              const atomic_int *stop)
+                              const atomic_int *stop, int *halted)
 {
     struct rewrap rw;
     char path[PATH_MAX + 64];
@@ -383,7 +411,9 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
     st->to_version = newest_version(v);
     if ((rc = v->ops->key_count_below(c, v->current_kv, &left)))
         return rc;
-    st->resumed = st->to_version > v->current_kv || left > 0;
+    /* resumed: a newer version not current yet, an older one still loaded (keys under it, or a
+       destroy that a busy flush put off), or keys under an older one */
+    st->resumed = unfinished(v) || left > 0;
     if (!st->resumed) {
         /* 1. a new version */
         slot = free_slot(v);
@@ -439,6 +469,7 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
         if (rw.n < rw.cap)
             break;
         if (progress(v, st, stop)) {
+            *halted = 1;
             rc = custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the server stopped during the rotation; its next start "
                                 "resumes it");
             break;
@@ -468,23 +499,11 @@ static enum custos_err rotate(struct custos_vault *v, struct custos_store_conn *
        old pages of control.db (and its log) still hold every key wrapped under the old versions,
        and a crash between the destroy and the flush would leave them there with the old key file
        gone, so that the rotation looks done while an old copy of that key still opens them */
-    if ((rc = flush_before_destroy(v, c, stop)) || (rc = destroy_below(v, rw.to, &st->destroyed_versions)))
+    if ((rc = flush_before_destroy(v, c, stop, halted)) || (rc = destroy_below(v, rw.to, &st->destroyed_versions)))
         return rc;
     progress(v, st, stop);
     rc = v->ops->compact_logs(c);
     return rc == CUSTOS_ERR_LOCKED ? CUSTOS_OK : rc; /* the server's tick flushes it later */
-}
-
-/* What is left of a rotation: an older version loaded (something still under it, or the open
-   would have destroyed it) or a newer one not current yet. */
-static int unfinished(const struct custos_vault *v)
-{
-    int i;
-
-    for (i = 0; i < CUSTOS_MAX_KEY_VERSIONS; i++)
-        if (v->sec->master_kv[i] && v->sec->master_kv[i] != v->current_kv)
-            return 1;
-    return 0;
 }
 
 enum custos_err custos_keys_finish(struct custos_vault *v)
@@ -516,7 +535,7 @@ enum custos_err custos_keys_finish(struct custos_vault *v)
     e.ok_reason = "recovered";
     snprintf(target, sizeof(target), "master-key v%u -> v%u", oldest, v->current_kv);
     e.target = target;
-    rc = flush_before_destroy(v, conn, NULL); /* as in rotate(): no old key file goes before the logs are flushed */
+    rc = flush_before_destroy(v, conn, NULL, NULL); /* as in rotate(): no old key file goes before the log is flushed */
     if (!rc)
         rc = destroy_below(v, v->current_kv, &destroyed);
     if (!rc && (rc = v->ops->compact_logs(conn)) == CUSTOS_ERR_LOCKED)
@@ -547,7 +566,7 @@ enum custos_err custos_keys_rotate(struct custos_vault *v, const struct custos_c
     }
     if ((rc = v->ops->acquire(v->store, &conn)))
         goto done;
-    rc = rotate(v, conn, out, NULL);
+    rc = rotate(v, conn, out, NULL, NULL);
     v->ops->release(v->store, conn);
     rotate_target(target, out);
     e.target = target;
@@ -568,22 +587,24 @@ static void *rotation_main(void *arg)
     char target[48];
     enum custos_err rc;
     enum rot_state end;
+    int halted = 0;
 
     memset(&st, 0, sizeof(st));
     if (!(rc = v->ops->acquire(v->store, &conn))) {
-        rc = rotate(v, conn, &st, &r->stop);
+        rc = rotate(v, conn, &st, &r->stop, &halted);
         v->ops->release(v->store, conn);
     }
-    end = rc == CUSTOS_OK ? ROT_DONE : atomic_load(&r->stop) ? ROT_STOPPED : ROT_FAILED;
     custos_event_init(&e, "keys.rotate", &r->who);
     if (r->recovered)
         e.ok_reason = "recovered";
-    if (end == ROT_STOPPED)
+    if (halted)
         e.reason = "stopped";
     rotate_target(target, &st);
     e.target = target;
     e.count = (int64_t)st.rewrapped;
     rc = custos_audit_outcome(v, &e, rc);
+    /* done only when its outcome is in the ledger too */
+    end = rc == CUSTOS_OK ? ROT_DONE : halted ? ROT_STOPPED : ROT_FAILED;
     pthread_mutex_lock(&v->kr_mu);
     r->st = st;
     r->state = end;
@@ -592,21 +613,33 @@ static void *rotation_main(void *arg)
     r->finished_at = (int64_t)custos_now(v);
     pthread_mutex_unlock(&v->kr_mu);
     custos_err_clear();
-    v->ops->thread_done(v->store); /* its connection (the audit's too) serves the next thread */
+    v->ops->thread_done(v->store); /* its connection serves the next thread */
     return NULL;
 }
 
-/* Start the thread (kr_mu held; nothing running).  CUSTOS_OK or an error with its message. */
-static enum custos_err rotation_spawn(struct custos_vault *v, const struct custos_caller *who, int recovered)
+static int busy(const struct custos_rotation *r)
+{
+    return r && (r->state == ROT_STARTING || r->state == ROT_RUNNING);
+}
+
+/* Claim the rotation (kr_mu held, none running): state `starting`, what it will do; the caller
+   then launches it or gives it back.  prev: the state to give back. */
+static enum custos_err rotation_claim(struct custos_vault *v, const struct custos_caller *who, int recovered,
+                                      enum rot_state *prev)
 {
     struct custos_rotation *r = v->rot;
 
+    if (v->kr_closed)
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the server is stopping");
+    if (busy(r))
+        return custos_err_set(CUSTOS_ERR_EXISTS, "a rotation is already running (GET /v1/keys shows how far it is)");
     if (!r && !(r = v->rot = calloc(1, sizeof(*r))))
         return CUSTOS_ERR_NOMEM;
-    if (r->joinable) { /* the last one has ended (state is not running): collect it */
+    if (r->joinable) { /* the last one has ended (its state says so): collect it */
         pthread_join(r->thread, NULL);
         r->joinable = 0;
     }
+    *prev = r->state;
     memset(&r->st, 0, sizeof(r->st));
     r->st.resumed = unfinished(v);
     r->st.from_version = from_version(v);
@@ -618,8 +651,19 @@ static enum custos_err rotation_spawn(struct custos_vault *v, const struct custo
     r->started_at = (int64_t)custos_now(v);
     r->finished_at = 0;
     atomic_store(&r->stop, 0);
-    if (custos_thread_create(&r->thread, rotation_main, v) != 0)
+    r->state = ROT_STARTING;
+    return CUSTOS_OK;
+}
+
+/* Start the claimed rotation's thread (kr_mu held); on failure the claim is given back. */
+static enum custos_err rotation_launch(struct custos_vault *v, enum rot_state prev)
+{
+    struct custos_rotation *r = v->rot;
+
+    if (custos_thread_create(&r->thread, rotation_main, v) != 0) {
+        r->state = prev;
         return custos_err_set(CUSTOS_ERR_IO, "cannot start the rotation's thread");
+    }
     r->joinable = 1;
     r->state = ROT_RUNNING;
     return CUSTOS_OK;
@@ -628,7 +672,7 @@ static enum custos_err rotation_spawn(struct custos_vault *v, const struct custo
 /* The status document (kr_mu held). */
 static json_t *status_json(struct custos_vault *v)
 {
-    static const char *const names[] = {"", "running", "done", "failed", "stopped"};
+    static const char *const names[] = {"", "running", "running", "done", "failed", "stopped"};
     struct custos_rotation *r = v->rot;
     json_t *o = json_object(), *vs = json_array(), *rot;
     char when[32];
@@ -682,11 +726,17 @@ enum custos_err custos_keys_rotate_parse(const char *body, size_t len)
     return rc;
 }
 
+/*
+ * The request's entry is durable before anything happens (no audit, no rotation): claim the
+ * rotation (so a second request gets 409 meanwhile), record `started`, then launch it; a
+ * ledger that refuses the entry leaves everything as it was (503).
+ */
 enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct custos_caller *c, const char *body,
                                          size_t len, json_t **out)
 {
     struct custos_event e;
     char target[48];
+    enum rot_state prev = 0;
     enum custos_err rc = CUSTOS_OK;
 
     *out = NULL;
@@ -694,24 +744,33 @@ enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct cu
     e.ok_reason = "started";
     if (!custos_caller_may(v, c, CUSTOS_OP_KEYS_MANAGE)) {
         rc = custos_err_set(CUSTOS_ERR_FORBIDDEN, "key rotation needs keys.manage (admin)");
-        goto done;
+        goto refused;
     }
     if ((rc = custos_keys_rotate_parse(body, len)))
-        goto done;
+        goto refused;
     pthread_mutex_lock(&v->kr_mu);
-    if (v->rot && v->rot->state == ROT_RUNNING)
-        rc = custos_err_set(CUSTOS_ERR_EXISTS, "a rotation is already running (GET /v1/keys shows how far it is)");
-    else
-        rc = rotation_spawn(v, c, 0);
-    if (!rc) {
+    if (!(rc = rotation_claim(v, c, 0, &prev)))
         rotate_target(target, &v->rot->st);
-        e.target = target;
-        *out = status_json(v);
-        if (!*out)
-            rc = CUSTOS_ERR_NOMEM; /* the rotation runs anyway; GET /v1/keys shows it */
-    }
     pthread_mutex_unlock(&v->kr_mu);
-done:
+    if (rc)
+        goto refused;
+    e.target = target;
+    e.result = CUSTOS_RESULT_OK;
+    rc = custos_audit_durable(v, &e, NULL) ? CUSTOS_ERR_UNAVAILABLE : CUSTOS_OK;
+    pthread_mutex_lock(&v->kr_mu);
+    if (rc) {
+        v->rot->state = prev; /* nothing happened */
+        rc = custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the ledger cannot record the rotation: nothing was done");
+    } else if (!(rc = rotation_launch(v, prev)) && !(*out = status_json(v)))
+        rc = CUSTOS_ERR_NOMEM; /* it runs anyway; GET /v1/keys shows it */
+    pthread_mutex_unlock(&v->kr_mu);
+    if (rc && rc != CUSTOS_ERR_NOMEM && rc != CUSTOS_ERR_UNAVAILABLE) {
+        /* recorded as started, never launched: say so */
+        e.ok_reason = NULL;
+        return custos_audit_outcome(v, &e, rc);
+    }
+    return rc;
+refused:
     return custos_audit_finish(v, &e, rc, out);
 }
 
@@ -738,12 +797,14 @@ done:
 int custos_keys_resume(struct custos_vault *v)
 {
     struct custos_caller sys;
+    enum rot_state prev;
     int started = 0;
 
     custos_caller_system(&sys);
     pthread_mutex_lock(&v->kr_mu);
-    if (unfinished(v) && !(v->rot && v->rot->state == ROT_RUNNING)) {
-        if (rotation_spawn(v, &sys, 1))
+    /* no entry first: like `custos keys rotate` resuming, its outcome entry says `recovered` */
+    if (unfinished(v) && !busy(v->rot)) {
+        if (rotation_claim(v, &sys, 1, &prev) || rotation_launch(v, prev))
             custos_err_clear(); /* serving goes on; GET /v1/keys shows the versions left */
         else
             started = 1;
@@ -755,18 +816,24 @@ int custos_keys_resume(struct custos_vault *v)
 void custos_keys_stop(struct custos_vault *v)
 {
     struct custos_rotation *r;
+    pthread_t t;
+    int join = 0;
 
     if (!v->kr_ready)
         return;
     pthread_mutex_lock(&v->kr_mu);
+    v->kr_closed = 1;
     r = v->rot;
-    if (r)
+    if (r) {
         atomic_store(&r->stop, 1);
-    pthread_mutex_unlock(&v->kr_mu);
-    if (r && r->joinable) {
-        pthread_join(r->thread, NULL);
-        r->joinable = 0;
+        if ((join = r->joinable)) { /* claimed here: one join, whoever calls */
+            t = r->thread;
+            r->joinable = 0;
+        }
     }
+    pthread_mutex_unlock(&v->kr_mu);
+    if (join)
+        pthread_join(t, NULL);
 }
 
 void custos_keyring_free(struct custos_vault *v)

@@ -660,6 +660,7 @@ enum custos_err custos_vault_open_locked(const struct custos_vault_opts *o, int 
         goto fail;
     v->rebuild_group = o->rebuild_group ? o->rebuild_group : 8192;
     v->rebuild_stop_after = o->rebuild_stop_after;
+    v->key_flush_ms = o->key_flush_ms ? o->key_flush_ms : 10000;
     memset(&lc, 0, sizeof(lc));
     path_join(path, sizeof(path), v->dir, "ledger");
     lc.dir = path;

@@ -68,6 +68,8 @@ struct custos_vault {
     unsigned kr_wrapping[CUSTOS_MAX_KEY_VERSIONS];
     unsigned char kr_retiring[CUSTOS_MAX_KEY_VERSIONS]; /* no new holder: being destroyed */
     struct custos_rotation *rot; /* a rotation run by this process in a thread of its own (keys.c) */
+    int kr_closed;               /* custos_keys_stop ran: no rotation starts any more */
+    unsigned key_flush_ms;       /* how long a serving rotation tries to flush before its destroy */
     char origin[256];
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;

@@ -1201,6 +1201,7 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
         custos_vault_tick(v);
     }
     log_line("stopping", "");
+    custos_keys_stop(v); /* a rotation ends at its batch's end, while the workers still serve */
     custos_webhook_stop();
 done:
     /* Workers stop accepting, send the responses they hold as their entries become durable
@@ -1211,7 +1212,7 @@ done:
             wake(&s.w[i]);
             pthread_join(s.w[i].thread, NULL);
         }
-    custos_keys_stop(v); /* at its batch's end; the next start resumes it */
+    custos_keys_stop(v); /* (when the start failed half-way) */
     if (hooked)
         custos_vault_on_durable(v, NULL, NULL);
     for (unsigned i = 0; i < s.nw; i++) {

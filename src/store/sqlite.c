@@ -867,6 +867,19 @@ static void sq_set_bulk(struct custos_store_conn *c, int on)
     c->bulk = on;
 }
 
+static enum custos_err sq_compact_log(struct custos_store_conn *c, enum custos_plane p)
+{
+    int rc;
+
+    c->busy_ms = FLUSH_BUSY_MS;
+    rc = sqlite3_wal_checkpoint_v2(c->db, p == CUSTOS_PLANE_CONTROL ? "ctl" : "main", SQLITE_CHECKPOINT_TRUNCATE,
+                                   NULL, NULL);
+    c->busy_ms = 0;
+    if (rc == SQLITE_BUSY)
+        return CUSTOS_ERR_LOCKED;
+    return rc == SQLITE_OK ? CUSTOS_OK : db_err(c->db, rc, "checkpoint");
+}
+
 static enum custos_err sq_compact_logs(struct custos_store_conn *c)
 {
     int rc;
@@ -2823,6 +2836,7 @@ const struct custos_store_ops custos_store_sqlite = {
     .rollback = sq_rollback,
     .set_bulk = sq_set_bulk,
     .compact_logs = sq_compact_logs,
+    .compact_log = sq_compact_log,
     .snapshot_reads = sq_snapshot_reads,
     .snapshot_turn = sq_snapshot_turn,
     .snapshot_leave = sq_snapshot_leave,

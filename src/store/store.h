@@ -151,6 +151,9 @@ struct custos_store_ops {
        bounded time (a fraction of a second) for readers of old pages, since new writers wait
        meanwhile; CUSTOS_ERR_LOCKED when readers kept it from finishing: try again later. */
     enum custos_err (*compact_logs)(struct custos_store_conn *c);
+    /* The same for one plane's log only (a rotation's destroy needs the control plane's alone:
+       a long reader of the data plane, a backup, must not hold it back). */
+    enum custos_err (*compact_log)(struct custos_store_conn *c, enum custos_plane p);
     /* Snapshot reads, for request threads: after snapshot_reads(s, 1) the calling thread's
        plain reads (key_get, erasure_get, subject_get, blind_find outside a transaction) may
        share one read snapshot until anything is committed through this store; a read still
