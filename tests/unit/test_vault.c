@@ -1879,6 +1879,102 @@ static void test_rotation_busy_flush_then_second_request(void **state)
     check_alice(f, a);
 }
 
+/*
+ * Review finding (h-review-keys2): custos_keys_stop while a request is between its claim and its
+ * launch (state `starting`, waiting for its `started` entry to be durable) found nothing to join
+ * and returned; the request then launched the rotation anyway, after the stop: kr_closed ("no
+ * rotation starts any more") was not looked at again, and the stop flag set before the thread
+ * existed is read only at a full batch's end, so a small vault rotated to the end (new version,
+ * destroy) after SIGTERM had "stopped" the rotation, while the workers drained.  The request
+ * should answer 503 ("the server is stopping") and record its outcome; nothing should happen.
+ * The ledger's writer is held in its fault hook to keep the request in that window.
+ */
+static atomic_int gate_armed, gate_entered, gate_open;
+
+static int ledger_gate(void *ctx, const char *op)
+{
+    (void)ctx;
+    if (strcmp(op, "write") == 0 && atomic_load(&gate_armed)) {
+        atomic_store(&gate_entered, 1);
+        while (!atomic_load(&gate_open))
+            usleep(1000);
+    }
+    return 0;
+}
+
+struct start_call {
+    struct custos_vault *v;
+    struct custos_caller *admin;
+    enum custos_err rc;
+};
+
+static void *start_rotation(void *arg)
+{
+    struct start_call *sc = arg;
+    json_t *out = NULL;
+
+    sc->rc = custos_keys_rotate_start(sc->v, sc->admin, NULL, 0, &out);
+    json_decref(out);
+    return NULL;
+}
+
+static void test_rotation_stop_while_starting(void **state)
+{
+    struct fx *f = *state;
+    struct custos_caller admin;
+    struct custos_vault_opts o;
+    struct start_call sc;
+    char a[CUSTOS_ID_HEX + 1], p1[700], p2[700];
+    pthread_t th;
+    json_t *st;
+    int i;
+
+    create(f->v, &f->sys, alice, a);
+    fx_close(f);
+    memset(&o, 0, sizeof(o));
+    o.dir = f->dir;
+    o.now_ms = fx_clock;
+    o.now_ctx = f;
+    o.ledger_fault = ledger_gate;
+    must(custos_vault_open(&o, &f->v), "open with a ledger gate");
+    authn(f, f->admin_token, &admin);
+    keypath(f, 1, p1, sizeof(p1));
+    keypath(f, 2, p2, sizeof(p2));
+
+    atomic_store(&gate_entered, 0);
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_armed, 1);
+    sc.v = f->v;
+    sc.admin = &admin;
+    sc.rc = CUSTOS_OK;
+    assert_int_equal(pthread_create(&th, NULL, start_rotation, &sc), 0);
+    for (i = 0; i < 10000 && !atomic_load(&gate_entered); i++)
+        usleep(1000);
+    assert_true(atomic_load(&gate_entered)); /* the request waits for its `started` entry */
+    custos_keys_stop(f->v);                 /* SIGTERM: the main thread stops the rotation */
+    atomic_store(&gate_armed, 0);
+    atomic_store(&gate_open, 1);
+    assert_int_equal(pthread_join(th, NULL), 0);
+
+    /* its `started` entry is there: the request had claimed the rotation before the stop */
+    st = rotate_event(f, "started", "ok");
+    assert_non_null(st);
+    json_decref(st);
+    /* whatever the request answered, nothing may run after the stop */
+    st = key_status(f, &admin);
+    for (i = 0; i < 20000 && rot_state(st) && strcmp(rot_state(st), "running") == 0; i++) {
+        json_decref(st);
+        usleep(1000);
+        st = key_status(f, &admin);
+    }
+    json_decref(st);
+    if (exists(p2) || !exists(p1))
+        fail_msg("a rotation ran after custos_keys_stop: master-2.key %s, master-1.key %s (the request answered %d)",
+                 exists(p2) ? "made" : "absent", exists(p1) ? "kept" : "destroyed", (int)sc.rc);
+    expect_rc(sc.rc, CUSTOS_ERR_UNAVAILABLE, "the request after the stop: the server is stopping");
+    check_alice(f, a);
+}
+
 static int open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -3076,6 +3172,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotation_refused_by_ledger_does_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_busy_flush_then_second_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_thread_returns_its_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_stop_while_starting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeroed_key_in_use_is_not_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_on_sensitive_patch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_reapplied, setup, teardown),
