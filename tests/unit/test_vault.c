@@ -1813,7 +1813,7 @@ static void test_rotation_busy_flush_then_second_request(void **state)
 {
     struct fx *f = *state;
     struct custos_caller admin;
-    char a[CUSTOS_ID_HEX + 1], vs[64], path[700];
+    char a[CUSTOS_ID_HEX + 1], b[CUSTOS_ID_HEX + 1], vs[64], path[700];
     json_t *out = NULL, *st;
     struct timespec t0, t1;
     sqlite3 *db = NULL;
@@ -1822,6 +1822,7 @@ static void test_rotation_busy_flush_then_second_request(void **state)
     create(f->v, &f->sys, alice, a);
     fx_open_rotation_knobs(f, 1000);
     authn(f, f->admin_token, &admin);
+    create(f->v, &f->sys, bob, b); /* frames in data.db's log: the reader below holds them */
 
     /* a reader of data.db alone: the rotation finishes */
     snprintf(path, sizeof(path), "%s/data.db", f->dir);
