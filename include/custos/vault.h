@@ -334,7 +334,8 @@ enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_c
    operator; its entry says `recovered`.  1 when it started one, else 0 (nothing to do). */
 int custos_keys_resume(struct custos_vault *v);
 /* Stop a rotation running in its own thread at the end of its current batch and wait for it
-   (its entry says `stopped`; the next start resumes it).  custos_vault_free calls it too. */
+   (its entry says `stopped`; the next start resumes it); from then on this vault starts none
+   (503 "the server is stopping"): it is for a server's stop.  custos_vault_free calls it too. */
 void custos_keys_stop(struct custos_vault *v);
 
 /* ---- audit for requests the core never saw ------------------------------------------------- */

@@ -26,8 +26,9 @@
  * reader's snapshot to be newer than the re-wrap: a rotation whose flush
  * stays busy keeps the old key and fails (running it again finishes).
  *
- * Must never: change the key slots except under kr_mu (and only from the
- * rotation's thread), wait for anything while holding kr_mu, make a version
+ * Must never: change the key slots except under kr_mu (and only by whoever
+ * holds the rotation's claim: the request that makes the new version, then
+ * the rotation's thread), wait for anything while holding kr_mu, make a version
  * current while a wrap under another is uncommitted, wipe a key a thread
  * holds, leave an unwrapped key outside secure memory.
  */
@@ -188,11 +189,8 @@ static void slot_wipe(struct custos_vault *v, int slot)
 
 enum rot_state { ROT_STARTING = 1, ROT_RUNNING, ROT_DONE, ROT_FAILED, ROT_STOPPED };
 
-struct custos_rotation {
-    pthread_t thread;
-    int joinable;
-    atomic_int stop;
-    /* under v->kr_mu: */
+/* What GET /v1/keys tells of the last rotation. */
+struct rot_record {
     enum rot_state state;
     struct custos_rotate_stats st;
     int64_t started_at, finished_at;
@@ -200,6 +198,14 @@ struct custos_rotation {
     char msg[256];
     struct custos_caller who;
     int recovered; /* resumed at a start, as the local operator */
+};
+
+struct custos_rotation {
+    pthread_t thread;
+    int joinable;
+    atomic_int stop;
+    struct rot_record rec;  /* under v->kr_mu */
+    struct rot_record prev; /* what a claim given back restores */
 };
 
 struct pending {
@@ -387,7 +393,12 @@ static int progress(struct custos_vault *v, const struct custos_rotate_stats *st
     if (!stop)
         return 0;
     pthread_mutex_lock(&v->kr_mu);
-    v->rot->st = *st;
+    {
+        int resumed = v->rot->rec.st.resumed; /* the claim's: step 1 may have been its own */
+
+        v->rot->rec.st = *st;
+        v->rot->rec.st.resumed = resumed;
+    }
     pthread_mutex_unlock(&v->kr_mu);
     return atomic_load(stop);
 }
@@ -594,8 +605,8 @@ static void *rotation_main(void *arg)
         rc = rotate(v, conn, &st, &r->stop, &halted);
         v->ops->release(v->store, conn);
     }
-    custos_event_init(&e, "keys.rotate", &r->who);
-    if (r->recovered)
+    custos_event_init(&e, "keys.rotate", &r->rec.who);
+    if (r->rec.recovered)
         e.ok_reason = "recovered";
     if (halted)
         e.reason = "stopped";
@@ -606,11 +617,12 @@ static void *rotation_main(void *arg)
     /* done only when its outcome is in the ledger too */
     end = rc == CUSTOS_OK ? ROT_DONE : halted ? ROT_STOPPED : ROT_FAILED;
     pthread_mutex_lock(&v->kr_mu);
-    r->st = st;
-    r->state = end;
-    r->err = rc;
-    custos_strcopy(r->msg, sizeof(r->msg), rc ? custos_err_msg(rc) : "", rc ? strlen(custos_err_msg(rc)) : 0);
-    r->finished_at = (int64_t)custos_now(v);
+    st.resumed = r->rec.st.resumed;
+    r->rec.st = st;
+    r->rec.state = end;
+    r->rec.err = rc;
+    custos_strcopy(r->rec.msg, sizeof(r->rec.msg), rc ? custos_err_msg(rc) : "", rc ? strlen(custos_err_msg(rc)) : 0);
+    r->rec.finished_at = (int64_t)custos_now(v);
     pthread_mutex_unlock(&v->kr_mu);
     custos_err_clear();
     v->ops->thread_done(v->store); /* its connection serves the next thread */
@@ -619,13 +631,13 @@ static void *rotation_main(void *arg)
 
 static int busy(const struct custos_rotation *r)
 {
-    return r && (r->state == ROT_STARTING || r->state == ROT_RUNNING);
+    return r && (r->rec.state == ROT_STARTING || r->rec.state == ROT_RUNNING);
 }
 
 /* Claim the rotation (kr_mu held, none running): state `starting`, what it will do; the caller
-   then launches it or gives it back.  prev: the state to give back. */
-static enum custos_err rotation_claim(struct custos_vault *v, const struct custos_caller *who, int recovered,
-                                      enum rot_state *prev)
+   then launches it or gives it back (rotation_giveback).  Whoever holds the claim is the only
+   one that may change the key slots. */
+static enum custos_err rotation_claim(struct custos_vault *v, const struct custos_caller *who, int recovered)
 {
     struct custos_rotation *r = v->rot;
 
@@ -639,34 +651,50 @@ static enum custos_err rotation_claim(struct custos_vault *v, const struct custo
         pthread_join(r->thread, NULL);
         r->joinable = 0;
     }
-    *prev = r->state;
-    memset(&r->st, 0, sizeof(r->st));
-    r->st.resumed = unfinished(v);
-    r->st.from_version = from_version(v);
-    r->st.to_version = r->st.resumed ? newest_version(v) : v->current_kv + 1;
-    r->who = *who;
-    r->recovered = recovered;
-    r->err = CUSTOS_OK;
-    r->msg[0] = '\0';
-    r->started_at = (int64_t)custos_now(v);
-    r->finished_at = 0;
+    r->prev = r->rec;
+    memset(&r->rec, 0, sizeof(r->rec));
+    r->rec.st.resumed = unfinished(v);
+    r->rec.st.from_version = from_version(v);
+    r->rec.st.to_version = r->rec.st.resumed ? newest_version(v) : v->current_kv + 1;
+    r->rec.who = *who;
+    r->rec.recovered = recovered;
+    r->rec.started_at = (int64_t)custos_now(v);
     atomic_store(&r->stop, 0);
-    r->state = ROT_STARTING;
+    r->rec.state = ROT_STARTING;
     return CUSTOS_OK;
 }
 
+/* Nothing was started after all: the record is what it was (kr_mu held). */
+static void rotation_giveback(struct custos_vault *v)
+{
+    v->rot->rec = v->rot->prev;
+}
+
 /* Start the claimed rotation's thread (kr_mu held); on failure the claim is given back. */
-static enum custos_err rotation_launch(struct custos_vault *v, enum rot_state prev)
+static enum custos_err rotation_launch(struct custos_vault *v)
 {
     struct custos_rotation *r = v->rot;
 
     if (custos_thread_create(&r->thread, rotation_main, v) != 0) {
-        r->state = prev;
+        rotation_giveback(v);
         return custos_err_set(CUSTOS_ERR_IO, "cannot start the rotation's thread");
     }
     r->joinable = 1;
-    r->state = ROT_RUNNING;
+    r->rec.state = ROT_RUNNING;
     return CUSTOS_OK;
+}
+
+/* Step 1 for a claimed rotation that is not resuming: the new version's key, in its file and in a
+   slot (the thread then finds it and goes on from step 2, as after an interruption). */
+static enum custos_err new_version(struct custos_vault *v, uint32_t kv)
+{
+    char path[PATH_MAX + 64];
+    int slot = free_slot(v);
+
+    if (slot < 0)
+        return custos_err_set(CUSTOS_ERR_CORRUPT, "too many master key versions present");
+    snprintf(path, sizeof(path), "%s/keys/master-%u.key", v->dir, kv);
+    return slot_fill(v, slot, kv, path);
 }
 
 /* The status document (kr_mu held). */
@@ -692,21 +720,21 @@ static json_t *status_json(struct custos_vault *v)
         json_decref(o);
         return NULL;
     }
-    if (!r || !r->state)
+    if (!r || !r->rec.state)
         return json_object_set_new(o, "rotation", json_null()) ? (json_decref(o), NULL) : o;
-    custos_time_format(when, r->started_at);
-    rot = json_pack("{s:s, s:I, s:I, s:b, s:s, s:o, s:I, s:I, s:I}", "state", names[r->state], "from_version",
-                    (json_int_t)r->st.from_version, "to_version", (json_int_t)r->st.to_version, "resumed",
-                    r->st.resumed, "started_at", when, "finished_at", json_null(), "rewrapped",
-                    (json_int_t)r->st.rewrapped, "retention_rewrapped", (json_int_t)r->st.retention_rewrapped,
-                    "destroyed_versions", (json_int_t)r->st.destroyed_versions);
-    if (rot && r->finished_at) {
-        custos_time_format(when, r->finished_at);
+    custos_time_format(when, r->rec.started_at);
+    rot = json_pack("{s:s, s:I, s:I, s:b, s:s, s:o, s:I, s:I, s:I}", "state", names[r->rec.state], "from_version",
+                    (json_int_t)r->rec.st.from_version, "to_version", (json_int_t)r->rec.st.to_version, "resumed",
+                    r->rec.st.resumed, "started_at", when, "finished_at", json_null(), "rewrapped",
+                    (json_int_t)r->rec.st.rewrapped, "retention_rewrapped", (json_int_t)r->rec.st.retention_rewrapped,
+                    "destroyed_versions", (json_int_t)r->rec.st.destroyed_versions);
+    if (rot && r->rec.finished_at) {
+        custos_time_format(when, r->rec.finished_at);
         json_object_set_new(rot, "finished_at", json_string(when));
     }
-    if (rot && r->err)
-        json_object_set_new(rot, "error", json_pack("{s:s, s:s}", "code", custos_err_api_code(r->err), "message",
-                                                     r->msg));
+    if (rot && r->rec.err)
+        json_object_set_new(rot, "error", json_pack("{s:s, s:s}", "code", custos_err_api_code(r->rec.err), "message",
+                                                     r->rec.msg));
     if (!rot || json_object_set_new(o, "rotation", rot)) {
         json_decref(o);
         return NULL;
@@ -728,16 +756,20 @@ enum custos_err custos_keys_rotate_parse(const char *body, size_t len)
 
 /*
  * The request's entry is durable before anything happens (no audit, no rotation): claim the
- * rotation (so a second request gets 409 meanwhile), record `started`, then launch it; a
- * ledger that refuses the entry leaves everything as it was (503).
+ * rotation (a second request gets 409 meanwhile), record `started`, make the new version's key
+ * file (step 1), then launch the rest in a thread and answer 202: a crash after the answer
+ * leaves a rotation the next start resumes.  A ledger that refuses the entry leaves everything
+ * as it was (503); a stop that came meanwhile launches nothing (503, outcome `stopped`; a key
+ * file already made is resumed by the next start like any interrupted rotation).
  */
 enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct custos_caller *c, const char *body,
                                          size_t len, json_t **out)
 {
     struct custos_event e;
+    struct custos_rotate_stats plan;
     char target[48];
-    enum rot_state prev = 0;
     enum custos_err rc = CUSTOS_OK;
+    int closed;
 
     *out = NULL;
     custos_event_init(&e, "keys.rotate", c);
@@ -749,27 +781,43 @@ enum custos_err custos_keys_rotate_start(struct custos_vault *v, const struct cu
     if ((rc = custos_keys_rotate_parse(body, len)))
         goto refused;
     pthread_mutex_lock(&v->kr_mu);
-    if (!(rc = rotation_claim(v, c, 0, &prev)))
-        rotate_target(target, &v->rot->st);
+    if (!(rc = rotation_claim(v, c, 0)))
+        plan = v->rot->rec.st;
     pthread_mutex_unlock(&v->kr_mu);
     if (rc)
         goto refused;
+    rotate_target(target, &plan);
     e.target = target;
     e.result = CUSTOS_RESULT_OK;
-    rc = custos_audit_durable(v, &e, NULL) ? CUSTOS_ERR_UNAVAILABLE : CUSTOS_OK;
-    pthread_mutex_lock(&v->kr_mu);
-    if (rc) {
-        v->rot->state = prev; /* nothing happened */
-        rc = custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the ledger cannot record the rotation: nothing was done");
-    } else if (!(rc = rotation_launch(v, prev)) && !(*out = status_json(v)))
-        rc = CUSTOS_ERR_NOMEM; /* it runs anyway; GET /v1/keys shows it */
-    pthread_mutex_unlock(&v->kr_mu);
-    if (rc && rc != CUSTOS_ERR_NOMEM && rc != CUSTOS_ERR_UNAVAILABLE) {
-        /* recorded as started, never launched: say so */
-        e.ok_reason = NULL;
-        return custos_audit_outcome(v, &e, rc);
+    if (custos_audit_durable(v, &e, NULL)) {
+        pthread_mutex_lock(&v->kr_mu);
+        rotation_giveback(v);
+        pthread_mutex_unlock(&v->kr_mu);
+        return custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the ledger cannot record the rotation: nothing was done");
     }
-    return rc;
+    pthread_mutex_lock(&v->kr_mu);
+    closed = v->kr_closed; /* a stop while the entry was written: no key file either */
+    pthread_mutex_unlock(&v->kr_mu);
+    /* the claim is this thread's alone: no lock needed to change a slot (slot_fill takes it) */
+    if (!closed && !plan.resumed)
+        rc = new_version(v, plan.to_version);
+    pthread_mutex_lock(&v->kr_mu);
+    if (!rc && v->kr_closed) { /* a stop came meanwhile (kr_closed stays set): it found nothing to stop */
+        rc = custos_err_set(CUSTOS_ERR_UNAVAILABLE, "the server is stopping");
+        e.reason = "stopped";
+    }
+    if (rc)
+        rotation_giveback(v);
+    else if (!(rc = rotation_launch(v))) {
+        if (!(*out = status_json(v)))
+            rc = CUSTOS_ERR_NOMEM; /* it runs anyway; GET /v1/keys shows it (its outcome, its own entry) */
+        pthread_mutex_unlock(&v->kr_mu);
+        return rc;
+    }
+    pthread_mutex_unlock(&v->kr_mu);
+    /* recorded as started, never launched: say so */
+    e.ok_reason = NULL;
+    return custos_audit_outcome(v, &e, rc);
 refused:
     return custos_audit_finish(v, &e, rc, out);
 }
@@ -797,14 +845,13 @@ done:
 int custos_keys_resume(struct custos_vault *v)
 {
     struct custos_caller sys;
-    enum rot_state prev;
     int started = 0;
 
     custos_caller_system(&sys);
     pthread_mutex_lock(&v->kr_mu);
     /* no entry first: like `custos keys rotate` resuming, its outcome entry says `recovered` */
     if (unfinished(v) && !busy(v->rot)) {
-        if (rotation_claim(v, &sys, 1, &prev) || rotation_launch(v, prev))
+        if (rotation_claim(v, &sys, 1) || rotation_launch(v))
             custos_err_clear(); /* serving goes on; GET /v1/keys shows the versions left */
         else
             started = 1;

@@ -76,7 +76,7 @@ for delay in 0 0.03 0.1; do
     [ "$state" = none ] || fail "round $round: nothing to resume, yet a rotation: $RESP"
   fi
   [ "$(jget versions "$T/resp")" = "[$((round + 1))]" ] || fail "round $round: versions $(jget versions "$T/resp"), want [$((round + 1))]"
-  ls "$D/keys" | grep '^master-' >"$T/keyfiles" || true
+  ls "$D/keys" | grep '^master-[0-9]*\.key$' >"$T/keyfiles" || true # (leftover .tmp files are ignored)
   [ "$(cat "$T/keyfiles")" = "master-$((round + 1)).key" ] || fail "round $round: key files: $(tr '\n' ' ' <"$T/keyfiles")"
   check_sample "round $round"
   stop_server
