@@ -333,6 +333,9 @@ enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_c
    something, or a newer one is not current yet) goes on in its own thread, as the local
    operator; its entry says `recovered`.  1 when it started one, else 0 (nothing to do). */
 int custos_keys_resume(struct custos_vault *v);
+/* For the server's log: once per rotation that ended (done, failed, stopped), a one-line account
+   of it into line (no key material) and 1; else 0.  Call it from one thread. */
+int custos_keys_report(struct custos_vault *v, char *line, size_t cap);
 /* Stop a rotation running in its own thread at the end of its current batch and wait for it
    (its entry says `stopped`; the next start resumes it); from then on this vault starts none
    (503 "the server is stopping"): it is for a server's stop.  custos_vault_free calls it too. */

@@ -198,6 +198,7 @@ struct rot_record {
     char msg[256];
     struct custos_caller who;
     int recovered; /* resumed at a start, as the local operator */
+    int reported;  /* custos_keys_report told of its end */
 };
 
 struct custos_rotation {
@@ -840,6 +841,31 @@ enum custos_err custos_keys_status(struct custos_vault *v, const struct custos_c
         rc = CUSTOS_ERR_NOMEM;
 done:
     return custos_audit_finish(v, &e, rc, out);
+}
+
+int custos_keys_report(struct custos_vault *v, char *line, size_t cap)
+{
+    struct rot_record *r;
+    int told = 0;
+
+    if (!v->kr_ready)
+        return 0;
+    pthread_mutex_lock(&v->kr_mu);
+    r = v->rot ? &v->rot->rec : NULL;
+    if (r && !r->reported && (r->state == ROT_DONE || r->state == ROT_FAILED || r->state == ROT_STOPPED)) {
+        if (r->state == ROT_DONE)
+            snprintf(line, cap, "master key rotation v%u -> v%u done: %llu subject key(s) and %llu retention key(s) "
+                     "re-wrapped, %llu old version(s) destroyed", r->st.from_version, r->st.to_version,
+                     (unsigned long long)r->st.rewrapped, (unsigned long long)r->st.retention_rewrapped,
+                     (unsigned long long)r->st.destroyed_versions);
+        else
+            snprintf(line, cap, "master key rotation v%u -> v%u %s after %llu subject key(s): %s", r->st.from_version,
+                     r->st.to_version, r->state == ROT_FAILED ? "failed" : "stopped",
+                     (unsigned long long)r->st.rewrapped, r->msg);
+        r->reported = told = 1;
+    }
+    pthread_mutex_unlock(&v->kr_mu);
+    return told;
 }
 
 int custos_keys_resume(struct custos_vault *v)

@@ -1197,8 +1197,12 @@ enum custos_err custos_server_run(struct custos_vault *v, const struct custos_se
     if (custos_keys_resume(v)) /* a master key rotation left unfinished goes on beside the requests */
         log_line("resuming the unfinished master key rotation (GET /v1/keys follows it)", "");
     while (!atomic_load(stop)) {
+        char line[512];
+
         nanosleep(&ts, NULL);
         custos_vault_tick(v);
+        if (custos_keys_report(v, line, sizeof(line)))
+            log_line(line, "");
     }
     log_line("stopping", "");
     custos_keys_stop(v); /* a rotation ends at its batch's end, while the workers still serve */

@@ -10,6 +10,7 @@
  */
 #include "harness.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -117,6 +118,22 @@ static void test_rotate_while_serving(void **state)
     assert_string_equal(cz_str(ev, "target"), "master-key v1 -> v2");
     assert_true(json_integer_value(cz_get(ev, "count")) >= 3);
     assert_non_null(cz_find_event(entries, "action", "keys.status", "result", "denied", NULL));
+
+    /* the server's log tells of its end (the tick looks every 200 ms) */
+    for (i = 0; i < 250; i++) {
+        FILE *fp = fopen(s->log, "r");
+        char line[1024];
+        int found = 0;
+
+        assert_non_null(fp);
+        while (!found && fgets(line, sizeof(line), fp))
+            found = strstr(line, "custos: master key rotation v1 -> v2 done: ") != NULL;
+        fclose(fp);
+        if (found)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_true(i < 250);
 
     /* a second one, then a restart: version 3 current, nothing to report */
     cz_expect(cz_req(s, "POST", "/v1/keys/rotate", s->admin.token, "{}"), 202);
