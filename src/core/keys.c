@@ -7,8 +7,9 @@
  *      re-wrapped under N+1 (new subject keys use N+1 from here on);
  *   3. re-wrap every subject key still under an older version, in batches,
  *      one transaction per batch;
- *   4. when none is left, destroy every older master key file (rename aside,
- *      overwrite, fsync, unlink, fsync directory) and flush the database logs.
+ *   4. when none is left, flush the control plane's log (its old pages hold the
+ *      old wraps), destroy every older master key file (rename aside,
+ *      overwrite, fsync, unlink, fsync directory), flush the database logs.
  * Interrupted after 1: the newest file is taken as the target.  After 2 or
  * during 3: the scan continues with what is left.  During 4: the next open
  * finishes the destroy (custos_keyfile_destroy, load_masters in vault.c).
@@ -22,9 +23,12 @@
  * version current and then waits until no wrap under an older one is still
  * uncommitted (which the re-wrap scan could miss), and step 4 marks a slot
  * retiring and waits until no thread holds it before the wipe.  Step 4
- * destroys only after the database logs are flushed, which needs every
- * reader's snapshot to be newer than the re-wrap: a rotation whose flush
- * stays busy keeps the old key and fails (running it again finishes).
+ * destroys only after the control plane's log is flushed, which needs every
+ * reader's snapshot of it to be newer than the re-wrap: a rotation whose
+ * flush stays busy keeps the old key and fails (running it again finishes).
+ * Serving, the request claims the rotation, records `started` durably and
+ * makes step 1 before it answers; the thread does the rest and records the
+ * outcome.
  *
  * Must never: change the key slots except under kr_mu (and only by whoever
  * holds the rotation's claim: the request that makes the new version, then
@@ -46,10 +50,9 @@
 #include "custos/banned.h"
 
 #define REWRAP_BATCH 2000
-/* serving: a batch holds the control plane's write lock (token issues, creates wait), so small */
+/* serving: a batch holds the database's write lock (every write waits for it), so small */
 #define REWRAP_BATCH_SERVING 250
-/* serving: how long step 4 tries to flush the logs before it gives up and keeps the old key */
-#define FLUSH_TRIES 40
+/* serving: the pause between two tries of step 4's flush (within v->key_flush_ms in all) */
 #define FLUSH_PAUSE_MS 250
 
 /* ---- the keyring ---------------------------------------------------------------------------- */
