@@ -3,7 +3,7 @@
 #   1. the dev build (-Werror): unit, integration (API, CLI, crash, tamper) tests;
 #   2. the sanitizer build (ASan + UBSan): unit and integration tests again;
 #   3. the ThreadSanitizer build: the tests that run the server's threads (API, held responses,
-#      erasure, ledger writer, key cache);
+#      erasure, ledger writer, key cache, master key rotation under load);
 #   4. the libFuzzer targets (clang), each over its seed corpus and for a short time.
 # Exit status 0 only when all of it passed.  .ci/run runs this script.
 set -euo pipefail
@@ -24,7 +24,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "== thread sanitizer build (TSan)"
 scripts/build.sh build-tsan -DCUSTOS_TSAN=ON
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R 'api/|server/|unit/test_(erase|ledger|vault|import|server)$'
+  ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R 'api/|server/|sh/test_rotate_load$|unit/test_(erase|ledger|vault|import|server)$'
 
 if [ -f tests/fuzz/CMakeLists.txt ]; then
   echo "== fuzz targets (${fuzz_seconds}s each)"
