@@ -1755,7 +1755,8 @@ static int ledger_fault(void *ctx, const char *op)
     return ledger_fails && strcmp(op, "write") == 0;
 }
 
-static void fx_open_rotation_knobs(struct fx *f, unsigned flush_ms)
+/* Reopen with a ledger fault hook (fault) and a rotation's flush budget (flush_ms, 0: 10 s). */
+static void fx_reopen_knobs(struct fx *f, int (*fault)(void *ctx, const char *op), unsigned flush_ms)
 {
     struct custos_vault_opts o;
 
@@ -1764,10 +1765,15 @@ static void fx_open_rotation_knobs(struct fx *f, unsigned flush_ms)
     o.dir = f->dir;
     o.now_ms = fx_clock;
     o.now_ctx = f;
-    o.ledger_fault = ledger_fault;
+    o.ledger_fault = fault;
     o.key_flush_ms = flush_ms;
+    must(custos_vault_open(&o, &f->v), "reopen with test knobs");
+}
+
+static void fx_open_rotation_knobs(struct fx *f, unsigned flush_ms)
+{
     ledger_fails = 0;
-    must(custos_vault_open(&o, &f->v), "open with rotation knobs");
+    fx_reopen_knobs(f, ledger_fault, flush_ms);
 }
 
 /*
@@ -1933,7 +1939,6 @@ static void test_rotation_stop_while_starting(void **state)
 {
     struct fx *f = *state;
     struct custos_caller admin;
-    struct custos_vault_opts o;
     struct start_call sc;
     char a[CUSTOS_ID_HEX + 1], p1[700], p2[700];
     pthread_t th;
@@ -1941,13 +1946,7 @@ static void test_rotation_stop_while_starting(void **state)
     int i;
 
     create(f->v, &f->sys, alice, a);
-    fx_close(f);
-    memset(&o, 0, sizeof(o));
-    o.dir = f->dir;
-    o.now_ms = fx_clock;
-    o.now_ctx = f;
-    o.ledger_fault = ledger_gate;
-    must(custos_vault_open(&o, &f->v), "open with a ledger gate");
+    fx_reopen_knobs(f, ledger_gate, 0);
     authn(f, f->admin_token, &admin);
     keypath(f, 1, p1, sizeof(p1));
     keypath(f, 2, p2, sizeof(p2));
